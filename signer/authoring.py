@@ -1,0 +1,222 @@
+"""Creating and changing repository content: init, delegate, add, revoke.
+
+Each function is one ``fwsign`` command's whole job, on an
+``OfflineRepository`` opened with the session's signers: it edits roles
+through ``edit_*`` (so versions, expiries and signatures follow the one rule
+in ``OfflineRepository.close``), then commits. Any error leaves the directory
+as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from securesystemslib.signer import Key
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Root,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+)
+
+from repo_metadata.errors import InvalidFieldError, InvalidMetadataError
+from repo_metadata.firmware import FirmwareInfo, SbomRef
+from repo_metadata.paths import check_role_name, check_target_path
+from repo_metadata.validation import check_product_line_patterns
+from signer import layout
+from signer.errors import SignerError
+from signer.hashing import hash_file
+from signer.repository import OfflineRepository
+
+#: Bit lengths of hashed bins we allow: up to 2**14 bins per product line.
+MAX_BIN_BITS = 14
+#: ``bins_for(expected)`` aims at no more than this many releases per bin.
+RELEASES_PER_BIN = 16
+
+
+@dataclass(frozen=True)
+class RoleKeys:
+    """The keys and threshold given for one role."""
+
+    keys: Sequence[Key]
+    threshold: int
+
+    def check(self, role: str) -> None:
+        keyids = [key.keyid for key in self.keys]
+        if len(set(keyids)) != len(keyids):
+            raise SignerError(f"{role}: the same key is given twice")
+        if not 1 <= self.threshold <= len(keyids):
+            raise SignerError(
+                f"{role}: threshold {self.threshold} needs between 1 and {len(keyids)} keys;"
+                " give more keys or a lower threshold"
+            )
+
+
+def init_repository(
+    repo: OfflineRepository,
+    *,
+    root: RoleKeys,
+    targets: RoleKeys,
+    snapshot: Key,
+    timestamp: Key,
+) -> list[str]:
+    """Create root v1 and an empty targets v1 in an empty directory."""
+    if layout.metadata_dir(repo.path).exists() and any(layout.metadata_dir(repo.path).iterdir()):
+        raise SignerError(f"{repo.path} already holds a repository; refusing to overwrite it")
+    root.check("root")
+    targets.check("targets")
+    with repo.edit_root() as signed:
+        _set_role_keys(signed, "root", root)
+        _set_role_keys(signed, "targets", targets)
+        _set_role_keys(signed, "snapshot", RoleKeys([snapshot], 1))
+        _set_role_keys(signed, "timestamp", RoleKeys([timestamp], 1))
+    with repo.edit_targets():
+        pass
+    return repo.commit()
+
+
+def _set_role_keys(root: Root, role: str, keys: RoleKeys) -> None:
+    for key in keys.keys:
+        root.add_key(key, role)
+    root.roles[role].threshold = keys.threshold
+
+
+def bins_for(expected_releases: int) -> int:
+    """Bin bit length so that ``expected_releases`` spread to a few per bin."""
+    if expected_releases < 1:
+        raise SignerError("--expected-releases must be at least 1")
+    bits = math.ceil(math.log2(max(1, expected_releases / RELEASES_PER_BIN)))
+    return max(1, min(MAX_BIN_BITS, bits))
+
+
+def delegate(
+    repo: OfflineRepository,
+    *,
+    name: str,
+    path_prefix: str,
+    keys: RoleKeys,
+    bin_bits: int | None = None,
+) -> list[str]:
+    """Delegate a product line (``path_prefix``) to its engineers' keys.
+
+    With ``bin_bits``, the line's releases are spread over ``2**bin_bits``
+    hashed bins (TAP 15 succinct roles) signed by the same keys, so adding a
+    release re-signs one small bin instead of a role listing every release.
+    """
+    try:
+        check_role_name(name)
+        check_target_path(path_prefix.rstrip("/"))
+        check_product_line_patterns([f"{path_prefix.rstrip('/')}/*"])
+    except (InvalidFieldError, InvalidMetadataError) as exc:
+        raise SignerError(str(exc)) from None
+    keys.check(name)
+    if repo.exists(name):
+        raise SignerError(f"role {name!r} already exists; change its keys with 'fwsign rotate'")
+    if bin_bits is not None and not 1 <= bin_bits <= MAX_BIN_BITS:
+        raise SignerError(f"--bin-bits must be between 1 and {MAX_BIN_BITS}")
+    pattern = f"{path_prefix.rstrip('/')}/*"
+    with repo.edit_targets() as targets:
+        roles = _named_roles(targets)
+        for existing in roles.values():
+            if _overlaps(existing.paths or [], pattern):
+                raise SignerError(
+                    f"path prefix {path_prefix!r} overlaps product line {existing.name!r}"
+                )
+        roles[name] = DelegatedRole(name, [], keys.threshold, True, paths=[pattern])
+        for key in keys.keys:
+            targets.add_key(key, name)
+    bin_names: list[str] = []
+    with repo.edit_targets(name) as line:
+        if bin_bits is not None:
+            keyids = [k.keyid for k in keys.keys]
+            succinct = SuccinctRoles(keyids, keys.threshold, bin_bits, f"{name}-bins")
+            line.delegations = Delegations({k.keyid: k for k in keys.keys}, succinct_roles=succinct)
+            bin_names = list(succinct.get_roles())
+    for bin_name in bin_names:
+        with repo.edit_targets(bin_name):
+            pass
+    return repo.commit()
+
+
+def _named_roles(targets: Targets) -> dict[str, DelegatedRole]:
+    if targets.delegations is None:
+        targets.delegations = Delegations({}, roles={})
+    if targets.delegations.roles is None:
+        raise SignerError("top-level targets uses hashed bins; product lines cannot be added")
+    return targets.delegations.roles
+
+
+def _overlaps(patterns: Sequence[str], pattern: str) -> bool:
+    prefix = pattern[:-1]
+    return any(p[:-1].startswith(prefix) or prefix.startswith(p[:-1]) for p in patterns)
+
+
+def add_firmware(
+    repo: OfflineRepository,
+    *,
+    image: Path,
+    name: str,
+    info: FirmwareInfo,
+    target_path: str | None = None,
+    sbom: Path | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> list[str]:
+    """Add a firmware image (and its SBOM) to the role that signs its path."""
+    path = target_path or f"{info.hardware_models[0]}/{name}-{info.version}.bin"
+    if not image.is_file():
+        raise SignerError(f"{image}: no such firmware file")
+    if sbom is not None:
+        sbom_path = f"{path.rsplit('.', 1)[0]}.sbom.json"
+        sbom_digest = _add_target(repo, sbom_path, sbom, {}, None)
+        info = replace(info, sbom=SbomRef(path=sbom_path, sha256=sbom_digest))
+    _add_target(repo, path, image, info.to_custom(), progress)
+    return repo.commit()
+
+
+def _add_target(
+    repo: OfflineRepository,
+    path: str,
+    file: Path,
+    custom: dict[str, object],
+    progress: Callable[[int], object] | None,
+) -> str:
+    try:
+        check_target_path(path)
+    except InvalidFieldError as exc:
+        raise SignerError(str(exc)) from None
+    if not file.is_file():
+        raise SignerError(f"{file}: no such file")
+    role = repo.leaf_role_for(path)
+    if path in repo.targets(role).targets:
+        raise SignerError(
+            f"{path} is already signed in {role}; a release never changes: give it a new version"
+        )
+    digest = hash_file(file, progress=progress)
+    target = TargetFile(
+        digest.length, {"sha256": digest.sha256}, path, unrecognized_fields={"custom": custom}
+    )
+    with repo.edit_targets(role) as signed:
+        signed.targets[path] = target
+    return digest.sha256
+
+
+def revoke_release(repo: OfflineRepository, *, path: str) -> list[str]:
+    """Withdraw a release (R56/R57): remove it, and its SBOM, from its role."""
+    role = repo.leaf_role_for(path)
+    target = repo.targets(role).targets.get(path)
+    if target is None:
+        raise SignerError(f"{path} is not a signed target of {role}; see 'fwsign status'")
+    sbom = target.custom.get("sbom") if isinstance(target.custom, dict) else None
+    with repo.edit_targets(role) as signed:
+        del signed.targets[path]
+    if isinstance(sbom, dict) and isinstance(sbom.get("path"), str):
+        sbom_role = repo.leaf_role_for(sbom["path"])
+        if sbom["path"] in repo.targets(sbom_role).targets:
+            with repo.edit_targets(sbom_role) as signed:
+                del signed.targets[sbom["path"]]
+    return repo.commit()

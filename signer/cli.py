@@ -1,0 +1,443 @@
+"""``fwsign``: the offline signing tool of release engineers and security officers.
+
+Every command is thin: it parses options, opens the repository with the
+session's signers, calls one function of ``signer``, and prints the result.
+Errors become one line on stderr and exit status 1; nothing is written.
+PINs are read from ``FWSIGN_PIN`` (automation) or prompted without echo;
+they are never printed or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from hsm_mock.errors import HSMError
+from repo_metadata.errors import RepositoryError
+from repo_metadata.firmware import FirmwareInfo
+from repo_metadata.policy import Policy
+from signer import authoring, inspect, keyops, signing
+from signer.errors import SignerError
+from signer.keys import load_public_key, signer_from_uri
+from signer.repository import OfflineRepository
+
+PIN_ENV = "FWSIGN_PIN"
+_ERRORS = (SignerError, RepositoryError, HSMError, OSError)
+
+
+class _Group(click.Group):
+    """Turns every expected error into a message and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _pin_handler(uri: str) -> Callable[[str], str]:
+    def ask(message: str) -> str:
+        pin = os.environ.get(PIN_ENV)
+        if pin is not None:
+            return pin
+        return str(click.prompt(f"{message} for {uri}", hide_input=True, err=True))
+
+    return ask
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _open(repo: Path, keys: Sequence[str] = ()) -> OfflineRepository:
+    signers = [signer_from_uri(uri, _pin_handler(uri)) for uri in keys]
+    return OfflineRepository(repo, now=_now(), signers=signers)
+
+
+def _written(paths: Sequence[str]) -> None:
+    click.echo(
+        f"wrote {len(paths)} role(s): {', '.join(paths[:8])}{' ...' if len(paths) > 8 else ''}"
+    )
+
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    show_default=True,
+    help="Repository directory.",
+)
+key_option = click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="URI",
+    help="Private key URI to sign with (fwhsm:... or hsm:...); repeatable.",
+)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="More diagnostics on stderr.")
+def main(verbose: int) -> None:
+    """Sign firmware releases offline into a TUF repository.
+
+    A typical round: a security officer runs 'init', a release manager
+    'delegate's a product line to its engineers, an engineer 'add's a
+    firmware image, two engineers 'sign' in turn, and 'status' / 'verify'
+    show what is ready to publish.
+    """
+    logging.basicConfig(level=logging.WARNING - 10 * verbose, stream=sys.stderr)
+
+
+@main.command()
+@repo_option
+@click.option(
+    "--root-key",
+    "root_keys",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="A root key: public key file or signer URI; repeat for each officer.",
+)
+@click.option("--root-threshold", type=int, help="Signatures root needs [policy: 2].")
+@click.option(
+    "--targets-key",
+    "targets_keys",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="A targets (release manager) key; repeatable.",
+)
+@click.option("--targets-threshold", type=int, help="Signatures targets needs [policy: 1].")
+@click.option(
+    "--snapshot-key", required=True, metavar="FILE", help="The server's online snapshot public key."
+)
+@click.option(
+    "--timestamp-key",
+    required=True,
+    metavar="FILE",
+    help="The server's online timestamp public key.",
+)
+@click.option(
+    "--expiry-days",
+    "expiries",
+    multiple=True,
+    metavar="ROLE=DAYS",
+    help="Override a role kind's lifetime (root, targets, delegation, ...).",
+)
+@key_option
+def init(
+    repo: Path,
+    root_keys: tuple[str, ...],
+    root_threshold: int | None,
+    targets_keys: tuple[str, ...],
+    targets_threshold: int | None,
+    snapshot_key: str,
+    timestamp_key: str,
+    expiries: tuple[str, ...],
+    keys: tuple[str, ...],
+) -> None:
+    """Create a repository: root and an empty targets, signed with --key."""
+    policy = _policy(expiries, root_threshold, targets_threshold)
+    signers = [signer_from_uri(uri, _pin_handler(uri)) for uri in keys]
+    repository = OfflineRepository(repo, now=_now(), signers=signers, policy=policy, create=True)
+    written = authoring.init_repository(
+        repository,
+        root=authoring.RoleKeys(
+            [load_public_key(r) for r in root_keys], policy.for_role("root").threshold
+        ),
+        targets=authoring.RoleKeys(
+            [load_public_key(r) for r in targets_keys], policy.for_role("targets").threshold
+        ),
+        snapshot=load_public_key(snapshot_key),
+        timestamp=load_public_key(timestamp_key),
+    )
+    _written(written)
+    _print_status(inspect.status(OfflineRepository(repo, now=_now())))
+
+
+def _policy(expiries: Sequence[str], root: int | None, targets: int | None) -> Policy:
+    policy = (
+        Policy().with_override("root", threshold=root).with_override("targets", threshold=targets)
+    )
+    for item in expiries:
+        kind, sep, days = item.partition("=")
+        if not sep or not days.replace(".", "", 1).isdigit():
+            raise SignerError(f"--expiry-days {item!r}: expected ROLE=DAYS, e.g. timestamp=1")
+        policy = policy.with_override(kind, expiry_days=float(days))
+    return policy
+
+
+@main.command()
+@repo_option
+@click.option("--name", required=True, help="Role name of the product line, e.g. pump-x100.")
+@click.option("--path-prefix", required=True, help="Target path prefix it owns, e.g. pump-x100/.")
+@click.option(
+    "--engineer-key",
+    "engineer_keys",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="A release engineer's public key file or URI; repeatable.",
+)
+@click.option("--threshold", type=int, help="Signatures each release needs [policy: 2, R9].")
+@click.option("--bin-bits", type=int, help="Spread releases over 2**N hashed bins (TAP 15).")
+@click.option(
+    "--expected-releases",
+    type=int,
+    help="Choose --bin-bits for this many releases (a few per bin).",
+)
+@key_option
+def delegate(
+    repo: Path,
+    name: str,
+    path_prefix: str,
+    engineer_keys: tuple[str, ...],
+    threshold: int | None,
+    bin_bits: int | None,
+    expected_releases: int | None,
+    keys: tuple[str, ...],
+) -> None:
+    """Delegate a product line to its engineers (targets key signs, via --key)."""
+    repository = _open(repo, keys)
+    if expected_releases is not None:
+        if bin_bits is not None:
+            raise SignerError("give --bin-bits or --expected-releases, not both")
+        bin_bits = authoring.bins_for(expected_releases)
+    role_keys = authoring.RoleKeys(
+        [load_public_key(ref) for ref in engineer_keys],
+        threshold or repository.policy.for_role(name).threshold,
+    )
+    written = authoring.delegate(
+        repository, name=name, path_prefix=path_prefix, keys=role_keys, bin_bits=bin_bits
+    )
+    _written(written)
+    click.echo(f"delegated {path_prefix} to {name}: {role_keys.threshold} of {len(role_keys.keys)}")
+
+
+@main.command()
+@repo_option
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Firmware name, e.g. pump-fw.")
+@click.option("--version", "version", required=True, help="Semantic version, e.g. 2.4.0.")
+@click.option(
+    "--security-version",
+    required=True,
+    type=int,
+    help="Anti-rollback counter: devices never go below it.",
+)
+@click.option(
+    "--hardware-model",
+    "models",
+    multiple=True,
+    required=True,
+    help="A hardware model it runs on; repeatable.",
+)
+@click.option(
+    "--requires-authorization", is_flag=True, help="A technician must authorize each install."
+)
+@click.option("--min-installed-version", help="Devices must already run at least this version.")
+@click.option(
+    "--sbom",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The image's SBOM file, signed as a target beside it.",
+)
+@click.option("--release-notes", default="", help="Short release notes.")
+@click.option("--target-path", help="Override the target path <model>/<name>-<version>.bin.")
+@key_option
+def add(
+    repo: Path,
+    image: Path,
+    name: str,
+    version: str,
+    security_version: int,
+    models: tuple[str, ...],
+    requires_authorization: bool,
+    min_installed_version: str | None,
+    sbom: Path | None,
+    release_notes: str,
+    target_path: str | None,
+    keys: tuple[str, ...],
+) -> None:
+    """Add a firmware IMAGE to the product line that owns its path."""
+    info = FirmwareInfo(
+        version=version,
+        security_version=security_version,
+        hardware_models=models,
+        requires_authorization=requires_authorization,
+        min_installed_version=min_installed_version,
+        release_notes=release_notes,
+    )
+    repository = _open(repo, keys)
+    with _progress(image) as bar:
+        written = authoring.add_firmware(
+            repository,
+            image=image,
+            name=name,
+            info=info,
+            target_path=target_path,
+            sbom=sbom,
+            progress=bar.update if bar is not None else None,
+        )
+    _written(written)
+
+
+def _progress(image: Path) -> AbstractContextManager[Any]:
+    if not sys.stderr.isatty() or not image.is_file():
+        return nullcontext(None)
+    bar: AbstractContextManager[Any] = tqdm(
+        total=image.stat().st_size, unit="B", unit_scale=True, desc="hashing", leave=False
+    )
+    return bar
+
+
+@main.command()
+@repo_option
+@click.option("--role", "roles", multiple=True, help="Only this role; repeatable [all pending].")
+@key_option
+def sign(repo: Path, roles: tuple[str, ...], keys: tuple[str, ...]) -> None:
+    """Add your signature (--key) to every role it may sign, and verify it."""
+    if not keys:
+        raise SignerError("give the key to sign with: --key URI")
+    results = signing.sign_roles(_open(repo, keys), roles=roles)
+    for result in results:
+        state = "ready" if result.signed >= result.threshold else "needs more signatures"
+        click.echo(
+            f"{result.role} v{result.version}: {result.signed} of {result.keys} signatures,"
+            f" threshold {result.threshold} ({state})"
+        )
+
+
+@main.command()
+@repo_option
+@click.option("--check", is_flag=True, help="Exit with status 1 if anything blocks publication.")
+def status(repo: Path, check: bool) -> None:
+    """Show each role's version, expiry, signatures and what blocks publishing."""
+    statuses = inspect.status(OfflineRepository(repo, now=_now()))
+    _print_status(statuses)
+    if check and any(not s.ready for s in statuses):
+        sys.exit(1)
+
+
+def _print_status(statuses: Sequence[inspect.RoleStatus]) -> None:
+    ready = [s for s in statuses if s.ready and not s.warnings]
+    bins = [s for s in ready if "-bins-" in s.role]
+    for s in statuses:
+        if s in bins:
+            continue
+        mark = "ok" if s.ready else "BLOCKED"
+        click.echo(
+            f"{s.role:<28} v{s.version:<4} {s.signed}/{s.threshold} signatures"
+            f"  expires {s.expires:%Y-%m-%d}  {mark}"
+        )
+        for line in (*s.problems, *s.warnings):
+            click.echo(f"    - {line}")
+    if bins:
+        click.echo(f"{len(bins)} hashed bin(s) ready")
+    blocked = sum(not s.ready for s in statuses)
+    click.echo("ready to publish" if not blocked else f"{blocked} role(s) block publication")
+
+
+@main.command()
+@repo_option
+@click.option(
+    "--root",
+    "pinned_root",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Start from this trusted root (as a device does) instead of 1.root.json.",
+)
+@click.option(
+    "--targets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also check the firmware files found under this directory.",
+)
+def verify(repo: Path, pinned_root: Path | None, targets_dir: Path | None) -> None:
+    """Verify the whole repository as a device would, from the root chain down."""
+    report = inspect.verify_repository(
+        repo, now=_now(), pinned_root=pinned_root, targets_dir=targets_dir
+    )
+    for failure in report.failures:
+        click.echo(f"FAIL {failure}", err=True)
+    click.echo(
+        f"checked {len(report.checked)} role(s), {report.targets} target(s),"
+        f" {report.files} file(s): {'OK' if report.ok else 'FAILED'}"
+    )
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@repo_option
+@click.option("--role", required=True, help="Role whose keys change (root, targets, a line).")
+@click.option("--add-key", "add_keys", multiple=True, metavar="REF", help="Key to add.")
+@click.option(
+    "--remove-key",
+    "remove_keys",
+    multiple=True,
+    metavar="KEYID",
+    help="Key id (or unique prefix) to remove.",
+)
+@click.option("--threshold", type=int, help="New threshold.")
+@key_option
+def rotate(
+    repo: Path,
+    role: str,
+    add_keys: tuple[str, ...],
+    remove_keys: tuple[str, ...],
+    threshold: int | None,
+    keys: tuple[str, ...],
+) -> None:
+    """Add or remove keys of a role and change its threshold (R5)."""
+    repository = _open(repo, keys)
+    written = keyops.rotate(
+        repository,
+        role=role,
+        add=[load_public_key(ref) for ref in add_keys],
+        remove=[_full_keyid(repository, k) for k in remove_keys],
+        threshold=threshold,
+    )
+    _written(written)
+
+
+@main.command("revoke-key")
+@repo_option
+@click.argument("keyid")
+@key_option
+def revoke_key(repo: Path, keyid: str, keys: tuple[str, ...]) -> None:
+    """Remove a compromised KEYID from every role that lists it (R5)."""
+    repository = _open(repo, keys)
+    _written(keyops.revoke_key(repository, keyid=_full_keyid(repository, keyid)))
+
+
+@main.command("revoke-release")
+@repo_option
+@click.argument("target_path")
+@key_option
+def revoke_release(repo: Path, target_path: str, keys: tuple[str, ...]) -> None:
+    """Withdraw a released TARGET_PATH so devices move off it (R56, R57)."""
+    _written(authoring.revoke_release(_open(repo, keys), path=target_path))
+
+
+def _full_keyid(repository: OfflineRepository, prefix: str) -> str:
+    """Resolve a key id prefix of 8+ characters against every key listed."""
+    if len(prefix) < 8:
+        raise SignerError(f"key id {prefix!r} is too short: give at least 8 characters")
+    known = set(repository.root().keys)
+    for role in repository.role_names():
+        delegations = repository.open(role).signed.delegations if role != "root" else None
+        if delegations is not None:
+            known |= set(delegations.keys)
+    matches = sorted(k for k in known if k.startswith(prefix))
+    if len(matches) != 1:
+        raise SignerError(f"key id {prefix!r} matches {len(matches)} keys; give more characters")
+    return matches[0]

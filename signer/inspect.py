@@ -1,0 +1,204 @@
+"""Reading a repository: ``status`` and ``verify``.
+
+``status`` tells a release engineer, role by role, what still blocks
+publication: missing signatures, expiry (a warning under 30 days), and
+roles whose version would not be accepted. ``verify`` checks the whole
+repository as a device would: the root chain from the first (or a pinned)
+root, then targets, then every delegation down to each hashed bin, each step
+by ``repo_metadata.verify``; with a targets directory, each firmware file's
+length and hashes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tuf.api.exceptions import LengthOrHashMismatchError
+from tuf.api.metadata import Metadata, Root, Targets
+
+from repo_metadata.errors import RepositoryError
+from repo_metadata.validation import load_metadata
+from repo_metadata.verify import verify_root_chain, verify_update
+from signer import layout
+from signer.errors import SignerError
+from signer.repository import OfflineRepository
+
+EXPIRY_WARNING = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    """One role as ``fwsign status`` shows it."""
+
+    role: str
+    version: int
+    expires: datetime
+    signed: int
+    threshold: int
+    keys: int
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+
+def status(repo: OfflineRepository) -> list[RoleStatus]:
+    """Every role's version, expiry, signatures and blockers."""
+    return [_role_status(repo, role) for role in repo.role_names()]
+
+
+def _role_status(repo: OfflineRepository, role: str) -> RoleStatus:
+    signed = repo.open(role).signed
+    problems, warnings = [], []
+    parts = repo.signature_status(role)
+    for who, part in parts:
+        if part.missing:
+            waiting = ", ".join(sorted(k[:12] for k in part.unsigned)) or "no key listed"
+            problems.append(
+                f"needs {part.missing} more signature(s) for {who}'s threshold"
+                f" {part.threshold} (keys not yet signed: {waiting})"
+            )
+    left = signed.expires - repo.now
+    if left <= timedelta(0):
+        problems.append(f"expired on {signed.expires:%Y-%m-%d}; edit and re-sign it")
+    elif left < EXPIRY_WARNING:
+        warnings.append(f"expires in {left.days} day(s), on {signed.expires:%Y-%m-%d}")
+    worst = max((part for _who, part in parts), key=lambda part: part.missing)
+    return RoleStatus(
+        role=role,
+        version=signed.version,
+        expires=signed.expires,
+        signed=len(worst.signed),
+        threshold=worst.threshold,
+        keys=len(worst.signed) + len(worst.unsigned),
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` checked and what failed, role by role."""
+
+    checked: list[str] = field(default_factory=list)
+    targets: int = 0
+    files: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def verify_repository(
+    path: Path,
+    *,
+    now: datetime,
+    pinned_root: Path | None = None,
+    targets_dir: Path | None = None,
+) -> VerifyReport:
+    """Check ``path`` from the root chain down, as a device would."""
+    report = VerifyReport()
+    try:
+        root = _verify_roots(path, pinned_root, now)
+    except (RepositoryError, SignerError) as exc:
+        report.failures.append(f"root: {exc}")
+        return report
+    report.checked.append("root")
+    for role, metadata in _walk_targets(path, root.signed, now, report):
+        report.checked.append(role)
+        report.targets += len(metadata.signed.targets)
+        if targets_dir is not None:
+            _verify_files(metadata.signed, targets_dir, report)
+    return report
+
+
+def _verify_roots(path: Path, pinned_root: Path | None, now: datetime) -> Metadata[Root]:
+    trusted: Metadata[Root] | None = None
+    first = 1
+    if pinned_root is not None:
+        trusted = _load_root(pinned_root.read_bytes())
+        first = trusted.signed.version + 1
+    chain = []
+    version = first
+    while (file := layout.root_version_file(path, version)).is_file():
+        chain.append(file.read_bytes())
+        version += 1
+    if trusted is None and not chain:
+        raise SignerError(f"no {layout.root_version_file(path, 1).name} in {path}")
+    return verify_root_chain(chain, trusted=trusted, now=now)
+
+
+def _load_root(data: bytes) -> Metadata[Root]:
+    # A pinned root is trusted as given, like a device's provisioned root.
+    metadata = load_metadata(data, expected_type=Root.type)
+    if not isinstance(metadata.signed, Root):
+        raise SignerError("the pinned root is not root metadata")
+    return metadata
+
+
+def _walk_targets(
+    path: Path, root: Root, now: datetime, report: VerifyReport
+) -> Iterator[tuple[str, Metadata[Any]]]:
+    """Yield each verified targets role, walking delegations breadth first."""
+    queue: list[tuple[str, Root | Targets, tuple[tuple[str, ...], ...]]] = [("targets", root, ())]
+    seen: set[str] = set()
+    while queue:
+        role, delegator, ancestors = queue.pop(0)
+        if role in seen:
+            report.failures.append(f"{role}: delegated more than once")
+            continue
+        seen.add(role)
+        file = layout.role_file(path, role)
+        if not file.is_file():
+            report.failures.append(f"{role}: delegated but {file.name} is missing")
+            continue
+        try:
+            metadata = verify_update(
+                file.read_bytes(),
+                role=role,
+                trusted=None,
+                delegator=delegator,
+                now=now,
+                ancestor_patterns=ancestors,
+            )
+        except RepositoryError as exc:
+            report.failures.append(f"{role}: {exc}")
+            continue
+        yield role, metadata
+        queue.extend(_children(metadata.signed, ancestors))
+
+
+def _children(
+    signed: Targets, ancestors: tuple[tuple[str, ...], ...]
+) -> Iterator[tuple[str, Targets, tuple[tuple[str, ...], ...]]]:
+    delegations = signed.delegations
+    if delegations is None:
+        return
+    if delegations.succinct_roles is not None:
+        for name in delegations.succinct_roles.get_roles():
+            yield name, signed, ancestors
+    for child in (delegations.roles or {}).values():
+        yield child.name, signed, (*ancestors, tuple(child.paths or ()))
+
+
+def _verify_files(signed: Targets, targets_dir: Path, report: VerifyReport) -> None:
+    for target_path, target in signed.targets.items():
+        file = targets_dir / target_path
+        if not file.is_file():
+            continue
+        with file.open("rb") as handle:
+            try:
+                target.verify_length_and_hashes(handle)
+            except LengthOrHashMismatchError as exc:
+                report.failures.append(
+                    f"{target_path}: file does not match its signed target: {exc}"
+                )
+                continue
+        report.files += 1

@@ -1,0 +1,144 @@
+"""Changing who may sign: key rotation and revocation (R5, R47).
+
+``rotate`` adds and removes keys of one role and may change its threshold:
+a top-level role's keys live in root (so root gets a new version, to be
+signed by the threshold of the old and of the new root), a product line's in
+targets, and a product line with hashed bins also hands the same keys to
+every bin. ``revoke_key`` removes a compromised key from every role that
+lists it. Both refuse a change that would leave a role unable to meet its
+threshold, before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from securesystemslib.signer import Key
+from tuf.api.metadata import Delegations, Root, Targets
+
+from repo_metadata.paths import TOP_LEVEL_ROLES
+from signer.errors import SignerError
+from signer.repository import OfflineRepository
+
+
+def rotate(
+    repo: OfflineRepository,
+    *,
+    role: str,
+    add: Sequence[Key] = (),
+    remove: Sequence[str] = (),
+    threshold: int | None = None,
+) -> list[str]:
+    """Add keys to, remove key ids from, and re-threshold ``role``."""
+    if not add and not remove and threshold is None:
+        raise SignerError("nothing to change: give --add-key, --remove-key or --threshold")
+    if role in TOP_LEVEL_ROLES:
+        with repo.edit_root() as root:
+            _rotate_in(root, role, add, remove, threshold)
+        return repo.commit()
+    name = repo.delegation_of(role).delegator_name
+    if name is None or repo.targets(name).delegations is None:
+        raise SignerError(f"role {role!r} is not delegated by a targets role")
+    with repo.edit_targets(name) as delegator:
+        if delegator.delegations is None or delegator.delegations.roles is None:
+            raise SignerError(f"{role!r} is a hashed bin: rotate its product line instead")
+        _rotate_in(delegator, role, add, remove, threshold)
+    succinct = _succinct(repo.targets(role))
+    if succinct is not None:
+        with repo.edit_targets(role) as line:
+            _rotate_succinct(line, add, remove, threshold)
+    return repo.commit()
+
+
+def _rotate_in(
+    delegator: Root | Targets,
+    role: str,
+    add: Sequence[Key],
+    remove: Sequence[str],
+    threshold: int | None,
+) -> None:
+    entry = delegator.get_delegated_role(role)
+    for keyid in remove:
+        if keyid not in entry.keyids:
+            raise SignerError(f"key {keyid[:12]} is not a key of {role}")
+        delegator.revoke_key(keyid, role)
+    for key in add:
+        if key.keyid in entry.keyids:
+            raise SignerError(f"key {key.keyid[:12]} is already a key of {role}")
+        delegator.add_key(key, role)
+    if threshold is not None:
+        entry.threshold = threshold
+    _check_threshold(role, len(entry.keyids), entry.threshold)
+
+
+def _succinct(line: Targets) -> Delegations | None:
+    delegations = line.delegations
+    return delegations if delegations and delegations.succinct_roles else None
+
+
+def _rotate_succinct(
+    line: Targets, add: Sequence[Key], remove: Sequence[str], threshold: int | None
+) -> None:
+    delegations = line.delegations
+    if delegations is None or delegations.succinct_roles is None:
+        return
+    bins = delegations.succinct_roles
+    for keyid in remove:
+        if keyid in bins.keyids:
+            bins.keyids.remove(keyid)
+            delegations.keys.pop(keyid, None)
+    for key in add:
+        bins.keyids.append(key.keyid)
+        delegations.keys[key.keyid] = key
+    if threshold is not None:
+        bins.threshold = threshold
+    _check_threshold("hashed bins", len(bins.keyids), bins.threshold)
+
+
+def _check_threshold(role: str, keys: int, threshold: int) -> None:
+    if not 1 <= threshold <= keys:
+        raise SignerError(
+            f"{role} would have {keys} key(s) for a threshold of {threshold};"
+            " add a key or lower the threshold in the same 'fwsign rotate'"
+        )
+
+
+def revoke_key(repo: OfflineRepository, *, keyid: str) -> list[str]:
+    """Remove ``keyid`` from every role that lists it (a compromised key, R5)."""
+    found = False
+    root = repo.root()
+    roles_in_root = [name for name, entry in root.roles.items() if keyid in entry.keyids]
+    if roles_in_root:
+        found = True
+        with repo.edit_root() as signed:
+            for name in roles_in_root:
+                _rotate_in(signed, name, (), [keyid], None)
+    for name in list(_delegating_roles(repo)):
+        delegations = repo.targets(name).delegations
+        if delegations is None or keyid not in delegations.keys:
+            continue
+        found = True
+        with repo.edit_targets(name) as signed:
+            for child in list((signed.delegations.roles or {}) if signed.delegations else {}):
+                if keyid in signed.get_delegated_role(child).keyids:
+                    _rotate_in(signed, child, (), [keyid], None)
+            _rotate_succinct(signed, (), [keyid], None)
+    if not found:
+        raise SignerError(f"no role lists key {keyid[:12]}; 'fwsign status' shows the keys")
+    return repo.commit()
+
+
+def _delegating_roles(repo: OfflineRepository) -> Iterator[str]:
+    """Every targets role that delegates, walking down from targets."""
+    queue = ["targets"]
+    seen: set[str] = set()
+    while queue:
+        name = queue.pop(0)
+        if name in seen or not repo.exists(name):
+            continue
+        seen.add(name)
+        delegations = repo.targets(name).delegations
+        if delegations is None:
+            continue
+        yield name
+        queue.extend((delegations.roles or {}).keys())

@@ -1,0 +1,99 @@
+"""Key references: how a person names a key on the command line.
+
+A *public* key is named by a file (securesystemslib key JSON, as written by
+``fwhsm export-public``, or a PEM public key) or by a signer URI whose token
+can tell its public key. A *private* key is only ever a signer URI
+(``fwhsm:...`` for the mock HSM, ``hsm:...`` for a PKCS#11 token): private
+bytes never pass through this package (ARCHITECTURE: keys stay in the HSM).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
+
+import hsm_mock.signer
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pkcs11.exceptions import PKCS11Error
+from securesystemslib.signer import (
+    SIGNER_FOR_URI_SCHEME,
+    HSMSigner,
+    Key,
+    SecretsHandler,
+    Signer,
+    SSlibKey,
+)
+from securesystemslib.signer._utils import compute_default_keyid
+
+from hsm_mock.errors import HSMError
+from signer.errors import SignerError
+
+MAX_KEY_FILE = 64 * 1024
+
+
+def is_signer_uri(ref: str) -> bool:
+    scheme, sep, _ = ref.partition(":")
+    return bool(sep) and scheme in SIGNER_FOR_URI_SCHEME
+
+
+def load_public_key(ref: str) -> Key:
+    """The public key named by ``ref`` (a key file or a signer URI)."""
+    if is_signer_uri(ref):
+        return public_key_from_uri(ref)
+    path = Path(ref)
+    if not path.is_file():
+        raise SignerError(
+            f"{ref!r} is neither a public key file nor a signer URI (fwhsm:..., hsm:...)"
+        )
+    data = path.read_bytes()[: MAX_KEY_FILE + 1]
+    if len(data) > MAX_KEY_FILE:
+        raise SignerError(f"{path}: too large for a public key file")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return SSlibKey.from_crypto(load_pem_public_key(data))
+        return _key_from_json(json.loads(data))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SignerError(f"{path}: not a public key file ({exc})") from None
+
+
+def _key_from_json(obj: object) -> Key:
+    if not isinstance(obj, dict):
+        raise TypeError("expected a JSON object with keytype, scheme and keyval")
+    fields = {k: obj[k] for k in ("keytype", "scheme", "keyval")}
+    computed = compute_default_keyid(fields["keytype"], fields["scheme"], fields["keyval"])
+    if obj.get("keyid", computed) != computed:
+        raise ValueError("its keyid does not match the key")
+    key: Key = Key.from_dict(computed, dict(fields))
+    return key
+
+
+def public_key_from_uri(uri: str) -> Key:
+    """Ask the token behind ``uri`` for its public key (no PIN needed)."""
+    scheme = uri.partition(":")[0]
+    try:
+        if scheme == hsm_mock.signer.SCHEME:
+            return hsm_mock.signer.public_key_from_uri(uri)
+        if scheme == HSMSigner.SCHEME:
+            parsed = urlparse(uri)
+            label = dict(parse_qsl(parsed.query)).get("label")
+            keyid = int(parsed.path) if parsed.path else None
+            _uri, key = HSMSigner.import_(keyid, label)
+            imported: Key = key
+            return imported
+    except (ValueError, OSError, HSMError, PKCS11Error) as exc:  # the token's own words
+        raise SignerError(f"cannot read the public key of {uri}: {exc}") from None
+    raise SignerError(f"{uri}: give a public key file for this kind of key")
+
+
+def signer_from_uri(uri: str, secrets_handler: SecretsHandler) -> Signer:
+    """A signer for ``uri``; the PIN is asked for lazily by ``secrets_handler``."""
+    if not is_signer_uri(uri):
+        raise SignerError(
+            f"{uri!r} is not a private key URI; keys live in an HSM (fwhsm:... or hsm:...)"
+        )
+    key = public_key_from_uri(uri)
+    try:
+        return Signer.from_priv_key_uri(uri, key, secrets_handler)
+    except ValueError as exc:
+        raise SignerError(f"{uri}: {exc}") from None

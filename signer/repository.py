@@ -1,0 +1,319 @@
+"""The offline repository: python-tuf's ``Repository`` over a directory.
+
+``close()`` is the only way a role changes: it starts a new version (once per
+session, and only if the version on disk was already signed), sets the expiry
+from the policy, drops signatures over the old content, and signs with every
+key given for this session that the role's delegator authorizes, verifying
+each signature at once. Nothing touches the disk until ``commit()``, which
+first re-checks every changed role with ``repo_metadata.verify`` and then
+writes all files together (``FileBatch``): a failure anywhere leaves the
+directory exactly as it was.
+
+Roles are loaded lazily, so adding one release to a product line with
+hashed bins reads and re-signs ``targets``, the product line and one bin,
+never the whole line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.exceptions import UnverifiedSignatureError
+from securesystemslib.signer import Key, Signer
+from tuf.api.metadata import Metadata, Root, Signed, Targets, VerificationResult
+from tuf.api.serialization.json import JSONSerializer
+from tuf.repository import Repository
+
+from repo_metadata.errors import RepositoryError
+from repo_metadata.files import FileBatch
+from repo_metadata.paths import TOP_LEVEL_ROLES
+from repo_metadata.policy import Policy
+from repo_metadata.validation import load_metadata, parse_json_strict
+from repo_metadata.verify import check_proposed, role_type
+from signer import layout
+from signer.errors import SignerError
+
+_SERIALIZER = JSONSerializer(compact=False)
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """Who delegates a role, and the path patterns granted above that."""
+
+    delegator_name: str | None
+    delegator: Root | Targets
+    ancestor_patterns: tuple[tuple[str, ...], ...]
+
+
+class OfflineRepository(Repository):
+    """A signer's working copy of the repository, in one directory."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        now: datetime,
+        signers: Iterable[Signer] = (),
+        policy: Policy | None = None,
+        create: bool = False,
+    ) -> None:
+        self.path = path
+        self.now = now
+        if create:
+            self.policy = policy or Policy()
+        else:
+            if not layout.role_file(path, Root.type).is_file():
+                raise SignerError(
+                    f"{path} is not a firmware repository (no metadata/root.json);"
+                    " create one with 'fwsign init'"
+                )
+            self.policy = policy or _load_policy(path)
+        self._signers = {s.public_key.keyid: s for s in signers}
+        self._loaded: dict[str, Metadata[Any]] = {}
+        self._on_disk: dict[str, bytes | None] = {}
+        self._bumped: set[str] = set()
+        self._dirty: list[str] = []
+        self._new_policy = create
+
+    # -- python-tuf Repository interface --------------------------------
+
+    def open(self, role: str) -> Metadata[Any]:
+        if role in self._loaded:
+            return self._loaded[role]
+        file = layout.role_file(self.path, role)
+        data = file.read_bytes() if file.is_file() else None
+        self._on_disk[role] = data
+        if data is None:
+            md = _new_metadata(role, self.now)
+        else:
+            try:
+                md = load_metadata(data, expected_type=role_type(role))
+            except RepositoryError as exc:
+                raise SignerError(f"{file}: {exc}") from None
+        self._loaded[role] = md
+        return md
+
+    def close(self, role: str, md: Metadata[Any]) -> None:
+        was_signed = bool(self._on_disk.get(role)) and bool(_disk_signatures(self._on_disk[role]))
+        if was_signed and role not in self._bumped:
+            md.signed.version += 1
+        self._bumped.add(role)
+        md.signed.expires = self.now + self.policy.for_role(role).expiry
+        md.signatures.clear()
+        self._loaded[role] = md
+        self._mark_dirty(role)
+        self.sign_available(role)
+
+    # -- reading ---------------------------------------------------------
+
+    def exists(self, role: str) -> bool:
+        return role in self._loaded or layout.role_file(self.path, role).is_file()
+
+    def delegation_of(self, role: str) -> Delegation:
+        """The delegator of ``role``, found by walking down from targets."""
+        if role in TOP_LEVEL_ROLES:
+            return Delegation(None, self.root(), ())
+        queue: list[tuple[str, tuple[tuple[str, ...], ...]]] = [(Targets.type, ())]
+        seen: set[str] = set()
+        while queue:
+            name, ancestors = queue.pop(0)
+            if name in seen or not self.exists(name):
+                continue
+            seen.add(name)
+            delegator = self.targets(name)
+            delegations = delegator.delegations
+            if delegations is None:
+                continue
+            succinct = delegations.succinct_roles
+            if succinct is not None and succinct.is_delegated_role(role):
+                return Delegation(name, delegator, ancestors)
+            for child in (delegations.roles or {}).values():
+                if child.name == role:
+                    return Delegation(name, delegator, ancestors)
+                patterns = tuple(child.paths or ())
+                queue.append((child.name, (*ancestors, patterns) if patterns else ancestors))
+        raise SignerError(f"no role {role!r} is delegated in this repository; see 'fwsign status'")
+
+    def leaf_role_for(self, path: str) -> str:
+        """The delegated role that signs ``path``, as a client would find it."""
+        name = Targets.type
+        for _ in range(32):
+            delegations = self.targets(name).delegations
+            if delegations is None:
+                break
+            children = [child for child, _terminating in delegations.get_roles_for_target(path)]
+            if not children:
+                break
+            name = children[0]
+            if delegations.succinct_roles is not None:
+                break
+        if name == Targets.type:
+            raise SignerError(
+                f"no product line is delegated for {path!r}; create one with 'fwsign delegate'"
+            )
+        return name
+
+    def authorized_keys(self, role: str) -> dict[str, Key]:
+        """Keys whose signature counts for ``role`` (for root: old and new root)."""
+        if role == Root.type:
+            keys = _role_keys(self.root(), Root.type)
+            previous = self.previous_root()
+            if previous is not None:
+                keys |= _role_keys(previous, Root.type)
+            return keys
+        delegator = self.delegation_of(role).delegator
+        try:
+            entry = delegator.get_delegated_role(role)
+        except ValueError:
+            raise SignerError(f"role {role!r} is not delegated") from None
+        return {keyid: delegator.get_key(keyid) for keyid in entry.keyids}
+
+    def signature_status(self, role: str) -> list[tuple[str, VerificationResult]]:
+        """How far ``role``'s signatures are from its threshold(s).
+
+        One part per threshold that applies: a root after the first needs the
+        previous root's threshold and its own; every other role its
+        delegator's.
+        """
+        md = self.open(role)
+        if role == Root.type:
+            previous = self.previous_root()
+            result = md.signed.get_root_verification_result(
+                previous, md.signed_bytes, md.signatures
+            )
+            if previous is None:
+                return [("root", result.second)]
+            return [("previous root", result.first), ("new root", result.second)]
+        delegator = self.delegation_of(role)
+        verification = delegator.delegator.get_verification_result(
+            role, md.signed_bytes, md.signatures
+        )
+        return [(delegator.delegator_name or "root", verification)]
+
+    def previous_root(self) -> Root | None:
+        """The root version before the current one, if any."""
+        version = self.root().version
+        file = layout.root_version_file(self.path, version - 1)
+        if version <= 1 or not file.is_file():
+            return None
+        signed = load_metadata(file.read_bytes(), expected_type=Root.type).signed
+        return signed if isinstance(signed, Root) else None
+
+    def role_names(self) -> Iterator[str]:
+        """Every role that has a file, top-level first."""
+        names = set(self._loaded)
+        for file in layout.metadata_dir(self.path).glob("*.json"):
+            stem = file.name[: -len(".json")]
+            if not stem.split(".", 1)[0].isdigit():
+                names.add(stem)
+        yield from (role for role in ("root", "targets") if role in names)
+        yield from sorted(names - {"root", "targets", "snapshot", "timestamp"})
+
+    # -- signing -----------------------------------------------------------
+
+    def sign_available(self, role: str) -> list[str]:
+        """Sign ``role`` with each session key it authorizes; return key ids used."""
+        md = self.open(role)
+        allowed = self.authorized_keys(role)
+        used = []
+        for keyid, signer in self._signers.items():
+            if keyid in allowed:
+                self._sign_and_check(role, md, signer, allowed[keyid])
+                used.append(keyid)
+        if used:
+            self._mark_dirty(role)
+        return used
+
+    def _sign_and_check(self, role: str, md: Metadata[Any], signer: Signer, key: Key) -> None:
+        # tuf-on-ci's habit: a signature is verified with the expected public
+        # key the moment it is made, so a misconfigured token fails here.
+        signature = md.sign(signer, append=True)
+        try:
+            key.verify_signature(signature, md.signed_bytes)
+        except UnverifiedSignatureError:
+            del md.signatures[signature.keyid]
+            raise SignerError(
+                f"the signature just made for {role} by key {key.keyid[:12]} does not verify;"
+                " check that the key URI points at the right token and key"
+            ) from None
+
+    # -- writing -----------------------------------------------------------
+
+    def _mark_dirty(self, role: str) -> None:
+        if role not in self._dirty:
+            self._dirty.append(role)
+
+    def commit(self) -> list[str]:
+        """Check every changed role, then write them all at once."""
+        payloads = [(role, self._checked_bytes(role)) for role in self._dirty]
+        with FileBatch() as batch:
+            if self._new_policy:
+                batch.add(layout.policy_file(self.path), self.policy.dumps().encode())
+            for role, data in payloads:
+                if role == Root.type:
+                    version = self._loaded[role].signed.version
+                    batch.add(layout.root_version_file(self.path, version), data)
+                batch.add(layout.role_file(self.path, role), data)
+        written = list(self._dirty)
+        self._dirty.clear()
+        return written
+
+    def _checked_bytes(self, role: str) -> bytes:
+        data = self._loaded[role].to_bytes(_SERIALIZER)
+        try:
+            proposed = load_metadata(data, expected_type=role_type(role))
+            check_proposed(
+                proposed,
+                role=role,
+                trusted=self._trusted_before(role),
+                delegator=self._delegator_for_check(role, proposed.signed),
+                now=self.now,
+                ancestor_patterns=self.delegation_of(role).ancestor_patterns,
+            )
+        except RepositoryError as exc:
+            raise SignerError(f"refusing to write {role}: {exc}") from None
+        return data
+
+    def _trusted_before(self, role: str) -> Metadata[Any] | None:
+        data = self._on_disk.get(role)
+        if not data or role not in self._bumped or not _disk_signatures(data):
+            return None
+        return load_metadata(data, expected_type=role_type(role))
+
+    def _delegator_for_check(self, role: str, signed: Signed) -> Root | Targets:
+        if role == Root.type and isinstance(signed, Root):
+            return self.previous_root() or signed
+        return self.delegation_of(role).delegator
+
+
+def _role_keys(root: Root, role: str) -> dict[str, Key]:
+    return {keyid: root.get_key(keyid) for keyid in root.roles[role].keyids}
+
+
+def _disk_signatures(data: bytes | None) -> list[Any]:
+    if not data:
+        return []
+    signatures = parse_json_strict(data).get("signatures", [])
+    return signatures if isinstance(signatures, list) else []
+
+
+def _new_metadata(role: str, now: datetime) -> Metadata[Any]:
+    if role == Root.type:
+        return Metadata(Root(expires=now, consistent_snapshot=True))
+    if role in TOP_LEVEL_ROLES - {Targets.type}:
+        raise SignerError(f"{role} is an online role: the update server writes it")
+    return Metadata(Targets(expires=now))
+
+
+def _load_policy(path: Path) -> Policy:
+    file = layout.policy_file(path)
+    if not file.is_file():
+        return Policy()
+    try:
+        return Policy.from_json(parse_json_strict(file.read_bytes()))
+    except RepositoryError as exc:
+        raise SignerError(f"{file}: {exc}") from None
