@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
-import hsm_mock.signer
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pkcs11.exceptions import PKCS11Error
 from securesystemslib.signer import (
@@ -26,6 +25,7 @@ from securesystemslib.signer import (
 )
 from securesystemslib.signer._utils import compute_default_keyid
 
+import hsm_mock.signer
 from hsm_mock.errors import HSMError
 from signer.errors import SignerError
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import DownloadHTTPError
-from tuf.api.metadata import MetaFile, Metadata, Snapshot, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import FetcherInterface, Updater
 
