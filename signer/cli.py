@@ -310,12 +310,26 @@ def sign(repo: Path, roles: tuple[str, ...], keys: tuple[str, ...]) -> None:
     if not keys:
         raise SignerError("give the key to sign with: --key URI")
     results = signing.sign_roles(_open(repo, keys), roles=roles)
-    for result in results:
-        state = "ready" if result.signed >= result.threshold else "needs more signatures"
+    bins = [r for r in results if _is_bin(r.role)]
+    for result in (r for r in results if not _is_bin(r.role)):
         click.echo(
             f"{result.role} v{result.version}: {result.signed} of {result.keys} signatures,"
-            f" threshold {result.threshold} ({state})"
+            f" threshold {result.threshold} ({_readiness(result.signed, result.threshold)})"
         )
+    if bins:
+        fewest = min(r.signed for r in bins)
+        click.echo(
+            f"{len(bins)} hashed bin(s): at least {fewest} signature(s) each, threshold"
+            f" {bins[0].threshold} ({_readiness(fewest, bins[0].threshold)})"
+        )
+
+
+def _is_bin(role: str) -> bool:
+    return "-bins-" in role
+
+
+def _readiness(signed: int, threshold: int) -> str:
+    return "ready" if signed >= threshold else "needs more signatures"
 
 
 @main.command()
@@ -330,10 +344,13 @@ def status(repo: Path, check: bool) -> None:
 
 
 def _print_status(statuses: Sequence[inspect.RoleStatus]) -> None:
-    ready = [s for s in statuses if s.ready and not s.warnings]
-    bins = [s for s in ready if "-bins-" in s.role]
+    # Bins are summarised, grouped by their first problem: a product line
+    # may have thousands of them.
+    bins: dict[str, int] = {}
     for s in statuses:
-        if s in bins:
+        if _is_bin(s.role) and not s.warnings:
+            summary = s.problems[0] if s.problems else "ready"
+            bins[summary] = bins.get(summary, 0) + 1
             continue
         mark = "ok" if s.ready else "BLOCKED"
         click.echo(
@@ -342,8 +359,8 @@ def _print_status(statuses: Sequence[inspect.RoleStatus]) -> None:
         )
         for line in (*s.problems, *s.warnings):
             click.echo(f"    - {line}")
-    if bins:
-        click.echo(f"{len(bins)} hashed bin(s) ready")
+    for summary, count in sorted(bins.items()):
+        click.echo(f"{count} hashed bin(s): {summary}")
     blocked = sum(not s.ready for s in statuses)
     click.echo("ready to publish" if not blocked else f"{blocked} role(s) block publication")
 
