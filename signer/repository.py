@@ -24,6 +24,7 @@ from typing import Any
 
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Signed, Targets, VerificationResult
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
@@ -231,7 +232,12 @@ class OfflineRepository(Repository):
     def _sign_and_check(self, role: str, md: Metadata[Any], signer: Signer, key: Key) -> None:
         # tuf-on-ci's habit: a signature is verified with the expected public
         # key the moment it is made, so a misconfigured token fails here.
-        signature = md.sign(signer, append=True)
+        try:
+            signature = md.sign(signer, append=True)
+        except UnsignedMetadataError as exc:
+            # The token's own refusal (wrong PIN, locked, R47 purpose): say it.
+            cause = exc.__cause__ or exc
+            raise SignerError(f"{role}: key {key.keyid[:12]} did not sign: {cause}") from None
         try:
             key.verify_signature(signature, md.signed_bytes)
         except UnverifiedSignatureError:

@@ -1,0 +1,249 @@
+"""``fwsign`` as people run it, with keys in mock-HSM tokens.
+
+Each person has a token with one key for one purpose (R47); PINs come from
+``FWSIGN_PIN`` as automation would give them. Every refused command must
+exit non-zero with a message naming what to fix, print no traceback, and
+leave the repository byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hsm_mock import Algorithm, KdfParams, Purpose, Token, private_key_uri
+from signer.cli import main
+
+PIN = "user-pin-0815"
+FAST_KDF = KdfParams(memory_kib=8192, iterations=1, lanes=1)
+PEOPLE = {
+    "officer1": Purpose.ROOT,
+    "officer2": Purpose.ROOT,
+    "officer3": Purpose.ROOT,
+    "manager": Purpose.TARGETS,
+    "alice": Purpose.DELEGATION,
+    "bob": Purpose.DELEGATION,
+    "carol": Purpose.DELEGATION,
+    "snapshot": Purpose.SNAPSHOT,
+    "timestamp": Purpose.TIMESTAMP,
+}
+
+
+@pytest.fixture(scope="module")
+def uris(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One token per person, each with one key of that person's purpose."""
+    base = tmp_path_factory.mktemp("tokens")
+    result = {}
+    for person, purpose in PEOPLE.items():
+        token = Token.init(base / person, so_pin="so-pin-4711", user_pin=PIN, kdf=FAST_KDF)
+        token.login(PIN).generate(label=person, purpose=purpose, algorithm=Algorithm.ED25519)
+        result[person] = private_key_uri(token.path, person)
+    return result
+
+
+@pytest.fixture(scope="module")
+def online_keys(tmp_path_factory: pytest.TempPathFactory, uris: dict[str, str]) -> dict[str, str]:
+    """The server's online public keys as files, as 'fwhsm export-public' writes them."""
+    base = tmp_path_factory.mktemp("pub")
+    files = {}
+    for role in ("snapshot", "timestamp"):
+        token_dir = Path(uris[role].split(":", 1)[1].split("?", 1)[0])
+        key = Token.open(token_dir).public_key(role)
+        files[role] = str(base / f"{role}.json")
+        Path(files[role]).write_text(json.dumps({"keyid": key.keyid, **key.to_dict()}))
+    return files
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def fwsign() -> Run:
+    runner = CliRunner()
+
+    def run(*args: str, pin: str = PIN) -> Result:
+        return runner.invoke(main, list(args), env={"FWSIGN_PIN": pin})
+
+    return run
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def _init(fwsign: Run, repo: Path, uris: dict[str, str], online: dict[str, str]) -> None:
+    result = fwsign(
+        "init", "--repo", str(repo),
+        "--root-key", uris["officer1"], "--root-key", uris["officer2"],
+        "--root-key", uris["officer3"], "--targets-key", uris["manager"],
+        "--snapshot-key", online["snapshot"], "--timestamp-key", online["timestamp"],
+        "--key", uris["officer1"], "--key", uris["officer2"], "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = fwsign(
+        "delegate", "--repo", str(repo), "--name", "pump-x100", "--path-prefix", "pump-x100/",
+        "--engineer-key", uris["alice"], "--engineer-key", uris["bob"], "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fwsign: Run, uris: dict[str, str], online_keys: dict[str, str]) -> Path:
+    path = tmp_path / "repo"
+    _init(fwsign, path, uris, online_keys)
+    return path
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "pump-fw.bin"
+    path.write_bytes(b"firmware" * 4096)
+    return path
+
+
+def _add(fwsign: Run, repo: Path, image: Path, *extra: str) -> Result:
+    return fwsign(
+        "add", "--repo", str(repo), str(image), "--name", "pump-fw", "--version", "2.4.0",
+        "--security-version", "3", "--hardware-model", "pump-x100", *extra,
+    )  # fmt: skip
+
+
+def test_release_engineer_flow_two_signatures_then_verify_accepts(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's story (R9, R13): add, two engineers sign, verify accepts."""
+    assert _add(fwsign, repo, image).exit_code == 0
+    signed = fwsign("sign", "--repo", str(repo), "--key", uris["alice"])
+    assert "pump-x100 v1: 1 of 2 signatures, threshold 2 (needs more signatures)" in signed.output
+
+    blocked = fwsign("status", "--repo", str(repo), "--check")
+    assert blocked.exit_code == 1
+    assert "needs 1 more signature(s)" in blocked.output
+    refused = fwsign("verify", "--repo", str(repo))
+    assert refused.exit_code == 1
+    assert "signature-threshold" in refused.output
+
+    second = fwsign("sign", "--repo", str(repo), "--key", uris["bob"])
+    assert "pump-x100 v1: 2 of 2 signatures, threshold 2 (ready)" in second.output
+    firmware = tmp_path / "firmware" / "pump-x100"
+    firmware.mkdir(parents=True)
+    (firmware / "pump-fw-2.4.0.bin").write_bytes(image.read_bytes())
+    accepted = fwsign("verify", "--repo", str(repo), "--targets-dir", str(tmp_path / "firmware"))
+    assert accepted.exit_code == 0, accepted.output
+    assert "1 target(s), 1 file(s): OK" in accepted.output
+    assert fwsign("status", "--repo", str(repo), "--check").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--version", "2.4"), "version: not a semantic version"),
+        (("--security-version", "-1"), "security_version: must be zero or more"),
+        (("--hardware-model", "../etc"), "hardware_models"),
+        (("--min-installed-version", "9.0.0"), "min_installed_version: is above"),
+        (("--target-path", "other-line/pump-fw.bin"), "no product line is delegated"),
+        (("--target-path", "/abs/pump-fw.bin"), "absolute"),
+    ],
+)
+def test_bad_firmware_fields_exit_nonzero_naming_the_field_and_change_nothing(
+    fwsign: Run, repo: Path, image: Path, args: tuple[str, ...], message: str
+) -> None:
+    """Bad input gets a clear error and changes nothing (no half-written file)."""
+    before = _snapshot(repo)
+    # Later options override the defaults _add gives.
+    result = fwsign(
+        "add", "--repo", str(repo), str(image), "--name", "pump-fw", "--version", "2.4.0",
+        "--security-version", "3", "--hardware-model", "pump-x100", *args,
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(repo) == before
+
+
+def test_missing_image_is_refused_and_nothing_changes(fwsign: Run, repo: Path, tmp_path: Path) -> None:
+    before = _snapshot(repo)
+    result = _add(fwsign, repo, tmp_path / "nope.bin")
+    assert result.exit_code == 1
+    assert "no such firmware file" in result.output
+    assert _snapshot(repo) == before
+
+
+def test_wrong_pin_is_refused_and_nothing_is_signed(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    """A wrong PIN signs nothing; the message never echoes the PIN."""
+    assert _add(fwsign, repo, image).exit_code == 0
+    before = _snapshot(repo)
+    result = fwsign("sign", "--repo", str(repo), "--key", uris["alice"], pin="wrong-pin-1234")
+    assert result.exit_code != 0
+    assert "wrong-pin-1234" not in result.output
+    assert _snapshot(repo) == before
+
+
+def test_one_key_one_use_a_delegation_key_cannot_sign_root_r47(
+    fwsign: Run, tmp_path: Path, uris: dict[str, str], online_keys: dict[str, str]
+) -> None:
+    """R47: a token key made for delegations refuses to sign root metadata."""
+    repo = tmp_path / "repo"
+    result = fwsign(
+        "init", "--repo", str(repo),
+        "--root-key", uris["alice"], "--root-key", uris["officer1"],
+        "--targets-key", uris["manager"],
+        "--snapshot-key", online_keys["snapshot"], "--timestamp-key", online_keys["timestamp"],
+        "--key", uris["alice"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "root" in result.output
+    assert not repo.exists() or _snapshot(repo) == {}
+
+
+def test_sign_with_a_key_no_role_lists_is_refused(
+    fwsign: Run, repo: Path, uris: dict[str, str]
+) -> None:
+    before = _snapshot(repo)
+    result = fwsign("sign", "--repo", str(repo), "--key", uris["carol"])
+    assert result.exit_code == 1
+    assert "none of the keys given may sign" in result.output
+    assert _snapshot(repo) == before
+
+
+def test_not_a_repository_says_how_to_create_one(fwsign: Run, tmp_path: Path) -> None:
+    result = fwsign("status", "--repo", str(tmp_path))
+    assert result.exit_code == 1
+    assert "fwsign init" in result.output
+
+
+def test_revoke_key_by_prefix_removes_a_compromised_engineer_key_r5(
+    fwsign: Run, repo: Path, uris: dict[str, str]
+) -> None:
+    """R5: after rotating carol in, bob's stolen key is removed everywhere."""
+    rotated = fwsign(
+        "rotate", "--repo", str(repo), "--role", "pump-x100", "--add-key", uris["carol"],
+        "--key", uris["manager"],
+    )  # fmt: skip
+    assert rotated.exit_code == 0, rotated.output
+    token_dir = Path(uris["bob"].split(":", 1)[1].split("?", 1)[0])
+    bob_keyid = Token.open(token_dir).public_key("bob").keyid
+    result = fwsign("revoke-key", "--repo", str(repo), bob_keyid[:12], "--key", uris["manager"])
+    assert result.exit_code == 0, result.output
+    targets = json.loads((repo / "metadata" / "targets.json").read_text())
+    assert bob_keyid not in targets["signed"]["delegations"]["keys"]
+
+
+def test_revoke_release_withdraws_it_r56(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    assert _add(fwsign, repo, image).exit_code == 0
+    path = "pump-x100/pump-fw-2.4.0.bin"
+    result = fwsign("revoke-release", "--repo", str(repo), path)
+    assert result.exit_code == 0, result.output
+    role = json.loads((repo / "metadata" / "pump-x100.json").read_text())
+    assert path not in role["signed"]["targets"]
+    again = fwsign("revoke-release", "--repo", str(repo), path)
+    assert again.exit_code == 1
+    assert "is not a signed target" in again.output
