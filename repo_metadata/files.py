@@ -71,9 +71,13 @@ class FileBatch:
 
     def commit(self) -> None:
         directories = set()
-        for path, tmp in self._staged:
-            tmp.replace(path)
-            directories.add(path.parent)
+        try:
+            for path, tmp in self._staged:
+                tmp.replace(path)
+                directories.add(path.parent)
+        except BaseException:
+            self.discard()  # files not yet renamed must not be left behind
+            raise
         self._staged.clear()
         for directory in directories:
             _fsync_dir(directory)

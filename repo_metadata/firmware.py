@@ -21,8 +21,8 @@ from repo_metadata.errors import InvalidFieldError
 from repo_metadata.paths import check_target_path
 from repo_metadata.semver import SemVer
 
-HARDWARE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+HARDWARE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" accepts "\n"
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 MAX_RELEASE_NOTES = 4096
 MAX_HARDWARE_MODELS = 64
 _FIELDS = frozenset(
@@ -162,7 +162,8 @@ class FirmwareInfo:
         try:
             return cls.from_custom(target.custom)
         except InvalidFieldError as exc:
-            raise InvalidFieldError(f"{target.path}: {exc.field}", str(exc)) from None
+            message = str(exc).removeprefix(f"{exc.field}: ")
+            raise InvalidFieldError(f"{target.path}: {exc.field}", message) from None
 
     def to_custom(self) -> dict[str, Any]:
         """The JSON object stored in ``TargetFile.custom``."""

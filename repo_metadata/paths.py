@@ -14,8 +14,8 @@ from repo_metadata.errors import InvalidFieldError
 
 MAX_TARGET_PATH = 255
 MAX_SEGMENT = 128
-ROLE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
+ROLE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")  # \Z: "$" accepts a final newline
+_SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+\Z")
 TOP_LEVEL_ROLES = frozenset({"root", "targets", "snapshot", "timestamp"})
 
 

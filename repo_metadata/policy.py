@@ -70,6 +70,11 @@ class Policy:
         """A new policy where ``kind`` has the given threshold and/or expiry."""
         if kind not in POLICY_ROLES:
             raise InvalidFieldError("policy", f"unknown role kind {kind!r}; one of {POLICY_ROLES}")
+        if expiry_days is not None and not 0 < expiry_days <= MAX_EXPIRY_DAYS:
+            # Checked before timedelta(), which overflows on huge values.
+            raise InvalidFieldError(
+                "expiry", f"must be between 1 second and {MAX_EXPIRY_DAYS} days"
+            )
         current = self.roles[kind]
         updated = replace(
             current,
