@@ -72,7 +72,9 @@ def fwsign() -> Run:
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
 
 
 def _init(fwsign: Run, repo: Path, uris: dict[str, str], online: dict[str, str]) -> None:
@@ -165,7 +167,9 @@ def test_bad_firmware_fields_exit_nonzero_naming_the_field_and_change_nothing(
     assert _snapshot(repo) == before
 
 
-def test_missing_image_is_refused_and_nothing_changes(fwsign: Run, repo: Path, tmp_path: Path) -> None:
+def test_missing_image_is_refused_and_nothing_changes(
+    fwsign: Run, repo: Path, tmp_path: Path
+) -> None:
     before = _snapshot(repo)
     result = _add(fwsign, repo, tmp_path / "nope.bin")
     assert result.exit_code == 1
@@ -247,3 +251,19 @@ def test_revoke_release_withdraws_it_r56(
     again = fwsign("revoke-release", "--repo", str(repo), path)
     assert again.exit_code == 1
     assert "is not a signed target" in again.output
+
+
+def test_a_release_manager_key_cannot_become_an_engineer_key_r47(
+    fwsign: Run, repo: Path, uris: dict[str, str]
+) -> None:
+    """R47: the token cannot tell targets from a delegation, so fwsign keeps them apart."""
+    before = _snapshot(repo)
+    result = fwsign(
+        "delegate", "--repo", str(repo), "--name", "monitor-m2", "--path-prefix", "monitor-m2/",
+        "--engineer-key", uris["manager"], "--engineer-key", uris["carol"],
+        "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "is a targets key" in result.output
+    assert "R47" in result.output
+    assert _snapshot(repo) == before
