@@ -85,10 +85,13 @@ def path_granted(
     every level, exactly as a client's delegation walk would require.
     """
     if isinstance(delegator, Targets):
+        # A named delegation grants by path pattern; a hashed bin (for which
+        # tuf returns a plain Role) grants exactly the paths that hash to it.
         entry = delegated_role_of(delegator, role)
-        if isinstance(entry, DelegatedRole) and not entry.is_delegated_path(path):
-            return False
-        if entry is None and not _in_succinct(delegator, role, path):
+        if isinstance(entry, DelegatedRole):
+            if not entry.is_delegated_path(path):
+                return False
+        elif not _in_succinct(delegator, role, path):
             return False
     return all(any(fnmatch(path, pattern) for pattern in level) for level in ancestor_patterns)
 
