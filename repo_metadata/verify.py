@@ -106,7 +106,7 @@ def check_proposed(
     proposed: Metadata[Any],
     *,
     role: str,
-    trusted: Metadata[Any] | None,
+    trusted_version: int | None,
     delegator: Root | Targets,
     now: datetime,
     ancestor_patterns: Sequence[Sequence[str]] = (),
@@ -114,12 +114,13 @@ def check_proposed(
     """Every rule of ``verify_update`` except signatures, on parsed metadata.
 
     The signer runs this on a draft before anyone has signed it; the server
-    never calls it alone.
+    never calls it alone. Of the trusted role, the content rules need only
+    its version (None: no trusted version yet).
     """
     signed = proposed.signed
     if delegated_role_of(delegator, role) is None:
         raise UpdateRejectedError("not-delegated", f"role {role!r} is not delegated by its parent")
-    _check_version(signed, role=role, trusted=trusted)
+    _check_version(signed.version, role=role, trusted_version=trusted_version)
     if signed.is_expired(now):
         raise UpdateRejectedError(
             "expired", f"{role} v{signed.version} expired on {signed.expires:%Y-%m-%d %H:%M} UTC"
@@ -130,10 +131,10 @@ def check_proposed(
         _check_one_key_one_use(signed)
 
 
-def _check_version(signed: Any, *, role: str, trusted: Metadata[Any] | None) -> None:
-    if trusted is None:
+def _check_version(new: int, *, role: str, trusted_version: int | None) -> None:
+    if trusted_version is None:
         return
-    old, new = trusted.signed.version, signed.version
+    old = trusted_version
     if role == Root.type and new != old + 1:
         raise UpdateRejectedError(
             "version", f"root v{new} must follow the trusted root v{old} exactly (v{old + 1})"
@@ -245,7 +246,7 @@ def verify_update(
     check_proposed(
         metadata,
         role=role,
-        trusted=trusted,
+        trusted_version=None if trusted is None else trusted.signed.version,
         delegator=delegator,
         now=now,
         ancestor_patterns=ancestor_patterns,
@@ -269,7 +270,11 @@ def verify_root_chain(
             proposed = load_metadata(data, expected_type=Root.type)
         except InvalidMetadataError as exc:
             raise UpdateRejectedError(exc.rule, str(exc)) from None
-        _check_version(proposed.signed, role=Root.type, trusted=current)
+        _check_version(
+            proposed.signed.version,
+            role=Root.type,
+            trusted_version=None if current is None else current.signed.version,
+        )
         delegator = current.signed if current is not None else proposed.signed
         check_signatures(proposed, role=Root.type, trusted=current, delegator=delegator)
         _check_one_key_one_use(proposed.signed)

@@ -75,7 +75,10 @@ class OfflineRepository(Repository):
             self.policy = policy or _load_policy(path)
         self._signers = {s.public_key.keyid: s for s in signers}
         self._loaded: dict[str, Metadata[Any]] = {}
-        self._on_disk: dict[str, bytes | None] = {}
+        # Version on disk when loaded and whether it carried signatures: an
+        # edit of signed content starts a new version; a draft is edited in place.
+        self._on_disk: dict[str, tuple[int, bool] | None] = {}
+        self._edited: set[str] = set()
         self._bumped: set[str] = set()
         self._dirty: list[str] = []
         self._new_policy = create
@@ -86,28 +89,51 @@ class OfflineRepository(Repository):
         if role in self._loaded:
             return self._loaded[role]
         file = layout.role_file(self.path, role)
-        data = file.read_bytes() if file.is_file() else None
-        self._on_disk[role] = data
-        if data is None:
+        if not file.is_file():
             md = _new_metadata(role, self.now)
+            self._on_disk[role] = None
         else:
             try:
-                md = load_metadata(data, expected_type=role_type(role))
+                md = load_metadata(file.read_bytes(), expected_type=role_type(role))
             except RepositoryError as exc:
                 raise SignerError(f"{file}: {exc}") from None
+            self._on_disk[role] = (md.signed.version, bool(md.signatures))
         self._loaded[role] = md
         return md
 
     def close(self, role: str, md: Metadata[Any]) -> None:
-        was_signed = bool(self._on_disk.get(role)) and bool(_disk_signatures(self._on_disk[role]))
-        if was_signed and role not in self._bumped:
+        if role not in self._edited and self._starts_new_version(role):
             md.signed.version += 1
-        self._bumped.add(role)
+            self._bumped.add(role)
+        self._edited.add(role)
         md.signed.expires = self.now + self.policy.for_role(role).expiry
         md.signatures.clear()
         self._loaded[role] = md
         self._mark_dirty(role)
         self.sign_available(role)
+
+    def _starts_new_version(self, role: str) -> bool:
+        """Whether an edit of ``role`` must start a new version.
+
+        Signed content may already be with someone (published, or with the
+        next signer), so a change gets a new version. Root is stricter: its
+        versions form a chain every device walks step by step, so a root
+        version that never met its thresholds is amended in place, never
+        skipped (TUF spec 5.3.4: each root is exactly the previous + 1).
+        """
+        disk = self._on_disk.get(role)
+        if disk is None or not disk[1]:
+            return False
+        if role != Root.type:
+            return True
+        data = layout.role_file(self.path, Root.type).read_bytes()
+        on_disk = load_metadata(data, expected_type=Root.type)
+        previous = self._root_version(disk[0] - 1)
+        return bool(
+            on_disk.signed.get_root_verification_result(
+                previous, on_disk.signed_bytes, on_disk.signatures
+            )
+        )
 
     # -- reading ---------------------------------------------------------
 
@@ -197,9 +223,11 @@ class OfflineRepository(Repository):
 
     def previous_root(self) -> Root | None:
         """The root version before the current one, if any."""
-        version = self.root().version
-        file = layout.root_version_file(self.path, version - 1)
-        if version <= 1 or not file.is_file():
+        return self._root_version(self.root().version - 1)
+
+    def _root_version(self, version: int) -> Root | None:
+        file = layout.root_version_file(self.path, version)
+        if version < 1 or not file.is_file():
             return None
         signed = load_metadata(file.read_bytes(), expected_type=Root.type).signed
         return signed if isinstance(signed, Root) else None
@@ -275,7 +303,7 @@ class OfflineRepository(Repository):
             check_proposed(
                 proposed,
                 role=role,
-                trusted=self._trusted_before(role),
+                trusted_version=self._trusted_version(role),
                 delegator=self._delegator_for_check(role, proposed.signed),
                 now=self.now,
                 ancestor_patterns=self.delegation_of(role).ancestor_patterns,
@@ -284,11 +312,14 @@ class OfflineRepository(Repository):
             raise SignerError(f"refusing to write {role}: {exc}") from None
         return data
 
-    def _trusted_before(self, role: str) -> Metadata[Any] | None:
-        data = self._on_disk.get(role)
-        if not data or role not in self._bumped or not _disk_signatures(data):
-            return None
-        return load_metadata(data, expected_type=role_type(role))
+    def _trusted_version(self, role: str) -> int | None:
+        """The signed version this session's edit must go beyond, if any."""
+        disk = self._on_disk.get(role)
+        if disk is not None and role in self._bumped:
+            return disk[0]
+        if role == Root.type and self.root().version > 1:
+            return self.root().version - 1  # an amended root still follows its predecessor
+        return None
 
     def _delegator_for_check(self, role: str, signed: Signed) -> Root | Targets:
         if role == Root.type and isinstance(signed, Root):
@@ -298,13 +329,6 @@ class OfflineRepository(Repository):
 
 def _role_keys(root: Root, role: str) -> dict[str, Key]:
     return {keyid: root.get_key(keyid) for keyid in root.roles[role].keyids}
-
-
-def _disk_signatures(data: bytes | None) -> list[Any]:
-    if not data:
-        return []
-    signatures = parse_json_strict(data).get("signatures", [])
-    return signatures if isinstance(signatures, list) else []
 
 
 def _new_metadata(role: str, now: datetime) -> Metadata[Any]:
