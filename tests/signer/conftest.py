@@ -7,14 +7,15 @@ the mock HSM and PKCS#11 tokens in the CLI tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner, Signer
 
-from signer.authoring import RoleKeys, init_repository
+from signer.authoring import RoleKeys, delegate, init_repository
 from signer.repository import OfflineRepository
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -58,3 +59,52 @@ def repo(tmp_path: Path, people: dict[str, Signer], now: datetime) -> Path:
         timestamp=people["timestamp"].public_key,
     )
     return path
+
+
+def dir_snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` as {relative path: bytes}."""
+    return {
+        file.relative_to(path).as_posix(): file.read_bytes()
+        for file in sorted(path.rglob("*"))
+        if file.is_file()
+    }
+
+
+@pytest.fixture
+def unchanged() -> Callable[[Path], AbstractContextManager[None]]:
+    """Assert that a block leaves a directory byte for byte as it was.
+
+    Use around a refused operation: ``with unchanged(repo), pytest.raises(...)``.
+    Also asserts that no staged temporary file (``.*.tmp``) was left behind.
+    """
+
+    @contextmanager
+    def check(path: Path) -> Iterator[None]:
+        before = dir_snapshot(path)
+        yield
+        assert dir_snapshot(path) == before
+        assert not list(path.rglob(".*.tmp")), "stray temporary files"
+
+    return check
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """A firmware image file outside the repository."""
+    file = tmp_path / "pump-fw.bin"
+    file.write_bytes(b"\x7fFW" + bytes(range(256)) * 64)
+    return file
+
+
+@pytest.fixture
+def line(
+    repo: Path, open_repo: Callable[..., OfflineRepository], people: dict[str, Signer]
+) -> Path:
+    """``repo`` with product line pump-x100 delegated to alice and bob, 2 of 2."""
+    delegate(
+        open_repo(repo, "manager1"),
+        name="pump-x100",
+        path_prefix="pump-x100/",
+        keys=RoleKeys([people["alice"].public_key, people["bob"].public_key], 2),
+    )
+    return repo
