@@ -21,7 +21,8 @@ which rule failed. The rules, in order:
     very bin (TUF: a compromised product-line key cannot sign another line's
     firmware).
 ``delegation-scope``
-    a role that delegates further grants nothing outside its own paths.
+    top-level targets grants each product line a ``<prefix>/*`` only, and a
+    role that delegates further grants nothing outside its own paths.
 ``key-reuse``
     root uses no key for two top-level roles (R47: one key, one use).
 ``signature-threshold``
@@ -49,7 +50,11 @@ from tuf.api.metadata import (
 )
 
 from repo_metadata.errors import InvalidMetadataError, UpdateRejectedError
-from repo_metadata.validation import check_delegation_scope, load_metadata
+from repo_metadata.validation import (
+    check_delegation_scope,
+    check_product_line_patterns,
+    load_metadata,
+)
 
 _TYPE_OF_ROLE = {
     Root.type: Root.type,
@@ -158,6 +163,9 @@ def _check_targets(
                 "path-outside-delegation",
                 f"target {path!r} lies outside the paths delegated to {role!r}",
             )
+    if isinstance(delegator, Root):
+        _check_product_lines(signed)
+        return
     entry = delegated_role_of(delegator, role)
     own = entry.paths if isinstance(entry, DelegatedRole) and entry.paths else None
     roles = signed.delegations.roles if signed.delegations else None
@@ -168,6 +176,22 @@ def _check_targets(
             check_delegation_scope(own, child)
         except InvalidMetadataError as exc:
             raise UpdateRejectedError(exc.rule, str(exc)) from None
+
+
+def _check_product_lines(targets: Targets) -> None:
+    """Top-level targets hands out product lines by ``<prefix>/*`` only."""
+    delegations = targets.delegations
+    if delegations is None:
+        return
+    if delegations.roles is None:
+        raise UpdateRejectedError(
+            "delegation-scope", "top-level targets must delegate product lines by path prefix"
+        )
+    for child in delegations.roles.values():
+        try:
+            check_product_line_patterns(child.paths or [])
+        except InvalidMetadataError as exc:
+            raise UpdateRejectedError(exc.rule, f"{child.name}: {exc}") from None
 
 
 def _check_one_key_one_use(root: Root) -> None:

@@ -115,7 +115,7 @@ def delegate(
     except (InvalidFieldError, InvalidMetadataError) as exc:
         raise SignerError(str(exc)) from None
     keys.check(name)
-    _refuse_top_level_keys(repo.root(), keys, name)
+    repo.check_key_separation(keys.keys, role=name)
     if repo.exists(name):
         raise SignerError(f"role {name!r} already exists; change its keys with 'fwsign rotate'")
     if bin_bits is not None and not 1 <= bin_bits <= MAX_BIN_BITS:
@@ -142,19 +142,6 @@ def delegate(
         with repo.edit_targets(bin_name):
             pass
     return repo.commit()
-
-
-def _refuse_top_level_keys(root: Root, keys: RoleKeys, name: str) -> None:
-    # R47 one key, one use: a token cannot tell a delegated role's payload
-    # from top-level targets (both are "targets"), so the signer keeps
-    # product-line keys apart from every key root lists.
-    for key in keys.keys:
-        for role, entry in root.roles.items():
-            if key.keyid in entry.keyids:
-                raise SignerError(
-                    f"key {key.keyid[:12]} is a {role} key; {name} needs its engineers' own"
-                    " keys (R47: one key, one use)"
-                )
 
 
 def _named_roles(targets: Targets) -> dict[str, DelegatedRole]:

@@ -11,7 +11,7 @@ threshold, before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Root, Targets
@@ -32,6 +32,7 @@ def rotate(
     """Add keys to, remove key ids from, and re-threshold ``role``."""
     if not add and not remove and threshold is None:
         raise SignerError("nothing to change: give --add-key, --remove-key or --threshold")
+    repo.check_key_separation(add, role=role)
     if role in TOP_LEVEL_ROLES:
         with repo.edit_root() as root:
             _rotate_in(root, role, add, remove, threshold)
@@ -113,7 +114,7 @@ def revoke_key(repo: OfflineRepository, *, keyid: str) -> list[str]:
         with repo.edit_root() as signed:
             for name in roles_in_root:
                 _rotate_in(signed, name, (), [keyid], None)
-    for name in list(_delegating_roles(repo)):
+    for name in list(repo.delegating_roles()):
         delegations = repo.targets(name).delegations
         if delegations is None or keyid not in delegations.keys:
             continue
@@ -126,19 +127,3 @@ def revoke_key(repo: OfflineRepository, *, keyid: str) -> list[str]:
     if not found:
         raise SignerError(f"no role lists key {keyid[:12]}; 'fwsign status' shows the keys")
     return repo.commit()
-
-
-def _delegating_roles(repo: OfflineRepository) -> Iterator[str]:
-    """Every targets role that delegates, walking down from targets."""
-    queue = ["targets"]
-    seen: set[str] = set()
-    while queue:
-        name = queue.pop(0)
-        if name in seen or not repo.exists(name):
-            continue
-        seen.add(name)
-        delegations = repo.targets(name).delegations
-        if delegations is None:
-            continue
-        yield name
-        queue.extend((delegations.roles or {}).keys())

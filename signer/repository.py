@@ -25,7 +25,7 @@ from typing import Any
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, Root, Signed, Targets, VerificationResult
+from tuf.api.metadata import Delegations, Metadata, Root, Signed, Targets, VerificationResult
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
@@ -39,6 +39,7 @@ from signer import layout
 from signer.errors import SignerError
 
 _SERIALIZER = JSONSerializer(compact=False)
+_NO_DELEGATIONS = Delegations({}, roles={})
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,48 @@ class OfflineRepository(Repository):
                 patterns = tuple(child.paths or ())
                 queue.append((child.name, (*ancestors, patterns) if patterns else ancestors))
         raise SignerError(f"no role {role!r} is delegated in this repository; see 'fwsign status'")
+
+    def delegating_roles(self) -> Iterator[str]:
+        """Every targets role that delegates, walking down from targets."""
+        queue = [Targets.type]
+        seen: set[str] = set()
+        while queue:
+            name = queue.pop(0)
+            if name in seen or not self.exists(name):
+                continue
+            seen.add(name)
+            delegations = self.targets(name).delegations
+            if delegations is None:
+                continue
+            yield name
+            queue.extend((delegations.roles or {}).keys())
+
+    def check_key_separation(self, keys: Iterable[Key], *, role: str) -> None:
+        """Refuse giving ``role`` a key that serves the other side (R47).
+
+        A token cannot tell top-level targets from a delegated role (both
+        sign ``_type: targets``), so the repository keeps the keys apart:
+        no key root lists for a top-level role may sign a delegation, and no
+        key a delegation lists may become a top-level key.
+        """
+        if role in TOP_LEVEL_ROLES:
+            taken = {
+                keyid: f"the delegations of {name}"
+                for name in self.delegating_roles()
+                for keyid in (self.targets(name).delegations or _NO_DELEGATIONS).keys
+            }
+        else:
+            taken = {
+                keyid: f"a {name} key"
+                for name, entry in self.root().roles.items()
+                for keyid in entry.keyids
+            }
+        for key in keys:
+            if key.keyid in taken:
+                raise SignerError(
+                    f"key {key.keyid[:12]} is already {taken[key.keyid]}; {role} needs keys"
+                    " of its own (R47: one key, one use)"
+                )
 
     def leaf_role_for(self, path: str) -> str:
         """The delegated role that signs ``path``, as a client would find it."""

@@ -348,6 +348,35 @@ def test_product_line_cannot_delegate_outside_its_own_prefix() -> None:
     assert "monitor-m20/*" in message
 
 
+@pytest.mark.parametrize("paths", [["*"], ["pump*"], ["pump-x100/fw-*.bin"], []])
+def test_targets_cannot_hand_a_product_line_everything(paths: list[str]) -> None:
+    """Rule delegation-scope at the top: a line granted ``*`` could sign any model's firmware."""
+    greedy = delegating(("pump-x100", ("alice", "bob"), 2, paths))
+    proposed = Metadata(Targets(version=2, expires=LATER, delegations=greedy.delegations))
+    message = rejected(
+        "delegation-scope",
+        signed(proposed, "targets"),
+        role="targets",
+        delegator=root(1, ("o1", "o2")).signed,
+    )
+    assert "pump-x100" in message
+
+
+def test_targets_cannot_put_hashed_bins_at_the_top() -> None:
+    """Rule delegation-scope: top-level targets delegates product lines, each by prefix."""
+    key = KEYS["dave"].public_key
+    bins = SuccinctRoles([key.keyid], 1, 2, "all-bins")
+    top = Targets(
+        version=2, expires=LATER, delegations=Delegations({key.keyid: key}, succinct_roles=bins)
+    )
+    rejected(
+        "delegation-scope",
+        signed(Metadata(top), "targets"),
+        role="targets",
+        delegator=root(1, ("o1", "o2")).signed,
+    )
+
+
 # --- key-reuse ------------------------------------------------------------------
 
 

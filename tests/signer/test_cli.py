@@ -264,6 +264,6 @@ def test_a_release_manager_key_cannot_become_an_engineer_key_r47(
         "--key", uris["manager"],
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "is a targets key" in result.output
+    assert "is already a targets key" in result.output
     assert "R47" in result.output
     assert _snapshot(repo) == before

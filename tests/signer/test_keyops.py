@@ -222,19 +222,12 @@ def test_rotate_root_to_a_key_another_top_level_role_uses_refused(
         )
 
 
-_R47_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: keyops.rotate skips the R47 check that delegate makes"
-    " (authoring._refuse_top_level_keys)",
-)
-
-
 @pytest.mark.parametrize(
     ("role", "key"),
     [
-        pytest.param("pump-x100", "manager2", marks=_R47_BUG, id="targets-key-into-product-line"),
-        pytest.param("pump-x100", "officer3", marks=_R47_BUG, id="root-key-into-product-line"),
-        pytest.param("root", "alice", marks=_R47_BUG, id="engineer-key-into-root"),
+        pytest.param("pump-x100", "manager2", id="targets-key-into-product-line"),
+        pytest.param("pump-x100", "officer3", id="root-key-into-product-line"),
+        pytest.param("root", "alice", id="engineer-key-into-root"),
     ],
 )
 def test_rotate_mixing_product_line_and_top_level_keys_refused(
