@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import shutil
 import tempfile
@@ -78,7 +77,7 @@ from hsm_mock.errors import (
 )
 from hsm_mock.purpose import Purpose, payload_type, require_purpose
 from hsm_mock.usage_log import GENESIS, Event, LogHead, Record, next_entry, verify_chain
-from repo_metadata.files import atomic_write
+from repo_metadata.files import atomic_write, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -239,14 +238,6 @@ def _check_pin(txn: _Transaction, role: Role, pin: str) -> bytes:
     return dek
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _refuse_existing(target: Path) -> None:
     if (target / "token.json").exists():
         raise TokenError(f"{target} is already a token; refusing to initialise over it")
@@ -268,7 +259,7 @@ def _create(target: Path, state: TokenState, first_line: bytes) -> None:
     except (OSError, HSMError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise TokenError(f"cannot create token {target}: {exc}") from exc
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 class Token:

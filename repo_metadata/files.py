@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -46,7 +47,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class FileBatch:
@@ -80,7 +81,7 @@ class FileBatch:
             raise
         self._staged.clear()
         for directory in directories:
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
     def __enter__(self) -> FileBatch:
         return self
