@@ -21,7 +21,7 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, Root, Targets
 
 from repo_metadata.errors import RepositoryError
-from repo_metadata.validation import load_metadata
+from repo_metadata.validation import check_delegation_graph, load_metadata
 from repo_metadata.verify import verify_root_chain, verify_update
 from signer import layout
 from signer.errors import SignerError
@@ -111,11 +111,17 @@ def verify_repository(
         report.failures.append(f"root: {exc}")
         return report
     report.checked.append("root")
+    tree: dict[str, Targets] = {}
     for role, metadata in _walk_targets(path, root.signed, now, report):
         report.checked.append(role)
+        tree[role] = metadata.signed
         report.targets += len(metadata.signed.targets)
         if targets_dir is not None:
             _verify_files(metadata.signed, targets_dir, report)
+    try:
+        check_delegation_graph(tree)
+    except RepositoryError as exc:
+        report.failures.append(f"delegations: {exc}")
     return report
 
 

@@ -33,7 +33,7 @@ from repo_metadata.errors import RepositoryError
 from repo_metadata.files import FileBatch
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy
-from repo_metadata.validation import load_metadata, parse_json_strict
+from repo_metadata.validation import check_delegation_graph, load_metadata, parse_json_strict
 from repo_metadata.verify import check_proposed, role_type
 from signer import layout
 from signer.errors import SignerError
@@ -327,6 +327,8 @@ class OfflineRepository(Repository):
     def commit(self) -> list[str]:
         """Check every changed role, then write them all at once."""
         payloads = [(role, self._checked_bytes(role)) for role in self._dirty]
+        if any(self._loaded[role].signed.delegations for role in self._dirty if role != Root.type):
+            self._check_tree()
         with FileBatch() as batch:
             if self._new_policy:
                 batch.add(layout.policy_file(self.path), self.policy.dumps().encode())
@@ -354,6 +356,14 @@ class OfflineRepository(Repository):
         except RepositoryError as exc:
             raise SignerError(f"refusing to write {role}: {exc}") from None
         return data
+
+    def _check_tree(self) -> None:
+        """Refuse a delegation cycle or a role delegated twice (endless walk)."""
+        tree = {name: self.targets(name) for name in self.delegating_roles()}
+        try:
+            check_delegation_graph(tree)
+        except RepositoryError as exc:
+            raise SignerError(f"refusing to write the delegations: {exc}") from None
 
     def _trusted_version(self, role: str) -> int | None:
         """The signed version this session's edit must go beyond, if any."""

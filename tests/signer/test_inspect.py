@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from securesystemslib.signer import CryptoSigner, Signer
+from securesystemslib.signer import CryptoSigner, Key, Signer
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Targets
 
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, init_repository
+from signer.errors import SignerError
 from signer.inspect import RoleStatus, status, verify_repository
 from signer.keyops import rotate
 from signer.repository import OfflineRepository
@@ -26,6 +29,7 @@ INFO = FirmwareInfo(version="2.4.0", security_version=3, hardware_models=("pump-
 PATH = "pump-x100/pump-fw-2.4.0.bin"
 
 Opener = Callable[..., OfflineRepository]
+Unchanged = Callable[[Path], AbstractContextManager[None]]
 
 
 def by_role(repo: OfflineRepository) -> dict[str, RoleStatus]:
@@ -226,3 +230,48 @@ def test_verify_from_a_pinned_root_refuses_a_root_it_did_not_sign(
     assert len(report.failures) == 1
     assert report.failures[0].startswith("root: root v2 has 0 valid signature(s)")
     assert "required by the trusted root" in report.failures[0]
+
+
+def _cycle(alice: Key) -> tuple[Delegations, Delegations]:
+    """pump-x100 delegates beta, and beta delegates pump-x100 back."""
+
+    def to(name: str) -> Delegations:
+        entry = DelegatedRole(name, [alice.keyid], 1, False, ["pump-x100/beta/*"])
+        return Delegations({alice.keyid: alice}, roles={name: entry})
+
+    return to("beta"), to("pump-x100")
+
+
+def test_signer_refuses_to_write_a_delegation_cycle_endless_walk(
+    line: Path, open_repo: Opener, people: dict[str, Signer], unchanged: Unchanged
+) -> None:
+    """Rule delegation-cycle: a client would walk pump-x100 -> beta -> pump-x100 forever."""
+    to_beta, back = _cycle(people["alice"].public_key)
+    session = open_repo(line, "alice", "bob")
+    with session.edit_targets("pump-x100") as pump:
+        pump.delegations = to_beta
+    with session.edit_targets("beta") as beta:
+        beta.delegations = back
+    with unchanged(line), pytest.raises(SignerError, match="delegation-cycle"):
+        session.commit()
+
+
+def test_verify_reports_a_delegation_cycle_written_by_another_tool(
+    line: Path, people: dict[str, Signer], now: datetime
+) -> None:
+    """Rule delegation-cycle, as a device would meet it: fwsign verify names it."""
+    to_beta, back = _cycle(people["alice"].public_key)
+    metadata = line / "metadata"
+    pump = Metadata.from_file(str(metadata / "pump-x100.json"))
+    pump.signed.delegations = to_beta
+    beta = Metadata(Targets(expires=now + timedelta(days=30), delegations=back))
+    for md, names in ((pump, ("alice", "bob")), (beta, ("alice",))):
+        md.signatures.clear()
+        for name in names:
+            md.sign(people[name], append=True)
+    pump.to_file(str(metadata / "pump-x100.json"))
+    beta.to_file(str(metadata / "beta.json"))
+
+    report = verify_repository(line, now=now)
+    assert not report.ok
+    assert any("delegation-cycle" in failure for failure in report.failures), report.failures
