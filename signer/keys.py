@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pkcs11.exceptions import PKCS11Error
 from securesystemslib.signer import (
     SIGNER_FOR_URI_SCHEME,
     HSMSigner,
@@ -25,11 +23,12 @@ from securesystemslib.signer import (
 )
 from securesystemslib.signer._utils import compute_default_keyid
 
-import hsm_mock.signer
-from hsm_mock.errors import HSMError
+from hsm_mock import keyref
+from hsm_mock.signer import SCHEME as MOCK_SCHEME
 from signer.errors import SignerError
 
 MAX_KEY_FILE = 64 * 1024
+TOKEN_SCHEMES = frozenset({MOCK_SCHEME, HSMSigner.SCHEME})
 
 
 def is_signer_uri(ref: str) -> bool:
@@ -70,30 +69,19 @@ def _key_from_json(obj: object) -> Key:
 
 def public_key_from_uri(uri: str) -> Key:
     """Ask the token behind ``uri`` for its public key (no PIN needed)."""
-    scheme = uri.partition(":")[0]
     try:
-        if scheme == hsm_mock.signer.SCHEME:
-            return hsm_mock.signer.public_key_from_uri(uri)
-        if scheme == HSMSigner.SCHEME:
-            parsed = urlparse(uri)
-            label = dict(parse_qsl(parsed.query)).get("label")
-            keyid = int(parsed.path) if parsed.path else None
-            _uri, key = HSMSigner.import_(keyid, label)
-            imported: Key = key
-            return imported
-    except (ValueError, OSError, HSMError, PKCS11Error) as exc:  # the token's own words
-        raise SignerError(f"cannot read the public key of {uri}: {exc}") from None
-    raise SignerError(f"{uri}: give a public key file for this kind of key")
+        return keyref.public_key_from_uri(uri)
+    except keyref.KeyRefError as exc:
+        raise SignerError(str(exc)) from None
 
 
 def signer_from_uri(uri: str, secrets_handler: SecretsHandler) -> Signer:
     """A signer for ``uri``; the PIN is asked for lazily by ``secrets_handler``."""
-    if not is_signer_uri(uri):
+    if not is_signer_uri(uri) or uri.partition(":")[0] not in TOKEN_SCHEMES:
         raise SignerError(
             f"{uri!r} is not a private key URI; keys live in an HSM (fwhsm:... or hsm:...)"
         )
-    key = public_key_from_uri(uri)
     try:
-        return Signer.from_priv_key_uri(uri, key, secrets_handler)
-    except ValueError as exc:
-        raise SignerError(f"{uri}: {exc}") from None
+        return keyref.load_signer(uri, secrets_handler)
+    except keyref.KeyRefError as exc:
+        raise SignerError(str(exc)) from None

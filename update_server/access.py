@@ -1,0 +1,100 @@
+"""Who may call what: default deny, checked in one place (R6, R9).
+
+Every view declares its access with ``@public`` or ``@allow(roles...)``;
+a view that declares nothing is refused to everyone. ``enforce`` runs
+before every request: it authenticates the bearer token, checks the role,
+keeps a person who has not finished first login (new password, TOTP
+enrolment) to the endpoints that finish it, and for sensitive actions
+(``fresh_otp=True``) consumes a fresh TOTP code from the ``X-OTP`` header:
+one not used before, not even for this session's login (two-step
+confirmation, R9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from update_server.auth import otp, sessions
+from update_server.errors import AuthenticationError, ForbiddenError
+from update_server.models import Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+OTP_HEADER = "X-OTP"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a view requires."""
+
+    public: bool = False
+    roles: frozenset[Role] = frozenset()
+    fresh_otp: bool = False
+    during_first_login: bool = False
+
+
+def public(view: F) -> F:
+    """Anyone may call this view (devices, health checks, login itself)."""
+    view.fw_access = Access(public=True)  # type: ignore[attr-defined]
+    return view
+
+
+def allow(
+    *roles: Role, fresh_otp: bool = False, during_first_login: bool = False
+) -> Callable[[F], F]:
+    """Only these roles may call the view; optionally with a fresh TOTP code."""
+    if not roles:
+        raise ValueError("allow() needs at least one role; use @public for everyone")
+    access = Access(
+        roles=frozenset(roles), fresh_otp=fresh_otp, during_first_login=during_first_login
+    )
+
+    def mark(view: F) -> F:
+        view.fw_access = access  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+ALL_ROLES: tuple[Role, ...] = tuple(Role)
+
+
+def access_of(view: Callable[..., Any] | None) -> Access | None:
+    return getattr(view, "fw_access", None)
+
+
+def enforce() -> None:
+    """``before_request``: apply the view's ``Access``, or deny."""
+    if request.endpoint is None:
+        return  # Flask answers 404/405 itself
+    access = access_of(current_app.view_functions.get(request.endpoint))
+    if access is None:
+        raise ForbiddenError("this endpoint declares no access rule and is closed")
+    if access.public:
+        return
+    services = current_app.extensions["fw"]
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    user, session = sessions.authenticate(g.db, token, now=services.clock(), config=services.config)
+    g.user, g.session = user, session
+    if user.role not in {role.value for role in access.roles}:
+        raise ForbiddenError(f"role {user.role} may not do this")
+    if (user.must_change_password or not user.totp_enrolled) and not access.during_first_login:
+        raise ForbiddenError(
+            "finish your first login: set a new password and enrol TOTP, then log in again"
+        )
+    if access.fresh_otp:
+        code = request.headers.get(OTP_HEADER, "")
+        if not code:
+            raise AuthenticationError(
+                f"this action needs a fresh one-time code in the {OTP_HEADER} header"
+            )
+        otp.consume(g.db, user, code, now=services.clock(), after_step=session.login_step)
+
+
+def declared(views: Iterable[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """Views that declare no access (for a test that every route is covered)."""
+    return [view for view in views if access_of(view) is None]

@@ -1,0 +1,139 @@
+"""The Flask application factory (flaskr's shape, SecureDrop's discipline).
+
+``create_app(config)`` binds a frozen ``ServerConfig``, one database engine,
+the clock and the online signers; registers one blueprint per concern; runs
+``access.enforce`` before every request (default deny); answers every error
+as ``application/problem+json`` without a traceback; and sets security
+headers on every response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from securesystemslib.signer import Signer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from update_server import access
+from update_server.clock import Clock, system_clock
+from update_server.config import ServerConfig
+from update_server.db import create_schema, make_engine, make_sessionmaker
+from update_server.errors import ServerError, problem
+
+logger = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Strict-Transport-Security": "max-age=31536000",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+@dataclass
+class Services:
+    """What views reach through ``current_app.extensions['fw']``."""
+
+    config: ServerConfig
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    #: Online signers by role (snapshot, timestamp, audit, authorization),
+    #: loaded on first use so that a server without keys can still start.
+    signer_loader: Callable[[str], Signer] | None = None
+    _signers: dict[str, Signer] = field(default_factory=dict)
+
+    def signer(self, role: str) -> Signer:
+        if role not in self._signers:
+            if self.signer_loader is None:
+                raise ServerError(f"no online {role} key is configured")
+            self._signers[role] = self.signer_loader(role)
+        return self._signers[role]
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    clock: Clock = system_clock,
+    signer_loader: Callable[[str], Signer] | None = None,
+) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=None, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False)
+    engine = make_engine(config.database_url)
+    create_schema(engine)
+    app.extensions["fw"] = Services(
+        config, clock, engine, make_sessionmaker(engine), signer_loader=signer_loader
+    )
+    app.before_request(_open_db)
+    app.before_request(access.enforce)
+    app.teardown_request(_close_db)
+    app.after_request(_security_headers)
+    app.register_error_handler(Exception, _error)
+    _register_blueprints(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from update_server import meta  # noqa: PLC0415 - blueprints import the app's helpers
+
+    app.register_blueprint(meta.blueprint)
+    for name in ("auth.views", "audit.views", "publication.views", "distribution"):
+        module = _optional(f"update_server.{name}")
+        if module is not None:
+            app.register_blueprint(module.blueprint)
+
+
+def _optional(module: str) -> Any:
+    import importlib  # noqa: PLC0415
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+
+
+def _open_db() -> None:
+    from flask import current_app  # noqa: PLC0415
+
+    g.db = current_app.extensions["fw"].sessions()
+
+
+def _close_db(_exc: BaseException | None) -> None:
+    db: Session | None = g.pop("db", None)
+    if db is not None:
+        db.rollback()
+        db.close()
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _error(exc: Exception) -> Response:
+    if isinstance(exc, ServerError):
+        body = problem(exc.status, exc.title, exc.detail, **exc.extra)
+        status = exc.status
+    elif isinstance(exc, HTTPException):
+        status = exc.code or 500
+        body = problem(status, exc.name, exc.description or exc.name)
+    else:
+        logger.exception("unhandled error")
+        status = 500
+        body = problem(500, "Internal server error", "the server failed; see its log")
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response

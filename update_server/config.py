@@ -1,0 +1,153 @@
+"""Server configuration: one frozen object, from a file and the environment.
+
+``fwserver`` reads ``<data-dir>/server.json`` (written by ``fwserver init``)
+and then ``FWSERVER_*`` environment variables, which win. Anything invalid
+stops the server at start with a message naming the setting. No secret is
+kept here: the HSM PIN comes from ``FWSERVER_HSM_PIN`` or a 0600 PIN file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "server.json"
+ONLINE_ROLES = ("snapshot", "timestamp", "audit", "authorization")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Everything the server needs to know at start; immutable."""
+
+    data_dir: Path
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 2
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Private key URI of each online key (fwhsm:... or hsm:...), by role.
+    online_keys: Mapping[str, str] = field(default_factory=dict)
+    hsm_pin_file: Path | None = None
+    max_upload_bytes: int = 4 * 1024**3
+    max_metadata_bytes: int = 16 * 1024**2
+    session_idle: timedelta = timedelta(minutes=15)
+    session_absolute: timedelta = timedelta(hours=8)
+    max_failed_logins: int = 5
+    lockout: timedelta = timedelta(minutes=15)
+    password_min_length: int = 12
+    password_history: int = 5
+    audit_checkpoint_every: int = 100
+    syslog_address: str = ""
+    #: Renew timestamp and snapshot once this fraction of their life is gone.
+    renew_at_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'server.db'}")
+        _check_range("port", self.port, 0, 65535)
+        _check_range("workers", self.workers, 1, 64)
+        _check_range("max_failed_logins", self.max_failed_logins, 1, 100)
+        _check_range("password_min_length", self.password_min_length, 8, 1024)
+        _check_range("password_history", self.password_history, 0, 100)
+        _check_range("audit_checkpoint_every", self.audit_checkpoint_every, 1, 1_000_000)
+        if not 0.05 <= self.renew_at_fraction <= 0.9:
+            raise ConfigError("renew_at_fraction: must be between 0.05 and 0.9")
+        unknown = set(self.online_keys) - set(ONLINE_ROLES)
+        if unknown:
+            raise ConfigError(f"online_keys: unknown role(s) {sorted(unknown)}")
+
+    @property
+    def repository_dir(self) -> Path:
+        """The published TUF repository: plain files, servable by nginx or a CDN."""
+        return self.data_dir / "repository"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Uploads in progress; same file system as the repository (atomic renames)."""
+        return self.data_dir / "staging"
+
+    @property
+    def secrets_key_file(self) -> Path:
+        """AES key that encrypts TOTP secrets at rest (0600)."""
+        return self.data_dir / "secrets.key"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, timedelta):
+                value = int(value.total_seconds())
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[item.name] = value
+        return out
+
+    @classmethod
+    def load(cls, data_dir: Path, env: Mapping[str, str] | None = None) -> ServerConfig:
+        """Read ``data_dir/server.json`` then ``FWSERVER_*`` overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        file = data_dir / CONFIG_FILE
+        if file.is_file():
+            try:
+                values = json.loads(file.read_text())
+            except ValueError as exc:
+                raise ConfigError(f"{file}: not valid JSON ({exc})") from None
+        for item in fields(cls):
+            key = f"FWSERVER_{item.name.upper()}"
+            if key in env:
+                values[item.name] = env[key]
+        values["data_dir"] = str(data_dir)
+        return cls.from_json(values)
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> ServerConfig:
+        kinds = {item.name: item for item in fields(cls)}
+        unknown = set(values) - set(kinds)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {sorted(unknown)}")
+        parsed = {name: _parse(name, str(kinds[name].type), raw) for name, raw in values.items()}
+        return cls(**parsed)
+
+    def with_changes(self, **changes: Any) -> ServerConfig:
+        return replace(self, **changes)
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError("expected an object")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name}: must be an integer from {low} to {high}, got {value!r}")
+
+
+def _parse(name: str, kind: str, raw: Any) -> Any:
+    try:
+        if kind.startswith("Path"):
+            return None if raw in (None, "") else Path(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "timedelta":
+            return timedelta(seconds=int(raw))
+        if kind.startswith("Mapping"):
+            return _mapping(json.loads(raw) if isinstance(raw, str) else raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot read {raw!r} ({exc})") from None

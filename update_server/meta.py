@@ -1,0 +1,16 @@
+"""Public meta endpoints: health."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from update_server.access import public
+
+blueprint = Blueprint("meta", __name__)
+
+
+@blueprint.get("/api/v1/health")
+@public
+def health() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
