@@ -65,7 +65,7 @@ def create_app(
     clock: Clock = system_clock,
     signer_loader: Callable[[str], Signer] | None = None,
 ) -> Flask:
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(SECRET_KEY=None, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False)
     engine = make_engine(config.database_url)
     create_schema(engine)
@@ -97,7 +97,7 @@ def _optional(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name != module:
+        if exc.name is None or not module.startswith(exc.name):
             raise
         return None
 

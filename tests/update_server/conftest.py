@@ -1,0 +1,68 @@
+"""Fixtures of the server tests: a data directory, the app, a movable clock.
+
+``database_url`` is the seam for the database legs: every server test runs on
+SQLite, and again on a real PostgreSQL server when the harness provides one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from hsm_mock import KdfParams
+from update_server.app import create_app
+from update_server.config import ServerConfig
+from update_server.keys import signer_loader
+from update_server.setup import init_data_dir
+
+FAST_KDF = KdfParams(memory_kib=8192, iterations=1, lanes=1)
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    """The time the app sees; tests move it explicitly."""
+
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite by default (the PostgreSQL leg overrides this fixture)."""
+    return f"sqlite:///{tmp_path / 'server.db'}"
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str) -> ServerConfig:
+    return init_data_dir(tmp_path / "data", database_url=database_url, kdf=FAST_KDF).config
+
+
+@pytest.fixture
+def app(config: ServerConfig, clock: FakeClock) -> Iterator[Flask]:
+    application = create_app(config, clock=clock, signer_loader=signer_loader(config))
+    application.testing = True
+    yield application
+    application.extensions["fw"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
