@@ -1,0 +1,28 @@
+"""The fixed vocabulary of audit actions (style rule 11: logging is not audit).
+
+Every security event the server records uses one of these names, so the
+notified body, the SIEM and ``fwserver audit`` read one stable vocabulary.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    LOGIN = "login"
+    LOGIN_LOCKED = "login.locked"
+    LOGOUT = "logout"
+    PASSWORD_CHANGE = "password.change"
+    TOTP_ENROL = "totp.enrol"
+    OTP_CONFIRM = "otp.confirm"
+    USER_CREATE = "user.create"
+    USER_CHANGE = "user.change"
+    UPLOAD = "release.upload"
+    UPLOAD_TARGET = "release.upload_target"
+    PUBLISH = "release.publish"
+    RENEW = "repository.renew"
+    KEY_USE = "key.use"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    AUDIT_EXPORT = "audit.export"
+    SERVER_INIT = "server.init"

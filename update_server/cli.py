@@ -1,0 +1,67 @@
+"""``fwserver``: set up, run and inspect the update server.
+
+Commands are thin over library functions. Command groups that belong to one
+concern live beside it (users, audit, serve) and are attached here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from update_server.config import ConfigError, ServerConfig
+from update_server.keys import KeyConfigError
+from update_server.setup import SetupError, init_data_dir
+
+_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyConfigError, SetupError, OSError)
+
+
+class _Group(click.Group):
+    """Expected errors become one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FWSERVER_DATA_DIR",
+    required=True,
+    help="The server's data directory (env FWSERVER_DATA_DIR).",
+)
+
+
+def load_config(data_dir: Path) -> ServerConfig:
+    return ServerConfig.load(data_dir)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="More diagnostics on stderr.")
+def main(verbose: int) -> None:
+    """Run the firmware distribution server."""
+    logging.basicConfig(level=logging.WARNING - 10 * verbose, stream=sys.stderr)
+
+
+@main.command()
+@data_dir_option
+@click.option("--database-url", default="", help="SQLAlchemy URL [SQLite in the data dir].")
+def init(data_dir: Path, database_url: str) -> None:
+    """Create the data directory, database and online keys (mock HSM)."""
+    result = init_data_dir(data_dir, database_url=database_url)
+    click.echo(f"initialised {data_dir}")
+    for role, uri in sorted(result.config.online_keys.items()):
+        click.echo(f"  {role:<14} {uri}")
+    if result.so_pin:
+        click.echo(
+            "security-officer PIN of the online token (shown once, store it offline):"
+            f" {result.so_pin}"
+        )
