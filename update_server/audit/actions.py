@@ -13,7 +13,7 @@ class Action(StrEnum):
     LOGIN = "login"
     LOGIN_LOCKED = "login.locked"
     LOGOUT = "logout"
-    PASSWORD_CHANGE = "password.change"
+    PASSWORD_CHANGE = "password.change"  # noqa: S105 - an action name, not a secret
     TOTP_ENROL = "totp.enrol"
     OTP_CONFIRM = "otp.confirm"
     USER_CREATE = "user.create"
