@@ -65,3 +65,29 @@ def init(data_dir: Path, database_url: str) -> None:
             "security-officer PIN of the online token (shown once, store it offline):"
             f" {result.so_pin}"
         )
+
+
+def _attach_commands() -> None:
+    """Attach the commands that live beside their concern (top-level ones only)."""
+    import importlib  # noqa: PLC0415
+
+    for module_name, names in _ATTACHED.items():
+        try:
+            module = importlib.import_module(f"update_server.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"update_server.{module_name}":
+                raise
+            continue
+        for name in names:
+            command = getattr(module, name, None)
+            if isinstance(command, click.Command):
+                main.add_command(command)
+
+
+_ATTACHED = {
+    "cli_users": ("user",),
+    "cli_audit": ("audit",),
+    "cli_repo": ("import_repo", "renew", "repo"),
+    "cli_serve": ("serve",),
+}
+_attach_commands()
