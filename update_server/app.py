@@ -82,9 +82,10 @@ def create_app(
 
 
 def _register_blueprints(app: Flask) -> None:
-    from update_server import meta  # noqa: PLC0415 - blueprints import the app's helpers
+    from update_server import meta, openapi  # noqa: PLC0415 - blueprints import the app
 
     app.register_blueprint(meta.blueprint)
+    app.register_blueprint(openapi.blueprint)
     for name in ("auth.views", "audit.views", "publication.views", "distribution"):
         module = _optional(f"update_server.{name}")
         if module is not None:
