@@ -16,6 +16,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hsm_mock import KdfParams
+from tests.hsm_mock.helpers import skip_or_fail
+from tests.pg import (
+    PostgresServer,
+    PostgresUnavailableError,
+    disposing_setup_engines,
+    postgres_session,
+)
 from update_server.app import create_app
 from update_server.config import ServerConfig
 from update_server.keys import signer_loader
@@ -44,10 +51,25 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """SQLite by default (the PostgreSQL leg overrides this fixture)."""
-    return f"sqlite:///{tmp_path / 'server.db'}"
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | PostgresUnavailableError]:
+    """One real PostgreSQL server for the session, started on first use."""
+    yield from postgres_session()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every server test runs on both legs, each time on an empty database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'server.db'}"
+        return
+    server = request.getfixturevalue("postgres")
+    if isinstance(server, PostgresUnavailableError):
+        skip_or_fail(f"PostgreSQL leg: {server}")
+    schema = server.fresh_schema()
+    with disposing_setup_engines(request.getfixturevalue("monkeypatch")):
+        yield server.url(schema)
+    server.drop_schema(schema)
 
 
 @pytest.fixture

@@ -1,0 +1,175 @@
+"""``fwserver serve`` before gunicorn starts: binding rules, TLS settings, per-worker app.
+
+The running server (gunicorn, TLS, signals) is tested end to end in
+``tests/e2e/``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from update_server import cli, wsgi
+from update_server.cli_serve import serve
+from update_server.config import ConfigError, ServerConfig
+from update_server.keys import SignerLoader
+from update_server.serve import (
+    MIN_TLS,
+    FirmwareServer,
+    ServeError,
+    ServePlan,
+    bind_address,
+    prepare,
+    url_of,
+)
+
+WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
+
+
+def test_serve_is_a_fwserver_command() -> None:
+    assert cli.main.commands["serve"] is serve
+
+
+def test_a_wildcard_bind_from_the_configuration_alone_is_refused(config: ServerConfig) -> None:
+    """Exposure to the hospital network is a decision made on the command line."""
+    with pytest.raises(ServeError, match="pass --host explicitly"):
+        prepare(config.with_changes(host=WILDCARD), host_given=False)
+
+
+def test_a_wildcard_bind_given_explicitly_is_allowed(config: ServerConfig) -> None:
+    plan = prepare(config.with_changes(host=WILDCARD), host_given=True)
+    assert plan.config.host == WILDCARD
+
+
+def test_the_default_bind_is_loopback_with_the_self_signed_certificate(
+    config: ServerConfig,
+) -> None:
+    plan = prepare(config, host_given=False)
+    assert plan.config.host == "127.0.0.1"
+    assert plan.tls.ca == config.data_dir / "tls" / "server.crt"
+    assert plan.tls.key.is_file()
+
+
+def test_a_directory_that_was_never_initialised_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ServeError, match="fwserver init"):
+        prepare(ServerConfig(data_dir=tmp_path), host_given=False)
+
+
+def test_an_unreachable_database_is_named_without_its_password(config: ServerConfig) -> None:
+    url = "postgresql+psycopg://fw:hunter2-secret@127.0.0.1:1/fw?connect_timeout=2"
+    with pytest.raises(ServeError, match="cannot reach the database") as caught:
+        prepare(config.with_changes(database_url=url), host_given=False)
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def _plan(config: ServerConfig) -> ServePlan:
+    return prepare(config.with_changes(workers=3, port=0), host_given=False)
+
+
+def test_gunicorn_runs_tls_only_with_the_configured_workers(config: ServerConfig) -> None:
+    plan = _plan(config)
+    settings = FirmwareServer(plan, app_factory=wsgi.build_app).cfg
+    assert settings.bind == ["127.0.0.1:0"]
+    assert settings.workers == 3
+    assert settings.certfile == str(plan.tls.cert)
+    assert settings.keyfile == str(plan.tls.key)
+    assert settings.is_ssl
+    assert settings.preload_app is False
+    assert settings.control_socket_disable is True
+
+
+def test_tls_below_1_2_is_not_offered(config: ServerConfig) -> None:
+    settings = FirmwareServer(_plan(config), app_factory=wsgi.build_app).cfg
+    context = settings.ssl_context(settings, lambda: ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    assert context.minimum_version == MIN_TLS == ssl.TLSVersion.TLSv1_2
+
+
+def test_each_worker_builds_its_own_app_with_the_online_signers(config: ServerConfig) -> None:
+    application = FirmwareServer(_plan(config), app_factory=wsgi.build_app).load()
+    try:
+        services = application.extensions["fw"]
+        assert isinstance(services.signer_loader, SignerLoader)
+        assert services.config == config.with_changes(workers=3, port=0)
+        assert application.test_client().get("/api/v1/health").status_code == 200
+    finally:
+        application.extensions["fw"].engine.dispose()
+
+
+def test_the_renewal_thread_is_started_in_each_worker_when_the_server_has_one(
+    monkeypatch: pytest.MonkeyPatch, app: Flask
+) -> None:
+    started: list[Flask] = []
+    renewal = types.ModuleType(wsgi.RENEWAL_MODULE)
+    renewal.start_renewal_thread = started.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, renewal)
+    assert wsgi.start_renewal(app)
+    assert started == [app]
+
+
+def test_a_server_without_a_renewal_module_still_starts(
+    monkeypatch: pytest.MonkeyPatch, app: Flask
+) -> None:
+    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
+    assert not wsgi.start_renewal(app)
+
+
+def test_the_wsgi_factory_reads_the_data_directory_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, config: ServerConfig
+) -> None:
+    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
+    monkeypatch.delenv(wsgi.DATA_DIR_ENV, raising=False)
+    with pytest.raises(ConfigError, match=wsgi.DATA_DIR_ENV):
+        wsgi.create()
+    monkeypatch.setenv(wsgi.DATA_DIR_ENV, str(config.data_dir))
+    application = wsgi.create()
+    try:
+        assert application.extensions["fw"].config.data_dir == config.data_dir
+    finally:
+        application.extensions["fw"].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("host", "url", "bind"),
+    [
+        ("127.0.0.1", "https://127.0.0.1:8443", "127.0.0.1:8443"),
+        ("::1", "https://[::1]:8443", "[::1]:8443"),
+        (WILDCARD, "https://127.0.0.1:8443", "0.0.0.0:8443"),
+    ],
+)
+def test_urls_and_bind_addresses(host: str, url: str, bind: str) -> None:
+    assert url_of(host, 8443) == url
+    assert bind_address(host, 8443) == bind
+
+
+def test_the_command_refuses_a_configured_wildcard_with_one_line(config: ServerConfig) -> None:
+    result = CliRunner().invoke(
+        serve, ["--data-dir", str(config.data_dir)], env={"FWSERVER_HOST": WILDCARD}
+    )
+    assert result.exit_code == 1
+    assert "pass --host explicitly" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_command_names_a_bad_setting(config: ServerConfig) -> None:
+    result = CliRunner().invoke(serve, ["--data-dir", str(config.data_dir), "--workers", "0"])
+    assert result.exit_code == 1
+    assert "workers: must be an integer" in result.output
+
+
+def test_the_command_starts_gunicorn_with_the_plan(
+    monkeypatch: pytest.MonkeyPatch, config: ServerConfig
+) -> None:
+    plans: list[ServePlan] = []
+    monkeypatch.setattr("update_server.cli_serve.run", plans.append)
+    result = CliRunner().invoke(
+        serve, ["--data-dir", str(config.data_dir), "--port", "0", "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "self-signed TLS certificate" in result.output
+    assert (plans[0].config.port, plans[0].config.workers) == (0, 1)

@@ -1,0 +1,50 @@
+"""``fwserver serve``: run the server under gunicorn with TLS (attached by ``cli``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from update_server.config import ConfigError, ServerConfig
+from update_server.serve import ServeError, prepare, run
+from update_server.tls import TlsError
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FWSERVER_DATA_DIR",
+    required=True,
+    help="The server's data directory (env FWSERVER_DATA_DIR).",
+)
+@click.option("--host", help="Address to bind [configuration, else 127.0.0.1].")
+@click.option("--port", type=int, help="TCP port; 0 picks a free one [configuration, 8443].")
+@click.option("--workers", type=int, help="Worker processes [configuration, 2].")
+def serve(data_dir: Path, host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the repository and the API over HTTPS until SIGTERM.
+
+    Without tls_cert/tls_key in the configuration a self-signed certificate
+    is made in DATA_DIR/tls/; give its server.crt to clients as their CA.
+    """
+    changes = {
+        name: value
+        for name, value in (("host", host), ("port", port), ("workers", workers))
+        if value is not None
+    }
+    try:
+        config = ServerConfig.load(data_dir).with_changes(**changes)
+        plan = prepare(config, host_given=host is not None)
+    except (ConfigError, ServeError, TlsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if os.geteuid() == 0:
+        click.echo("warning: running as root; run the server as an unprivileged user", err=True)
+    if plan.tls.generated:
+        click.echo(f"made a self-signed TLS certificate: {plan.tls.cert}", err=True)
+    run(plan)
+
+
+if __name__ == "__main__":
+    serve()
