@@ -52,6 +52,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def create_schema(engine: Engine) -> None:
     """Create every table that does not exist yet."""
     from update_server import models  # noqa: F401, PLC0415 - registers the tables
+    from update_server.publication import models as _publication  # noqa: F401, PLC0415
 
     Base.metadata.create_all(engine)
 

@@ -1,0 +1,142 @@
+"""``fwserver import``, ``fwserver renew``, ``fwserver repo status``: the repository.
+
+Thin commands over ``publication``: each loads the configuration, does one
+thing, audits it like the HTTP side would, and prints a short summary. A
+refusal is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from update_server import audit
+from update_server.app import Services
+from update_server.audit.actions import Action
+from update_server.cli import data_dir_option, load_config
+from update_server.clock import system_clock
+from update_server.db import create_schema, make_engine, make_sessionmaker
+from update_server.keys import signer_loader
+from update_server.publication.bootstrap import import_repository
+from update_server.publication.errors import PublicationError
+from update_server.publication.publish import Actor, event
+from update_server.publication.renewal import due_roles, renew_at, renew_if_due
+from update_server.publication.repository import OnlineRepository
+
+
+def _services(data_dir: Path) -> Services:
+    config = load_config(data_dir)
+    engine = make_engine(config.database_url)
+    create_schema(engine)
+    return Services(config, system_clock, engine, make_sessionmaker(engine), signer_loader(config))
+
+
+def _cli_actor() -> Actor:
+    return Actor("fwserver", "cli", "localhost")
+
+
+def _fail(exc: PublicationError) -> click.ClickException:
+    return click.ClickException(f"{exc.message} [rule: {exc.rule}]")
+
+
+@click.command("import")
+@data_dir_option
+@click.argument("repo_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def import_command(data_dir: Path, repo_dir: Path) -> None:
+    """Verify the repository fwsign made in REPO_DIR and publish it (once)."""
+    services = _services(data_dir)
+    now = services.clock()
+    db = services.sessions()
+    try:
+        entry = event(
+            _cli_actor(),
+            Action.PUBLISH,
+            "repository:import",
+            "success",
+            now,
+            directory=str(repo_dir),
+        )
+        audit.append(db, entry)
+        result = import_repository(
+            services.config, services.signer, repo_dir, now, before_timestamp=db.commit
+        )
+    except PublicationError as exc:
+        db.rollback()
+        _audit_refusal(services, Action.PUBLISH, "repository:import", exc)
+        raise _fail(exc) from None
+    finally:
+        db.close()
+    click.echo(f"imported root v{result.root}, {len(result.roles)} targets role(s)")
+    click.echo(f"published snapshot v{result.snapshot}, timestamp v{result.timestamp}")
+    if result.targets_without_files:
+        click.echo(
+            f"warning: {len(result.targets_without_files)} signed target(s) have no file on"
+            " the server; devices cannot download them:",
+            err=True,
+        )
+        for path in result.targets_without_files:
+            click.echo(f"  {path}", err=True)
+
+
+@click.command("renew")
+@data_dir_option
+@click.option("--force", is_flag=True, help="Renew snapshot and timestamp even if not due.")
+def renew_command(data_dir: Path, force: bool) -> None:
+    """Sign new snapshot/timestamp if due (the server also does this by itself)."""
+    services = _services(data_dir)
+    try:
+        renewed = renew_if_due(services, services.clock(), force=force)
+    except PublicationError as exc:
+        raise _fail(exc) from None
+    click.echo(f"renewed {', '.join(renewed)}" if renewed else "nothing due")
+
+
+@click.group("repo")
+def repo_group() -> None:
+    """Inspect the published repository."""
+
+
+@repo_group.command("status")
+@data_dir_option
+def status_command(data_dir: Path) -> None:
+    """Versions and expiries of the published roles, and when renewal is due."""
+    config = load_config(data_dir)
+    now = system_clock()
+    repo = OnlineRepository(config.repository_dir, now=now)
+    try:
+        status: dict[str, Any] = repo.status()
+    except PublicationError as exc:
+        raise _fail(exc) from None
+    for role, info in status["roles"].items():
+        click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']}")
+    due = due_roles(repo, now, fraction=config.renew_at_fraction)
+    for role in ("snapshot", "timestamp"):
+        info = status[role]
+        when = renew_at(repo, role, config.renew_at_fraction).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = "renewal due" if role in due else f"renewed from {when}"
+        click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']} ({state})")
+
+
+status_command.fw_attach = False  # type: ignore[attr-defined]  # a subcommand of repo
+
+
+def _audit_refusal(services: Services, action: Action, obj: str, exc: PublicationError) -> None:
+    db = services.sessions()
+    try:
+        audit.append(
+            db,
+            event(
+                _cli_actor(),
+                action,
+                obj,
+                "refused",
+                services.clock(),
+                rule=exc.rule,
+                reason=exc.message[:500],
+            ),
+        )
+        db.commit()
+    finally:
+        db.close()

@@ -1,0 +1,48 @@
+"""Errors of publication, before they become HTTP statuses in ``views``.
+
+Each carries a stable ``rule`` (for the audit trail, tests and the client)
+and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+
+class PublicationError(Exception):
+    """Base of every publication error; ``rule`` names what failed."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+class RejectedError(PublicationError):
+    """Uploaded metadata or bytes are refused (HTTP 422)."""
+
+
+class TooLargeError(PublicationError):
+    """More bytes than allowed: the signed length or a size limit (HTTP 413)."""
+
+
+class StaleError(PublicationError):
+    """The trusted state moved or a target is missing: rebuild or finish (HTTP 409)."""
+
+
+class BusyError(PublicationError):
+    """Another publication holds the lock for too long (HTTP 503)."""
+
+
+class NotInitialisedError(PublicationError):
+    """No repository is published yet: run ``fwserver import`` (HTTP 503)."""
+
+
+class BrokenRepositoryError(PublicationError):
+    """The published files are inconsistent or an online key does not fit (HTTP 500)."""
+
+
+class UnknownReleaseError(PublicationError):
+    """No such upload session of this user (HTTP 404)."""
+
+
+class NotAllowedError(PublicationError):
+    """The uploader's role may not change this role (HTTP 403)."""

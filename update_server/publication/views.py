@@ -1,0 +1,295 @@
+"""``/api/v1/releases`` and ``/api/v1/repository``: the HTTP side of publication.
+
+Views orchestrate and persist; the rules live in ``release`` (verification),
+``upload`` (streamed bytes) and ``publish`` (the switch). Who may upload
+which role follows docs/api.md (R6 least privilege). Every refusal is
+audited with its rule and committed before the answer. A view that reads a
+request body of any size commits its transaction first, so no database lock
+is held while bytes arrive.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from typing import NoReturn
+
+from flask import Blueprint, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from update_server import audit
+from update_server.access import ALL_ROLES, allow
+from update_server.app import Services
+from update_server.audit.actions import Action
+from update_server.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServerError,
+    ServiceUnavailableError,
+    UnprocessableError,
+)
+from update_server.models import Role, User
+from update_server.publication.errors import (
+    BusyError,
+    NotAllowedError,
+    NotInitialisedError,
+    PublicationError,
+    RejectedError,
+    StaleError,
+    TooLargeError,
+    UnknownReleaseError,
+)
+from update_server.publication.models import ReleaseUpload, UploadState
+from update_server.publication.publish import (
+    Actor,
+    cancel_release,
+    event,
+    online_keys,
+    publish_release,
+    staging_dir,
+)
+from update_server.publication.release import (
+    ExpectedTarget,
+    check_release,
+    parse_release,
+    role_kind,
+)
+from update_server.publication.repository import OnlineRepository
+from update_server.publication.upload import CHUNK_BYTES, receive, staged_file
+
+blueprint = Blueprint("publication", __name__)
+
+UPLOADERS = (Role.RELEASE_ENGINEER, Role.RELEASE_MANAGER, Role.SECURITY_OFFICER)
+#: Which kinds of role each person may upload (docs/api.md).
+MAY_UPLOAD: Mapping[str, frozenset[str]] = {
+    Role.RELEASE_ENGINEER: frozenset({"delegated"}),
+    Role.RELEASE_MANAGER: frozenset({"targets", "delegated"}),
+    Role.SECURITY_OFFICER: frozenset({"root", "targets"}),
+}
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
+
+_HTTP_ERRORS: tuple[tuple[type[PublicationError], type[ServerError]], ...] = (
+    (RejectedError, UnprocessableError),
+    (TooLargeError, PayloadTooLargeError),
+    (StaleError, ConflictError),
+    (UnknownReleaseError, NotFoundError),
+    (NotAllowedError, ForbiddenError),
+    (BusyError, ServiceUnavailableError),
+    (NotInitialisedError, ServiceUnavailableError),
+)
+
+
+@blueprint.get("/api/v1/repository")
+@allow(*ALL_ROLES)
+def repository_status() -> ResponseReturnValue:
+    services = _services()
+    repo = OnlineRepository(services.config.repository_dir, now=services.clock())
+    try:
+        return jsonify(repo.status())
+    except PublicationError as exc:
+        raise _http_error(exc) from None
+
+
+@blueprint.post("/api/v1/releases")
+@allow(*UPLOADERS)
+def upload_release() -> ResponseReturnValue:
+    services = _services()
+    config, now = services.config, services.clock()
+    try:
+        proposed = parse_release(
+            _read_body(config.max_metadata_bytes), max_size=config.max_metadata_bytes
+        )
+        _check_may_upload(g.user, proposed)
+        repo = OnlineRepository(config.repository_dir, now=now)
+        checked = check_release(
+            repo,
+            proposed,
+            now=now,
+            online_keys=online_keys(services),
+            max_target_bytes=config.max_upload_bytes,
+        )
+    except PublicationError as exc:
+        _refuse(Action.UPLOAD, "release", exc)
+    upload = ReleaseUpload(
+        id=secrets.token_hex(16),
+        user_id=g.user.id,
+        created_at=now,
+        state=UploadState.OPEN,
+        roles={role: proposed[role].decode() for role in checked.roles},
+        expected_targets=[target.to_json() for target in checked.targets],
+        trusted_versions=checked.trusted_versions,
+    )
+    g.db.add(upload)
+    _audit(
+        Action.UPLOAD,
+        f"release:{upload.id}",
+        "success",
+        roles=checked.roles,
+        targets=[target.path for target in checked.targets],
+    )
+    g.db.commit()
+    body = {
+        "id": upload.id,
+        "roles": checked.roles,
+        "expected_targets": [_target_json(target) for target in checked.targets],
+    }
+    return jsonify(body), 201
+
+
+@blueprint.put("/api/v1/releases/<upload_id>/targets/<path:target_path>")
+@allow(*UPLOADERS)
+def upload_target(upload_id: str, target_path: str) -> ResponseReturnValue:
+    services = _services()
+    config = services.config
+    what = f"release:{upload_id}/{target_path}"[:512]
+    try:
+        upload = _own_upload(upload_id)
+        target = _expected(upload, target_path)
+    except PublicationError as exc:
+        _refuse(Action.UPLOAD_TARGET, what, exc)
+    g.db.commit()  # no database lock while the bytes arrive
+    directory = staging_dir(config, upload_id)
+    staged = staged_file(directory, target)
+    if not (staged.is_file() and staged.stat().st_size == target.length):
+        try:
+            receive(
+                request.stream,
+                target,
+                directory=directory,
+                limit=config.max_upload_bytes,
+                declared=request.content_length,
+            )
+        except PublicationError as exc:
+            _refuse(Action.UPLOAD_TARGET, what, exc)
+    _audit(Action.UPLOAD_TARGET, what, "success", length=target.length, sha256=target.sha256)
+    g.db.commit()
+    return jsonify(_target_json(target)), 201
+
+
+@blueprint.post("/api/v1/releases/<upload_id>/publish")
+@allow(*UPLOADERS, fresh_otp=True)
+def publish(upload_id: str) -> ResponseReturnValue:
+    g.db.commit()  # R25: the fresh code is spent whatever happens next
+    services = _services()
+    user: User = g.user
+    try:
+        _check_upload_id(upload_id)
+        published = publish_release(
+            services, upload_id, user_id=user.id, actor=_actor(), now=services.clock()
+        )
+    except PublicationError as exc:
+        _refuse(Action.PUBLISH, f"release:{upload_id}", exc)
+    return jsonify(published.to_json())
+
+
+@blueprint.delete("/api/v1/releases/<upload_id>")
+@allow(*UPLOADERS)
+def cancel(upload_id: str) -> ResponseReturnValue:
+    g.db.commit()
+    what = f"release:{upload_id}"
+    try:
+        _check_upload_id(upload_id)
+        cancel_release(_services(), upload_id, user_id=g.user.id)
+    except PublicationError as exc:
+        _refuse(Action.UPLOAD, what, exc)
+    _audit(Action.UPLOAD, what, "success", cancelled=True)
+    g.db.commit()
+    return "", 204
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["fw"]
+    return services
+
+
+def _actor() -> Actor:
+    return Actor(g.user.name, g.user.role, (request.remote_addr or "")[:64])
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` before it is all read."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLargeError(
+            "body-too-large",
+            f"{request.content_length} bytes of metadata; the limit is {limit}",
+        )
+    chunks, total = [], 0
+    while chunk := request.stream.read(CHUNK_BYTES):
+        total += len(chunk)
+        if total > limit:
+            raise TooLargeError("body-too-large", f"more than {limit} bytes of metadata")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_may_upload(user: User, proposed: Mapping[str, bytes]) -> None:
+    allowed = MAY_UPLOAD.get(user.role, frozenset())
+    for role in proposed:
+        if role_kind(role) not in allowed:
+            raise NotAllowedError(
+                "role-not-allowed",
+                f"a {user.role} may not upload {role}; ask a"
+                f" {_who_may(role_kind(role))} to upload it",
+            )
+
+
+def _who_may(kind: str) -> str:
+    return " or ".join(sorted(str(role) for role, kinds in MAY_UPLOAD.items() if kind in kinds))
+
+
+def _check_upload_id(upload_id: str) -> None:
+    if not _UPLOAD_ID.match(upload_id):
+        raise UnknownReleaseError("unknown-release", f"no release {upload_id[:40]!r}")
+
+
+def _own_upload(upload_id: str) -> ReleaseUpload:
+    _check_upload_id(upload_id)
+    upload: ReleaseUpload | None = g.db.get(ReleaseUpload, upload_id)
+    if upload is None or upload.user_id != g.user.id:
+        raise UnknownReleaseError("unknown-release", f"no release {upload_id} of yours")
+    if upload.state != UploadState.OPEN:
+        raise StaleError("release-closed", f"release {upload_id} is {upload.state}")
+    return upload
+
+
+def _expected(upload: ReleaseUpload, target_path: str) -> ExpectedTarget:
+    """The signed target ``target_path`` names; nothing else may be uploaded."""
+    for item in upload.expected_targets:
+        if item["path"] == target_path:
+            return ExpectedTarget.from_json(item)
+    raise RejectedError(
+        "unexpected-target",
+        f"{target_path[:300]!r} is not a new or changed target of release {upload.id};"
+        " see expected_targets in the upload's answer",
+    )
+
+
+def _target_json(target: ExpectedTarget) -> dict[str, object]:
+    return {"path": target.path, "length": target.length, "sha256": target.sha256}
+
+
+def _audit(action: Action, obj: str, outcome: str, **detail: object) -> None:
+    now = _services().clock()
+    audit.append(g.db, event(_actor(), action, obj, outcome, now, **detail))
+
+
+def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
+    """Audit the refusal (committed), then answer with its HTTP status."""
+    g.db.rollback()
+    outcome = "failure" if isinstance(exc, BusyError) else "refused"
+    _audit(action, obj, outcome, rule=exc.rule, reason=exc.message[:500])
+    g.db.commit()
+    raise _http_error(exc) from None
+
+
+def _http_error(exc: PublicationError) -> ServerError:
+    for kind, http in _HTTP_ERRORS:
+        if isinstance(exc, kind):
+            return http(exc.message, rule=exc.rule)
+    return ServerError(exc.message, rule=exc.rule)
