@@ -1,0 +1,340 @@
+"""``fwsign publish`` against a stub of the server's contract (docs/api.md), over TLS.
+
+The stub answers as the real server does and records every request, so these
+tests check the client's side: the order of calls, what goes in each, that
+firmware is streamed with its length declared, that the second code goes in
+``X-OTP``, that failures cancel the upload and log out, and that no secret
+reaches the output. The same command runs against the real server in
+``tests/e2e/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from signer.publish_cli import publish_command
+from tests.signer.test_publish import TARGET, Opener, added_by_alice, signed_release
+from update_server.tls import generate_self_signed
+
+PASSWORD = "correct horse battery"
+LOGIN_OTP = "123456"
+PUBLISH_OTP = "654321"
+TOKEN = "session-token-0123456789"
+RELEASE_ID = "0123456789abcdef0123456789abcdef"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Stub:
+    """The server's answers; tests change them to script a failure."""
+
+    url: str = ""
+    published: dict[str, Any] = field(
+        default_factory=lambda: {
+            "root": {"version": 1},
+            "targets": {"version": 2},
+            "pump-x100": None,
+        }
+    )
+    login: dict[str, Any] = field(
+        default_factory=lambda: {
+            "token": TOKEN,
+            "must_change_password": False,
+            "totp_enrolled": True,
+            "last_login": {"at": "2026-11-22T08:00:00Z", "source": "10.0.0.7"},
+            "failed_attempts_since_last_login": 2,
+        }
+    )
+    publish_answer: tuple[int, dict[str, Any]] = (
+        200,
+        {"published": {"pump-x100": 1}, "snapshot": 3, "timestamp": 4},
+    )
+    requests: list[Recorded] = field(default_factory=list)
+
+    def answer(self, request: Recorded) -> tuple[int, dict[str, Any] | None]:  # noqa: PLR0911
+        route = (request.method, request.path)
+        if route == ("POST", "/api/v1/auth/login"):
+            return 200, self.login
+        if route == ("POST", "/api/v1/auth/logout"):
+            return 204, None
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return 401, {"title": "Authentication failed", "detail": "log in first"}
+        if route == ("GET", "/api/v1/repository"):
+            return 200, {"roles": self.published}
+        if route == ("POST", "/api/v1/releases"):
+            return 201, self.release(json.loads(request.body))
+        if request.method == "PUT" and request.path.startswith(f"/api/v1/releases/{RELEASE_ID}/"):
+            return 201, {"length": len(request.body)}
+        if route == ("POST", f"/api/v1/releases/{RELEASE_ID}/publish"):
+            return self.publish_answer
+        if route == ("DELETE", f"/api/v1/releases/{RELEASE_ID}"):
+            return 204, None
+        return 404, {"title": "Not found", "detail": request.path}
+
+    def release(self, body: dict[str, Any]) -> dict[str, Any]:
+        targets = body["metadata"]["pump-x100"]["signed"]["targets"]
+        expected = [
+            {"path": path, "length": t["length"], "sha256": t["hashes"]["sha256"]}
+            for path, t in targets.items()
+        ]
+        roles = {name: md["signed"]["version"] for name, md in body["metadata"].items()}
+        return {"id": RELEASE_ID, "roles": roles, "expected_targets": expected}
+
+    def calls(self) -> list[tuple[str, str]]:
+        return [(r.method, r.path) for r in self.requests]
+
+
+def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            recorded = Recorded(self.command, self.path, dict(self.headers.items()), body)
+            stub.requests.append(recorded)
+            status, answer = stub.answer(recorded)
+            data = json.dumps(answer).encode() if answer is not None else b""
+            self.send_response(status)
+            kind = "application/problem+json" if status >= 400 else "application/json"
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    generate_self_signed(directory, names=["localhost", "127.0.0.1"], now=datetime.now(UTC))
+    return directory / "server.crt", directory / "server.key"
+
+
+@pytest.fixture
+def stub(tls_files: tuple[Path, Path]) -> Iterator[Stub]:
+    state = Stub()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.url = f"https://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture
+def firmware_dir(tmp_path: Path, image: Path) -> Path:
+    directory = tmp_path / "firmware"
+    (directory / "pump-x100").mkdir(parents=True)
+    (directory / TARGET).write_bytes(image.read_bytes())
+    return directory
+
+
+Run = Callable[..., Any]
+
+
+@pytest.fixture
+def run(stub: Stub, tls_files: tuple[Path, Path]) -> Run:
+    def invoke(repo: Path, *extra: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
+        secrets = {
+            "FWSIGN_PASSWORD": PASSWORD,
+            "FWSIGN_OTP": LOGIN_OTP,
+            "FWSIGN_PUBLISH_OTP": PUBLISH_OTP,
+        }
+        args = ["--repo", str(repo), "--server", stub.url, "--ca", str(tls_files[0])]
+        return CliRunner().invoke(
+            publish_command,
+            [*args, "--user", "alice", *extra],
+            env=secrets if env is None else env,
+            **kw,
+        )
+
+    return invoke
+
+
+def _no_secret_in(output: str) -> None:
+    for secret in (PASSWORD, LOGIN_OTP, PUBLISH_OTP, TOKEN):
+        assert secret not in output
+
+
+def test_a_signed_release_is_uploaded_streamed_and_published(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    repo = signed_release(line, open_repo, image)
+    result = run(repo, "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 0, result.output
+    assert stub.calls() == [
+        ("POST", "/api/v1/auth/login"),
+        ("GET", "/api/v1/repository"),
+        ("POST", "/api/v1/releases"),
+        ("PUT", f"/api/v1/releases/{RELEASE_ID}/targets/{TARGET}"),
+        ("POST", f"/api/v1/releases/{RELEASE_ID}/publish"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+    login, _status, release, put, publish, logout = stub.requests
+    assert json.loads(login.body) == {"username": "alice", "password": PASSWORD, "otp": LOGIN_OTP}
+    assert set(json.loads(release.body)["metadata"]) == {"pump-x100"}
+    assert put.headers["Content-Length"] == str(image.stat().st_size)
+    assert "Transfer-Encoding" not in put.headers
+    assert put.headers["Content-Type"] == "application/octet-stream"
+    assert hashlib.sha256(put.body).digest() == hashlib.sha256(image.read_bytes()).digest()
+    assert publish.headers["X-OTP"] == PUBLISH_OTP
+    assert logout.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "published: pump-x100 v1" in result.output
+    assert "snapshot v3, timestamp v4" in result.output
+    assert "last login: 2026-11-22T08:00:00Z from 10.0.0.7; failed attempts since: 2" in (
+        result.output
+    )
+    _no_secret_in(result.output)
+
+
+def test_secrets_are_prompted_hidden_and_the_second_code_is_asked_as_a_new_one(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    repo = signed_release(line, open_repo, image)
+    answers = f"{PASSWORD}\n{LOGIN_OTP}\n{PUBLISH_OTP}\n"
+    result = run(repo, "--targets-dir", str(firmware_dir), env={}, input=answers)
+    assert result.exit_code == 0, result.output
+    assert "Password for alice" in result.output
+    assert "NEW one-time code" in result.output
+    assert stub.requests[4].headers["X-OTP"] == PUBLISH_OTP
+    _no_secret_in(result.output)
+
+
+def test_the_servers_refusal_is_shown_and_the_upload_cancelled(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    stub.publish_answer = (409, {"title": "Conflict", "detail": "the trusted state changed"})
+    repo = signed_release(line, open_repo, image)
+    result = run(repo, "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 1
+    assert "error: the server refused (409): the trusted state changed" in result.output
+    assert stub.calls()[-2:] == [
+        ("DELETE", f"/api/v1/releases/{RELEASE_ID}"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+    assert "Traceback" not in result.output
+    _no_secret_in(result.output)
+
+
+def test_a_rejected_role_names_the_rule(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    stub.publish_answer = (
+        422,
+        {"title": "Unprocessable", "detail": "version 1 is not above 1", "rule": "rollback"},
+    )
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 1
+    assert "version 1 is not above 1 [rule: rollback]" in result.output
+
+
+def test_a_missing_firmware_file_cancels_the_upload(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, tmp_path: Path
+) -> None:
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"{TARGET}: not found" in result.output
+    assert ("PUT", f"/api/v1/releases/{RELEASE_ID}/targets/{TARGET}") not in stub.calls()
+    assert stub.calls()[-2:] == [
+        ("DELETE", f"/api/v1/releases/{RELEASE_ID}"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+
+
+def test_an_unsigned_release_is_refused_before_anything_is_uploaded(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    result = run(added_by_alice(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 1
+    assert "pump-x100 needs 1 more signature" in result.output
+    assert ("POST", "/api/v1/releases") not in stub.calls()
+    assert stub.calls()[-1] == ("POST", "/api/v1/auth/logout")
+
+
+def test_nothing_newer_means_nothing_sent(run: Run, stub: Stub, line: Path) -> None:
+    stub.published["pump-x100"] = {"version": 1}
+    result = run(line)
+    assert result.exit_code == 0, result.output
+    assert "nothing to publish" in result.output
+    assert stub.calls() == [
+        ("POST", "/api/v1/auth/login"),
+        ("GET", "/api/v1/repository"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+
+
+def test_an_unfinished_first_login_is_refused_and_its_session_ended(
+    run: Run, stub: Stub, line: Path
+) -> None:
+    stub.login["totp_enrolled"] = False
+    result = run(line)
+    assert result.exit_code == 1
+    assert "first login is not finished" in result.output
+    assert stub.calls() == [("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout")]
+
+
+def test_a_failed_login_shows_the_servers_generic_message(run: Run, stub: Stub, line: Path) -> None:
+    stub.login = {}
+    stub.answer = lambda request: (  # type: ignore[method-assign]
+        401,
+        {"title": "Authentication failed", "detail": "wrong user name, password or code"},
+    )
+    result = run(line)
+    assert result.exit_code == 1
+    assert "the server refused (401): wrong user name, password or code" in result.output
+    assert stub.calls() == [("POST", "/api/v1/auth/login")]
+    _no_secret_in(result.output)
+
+
+def test_a_server_not_matching_the_ca_is_refused(stub: Stub, line: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    generate_self_signed(other, names=["127.0.0.1"], now=datetime.now(UTC))
+    result = CliRunner().invoke(
+        publish_command,
+        ["--repo", str(line), "--server", stub.url, "--ca", str(other / "server.crt")],
+        env={"FWSIGN_PASSWORD": PASSWORD, "FWSIGN_OTP": LOGIN_OTP, "FWSIGN_USER": "alice"},
+    )
+    assert result.exit_code == 1
+    assert "is --ca the server's certificate?" in result.output
+    assert stub.requests == []
+    _no_secret_in(result.output)
+
+
+def test_an_unreachable_server_is_one_line(line: Path, tls_files: tuple[Path, Path]) -> None:
+    result = CliRunner().invoke(
+        publish_command,
+        ["--repo", str(line), "--server", "https://127.0.0.1:1", "--ca", str(tls_files[0])],
+        env={"FWSIGN_PASSWORD": PASSWORD, "FWSIGN_OTP": LOGIN_OTP, "FWSIGN_USER": "alice"},
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: POST https://127.0.0.1:1/api/v1/auth/login failed")
+    assert "Traceback" not in result.output
