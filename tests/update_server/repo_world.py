@@ -9,8 +9,10 @@ publishing needs is checked by ``FakeOtp`` (each code accepted once).
 
 from __future__ import annotations
 
+import copy
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.exceptions import DownloadHTTPError
+from tuf.api.metadata import Metadata
 from tuf.ngclient import FetcherInterface, Updater
 from werkzeug.test import TestResponse
 
@@ -260,6 +263,19 @@ def make_world(
     return world
 
 
+def resign(
+    document: dict[str, Any], *signers: str, mutate: Callable[[Any], object] | None = None
+) -> dict[str, Any]:
+    """``document`` changed by ``mutate`` and signed anew by ``signers``."""
+    md = Metadata.from_dict(copy.deepcopy(document))
+    if mutate is not None:
+        mutate(md.signed)
+    md.signatures.clear()
+    for name in signers:
+        md.sign(key(name), append=True)
+    return md.to_dict()
+
+
 def repository_files(path: Path) -> dict[str, bytes]:
     """Every file under ``path`` (hidden ones too) as {relative path: bytes}."""
     return {
@@ -267,3 +283,54 @@ def repository_files(path: Path) -> dict[str, bytes]:
         for file in sorted(path.rglob("*"))
         if file.is_file()
     }
+
+
+class Body(io.RawIOBase):
+    """A request body made on the fly: ``block`` repeated up to ``total`` bytes.
+
+    It declares ``declared`` bytes (default ``total``) to the test client,
+    which seeks to the end to measure a body, and counts what the server read.
+    ``total=None`` never ends (the TUF endless data attack).
+    """
+
+    def __init__(self, block: bytes, total: int | None, declared: int | None = None) -> None:
+        self.block = block
+        self.total = total
+        self.declared = declared if declared is not None else (total or 10**12)
+        self.read_bytes = 0
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = self.declared if whence == io.SEEK_END else offset
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer)
+        if self.total is not None:
+            size = min(size, self.total - self.read_bytes)
+        start = self.read_bytes % len(self.block)
+        view = memoryview(buffer)
+        done = 0
+        while done < size:
+            piece = self.block[start : start + size - done]
+            view[done : done + len(piece)] = piece
+            done += len(piece)
+            start = 0
+        self.read_bytes += size
+        return size
+
+    def content(self) -> bytes:
+        """Everything a finite body holds (for small bodies in assertions)."""
+        if self.total is None:
+            raise ValueError("an endless body has no content")
+        repeats = self.total // len(self.block) + 1
+        return (self.block * repeats)[: self.total]
