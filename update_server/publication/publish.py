@@ -114,7 +114,7 @@ def publish_release(
         repo = OnlineRepository(config.repository_dir, now=now, signers=services.signer)
         checked = _recheck(services, repo, upload, now)
         links = _staged_links(config, upload_id, checked.targets)
-        repo.do_snapshot()
+        repo.do_snapshot(force=True)  # a root-only release gets a new snapshot too
         repo.refresh_timestamp()
         versions = repo.staged_versions()
         signed = {role: versions[role] for role in (Snapshot.type, Timestamp.type)}

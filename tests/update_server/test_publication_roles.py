@@ -1,0 +1,161 @@
+"""Root and targets changes made offline, uploaded by a security officer or release manager."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from tuf.api.metadata import Root
+
+from signer.authoring import RoleKeys, delegate
+from signer.keyops import rotate
+from signer.signing import sign_roles
+from tests.update_server.conftest import FakeClock
+from tests.update_server.repo_world import World, key, make_world, repository_files, resign
+from update_server.config import ServerConfig
+
+OFFICER = "security_officer"
+MANAGER = "release_manager"
+
+
+@pytest.fixture
+def world(
+    app: Flask,
+    config: ServerConfig,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    return make_world(app, config, clock, tmp_path, monkeypatch)
+
+
+def _publish_roles(
+    world: World, who: str, role: str, roles: dict[str, object]
+) -> dict[str, object]:
+    world.login(who, role)
+    answer = world.upload(who, roles, role=role)
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.get_json()["expected_targets"] == []
+    published = world.publish(who, answer.get_json()["id"])
+    assert published.status_code == 200, published.get_json()
+    body: dict[str, object] = published.get_json()
+    return body
+
+
+def test_a_root_rotation_reaches_devices_through_the_root_chain(
+    world: World, tmp_path: Path
+) -> None:
+    """TUF spec 5.3: devices holding root v1 walk to v2, signed by both thresholds."""
+    device = world.updater(tmp_path / "device")
+    device.refresh()
+    rotate(
+        world.open_offline("officer1", "officer2"),
+        role="root",
+        add=[key("officer4").public_key],
+        remove=[key("officer3").public_key.keyid],
+    )
+    body = _publish_roles(world, "olga", OFFICER, {"root": world.role_json("root")})
+    assert body["published"] == {"root": 2}
+    files = repository_files(world.repository)
+    assert files["metadata/2.root.json"] == files["metadata/root.json"]
+    assert "metadata/1.root.json" in files
+    assert not [name for name in files if "/." in name]  # the backup of root.json is gone
+
+    world.updater(tmp_path / "device").refresh()  # the same device, later
+    trusted = json.loads((tmp_path / "device" / "metadata" / "root.json").read_bytes())
+    assert trusted["signed"]["version"] == 2
+
+
+def test_a_root_that_drops_the_servers_online_key_is_refused(world: World) -> None:
+    """A root naming another timestamp key would freeze every device within a day."""
+    rotate(
+        world.open_offline("officer1", "officer2"),
+        role="timestamp",
+        add=[key("stranger").public_key],
+        remove=[_online_keyid(world, "timestamp")],
+    )
+    world.login("olga", OFFICER)
+    answer = world.upload("olga", {"root": world.role_json("root")}, role=OFFICER)
+    assert answer.status_code == 422
+    assert answer.get_json()["rule"] == "online-keys"
+
+
+def test_a_root_without_consistent_snapshots_is_refused(world: World) -> None:
+    def plain(root: Root) -> None:
+        root.version += 1
+        root.consistent_snapshot = False
+
+    document = resign(world.role_json("root"), "officer1", "officer2", mutate=plain)
+    world.login("olga", OFFICER)
+    answer = world.upload("olga", {"root": document}, role=OFFICER)
+    assert answer.status_code == 422
+    assert answer.get_json()["rule"] == "consistent-snapshot"
+
+
+def test_a_root_that_skips_a_version_is_refused(world: World) -> None:
+    def skip(root: Root) -> None:
+        root.version += 2
+
+    document = resign(world.role_json("root"), "officer1", "officer2", mutate=skip)
+    world.login("olga", OFFICER)
+    answer = world.upload("olga", {"root": document}, role=OFFICER)
+    assert answer.status_code == 422
+    assert answer.get_json()["rule"] == "version"
+
+
+def test_a_new_product_line_comes_with_targets_in_one_release(world: World, tmp_path: Path) -> None:
+    """Delegator first whatever the order given: the new role is verified by the new targets."""
+    delegate(
+        world.open_offline("manager1"),
+        name="infusion-z1",
+        path_prefix="infusion-z1/",
+        keys=RoleKeys([key("erin").public_key, key("frank").public_key], 2),
+    )
+    for engineer in ("erin", "frank"):
+        sign_roles(world.open_offline(engineer), roles=["infusion-z1"])
+    roles = {"infusion-z1": world.role_json("infusion-z1"), "targets": world.role_json("targets")}
+    body = _publish_roles(world, "mike", MANAGER, roles)
+    assert body["published"] == {"targets": 4, "infusion-z1": 1}
+    device = world.updater(tmp_path / "device")
+    device.refresh()
+    assert device.get_targetinfo("infusion-z1/none.bin") is None  # walked, nothing there
+
+
+def test_a_key_rotation_that_leaves_a_line_unsigned_is_refused_until_it_is_resigned(
+    world: World,
+) -> None:
+    """Rotating a line's keys without re-signing it would make devices distrust the line."""
+    rotate(
+        world.open_offline("manager1"),
+        role="pump-x100",
+        add=[key("carol").public_key],
+        remove=[key("alice").public_key.keyid],
+    )
+    world.login("mike", MANAGER)
+    answer = world.upload("mike", {"targets": world.role_json("targets")}, role=MANAGER)
+    assert answer.status_code == 422
+    assert answer.get_json()["rule"] == "delegation-broken"
+    assert "pump-x100" in answer.get_json()["detail"]
+
+    repo = world.open_offline("bob", "carol")
+    with repo.edit_targets("pump-x100"):
+        pass  # a new version, signed by the line's new keys
+    repo.commit()
+    roles = {"targets": world.role_json("targets"), "pump-x100": world.role_json("pump-x100")}
+    answer = world.upload("mike", roles, role=MANAGER)
+    assert answer.status_code == 201, answer.get_json()
+
+
+def test_only_new_or_changed_targets_are_expected(world: World) -> None:
+    first = world.release("alice", "2.4.0")
+    assert world.publish("alice", first).status_code == 200
+    path, _data = world.add_release("2.5.0")
+    answer = world.upload("alice", {"pump-x100": world.role_json("pump-x100")})
+    assert [t["path"] for t in answer.get_json()["expected_targets"]] == [path]
+
+
+def _online_keyid(world: World, role: str) -> str:
+    keyid: str = world.services.signer(role).public_key.keyid
+    return keyid
