@@ -1,0 +1,118 @@
+"""The password core (pure): argon2id hashing, the policy, reuse (R9)."""
+
+from __future__ import annotations
+
+import pytest
+from argon2 import Type, extract_parameters
+
+from update_server.mfa import passwords
+from update_server.mfa.passwords import PasswordPolicyError, check_policy
+
+
+def test_hashes_are_argon2id_with_the_documented_parameters() -> None:
+    """Production parameters: RFC 9106 second recommended option."""
+    hashed = passwords.hash_password("a long enough passphrase")
+    parameters = extract_parameters(hashed)
+    assert parameters.type is Type.ID
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (
+        65536,
+        3,
+        4,
+    )
+    assert passwords.verify(hashed, "a long enough passphrase")
+    assert not passwords.verify(hashed, "a long enough passphrasE")
+    assert not passwords.needs_rehash(hashed)
+
+
+def test_hashes_are_salted() -> None:
+    assert passwords.hash_password("same password here") != passwords.hash_password(
+        "same password here"
+    )
+
+
+def test_verify_is_false_for_an_unreadable_hash() -> None:
+    assert not passwords.verify("not-a-hash", "anything")
+    assert passwords.needs_rehash("not-a-hash")
+
+
+def test_weaker_parameters_are_rehashed_at_next_login() -> None:
+    weak = passwords.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    assert passwords.needs_rehash(weak.hash("x" * 12))
+
+
+def test_dummy_hash_uses_the_current_parameters() -> None:
+    dummy = passwords.dummy_hash()
+    assert extract_parameters(dummy) == passwords.PARAMETERS
+    assert dummy == passwords.dummy_hash()  # made once
+
+
+def refusal(password: str, name: str = "alice", min_length: int = 12) -> str:
+    with pytest.raises(PasswordPolicyError) as caught:
+        check_policy(password, name=name, min_length=min_length)
+    return str(caught.value)
+
+
+def test_minimum_length_counts_characters_and_says_how_many() -> None:
+    assert "at least 12 characters (this one has 11)" in refusal("kx8-vq2-mw4")
+    check_policy("kx8-vq2-mw4z", name="alice", min_length=12)
+    assert "at least 16" in refusal("kx8-vq2-mw4z", min_length=16)
+
+
+def test_maximum_length() -> None:
+    assert "at most 1024" in refusal("kx8-vq2-mw4z" * 100)
+
+
+@pytest.mark.parametrize(
+    "common",
+    [
+        "password1234",
+        "PASSWORD1234",
+        "Password123!",
+        "qwertyuiopasdf",
+        "iloveyou1234",
+        "123456789012",
+        "correcthorsebatterystaple",
+        "Welcome2026!!",
+    ],
+)
+def test_commonest_passwords_are_refused_whatever_the_case(common: str) -> None:
+    assert "most common passwords" in refusal(common)
+
+
+def test_common_list_is_shipped_and_sizeable() -> None:
+    listed = passwords.common_passwords()
+    assert len(listed) >= 300
+    assert {"123456", "password", "qwerty", "letmein"} <= listed
+    assert all(entry == entry.lower() for entry in listed)
+
+
+@pytest.mark.parametrize("name", ["alice", "alice.smith", "j-alice_x"])
+def test_own_name_refused(name: str) -> None:
+    assert "user name" in refusal("Hello-ALICE-from-ward-7", name=name)
+
+
+def test_short_name_parts_are_not_looked_for() -> None:
+    check_policy("quiet-al-orchard-lamp", name="al", min_length=12)
+
+
+def test_repeated_characters_refused() -> None:
+    assert "4 different characters" in refusal("zzzzzzzzzzzzzzzz")
+    assert "4 different characters" in refusal("xyzxyzxyzxyzxyz")
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(PasswordPolicyError) as caught:
+        check_policy("alice", name="alice", min_length=12)
+    assert len(caught.value.problems) == 2  # too short, contains the name
+
+
+def test_a_good_passphrase_passes() -> None:
+    check_policy("violet harbour lantern quietly", name="alice", min_length=12)
+
+
+def test_reuse_is_detected_against_any_previous_hash() -> None:
+    cheap = passwords.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    previous = [cheap.hash(f"older-passphrase-{n}") for n in range(3)]
+    assert passwords.reused("older-passphrase-1", previous)
+    assert not passwords.reused("older-passphrase-9", previous)
+    assert not passwords.reused("anything-at-all", [])

@@ -1,0 +1,260 @@
+"""``/api/v1/auth``: login, first-login enrolment, password change, logout.
+
+Views orchestrate: the rules live in ``auth.login`` (throttle, code,
+password), ``auth.otp`` (codes used once), ``users`` (password policy and
+history) and ``auth.sessions``. Each security event is audited in the
+transaction of the change it records; failures are audited and committed
+before the refusal is answered. Nothing here logs a password, code, token
+or secret.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
+
+from update_server import users
+from update_server.access import ALL_ROLES, allow, public
+from update_server.app import Services
+from update_server.audit import Event, append
+from update_server.audit.actions import Action
+from update_server.auth import login, otp, sessions
+from update_server.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    UnprocessableError,
+)
+from update_server.mfa import passwords, totp
+from update_server.models import User
+
+blueprint = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+
+
+@blueprint.record_once
+def _warm_dummy_hash(_state: BlueprintSetupState) -> None:
+    # Made at start, not during the first login for an unknown name, whose
+    # extra 0.1 s would otherwise tell that the name does not exist.
+    passwords.dummy_hash()
+
+
+@blueprint.post("/login")
+@public
+def login_view() -> ResponseReturnValue:
+    body = _json_body()
+    services = _services()
+    attempt = login.Attempt(
+        name=_text(body, "username"),
+        password=_text(body, "password"),
+        code=_text(body, "otp", required=False) or None,
+        source=_source(),
+        now=services.clock(),
+    )
+    try:
+        success = login.attempt(g.db, attempt, config=services.config, box=otp.app_box())
+    except login.LoginFailedError as failure:
+        _audit_failed_login(attempt, failure)
+        g.db.commit()
+        raise
+    user = success.user
+    token = sessions.create(
+        g.db,
+        user,
+        now=attempt.now,
+        config=services.config,
+        login_step=success.step,
+        source=attempt.source,
+    )
+    first_login = user.must_change_password or not user.totp_enrolled
+    _audit(Action.LOGIN, "success", user, detail={"first_login": first_login})
+    g.db.commit()
+    return jsonify(
+        {
+            "token": token,
+            "expires_at": _iso(attempt.now + services.config.session_absolute),
+            "must_change_password": user.must_change_password,
+            "totp_enrolled": user.totp_enrolled,
+            # R11: the previous login and the failed attempts since.
+            "last_login": _login_record(success.previous_at, success.previous_source),
+            "failed_attempts_since_last_login": success.failures_since,
+        }
+    )
+
+
+@blueprint.post("/totp/enroll")
+@allow(*ALL_ROLES, during_first_login=True)
+def enroll() -> ResponseReturnValue:
+    user: User = g.user
+    if user.totp_enrolled:
+        raise ConflictError(
+            "TOTP is already enrolled for you; to move it to a new device,"
+            " ask an administrator to reset it"
+        )
+    secret = otp.new_secret(user, otp.app_box())
+    _audit(Action.TOTP_ENROL, "success", user, detail={"stage": "secret issued"})
+    g.db.commit()
+    return jsonify(
+        {"provisioning_uri": totp.provisioning_uri(secret, name=user.name), "secret": secret}
+    )
+
+
+@blueprint.post("/totp/confirm")
+@allow(*ALL_ROLES, during_first_login=True)
+def confirm() -> ResponseReturnValue:
+    user: User = g.user
+    code = _text(_json_body(), "otp")
+    if user.totp_enrolled:
+        raise ConflictError("TOTP is already enrolled for you")
+    if user.totp_secret is None:
+        raise ConflictError("no TOTP secret to confirm: call /api/v1/auth/totp/enroll first")
+    try:
+        step = otp.consume(g.db, user, code, now=_services().clock())
+    except AuthenticationError:
+        _audit(Action.TOTP_ENROL, "failure", user, detail={"stage": "confirm", "reason": "code"})
+        g.db.commit()
+        raise UnprocessableError(
+            "that code does not match the new secret: check that the device's clock is"
+            " right and enter the code it shows now"
+        ) from None
+    user.totp_enrolled = True
+    # This session has now shown both factors, like a login with this code.
+    g.session.login_step = max(g.session.login_step, step)
+    _audit(Action.TOTP_ENROL, "success", user, detail={"stage": "confirmed"})
+    g.db.commit()
+    return jsonify({"totp_enrolled": True})
+
+
+@blueprint.post("/password")
+@allow(*ALL_ROLES, during_first_login=True)
+def change_password() -> ResponseReturnValue:
+    user: User = g.user
+    body = _json_body()
+    current, new = _text(body, "current_password"), _text(body, "new_password")
+    services = _services()
+    now = services.clock()
+    if not passwords.verify(user.password_hash, current):
+        locked_until = login.count_failure(g.db, user, now=now, config=services.config)
+        _audit(Action.PASSWORD_CHANGE, "failure", user, detail={"reason": "wrong current"})
+        if locked_until is not None:
+            _audit_lock(user.name, user.role, locked_until)
+        g.db.commit()
+        raise AuthenticationError(
+            "the current password is not correct; repeated failures lock the account"
+        )
+    try:
+        ended = users.change_password(g.db, user, new=new, now=now, config=services.config)
+    except passwords.PasswordPolicyError as exc:
+        _audit(Action.PASSWORD_CHANGE, "refused", user, detail={"problems": len(exc.problems)})
+        g.db.commit()
+        raise UnprocessableError(str(exc), problems=list(exc.problems)) from None
+    _audit(Action.PASSWORD_CHANGE, "success", user, detail={"sessions_ended": ended})
+    g.db.commit()
+    return jsonify({"password_changed": True, "detail": "every session has ended: log in again"})
+
+
+@blueprint.post("/logout")
+@allow(*ALL_ROLES, during_first_login=True)
+def logout() -> ResponseReturnValue:
+    sessions.revoke(g.db, g.session)
+    _audit(Action.LOGOUT, "success", g.user)
+    g.db.commit()
+    return "", 204
+
+
+@blueprint.get("/me")
+@allow(*ALL_ROLES, during_first_login=True)
+def me() -> ResponseReturnValue:
+    user: User = g.user
+    last_at = users.aware(user.last_login_at) if user.last_login_at else None
+    g.db.commit()  # keeps the session's idle timer renewed by this request
+    return jsonify(
+        {
+            "name": user.name,
+            "role": user.role,
+            "must_change_password": user.must_change_password,
+            "totp_enrolled": user.totp_enrolled,
+            "last_login": _login_record(last_at, user.last_login_source),
+            "session_expires_at": _iso(users.aware(g.session.expires_at)),
+        }
+    )
+
+
+def _audit_failed_login(attempt: login.Attempt, failure: login.LoginFailedError) -> None:
+    role = failure.user.role if failure.user is not None else ""
+    if failure.locked:
+        until = _iso(failure.locked_until) if failure.locked_until else ""
+        _record(Action.LOGIN_LOCKED, "refused", attempt.name, role, detail={"until": until})
+        return
+    _record(Action.LOGIN, "failure", attempt.name, role, detail={"reason": failure.reason})
+    if failure.locked_until is not None:
+        _audit_lock(attempt.name, role, failure.locked_until)
+
+
+def _audit_lock(name: str, role: str, until: datetime) -> None:
+    failures = _services().config.max_failed_logins
+    _record(
+        Action.LOGIN_LOCKED,
+        "failure",
+        name,
+        role,
+        detail={"until": _iso(until), "failures": failures},
+    )
+
+
+def _audit(
+    action: Action, outcome: str, user: User, *, detail: dict[str, Any] | None = None
+) -> None:
+    _record(action, outcome, user.name, user.role, detail=detail or {})
+
+
+def _record(action: Action, outcome: str, actor: str, role: str, *, detail: dict[str, Any]) -> None:
+    append(
+        g.db,
+        Event(
+            time=_services().clock(),
+            actor=actor[:64],
+            role=role,
+            action=action.value,
+            object=f"user:{actor[:64]}",
+            outcome=outcome,
+            source=_source(),
+            detail=detail,
+        ),
+    )
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["fw"]
+    return services
+
+
+def _source() -> str:
+    return (request.remote_addr or "")[:64]
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequestError("send a JSON object with Content-Type: application/json")
+    return body
+
+
+def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise BadRequestError(f"'{key}' is required and must be a string")
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _login_record(at: datetime | None, source: str | None) -> dict[str, str] | None:
+    return None if at is None else {"at": _iso(at), "source": source or ""}
