@@ -79,6 +79,9 @@ def enforce() -> None:
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else ""
     user, session = sessions.authenticate(g.db, token, now=services.clock(), config=services.config)
+    # The session's last use is recorded now, whatever the view does later,
+    # so that idle expiry counts from the last request (not the last write).
+    g.db.commit()
     g.user, g.session = user, session
     if user.role not in {role.value for role in access.roles}:
         raise ForbiddenError(f"role {user.role} may not do this")

@@ -83,11 +83,6 @@ def test_idle_session_expires(
     assert client.get(ME, headers=alice.headers).status_code == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="access.enforce does not commit the last_seen_at renewal; a view that does not"
-    " commit (any GET) lets an active session die after session_idle",
-)
 def test_idle_renewal_holds_for_a_view_that_does_not_commit(
     app: Flask, client: FlaskClient, clock: FakeClock, config: ServerConfig
 ) -> None:
