@@ -7,6 +7,8 @@ refusal is one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,24 @@ from update_server.cli import data_dir_option, load_config
 from update_server.clock import system_clock
 from update_server.db import create_schema, make_engine, make_sessionmaker
 from update_server.keys import signer_loader
-from update_server.publication.bootstrap import import_repository
+from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
 from update_server.publication.renewal import due_roles, renew_at, renew_if_due
 from update_server.publication.repository import OnlineRepository
 
 
-def _services(data_dir: Path) -> Services:
+@contextmanager
+def _services(data_dir: Path) -> Iterator[Services]:
     config = load_config(data_dir)
     engine = make_engine(config.database_url)
-    create_schema(engine)
-    return Services(config, system_clock, engine, make_sessionmaker(engine), signer_loader(config))
+    try:
+        create_schema(engine)
+        yield Services(
+            config, system_clock, engine, make_sessionmaker(engine), signer_loader(config)
+        )
+    finally:
+        engine.dispose()
 
 
 def _cli_actor() -> Actor:
@@ -44,30 +52,10 @@ def _fail(exc: PublicationError) -> click.ClickException:
 @click.command("import")
 @data_dir_option
 @click.argument("repo_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-def import_command(data_dir: Path, repo_dir: Path) -> None:
+def import_repo(data_dir: Path, repo_dir: Path) -> None:
     """Verify the repository fwsign made in REPO_DIR and publish it (once)."""
-    services = _services(data_dir)
-    now = services.clock()
-    db = services.sessions()
-    try:
-        entry = event(
-            _cli_actor(),
-            Action.PUBLISH,
-            "repository:import",
-            "success",
-            now,
-            directory=str(repo_dir),
-        )
-        audit.append(db, entry)
-        result = import_repository(
-            services.config, services.signer, repo_dir, now, before_timestamp=db.commit
-        )
-    except PublicationError as exc:
-        db.rollback()
-        _audit_refusal(services, Action.PUBLISH, "repository:import", exc)
-        raise _fail(exc) from None
-    finally:
-        db.close()
+    with _services(data_dir) as services:
+        result = _import(services, repo_dir)
     click.echo(f"imported root v{result.root}, {len(result.roles)} targets role(s)")
     click.echo(f"published snapshot v{result.snapshot}, timestamp v{result.timestamp}")
     if result.targets_without_files:
@@ -83,22 +71,22 @@ def import_command(data_dir: Path, repo_dir: Path) -> None:
 @click.command("renew")
 @data_dir_option
 @click.option("--force", is_flag=True, help="Renew snapshot and timestamp even if not due.")
-def renew_command(data_dir: Path, force: bool) -> None:
+def renew(data_dir: Path, force: bool) -> None:
     """Sign new snapshot/timestamp if due (the server also does this by itself)."""
-    services = _services(data_dir)
-    try:
-        renewed = renew_if_due(services, services.clock(), force=force)
-    except PublicationError as exc:
-        raise _fail(exc) from None
+    with _services(data_dir) as services:
+        try:
+            renewed = renew_if_due(services, services.clock(), force=force)
+        except PublicationError as exc:
+            raise _fail(exc) from None
     click.echo(f"renewed {', '.join(renewed)}" if renewed else "nothing due")
 
 
 @click.group("repo")
-def repo_group() -> None:
+def repo() -> None:
     """Inspect the published repository."""
 
 
-@repo_group.command("status")
+@repo.command("status")
 @data_dir_option
 def status_command(data_dir: Path) -> None:
     """Versions and expiries of the published roles, and when renewal is due."""
@@ -119,7 +107,29 @@ def status_command(data_dir: Path) -> None:
         click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']} ({state})")
 
 
-status_command.fw_attach = False  # type: ignore[attr-defined]  # a subcommand of repo
+def _import(services: Services, repo_dir: Path) -> ImportResult:
+    """Import with its audit entry committed just before the commit point."""
+    now = services.clock()
+    db = services.sessions()
+    try:
+        entry = event(
+            _cli_actor(),
+            Action.PUBLISH,
+            "repository:import",
+            "success",
+            now,
+            directory=str(repo_dir),
+        )
+        audit.append(db, entry)
+        return import_repository(
+            services.config, services.signer, repo_dir, now, before_timestamp=db.commit
+        )
+    except PublicationError as exc:
+        db.rollback()
+        _audit_refusal(services, Action.PUBLISH, "repository:import", exc)
+        raise _fail(exc) from None
+    finally:
+        db.close()
 
 
 def _audit_refusal(services: Services, action: Action, obj: str, exc: PublicationError) -> None:
