@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ class CAFetcher(FetcherInterface):
             response.release_conn()
 
 
-def _offline_repository(path: Path, config: ServerConfig, keys: dict[str, Signer]) -> Path:
+def _offline_repository(path: Path, config: ServerConfig, keys: Mapping[str, Signer]) -> Path:
     """Root 2 of 3 officers, targets the manager, pump-x100 2 of 2 alice and bob."""
     now = _now()
     online = {r: public_key_from_uri(config.online_keys[r]) for r in ("snapshot", "timestamp")}
@@ -110,12 +110,7 @@ def _now() -> datetime:
 
 def _fwserver(*args: str) -> str:
     """Run an ``fwserver`` command in this process (the server is not running yet)."""
-    command: Any = cli.main
-    if args[0] == "import" and "import" not in cli.main.commands:
-        from update_server.cli_repo import import_command  # noqa: PLC0415
-
-        command, args = import_command, args[1:]
-    result = CliRunner().invoke(command, list(args))
+    result = CliRunner().invoke(cli.main, list(args))
     assert result.exit_code == 0, result.output
     return result.output
 
