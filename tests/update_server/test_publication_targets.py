@@ -22,6 +22,7 @@ from update_server.config import ServerConfig
 from update_server.models import AuditEntry
 from update_server.publication.errors import TooLargeError
 from update_server.publication.release import ExpectedTarget
+from update_server.publication.renewal import RenewalThread
 from update_server.publication.upload import CHUNK_BYTES, receive
 
 BLOCK = bytes(range(256)) * 16
@@ -209,3 +210,20 @@ def test_receive_stops_reading_at_the_first_byte_past_the_signed_length(tmp_path
         receive(body, target, directory=tmp_path / "staging", limit=10**9)
     assert body.read_bytes <= len(data) + CHUNK_BYTES
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_staging_left_by_a_closed_release_is_swept(world: World) -> None:
+    """A target upload racing a cancellation leaves a directory: the next tick removes it."""
+    release, _path, data = _uploaded(world)
+    kept, kept_path, kept_data = _uploaded(world, version="2.5.0")
+    assert world.put("alice", kept, kept_path, kept_data).status_code == 201
+    answer = world.client.delete(f"/api/v1/releases/{release}", headers=world.as_("alice"))
+    assert answer.status_code == 204
+    digest = hashlib.sha256(data).hexdigest()
+    (world.config.staging_dir / release).mkdir()
+    (world.config.staging_dir / release / digest).write_bytes(data)  # the racing upload
+    (world.config.staging_dir / ("f" * 32)).mkdir()  # no such release at all
+
+    RenewalThread(world.services).tick()
+
+    assert sorted(p.name for p in world.config.staging_dir.iterdir()) == [kept]

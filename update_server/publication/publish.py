@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from securesystemslib.signer import Key, Signer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tuf.api.metadata import Snapshot, Timestamp
 
@@ -320,3 +321,35 @@ def cancel_release(services: ServicesLike, upload_id: str, *, user_id: int) -> N
                 raise StaleError("release-closed", f"release {upload_id} is {upload.state}")
             upload.state = UploadState.CANCELLED
         shutil.rmtree(staging_dir(config, upload_id), ignore_errors=True)
+
+
+# --- housekeeping ------------------------------------------------------------------
+
+
+def sweep_staging(services: ServicesLike) -> list[str]:
+    """Remove staging directories of uploads no longer open; hold the lock when calling.
+
+    A target upload racing a publication or a cancellation of its release
+    can re-create its staging directory after that removed it; nothing
+    else may leave one behind.
+    """
+    staging = services.config.staging_dir
+    names = [entry.name for entry in staging.iterdir()] if staging.is_dir() else []
+    if not names:
+        return []
+    with transaction(services.sessions) as db:
+        still_open = set(
+            db.scalars(
+                select(ReleaseUpload.id).where(
+                    ReleaseUpload.id.in_(names), ReleaseUpload.state == UploadState.OPEN
+                )
+            )
+        )
+    removed = sorted(set(names) - still_open)
+    for name in removed:
+        target = staging / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+    return removed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 
 from flask import Flask
@@ -29,6 +30,7 @@ from update_server.publication.lock import publication_lock
 from update_server.publication.publish import (
     ServicesLike,
     recover,
+    sweep_staging,
     switch_with_audit,
     system_actor,
 )
@@ -122,14 +124,23 @@ class RenewalThread(threading.Thread):
                 return
 
     def tick(self) -> list[str]:
-        """One check; never raises (a renewal that fails is retried next tick)."""
+        """One check, then housekeeping; never raises (what fails is retried next tick)."""
+        renewed = self._guarded(lambda: renew_if_due(self.services, self.services.clock(), wait=0))
+        self._guarded(self._sweep)
+        return renewed or []
+
+    def _sweep(self) -> list[str]:
+        with publication_lock(self.services.config.data_dir, timeout=0):
+            return sweep_staging(self.services)
+
+    def _guarded(self, work: Callable[[], list[str]]) -> list[str] | None:
         try:
-            return renew_if_due(self.services, self.services.clock(), wait=0)
+            return work()
         except BusyError:
-            return []  # another worker or a publication holds the lock: it renews
+            return None  # another worker or a publication holds the lock: it renews
         except Exception:  # a daemon loop must survive; the next tick retries
             logger.exception("renewal failed; retrying in %.0f s", self.interval)
-            return []
+            return None
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
