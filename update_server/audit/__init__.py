@@ -1,6 +1,13 @@
-"""The server's tamper-evident audit log (R27, R28, R31)."""
+"""The server's tamper-evident audit log (R27, R28, R31).
+
+``append(session, Event)`` chains an entry inside the caller's transaction;
+views use ``record(event)``, which refuses the action (503) when the entry
+cannot be written. Code that makes its own sessions calls ``bind_sessions``
+so its entries are checkpointed and sent to syslog like the server's.
+"""
 
 from update_server.audit.chain import Event, verify_chain
+from update_server.audit.recording import bind_sessions, record, request_event
 from update_server.audit.store import append
 
-__all__ = ["Event", "append", "verify_chain"]
+__all__ = ["Event", "append", "bind_sessions", "record", "request_event", "verify_chain"]

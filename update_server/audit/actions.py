@@ -25,4 +25,6 @@ class Action(StrEnum):
     KEY_USE = "key.use"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     AUDIT_EXPORT = "audit.export"
+    AUDIT_READ = "audit.read"
+    AUDIT_VERIFY = "audit.verify"
     SERVER_INIT = "server.init"

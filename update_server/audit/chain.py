@@ -2,9 +2,17 @@
 
 Each entry's hash covers its sequence number, its fields and the previous
 entry's hash, so editing, deleting, inserting or reordering any entry breaks
-every hash after it (R27, R28). A truncated tail leaves a valid shorter
-chain: it is caught against the last signed checkpoint, which ``verify``
-takes as ``head``. No I/O here.
+the chain at that entry or the one after it (R27, R28). Someone who can write
+the database can recompute every hash after an edit; that, and a truncated
+tail, is caught against the signed checkpoints (``checkpoint.py``), which
+the walk checks as it passes their sequence numbers. No I/O here.
+
+Invariants:
+
+* sequence numbers start at 1 and have no gaps; entry 1 follows ``GENESIS``;
+* the hash of an entry depends only on text that reads back identically from
+  SQLite (naive datetimes) and PostgreSQL (aware ones): ``canonical_time``;
+* the walk keeps O(1) state, so a log of any length is checked streaming.
 """
 
 from __future__ import annotations
@@ -22,7 +30,11 @@ OUTCOMES = frozenset({"success", "failure", "refused"})
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """What happened, who did it, from where (before it is chained)."""
+    """What happened, who did it, from where (before it is chained).
+
+    ``detail`` must never hold a secret (password, OTP code, PIN, session
+    token, key material): it is stored, exported and sent to syslog.
+    """
 
     time: datetime
     actor: str
@@ -41,7 +53,35 @@ class Event:
 
 
 class ChainedEntry(Protocol):
-    """What ``verify_chain`` reads of a stored entry."""
+    """What ``verify_chain`` reads of a stored entry (a row or an ``EntryRecord``)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def object(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def prev_hash(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryRecord:
+    """A chained entry detached from any database session (export, syslog)."""
 
     seq: int
     time: datetime
@@ -54,6 +94,16 @@ class ChainedEntry(Protocol):
     detail: str
     prev_hash: str
     hash: str
+
+    @classmethod
+    def of(cls, entry: ChainedEntry) -> EntryRecord:
+        return cls(
+            seq=entry.seq,
+            time=entry.time,
+            prev_hash=entry.prev_hash,
+            hash=entry.hash,
+            **stored_fields(entry),
+        )
 
 
 def detail_json(detail: Mapping[str, Any]) -> str:
@@ -69,6 +119,14 @@ def canonical_time(time: datetime) -> str:
     if time.tzinfo is None:
         time = time.replace(tzinfo=UTC)
     return time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_canonical_time(text: str) -> datetime:
+    """The inverse of ``canonical_time``; refuses any other spelling."""
+    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    if canonical_time(moment) != text:
+        raise ValueError(f"{text!r} is not a canonical audit time")
+    return moment
 
 
 def entry_hash(*, seq: int, prev_hash: str, time: datetime, fields: Mapping[str, str]) -> str:
@@ -102,6 +160,68 @@ def stored_fields(entry: ChainedEntry) -> dict[str, str]:
     }
 
 
+class ChainBrokenError(Exception):
+    """The chain is not intact at ``seq``; ``reason`` says how."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"entry {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+class ChainWalk:
+    """Checks entries one at a time, in sequence order, in constant memory.
+
+    After each successful ``step`` the walk's ``head_seq``/``head_hash`` are
+    those of a chain proven intact from entry 1; ``step`` raises
+    ``ChainBrokenError`` naming the first bad sequence number.
+    """
+
+    def __init__(self) -> None:
+        self.head_seq = 0
+        self.head_hash = GENESIS
+        self._before_head = GENESIS
+
+    def step(self, entry: ChainedEntry) -> None:
+        expected = self.head_seq + 1
+        if entry.seq != expected:
+            raise ChainBrokenError(
+                expected,
+                f"expected entry {expected} but found entry {entry.seq}: "
+                "an entry was deleted, inserted or moved",
+            )
+        if entry.prev_hash != self.head_hash:
+            self._refuse_unlinked(entry)
+        computed = entry_hash(
+            seq=entry.seq, prev_hash=self.head_hash, time=entry.time, fields=stored_fields(entry)
+        )
+        if computed != entry.hash:
+            raise ChainBrokenError(entry.seq, "content altered: its hash does not match")
+        self._before_head, self.head_seq, self.head_hash = self.head_hash, entry.seq, entry.hash
+
+    def _refuse_unlinked(self, entry: ChainedEntry) -> None:
+        """Name the culprit of a broken link: an inserted head, or this entry."""
+        was_head = entry.prev_hash == self._before_head and entry.hash == entry_hash(
+            seq=entry.seq - 1,
+            prev_hash=entry.prev_hash,
+            time=entry.time,
+            fields=stored_fields(entry),
+        )
+        if was_head:  # the entry was written as the head's number: the head was inserted
+            inserted = self.head_seq
+            self.head_seq, self.head_hash = inserted - 1, self._before_head
+            raise ChainBrokenError(
+                inserted,
+                f"inserted: entry {inserted} was never in the chain "
+                f"(entry {entry.seq} was written as entry {inserted})",
+            )
+        raise ChainBrokenError(
+            entry.seq,
+            f"does not follow entry {entry.seq - 1}: "
+            "an entry before it was inserted, removed or rewritten",
+        )
+
+
 @dataclass(frozen=True)
 class ChainReport:
     """Result of a chain check: ``first_bad`` is None when the chain is intact."""
@@ -122,28 +242,25 @@ def verify_chain(
 ) -> ChainReport:
     """Check entries in sequence order; name the first bad sequence number.
 
-    ``checkpoint`` (seq, hash) is a signed head the chain must still contain:
-    a chain that stops before it has lost its tail.
+    ``checkpoint`` (seq, hash) is a head, already known to be genuine, that
+    the chain must still contain: a chain that stops before it has lost its
+    tail. (Signed checkpoints are checked by ``checkpoint.verify_log``.)
     """
-    expected_seq, prev, count = 1, GENESIS, 0
-    seen: dict[int, str] = {}
-    for entry in entries:
-        if entry.seq != expected_seq:
-            kind = "missing (deleted)" if entry.seq > expected_seq else "out of order"
-            return ChainReport(count, expected_seq - 1, prev, expected_seq, f"entry {kind}")
-        if entry.prev_hash != prev:
-            return ChainReport(count, entry.seq - 1, prev, entry.seq, "previous hash differs")
-        computed = entry_hash(
-            seq=entry.seq, prev_hash=prev, time=entry.time, fields=stored_fields(entry)
-        )
-        if computed != entry.hash:
-            return ChainReport(count, entry.seq - 1, prev, entry.seq, "entry content altered")
-        seen[entry.seq] = entry.hash
-        prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    if checkpoint is not None:
-        seq, head = checkpoint
-        if seq >= expected_seq:
-            return ChainReport(count, expected_seq - 1, prev, expected_seq, "log truncated")
-        if seen.get(seq) != head:
-            return ChainReport(count, expected_seq - 1, prev, seq, "differs from checkpoint")
-    return ChainReport(count, expected_seq - 1, prev)
+    walk = ChainWalk()
+    cp_seq, cp_hash = checkpoint if checkpoint is not None else (0, GENESIS)
+    try:
+        for entry in entries:
+            walk.step(entry)
+            if entry.seq == cp_seq:
+                _holds(entry, cp_hash)
+    except ChainBrokenError as exc:
+        return ChainReport(walk.head_seq, walk.head_seq, walk.head_hash, exc.seq, exc.reason)
+    if cp_seq > walk.head_seq:
+        reason = f"log truncated: it ends at {walk.head_seq}, the checkpoint covers {cp_seq}"
+        return ChainReport(walk.head_seq, walk.head_seq, walk.head_hash, walk.head_seq + 1, reason)
+    return ChainReport(walk.head_seq, walk.head_seq, walk.head_hash)
+
+
+def _holds(entry: ChainedEntry, head_hash: str) -> None:
+    if entry.hash != head_hash:
+        raise ChainBrokenError(1, f"rewritten: entry {entry.seq} differs from the checkpoint")

@@ -2,40 +2,152 @@
 
 The entry is written in the same transaction as the action it records, so
 the two commit together or not at all: if the entry cannot be written, the
-action is refused (issue: "If an audit entry cannot be written, the action
-it records is refused"). Appends are serialised (SQLite: BEGIN IMMEDIATE;
-PostgreSQL: a table lock) so sequence numbers have no gaps or forks.
+action is refused (R27, R28; ``recording.record`` turns the failure into a
+503 for views). Appends are serialised (SQLite: the engine's BEGIN
+IMMEDIATE; PostgreSQL: a table lock) so sequence numbers have no gaps or
+forks.
+
+What an append does beyond its row comes from the ``AuditSink`` bound to the
+session factory (``bind``): sign a checkpoint when the append crosses a
+cadence boundary (same transaction), and hand the entry to syslog once, and
+only once, the transaction has committed (R31). A session without a sink
+appends the row and nothing else.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from datetime import UTC
 
-from update_server.audit.chain import GENESIS, Event, entry_hash, event_fields
+from sqlalchemy import String, event, func, select, text
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from update_server.audit.chain import GENESIS, EntryRecord, Event, entry_hash, event_fields
 from update_server.models import AuditEntry
+
+_SINK = "fw.audit.sink"
+_PENDING = "fw.audit.pending"
+READ_BATCH = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSink:
+    """What happens after an entry is flushed, and after its transaction commits.
+
+    ``appended`` runs inside the append's transaction (the checkpoint
+    cadence); it must raise only for a database failure, which refuses the
+    action. ``committed`` runs after the commit with the new entries; it must
+    never raise (syslog delivery is best effort, the database is the record).
+    """
+
+    appended: Callable[[Session, AuditEntry], None] | None = None
+    committed: Callable[[Sequence[EntryRecord]], None] | None = None
+
+
+def bind(factory: sessionmaker[Session], sink: AuditSink) -> None:
+    """Every session ``factory`` makes from now on appends through ``sink``."""
+    factory.configure(info={_SINK: sink})
+
+
+def sink_of(session: Session) -> AuditSink | None:
+    sink = session.info.get(_SINK)
+    return sink if isinstance(sink, AuditSink) else None
+
+
+def lock_log(session: Session) -> None:
+    """Serialise writers of the log until this transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def head(session: Session) -> tuple[int, str]:
+    """(seq, hash) of the newest entry, or (0, GENESIS) for an empty log."""
+    row = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
 def append(session: Session, event: Event) -> AuditEntry:
-    """Chain ``event`` after the current head; flushes, does not commit."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
-    head = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-    fields = event_fields(event)
+    """Chain ``event`` after the current head; flushes, does not commit.
+
+    Text longer than its column is cut to fit and NUL characters become
+    U+FFFD, so that hostile input (a 10 kB user name) cannot make the append,
+    and with it the action's refusal, fail; the hash covers what is stored.
+    """
+    lock_log(session)
+    seq, prev = head(session)
+    seq += 1
+    time = event.time.astimezone(UTC)
+    fields = {name: _fit(name, value) for name, value in event_fields(event).items()}
     entry = AuditEntry(
         seq=seq,
-        time=event.time,
+        time=time,
         prev_hash=prev,
-        hash=entry_hash(seq=seq, prev_hash=prev, time=event.time, fields=fields),
+        hash=entry_hash(seq=seq, prev_hash=prev, time=time, fields=fields),
         **fields,
     )
     session.add(entry)
     session.flush()
+    sink = sink_of(session)
+    if sink is not None:
+        if sink.appended is not None:
+            sink.appended(session, entry)
+        if sink.committed is not None:
+            session.info.setdefault(_PENDING, []).append((entry, EntryRecord.of(entry)))
     return entry
+
+
+def _fit(name: str, value: str) -> str:
+    value = value.replace("\x00", "\ufffd")
+    column_type = AuditEntry.__table__.c[name].type
+    limit = column_type.length if isinstance(column_type, String) else None
+    return value[:limit] if limit else value
 
 
 def count(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(AuditEntry)).scalar_one())
+
+
+def iter_entries(session: Session, *, after: int = 0) -> Generator[AuditEntry]:
+    """Entries after ``after`` in sequence order, fetched in batches (constant memory).
+
+    On PostgreSQL this is a server-side cursor: a caller that may stop early
+    closes the iterator (``contextlib.closing``) to release it at once.
+    """
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.seq > after)
+        .order_by(AuditEntry.seq)
+        .execution_options(yield_per=READ_BATCH)
+    )
+    result = session.scalars(query)
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
+def page(session: Session, *, after: int, limit: int) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(limit)
+    return list(session.scalars(query))
+
+
+# R31: syslog gets an entry only once its transaction has committed, so a
+# refused action is never reported as done; and the commit never waits on it.
+# An entry appended inside a SAVEPOINT that was rolled back has left the
+# session: it was never committed, and is not sent.
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    pending: list[tuple[AuditEntry, EntryRecord]] = session.info.pop(_PENDING, [])
+    committed = [record for entry, record in pending if entry in session]
+    sink = sink_of(session)
+    if committed and sink is not None and sink.committed is not None:
+        sink.committed(committed)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back or closed: nothing was committed
+        session.info.pop(_PENDING, None)

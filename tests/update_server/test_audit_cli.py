@@ -1,0 +1,155 @@
+"""``fwserver audit``: verify, export, checkpoint from the command line (R27, R28, R61)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from flask import Flask
+from sqlalchemy import select, text
+
+from update_server.audit import Event, append
+from update_server.audit.public_key import audit_public_key
+from update_server.cli_audit import audit
+from update_server.config import ServerConfig
+from update_server.db import transaction
+from update_server.models import AuditEntry
+
+EVERY, ENTRIES = 5, 8
+
+
+@pytest.fixture
+def config(config: ServerConfig) -> ServerConfig:
+    return config.with_changes(audit_checkpoint_every=EVERY)
+
+
+@pytest.fixture
+def log(app: Flask) -> Flask:
+    services = app.extensions["fw"]
+    for number in range(1, ENTRIES + 1):
+        with transaction(services.sessions) as db:
+            append(
+                db,
+                Event(
+                    time=services.clock(),
+                    actor="dave",
+                    role="release_manager",
+                    action="release.publish",
+                    object=f"targets v{number}",
+                    outcome="success",
+                    source="192.0.2.44",
+                ),
+            )
+    return app
+
+
+def run(config: ServerConfig, *args: str) -> Result:
+    env = {"FWSERVER_AUDIT_CHECKPOINT_EVERY": str(EVERY), "FWSERVER_DATA_DIR": None}
+    return CliRunner().invoke(audit, [*args, "--data-dir", str(config.data_dir)], env=env)
+
+
+def actions(app: Flask) -> list[str]:
+    with app.extensions["fw"].sessions() as db:
+        return list(db.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))
+
+
+def tamper(app: Flask, statement: str) -> None:
+    with app.extensions["fw"].engine.begin() as connection:
+        connection.execute(text(statement))
+
+
+def test_verify_intact_log_exits_0(log: Flask, config: ServerConfig) -> None:
+    result = run(config, "verify")
+    assert result.exit_code == 0, result.output
+    assert "audit log intact: 8 entries, signed up to entry 5" in result.output
+
+
+def test_verify_edited_log_exits_1_naming_the_first_bad_entry(
+    log: Flask, config: ServerConfig
+) -> None:
+    tamper(log, "UPDATE audit_log SET object = 'targets v99' WHERE seq = 3")
+    result = run(config, "verify")
+    assert result.exit_code == 1
+    assert "audit log NOT intact: first bad entry 3: content altered" in result.stderr
+
+
+def test_verify_truncated_log_exits_1(log: Flask, config: ServerConfig) -> None:
+    tamper(log, "DELETE FROM audit_log WHERE seq >= 4")
+    result = run(config, "verify")
+    assert result.exit_code == 1
+    assert "first bad entry 4: log truncated" in result.stderr
+
+
+def test_verify_json_report(log: Flask, config: ServerConfig) -> None:
+    result = run(config, "verify", "--json")
+    report = json.loads(result.output)
+    assert result.exit_code == 0
+    assert (report["ok"], report["entries"], report["first_bad"]) == (True, ENTRIES, None)
+    assert report["checkpoint"]["seq"] == 5
+
+
+def test_checkpoint_command_signs_the_head_and_records_itself(
+    log: Flask, config: ServerConfig
+) -> None:
+    result = run(config, "checkpoint")
+    assert result.exit_code == 0, result.output
+    assert f"signed the head at entry {ENTRIES + 1}" in result.output
+    assert actions(log)[-1] == "audit.checkpoint"
+    assert f"signed up to entry {ENTRIES + 1}" in run(config, "verify").output
+
+
+def test_export_then_verify_offline_with_key_file_or_uri_r61(
+    log: Flask, config: ServerConfig, tmp_path: Path
+) -> None:
+    output = tmp_path / "backup" / "audit.jsonl"
+    output.parent.mkdir()
+    result = run(config, "export", "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert f"exported {ENTRIES + 1} entries to {output}, signed up to entry {ENTRIES + 1}" in (
+        result.output
+    )
+    assert json.loads(output.read_text().splitlines()[-2])["action"] == "audit.export"
+
+    key = audit_public_key(config)
+    key_file = tmp_path / "audit.pub.json"
+    key_file.write_text(json.dumps({"keyid": key.keyid, **key.to_dict()}))
+    for key_ref in (str(key_file), config.online_keys["audit"]):
+        checked = CliRunner().invoke(audit, ["verify", "--export", str(output), "--key", key_ref])
+        assert checked.exit_code == 0, checked.output
+        assert f"audit log intact: {ENTRIES + 1} entries" in checked.output
+    assert run(config, "verify", "--export", str(output)).exit_code == 0
+
+
+def test_tampered_export_fails_offline(log: Flask, config: ServerConfig, tmp_path: Path) -> None:
+    output = tmp_path / "audit.jsonl"
+    assert run(config, "export", "--output", str(output)).exit_code == 0
+    content = output.read_text().splitlines(keepends=True)
+    content[1] = content[1].replace("targets v2", "targets v20")
+    output.write_text("".join(content))
+    result = run(config, "verify", "--export", str(output))
+    assert result.exit_code == 1
+    assert "first bad entry 2: content altered" in result.stderr
+
+
+def test_export_without_fresh_checkpoint(log: Flask, config: ServerConfig, tmp_path: Path) -> None:
+    output = tmp_path / "audit.jsonl"
+    result = run(config, "export", "--no-checkpoint", "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert "signed up to entry 5" in result.output
+
+
+def test_a_directory_that_is_not_a_data_dir_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(audit, ["verify", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is not a server data directory" in result.stderr
+
+
+def test_a_bad_key_file_is_refused(log: Flask, config: ServerConfig, tmp_path: Path) -> None:
+    output, bad_key = tmp_path / "audit.jsonl", tmp_path / "key.json"
+    assert run(config, "export", "--output", str(output)).exit_code == 0
+    bad_key.write_text('{"keytype": "ed25519"}')
+    result = CliRunner().invoke(audit, ["verify", "--export", str(output), "--key", str(bad_key)])
+    assert result.exit_code == 1
+    assert "not a public key file" in result.stderr

@@ -1,0 +1,16 @@
+"""Errors of the audit log. Messages say what is wrong and what to do; they
+never quote a secret. The CLI and the views translate them at their edge."""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """Base of every audit error."""
+
+
+class CheckpointError(AuditError):
+    """A checkpoint cannot be made, or one does not verify with the audit key."""
+
+
+class ExportFormatError(AuditError):
+    """An export file is not in the format ``fwserver audit export`` writes."""
