@@ -45,21 +45,21 @@ def build_app(config: ServerConfig) -> Flask:
     return app
 
 
-def start_renewal(app: Flask) -> bool:
-    """Start the timestamp/snapshot renewal thread, where the server has one.
+def start_renewal(app: Flask) -> object | None:
+    """Start the timestamp/snapshot renewal thread; return it (None if there is none).
 
-    The renewer runs in every worker; it must take a database lock so that
-    one renewal happens however many workers wake up.
+    The renewer runs in every worker; it takes the publication lock, so one
+    renewal happens however many workers wake up.
     """
     try:
         module = importlib.import_module(RENEWAL_MODULE)
     except ModuleNotFoundError as exc:
         if exc.name is None or not RENEWAL_MODULE.startswith(exc.name):
             raise
-        return False
+        return None
     start = getattr(module, "start_renewal_thread", None)
     if start is None:
-        return False
-    start(app)
+        return None
+    thread: object = start(app)
     logger.info("timestamp and snapshot renewal started in worker %d", os.getpid())
-    return True
+    return thread

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -90,7 +91,10 @@ def test_tls_below_1_2_is_not_offered(config: ServerConfig) -> None:
     assert context.minimum_version == MIN_TLS == ssl.TLSVersion.TLSv1_2
 
 
-def test_each_worker_builds_its_own_app_with_the_online_signers(config: ServerConfig) -> None:
+def test_each_worker_builds_its_own_app_with_the_online_signers(
+    monkeypatch: pytest.MonkeyPatch, config: ServerConfig
+) -> None:
+    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
     application = FirmwareServer(_plan(config), app_factory=wsgi.build_app).load()
     try:
         services = application.extensions["fw"]
@@ -101,14 +105,26 @@ def test_each_worker_builds_its_own_app_with_the_online_signers(config: ServerCo
         application.extensions["fw"].engine.dispose()
 
 
-def test_the_renewal_thread_is_started_in_each_worker_when_the_server_has_one(
+def test_the_renewal_thread_is_started_in_each_worker(app: Flask) -> None:
+    """Timestamp and snapshot are renewed without anyone acting (issue 3)."""
+    thread = wsgi.start_renewal(app)
+    try:
+        assert isinstance(thread, threading.Thread)
+        assert thread.is_alive()
+        assert thread.daemon
+    finally:
+        thread.stop()  # type: ignore[union-attr]
+    assert not thread.is_alive()  # type: ignore[union-attr]
+
+
+def test_the_renewal_hook_is_called_with_the_workers_app(
     monkeypatch: pytest.MonkeyPatch, app: Flask
 ) -> None:
     started: list[Flask] = []
     renewal = types.ModuleType(wsgi.RENEWAL_MODULE)
     renewal.start_renewal_thread = started.append  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, renewal)
-    assert wsgi.start_renewal(app)
+    wsgi.start_renewal(app)
     assert started == [app]
 
 
@@ -116,7 +132,7 @@ def test_a_server_without_a_renewal_module_still_starts(
     monkeypatch: pytest.MonkeyPatch, app: Flask
 ) -> None:
     monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
-    assert not wsgi.start_renewal(app)
+    assert wsgi.start_renewal(app) is None
 
 
 def test_the_wsgi_factory_reads_the_data_directory_from_the_environment(
@@ -160,6 +176,16 @@ def test_the_command_names_a_bad_setting(config: ServerConfig) -> None:
     result = CliRunner().invoke(serve, ["--data-dir", str(config.data_dir), "--workers", "0"])
     assert result.exit_code == 1
     assert "workers: must be an integer" in result.output
+
+
+def test_running_as_root_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, config: ServerConfig
+) -> None:
+    monkeypatch.setattr("update_server.cli_serve.run", lambda _plan: None)
+    monkeypatch.setattr("update_server.cli_serve.os.geteuid", lambda: 0)
+    result = CliRunner().invoke(serve, ["--data-dir", str(config.data_dir)])
+    assert result.exit_code == 0
+    assert "warning: running as root" in result.output
 
 
 def test_the_command_starts_gunicorn_with_the_plan(
