@@ -7,17 +7,66 @@ from the software token to a hardware one is a configuration change only.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pkcs11.exceptions import PKCS11Error
-from securesystemslib.signer import HSMSigner, Key, SecretsHandler, Signer
+from securesystemslib.signer import HSMSigner, Key, SecretsHandler, Signer, SSlibKey
+from securesystemslib.signer._utils import compute_default_keyid
 
 from hsm_mock import signer as mock
 from hsm_mock.errors import HSMError
 
+TOKEN_SCHEMES = frozenset({mock.SCHEME, HSMSigner.SCHEME})
+MAX_KEY_FILE = 64 * 1024
+
 
 class KeyRefError(ValueError):
     """A URI names no key we can reach; the message says why."""
+
+
+def is_token_uri(ref: str) -> bool:
+    return ref.partition(":")[0] in TOKEN_SCHEMES
+
+
+def load_public_key(ref: str) -> Key:
+    """A public key named by ``ref``: a token URI, a key JSON file or a PEM file.
+
+    Key JSON is securesystemslib's (as ``fwhsm export-public`` writes it); a
+    ``keyid`` in the file must be the key's own default keyid, so a file
+    cannot smuggle a key in under another key's name.
+    """
+    if is_token_uri(ref):
+        return public_key_from_uri(ref)
+    path = Path(ref)
+    if not path.is_file():
+        raise KeyRefError(
+            f"{ref!r} is neither a public key file nor a signer URI (fwhsm:..., hsm:...)"
+        )
+    with path.open("rb") as handle:
+        data = handle.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise KeyRefError(f"{path}: too large for a public key file")
+    try:
+        return _parse_key_file(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise KeyRefError(f"{path}: not a public key file ({exc})") from None
+
+
+def _parse_key_file(data: bytes) -> Key:
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return SSlibKey.from_crypto(load_pem_public_key(data))
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise TypeError("expected a JSON object with keytype, scheme and keyval")
+    fields = {name: obj[name] for name in ("keytype", "scheme", "keyval")}
+    keyid = compute_default_keyid(fields["keytype"], fields["scheme"], fields["keyval"])
+    if obj.get("keyid", keyid) != keyid:
+        raise ValueError("its keyid does not match the key")
+    key: Key = Key.from_dict(keyid, fields)
+    return key
 
 
 def public_key_from_uri(uri: str) -> Key:
