@@ -43,9 +43,10 @@ _VERSIONED = re.compile(r"^[0-9]+\.")
 _HASHED_NAME = re.compile(r"^([0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})\.[^/]+\Z")
 
 
-@blueprint.get("/metadata/<path:name>")
+@blueprint.get("/metadata/<path:path>")
 @public
-def metadata(name: str) -> ResponseReturnValue:
+def metadata(path: str) -> ResponseReturnValue:
+    name = path
     if not _METADATA_NAME.match(name):
         raise _not_found(name)
     data = _inside(Path("metadata") / name).read_bytes()

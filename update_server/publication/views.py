@@ -139,9 +139,10 @@ def upload_release() -> ResponseReturnValue:
     return jsonify(body), 201
 
 
-@blueprint.put("/api/v1/releases/<upload_id>/targets/<path:target_path>")
+@blueprint.put("/api/v1/releases/<id>/targets/<path:path>")
 @allow(*UPLOADERS)
-def upload_target(upload_id: str, target_path: str) -> ResponseReturnValue:
+def upload_target(id: str, path: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
+    upload_id, target_path = id, path
     services = _services()
     config = services.config
     what = f"release:{upload_id}/{target_path}"[:512]
@@ -169,9 +170,10 @@ def upload_target(upload_id: str, target_path: str) -> ResponseReturnValue:
     return jsonify(_target_json(target)), 201
 
 
-@blueprint.post("/api/v1/releases/<upload_id>/publish")
+@blueprint.post("/api/v1/releases/<id>/publish")
 @allow(*UPLOADERS, fresh_otp=True)
-def publish(upload_id: str) -> ResponseReturnValue:
+def publish(id: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
+    upload_id = id
     g.db.commit()  # R25: the fresh code is spent whatever happens next
     services = _services()
     user: User = g.user
@@ -185,9 +187,10 @@ def publish(upload_id: str) -> ResponseReturnValue:
     return jsonify(published.to_json())
 
 
-@blueprint.delete("/api/v1/releases/<upload_id>")
+@blueprint.delete("/api/v1/releases/<id>")
 @allow(*UPLOADERS)
-def cancel(upload_id: str) -> ResponseReturnValue:
+def cancel(id: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
+    upload_id = id
     g.db.commit()
     what = f"release:{upload_id}"
     try:
