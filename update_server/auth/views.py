@@ -20,8 +20,8 @@ from flask.typing import ResponseReturnValue
 from update_server import users
 from update_server.access import ALL_ROLES, allow, public
 from update_server.app import Services
-from update_server.audit import Event, append
 from update_server.audit.actions import Action
+from update_server.audit.recording import record, request_event
 from update_server.auth import login, otp, sessions
 from update_server.errors import (
     AuthenticationError,
@@ -212,18 +212,16 @@ def _audit(
 
 
 def _record(action: Action, outcome: str, actor: str, role: str, *, detail: dict[str, Any]) -> None:
-    append(
-        g.db,
-        Event(
-            time=_services().clock(),
-            actor=actor[:64],
-            role=role,
-            action=action.value,
+    # recording.record refuses the action (503) if its entry cannot be written.
+    record(
+        request_event(
+            action.value,
             object=f"user:{actor[:64]}",
             outcome=outcome,
-            source=_source(),
             detail=detail,
-        ),
+            actor=actor[:64],
+            role=role,
+        )
     )
 
 
