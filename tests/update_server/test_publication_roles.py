@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 from tuf.api.metadata import Root
 
-from signer.authoring import RoleKeys, delegate
+from repo_metadata.firmware import FirmwareInfo
+from signer.authoring import RoleKeys, add_firmware, delegate
 from signer.keyops import rotate
 from signer.signing import sign_roles
 from tests.update_server.conftest import FakeClock
@@ -159,3 +160,40 @@ def test_only_new_or_changed_targets_are_expected(world: World) -> None:
 def _online_keyid(world: World, role: str) -> str:
     keyid: str = world.services.signer(role).public_key.keyid
     return keyid
+
+
+def test_a_release_in_a_hashed_bin_reaches_a_device(world: World, tmp_path: Path) -> None:
+    """TAP 15 bins: the line is added with its bins, then one bin carries a release."""
+    delegate(
+        world.open_offline("manager1"),
+        name="ventilator-v5",
+        path_prefix="ventilator-v5/",
+        keys=RoleKeys([key("erin").public_key, key("frank").public_key], 2),
+        bin_bits=2,
+    )
+    for engineer in ("erin", "frank"):
+        sign_roles(world.open_offline(engineer))
+    line = ["targets", "ventilator-v5", *(f"ventilator-v5-bins-{n}" for n in range(4))]
+    body = _publish_roles(world, "mike", MANAGER, {role: world.role_json(role) for role in line})
+    assert set(body["published"]) == set(line)
+
+    image = tmp_path / "vent.bin"
+    image.write_bytes(b"ventilator firmware" * 100)
+    info = FirmwareInfo(version="1.0.0", security_version=1, hardware_models=("ventilator-v5",))
+    path = "ventilator-v5/vent-fw-1.0.0.bin"
+    add_firmware(world.open_offline("erin"), image=image, name="vent-fw", info=info)
+    bin_role = world.open_offline().leaf_role_for(path)
+    sign_roles(world.open_offline("frank"), roles=[bin_role])
+    world.login("erin", "release_engineer")
+    answer = world.upload("erin", {bin_role: world.role_json(bin_role)})
+    assert answer.status_code == 201, answer.get_json()
+    release = answer.get_json()["id"]
+    assert world.put("erin", release, path, image.read_bytes()).status_code == 201
+    assert world.publish("erin", release).status_code == 200
+
+    device = world.updater(tmp_path / "device")
+    device.refresh()
+    info_found = device.get_targetinfo(path)
+    assert info_found is not None
+    downloaded = device.download_target(info_found, str(tmp_path / "got.bin"))
+    assert Path(downloaded).read_bytes() == image.read_bytes()

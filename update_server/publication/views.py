@@ -96,6 +96,7 @@ def repository_status() -> ResponseReturnValue:
 @blueprint.post("/api/v1/releases")
 @allow(*UPLOADERS)
 def upload_release() -> ResponseReturnValue:
+    g.db.commit()  # no database lock while the body arrives and is verified
     services = _services()
     config, now = services.config, services.clock()
     try:
