@@ -33,6 +33,7 @@ from update_server.errors import (
 )
 from update_server.models import Role, User
 from update_server.publication.errors import (
+    BrokenRepositoryError,
     BusyError,
     NotAllowedError,
     NotInitialisedError,
@@ -286,7 +287,8 @@ def _audit(action: Action, obj: str, outcome: str, **detail: object) -> None:
 def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
     """Audit the refusal (committed), then answer with its HTTP status."""
     g.db.rollback()
-    outcome = "failure" if isinstance(exc, BusyError) else "refused"
+    server_side = (BusyError, BrokenRepositoryError, NotInitialisedError)
+    outcome = "failure" if isinstance(exc, server_side) else "refused"
     _audit(action, obj, outcome, rule=exc.rule, reason=exc.message[:500])
     g.db.commit()
     raise _http_error(exc) from None
