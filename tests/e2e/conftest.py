@@ -75,9 +75,7 @@ def server_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def start_server(
-    data_dir: Path, *, workers: int = 2, extra: tuple[str, ...] = ()
-) -> Iterator[RunningServer]:
+def start_server(data_dir: Path, *, workers: int = 2) -> Iterator[RunningServer]:
     """Run ``fwserver serve`` for ``data_dir`` for the duration of the block."""
     out, err = data_dir.parent / "server.out", data_dir.parent / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FWSERVER_")}
@@ -85,7 +83,7 @@ def start_server(
     # The server runs this checkout's code, as the tests do.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     argv = [*server_command(), "serve", "--data-dir", str(data_dir), "--port", "0"]
-    argv += ["--workers", str(workers), *extra]
+    argv += ["--workers", str(workers)]
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             argv, stdout=stdout, stderr=stderr, env=env, cwd=data_dir.parent, start_new_session=True
