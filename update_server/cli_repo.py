@@ -17,6 +17,7 @@ import click
 from update_server import audit
 from update_server.app import Services
 from update_server.audit.actions import Action
+from update_server.audit.recording import bind_sessions
 from update_server.cli import data_dir_option, load_config
 from update_server.clock import system_clock
 from update_server.db import create_schema, make_engine, make_sessionmaker
@@ -34,9 +35,12 @@ def _services(data_dir: Path) -> Iterator[Services]:
     engine = make_engine(config.database_url)
     try:
         create_schema(engine)
-        yield Services(
+        services = Services(
             config, system_clock, engine, make_sessionmaker(engine), signer_loader(config)
         )
+        # Entries appended here get the server's checkpoints and syslog too.
+        bind_sessions(services.sessions, config, lambda: services.signer("audit"))
+        yield services
     finally:
         engine.dispose()
 

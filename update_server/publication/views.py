@@ -18,10 +18,10 @@ from typing import NoReturn
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from update_server import audit
 from update_server.access import ALL_ROLES, allow
 from update_server.app import Services
 from update_server.audit.actions import Action
+from update_server.audit.recording import record
 from update_server.errors import (
     ConflictError,
     ForbiddenError,
@@ -279,9 +279,11 @@ def _target_json(target: ExpectedTarget) -> dict[str, object]:
     return {"path": target.path, "length": target.length, "sha256": target.sha256}
 
 
-def _audit(action: Action, obj: str, outcome: str, **detail: object) -> None:
-    now = _services().clock()
-    audit.append(g.db, event(_actor(), action, obj, outcome, now, **detail))
+def _audit(
+    action: Action, obj: str, outcome: str, *, commit: bool = False, **detail: object
+) -> None:
+    """Record in this request's transaction; an unwritable entry refuses the action (503)."""
+    record(event(_actor(), action, obj, outcome, _services().clock(), **detail), commit=commit)
 
 
 def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
@@ -289,8 +291,7 @@ def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
     g.db.rollback()
     server_side = (BusyError, BrokenRepositoryError, NotInitialisedError)
     outcome = "failure" if isinstance(exc, server_side) else "refused"
-    _audit(action, obj, outcome, rule=exc.rule, reason=exc.message[:500])
-    g.db.commit()
+    _audit(action, obj, outcome, commit=True, rule=exc.rule, reason=exc.message[:500])
     raise _http_error(exc) from None
 
 
