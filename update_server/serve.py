@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine
-from update_server.tls import WILDCARD_HOSTS, TlsFiles, server_tls
+from update_server.tls import WILDCARD_HOSTS, TlsFiles, fingerprint, server_tls
 from update_server.wsgi import build_app
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class FirmwareServer(BaseApplication):  # type: ignore[misc]
         port = arbiter.LISTENERS[0].getsockname()[1]
         click.echo(f"serving {url_of(self.plan.config.host, port)}")
         click.echo(f"CA certificate for clients: {self.plan.tls.ca}")
+        click.echo(f"  SHA-256 fingerprint {fingerprint(self.plan.tls.ca)}")
         sys.stdout.flush()
 
 

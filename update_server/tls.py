@@ -131,6 +131,12 @@ def generate_self_signed(directory: Path, *, names: Sequence[str], now: datetime
     atomic_write(directory / CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
 
 
+def fingerprint(cert: Path) -> str:
+    """SHA-256 of the certificate, to compare out of band with what a client was given."""
+    digest = _read_certificate(cert).fingerprint(hashes.SHA256())
+    return ":".join(f"{byte:02X}" for byte in digest)
+
+
 def _key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,

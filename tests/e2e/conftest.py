@@ -42,6 +42,7 @@ class RunningServer:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log: Path
+    stdout: Path
 
     def pool(self, **settings: Any) -> urllib3.PoolManager:
         """A client that verifies the server against its CA file."""
@@ -90,7 +91,7 @@ def start_server(data_dir: Path, *, workers: int = 2) -> Iterator[RunningServer]
         )
     try:
         url, ca = _wait_for_url(process, out, err)
-        server = RunningServer(url=url, ca=ca, data_dir=data_dir, process=process, log=err)
+        server = RunningServer(url, ca, data_dir, process, log=err, stdout=out)
         _wait_for_health(server)
         _wait_for_workers(server, workers)
         yield server

@@ -13,13 +13,14 @@ import urllib3
 
 from tests.e2e.conftest import RunningServer, children_of, new_data_dir, start_server, stop_server
 from update_server.config import ServerConfig
-from update_server.tls import server_tls
+from update_server.tls import fingerprint, server_tls
 
 
 def test_health_answers_over_tls_verified_against_the_generated_certificate(
     server: RunningServer,
 ) -> None:
     assert server.ca == server.data_dir / "tls" / "server.crt"
+    assert f"SHA-256 fingerprint {fingerprint(server.ca)}" in server.stdout.read_text()
     with server.pool() as pool:
         response = pool.request("GET", f"{server.url}/api/v1/health")
     assert response.status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 import ssl
@@ -22,6 +23,7 @@ from update_server.tls import (
     VALIDITY,
     TlsError,
     configured_tls,
+    fingerprint,
     generate_self_signed,
     server_tls,
 )
@@ -191,3 +193,9 @@ def test_an_encrypted_key_is_refused_with_a_clear_message(tmp_path: Path) -> Non
     )
     with pytest.raises(TlsError, match="unencrypted"):
         configured_tls(cert, key, now=NOW)
+
+
+def test_the_fingerprint_is_the_sha256_of_the_certificate(tmp_path: Path) -> None:
+    files = server_tls(ServerConfig(data_dir=tmp_path), now=NOW)
+    der = _certificate(files.cert).public_bytes(serialization.Encoding.DER)
+    assert fingerprint(files.cert).replace(":", "").lower() == hashlib.sha256(der).hexdigest()
