@@ -107,12 +107,14 @@ PATHS: dict[str, dict[str, Any]] = {
                 "properties": {"metadata": {"type": "object"}},
                 "required": ["metadata"],
             },
-            errors=(400, 401, 403, 413, 422),
+            errors=(400, 401, 403, 413, 422, 503),
         )
     },
     "/api/v1/releases/{id}": {
         "parameters": [_ID_PARAM],
-        "delete": _op("Abandon an upload", roles="the uploader", ok=204, errors=(401, 403, 404)),
+        "delete": _op(
+            "Abandon an upload", roles="the uploader", ok=204, errors=(401, 403, 404, 409)
+        ),
     },
     "/api/v1/releases/{id}/targets/{path}": {
         "parameters": [_ID_PARAM, _PATH_PARAM],
@@ -122,7 +124,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ok=201,
             body={"type": "string", "format": "binary"},
             body_type="application/octet-stream",
-            errors=(400, 401, 403, 404, 413, 422),
+            errors=(400, 401, 403, 404, 409, 413, 422),
         ),
     },
     "/api/v1/releases/{id}/publish": {
@@ -131,7 +133,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "Publish: new snapshot and timestamp, switched atomically",
             roles="the uploader",
             fresh_otp=True,
-            errors=(401, 403, 404, 409),
+            errors=(401, 403, 404, 409, 422, 503),
         ),
     },
     "/api/v1/audit": {

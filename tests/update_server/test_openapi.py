@@ -38,3 +38,13 @@ def test_every_registered_route_is_described(app: Flask) -> None:
     }
     missing = _routes(app) - described
     assert missing == set()
+
+
+def test_every_described_endpoint_exists(app: Flask) -> None:
+    described = {
+        (path, method)
+        for path, item in SPEC["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    assert described - _routes(app) == set()
