@@ -38,11 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
-from sqlalchemy import Engine
-
-from update_server import db, setup
 
 BINDIR_ENV = "FW_PG_BINDIR"
 SUPERUSER = "fwtest"
@@ -186,30 +182,6 @@ def postgres_session() -> Iterator[PostgresServer | PostgresUnavailableError]:
         yield server
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def disposing_setup_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Dispose, at the end of the block, the engine ``init_data_dir`` makes.
-
-    ``update_server.setup.init_data_dir`` leaves its engine to the garbage
-    collector; on PostgreSQL that is an open connection, and psycopg's
-    ResourceWarning (an error in this suite) fires in whichever test runs
-    when the collector does. Remove this once ``init_data_dir`` disposes it.
-    """
-    engines: list[Engine] = []
-
-    def make_engine(url: str) -> Engine:
-        engine = db.make_engine(url)
-        engines.append(engine)
-        return engine
-
-    monkeypatch.setattr(setup, "make_engine", make_engine)
-    try:
-        yield
-    finally:
-        for engine in engines:
-            engine.dispose()
 
 
 def _unprivileged_user() -> str:

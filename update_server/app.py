@@ -59,6 +59,18 @@ class Services:
         return self._signers[role]
 
 
+def build_services(
+    config: ServerConfig,
+    *,
+    clock: Clock = system_clock,
+    signer_loader: Callable[[str], Signer] | None = None,
+) -> Services:
+    """The database (schema created if missing), clock and online signers."""
+    engine = make_engine(config.database_url)
+    create_schema(engine)
+    return Services(config, clock, engine, make_sessionmaker(engine), signer_loader=signer_loader)
+
+
 def create_app(
     config: ServerConfig,
     *,
@@ -67,11 +79,7 @@ def create_app(
 ) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.update(SECRET_KEY=None, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False)
-    engine = make_engine(config.database_url)
-    create_schema(engine)
-    app.extensions["fw"] = Services(
-        config, clock, engine, make_sessionmaker(engine), signer_loader=signer_loader
-    )
+    app.extensions["fw"] = build_services(config, clock=clock, signer_loader=signer_loader)
     app.before_request(_open_db)
     app.before_request(access.enforce)
     app.teardown_request(_close_db)

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from update_server.config import ConfigError, ServerConfig
-from update_server.keys import KeyConfigError
+from update_server.app import Services, build_services
+from update_server.audit.recording import bind_sessions
+from update_server.clock import system_clock
+from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
+from update_server.keys import KeyConfigError, signer_loader
 from update_server.setup import SetupError, init_data_dir
 
 _ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyConfigError, SetupError, OSError)
@@ -41,7 +46,26 @@ data_dir_option = click.option(
 
 
 def load_config(data_dir: Path) -> ServerConfig:
+    """The configuration of an existing data directory, or a clear error."""
+    if not (data_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"{data_dir} is not a server data directory: run 'fwserver init'")
     return ServerConfig.load(data_dir)
+
+
+@contextmanager
+def cli_services(data_dir: Path) -> Iterator[Services]:
+    """What a command needs, built like the server's: database, clock, online keys.
+
+    Audit entries appended through these sessions get the server's
+    checkpoint cadence and syslog copy (audit.recording.bind_sessions).
+    """
+    config = load_config(data_dir)
+    services = build_services(config, clock=system_clock, signer_loader=signer_loader(config))
+    bind_sessions(services.sessions, config, lambda: services.signer("audit"))
+    try:
+        yield services
+    finally:
+        services.engine.dispose()
 
 
 @click.group(cls=_Group)

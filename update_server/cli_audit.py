@@ -44,12 +44,12 @@ from update_server.audit.checkpoint import (
 from update_server.audit.errors import AuditError
 from update_server.audit.export import atomic_output, verify_export, write_export
 from update_server.audit.public_key import audit_public_key, load_public_key
-from update_server.audit.recording import bind_sessions
 from update_server.audit.store import append
+from update_server.cli import cli_services
 from update_server.clock import system_clock
 from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
-from update_server.db import make_engine, make_sessionmaker, transaction
-from update_server.keys import KeyConfigError, signer_loader
+from update_server.db import make_engine, transaction
+from update_server.keys import KeyConfigError
 
 _ERRORS = (AuditError, ConfigError, KeyConfigError, HSMError, OSError)
 
@@ -177,14 +177,8 @@ def _config(data_dir: Path | None) -> ServerConfig:
 @contextmanager
 def _writing(config: ServerConfig) -> Iterator[tuple[sessionmaker[Session], Callable[[], Signer]]]:
     """Sessions that append like the server's (checkpoint cadence, syslog)."""
-    signer = functools.cache(lambda: signer_loader(config)("audit"))
-    engine = make_engine(config.database_url)
-    factory = make_sessionmaker(engine)
-    bind_sessions(factory, config, signer)
-    try:
-        yield factory, signer
-    finally:
-        engine.dispose()
+    with cli_services(config.data_dir) as services:
+        yield services.sessions, functools.cache(lambda: services.signer("audit"))
 
 
 @contextmanager

@@ -7,8 +7,6 @@ refusal is one line on stderr and exit status 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +15,13 @@ import click
 from update_server import audit
 from update_server.app import Services
 from update_server.audit.actions import Action
-from update_server.audit.recording import bind_sessions
-from update_server.cli import data_dir_option, load_config
+from update_server.cli import cli_services, data_dir_option, load_config
 from update_server.clock import system_clock
-from update_server.db import create_schema, make_engine, make_sessionmaker
-from update_server.keys import signer_loader
 from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
 from update_server.publication.renewal import due_roles, renew_at, renew_if_due
 from update_server.publication.repository import OnlineRepository
-
-
-@contextmanager
-def _services(data_dir: Path) -> Iterator[Services]:
-    config = load_config(data_dir)
-    engine = make_engine(config.database_url)
-    try:
-        create_schema(engine)
-        services = Services(
-            config, system_clock, engine, make_sessionmaker(engine), signer_loader(config)
-        )
-        # Entries appended here get the server's checkpoints and syslog too.
-        bind_sessions(services.sessions, config, lambda: services.signer("audit"))
-        yield services
-    finally:
-        engine.dispose()
 
 
 def _cli_actor() -> Actor:
@@ -58,7 +37,7 @@ def _fail(exc: PublicationError) -> click.ClickException:
 @click.argument("repo_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 def import_repo(data_dir: Path, repo_dir: Path) -> None:
     """Verify the repository fwsign made in REPO_DIR and publish it (once)."""
-    with _services(data_dir) as services:
+    with cli_services(data_dir) as services:
         result = _import(services, repo_dir)
     click.echo(f"imported root v{result.root}, {len(result.roles)} targets role(s)")
     click.echo(f"published snapshot v{result.snapshot}, timestamp v{result.timestamp}")
@@ -77,7 +56,7 @@ def import_repo(data_dir: Path, repo_dir: Path) -> None:
 @click.option("--force", is_flag=True, help="Renew snapshot and timestamp even if not due.")
 def renew(data_dir: Path, force: bool) -> None:
     """Sign new snapshot/timestamp if due (the server also does this by itself)."""
-    with _services(data_dir) as services:
+    with cli_services(data_dir) as services:
         try:
             renewed = renew_if_due(services, services.clock(), force=force)
         except PublicationError as exc:

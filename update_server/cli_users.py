@@ -16,10 +16,9 @@ import click
 from sqlalchemy.orm import Session
 
 from update_server import users
-from update_server.cli import data_dir_option, load_config
+from update_server.cli import cli_services, data_dir_option
 from update_server.clock import system_clock
-from update_server.config import CONFIG_FILE
-from update_server.db import make_engine, make_sessionmaker, transaction
+from update_server.db import transaction
 from update_server.errors import ServerError
 from update_server.models import Role, User
 
@@ -90,16 +89,11 @@ for _command in user.commands.values():
 @contextmanager
 def _database(data_dir: Path) -> Iterator[Session]:
     """One transaction on the server's database; errors become one line."""
-    if not (data_dir / CONFIG_FILE).is_file():
-        raise click.ClickException(f"{data_dir} is not a server data directory: run fwserver init")
-    engine = make_engine(load_config(data_dir).database_url)
     try:
-        with transaction(make_sessionmaker(engine)) as db:
+        with cli_services(data_dir) as services, transaction(services.sessions) as db:
             yield db
     except ServerError as exc:
         raise click.ClickException(exc.detail) from None
-    finally:
-        engine.dispose()
 
 
 def _actor() -> users.Actor:

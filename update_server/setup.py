@@ -62,7 +62,11 @@ def init_data_dir(
     for directory in (config.repository_dir, config.staging_dir):
         directory.mkdir(exist_ok=True)
     atomic_write(config.secrets_key_file, secrets.token_bytes(32), mode=0o600)
-    create_schema(make_engine(config.database_url))
+    engine = make_engine(config.database_url)
+    try:
+        create_schema(engine)
+    finally:
+        engine.dispose()
     settings = {k: v for k, v in config.to_json().items() if k != "data_dir"}
     atomic_write(data_dir / CONFIG_FILE, json.dumps(settings, indent=2).encode(), mode=0o600)
     return InitResult(config, so_pin)

@@ -20,7 +20,6 @@ from tests.hsm_mock.helpers import skip_or_fail
 from tests.pg import (
     PostgresServer,
     PostgresUnavailableError,
-    disposing_setup_engines,
     postgres_session,
 )
 from update_server.app import create_app
@@ -67,8 +66,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if isinstance(server, PostgresUnavailableError):
         skip_or_fail(f"PostgreSQL leg: {server}")
     schema = server.fresh_schema()
-    with disposing_setup_engines(request.getfixturevalue("monkeypatch")):
-        yield server.url(schema)
+    yield server.url(schema)
     server.drop_schema(schema)
 
 
