@@ -28,6 +28,7 @@ from repo_metadata.policy import Policy
 from signer import authoring, inspect, keyops, signing
 from signer.errors import SignerError
 from signer.keys import load_public_key, signer_from_uri
+from signer.publish_cli import publish_command
 from signer.repository import OfflineRepository
 
 PIN_ENV = "FWSIGN_PIN"
@@ -458,3 +459,6 @@ def _full_keyid(repository: OfflineRepository, prefix: str) -> str:
     if len(matches) != 1:
         raise SignerError(f"key id {prefix!r} matches {len(matches)} keys; give more characters")
     return matches[0]
+
+
+main.add_command(publish_command)
