@@ -247,6 +247,30 @@ class ServerSession:
             failed_attempts=int(answer.get("failed_attempts_since_last_login") or 0),
         )
 
+    def first_login(self, user: str, password: str) -> None:
+        """Log in with the initial password alone (a restricted session)."""
+        answer = self._json(
+            "POST", "/auth/login", body={"username": user, "password": password}, auth=False
+        )
+        self._token = _field(answer, "token", str)
+        if not answer.get("must_change_password") and answer.get("totp_enrolled"):
+            raise PublishError(f"{user} has already finished first login; nothing to set up")
+
+    def enroll_totp(self) -> tuple[str, str]:
+        """Start TOTP enrolment: the provisioning URI and the secret."""
+        answer = self._json("POST", "/auth/totp/enroll")
+        return _field(answer, "provisioning_uri", str), _field(answer, "secret", str)
+
+    def confirm_totp(self, otp: str) -> None:
+        self._json("POST", "/auth/totp/confirm", body={"otp": otp})
+
+    def change_password(self, current: str, new: str) -> None:
+        """Set a new password; the server ends every session, this one included."""
+        self._json(
+            "POST", "/auth/password", body={"current_password": current, "new_password": new}
+        )
+        self._token = None
+
     def logout(self) -> None:
         if self._token is None:
             return

@@ -1,0 +1,98 @@
+"""``fwsign account setup``: a person's first login on the update server.
+
+The server hands out a one-time initial password (``fwserver user add``) and
+lets its holder do nothing but finish first login (R47): enrol TOTP in an
+authenticator app, confirm it with a code, and replace the initial password.
+After that, every login needs the password and a code (R9).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from hsm_mock.errors import HSMError
+from repo_metadata.errors import RepositoryError
+from signer.errors import SignerError
+from signer.publish import ServerSession
+
+PASSWORD_ENV = "FWSIGN_PASSWORD"  # noqa: S105 - a variable name, not a password
+NEW_PASSWORD_ENV = "FWSIGN_NEW_PASSWORD"  # noqa: S105 - a variable name, not a password
+OTP_ENV = "FWSIGN_OTP"
+_ERRORS = (SignerError, RepositoryError, HSMError, OSError)
+
+
+def first_login(
+    session: ServerSession,
+    *,
+    user: str,
+    initial_password: str,
+    new_password: str,
+    code_for: Callable[[str, str], str],
+) -> None:
+    """Enrol TOTP and replace the initial password; ``code_for`` shows the URI, returns a code."""
+    session.first_login(user, initial_password)
+    uri, secret = session.enroll_totp()
+    session.confirm_totp(code_for(uri, secret))
+    session.change_password(initial_password, new_password)
+
+
+class CodeSource:
+    """Shows the enrolment to the person and asks for the first code."""
+
+    def __call__(self, uri: str, secret: str) -> str:
+        click.echo("Add this account to your authenticator app (TOTP, 6 digits, 30 s):")
+        click.echo(f"  {uri}")
+        click.echo(f"  or enter the key by hand: {secret}")
+        return _secret(OTP_ENV, "code shown by the app")
+
+
+def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    answer = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    return str(answer).strip()
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group("account", cls=_Group)
+def account_group() -> None:
+    """Your account on the update server."""
+
+
+@account_group.command("setup")
+@click.option("--server", required=True, envvar="FWSIGN_SERVER", help="https://host:port")
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    envvar="FWSIGN_CA",
+    help="CA certificate that the server's TLS certificate must chain to.",
+)
+@click.option("--user", required=True, envvar="FWSIGN_USER", help="Your server user name.")
+def setup(server: str, ca: Path, user: str) -> None:
+    """Finish first login: enrol TOTP, then replace the initial password."""
+    session = ServerSession(server, ca=ca)
+    try:
+        first_login(
+            session,
+            user=user,
+            initial_password=_secret(PASSWORD_ENV, "initial password"),
+            new_password=_secret(NEW_PASSWORD_ENV, "new password", confirm=True),
+            code_for=CodeSource(),
+        )
+    finally:
+        session.close()
+    click.echo("done: from now on, log in with your password and a code from the app")
