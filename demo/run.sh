@@ -2,22 +2,36 @@
 # The whole story so far, as the people who run it would type it.
 # Run by `make demo` (which puts the project's venv first on PATH).
 #
-#   security officers  create the repository with root keys held in HSM tokens
-#   a release manager  delegates the pump-x100 product line to two engineers
-#   engineer alice     adds a firmware image and signs it on her machine
-#   engineer bob       receives the directory, signs it on his machine
-#   anyone             checks status and verifies the repository as a device would
+#   the server operator  creates the update server and its online keys
+#   security officers    create the repository with root keys held in HSM tokens
+#   a release manager    delegates the pump-x100 product line to two engineers
+#   the server           imports the repository and serves it over TLS
+#   alice and bob        finish their first login (new password, TOTP)
+#   alice                adds firmware 2.4.0; alice and bob sign it (2 of 2)
+#   alice                publishes it with password + TOTP, confirmed by a fresh code
+#   a device             downloads and verifies it with a stock TUF client
+#   the auditor          verifies the audit log of all of it
 set -euo pipefail
 
-OUT="${DEMO_OUT:-$(pwd)/demo/out}"
+DEMO_DIR="$(cd "$(dirname "$0")" && pwd)"
+OUT="${DEMO_OUT:-$DEMO_DIR/out}"
 rm -rf "$OUT" && mkdir -p "$OUT"
 cd "$OUT"
+export PYTHONPATH="$DEMO_DIR/..${PYTHONPATH:+:$PYTHONPATH}"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+SERVER_PID=""
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; true; }
+trap cleanup EXIT
 
-# Demo-only PINs, given through the environment as automation would.
-# Real tokens are initialised interactively: fwhsm prompts with hidden input.
+# Demo-only PINs and passwords, given through the environment as automation
+# would. Real people type them at hidden prompts.
 export FWHSM_SO_PIN="demo-so-pin-0000" FWHSM_USER_PIN="demo-user-pin-0000"
 export FWSIGN_PIN="$FWHSM_USER_PIN"
+
+say "The operator creates the update server: database, TLS, online keys in its own token"
+fwserver init --data-dir server
+fwhsm export-public --token server/hsm --label snapshot > snapshot.pub.json
+fwhsm export-public --token server/hsm --label timestamp > timestamp.pub.json
 
 token() {  # token NAME LABEL PURPOSE ALGORITHM -> prints the key's URI
     fwhsm init --token "tokens/$1" >/dev/null
@@ -32,14 +46,9 @@ OFFICER3=$(token officer3 root-officer3 root ed25519)
 MANAGER=$(token manager targets-manager targets ed25519)
 ALICE=$(token alice pump-alice delegation ed25519)
 BOB=$(token bob pump-bob delegation ecdsa-p256)
-fwhsm init --token tokens/server >/dev/null
-fwhsm generate --token tokens/server --label snapshot --purpose snapshot --algorithm ed25519 >/dev/null
-fwhsm generate --token tokens/server --label timestamp --purpose timestamp --algorithm ed25519 >/dev/null
-fwhsm export-public --token tokens/server --label snapshot > snapshot.pub.json
-fwhsm export-public --token tokens/server --label timestamp > timestamp.pub.json
 fwhsm list --token tokens/officer1
 
-say "Security officers create the repository (root 2 of 3, signed by two of them)"
+say "Security officers create the repository (root 2 of 3; the server's online keys as public keys)"
 fwsign init --repo repo \
     --root-key "$OFFICER1" --root-key "$OFFICER2" --root-key "$OFFICER3" \
     --targets-key "$MANAGER" \
@@ -49,31 +58,62 @@ fwsign init --repo repo \
 say "The release manager delegates pump-x100/ to alice and bob (2 of 2, R9), in 16 hashed bins"
 fwsign delegate --repo repo --name pump-x100 --path-prefix pump-x100/ \
     --engineer-key "$ALICE" --engineer-key "$BOB" --threshold 2 --bin-bits 4 --key "$MANAGER"
+fwsign sign --repo repo --key "$ALICE"
+fwsign sign --repo repo --key "$BOB"
 
-say "Alice builds firmware 2.4.0 and adds it (security version 3)"
-head -c $((8 * 1024 * 1024)) /dev/urandom > pump-fw-2.4.0.bin
-echo '{"spdxVersion": "SPDX-2.3", "name": "pump-fw-2.4.0"}' > pump-fw-2.4.0.spdx.json
-fwsign add --repo repo pump-fw-2.4.0.bin --name pump-fw --version 2.4.0 \
-    --security-version 3 --hardware-model pump-x100 --sbom pump-fw-2.4.0.spdx.json \
+say "The server imports the repository (every signature checked) and starts over TLS"
+fwserver import --data-dir server repo
+fwserver serve --data-dir server --port 0 > server.out 2> server.err &
+SERVER_PID=$!
+for _ in $(seq 100); do grep -q '^serving https://' server.out 2>/dev/null && break; sleep 0.1; done
+URL=$(grep '^serving https://' server.out | awk '{print $2}')
+CA=$(grep '^CA certificate' server.out | cut -d' ' -f5-)
+[ -n "$URL" ] || { cat server.err; exit 1; }
+cat server.out
+curl -sS --cacert "$CA" "$URL/api/v1/health"; echo
+
+say "The administrator adds alice and bob; each finishes first login (new password, TOTP)"
+ALICE_INITIAL=$(fwserver user add --data-dir server --role release_engineer alice | tail -n 1 | awk '{print $NF}')
+BOB_INITIAL=$(fwserver user add --data-dir server --role release_engineer bob | tail -n 1 | awk '{print $NF}')
+ALICE_PASSWORD="pumps need four eyes, always 2026"
+python "$DEMO_DIR/phone.py" setup --server "$URL" --ca "$CA" --user alice \
+    --initial-password "$ALICE_INITIAL" --new-password "$ALICE_PASSWORD"
+python "$DEMO_DIR/phone.py" setup --server "$URL" --ca "$CA" --user bob \
+    --initial-password "$BOB_INITIAL" --new-password "second signer on infusion pumps 2026"
+fwserver user list --data-dir server
+
+say "Alice builds firmware 2.4.0 and adds it (security version 3, with its SBOM)"
+mkdir -p firmware/pump-x100
+head -c $((8 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.4.0.bin
+echo '{"spdxVersion": "SPDX-2.3", "name": "pump-fw-2.4.0"}' > firmware/pump-x100/pump-fw-2.4.0.sbom.json
+fwsign add --repo repo firmware/pump-x100/pump-fw-2.4.0.bin --name pump-fw --version 2.4.0 \
+    --security-version 3 --hardware-model pump-x100 \
+    --sbom firmware/pump-x100/pump-fw-2.4.0.sbom.json \
     --release-notes "Fixes occlusion alarm latency"
 
-say "Alice signs on her machine; the role now has 1 of the 2 signatures it needs"
+say "Alice signs on her machine; one signature is not enough (R9)"
 fwsign sign --repo repo --key "$ALICE"
-fwsign status --repo repo | tail -n 3
+if fwsign verify --repo repo >/dev/null 2>&1; then echo "UNEXPECTED: accepted with one signature"; exit 1; fi
+echo "fwsign verify refuses: 1 of 2 signatures"
 
-say "A single signature is not enough: verify refuses to call it publishable"
-if fwsign verify --repo repo; then echo "UNEXPECTED: accepted with one signature"; exit 1; fi
-
-say "The directory travels to bob (git, removable media); bob signs"
+say "The directory travels to bob (git, removable media); bob signs; everything verifies"
 cp -r repo repo-bob
 fwsign sign --repo repo-bob --key "$BOB"
-
-say "Status and a device-style verification of the whole repository"
 fwsign status --repo repo-bob --check
-mkdir -p firmware/pump-x100 && cp pump-fw-2.4.0.bin firmware/pump-x100/
 fwsign verify --repo repo-bob --targets-dir firmware
 
-say "Every signature each token made is in its own hash-chained usage log"
+say "Alice publishes: password + TOTP to log in, a fresh code to confirm (R9, R58)"
+FWSIGN_PASSWORD="$ALICE_PASSWORD" \
+FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+
+say "A device trusting only root v1 and the server's CA downloads and verifies the release"
+python "$DEMO_DIR/device.py" --server "$URL" --ca "$CA" --root repo/metadata/1.root.json \
+    --target pump-x100/pump-fw-2.4.0.bin
+
+say "The auditor verifies the audit log of all of it (R27, R28)"
+fwserver audit verify --data-dir server
 fwhsm log verify --token tokens/alice
 echo
-echo "demo finished: repository in $OUT/repo-bob"
+echo "demo finished: server data in $OUT/server, repository in $OUT/repo-bob"
