@@ -312,6 +312,8 @@ def sign(repo: Path, roles: tuple[str, ...], keys: tuple[str, ...]) -> None:
     if not keys:
         raise SignerError("give the key to sign with: --key URI")
     results = signing.sign_roles(_open(repo, keys), roles=roles)
+    if not results:
+        click.echo("nothing to sign: your signature is already on every role it may sign")
     bins = [r for r in results if _is_bin(r.role)]
     for result in (r for r in results if not _is_bin(r.role)):
         click.echo(

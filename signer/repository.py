@@ -287,13 +287,18 @@ class OfflineRepository(Repository):
 
     # -- signing -----------------------------------------------------------
 
+    def session_keys_for(self, role: str) -> list[str]:
+        """Key ids of this session's signers that ``role`` authorizes."""
+        allowed = self.authorized_keys(role)
+        return [keyid for keyid in self._signers if keyid in allowed]
+
     def sign_available(self, role: str) -> list[str]:
         """Sign ``role`` with each session key it authorizes; return key ids used."""
         md = self.open(role)
         allowed = self.authorized_keys(role)
         used = []
         for keyid, signer in self._signers.items():
-            if keyid in allowed:
+            if keyid in allowed and not _has_valid_signature(md, allowed[keyid]):
                 self._sign_and_check(role, md, signer, allowed[keyid])
                 used.append(keyid)
         if used:
@@ -378,6 +383,18 @@ class OfflineRepository(Repository):
         if role == Root.type and isinstance(signed, Root):
             return self.previous_root() or signed
         return self.delegation_of(role).delegator
+
+
+def _has_valid_signature(md: Metadata[Any], key: Key) -> bool:
+    """Whether ``md`` already carries a good signature by ``key`` (nothing to redo)."""
+    signature = md.signatures.get(key.keyid)
+    if signature is None:
+        return False
+    try:
+        key.verify_signature(signature, md.signed_bytes)
+    except UnverifiedSignatureError:
+        return False
+    return True
 
 
 def _role_keys(root: Root, role: str) -> dict[str, Key]:

@@ -26,20 +26,29 @@ class SignResult:
 
 
 def sign_roles(repo: OfflineRepository, *, roles: Sequence[str] = ()) -> list[SignResult]:
-    """Sign ``roles`` (default: every role the session's keys may sign)."""
+    """Sign ``roles`` (default: every role the session's keys may sign).
+
+    A role that already carries a valid signature by the key is left as it
+    is; an empty result means there was nothing left to sign.
+    """
     candidates = list(roles) or list(repo.role_names())
     results = []
+    authorized = False
     for role in candidates:
         if not repo.exists(role):
             raise SignerError(f"no role {role!r} in this repository; see 'fwsign status'")
+        if not repo.session_keys_for(role):
+            continue
+        authorized = True
         if repo.sign_available(role):
             results.append(_result(repo, role))
-    if not results:
+    if not authorized:
         target = ", ".join(roles) if roles else "any role"
         raise KeyNotAuthorizedError(
             f"none of the keys given may sign {target}; 'fwsign status' lists each role's keys"
         )
-    repo.commit()
+    if results:
+        repo.commit()
     return results
 
 

@@ -149,10 +149,12 @@ def test_signing_adds_a_signature_and_leaves_signed_content_untouched(
 def test_signing_twice_with_one_key_does_not_count_twice(
     release: Path, open_repo: Opener, people: dict[str, Signer], now: datetime
 ) -> None:
-    """R9 four eyes: alice signing again leaves one signature, still 1 of 2."""
-    sign_roles(open_repo(release, "alice"))
-    second = sign_roles(open_repo(release, "alice"))
-    assert [(r.role, r.signed, r.threshold) for r in second] == [("pump-x100", 1, 2)]
+    """R9 four eyes: alice signing again adds nothing; still one signature, 1 of 2."""
+    first = sign_roles(open_repo(release, "alice"))
+    assert [(r.role, r.signed, r.threshold) for r in first] == [("pump-x100", 1, 2)]
+    before = role_md(release, "pump-x100").to_bytes()
+    assert sign_roles(open_repo(release, "alice")) == []
+    assert role_md(release, "pump-x100").to_bytes() == before
     assert list(role_md(release, "pump-x100").signatures) == [people["alice"].public_key.keyid]
     assert not verify_repository(release, now=now).ok
 
