@@ -8,21 +8,15 @@ After that, every login needs the password and a code (R9).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from hsm_mock.errors import HSMError
-from repo_metadata.errors import RepositoryError
-from signer.errors import SignerError
 from signer.publish import ServerSession
+from signer.publish_cli import OTP_ENV, PASSWORD_ENV, read_secret
 
-PASSWORD_ENV = "FWSIGN_PASSWORD"  # noqa: S105 - a variable name, not a password
 NEW_PASSWORD_ENV = "FWSIGN_NEW_PASSWORD"  # noqa: S105 - a variable name, not a password
-OTP_ENV = "FWSIGN_OTP"
-_ERRORS = (SignerError, RepositoryError, HSMError, OSError)
 
 
 def first_login(
@@ -47,27 +41,10 @@ class CodeSource:
         click.echo("Add this account to your authenticator app (TOTP, 6 digits, 30 s):")
         click.echo(f"  {uri}")
         click.echo(f"  or enter the key by hand: {secret}")
-        return _secret(OTP_ENV, "code shown by the app")
+        return read_secret(OTP_ENV, "code shown by the app")
 
 
-def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
-    value = os.environ.get(env)
-    if value:
-        return value
-    answer = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
-    return str(answer).strip()
-
-
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except _ERRORS as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-
-
-@click.group("account", cls=_Group)
+@click.group("account")
 def account_group() -> None:
     """Your account on the update server."""
 
@@ -89,8 +66,8 @@ def setup(server: str, ca: Path, user: str) -> None:
         first_login(
             session,
             user=user,
-            initial_password=_secret(PASSWORD_ENV, "initial password"),
-            new_password=_secret(NEW_PASSWORD_ENV, "new password", confirm=True),
+            initial_password=read_secret(PASSWORD_ENV, "initial password"),
+            new_password=read_secret(NEW_PASSWORD_ENV, "new password", confirm=True),
             code_for=CodeSource(),
         )
     finally:

@@ -18,9 +18,6 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from hsm_mock.errors import HSMError
-from repo_metadata.errors import RepositoryError
-from signer.errors import SignerError
 from signer.publish import (
     Credentials,
     Login,
@@ -32,14 +29,15 @@ from signer.publish import (
 PASSWORD_ENV = "FWSIGN_PASSWORD"  # noqa: S105 - a variable name, not a password
 OTP_ENV = "FWSIGN_OTP"
 PUBLISH_OTP_ENV = "FWSIGN_PUBLISH_OTP"
-_ERRORS = (SignerError, RepositoryError, HSMError, OSError)
 
 
-def _secret(env: str, prompt: str) -> str:
+def read_secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+    """A secret from ``env`` (automation) or a hidden prompt; never echoed or logged."""
     value = os.environ.get(env)
     if value:
         return value
-    return str(click.prompt(prompt, hide_input=True, err=True)).strip()
+    answer = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    return str(answer).strip()
 
 
 @contextmanager
@@ -122,28 +120,24 @@ def publish_command(  # noqa: PLR0917 - click passes the options as keywords
     Asks for your password and a one-time code to log in, and after the
     uploads for a NEW one-time code to confirm the publication.
     """
-    try:
-        session = ServerSession(server, ca=ca)
-        credentials = Credentials(
-            user=user,
-            password=_secret(PASSWORD_ENV, f"Password for {user}"),
-            otp=_secret(OTP_ENV, "One-time code"),
-        )
-        result = publish_repository(
-            repo,
-            session,
-            credentials,
-            now=datetime.now(UTC),
-            publish_otp=lambda: _secret(
-                PUBLISH_OTP_ENV, "To publish, a NEW one-time code (not the login's)"
-            ),
-            targets_dir=targets_dir,
-            only=roles,
-            progress=_progress_bar,
-            say=_say,
-            on_login=_show_login,
-        )
-    except _ERRORS as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    session = ServerSession(server, ca=ca)
+    credentials = Credentials(
+        user=user,
+        password=read_secret(PASSWORD_ENV, f"Password for {user}"),
+        otp=read_secret(OTP_ENV, "One-time code"),
+    )
+    result = publish_repository(
+        repo,
+        session,
+        credentials,
+        now=datetime.now(UTC),
+        publish_otp=lambda: read_secret(
+            PUBLISH_OTP_ENV, "To publish, a NEW one-time code (not the login's)"
+        ),
+        targets_dir=targets_dir,
+        only=roles,
+        progress=_progress_bar,
+        say=_say,
+        on_login=_show_login,
+    )
     _show(result)

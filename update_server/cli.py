@@ -14,15 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from hsm_mock.errors import HSMError
 from update_server.app import Services, build_services
+from update_server.audit.errors import AuditError
 from update_server.audit.recording import bind_sessions
 from update_server.clock import system_clock
 from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
 from update_server.keys import KeyConfigError, signer_loader
 from update_server.setup import SetupError, init_data_dir
 
-_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyConfigError, SetupError, OSError)
+_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    KeyConfigError,
+    SetupError,
+    AuditError,
+    HSMError,
+    OSError,
+)
 
 
 class _Group(click.Group):
@@ -33,6 +43,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except _ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except SQLAlchemyError as exc:
+            # The driver's own words; SQLAlchemy's text would quote parameters.
+            cause = exc.orig if isinstance(exc, DBAPIError) else type(exc).__name__
+            click.echo(f"error: database: {cause}", err=True)
             ctx.exit(1)
 
 

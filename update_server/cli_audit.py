@@ -30,10 +30,9 @@ from typing import Any
 import click
 from securesystemslib.signer import Signer
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hsm_mock.errors import HSMError
 from update_server.audit.actions import Action
 from update_server.audit.chain import Event
 from update_server.audit.checkpoint import (
@@ -47,28 +46,8 @@ from update_server.audit.public_key import audit_public_key, load_public_key
 from update_server.audit.store import append
 from update_server.cli import cli_services
 from update_server.clock import system_clock
-from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
+from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine, transaction
-from update_server.keys import KeyConfigError
-
-_ERRORS = (AuditError, ConfigError, KeyConfigError, HSMError, OSError)
-
-
-class _AuditGroup(click.Group):
-    """Expected errors become one line on stderr and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _ERRORS as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except SQLAlchemyError as exc:
-            # The driver's own words; SQLAlchemy's text would quote parameters.
-            cause = exc.orig if isinstance(exc, DBAPIError) else type(exc).__name__
-            click.echo(f"error: database: {cause}", err=True)
-            ctx.exit(1)
-
 
 data_dir_option = click.option(
     "--data-dir",
@@ -78,7 +57,7 @@ data_dir_option = click.option(
 )
 
 
-@click.group(cls=_AuditGroup)
+@click.group()
 def audit() -> None:
     """Check, export and sign the tamper-evident audit log."""
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from signer.publish_cli import publish_command
+from signer.cli import main
 from tests.signer.test_publish import TARGET, Opener, added_by_alice, signed_release
 from update_server.tls import generate_self_signed
 
@@ -171,8 +171,8 @@ def run(stub: Stub, tls_files: tuple[Path, Path]) -> Run:
         }
         args = ["--repo", str(repo), "--server", stub.url, "--ca", str(tls_files[0])]
         return CliRunner().invoke(
-            publish_command,
-            [*args, "--user", "alice", *extra],
+            main,
+            ["publish", *args, "--user", "alice", *extra],
             env=secrets if env is None else env,
             **kw,
         )
@@ -319,8 +319,8 @@ def test_a_server_not_matching_the_ca_is_refused(stub: Stub, line: Path, tmp_pat
     other = tmp_path / "other"
     generate_self_signed(other, names=["127.0.0.1"], now=datetime.now(UTC))
     result = CliRunner().invoke(
-        publish_command,
-        ["--repo", str(line), "--server", stub.url, "--ca", str(other / "server.crt")],
+        main,
+        ["publish", "--repo", str(line), "--server", stub.url, "--ca", str(other / "server.crt")],
         env={"FWSIGN_PASSWORD": PASSWORD, "FWSIGN_OTP": LOGIN_OTP, "FWSIGN_USER": "alice"},
     )
     assert result.exit_code == 1
@@ -331,8 +331,16 @@ def test_a_server_not_matching_the_ca_is_refused(stub: Stub, line: Path, tmp_pat
 
 def test_an_unreachable_server_is_one_line(line: Path, tls_files: tuple[Path, Path]) -> None:
     result = CliRunner().invoke(
-        publish_command,
-        ["--repo", str(line), "--server", "https://127.0.0.1:1", "--ca", str(tls_files[0])],
+        main,
+        [
+            "publish",
+            "--repo",
+            str(line),
+            "--server",
+            "https://127.0.0.1:1",
+            "--ca",
+            str(tls_files[0]),
+        ],
         env={"FWSIGN_PASSWORD": PASSWORD, "FWSIGN_OTP": LOGIN_OTP, "FWSIGN_USER": "alice"},
     )
     assert result.exit_code == 1

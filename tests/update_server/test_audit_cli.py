@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from update_server.audit import Event, append
 from update_server.audit.public_key import audit_public_key
-from update_server.cli_audit import audit
+from update_server.cli import main
 from update_server.config import ServerConfig
 from update_server.db import transaction
 from update_server.models import AuditEntry
@@ -47,7 +47,7 @@ def log(app: Flask) -> Flask:
 
 def run(config: ServerConfig, *args: str) -> Result:
     env = {"FWSERVER_AUDIT_CHECKPOINT_EVERY": str(EVERY), "FWSERVER_DATA_DIR": None}
-    return CliRunner().invoke(audit, [*args, "--data-dir", str(config.data_dir)], env=env)
+    return CliRunner().invoke(main, ["audit", *args, "--data-dir", str(config.data_dir)], env=env)
 
 
 def actions(app: Flask) -> list[str]:
@@ -116,7 +116,9 @@ def test_export_then_verify_offline_with_key_file_or_uri_r61(
     key_file = tmp_path / "audit.pub.json"
     key_file.write_text(json.dumps({"keyid": key.keyid, **key.to_dict()}))
     for key_ref in (str(key_file), config.online_keys["audit"]):
-        checked = CliRunner().invoke(audit, ["verify", "--export", str(output), "--key", key_ref])
+        checked = CliRunner().invoke(
+            main, ["audit", "verify", "--export", str(output), "--key", key_ref]
+        )
         assert checked.exit_code == 0, checked.output
         assert f"audit log intact: {ENTRIES + 1} entries" in checked.output
     assert run(config, "verify", "--export", str(output)).exit_code == 0
@@ -141,7 +143,7 @@ def test_export_without_fresh_checkpoint(log: Flask, config: ServerConfig, tmp_p
 
 
 def test_a_directory_that_is_not_a_data_dir_is_refused(tmp_path: Path) -> None:
-    result = CliRunner().invoke(audit, ["verify", "--data-dir", str(tmp_path)])
+    result = CliRunner().invoke(main, ["audit", "verify", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "is not a server data directory" in result.stderr
 
@@ -150,6 +152,8 @@ def test_a_bad_key_file_is_refused(log: Flask, config: ServerConfig, tmp_path: P
     output, bad_key = tmp_path / "audit.jsonl", tmp_path / "key.json"
     assert run(config, "export", "--output", str(output)).exit_code == 0
     bad_key.write_text('{"keytype": "ed25519"}')
-    result = CliRunner().invoke(audit, ["verify", "--export", str(output), "--key", str(bad_key)])
+    result = CliRunner().invoke(
+        main, ["audit", "verify", "--export", str(output), "--key", str(bad_key)]
+    )
     assert result.exit_code == 1
     assert "not a public key file" in result.stderr
