@@ -1,0 +1,137 @@
+"""Every decision the client makes, as one JSON line in a hash-chained log.
+
+The event ``type`` names its class (the vocabulary below is fixed), so a
+technician, a SIEM or the manufacturer reads the same words; each line
+carries the hash of the previous one, so an edited, deleted, inserted or
+reordered line is detected by ``fwclient log verify`` (R27, R28 on the
+device). Appends are fsynced before the decision they record takes effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+_TAIL = 64 * 1024  # longer than any one line the client writes
+
+
+class EventType(StrEnum):
+    PROVISIONED = "provisioned"
+    CHECKED = "checked"
+    NO_UPDATE = "no_update"
+    DOWNLOADED = "downloaded"
+    INSTALLED = "installed"
+    UPDATED = "updated"
+    ROLLED_BACK = "rolled_back"
+    BOOTED = "booted"
+    ROLLBACK_ATTACK = "rollback_attack"
+    FREEZE_ATTACK = "freeze_attack"
+    MIX_AND_MATCH = "mix_and_match"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_HASH = "bad_hash"
+    TOO_LONG = "too_long"
+    SLOW_RETRIEVAL = "slow_retrieval"
+    CLOCK_SKEW = "clock_skew"
+    FIRMWARE_DOWNGRADE = "firmware_downgrade"
+    HARDWARE_MISMATCH = "hardware_mismatch"
+    INTEGRITY_FAILURE = "integrity_failure"
+    FAILSAFE_ENTERED = "failsafe_entered"
+    FAILSAFE_REFUSED = "failsafe_refused"
+    UNREACHABLE = "unreachable"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class LogReport:
+    entries: int
+    first_bad: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+def _digest(seq: int, prev: str, body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(
+        {"seq": seq, "prev": prev, **body}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class EventLog:
+    """An append-only JSON-lines file; each line chains to the one before."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _head(self) -> tuple[int, str]:
+        """Sequence number and hash of the last line, read from the file's end."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return 0, GENESIS
+        with self.path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _TAIL))
+            lines = handle.read().splitlines()
+        last = json.loads(next(line for line in reversed(lines) if line.strip()))
+        return int(last["seq"]), str(last["hash"])
+
+    def append(
+        self, event: EventType, message: str, *, now: datetime, **detail: Any
+    ) -> dict[str, Any]:
+        """Write one event durably (fsync) and return it."""
+        seq, prev = self._head()
+        body = {
+            "time": now.astimezone(UTC).isoformat(),
+            "type": event.value,
+            "message": message,
+            "detail": detail,
+        }
+        entry = {"seq": seq + 1, **body, "prev": prev, "hash": _digest(seq + 1, prev, body)}
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return entry
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        if not self.path.is_file():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
+
+    def verify(self) -> LogReport:
+        """Check the chain; name the first bad sequence number."""
+        expected, prev, count = 1, GENESIS, 0
+        try:
+            for entry in self.entries():
+                body = {k: entry.get(k) for k in ("time", "type", "message", "detail")}
+                if entry.get("seq") != expected:
+                    return LogReport(count, expected, "entry missing or out of order")
+                if entry.get("prev") != prev or _digest(expected, prev, body) != entry.get("hash"):
+                    return LogReport(count, expected, "entry altered")
+                prev, expected, count = str(entry["hash"]), expected + 1, count + 1
+        except (ValueError, KeyError, TypeError):
+            return LogReport(count, expected, "line is not a log entry")
+        return LogReport(count)
+
+    def last(self, *types: EventType) -> dict[str, Any] | None:
+        """The most recent event of one of ``types`` (any type if none given)."""
+        wanted = {t.value for t in types}
+        found = None
+        for entry in self.entries():
+            if not wanted or entry.get("type") in wanted:
+                found = entry
+        return found

@@ -1,0 +1,216 @@
+"""The device's state directory: where everything lives, and the small
+records kept there. Every record is written atomically (temp file, fsync,
+rename, directory fsync), so a power cut leaves the old or the new record,
+never half of one.
+
+::
+
+    STATE/
+      provisioned/root.json     the trusted root (read-only; never replaced by the cache)
+      provisioned/device.json   {"device_id", "hardware_model"}
+      metadata/                 the TUF metadata cache (ngclient's metadata_dir)
+      slots/slot_a.bin, slot_b.bin            firmware images
+      slots/slot_a.json, slot_b.json          SlotRecord: what was verified into the slot
+      slots/slot_a.evidence/, slot_b.evidence/ the signed metadata it was verified with
+      bootenv.json              BootEnv: active slot, pending slot, boot tries, mode
+      floor.json                Floor: security-version floor and installed version
+      time_floor.json           the latest trusted time seen (clock sanity)
+      events.log                the hash-chained event log
+
+The floors live outside ``metadata/``: wiping the cache must not reset them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from client.errors import ProvisioningError
+from client.events import EventLog
+from repo_metadata.files import atomic_write
+
+SLOTS = ("a", "b")
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    #: R24/R33: keeps what runs, refuses every change except a signed recovery.
+    FAILSAFE = "failsafe"
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: str
+    hardware_model: str
+
+
+@dataclass(frozen=True)
+class BootEnv:
+    """What the boot loader reads: which slot runs, which one is on trial."""
+
+    active: str = "a"
+    pending: str | None = None
+    tries_left: int = 0
+    mode: Mode = Mode.NORMAL
+    #: The slot that ran before the pending one (the fallback).
+    previous: str | None = None
+
+    def with_changes(self, **changes: Any) -> BootEnv:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Anti-rollback state (R25): never lowered."""
+
+    security_version: int = 0
+    installed_version: str | None = None
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """What was verified into a slot, from the signed target (R29)."""
+
+    target_path: str
+    length: int
+    sha256: str
+    version: str
+    security_version: int
+    #: Name of the targets role that signed the target, in the evidence.
+    role: str
+    verified_at: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def other(slot: str) -> str:
+    return "b" if slot == "a" else "a"
+
+
+class StateDir:
+    """Paths and records of one device's state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- paths ---------------------------------------------------------------
+
+    @property
+    def provisioned(self) -> Path:
+        return self.root / "provisioned"
+
+    @property
+    def trusted_root(self) -> Path:
+        return self.provisioned / "root.json"
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.root / "metadata"
+
+    @property
+    def slots_dir(self) -> Path:
+        return self.root / "slots"
+
+    def slot_image(self, slot: str) -> Path:
+        return self.slots_dir / f"slot_{slot}.bin"
+
+    def slot_record_file(self, slot: str) -> Path:
+        return self.slots_dir / f"slot_{slot}.json"
+
+    def slot_evidence(self, slot: str) -> Path:
+        return self.slots_dir / f"slot_{slot}.evidence"
+
+    @property
+    def events(self) -> EventLog:
+        return EventLog(self.root / "events.log")
+
+    # -- provisioning ----------------------------------------------------------
+
+    def is_provisioned(self) -> bool:
+        return self.trusted_root.is_file() and (self.provisioned / "device.json").is_file()
+
+    def require_provisioned(self) -> None:
+        if not self.is_provisioned():
+            raise ProvisioningError(
+                f"{self.root} is not a provisioned device: run 'fwclient provision' first"
+            )
+
+    def identity(self) -> DeviceIdentity:
+        self.require_provisioned()
+        data = _read_json(self.provisioned / "device.json")
+        return DeviceIdentity(str(data["device_id"]), str(data["hardware_model"]))
+
+    def write_identity(self, identity: DeviceIdentity) -> None:
+        if not DEVICE_ID.match(identity.device_id):
+            raise ProvisioningError(f"device id {identity.device_id!r} is not valid")
+        if not DEVICE_ID.match(identity.hardware_model):
+            raise ProvisioningError(f"hardware model {identity.hardware_model!r} is not valid")
+        _write_json(self.provisioned / "device.json", asdict(identity), mode=0o444)
+
+    # -- records -----------------------------------------------------------------
+
+    def bootenv(self) -> BootEnv:
+        data = _read_json(self.root / "bootenv.json", default={})
+        if "mode" in data:
+            data["mode"] = Mode(data["mode"])
+        return BootEnv(**data)
+
+    def write_bootenv(self, env: BootEnv) -> None:
+        if env.active not in SLOTS or (env.pending is not None and env.pending not in SLOTS):
+            raise ValueError(f"invalid boot environment {env}")
+        _write_json(self.root / "bootenv.json", asdict(env))
+
+    def floor(self) -> Floor:
+        return Floor(**_read_json(self.root / "floor.json", default={}))
+
+    def write_floor(self, floor: Floor) -> None:
+        current = self.floor()
+        if floor.security_version < current.security_version:
+            raise ValueError("the security floor is never lowered")
+        _write_json(self.root / "floor.json", asdict(floor))
+
+    def time_floor(self) -> datetime | None:
+        data = _read_json(self.root / "time_floor.json", default={})
+        return datetime.fromisoformat(data["time"]) if "time" in data else None
+
+    def raise_time_floor(self, moment: datetime) -> None:
+        """Remember ``moment`` as the earliest time it can now be (never lowered)."""
+        current = self.time_floor()
+        if current is None or moment > current:
+            _write_json(self.root / "time_floor.json", {"time": moment.astimezone(UTC).isoformat()})
+
+    def slot_record(self, slot: str) -> SlotRecord | None:
+        file = self.slot_record_file(slot)
+        return SlotRecord(**_read_json(file)) if file.is_file() else None
+
+    def write_slot_record(self, slot: str, record: SlotRecord | None) -> None:
+        file = self.slot_record_file(slot)
+        if record is None:
+            file.unlink(missing_ok=True)
+            return
+        _write_json(file, asdict(record))
+
+
+def _read_json(path: Path, *, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    if not path.is_file():
+        if default is not None:
+            return dict(default)
+        raise ProvisioningError(f"{path} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ProvisioningError(f"{path} is corrupt ({exc})") from None
+    if not isinstance(data, dict):
+        raise ProvisioningError(f"{path} is not a JSON object")
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any], *, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode(), mode=mode)
