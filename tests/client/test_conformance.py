@@ -1,0 +1,442 @@
+"""The TUF conformance protocol (``client.conformance``) against a repository over HTTP.
+
+The repository is built in the test with tuf's metadata API and CryptoSigner
+keys (consistent snapshots), and served on 127.0.0.1 by a threaded
+``http.server`` that records every request. The client runs as the
+tuf-conformance suite runs it, one command line at a time; what counts is
+what the suite sees: the exit status, the files left in the metadata and
+target directories, and the requests made.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from securesystemslib.signer import CryptoSigner, Signer
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from client.conformance import main
+
+TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+
+
+def _expiry(days: int = 7) -> datetime:
+    # ngclient checks expiry against the real clock (the suite fakes it with faketime).
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+
+
+class Repository:
+    """A TUF repository with consistent snapshots, as the HTTP server serves it.
+
+    ``files`` maps URL paths to bytes; ``served`` maps each role's metadata
+    file name, as a client stores it, to the bytes last published for it.
+    ``publish()`` signs and serves the current state of every role but root,
+    then opens the next version of each.
+    """
+
+    def __init__(self) -> None:
+        self.signers: dict[str, Signer] = {
+            role: CryptoSigner.generate_ed25519() for role in TOP_LEVEL
+        }
+        root = Root(expires=_expiry(365), consistent_snapshot=True)
+        for role in TOP_LEVEL:
+            root.add_key(self.signers[role].public_key, role)
+        self.root = Metadata(root)
+        self.targets: dict[str, Metadata[Targets]] = {
+            "targets": Metadata(Targets(expires=_expiry()))
+        }
+        self.snapshot = Metadata(Snapshot(expires=_expiry()))
+        self.timestamp = Metadata(Timestamp(expires=_expiry(1)))
+        self.files: dict[str, bytes] = {}
+        self.target_urls: dict[str, str] = {}
+        self.served: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.url = ""
+        self.publish_root(self.signers["root"])
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.url}/metadata"
+
+    @property
+    def targets_url(self) -> str:
+        return f"{self.url}/targets"
+
+    def _serve(self, metadata: Metadata[Any], name: str, url_path: str) -> None:
+        data = metadata.to_bytes(JSONSerializer())
+        self.files[url_path] = data
+        self.served[f"{quote(name, '')}.json"] = data
+
+    def publish_root(self, *signers: Signer) -> bytes:
+        """Sign the current root with ``signers`` and serve it as ``N.root.json``."""
+        self.root.signatures.clear()
+        for signer in signers:
+            self.root.sign(signer, append=True)
+        self._serve(self.root, "root", f"/metadata/{self.root.signed.version}.root.json")
+        return self.served["root.json"]
+
+    def rotate_root(self) -> bytes:
+        """Replace the root key: version N+1 signed by the old and the new key."""
+        old, new = self.signers["root"], CryptoSigner.generate_ed25519()
+        self.root.signed.revoke_key(old.public_key.keyid, "root")
+        self.root.signed.add_key(new.public_key, "root")
+        self.root.signed.version += 1
+        self.signers["root"] = new
+        return self.publish_root(old, new)
+
+    def delegate(self, role: str, prefix: str) -> None:
+        """Delegate ``prefix*`` from targets to ``role``, with a key of its own."""
+        self.signers[role] = CryptoSigner.generate_ed25519()
+        top = self.targets["targets"].signed
+        top.delegations = top.delegations or Delegations(keys={}, roles={})
+        assert top.delegations.roles is not None
+        top.delegations.roles[role] = DelegatedRole(role, [], 1, True, [f"{prefix}*"])
+        top.add_key(self.signers[role].public_key, role)
+        self.targets[role] = Metadata(Targets(expires=_expiry()))
+
+    def add_target(self, path: str, data: bytes, *, role: str = "targets") -> str:
+        """List ``path`` in ``role`` and serve it; returns the URL path it is served at."""
+        info = TargetFile.from_data(path, data, ["sha256"])
+        self.targets[role].signed.targets[path] = info
+        directory, slash, name = path.rpartition("/")
+        url_path = f"/targets/{directory}{slash}{info.hashes['sha256']}.{name}"
+        self.files[url_path] = data
+        self.target_urls[path] = url_path
+        return url_path
+
+    def publish(self) -> None:
+        for role, metadata in self.targets.items():
+            self._sign_and_serve(metadata, role)
+            self.snapshot.signed.meta[f"{role}.json"] = MetaFile(metadata.signed.version)
+        self._sign_and_serve(self.snapshot, "snapshot")
+        self.timestamp.signed.snapshot_meta = MetaFile(self.snapshot.signed.version)
+        self._sign_and_serve(self.timestamp, "timestamp", versioned=False)
+        for metadata in (*self.targets.values(), self.snapshot, self.timestamp):
+            metadata.signed.version += 1
+
+    def _sign_and_serve(
+        self, metadata: Metadata[Any], role: str, *, versioned: bool = True
+    ) -> None:
+        metadata.sign(self.signers[role])
+        prefix = f"{metadata.signed.version}." if versioned else ""
+        self._serve(metadata, role, f"/metadata/{prefix}{quote(role, '')}.json")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    repository: Repository
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        repository = self.server.repository
+        repository.requests.append(self.path)
+        data = repository.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def repo() -> Iterator[Repository]:
+    """A published repository served over plain HTTP on 127.0.0.1."""
+    repository = Repository()
+    repository.add_target("pump/fw-1.bin", b"firmware one")
+    repository.add_target("pump/fw-2.bin", b"firmware two")
+    repository.add_target("notes.txt", b"release notes")
+    repository.publish()
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.repository = repository
+    repository.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield repository
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+class Client:
+    """The client's command lines, exactly as the conformance suite spells them."""
+
+    def __init__(self, workdir: Path, repository: Repository) -> None:
+        self.repository = repository
+        self.root_file = workdir / "initial_root.json"
+        self.metadata_dir = workdir / "metadata"
+        self.target_dir = workdir / "targets"
+        self.metadata_dir.mkdir()
+        self.target_dir.mkdir()
+
+    def init(self, root: bytes | None = None) -> int:
+        self.root_file.write_bytes(root or self.repository.files["/metadata/1.root.json"])
+        return main(["--metadata-dir", str(self.metadata_dir), "init", str(self.root_file)])
+
+    def refresh(self) -> int:
+        return main(
+            [
+                *("--metadata-url", self.repository.metadata_url),
+                *("--metadata-dir", str(self.metadata_dir)),
+                "refresh",
+            ]
+        )
+
+    def download(self, *names: str) -> int:
+        return main(
+            [
+                *("--metadata-url", self.repository.metadata_url),
+                *("--metadata-dir", str(self.metadata_dir)),
+                *(arg for name in names for arg in ("--target-name", name)),
+                *("--target-dir", str(self.target_dir)),
+                *("--target-base-url", self.repository.targets_url),
+                "download",
+            ]
+        )
+
+    def trusted(self) -> dict[str, bytes]:
+        """The files of the metadata directory; anything else there must be a directory."""
+        entries = sorted(self.metadata_dir.iterdir())
+        assert all(entry.is_dir() for entry in entries if not entry.name.endswith(".json"))
+        return {entry.name: entry.read_bytes() for entry in entries if entry.is_file()}
+
+    def downloaded(self) -> dict[str, bytes]:
+        return {file.name: file.read_bytes() for file in sorted(self.target_dir.iterdir())}
+
+
+@pytest.fixture
+def client(tmp_path: Path, repo: Repository) -> Client:
+    return Client(tmp_path, repo)
+
+
+def _target_requests(repository: Repository) -> list[str]:
+    return [path for path in repository.requests if path.startswith("/targets/")]
+
+
+# init
+
+
+def test_init_trusts_the_root_file_byte_for_byte_without_a_request(
+    client: Client, repo: Repository
+) -> None:
+    assert client.init() == 0
+    assert client.trusted() == {"root.json": repo.files["/metadata/1.root.json"]}
+    assert repo.requests == []
+
+
+@pytest.mark.parametrize(
+    "content", [None, b"not json", b"timestamp"], ids=["missing", "not json", "timestamp"]
+)
+def test_init_refuses_what_is_not_root_metadata(
+    client: Client, repo: Repository, content: bytes | None
+) -> None:
+    if content == b"timestamp":
+        content = repo.files["/metadata/timestamp.json"]
+    args = ["--metadata-dir", str(client.metadata_dir), "init", str(client.root_file)]
+    if content is not None:
+        client.root_file.write_bytes(content)
+    assert main(args) == 1
+    assert client.trusted() == {}
+
+
+# refresh
+
+
+def test_refresh_keeps_only_the_trusted_roles_as_served(client: Client, repo: Repository) -> None:
+    assert client.init() == 0
+    assert client.refresh() == 0
+    assert client.trusted() == repo.served
+    assert set(repo.served) == {f"{role}.json" for role in TOP_LEVEL}
+
+
+def test_refresh_without_init_trusts_nothing_on_first_use(client: Client, repo: Repository) -> None:
+    assert client.refresh() == 1
+    assert repo.requests == []
+    assert client.trusted() == {}
+
+
+def test_refresh_from_an_unreachable_repository_fails(client: Client, repo: Repository) -> None:
+    assert client.init() == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repo.url = f"http://127.0.0.1:{port}"  # closed: the connection is refused
+    assert client.refresh() == 1
+    assert client.trusted() == {"root.json": repo.served["root.json"]}
+
+
+def test_expired_timestamp_fails_and_is_not_kept(client: Client, repo: Repository) -> None:
+    repo.timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    repo.publish()
+    assert client.init() == 0
+    assert client.refresh() == 1
+    assert "timestamp.json" not in client.trusted()
+
+
+def test_root_rotation_replaces_root_json(client: Client, repo: Repository) -> None:
+    assert client.init() == 0
+    assert client.refresh() == 0
+    root_v2 = repo.rotate_root()
+    assert client.refresh() == 0
+    assert client.trusted()["root.json"] == root_v2
+    assert "/metadata/2.root.json" in repo.requests
+
+
+def test_root_signed_only_by_a_new_key_is_refused(client: Client, repo: Repository) -> None:
+    root_v1 = repo.files["/metadata/1.root.json"]
+    assert client.init() == 0
+    new_key = CryptoSigner.generate_ed25519()
+    repo.root.signed.revoke_key(repo.signers["root"].public_key.keyid, "root")
+    repo.root.signed.add_key(new_key.public_key, "root")
+    repo.root.signed.version = 2
+    repo.publish_root(new_key)
+    assert client.refresh() == 1
+    assert client.trusted() == {"root.json": root_v1}
+
+
+# download
+
+
+def test_download_stores_each_verified_target_under_its_encoded_path(
+    client: Client, repo: Repository
+) -> None:
+    assert client.init() == 0
+    assert client.download("pump/fw-1.bin", "notes.txt") == 0
+    assert client.downloaded() == {
+        "pump%2Ffw-1.bin": b"firmware one",
+        "notes.txt": b"release notes",
+    }
+    assert client.trusted() == repo.served
+
+
+def test_download_again_fetches_no_target(client: Client, repo: Repository) -> None:
+    assert client.init() == 0
+    assert client.download("pump/fw-1.bin", "pump/fw-2.bin") == 0
+    repo.requests.clear()
+    assert client.download("pump/fw-1.bin", "pump/fw-2.bin") == 0
+    assert _target_requests(repo) == []
+    assert len(client.downloaded()) == 2
+
+
+def test_changed_target_lands_again_under_the_same_name(client: Client, repo: Repository) -> None:
+    assert client.init() == 0
+    assert client.download("pump/fw-1.bin") == 0
+    repo.add_target("pump/fw-1.bin", b"firmware one, fixed")
+    repo.publish()
+    assert client.download("pump/fw-1.bin") == 0
+    assert client.downloaded() == {"pump%2Ffw-1.bin": b"firmware one, fixed"}
+
+
+@pytest.mark.parametrize("failure", ["not listed", "not served", "tampered"])
+def test_download_stops_at_the_first_failing_target(
+    client: Client, repo: Repository, failure: str
+) -> None:
+    second = "pump/fw-9.bin" if failure == "not listed" else "pump/fw-2.bin"
+    if failure == "not served":
+        del repo.files[repo.target_urls[second]]
+    elif failure == "tampered":
+        repo.files[repo.target_urls[second]] = b"firmware 2wo"  # same length, other hash
+    assert client.init() == 0
+    assert client.download("pump/fw-1.bin", second, "notes.txt") == 1
+    assert client.downloaded() == {"pump%2Ffw-1.bin": b"firmware one"}
+    assert not any(path.endswith("notes.txt") for path in _target_requests(repo))
+
+
+def test_download_with_expired_targets_fetches_nothing(client: Client, repo: Repository) -> None:
+    repo.targets["targets"].signed.expires = _expiry(-1)
+    repo.publish()
+    assert client.init() == 0
+    assert client.download("pump/fw-1.bin") == 1
+    assert client.downloaded() == {}
+    assert _target_requests(repo) == []
+
+
+def test_delegated_role_is_kept_under_its_percent_encoded_name(
+    client: Client, repo: Repository
+) -> None:
+    repo.delegate("fw/pump", "pump/delegated/")
+    repo.add_target("pump/delegated/fw-3.bin", b"firmware three", role="fw/pump")
+    repo.publish()
+    assert client.init() == 0
+    assert client.download("pump/delegated/fw-3.bin") == 0
+    assert client.trusted()["fw%2Fpump.json"] == repo.served["fw%2Fpump.json"]
+    assert client.trusted() == repo.served
+    assert client.downloaded() == {"pump%2Fdelegated%2Ffw-3.bin": b"firmware three"}
+
+
+# the command line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["refresh"],
+        ["--metadata-dir", "D"],
+        ["--metadata-dir", "D", "init"],
+        ["--metadata-dir", "D", "refresh"],
+        ["--metadata-dir", "D", "--metadata-url", "http://127.0.0.1:9", "download"],
+        ["--metadata-dir", "D", "frobnicate"],
+        ["--metadata-dir", "D", "--bogus", "refresh"],
+    ],
+    ids=" ".join,
+)
+def test_bad_arguments_exit_1_not_2(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 1
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "download" in capsys.readouterr().out
+
+
+def test_runs_as_a_module(client: Client, repo: Repository) -> None:
+    module = [
+        sys.executable,
+        "-m",
+        "client.conformance",
+        "--metadata-dir",
+        str(client.metadata_dir),
+    ]
+    client.root_file.write_bytes(repo.files["/metadata/1.root.json"])
+    init = subprocess.run([*module, "init", str(client.root_file)], check=False, timeout=60)
+    assert init.returncode == 0
+    refresh = subprocess.run(
+        [*module, "--metadata-url", repo.metadata_url, "refresh"], check=False, timeout=60
+    )
+    assert refresh.returncode == 0
+    assert client.trusted() == repo.served
+    usage = subprocess.run([*module, "--bogus"], capture_output=True, check=False, timeout=60)
+    assert usage.returncode == 1
+    assert b"usage:" in usage.stderr
