@@ -45,6 +45,11 @@ class EventType(StrEnum):
     INTEGRITY_FAILURE = "integrity_failure"
     FAILSAFE_ENTERED = "failsafe_entered"
     FAILSAFE_REFUSED = "failsafe_refused"
+    FAILSAFE_LEFT = "failsafe_left"
+    VERIFIED = "verified"
+    HEALTH_CHECK_FAILED = "health_check_failed"
+    #: A firmware that already failed its health check here is not installed again.
+    KNOWN_BAD = "known_bad"
     UNREACHABLE = "unreachable"
     ERROR = "error"
 

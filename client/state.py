@@ -12,6 +12,8 @@ never half of one.
       slots/slot_a.bin, slot_b.bin            firmware images
       slots/slot_a.json, slot_b.json          SlotRecord: what was verified into the slot
       slots/slot_a.evidence/, slot_b.evidence/ the signed metadata it was verified with
+      slots/slot_a.progress.json, ...          an interrupted download: target and durable offset
+      known_bad.json            firmware that failed its health check here (never reinstalled)
       bootenv.json              BootEnv: active slot, pending slot, boot tries, mode
       floor.json                Floor: security-version floor and installed version
       time_floor.json           the latest trusted time seen (clock sanity)
@@ -32,7 +34,7 @@ from typing import Any
 
 from client.errors import ProvisioningError
 from client.events import EventLog
-from repo_metadata.files import atomic_write
+from repo_metadata.files import atomic_write, fsync_dir
 
 SLOTS = ("a", "b")
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -60,6 +62,8 @@ class BootEnv:
     mode: Mode = Mode.NORMAL
     #: The slot that ran before the pending one (the fallback).
     previous: str | None = None
+    #: The pending slot holds a signed recovery: committing it leaves failsafe.
+    recovery: bool = False
 
     def with_changes(self, **changes: Any) -> BootEnv:
         return replace(self, **changes)
@@ -86,6 +90,8 @@ class SlotRecord:
     role: str
     verified_at: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The slot failed its trial boot: never booted again, never reinstalled.
+    failed: bool = False
 
 
 def other(slot: str) -> str:
@@ -124,6 +130,13 @@ class StateDir:
 
     def slot_evidence(self, slot: str) -> Path:
         return self.slots_dir / f"slot_{slot}.evidence"
+
+    def slot_progress(self, slot: str) -> Path:
+        return self.slots_dir / f"slot_{slot}.progress.json"
+
+    @property
+    def known_bad_file(self) -> Path:
+        return self.root / "known_bad.json"
 
     @property
     def events(self) -> EventLog:
@@ -186,14 +199,34 @@ class StateDir:
 
     def slot_record(self, slot: str) -> SlotRecord | None:
         file = self.slot_record_file(slot)
-        return SlotRecord(**_read_json(file)) if file.is_file() else None
+        if not file.is_file():
+            return None
+        try:
+            return SlotRecord(**_read_json(file))
+        except TypeError as exc:
+            raise ProvisioningError(f"{file} is not a slot record ({exc})") from None
 
     def write_slot_record(self, slot: str, record: SlotRecord | None) -> None:
         file = self.slot_record_file(slot)
         if record is None:
-            file.unlink(missing_ok=True)
+            if file.is_file():
+                file.unlink()
+                fsync_dir(file.parent)  # the slot is unbootable before its bytes change
             return
         _write_json(file, asdict(record))
+
+    def known_bad(self) -> dict[str, dict[str, Any]]:
+        """Firmware (by SHA-256) that failed its health check on this device."""
+        return _read_json(self.known_bad_file, default={})
+
+    def add_known_bad(self, record: SlotRecord, *, at: datetime) -> None:
+        entries = self.known_bad()
+        entries[record.sha256] = {
+            "target_path": record.target_path,
+            "version": record.version,
+            "at": at.astimezone(UTC).isoformat(),
+        }
+        _write_json(self.known_bad_file, entries)
 
 
 def _read_json(path: Path, *, default: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,304 @@
+"""Writing firmware into the inactive slot, power-safe (R13, R24, R33).
+
+The order of durable steps is the safety argument; a power cut between any
+two of them leaves a device that boots a verified image:
+
+1. ``open_inactive``: the slot's record and evidence are removed (and the
+   directory synced) *before* its bytes change, so a half-written slot is
+   never bootable; a progress record names the target being written.
+2. ``write`` / ``checkpoint``: bytes go to the slot; a checkpoint syncs them
+   and records the offset, so a resume continues from durable bytes only.
+3. ``commit``: the image is synced, then read back from disk and checked
+   against the signed record (the bytes installed are the bytes verified: a
+   file swapped after verification is caught here), the evidence is checked
+   against the provisioned root and stored, then the record; only then is the
+   boot environment switched, atomically, to "pending, N tries".
+
+Refusals are raised, not logged: each ``ClientError`` carries its event and
+the caller logs it once. ``commit`` logs ``installed``, the one decision
+taken here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from client.errors import ClientError, FailsafeError, InstallError
+from client.events import EventType
+from client.evidence import clear_evidence, verify_evidence, write_evidence
+from client.integrity import check_image
+from client.state import Mode, SlotRecord, StateDir, other
+from repo_metadata.files import atomic_write, fsync_dir
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+MAX_TRIES = 10
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """What is about to be written: the signed target's path, length and SHA-256."""
+
+    path: str
+    length: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 0:
+            raise ValueError(f"{self.path}: length must be a non-negative integer")
+        if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
+            raise ValueError(f"{self.path}: sha256 must be 64 lowercase hexadecimal characters")
+
+
+def _read_progress(state: StateDir, slot: str) -> tuple[TargetRef, int] | None:
+    """The interrupted download in ``slot``, if its progress record is sound."""
+    try:
+        data = json.loads(state.slot_progress(slot).read_text())
+        target = TargetRef(data["path"], data["length"], data["sha256"])
+        offset = data["offset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= target.length:
+        return None
+    return target, offset
+
+
+def _write_progress(state: StateDir, slot: str, target: TargetRef, offset: int) -> None:
+    data = {**asdict(target), "offset": offset}
+    atomic_write(state.slot_progress(slot), json.dumps(data, sort_keys=True).encode())
+
+
+def _clear_progress(state: StateDir, slot: str) -> None:
+    file = state.slot_progress(slot)
+    if file.exists():
+        file.unlink()
+        fsync_dir(file.parent)
+
+
+def _resume_offset(state: StateDir, slot: str, target: TargetRef) -> int | None:
+    """Where a write of ``target`` into ``slot`` may resume (None: from scratch).
+
+    From the last checkpoint of an interrupted download of the same target,
+    or from its end if the slot was sealed with it but a power cut came before
+    it was marked pending (``commit`` checks every byte again either way).
+    """
+    image = state.slot_image(slot)
+    size = image.stat().st_size if image.is_file() else -1
+    progress = _read_progress(state, slot)
+    if progress is not None and progress[0] == target and size >= progress[1]:
+        return progress[1]
+    try:
+        record = state.slot_record(slot)
+    except ClientError:
+        return None
+    sealed = record is not None and not record.failed and size == target.length
+    if (
+        sealed
+        and record
+        and (record.target_path, record.length, record.sha256)
+        == (
+            target.path,
+            target.length,
+            target.sha256,
+        )
+    ):
+        return target.length
+    return None
+
+
+def known_bad(state: StateDir) -> frozenset[str]:
+    """SHA-256 of every firmware that failed its health check here (no reinstall loop)."""
+    return frozenset(state.known_bad())
+
+
+def open_inactive(state: StateDir, target: TargetRef, *, recovery: bool = False) -> SlotWriter:
+    """Open the slot that is not active for writing ``target``.
+
+    An interrupted download of the same target (same path, length and SHA-256)
+    resumes from its last checkpoint; anything else starts from zero. Refused
+    in failsafe mode unless ``recovery`` (the caller vouches that the target is
+    a signed recovery), while a slot waits for its trial boot, and for a
+    firmware that already failed its health check on this device.
+    """
+    state.require_provisioned()
+    env = state.bootenv()
+    if env.mode is Mode.FAILSAFE and not recovery:
+        raise FailsafeError("the device is in failsafe mode: only a signed recovery is installed")
+    if env.pending is not None:
+        raise InstallError(
+            f"slot {env.pending} waits for its trial boot: run 'fwclient boot' first"
+        )
+    if target.sha256 in known_bad(state) and not recovery:
+        raise InstallError(
+            f"{target.path} failed its health check on this device before; not installed again",
+            event=EventType.KNOWN_BAD,
+        )
+    slot = other(env.active)
+    image = state.slot_image(slot)
+    offset = _resume_offset(state, slot, target)
+    # The slot stops being bootable before any of its bytes change.
+    state.write_slot_record(slot, None)
+    clear_evidence(state.slot_evidence(slot))
+    if offset is None:
+        offset = 0
+        _write_progress(state, slot, target, 0)
+    state.slots_dir.mkdir(parents=True, exist_ok=True)
+    handle = image.open("r+b" if image.is_file() else "w+b")
+    try:
+        handle.truncate(offset)  # bytes after the checkpoint may not have reached the disk
+        handle.seek(offset)
+        os.fsync(handle.fileno())
+        fsync_dir(state.slots_dir)
+    except BaseException:
+        handle.close()
+        raise
+    return SlotWriter(state, slot, target, offset, handle, recovery=recovery)
+
+
+class SlotWriter:
+    """Appends one target's bytes to a slot; ``commit`` makes it bootable."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        slot: str,
+        target: TargetRef,
+        offset: int,
+        handle: BinaryIO,
+        *,
+        recovery: bool,
+    ) -> None:
+        self.state = state
+        self.slot = slot
+        self.target = target
+        self.offset = offset
+        self.recovery = recovery
+        self._handle: BinaryIO | None = handle
+
+    def __enter__(self) -> SlotWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> BinaryIO:
+        if self._handle is None:
+            raise InstallError(f"slot {self.slot} is closed")
+        return self._handle
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; more than the signed length clears the slot (endless data)."""
+        handle = self._open()
+        if self.offset + len(chunk) > self.target.length:
+            self.abort()
+            raise InstallError(
+                f"{self.target.path}: more than the {self.target.length} bytes signed",
+                event=EventType.TOO_LONG,
+            )
+        handle.write(chunk)
+        self.offset += len(chunk)
+
+    def checkpoint(self) -> None:
+        """Make the bytes written so far durable and remember how far a resume may start."""
+        handle = self._open()
+        handle.flush()
+        os.fsync(handle.fileno())
+        _write_progress(self.state, self.slot, self.target, self.offset)
+
+    def commit(
+        self,
+        *,
+        record: SlotRecord,
+        evidence: Mapping[str, bytes],
+        tries: int = 3,
+        now: datetime | None = None,
+    ) -> None:
+        """Check the slot's bytes from disk, store evidence and record, then mark it pending."""
+        if not 1 <= tries <= MAX_TRIES:
+            raise ValueError(f"tries must be between 1 and {MAX_TRIES}")
+        handle = self._open()
+        if (record.target_path, record.length, record.sha256) != (
+            self.target.path,
+            self.target.length,
+            self.target.sha256,
+        ):
+            self.abort()
+            raise InstallError(
+                f"the record describes {record.target_path}, not the target written",
+                event=EventType.BAD_HASH,
+            )
+        if self.offset != self.target.length:
+            raise InstallError(f"{self.target.path}: {self.offset} of {self.target.length} bytes")
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        self._handle = None
+        self._seal(record, evidence)
+        self._mark_pending(record, tries, now or datetime.now(UTC))
+
+    def _seal(self, record: SlotRecord, evidence: Mapping[str, bytes]) -> None:
+        """Verify the bytes on disk and the evidence, then store evidence and record."""
+        state = self.state
+        try:
+            check_image(state.slot_image(self.slot), record)
+            verify_evidence(
+                state.trusted_root.read_bytes(),
+                evidence,
+                record,
+                hardware_model=state.identity().hardware_model,
+            )
+        except ClientError as exc:
+            self.abort()
+            raise InstallError(f"slot {self.slot}: {exc}", event=exc.event) from None
+        write_evidence(state.slot_evidence(self.slot), evidence)
+        state.write_slot_record(self.slot, record)
+        _clear_progress(state, self.slot)
+
+    def _mark_pending(self, record: SlotRecord, tries: int, now: datetime) -> None:
+        env = self.state.bootenv()
+        if env.mode is Mode.FAILSAFE and not self.recovery:
+            raise FailsafeError(
+                "the device entered failsafe mode: only a signed recovery is booted"
+            )
+        if env.pending is not None or env.active == self.slot:
+            raise InstallError(f"the boot environment changed while slot {self.slot} was written")
+        self.state.events.append(
+            EventType.INSTALLED,
+            f"firmware {record.version} installed in slot {self.slot}, {tries} boot tries",
+            now=now,
+            slot=self.slot,
+            target=record.target_path,
+            version=record.version,
+            security_version=record.security_version,
+            recovery=self.recovery,
+        )
+        self.state.write_bootenv(
+            env.with_changes(
+                pending=self.slot, tries_left=tries, previous=env.active, recovery=self.recovery
+            )
+        )
+
+    def close(self) -> None:
+        """Stop writing, keeping checkpointed bytes for a resume; the slot stays unbootable."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def abort(self) -> None:
+        """Give the download up and forget its bytes: the next open starts from zero.
+
+        For content that cannot be trusted (too long, wrong hash): resuming
+        from it would only fail again.
+        """
+        self.close()
+        image = self.state.slot_image(self.slot)
+        if image.is_file():
+            with image.open("r+b") as handle:
+                handle.truncate(0)
+                os.fsync(handle.fileno())
+        _clear_progress(self.state, self.slot)
