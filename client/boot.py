@@ -1,0 +1,415 @@
+"""What the boot loader decides at each (simulated) reboot (R29, R33, R39, R52).
+
+``boot`` stands for one reboot. Its rules, each answering one threat:
+
+- A pending slot is tried only after its tries counter is decremented on
+  disk, so a crash or hang during the trial counts as a failed try and the
+  device cannot loop on a firmware that kills it.
+- A pending slot that does not verify is never started; one whose tries run
+  out falls back to the slot that ran before, is marked failed, and its
+  firmware is remembered as known bad: it is never booted or installed again
+  (no reinstall loop).
+- Committing raises the security floor to the firmware's security version
+  (R25); the floor is never lowered, and every boot re-raises it from the
+  running firmware, which heals a power cut between the two writes.
+- Without a pending slot, the active slot is re-hashed against its signed
+  evidence; if it fails, the other slot runs if it verifies; if none does,
+  the device enters failsafe mode: it keeps what runs and refuses every
+  change but a signed recovery (R24, R33), whose successful trial leaves it.
+
+Every decision is logged before it takes effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from client.errors import ClientError
+from client.events import EventType
+from client.integrity import VerifyResult, verify_sealed, verify_slot
+from client.state import SLOTS, BootEnv, Floor, Mode, SlotRecord, StateDir, other
+
+__all__ = ["BootResult", "Outcome", "VerifyResult", "boot", "enter_failsafe", "verify_active"]
+
+#: Event types that answer "what happened to the last update?" (R37, R38).
+UPDATE_RESULTS = frozenset(EventType) - {
+    EventType.PROVISIONED,
+    EventType.CHECKED,
+    EventType.DOWNLOADED,
+    EventType.BOOTED,
+    EventType.VERIFIED,
+}
+_TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+
+
+class Outcome(StrEnum):
+    BOOTED = "booted"  # the active slot verified and runs
+    COMMITTED = "committed"  # the pending slot passed its health check and is now active
+    RETRY = "retry"  # the pending slot failed its health check; tries remain
+    ROLLED_BACK = "rolled_back"  # the pending slot was given up; the previous slot runs
+    SWITCHED = "switched"  # the active slot failed verification; the other one runs
+    FAILSAFE = "failsafe"  # no slot verifies, or failsafe already: keep what runs
+
+
+@dataclass(frozen=True)
+class BootResult:
+    slot: str
+    outcome: Outcome
+    message: str
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    healthy: bool
+    detail: str
+
+
+def boot(
+    state: StateDir,
+    *,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float = 60,
+) -> BootResult:
+    """Reboot: try the pending slot, or verify the active one (see the module rules)."""
+    if health_check is not None and not health_check:
+        raise ValueError("an empty health check command: give a command, or None for none")
+    state.require_provisioned()
+    env = state.bootenv()
+    if env.pending is None:
+        return _boot_active(state, env, now)
+    if env.mode is Mode.FAILSAFE and not env.recovery:
+        state.events.append(
+            EventType.FAILSAFE_REFUSED,
+            f"slot {env.pending} is not a signed recovery: not booted in failsafe mode",
+            now=now,
+            slot=env.pending,
+        )
+        env = env.with_changes(pending=None, tries_left=0, recovery=False)
+        state.write_bootenv(env)
+        return _boot_active(state, env, now)
+    return _trial(state, env, health_check, now, timeout)
+
+
+def _trial(
+    state: StateDir,
+    env: BootEnv,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float,
+) -> BootResult:
+    slot = env.pending
+    if slot is None:  # pragma: no cover - checked by the caller
+        raise ValueError("no pending slot")
+    check = verify_sealed(state, slot)
+    if not check.ok or check.record is None:
+        state.events.append(
+            check.event or EventType.INTEGRITY_FAILURE,
+            f"pending slot {slot} does not verify: {check.reason}",
+            now=now,
+            slot=slot,
+        )
+        return _roll_back(state, env, None, now, "it does not verify")
+    record = check.record
+    if env.tries_left <= 0 or record.failed or record.sha256 in state.known_bad():
+        return _roll_back(state, env, record, now, "its boot tries ran out")
+    env = env.with_changes(tries_left=env.tries_left - 1)
+    state.write_bootenv(env)  # first: a crash during the trial is a failed try
+    health = run_health_check(health_check, state=state, slot=slot, record=record, timeout=timeout)
+    if health.healthy:
+        return _commit(state, env, record, now)
+    state.events.append(
+        EventType.HEALTH_CHECK_FAILED,
+        f"firmware {record.version} in slot {slot} failed its health check ({health.detail});"
+        f" {env.tries_left} tries left",
+        now=now,
+        slot=slot,
+        version=record.version,
+        tries_left=env.tries_left,
+    )
+    if env.tries_left > 0:
+        return BootResult(slot, Outcome.RETRY, f"health check failed ({health.detail}); reboot")
+    return _roll_back(state, env, record, now, f"its health check failed ({health.detail})")
+
+
+def _commit(state: StateDir, env: BootEnv, record: SlotRecord, now: datetime) -> BootResult:
+    slot = env.pending
+    if slot is None:  # pragma: no cover - checked by the caller
+        raise ValueError("no pending slot")
+    state.events.append(
+        EventType.UPDATED,
+        f"firmware {record.version} in slot {slot} passed its health check and is committed",
+        now=now,
+        slot=slot,
+        version=record.version,
+        security_version=record.security_version,
+        previous=env.active,
+    )
+    leaves_failsafe = env.mode is Mode.FAILSAFE and env.recovery
+    if leaves_failsafe:
+        state.events.append(
+            EventType.FAILSAFE_LEFT,
+            f"signed recovery {record.version} committed: failsafe mode left",
+            now=now,
+            slot=slot,
+        )
+    state.write_bootenv(
+        env.with_changes(
+            active=slot,
+            pending=None,
+            tries_left=0,
+            previous=env.active,
+            recovery=False,
+            mode=Mode.NORMAL if leaves_failsafe else env.mode,
+        )
+    )
+    _raise_floor(state, record)
+    return BootResult(
+        slot, Outcome.COMMITTED, f"firmware {record.version} committed in slot {slot}"
+    )
+
+
+def _roll_back(
+    state: StateDir, env: BootEnv, record: SlotRecord | None, now: datetime, reason: str
+) -> BootResult:
+    """Give up the pending slot and boot the one that ran before it."""
+    slot = env.pending
+    state.events.append(
+        EventType.ROLLED_BACK,
+        f"slot {slot} given up because {reason}; back to slot {env.active}",
+        now=now,
+        slot=slot,
+        version=record.version if record else None,
+        back_to=env.active,
+    )
+    if record is not None:
+        state.add_known_bad(record, at=now)  # first: from here on it never boots again
+    env = env.with_changes(pending=None, tries_left=0, previous=None, recovery=False)
+    state.write_bootenv(env)
+    if record is not None and slot is not None:
+        state.write_slot_record(slot, replace(record, failed=True))
+    result = _boot_active(state, env, now)
+    if result.outcome is not Outcome.BOOTED:
+        return result
+    return BootResult(result.slot, Outcome.ROLLED_BACK, f"slot {slot} {reason}; {result.message}")
+
+
+def _boot_active(state: StateDir, env: BootEnv, now: datetime) -> BootResult:
+    active = env.active
+    check = verify_slot(state, active)
+    if env.mode is Mode.FAILSAFE:
+        state.events.append(
+            EventType.BOOTED,
+            f"failsafe mode: slot {active} keeps running; only a signed recovery is installed",
+            now=now,
+            slot=active,
+            verified=check.ok,
+        )
+        return BootResult(active, Outcome.FAILSAFE, "failsafe mode: only a signed recovery")
+    if check.ok and check.record is not None:
+        _log_booted(state, check.record, active, now)
+        return BootResult(active, Outcome.BOOTED, f"firmware {check.record.version} verified")
+    state.events.append(
+        check.event or EventType.INTEGRITY_FAILURE,
+        f"active slot {active} does not verify: {check.reason}",
+        now=now,
+        slot=active,
+    )
+    alternative = verify_slot(state, other(active))
+    if alternative.ok and alternative.record is not None:
+        _log_booted(state, alternative.record, alternative.slot, now)
+        state.write_bootenv(env.with_changes(active=alternative.slot, previous=active))
+        return BootResult(
+            alternative.slot,
+            Outcome.SWITCHED,
+            f"slot {active} does not verify; firmware {alternative.record.version}"
+            f" in slot {alternative.slot} verified and runs",
+        )
+    state.events.append(
+        alternative.event or EventType.INTEGRITY_FAILURE,
+        f"slot {alternative.slot} does not verify either: {alternative.reason}",
+        now=now,
+        slot=alternative.slot,
+    )
+    return enter_failsafe(state, now=now, reason="no slot holds verified firmware")
+
+
+def _log_booted(state: StateDir, record: SlotRecord, slot: str, now: datetime) -> None:
+    state.events.append(
+        EventType.BOOTED,
+        f"firmware {record.version} in slot {slot} verified and runs",
+        now=now,
+        slot=slot,
+        version=record.version,
+    )
+    _raise_floor(state, record)
+
+
+def _raise_floor(state: StateDir, record: SlotRecord) -> None:
+    """R25: the floor follows the running firmware up, never down."""
+    floor = state.floor()
+    raised = Floor(max(floor.security_version, record.security_version), record.version)
+    if raised != floor:
+        state.write_floor(raised)
+
+
+def enter_failsafe(state: StateDir, *, now: datetime, reason: str) -> BootResult:
+    """R24/R33: keep what runs, refuse every change but a signed recovery, raise the alert."""
+    env = state.bootenv()
+    state.events.append(
+        EventType.FAILSAFE_ENTERED,
+        f"failsafe mode entered: {reason}; slot {env.active} keeps running",
+        now=now,
+        slot=env.active,
+        reason=reason,
+    )
+    if env.mode is not Mode.FAILSAFE:
+        state.write_bootenv(env.with_changes(mode=Mode.FAILSAFE))
+    return BootResult(env.active, Outcome.FAILSAFE, f"failsafe mode: {reason}")
+
+
+def verify_active(state: StateDir, *, now: datetime) -> VerifyResult:
+    """``fwclient verify``: re-hash the active slot against its record and evidence; log it."""
+    state.require_provisioned()
+    slot = state.bootenv().active
+    result = verify_slot(state, slot)
+    if result.ok and result.record is not None:
+        state.events.append(
+            EventType.VERIFIED,
+            f"firmware {result.record.version} in slot {slot} verified",
+            now=now,
+            slot=slot,
+        )
+    else:
+        state.events.append(
+            result.event or EventType.INTEGRITY_FAILURE,
+            f"active slot {slot} does not verify: {result.reason}",
+            now=now,
+            slot=slot,
+        )
+    return result
+
+
+# -- health check ---------------------------------------------------------------
+
+
+def run_health_check(
+    argv: Sequence[str] | None,
+    *,
+    state: StateDir,
+    slot: str,
+    record: SlotRecord,
+    timeout: float,
+) -> HealthResult:
+    """Run the firmware's health check: exit status 0 within ``timeout`` is healthy.
+
+    The command learns what it checks from ``FWCLIENT_SLOT``,
+    ``FWCLIENT_IMAGE`` and ``FWCLIENT_VERSION``. A command that hangs is
+    killed with its whole process group.
+    """
+    if argv is None:
+        return HealthResult(True, "no health check configured")
+    env = {
+        **os.environ,
+        "FWCLIENT_SLOT": slot,
+        "FWCLIENT_IMAGE": str(state.slot_image(slot)),
+        "FWCLIENT_VERSION": record.version,
+    }
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return HealthResult(False, f"cannot run {argv[0]}: {exc.strerror}")
+        try:
+            status = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return HealthResult(False, f"no answer within {timeout:g} s")
+        errors.seek(0)
+        tail = errors.read()[-200:].decode(errors="replace").strip()
+    if status == 0:
+        return HealthResult(True, "healthy")
+    return HealthResult(False, f"exit status {status}" + (f": {tail}" if tail else ""))
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def status(state: StateDir) -> dict[str, Any]:
+    """What the device runs and why (R37, R38); reads only, hashes nothing."""
+    state.require_provisioned()
+    identity = state.identity()
+    env = state.bootenv()
+    floor = state.floor()
+    records = {slot: _record_or_none(state, slot) for slot in SLOTS}
+    running = records[env.active]
+    time_floor = state.time_floor()
+    last = state.events.last(*UPDATE_RESULTS)
+    return {
+        "device_id": identity.device_id,
+        "hardware_model": identity.hardware_model,
+        "mode": env.mode.value,
+        "slot": env.active,
+        "running_version": running.version if running else None,
+        "security_floor": floor.security_version,
+        "installed_version": floor.installed_version,
+        "pending": (
+            {"slot": env.pending, "tries_left": env.tries_left, "recovery": env.recovery}
+            if env.pending
+            else None
+        ),
+        "slots": {
+            slot: (
+                {
+                    "target": record.target_path,
+                    "version": record.version,
+                    "security_version": record.security_version,
+                    "failed": record.failed,
+                }
+                if record
+                else None
+            )
+            for slot, record in records.items()
+        },
+        "metadata_expires": _metadata_expiries(state),
+        "time_floor": time_floor.isoformat() if time_floor else None,
+        "last_update": ({key: last[key] for key in ("time", "type", "message")} if last else None),
+    }
+
+
+def _record_or_none(state: StateDir, slot: str) -> SlotRecord | None:
+    try:
+        return state.slot_record(slot)
+    except ClientError:
+        return None
+
+
+def _metadata_expiries(state: StateDir) -> dict[str, str | None]:
+    """Expiry of each top-level role in the metadata cache (None: not cached or unreadable)."""
+    expiries: dict[str, str | None] = {}
+    for role in _TOP_LEVEL:
+        try:
+            data = json.loads((state.metadata_dir / f"{role}.json").read_bytes())
+            expiries[role] = str(data["signed"]["expires"])
+        except (OSError, ValueError, KeyError, TypeError):
+            expiries[role] = None
+    return expiries
