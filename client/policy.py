@@ -1,0 +1,156 @@
+"""Which firmware to install: a pure decision over signed candidates.
+
+Input is what TUF verified (each candidate's path, length, hash and signed
+``FirmwareInfo``) and what the device knows about itself (hardware model,
+security floor, installed version, firmware that already failed here). No
+I/O, no clock. The rules, in the order they are applied to each candidate
+newer than what runs:
+
+1. R15: the target must list this device's hardware model (``hardware_mismatch``).
+2. R25: its ``security_version`` must not be below the device's security floor
+   (``firmware_downgrade``): a validly signed old build is still a downgrade.
+3. Its ``min_installed_version`` must be met by the installed version (an
+   unknown installed version meets none).
+4. It must not have failed its health check on this device before
+   (``known_bad``): no reinstall loop.
+5. It must not require a technician's authorization: the client cannot check
+   one yet, so it refuses rather than install without it.
+
+The newest (semantic-version order) candidate that passes is chosen.
+Candidates not newer than the installed version are ignored without a word
+(they are the normal state of a repository), and so are pre-releases unless
+asked for. A refusal is reported only for a candidate newer than both the
+installed version and the chosen one: that is the case a person must hear
+about ("3.0.0 was offered and refused because ...").
+
+A signed recovery (``recovery=True``, failsafe mode) may reinstall the
+installed version; every other rule still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from client.events import EventType
+from client.state import Floor
+from repo_metadata.firmware import FirmwareInfo
+from repo_metadata.semver import SemVer
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One signed firmware target, as TUF verified it."""
+
+    path: str
+    length: int
+    sha256: str
+    info: FirmwareInfo
+    #: The targets role that signs it (the evidence chain ends there).
+    role: str
+
+    @property
+    def version(self) -> SemVer:
+        return self.info.semver
+
+
+@dataclass(frozen=True)
+class Refusal:
+    candidate: Candidate
+    event: EventType
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.candidate.path} (version {self.candidate.info.version}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The decision: at most one target to install, and the refusals worth reporting."""
+
+    chosen: Candidate | None
+    refused: tuple[Refusal, ...] = ()
+    #: How many signed candidates for this model were looked at.
+    considered: int = 0
+
+
+def choose(
+    candidates: Iterable[Candidate],
+    *,
+    hardware_model: str,
+    floor: Floor,
+    known_bad: Collection[str] = (),
+    recovery: bool = False,
+    prereleases: bool = False,
+) -> Choice:
+    """The newest acceptable candidate, and why newer ones were refused.
+
+    ``known_bad`` holds the SHA-256 of firmware that failed its health check
+    on this device.
+    """
+    installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
+    newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
+    refused: list[Refusal] = []
+    for candidate in newest_first:
+        if not _worth_considering(candidate, installed, recovery=recovery, prereleases=prereleases):
+            continue
+        refusal = _refusal(candidate, hardware_model, floor, installed, known_bad)
+        if refusal is None:
+            return Choice(candidate, tuple(refused), len(newest_first))
+        refused.append(refusal)
+    return Choice(None, tuple(refused), len(newest_first))
+
+
+def _worth_considering(
+    candidate: Candidate, installed: SemVer | None, *, recovery: bool, prereleases: bool
+) -> bool:
+    if candidate.version.prerelease and not prereleases:
+        return False
+    if installed is None:
+        return True
+    return candidate.version >= installed if recovery else candidate.version > installed
+
+
+def _refusal(
+    candidate: Candidate,
+    hardware_model: str,
+    floor: Floor,
+    installed: SemVer | None,
+    known_bad: Collection[str],
+) -> Refusal | None:
+    info = candidate.info
+    if hardware_model not in info.hardware_models:
+        models = ", ".join(info.hardware_models)
+        return Refusal(
+            candidate,
+            EventType.HARDWARE_MISMATCH,
+            f"signed for {models}, not for this device's model {hardware_model}",
+        )
+    if info.security_version < floor.security_version:
+        return Refusal(
+            candidate,
+            EventType.FIRMWARE_DOWNGRADE,
+            f"security version {info.security_version} is below this device's floor"
+            f" {floor.security_version}",
+        )
+    if info.min_installed_version is not None and (
+        installed is None or installed < SemVer.parse(info.min_installed_version)
+    ):
+        have = "an unknown version" if installed is None else str(installed)
+        return Refusal(
+            candidate,
+            EventType.ERROR,
+            f"needs version {info.min_installed_version} or later installed first; this device"
+            f" runs {have}",
+        )
+    if candidate.sha256 in known_bad:
+        return Refusal(
+            candidate, EventType.KNOWN_BAD, "failed its health check on this device before"
+        )
+    if info.requires_authorization:
+        return Refusal(
+            candidate,
+            EventType.ERROR,
+            "requires a technician's authorization, which this client cannot verify yet",
+        )
+    return None

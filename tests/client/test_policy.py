@@ -1,0 +1,137 @@
+"""The install policy: which signed firmware a device takes, and why it refuses others."""
+
+from __future__ import annotations
+
+import hashlib
+
+from client.events import EventType
+from client.policy import Candidate, choose
+from client.state import Floor
+from repo_metadata.firmware import FirmwareInfo
+
+MODEL = "pump-x100"
+
+
+def candidate(
+    version: str,
+    security_version: int = 1,
+    *,
+    models: tuple[str, ...] = (MODEL,),
+    **fields: object,
+) -> Candidate:
+    info = FirmwareInfo(
+        version=version,
+        security_version=security_version,
+        hardware_models=models,
+        **fields,  # type: ignore[arg-type]
+    )
+    digest = hashlib.sha256(version.encode()).hexdigest()
+    return Candidate(f"{models[0]}/fw-{version}.bin", 1000, digest, info, MODEL)
+
+
+def pick(*candidates: Candidate, floor: Floor | None = None, **kwargs: object) -> str | None:
+    choice = choose(
+        candidates,
+        hardware_model=MODEL,
+        floor=floor or Floor(),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return choice.chosen.info.version if choice.chosen else None
+
+
+def test_the_newest_version_is_chosen_in_semver_order() -> None:
+    assert pick(candidate("1.9.0"), candidate("1.10.0"), candidate("1.2.0")) == "1.10.0"
+
+
+def test_a_release_outranks_its_prereleases_and_prereleases_are_skipped_by_default() -> None:
+    assert pick(candidate("2.0.0-rc.1"), candidate("1.0.0")) == "1.0.0"
+    assert pick(candidate("2.0.0-rc.1"), candidate("1.0.0"), prereleases=True) == "2.0.0-rc.1"
+    assert pick(candidate("2.0.0-rc.1"), candidate("2.0.0"), prereleases=True) == "2.0.0"
+
+
+def test_nothing_newer_than_the_installed_version_is_no_update_and_no_refusal() -> None:
+    choice = choose(
+        [candidate("1.0.0"), candidate("1.1.0")],
+        hardware_model=MODEL,
+        floor=Floor(1, "1.1.0"),
+    )
+    assert choice.chosen is None
+    assert choice.refused == ()
+    assert choice.considered == 2
+
+
+def test_hardware_mismatch_is_refused_r15() -> None:
+    other_model = candidate("2.0.0", models=("pump-x200",))
+    choice = choose([other_model], hardware_model=MODEL, floor=Floor())
+    assert choice.chosen is None
+    assert [r.event for r in choice.refused] == [EventType.HARDWARE_MISMATCH]
+    assert "pump-x200" in choice.refused[0].reason
+
+
+def test_a_firmware_for_several_models_fits_each_of_them() -> None:
+    assert pick(candidate("2.0.0", models=("pump-x200", MODEL))) == "2.0.0"
+
+
+def test_security_version_below_the_floor_is_a_firmware_downgrade_r25() -> None:
+    choice = choose([candidate("9.0.0", 2)], hardware_model=MODEL, floor=Floor(3, "2.0.0"))
+    assert choice.chosen is None
+    assert [r.event for r in choice.refused] == [EventType.FIRMWARE_DOWNGRADE]
+    assert "below this device's floor 3" in choice.refused[0].reason
+
+
+def test_security_version_equal_to_the_floor_is_allowed() -> None:
+    assert pick(candidate("2.1.0", 3), floor=Floor(3, "2.0.0")) == "2.1.0"
+
+
+def test_an_older_acceptable_release_is_chosen_and_the_newer_refusal_reported() -> None:
+    choice = choose(
+        [candidate("3.0.0", 1), candidate("2.5.0", 3)],
+        hardware_model=MODEL,
+        floor=Floor(3, "2.0.0"),
+    )
+    assert choice.chosen is not None
+    assert choice.chosen.info.version == "2.5.0"
+    assert [r.candidate.info.version for r in choice.refused] == ["3.0.0"]
+
+
+def test_min_installed_version_must_be_met() -> None:
+    needs = candidate("3.0.0", min_installed_version="2.0.0")
+    assert pick(needs, floor=Floor(1, "2.0.0")) == "3.0.0"
+    choice = choose([needs], hardware_model=MODEL, floor=Floor(1, "1.5.0"))
+    assert choice.chosen is None
+    assert "needs version 2.0.0 or later" in choice.refused[0].reason
+    unknown = choose([needs], hardware_model=MODEL, floor=Floor())
+    assert "unknown version" in unknown.refused[0].reason
+
+
+def test_firmware_that_failed_its_health_check_here_is_not_reinstalled() -> None:
+    bad = candidate("2.0.0")
+    choice = choose(
+        [bad, candidate("1.5.0")],
+        hardware_model=MODEL,
+        floor=Floor(1, "1.0.0"),
+        known_bad={bad.sha256},
+    )
+    assert choice.chosen is not None
+    assert choice.chosen.info.version == "1.5.0"
+    assert [r.event for r in choice.refused] == [EventType.KNOWN_BAD]
+
+
+def test_a_release_requiring_a_technician_authorization_is_refused_for_now() -> None:
+    choice = choose(
+        [candidate("2.0.0", requires_authorization=True)], hardware_model=MODEL, floor=Floor()
+    )
+    assert choice.chosen is None
+    assert "authorization" in choice.refused[0].reason
+
+
+def test_a_recovery_may_reinstall_the_installed_version_but_never_below_the_floor() -> None:
+    same = candidate("2.0.0", 3)
+    assert pick(same, floor=Floor(3, "2.0.0")) is None
+    assert pick(same, floor=Floor(3, "2.0.0"), recovery=True) == "2.0.0"
+    assert pick(candidate("2.0.0", 2), floor=Floor(3, "2.0.0"), recovery=True) is None
+
+
+def test_an_empty_repository_chooses_nothing() -> None:
+    choice = choose([], hardware_model=MODEL, floor=Floor())
+    assert (choice.chosen, choice.refused, choice.considered) == (None, (), 0)
