@@ -1,0 +1,209 @@
+"""Finding the signed releases for one hardware model.
+
+Discovery rule: a device of model ``M`` looks for firmware at target paths
+under ``M/`` (``fwsign add`` names a release ``<model>/<name>-<version>.bin``
+after the first model it lists). It walks the delegations from the
+top-level targets role down every role that may sign a path under ``M/``:
+the product line's role and, when the line uses hashed bins, every bin. So a
+check costs the line's metadata (all bins with all releases), which is
+cheap for tens of releases and grows linearly with them; a signed per-model
+index would make it constant (not built yet).
+
+The walk goes through ngclient: each role is loaded by
+``Updater.get_targetinfo`` on a probe path routed through it (one per bin),
+so ngclient downloads, verifies and caches it exactly as for an install.
+The role's bytes are then read back from the metadata cache and accepted
+only if they are what ngclient trusts in this session: the version the
+trusted snapshot lists, signed by the threshold of the delegator's keys,
+and not expired at the device's trusted time (``at``, which may be the time
+floor when the clock is behind it). A stale cached file fails these checks
+and is skipped; a forged one raises.
+
+The chosen target is confirmed with ``get_targetinfo`` on its real path
+before anything is downloaded (``update.py``), so ngclient's walk, with its
+terminating delegations and ordering, has the last word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+from tuf.api.exceptions import ExpiredMetadataError, RepositoryError
+from tuf.api.metadata import (
+    Metadata,
+    Root,
+    Signed,
+    Snapshot,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.ngclient import Updater
+
+PROBE = ".fwclient-probe"
+#: Upper bound on roles walked (2**14 bins plus named roles).
+MAX_ROLES = 20_000
+#: ngclient's default bound on roles visited for one target path.
+MAX_DELEGATIONS = 32
+
+
+@dataclass(frozen=True)
+class SignedRole:
+    """A targets role as ngclient trusts it now: its exact bytes and contents."""
+
+    name: str
+    data: bytes
+    signed: Targets
+
+
+def cache_file(cache: Path, role: str) -> Path:
+    """Where ngclient keeps ``role`` (names percent-encoded, as in TUF)."""
+    return cache / f"{quote(role, safe='')}.json"
+
+
+def read_top_level(cache: Path, role: str) -> Metadata[Any]:
+    """A top-level role from the cache, right after ``Updater.refresh()``."""
+    data = cache_file(cache, role).read_bytes()
+    return Metadata.from_bytes(data)
+
+
+def check_fresh(cache: Path, at: datetime) -> dict[str, datetime]:
+    """Raise if a top-level role has expired at ``at``; return every expiry."""
+    expiries = {}
+    for role in (Root.type, Timestamp.type, Snapshot.type, Targets.type):
+        signed = read_top_level(cache, role).signed
+        _check_expiry(role, signed, at)
+        expiries[role] = signed.expires
+    return expiries
+
+
+def _check_expiry(role: str, signed: Signed, at: datetime) -> None:
+    # ngclient checked against the system clock; this repeats the check at the
+    # device's trusted time, which is later when the clock is behind its floor.
+    if signed.is_expired(at):
+        raise ExpiredMetadataError(
+            f"{role} expired at {signed.expires:%Y-%m-%d %H:%M}Z,"
+            f" before the trusted time {at:%Y-%m-%d %H:%M}Z"
+        )
+
+
+class _Child(NamedTuple):
+    name: str
+    delegator: Targets
+    #: A path under the prefix that ngclient's walk routes through this role.
+    probe: str
+
+
+def walk(updater: Updater, cache: Path, *, prefix: str, at: datetime) -> Iterator[SignedRole]:
+    """Every role, top-down, that may sign a target under ``prefix``."""
+    snapshot = read_top_level(cache, Snapshot.type).signed
+    root = read_top_level(cache, Root.type).signed
+    top = _accept(cache, Targets.type, root, snapshot, at)
+    if top is None:
+        raise RepositoryError("targets.json in the cache is not the one the snapshot lists")
+    yield top
+    stack = list(reversed(list(_children(top, prefix))))
+    seen = {Targets.type}
+    while stack and len(seen) < MAX_ROLES:
+        child = stack.pop()
+        if child.name in seen:
+            continue
+        seen.add(child.name)
+        updater.get_targetinfo(child.probe)  # ngclient loads (and verifies) the role
+        role = _accept(cache, child.name, child.delegator, snapshot, at)
+        if role is not None:
+            yield role
+            stack.extend(reversed(list(_children(role, prefix))))
+
+
+def _children(role: SignedRole, prefix: str) -> Iterator[_Child]:
+    delegations = role.signed.delegations
+    if delegations is None:
+        return
+    probe = prefix + PROBE
+    for child in (delegations.roles or {}).values():
+        if child.paths is None or child.is_delegated_path(probe):
+            yield _Child(child.name, role.signed, probe)
+    if delegations.succinct_roles is not None:
+        for name, path in bin_probes(delegations.succinct_roles, prefix).items():
+            yield _Child(name, role.signed, path)
+
+
+def bin_probes(succinct: SuccinctRoles, prefix: str) -> dict[str, str]:
+    """For each hashed bin, a path under ``prefix`` that hashes into it.
+
+    Tries ``<prefix>.fwclient-probe-<n>`` for n = 0, 1, ...: all ``2**bits``
+    bins are hit after about ``bits * 0.7 * 2**bits`` tries (coupon
+    collector), about 160,000 SHA-256 of short strings for the largest line.
+    """
+    bins = 1 << succinct.bit_length
+    probes: dict[str, str] = {}
+    for number in range(64 * bins):
+        path = f"{prefix}{PROBE}-{number}"
+        probes.setdefault(succinct.get_role_for_target(path), path)
+        if len(probes) == bins:
+            break
+    return {name: probes[name] for name in succinct.get_roles() if name in probes}
+
+
+def _accept(
+    cache: Path,
+    name: str,
+    delegator: Root | Targets,
+    snapshot: Snapshot,
+    at: datetime,
+) -> SignedRole | None:
+    """The cached ``name`` if it is the version ngclient trusts now, else ``None``."""
+    listed = snapshot.meta.get(f"{name}.json")
+    file = cache_file(cache, name)
+    if listed is None or not file.is_file():
+        return None
+    data = file.read_bytes()
+    md = Metadata[Targets].from_bytes(data)
+    if not isinstance(md.signed, Targets) or md.signed.version != listed.version:
+        return None
+    delegator.verify_delegate(name, md.signed_bytes, md.signatures)
+    _check_expiry(name, md.signed, at)
+    return SignedRole(name, data, md.signed)
+
+
+def signing_roles(cache: Path, path: str, *, at: datetime) -> tuple[list[SignedRole], TargetFile]:
+    """The roles ngclient's walk visits for ``path``, the last one signing it.
+
+    Call right after ``Updater.get_targetinfo(path)`` found the target: the
+    walk (pre-order, depth first, a terminating delegation ends it; TUF
+    5.6.7) is repeated over the roles it has just verified and cached, so the
+    result is the exact evidence a later offline check needs.
+    """
+    snapshot = read_top_level(cache, Snapshot.type).signed
+    stack: list[tuple[str, Root | Targets]] = [
+        (Targets.type, read_top_level(cache, Root.type).signed)
+    ]
+    visited: list[SignedRole] = []
+    while stack and len(visited) <= MAX_DELEGATIONS:
+        name, delegator = stack.pop()
+        if any(role.name == name for role in visited):
+            continue
+        role = _accept(cache, name, delegator, snapshot, at)
+        if role is None:
+            raise RepositoryError(f"{name} is not cached as the snapshot lists it")
+        visited.append(role)
+        target = role.signed.targets.get(path)
+        if target is not None:
+            return visited, target
+        if role.signed.delegations is None:
+            continue
+        children: list[tuple[str, Root | Targets]] = []
+        for child, terminating in role.signed.delegations.get_roles_for_target(path):
+            children.append((child, role.signed))
+            if terminating:
+                stack = []
+                break
+        stack.extend(reversed(children))
+    raise RepositoryError(f"no trusted role signs {path}")

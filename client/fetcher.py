@@ -1,0 +1,180 @@
+"""The network: ngclient's ``FetcherInterface``, plus resuming at an offset.
+
+``ResumableFetcher`` adds one operation to ngclient's fetcher: start a
+download at a byte offset (an HTTP ``Range`` request), which is how an
+interrupted firmware download continues. Every byte stream it returns, for
+metadata as for firmware, is paced: after a grace period, a stream slower on
+average than ``min_rate`` ends with ``SlowRetrievalError`` (TUF's slow
+retrieval attack: a mirror trickling bytes to hold a device on old firmware).
+Any other failure while reading becomes a ``DownloadError``.
+
+``HttpsFetcher`` is the device's only network client: one urllib3
+``PoolManager`` (so a long-running agent reuses one connection), the server
+certificate verified against the configured CA file, no automatic retries
+(the agent has its own back-off), and plain ``http://`` refused.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import urllib3
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+from tuf.ngclient import FetcherInterface
+
+CHUNK = 64 * 1024
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)\Z")
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The slowest stream accepted: ``min_rate`` bytes/s on average after ``grace`` s."""
+
+    min_rate: float = 1024.0
+    grace: float = 30.0
+
+
+class ResumableFetcher(FetcherInterface):
+    """A ``FetcherInterface`` that can also fetch from an offset, both paced."""
+
+    def __init__(
+        self, *, pace: Pace | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.pace = pace or Pace()
+        self._clock = clock
+
+    @abc.abstractmethod
+    def _fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
+        """The bytes of ``url`` from ``offset`` on (raise ``DownloadHTTPError`` on a status)."""
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        return self._fetch_from(url, 0)
+
+    def fetch(self, url: str) -> Iterator[bytes]:
+        return self._paced(super().fetch(url))
+
+    def fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
+        """Like ``fetch()``, starting at byte ``offset``."""
+        if offset < 0:
+            raise ValueError("offset must be zero or more")
+        try:
+            chunks = self._fetch_from(url, offset)
+        except DownloadError:
+            raise
+        except Exception as exc:
+            raise DownloadError(f"failed to download {url}: {exc}") from exc
+        return self._paced(chunks)
+
+    def _paced(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        started, received = self._clock(), 0
+        try:
+            for chunk in chunks:
+                received += len(chunk)
+                self._check_pace(received, self._clock() - started)
+                yield chunk
+        except DownloadError:
+            raise
+        except Exception as exc:
+            raise DownloadError(f"the download broke off: {exc}") from exc
+
+    def _check_pace(self, received: int, elapsed: float) -> None:
+        if elapsed > self.pace.grace and received / elapsed < self.pace.min_rate:
+            raise SlowRetrievalError(
+                f"{received} bytes in {elapsed:.1f} s, below {self.pace.min_rate:.0f} B/s"
+            )
+
+
+@dataclass
+class Traffic:
+    """What the fetcher did on the wire (for status and benchmarks)."""
+
+    requests: int = 0
+    bytes: int = 0
+
+
+class HttpsFetcher(ResumableFetcher):
+    """HTTPS with the server certificate checked against one CA file."""
+
+    def __init__(
+        self,
+        *,
+        ca: Path,
+        timeout: float = 30.0,
+        pace: Pace | None = None,
+        user_agent: str = "fwclient",
+    ) -> None:
+        super().__init__(pace=pace)
+        if not ca.is_file():
+            raise FileNotFoundError(f"CA certificate {ca} not found")
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=1,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=str(ca),
+            retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            headers={"User-Agent": user_agent},
+        )
+        self.traffic = Traffic()
+
+    @property
+    def connections(self) -> int:
+        """TLS connections opened so far (a poll that reuses one opens none)."""
+        pools = self._pool.pools
+        return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def _fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
+        if not url.startswith("https://"):
+            raise DownloadError(f"refusing {url}: only HTTPS is allowed")
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            response = self._pool.request("GET", url, headers=headers, preload_content=False)
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise DownloadError(f"{url}: no connection within the timeout") from exc
+        except urllib3.exceptions.TimeoutError as exc:
+            raise SlowRetrievalError(f"{url}: no answer within the timeout") from exc
+        self.traffic.requests += 1
+        skip = _check_status(url, response, offset)
+        return self._chunks(response, skip)
+
+    def _chunks(self, response: urllib3.BaseHTTPResponse, skip: int) -> Iterator[bytes]:
+        try:
+            for block in response.stream(CHUNK):
+                self.traffic.bytes += len(block)
+                dropped = min(skip, len(block))
+                skip -= dropped
+                if dropped < len(block):
+                    yield block[dropped:]
+        except urllib3.exceptions.TimeoutError as exc:
+            raise SlowRetrievalError("the server stopped sending") from exc
+        finally:
+            response.release_conn()
+
+
+def _check_status(url: str, response: urllib3.BaseHTTPResponse, offset: int) -> int:
+    """Bytes to drop from the body (a server that ignored ``Range``); raise on an error status."""
+    if response.status == 200:
+        return offset
+    if response.status == 206 and offset:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if match and int(match.group(1)) == offset:
+            return 0
+        _discard(response)
+        raise DownloadError(f"{url}: the server answered another range than bytes={offset}-")
+    _discard(response)
+    raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    # Read an error body off the connection before it goes back to the pool:
+    # the next request on it would read it as its own answer.
+    response.drain_conn()
+    response.release_conn()

@@ -1,0 +1,295 @@
+"""An in-memory repository and mirror for the client's tests.
+
+Like python-tuf's ``RepositorySimulator``, but our repository: the roles
+are made with fwsign's library (keys generated here: root 2 of 3 officers,
+targets the release manager, the product line 2 of 2 alice and bob,
+optionally in hashed bins), and published the way the update server
+publishes them: consistent snapshots, snapshot and timestamp signed with
+the online keys, the timestamp listing the snapshot's length and SHA-256,
+firmware at ``targets/<dir>/<sha256>.<name>``. Expiries count from the real
+clock, because ngclient reads it.
+
+``Sim`` is the device's network (a ``ResumableFetcher``), so every attack is
+a knob on what it serves: an old published state (``replay``), a file
+swapped or re-signed (``override``, ``resign``), endless or slow bodies, a
+connection cut after some bytes, or no server at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import CryptoSigner, Signer
+from tuf.api.exceptions import DownloadError, DownloadHTTPError
+from tuf.api.metadata import Metadata, MetaFile, Signed, Snapshot, Timestamp
+from tuf.api.serialization.json import JSONSerializer
+
+from client.fetcher import Pace, ResumableFetcher
+from client.state import DeviceIdentity, StateDir
+from client.update import Remote
+from repo_metadata.files import atomic_write
+from repo_metadata.firmware import FirmwareInfo
+from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
+from signer.repository import OfflineRepository
+
+BASE = "https://updates.test"
+MODEL = "pump-x100"
+DEVICE = "pump-0001"
+PEOPLE = ("officer1", "officer2", "officer3", "manager", "alice", "bob", "carol")
+ONLINE = ("snapshot", "timestamp")
+CHUNK = 16 * 1024
+#: Fast enough for any in-memory body, slow enough to catch a trickle quickly.
+TEST_PACE = Pace(min_rate=256 * 1024, grace=0.2)
+
+
+def image_bytes(version: str, size: int = 40_000) -> bytes:
+    """A deterministic firmware image, different for every version."""
+    block = hashlib.sha256(version.encode()).digest() * 64
+    return (block * (size // len(block) + 1))[:size]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Sim(ResumableFetcher):
+    """A published repository and the mirror that serves it."""
+
+    def __init__(self, workdir: Path, *, bin_bits: int | None = None) -> None:
+        super().__init__(pace=TEST_PACE)
+        self.workdir = workdir
+        self.path = workdir / "repo"
+        self.keys: dict[str, Signer] = {
+            name: CryptoSigner.generate_ed25519() for name in (*PEOPLE, *ONLINE)
+        }
+        self.images: dict[str, bytes] = {}
+        self.files: dict[str, bytes] = {}
+        self.published: list[dict[str, bytes]] = []
+        self.versions = {"snapshot": 0, "timestamp": 0}
+        # What the network does (the attacks):
+        self.requests: list[tuple[str, int]] = []
+        self.override: dict[str, bytes] = {}
+        self.endless: set[str] = set()
+        self.slow: set[str] = set()
+        self.cut: dict[str, int] = {}
+        self.down = False
+        self._init(bin_bits)
+        self.publish()
+
+    def _init(self, bin_bits: int | None) -> None:
+        officers = [self.keys[n] for n in ("officer1", "officer2", "officer3")]
+        init_repository(
+            OfflineRepository(
+                self.path, now=_now(), signers=[*officers[:2], self.keys["manager"]], create=True
+            ),
+            root=RoleKeys([key.public_key for key in officers], 2),
+            targets=RoleKeys([self.keys["manager"].public_key], 1),
+            snapshot=self.keys["snapshot"].public_key,
+            timestamp=self.keys["timestamp"].public_key,
+        )
+        delegate(
+            self.repo("manager", "alice", "bob"),
+            name=MODEL,
+            path_prefix=f"{MODEL}/",
+            keys=RoleKeys([self.keys["alice"].public_key, self.keys["bob"].public_key], 2),
+            bin_bits=bin_bits,
+        )
+
+    # -- the repository ---------------------------------------------------------
+
+    def repo(self, *names: str) -> OfflineRepository:
+        """The offline repository, opened with the named people's keys."""
+        return OfflineRepository(self.path, now=_now(), signers=[self.keys[n] for n in names])
+
+    def root(self, version: int = 1) -> bytes:
+        return (self.path / "metadata" / f"{version}.root.json").read_bytes()
+
+    def release(
+        self,
+        version: str,
+        security_version: int,
+        *,
+        models: tuple[str, ...] = (MODEL,),
+        path: str | None = None,
+        signers: Sequence[str] = ("alice", "bob"),
+        publish: bool = True,
+        size: int = 40_000,
+        **fields: Any,
+    ) -> str:
+        """Sign (and publish) firmware ``version``; return its target path."""
+        image = image_bytes(version, size)
+        file = self.workdir / f"fw-{version}.bin"
+        file.write_bytes(image)
+        info = FirmwareInfo(
+            version=version, security_version=security_version, hardware_models=models, **fields
+        )
+        path = path or f"{models[0]}/fw-{version}.bin"
+        add_firmware(self.repo(*signers), image=file, name="fw", info=info, target_path=path)
+        self.images[path] = image
+        if publish:
+            self.publish()
+        return path
+
+    def publish(
+        self,
+        *,
+        snapshot_expires: timedelta = timedelta(days=7),
+        timestamp_expires: timedelta = timedelta(days=1),
+    ) -> None:
+        """Serve the repository as it is, with a new snapshot and timestamp."""
+        meta: dict[str, MetaFile] = {}
+        for file in sorted((self.path / "metadata").glob("*.json")):
+            name = file.name.removesuffix(".json")
+            if name.endswith(".root"):
+                self.files[f"/metadata/{file.name}"] = file.read_bytes()
+            elif name != "root":
+                data = file.read_bytes()
+                version = Metadata.from_bytes(data).signed.version
+                self.files[f"/metadata/{version}.{file.name}"] = data
+                meta[file.name] = MetaFile(version=version)
+        now = _now()
+        self.versions["snapshot"] += 1
+        snapshot = self.sign(
+            Snapshot(self.versions["snapshot"], expires=now + snapshot_expires, meta=meta)
+        )
+        self.files[f"/metadata/{self.versions['snapshot']}.snapshot.json"] = snapshot
+        self.versions["timestamp"] += 1
+        snapshot_meta = MetaFile(
+            self.versions["snapshot"], len(snapshot), {"sha256": sha256(snapshot)}
+        )
+        self.files["/metadata/timestamp.json"] = self.sign(
+            Timestamp(
+                self.versions["timestamp"],
+                expires=now + timestamp_expires,
+                snapshot_meta=snapshot_meta,
+            )
+        )
+        for path, image in self.images.items():
+            self.files[self.target_url(path)] = image
+        self.published.append(dict(self.files))
+
+    def sign(self, signed: Signed, *signers: str) -> bytes:
+        """``signed`` as metadata bytes, signed by ``signers`` (default: its online key)."""
+        md = Metadata(signed)
+        for name in signers or (signed.type,):
+            md.sign(self.keys[name], append=True)
+        return md.to_bytes(JSONSerializer())
+
+    def target_url(self, path: str) -> str:
+        directory, _, name = path.rpartition("/")
+        return f"/targets/{directory}/{sha256(self.images[path])}.{name}"
+
+    # -- attacks ------------------------------------------------------------------
+
+    def replay(self, index: int) -> None:
+        """Serve the repository exactly as it was published the ``index``-th time."""
+        self.files = dict(self.published[index])
+
+    def served(self, url: str) -> Metadata[Any]:
+        return Metadata.from_bytes(self.override.get(url, self.files[url]))
+
+    def resign(
+        self, url: str, edit: Callable[[Any], None], *signers: str, keep: bool = False
+    ) -> bytes:
+        """Serve ``url`` edited and signed by ``signers`` (``keep``: old signatures kept)."""
+        md = self.served(url)
+        edit(md.signed)
+        if not keep:
+            md.signatures.clear()
+        for name in signers:
+            md.sign(self.keys[name], append=True)
+        data = md.to_bytes(JSONSerializer())
+        self.override[url] = data
+        return data
+
+    def forge_snapshot(self, edit: Callable[[Snapshot], None]) -> None:
+        """Serve a newer snapshot edited by ``edit`` and a timestamp listing it.
+
+        Both are validly signed with the online keys: what a compromised
+        server can do.
+        """
+        listed = self.served("/metadata/timestamp.json").signed.snapshot_meta.version
+        snapshot = self.served(f"/metadata/{listed}.snapshot.json").signed
+        snapshot.version += 1
+        edit(snapshot)
+        data = self.sign(snapshot)
+        self.override[f"/metadata/{snapshot.version}.snapshot.json"] = data
+        self.forge_timestamp(MetaFile(snapshot.version, len(data), {"sha256": sha256(data)}))
+
+    def forge_timestamp(self, snapshot_meta: MetaFile) -> None:
+        """Serve a newer timestamp, validly signed, listing ``snapshot_meta``."""
+        timestamp = self.served("/metadata/timestamp.json").signed
+        timestamp.version += 1
+        timestamp.snapshot_meta = snapshot_meta
+        self.override["/metadata/timestamp.json"] = self.sign(timestamp)
+
+    # -- the network ----------------------------------------------------------------
+
+    def _fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
+        path = url.removeprefix(BASE)
+        self.requests.append((path, offset))
+        if self.down:
+            raise ConnectionRefusedError(f"{BASE}: connection refused")
+        if path in self.endless:
+            return _endless()
+        data = self.override.get(path, self.files.get(path))
+        if data is None:
+            raise DownloadHTTPError(f"{path}: HTTP 404", 404)
+        return self._body(path, data[offset:])
+
+    def _body(self, path: str, data: bytes) -> Iterator[bytes]:
+        if path in self.slow:
+            for index in range(len(data)):
+                time.sleep(0.01)
+                yield data[index : index + 1]
+            return
+        limit = self.cut.pop(path, None)
+        for start in range(0, len(data), CHUNK):
+            chunk = data[start : start + CHUNK]
+            if limit is not None and start + len(chunk) > limit:
+                yield chunk[: max(0, limit - start)]
+                raise DownloadError(f"{path}: connection reset after {limit} bytes")
+            yield chunk
+
+    def fetched(self, prefix: str = "") -> list[str]:
+        return [path for path, _ in self.requests if path.startswith(prefix)]
+
+    def remote(self) -> Remote:
+        return Remote(BASE, self)
+
+
+def _endless() -> Iterator[bytes]:
+    while True:
+        yield b"\0" * CHUNK
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def provision(path: Path, sim: Sim, *, model: str = MODEL) -> StateDir:
+    """A device as ``fwclient provision`` leaves it, trusting ``sim``'s first root."""
+    state = StateDir(path)
+    atomic_write(state.trusted_root, sim.root(1), mode=0o444)
+    state.write_identity(DeviceIdentity(DEVICE, model))
+    return state
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (links followed) as {relative path: bytes}."""
+    if not path.exists():
+        return {}
+    return {
+        file.relative_to(path).as_posix(): file.read_bytes()
+        for file in sorted(path.rglob("*"))
+        if file.is_file()
+    }
+
+
+def event_types(state: StateDir) -> list[str]:
+    return [str(entry["type"]) for entry in state.events.entries()]
