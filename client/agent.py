@@ -1,0 +1,124 @@
+"""``fwclient run``: the long-running update agent.
+
+It polls (one ``update`` per poll) at a configured interval with random
+jitter, so a fleet that booted together does not poll together, and backs
+off exponentially, with jitter and a cap, after a failure (a fleet must not
+stampede a recovering server). A refusal by the install policy (a downgrade,
+another model's firmware) is not a failure of the server and keeps the
+normal interval. The one ``Remote`` it is given is reused for every poll,
+so the connection is too. ``stop()`` (wired to SIGTERM) ends the wait at
+once and stops a download at the next chunk, its progress kept for a resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from client.events import EventType
+from client.state import StateDir
+from client.update import Outcome, Remote, UpdateResult, update
+
+logger = logging.getLogger(__name__)
+
+#: Refusals that say nothing about the server's health: no back-off.
+POLICY_REFUSALS = frozenset(
+    {EventType.FIRMWARE_DOWNGRADE, EventType.HARDWARE_MISMATCH, EventType.KNOWN_BAD}
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When to poll: ``interval`` +- ``jitter``, or a capped exponential back-off."""
+
+    interval: float = 3600.0
+    jitter: float = 0.1
+    backoff: float = 30.0
+    backoff_max: float = 6 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0 or self.backoff <= 0:
+            raise ValueError("the poll interval and the first back-off must be positive")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter is a fraction of the interval, from 0 to below 1")
+        if self.backoff_max < self.backoff:
+            raise ValueError("the back-off cap must not be below the first back-off")
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """Seconds to wait after a poll, given the failures in a row so far."""
+        if failures <= 0:
+            return self.interval * rng.uniform(1 - self.jitter, 1 + self.jitter)
+        ceiling = min(self.backoff_max, self.backoff * 2 ** min(failures - 1, 32))
+        return rng.uniform(ceiling / 2, ceiling)  # "equal jitter": never zero, never in step
+
+
+def needs_backoff(result: UpdateResult) -> bool:
+    return not result.ok and result.event not in POLICY_REFUSALS
+
+
+@dataclass
+class AgentReport:
+    polls: int = 0
+    failures_in_a_row: int = 0
+    last: UpdateResult | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+class Agent:
+    """Polls for updates until stopped (or ``max_polls`` reached)."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        remote: Remote,
+        schedule: Schedule,
+        *,
+        after_install: Callable[[], object] | None = None,
+        rng: random.Random | None = None,
+        wait: Callable[[float], object] | None = None,
+    ) -> None:
+        self.state = state
+        self.remote = remote
+        self.schedule = schedule
+        self._after_install = after_install
+        self._rng = rng or random.SystemRandom()
+        self._stopped = threading.Event()
+        self._wait = wait or self._stopped.wait
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def run(self, *, max_polls: int | None = None) -> AgentReport:
+        report = AgentReport()
+        while not self.stopped and (max_polls is None or report.polls < max_polls):
+            result = self._poll()
+            report.polls += 1
+            report.last = result
+            report.outcomes.append(result.outcome)
+            report.failures_in_a_row = report.failures_in_a_row + 1 if needs_backoff(result) else 0
+            logger.info("poll %d: %s", report.polls, result.message)
+            if result.outcome is Outcome.INSTALLED and self._after_install is not None:
+                self._after_install()
+            if self.stopped or (max_polls is not None and report.polls >= max_polls):
+                break
+            delay = self.schedule.delay(report.failures_in_a_row, self._rng)
+            logger.info("next poll in %.0f s", delay)
+            self._wait(delay)
+        return report
+
+    def _poll(self) -> UpdateResult:
+        try:
+            return update(self.state, self.remote, should_stop=self._stopped.is_set)
+        except Exception as exc:  # R52: an unforeseen error must not end the agent
+            logger.exception("poll failed")
+            message = f"the poll failed unexpectedly: {type(exc).__name__}: {exc}"
+            self.state.events.append(EventType.ERROR, message, now=datetime.now(UTC))
+            return UpdateResult(Outcome.FAILED, EventType.ERROR, message)

@@ -1,0 +1,160 @@
+"""The long-running agent: jittered polls, capped exponential back-off, clean stop."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import agent as agent_module
+from client.agent import Agent, Schedule
+from client.boot import boot
+from client.state import StateDir
+from client.update import Outcome, UpdateResult
+from tests.client.sim import Sim, event_types, provision
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Sim:
+    return Sim(tmp_path / "sim")
+
+
+@pytest.fixture
+def device(tmp_path: Path, sim: Sim) -> StateDir:
+    return provision(tmp_path / "device", sim)
+
+
+def seeded(seed: int) -> random.Random:
+    """A reproducible jitter source (jitter spreads load; it is not a secret)."""
+    return random.Random(seed)  # noqa: S311
+
+
+class Waits:
+    """Records the agent's waits instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, delay: float) -> bool:
+        self.delays.append(delay)
+        return False
+
+
+def test_polls_are_spread_around_the_interval() -> None:
+    schedule = Schedule(interval=100, jitter=0.2)
+    rng = seeded(7)
+    delays = [schedule.delay(0, rng) for _ in range(200)]
+    assert all(80 <= d <= 120 for d in delays)
+    assert max(delays) - min(delays) > 20, "not all devices poll in step"
+
+
+def test_back_off_doubles_per_failure_up_to_the_cap() -> None:
+    schedule = Schedule(interval=100, backoff=10, backoff_max=60)
+    rng = seeded(1)
+    for failures, ceiling in ((1, 10), (2, 20), (3, 40), (4, 60), (50, 60)):
+        delay = schedule.delay(failures, rng)
+        assert ceiling / 2 <= delay <= ceiling
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"interval": 0}, {"jitter": 1.0}, {"jitter": -0.1}, {"backoff": 0}, {"backoff_max": 1.0}],
+)
+def test_a_nonsensical_schedule_is_refused(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        Schedule(**settings)
+
+
+def test_the_agent_installs_then_reboots_then_finds_nothing_new(device: StateDir, sim: Sim) -> None:
+    sim.release("1.0.0", 1)
+    waits = Waits()
+    agent = Agent(
+        device,
+        sim.remote(),
+        Schedule(interval=100, jitter=0.1),
+        after_install=lambda: boot(device, health_check=None, now=datetime.now(UTC)),
+        rng=seeded(3),
+        wait=waits,
+    )
+    report = agent.run(max_polls=2)
+    assert report.outcomes == [Outcome.INSTALLED, Outcome.UP_TO_DATE]
+    assert len(waits.delays) == 1 and 90 <= waits.delays[0] <= 110
+    assert event_types(device) == ["installed", "updated", "no_update"]
+
+
+def test_an_unreachable_server_is_polled_with_growing_back_off_r52(
+    device: StateDir, sim: Sim
+) -> None:
+    sim.down = True
+    waits = Waits()
+    agent = Agent(
+        device,
+        sim.remote(),
+        Schedule(interval=1000, backoff=10, backoff_max=40),
+        rng=seeded(5),
+        wait=waits,
+    )
+    report = agent.run(max_polls=5)
+    assert report.failures_in_a_row == 5
+    for delay, ceiling in zip(waits.delays, (10, 20, 40, 40), strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    sim.down = False
+    sim.release("1.0.0", 1)
+    assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
+
+
+def test_a_policy_refusal_keeps_the_normal_interval(device: StateDir, sim: Sim) -> None:
+    sim.release("2.0.0", 1, models=("pump-x200",), path="pump-x100/fw-2.0.0.bin")
+    waits = Waits()
+    agent = Agent(
+        device, sim.remote(), Schedule(interval=100, backoff=1), rng=seeded(2), wait=waits
+    )
+    report = agent.run(max_polls=2)
+    assert report.failures_in_a_row == 0
+    assert all(d >= 90 for d in waits.delays)
+
+
+def test_stop_ends_the_loop_before_the_next_poll(device: StateDir, sim: Sim) -> None:
+    agents: list[Agent] = []
+
+    def wait(_delay: float) -> bool:
+        agents[0].stop()  # SIGTERM arrives while the agent waits
+        return True
+
+    agent = Agent(device, sim.remote(), Schedule(interval=100), wait=wait)
+    agents.append(agent)
+    report = agent.run()
+    assert report.polls == 1
+    assert agent.stopped
+
+
+def test_the_agent_reuses_the_one_remote_it_is_given(device: StateDir, sim: Sim) -> None:
+    remote = sim.remote()
+    waits = Waits()
+    agent = Agent(device, remote, Schedule(interval=10), wait=waits)
+    agent.run(max_polls=3)
+    assert agent.remote is remote
+    assert len(sim.fetched("/metadata/timestamp.json")) == 3
+
+
+def test_an_unforeseen_error_is_logged_and_the_agent_keeps_polling(
+    device: StateDir, sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = agent_module.update
+
+    def flaky(*args: Any, **kwargs: Any) -> UpdateResult:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agent_module, "update", flaky)
+    sim.release("1.0.0", 1)
+    waits = Waits()
+    report = Agent(device, sim.remote(), Schedule(interval=10), wait=waits).run(max_polls=2)
+    assert report.outcomes == [Outcome.FAILED, Outcome.INSTALLED]
+    assert event_types(device) == ["error", "installed"]
