@@ -1,0 +1,324 @@
+"""``fwclient``: the device's updater, one command per decision.
+
+Each command is thin: it opens the state directory, calls one function of
+``client`` and prints one line. Success exits 0; a refusal or an error
+exits 1 with one line on stderr naming the event type and what it means,
+never a traceback. Time is the system clock (``faketime`` moves it).
+
+A device's life: ``provision`` (once, at the factory), then ``update``
+(or the ``run`` agent) and ``boot`` (which stands for a reboot), with
+``status``, ``verify`` and ``log verify`` to see what it runs and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import Metadata, Root
+
+from client import boot as boot_module
+from client.agent import Agent, Schedule
+from client.boot import Outcome as BootOutcome
+from client.errors import ClientError, ProvisioningError
+from client.events import EventType
+from client.fetcher import HttpsFetcher
+from client.state import DeviceIdentity, StateDir
+from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
+from repo_metadata.errors import InvalidFieldError
+from repo_metadata.files import atomic_write
+
+_ERRORS = (ClientError, OSError, RepositoryError, InvalidFieldError, ValueError)
+
+
+class _Group(click.Group):
+    """Turns every expected error into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _ERRORS as exc:
+            event = exc.event if isinstance(exc, ClientError) else EventType.ERROR
+            text = str(exc) if event is EventType.ERROR else explain(event, str(exc))
+            click.echo(f"fwclient: {event}: {text}", err=True)
+            ctx.exit(1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _state(path: Path) -> StateDir:
+    state = StateDir(path)
+    state.require_provisioned()
+    return state
+
+
+def _argv(command: str | None) -> list[str] | None:
+    if command is None:
+        return None
+    argv = shlex.split(command)
+    if not argv:
+        raise click.BadParameter("give a command", param_hint="--health-check")
+    return argv
+
+
+def _remote(server: str, ca: Path, timeout: float) -> Remote:
+    if not server.startswith("https://"):
+        raise ClientError(f"--server {server}: the update server is reached over HTTPS only")
+    return Remote(server, HttpsFetcher(ca=ca, timeout=timeout))
+
+
+def _finish(result: UpdateResult) -> None:
+    if not result.ok:
+        click.echo(f"fwclient: {result.event}: {result.message}", err=True)
+        sys.exit(1)
+    click.echo(result.message)
+
+
+state_option = click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The device's state directory.",
+)
+server_options = [
+    click.option("--server", required=True, metavar="URL", help="The update server (https://)."),
+    click.option(
+        "--ca",
+        required=True,
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="CA certificate the server's certificate must chain to.",
+    ),
+    click.option("--timeout", default=30.0, show_default=True, help="Network timeout, seconds."),
+]
+health_option = click.option(
+    "--health-check",
+    metavar="CMD",
+    help="The firmware's health check, run on the trial boot (exit 0: healthy).",
+)
+
+
+def _with_server(func: Any) -> Any:
+    for option in reversed(server_options):
+        func = option(func)
+    return func
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="More diagnostics on stderr.")
+def main(verbose: int) -> None:
+    """Verified, rollback-proof, power-safe firmware updates for this device."""
+    logging.basicConfig(level=logging.WARNING - 10 * verbose, stream=sys.stderr)
+
+
+@main.command()
+@state_option
+@click.option(
+    "--root",
+    "root_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The repository's root metadata (1.root.json) shipped with the device.",
+)
+@click.option("--hardware-model", required=True, help="This device's hardware model.")
+@click.option("--device-id", required=True, help="This device's identifier.")
+def provision(state_dir: Path, root_file: Path, hardware_model: str, device_id: str) -> None:
+    """Write the trusted root and the device's identity (once: no re-provisioning)."""
+    state = StateDir(state_dir)
+    if state.trusted_root.exists() or (state.provisioned / "device.json").exists():
+        raise ProvisioningError(f"{state_dir} is already provisioned; refusing to replace its root")
+    data = root_file.read_bytes()
+    root = _self_signed_root(data)
+    identity = DeviceIdentity(device_id, hardware_model)
+    state.write_identity(identity)  # validates both names before the root is written
+    atomic_write(state.trusted_root, data, mode=0o444)
+    state.events.append(
+        EventType.PROVISIONED,
+        f"provisioned as {device_id} ({hardware_model}), trusting root v{root.version}",
+        now=_now(),
+        device_id=device_id,
+        hardware_model=hardware_model,
+        root_version=root.version,
+    )
+    click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
+
+
+def _self_signed_root(data: bytes) -> Root:
+    """The root in ``data`` if it is root metadata signed by its own threshold."""
+    try:
+        md = Metadata[Root].from_bytes(data)
+        if not isinstance(md.signed, Root):
+            raise ProvisioningError("the --root file holds no root metadata")
+        md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+    except RepositoryError as exc:
+        raise ProvisioningError(f"the --root file is not a valid signed root ({exc})") from None
+    return md.signed
+
+
+@main.command("check")
+@state_option
+@_with_server
+def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> None:
+    """Refresh the metadata and say which firmware would be installed."""
+    _finish(check(_state(state_dir), _remote(server, ca, timeout)))
+
+
+@main.command("update")
+@state_option
+@_with_server
+@click.option("--tries", default=DEFAULT_TRIES, show_default=True, help="Trial boots allowed.")
+@click.option("--recovery", is_flag=True, help="Install a signed recovery in failsafe mode.")
+@click.option("--boot", "then_boot", is_flag=True, help="Reboot into it once installed.")
+@health_option
+def update_command(
+    state_dir: Path,
+    server: str,
+    ca: Path,
+    timeout: float,
+    tries: int,
+    recovery: bool,
+    then_boot: bool,
+    health_check: str | None,
+) -> None:
+    """Download, verify and install the newest allowed firmware in the inactive slot.
+
+    With --boot or --health-check, the device then reboots into it (as
+    'fwclient boot' does), running the health check on the trial boot.
+    """
+    state = _state(state_dir)
+    argv = _argv(health_check)
+    result = update(state, _remote(server, ca, timeout), recovery=recovery, tries=tries)
+    _finish(result)
+    if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
+        _boot(state, argv)
+
+
+@main.command()
+@state_option
+@_with_server
+@click.option("--interval", default=3600.0, show_default=True, help="Seconds between polls.")
+@click.option("--jitter", default=0.1, show_default=True, help="Random spread of the interval.")
+@click.option("--backoff", default=30.0, show_default=True, help="First wait after a failure.")
+@click.option("--backoff-max", default=6 * 3600.0, show_default=True, help="Longest wait.")
+@click.option("--max-polls", type=click.IntRange(min=1), help="Stop after this many polls.")
+@health_option
+def run(
+    state_dir: Path,
+    server: str,
+    ca: Path,
+    timeout: float,
+    interval: float,
+    jitter: float,
+    backoff: float,
+    backoff_max: float,
+    max_polls: int | None,
+    health_check: str | None,
+) -> None:
+    """Poll for updates until SIGTERM, installing and rebooting into each one."""
+    state = _state(state_dir)
+    argv = _argv(health_check)
+    schedule = Schedule(interval, jitter, backoff, backoff_max)
+    remote = _remote(server, ca, timeout)
+    agent = Agent(state, remote, schedule, after_install=lambda: _boot(state, argv))
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        click.echo(f"fwclient: {signal.Signals(signum).name}: stopping", err=True)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    report = agent.run(max_polls=max_polls)
+    if isinstance(remote.fetcher, HttpsFetcher):
+        traffic = remote.fetcher.traffic
+        click.echo(
+            f"stopped after {report.polls} poll(s): {traffic.requests} request(s),"
+            f" {traffic.bytes} bytes, {remote.fetcher.connections} connection(s)"
+        )
+        remote.fetcher.close()
+
+
+@main.command("boot")
+@state_option
+@health_option
+def boot_command(state_dir: Path, health_check: str | None) -> None:
+    """Reboot: try the pending firmware (health check, commit or fall back), else verify."""
+    _boot(_state(state_dir), _argv(health_check))
+
+
+#: Boot outcomes that are not a success, and the event each one stands for.
+_BOOT_PROBLEMS = {
+    BootOutcome.RETRY: EventType.HEALTH_CHECK_FAILED,
+    BootOutcome.ROLLED_BACK: EventType.ROLLED_BACK,
+    BootOutcome.SWITCHED: EventType.INTEGRITY_FAILURE,
+    BootOutcome.FAILSAFE: EventType.FAILSAFE_ENTERED,
+}
+
+
+def _boot(state: StateDir, argv: Sequence[str] | None) -> None:
+    result = boot_module.boot(state, health_check=argv, now=_now())
+    problem = _BOOT_PROBLEMS.get(result.outcome)
+    if problem is not None:
+        click.echo(f"fwclient: {problem}: slot {result.slot} runs: {result.message}", err=True)
+        sys.exit(1)
+    click.echo(f"slot {result.slot}: {result.outcome.value}: {result.message}")
+
+
+@main.command()
+@state_option
+def verify(state_dir: Path) -> None:
+    """Re-hash the running firmware against the signed metadata it was installed from."""
+    result = boot_module.verify_active(_state(state_dir), now=_now())
+    if not result.ok:
+        event = result.event or EventType.INTEGRITY_FAILURE
+        click.echo(
+            f"fwclient: {event}: slot {result.slot} does not verify: {result.reason}", err=True
+        )
+        sys.exit(1)
+    version = result.record.version if result.record else "?"
+    click.echo(f"slot {result.slot}: firmware {version} verified")
+
+
+@main.command()
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """What runs, from which slot, the floors, metadata expiries, mode, last update (R37, R38)."""
+    report = boot_module.status(_state(state_dir))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    for key, value in report.items():
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        click.echo(f"{key}: {shown}")
+
+
+@main.group("log")
+def log_group() -> None:
+    """The device's hash-chained event log."""
+
+
+@log_group.command("verify")
+@state_option
+def log_verify(state_dir: Path) -> None:
+    """Check the chain: an edited, deleted, inserted or reordered entry is found."""
+    report = _state(state_dir).events.verify()
+    if not report.ok:
+        click.echo(
+            f"fwclient: integrity_failure: event log entry {report.first_bad}: {report.reason}"
+            f" ({report.entries} entries before it verify)",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"event log verifies: {report.entries} entries")

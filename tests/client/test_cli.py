@@ -1,0 +1,263 @@
+"""``fwclient``: thin commands, exit 0 or 1, one line naming the event, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from tuf.api.metadata import Metadata
+
+from client import cli
+from client.state import StateDir
+from client.update import Remote
+from tests.client.sim import DEVICE, MODEL, Sim, event_types
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEALTHY = f"{sys.executable} -c 'raise SystemExit(0)'"
+UNHEALTHY = f"{sys.executable} -c 'raise SystemExit(1)'"
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Sim:
+    return Sim(tmp_path / "sim")
+
+
+@pytest.fixture
+def root_file(tmp_path: Path, sim: Sim) -> Path:
+    file = tmp_path / "1.root.json"
+    file.write_bytes(sim.root(1))
+    return file
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Path:
+    file = tmp_path / "ca.pem"
+    file.write_text("not used: the simulated network stands in for HTTPS\n")
+    return file
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, root_file: Path) -> Path:
+    path = tmp_path / "device"
+    result = fwclient(
+        "provision", "--state", str(path), "--root", str(root_file),
+        "--hardware-model", MODEL, "--device-id", DEVICE,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture
+def online(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> Sim:
+    """The CLI's network is the simulated repository."""
+    monkeypatch.setattr(cli, "_remote", lambda *_args: Remote("https://updates.test", sim))
+    return sim
+
+
+def fwclient(*args: str) -> Result:
+    return CliRunner().invoke(cli.main, list(args))
+
+
+def one_line_error(result: Result, event: str) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"fwclient: {event}: "), lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def server_args(state_dir: Path, ca: Path) -> list[str]:
+    return ["--state", str(state_dir), "--server", "https://updates.test", "--ca", str(ca)]
+
+
+# -- provision --------------------------------------------------------------------------
+
+
+def test_provision_writes_a_read_only_root_and_the_identity(
+    state_dir: Path, root_file: Path
+) -> None:
+    state = StateDir(state_dir)
+    assert state.trusted_root.read_bytes() == root_file.read_bytes()
+    assert state.trusted_root.stat().st_mode & 0o222 == 0
+    assert (state.identity().device_id, state.identity().hardware_model) == (DEVICE, MODEL)
+    assert event_types(state) == ["provisioned"]
+
+
+def test_provision_refuses_to_replace_an_existing_device(
+    state_dir: Path, tmp_path: Path, sim: Sim
+) -> None:
+    other = Sim(tmp_path / "other")
+    root = tmp_path / "other-root.json"
+    root.write_bytes(other.root(1))
+    result = fwclient(
+        "provision", "--state", str(state_dir), "--root", str(root),
+        "--hardware-model", MODEL, "--device-id", "pump-0002",
+    )  # fmt: skip
+    assert "already provisioned" in one_line_error(result, "error")
+    assert StateDir(state_dir).trusted_root.read_bytes() == sim.root(1)
+
+
+def test_provision_refuses_a_root_that_is_not_signed_by_itself(
+    tmp_path: Path, root_file: Path
+) -> None:
+    md = Metadata.from_bytes(root_file.read_bytes())
+    md.signed.version = 7  # signatures no longer match
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(md.to_bytes())
+    result = fwclient(
+        "provision", "--state", str(tmp_path / "d"), "--root", str(forged),
+        "--hardware-model", MODEL, "--device-id", DEVICE,
+    )  # fmt: skip
+    assert "not a valid signed root" in one_line_error(result, "error")
+    assert not (tmp_path / "d" / "provisioned" / "root.json").exists()
+
+
+def test_provision_refuses_a_bad_device_id(tmp_path: Path, root_file: Path) -> None:
+    result = fwclient(
+        "provision", "--state", str(tmp_path / "d"), "--root", str(root_file),
+        "--hardware-model", MODEL, "--device-id", "../etc",
+    )  # fmt: skip
+    one_line_error(result, "error")
+    assert not (tmp_path / "d" / "provisioned" / "root.json").exists()
+
+
+def test_commands_on_an_unprovisioned_state_say_so(tmp_path: Path) -> None:
+    result = fwclient("status", "--state", str(tmp_path / "nothing"))
+    assert "fwclient provision" in one_line_error(result, "error")
+
+
+# -- check, update, boot ------------------------------------------------------------------
+
+
+def test_update_then_boot_with_a_healthy_check(state_dir: Path, ca: Path, online: Sim) -> None:
+    online.release("1.0.0", 1)
+    result = fwclient("update", *server_args(state_dir, ca), "--health-check", HEALTHY)
+    assert result.exit_code == 0, result.output
+    assert "1.0.0" in result.stdout
+    assert "committed" in result.stdout
+    assert StateDir(state_dir).floor().installed_version == "1.0.0"
+
+
+def test_check_exits_0_and_names_the_release(state_dir: Path, ca: Path, online: Sim) -> None:
+    online.release("1.0.0", 1)
+    result = fwclient("check", *server_args(state_dir, ca))
+    assert result.exit_code == 0, result.output
+    assert "pump-x100/fw-1.0.0.bin version 1.0.0" in result.stdout
+
+
+def test_a_failing_health_check_falls_back_and_exits_1(
+    state_dir: Path, ca: Path, online: Sim
+) -> None:
+    online.release("1.0.0", 1)
+    assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
+    online.release("2.0.0", 2)
+    result = fwclient(
+        "update", *server_args(state_dir, ca), "--tries", "1", "--health-check", UNHEALTHY
+    )
+    one_line_error(result, "rolled_back")
+    assert StateDir(state_dir).floor().installed_version == "1.0.0"
+
+
+def test_an_attack_is_one_line_naming_the_event(state_dir: Path, ca: Path, online: Sim) -> None:
+    online.release("1.0.0", 1)
+    assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
+    online.publish()
+    assert fwclient("check", *server_args(state_dir, ca)).exit_code == 0
+    online.replay(1)
+    line = one_line_error(fwclient("update", *server_args(state_dir, ca)), "rollback_attack")
+    assert "older than what this device already trusts" in line
+
+
+def test_plain_http_is_refused(state_dir: Path, ca: Path) -> None:
+    args = ["--state", str(state_dir), "--server", "http://updates.test", "--ca", str(ca)]
+    assert "HTTPS only" in one_line_error(fwclient("check", *args), "error")
+
+
+def test_boot_without_firmware_enters_failsafe_and_exits_1(state_dir: Path) -> None:
+    line = one_line_error(fwclient("boot", "--state", str(state_dir)), "failsafe_entered")
+    assert "no slot holds verified firmware" in line
+
+
+def test_run_polls_a_bounded_number_of_times(state_dir: Path, ca: Path, online: Sim) -> None:
+    online.release("1.0.0", 1)
+    result = fwclient("run", *server_args(state_dir, ca), "--max-polls", "2", "--interval", "0.01")
+    assert result.exit_code == 0, result.output
+    assert event_types(StateDir(state_dir))[-3:] == ["installed", "updated", "no_update"]
+
+
+# -- status, verify, log verify -----------------------------------------------------------
+
+
+def test_status_verify_and_log_verify(state_dir: Path, ca: Path, online: Sim) -> None:
+    online.release("1.0.0", 1)
+    assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
+    status = fwclient("status", "--state", str(state_dir), "--json")
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.stdout)
+    assert (report["running_version"], report["slot"], report["mode"]) == ("1.0.0", "b", "normal")
+    assert report["metadata_expires"]["timestamp"] is not None
+    assert "running_version: 1.0.0" in fwclient("status", "--state", str(state_dir)).stdout
+    verified = fwclient("verify", "--state", str(state_dir))
+    assert verified.exit_code == 0 and "verified" in verified.stdout
+    logged = fwclient("log", "verify", "--state", str(state_dir))
+    assert logged.exit_code == 0 and "entries" in logged.stdout
+
+
+def test_verify_names_a_corrupted_running_firmware(state_dir: Path, ca: Path, online: Sim) -> None:
+    online.release("1.0.0", 1)
+    assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
+    image = StateDir(state_dir).slot_image("b")
+    data = bytearray(image.read_bytes())
+    data[10] ^= 1
+    image.write_bytes(bytes(data))
+    one_line_error(fwclient("verify", "--state", str(state_dir)), "bad_hash")
+
+
+def test_log_verify_finds_an_edited_entry(state_dir: Path) -> None:
+    log = StateDir(state_dir).events.path
+    log.write_text(log.read_text().replace(DEVICE, "pump-9999"))
+    line = one_line_error(fwclient("log", "verify", "--state", str(state_dir)), "integrity_failure")
+    assert "entry 1" in line
+
+
+# -- the real process ---------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_run_stops_cleanly_on_sigterm(state_dir: Path, ca: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    argv = [sys.executable, "-c", "from client.cli import main; main()", "run"]
+    server = f"https://127.0.0.1:{closed_port()}"
+    argv += ["--state", str(state_dir), "--server", server, "--ca", str(ca)]
+    argv += ["--backoff", "3600", "--timeout", "2"]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    state = StateDir(state_dir)
+    deadline = time.monotonic() + 20
+    while "unreachable" not in event_types(state) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "unreachable" in event_types(state), "the first poll did not fail as expected"
+    started = datetime.now(UTC)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert (datetime.now(UTC) - started).total_seconds() < 5
+    assert "SIGTERM: stopping" in stderr
+    assert "Traceback" not in stderr
+    assert "stopped after 1 poll(s)" in stdout
