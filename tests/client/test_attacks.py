@@ -53,11 +53,17 @@ def cached_version(device: StateDir, role: str) -> int:
 
 
 @contextmanager
-def untouched(device: StateDir) -> Iterator[None]:
-    """The running firmware, slots, boot environment and floors stay as they were."""
+def untouched(device: StateDir, *cached: str) -> Iterator[None]:
+    """Slots, boot environment and floors stay as they were, and so do ``cached`` roles.
+
+    ``cached`` names the roles whose trusted version in the metadata cache
+    the attack must not change (what ngclient rejected is never persisted).
+    """
+    versions = {role: cached_version(device, role) for role in cached}
     before = tree(device.slots_dir), device.bootenv(), device.floor()
     yield
     assert (tree(device.slots_dir), device.bootenv(), device.floor()) == before
+    assert {role: cached_version(device, role) for role in cached} == versions
 
 
 @contextmanager
@@ -147,7 +153,7 @@ def test_freeze_attack_expired_timestamp(device: StateDir, sim: Sim) -> None:
 
 def test_freeze_attack_expired_snapshot(device: StateDir, sim: Sim) -> None:
     sim.publish(snapshot_expires=timedelta(minutes=-1))
-    with untouched(device):
+    with untouched(device, "snapshot"):
         refused(device, sim, "freeze_attack")
 
 
@@ -158,7 +164,7 @@ def test_freeze_attack_expired_product_line_role(device: StateDir, sim: Sim) -> 
         pass
     repo.commit()
     sim.publish()
-    with untouched(device):
+    with untouched(device, MODEL):
         refused(device, sim, "freeze_attack")
 
 
@@ -167,7 +173,7 @@ def test_mix_and_match_of_a_role_and_the_snapshot(device: StateDir, sim: Sim) ->
     sim.release("1.1.0", 1)
     current = cached_version(device, MODEL) + 1
     sim.override[f"/metadata/{current}.{LINE_FILE}"] = old_line
-    with untouched(device):
+    with untouched(device, MODEL):
         refused(device, sim, "mix_and_match")
 
 
@@ -175,7 +181,7 @@ def test_mix_and_match_of_snapshot_and_timestamp(device: StateDir, sim: Sim) -> 
     sim.release("1.1.0", 1)
     listed = sim.served("/metadata/timestamp.json").signed.snapshot_meta.version
     sim.override[f"/metadata/{listed}.snapshot.json"] = sim.files["/metadata/1.snapshot.json"]
-    with untouched(device):
+    with untouched(device, "snapshot"):
         refused(device, sim, "mix_and_match")
 
 
@@ -209,7 +215,7 @@ def test_bad_signature_on_a_tampered_product_line_role(device: StateDir, sim: Si
 
 def test_threshold_not_met(device: StateDir, sim: Sim) -> None:
     sim.release("1.1.0", 1, signers=("alice",))  # the line needs alice and bob
-    with untouched(device):
+    with untouched(device, MODEL):
         result = refused(device, sim, "bad_signature")
     assert MODEL in result.message
 
@@ -227,7 +233,7 @@ def test_root_rotation_not_signed_by_the_old_root(device: StateDir, sim: Sim) ->
     root.sign(mallory)
     root.sign(sim.keys["officer1"], append=True)  # one of the old two is not enough
     sim.override["/metadata/2.root.json"] = root.to_bytes()
-    with untouched(device):
+    with untouched(device, "root"):
         refused(device, sim, "bad_signature")
     assert not (device.metadata_dir / "root_history" / "2.root.json").exists()
 
@@ -243,7 +249,7 @@ def test_key_revocation(device: StateDir, sim: Sim) -> None:
     path = sim.release("1.1.0", 1, signers=("bob",))
     version = Metadata.from_bytes((sim.path / "metadata" / LINE_FILE).read_bytes()).signed.version
     sim.resign(f"/metadata/{version}.{LINE_FILE}", lambda _: None, "alice", keep=True)
-    with untouched(device):
+    with untouched(device, MODEL):
         refused(device, sim, "bad_signature")
     assert path not in (device.metadata_dir / LINE_FILE).read_text()
 
@@ -286,7 +292,7 @@ def test_endless_data_for_a_target(device: StateDir, sim: Sim) -> None:
 
 def test_endless_data_for_metadata(device: StateDir, sim: Sim) -> None:
     sim.endless.add("/metadata/timestamp.json")
-    with untouched(device):
+    with untouched(device, "timestamp"):
         refused(device, sim, "too_long")
 
 
@@ -299,7 +305,7 @@ def test_slow_retrieval_of_a_target(device: StateDir, sim: Sim) -> None:
 
 def test_slow_retrieval_of_metadata(device: StateDir, sim: Sim) -> None:
     sim.slow.add("/metadata/timestamp.json")
-    with untouched(device):
+    with untouched(device, "timestamp"):
         refused(device, sim, "slow_retrieval")
 
 

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -210,3 +211,34 @@ def test_a_download_resumes_with_a_range_request(published: Published) -> None:
     assert (fetcher.traffic.requests, connections) == (2, 1)
     # The server honoured the range: only the tail crossed the wire the second time.
     assert fetcher.traffic.bytes == 2 * len(published.image) - 100_000
+
+
+def test_time_is_the_system_clock_and_faketime_moves_it(
+    published: Published, tmp_path: Path
+) -> None:
+    if shutil.which("faketime") is None:
+        pytest.skip("faketime is not installed")
+    device = provisioned(published, tmp_path / "device", "pump-0004")
+    state = device[1]
+    ahead = fwclient_at("+12h", "check", *device)
+    assert ahead.returncode == 0, ahead.stderr
+    # Back to the real clock, now 12 hours behind the time floor: logged, the floor used.
+    behind = fwclient("check", *device)
+    assert behind.returncode == 0, behind.stderr
+    events = [
+        json.loads(line)["type"] for line in Path(state, "events.log").read_text().splitlines()
+    ]
+    assert "clock_skew" in events
+    # Two days on, the server's one-day timestamp has expired: a freeze, and the device runs on.
+    frozen = fwclient_at("+2d", "check", *device)
+    assert frozen.returncode == 1
+    assert frozen.stderr.startswith("fwclient: freeze_attack: "), frozen.stderr
+
+
+def fwclient_at(offset: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``fwclient`` with its clock moved by ``offset`` (libfaketime)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    argv = ["faketime", "-f", offset, sys.executable, "-c", "from client.cli import main; main()"]
+    return subprocess.run(
+        [*argv, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
