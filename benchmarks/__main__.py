@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import large_image, scale
+from benchmarks import large_image, scale, server
 from benchmarks.fixtures import People
 from benchmarks.report import MIB, Check, summary
 
 DEFAULT_SIZES = (10, 1_000, 10_000, 100_000)
+ONLY = ("signer", "server", "large-image", "scale")
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -53,7 +54,45 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         help="run 'fwsign verify' on every product line built (slow at 100,000)",
     )
     parser.add_argument(
-        "--only", choices=("large-image", "scale"), help="run only one of the benchmarks"
+        "--server-download-mib",
+        type=_positive,
+        default=100,
+        help="server: size of the firmware downloaded through fwserver and nginx (default 100)",
+    )
+    parser.add_argument(
+        "--server-upload-mib",
+        type=_positive,
+        default=1024,
+        help="server: size of the release whose upload memory is measured (default 1024)",
+    )
+    parser.add_argument(
+        "--server-publish-mib",
+        type=_positive,
+        default=256,
+        help="server: size of the release whose publication latency is timed (default 256)",
+    )
+    parser.add_argument(
+        "--wrk-seconds",
+        type=_positive,
+        default=10,
+        help="server: duration of each wrk run on timestamp.json (default 10)",
+    )
+    parser.add_argument(
+        "--wrk-rounds",
+        type=_positive,
+        default=4,
+        help="server: wrk runs per server, the best kept (default 4)",
+    )
+    parser.add_argument(
+        "--wrk-connections",
+        type=_positive,
+        default=16,
+        help="server: wrk keep-alive connections (default 16)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=ONLY,
+        help="run only some benchmarks: signer (large-image and scale), server, or one of them",
     )
     parser.add_argument("--tmp-dir", type=Path, help="where to build files (default: system temp)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -70,6 +109,21 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _selected(only: str | None, name: str) -> bool:
+    groups = {"signer": ("large-image", "scale"), "server": ("server",)}
+    return only is None or only == name or name in groups.get(only, ())
+
+
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, {_cpus()} CPUs")
@@ -78,7 +132,7 @@ def main(argv: Sequence[str]) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fwsign-bench-", dir=args.tmp_dir) as tmp:
         workdir = Path(tmp)
-        if args.only in (None, "large-image"):
+        if _selected(args.only, "large-image"):
             checks += large_image.run(
                 size=args.size_mib * MIB,
                 rounds=args.rounds,
@@ -86,7 +140,7 @@ def main(argv: Sequence[str]) -> int:
                 people=people,
                 now=now,
             )
-        if args.only in (None, "scale"):
+        if _selected(args.only, "scale"):
             checks += scale.run(
                 sizes=args.releases,
                 flat_max=args.flat_max,
@@ -96,9 +150,26 @@ def main(argv: Sequence[str]) -> int:
                 people=people,
                 now=now,
             )
-    summary(checks)
+        if _selected(args.only, "server"):
+            checks += server.run(
+                options=server.ServerOptions(
+                    download_mib=args.server_download_mib,
+                    upload_mib=args.server_upload_mib,
+                    publish_mib=args.server_publish_mib,
+                    wrk_seconds=args.wrk_seconds,
+                    wrk_rounds=args.wrk_rounds,
+                    connections=args.wrk_connections,
+                ),
+                workdir=workdir,
+                people=people,
+            )
+    measured = [check for check in checks if not isinstance(check, server.Skipped)]
+    skipped = [check for check in checks if isinstance(check, server.Skipped)]
+    summary(measured)
+    for check in skipped:
+        print(f"{check.verdict}  {check.name}: {check.measured}")
     print(f"benchmarks ran in {time.perf_counter() - start:.0f} s")
-    missed = any(not check.met for check in checks)
+    missed = any(not check.met for check in measured)
     return 1 if args.strict and missed else 0
 
 
