@@ -1,0 +1,129 @@
+"""The HTTPS fetcher's answers to what a server (or a man in the middle) sends.
+
+The wire itself is tested against the real server in ``tests/e2e``; here a
+stand-in pool returns the responses that are awkward to provoke there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+
+from client.fetcher import HttpsFetcher, Pace
+from client.update import classify
+
+URL = "https://updates.test/targets/x/abc.fw.bin"
+BODY = bytes(range(256)) * 10
+
+
+class FakeResponse:
+    def __init__(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, chunk: int = 0
+    ) -> None:
+        self.chunk = chunk
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+        self.released = False
+
+    def stream(self, size: int) -> Iterator[bytes]:
+        size = self.chunk or size
+        for start in range(0, len(self.body), size):
+            yield self.body[start : start + size]
+
+    def drain_conn(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+class FakePool:
+    def __init__(self, response: FakeResponse | Exception) -> None:
+        self.response = response
+        self.headers: list[dict[str, str]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
+        self.headers.append(kwargs.get("headers", {}))
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Path:
+    file = tmp_path / "ca.pem"
+    file.write_text("placeholder\n")
+    return file
+
+
+def fetcher_with(ca: Path, response: FakeResponse | Exception) -> tuple[HttpsFetcher, FakePool]:
+    fetcher = HttpsFetcher(ca=ca)
+    pool = FakePool(response)
+    fetcher._pool = pool  # type: ignore[assignment]
+    return fetcher, pool
+
+
+def test_a_range_is_asked_and_a_matching_206_is_taken_as_is(ca: Path) -> None:
+    answer = FakeResponse(206, BODY[1000:], {"Content-Range": f"bytes 1000-{len(BODY) - 1}/*"})
+    fetcher, pool = fetcher_with(ca, answer)
+    assert b"".join(fetcher.fetch_from(URL, 1000)) == BODY[1000:]
+    assert pool.headers == [{"Range": "bytes=1000-"}]
+    assert answer.released
+
+
+def test_a_server_that_ignores_the_range_has_the_prefix_dropped(ca: Path) -> None:
+    fetcher, _ = fetcher_with(ca, FakeResponse(200, BODY))
+    assert b"".join(fetcher.fetch_from(URL, 1000)) == BODY[1000:]
+
+
+def test_a_206_for_another_range_is_refused(ca: Path) -> None:
+    wrong = FakeResponse(206, BODY, {"Content-Range": f"bytes 0-{len(BODY) - 1}/{len(BODY)}"})
+    fetcher, _ = fetcher_with(ca, wrong)
+    with pytest.raises(DownloadError, match="another range"):
+        list(fetcher.fetch_from(URL, 1000))
+
+
+def test_an_http_error_status_is_a_download_http_error(ca: Path) -> None:
+    fetcher, _ = fetcher_with(ca, FakeResponse(404, b"not found"))
+    with pytest.raises(DownloadHTTPError) as raised:
+        list(fetcher.fetch(URL))
+    assert raised.value.status_code == 404
+
+
+def test_plain_http_is_refused_before_any_request(ca: Path) -> None:
+    fetcher, pool = fetcher_with(ca, FakeResponse(200, BODY))
+    with pytest.raises(DownloadError, match="only HTTPS"):
+        list(fetcher.fetch("http://updates.test/metadata/timestamp.json"))
+    assert pool.headers == []
+
+
+def test_a_connect_timeout_is_unreachable_and_a_read_timeout_slow_retrieval(ca: Path) -> None:
+    connect = urllib3.exceptions.ConnectTimeoutError(None, "connect timed out")
+    fetcher, _ = fetcher_with(ca, connect)
+    with pytest.raises(DownloadError) as raised:
+        list(fetcher.fetch(URL))
+    assert classify(raised.value) == "unreachable"
+    read = urllib3.exceptions.ReadTimeoutError(None, URL, "read timed out")  # type: ignore[arg-type]
+    fetcher, _ = fetcher_with(ca, read)
+    with pytest.raises(SlowRetrievalError):
+        list(fetcher.fetch(URL))
+
+
+def test_a_trickle_below_the_minimum_rate_is_slow_retrieval(ca: Path) -> None:
+    ticks = iter(range(100))
+    fetcher = HttpsFetcher(ca=ca, pace=Pace(min_rate=1000, grace=2))
+    fetcher._clock = lambda: float(next(ticks))
+    fetcher._pool = FakePool(FakeResponse(200, b"x" * 10, chunk=1))  # type: ignore[assignment]
+    with pytest.raises(SlowRetrievalError, match="below 1000 B/s"):
+        list(fetcher.fetch(URL))
+
+
+def test_a_missing_ca_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="CA certificate"):
+        HttpsFetcher(ca=tmp_path / "missing.pem")
