@@ -10,6 +10,8 @@
 #   alice                adds firmware 2.4.0; alice and bob sign it (2 of 2)
 #   alice                publishes it with password + TOTP, confirmed by a fresh code
 #   a device             downloads and verifies it with a stock TUF client
+#   two pumps (fwclient)  update; one refuses a tampered file; one falls back
+#                        from a firmware that fails its health check
 #   the auditor          verifies the audit log of all of it
 set -euo pipefail
 
@@ -111,6 +113,42 @@ FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
 say "A device trusting only root v1 and the server's CA downloads and verifies the release"
 python "$DEMO_DIR/device.py" --server "$URL" --ca "$CA" --root repo/metadata/1.root.json \
     --target pump-x100/pump-fw-2.4.0.bin
+
+say "Two pumps are provisioned with the shipped root and their model (no trust on first use)"
+for DEVICE in pump-001 pump-002; do
+    fwclient provision --state "devices/$DEVICE" --root repo/metadata/1.root.json \
+        --hardware-model pump-x100 --device-id "$DEVICE"
+done
+
+say "pump-001 updates: verified download into the inactive slot, trial boot, health check passes"
+fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
+fwclient status --state devices/pump-001
+
+say "An attacker swaps the firmware file on the server: pump-002 refuses it and keeps running (R13)"
+SERVED=$(find server/repository/targets/pump-x100 -name '*.pump-fw-2.4.0.bin')
+cp "$SERVED" genuine.bin
+head -c "$(stat -c %s genuine.bin)" /dev/urandom > "$SERVED"
+if fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --health-check true; then
+    echo "UNEXPECTED: a tampered firmware was installed"; exit 1
+fi
+cp genuine.bin "$SERVED"
+fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --health-check true
+
+say "Release 2.5.0 (signed by alice and bob, published with MFA) fails its health check on pump-002"
+head -c $((4 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.5.0.bin
+fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.5.0.bin --name pump-fw --version 2.5.0 \
+    --security-version 3 --hardware-model pump-x100
+fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
+fwsign sign --repo repo-bob --key "$BOB" >/dev/null
+FWSIGN_PASSWORD="$ALICE_PASSWORD" \
+FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --tries 2 \
+    --health-check "sh -c 'echo occlusion sensor not responding >&2; exit 1'" || true
+for _ in 1 2; do fwclient boot --state devices/pump-002 --health-check false || true; done
+fwclient status --state devices/pump-002
+fwclient log verify --state devices/pump-002
 
 say "The auditor verifies the audit log of all of it (R27, R28)"
 fwserver audit verify --data-dir server
