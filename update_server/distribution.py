@@ -22,8 +22,11 @@ Targets are streamed from disk, never read whole.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
@@ -40,6 +43,11 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, no-cache"
 _METADATA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]{0,254}\.json\Z")
 _VERSIONED = re.compile(r"^[0-9]+\.")
+STREAM_BLOCK = 1024 * 1024
+_CACHE_ENTRIES = 256
+_CACHE: dict[tuple[str, int, int, int], tuple[bytes, str]] = {}
+_BASES: dict[Path, Path] = {}
+_WRAPPERS: dict[type, type] = {}
 _HASHED_NAME = re.compile(r"^([0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})\.[^/]+\Z")
 
 
@@ -49,12 +57,47 @@ def metadata(path: str) -> ResponseReturnValue:
     name = path
     if not _METADATA_NAME.match(name):
         raise _not_found(name)
-    data = _inside(Path("metadata") / name).read_bytes()
+    data, etag = _metadata_bytes(name)
     response = Response(data, mimetype="application/json")
-    response.set_etag(hashlib.sha256(data).hexdigest())
+    response.set_etag(etag)
     response.headers["Cache-Control"] = IMMUTABLE if _VERSIONED.match(name) else REVALIDATE
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response.make_conditional(request)
+
+
+def _metadata_bytes(name: str) -> tuple[bytes, str]:
+    """Content and ETag of a metadata file, cached per process.
+
+    The name has no '/' (checked above), so the file is a direct child of
+    ``metadata/``; one ``lstat`` says it is a regular file (never a symlink
+    that could point elsewhere). The cache key includes inode, mtime and
+    size, so a file replaced by a publication (atomic rename: a new inode)
+    is read afresh; ``timestamp.json`` is replaced, never edited in place.
+    """
+    file = _base() / "metadata" / name
+    try:
+        info = os.lstat(file)
+    except OSError:
+        raise _not_found(name) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_found(name)
+    key = (str(file), info.st_ino, info.st_mtime_ns, info.st_size)
+    cached = _CACHE.get(key)
+    if cached is None:
+        data = file.read_bytes()
+        cached = (data, hashlib.sha256(data).hexdigest())
+        if len(_CACHE) >= _CACHE_ENTRIES:
+            _CACHE.clear()
+        _CACHE[key] = cached
+    return cached
+
+
+def _base() -> Path:
+    config_dir: Path = current_app.extensions["fw"].config.repository_dir
+    base = _BASES.get(config_dir)
+    if base is None:
+        base = _BASES[config_dir] = config_dir.resolve()
+    return base
 
 
 @blueprint.get("/targets/<path:path>")
@@ -69,6 +112,7 @@ def target(path: str) -> ResponseReturnValue:
     if digest is None:
         raise _not_found(path)
     file = _inside(Path("targets") / path)
+    _large_blocks(request.environ)
     try:
         response = send_file(
             file, mimetype="application/octet-stream", etag=digest.group(1), conditional=True
@@ -80,9 +124,34 @@ def target(path: str) -> ResponseReturnValue:
     return response
 
 
+def _large_blocks(environ: dict[str, Any]) -> None:
+    """Stream files in 1 MiB blocks instead of the WSGI server's 8 KiB.
+
+    The server's file wrapper is kept (gunicorn recognises its responses by
+    class, so the replacement is a subclass), only its block size changes:
+    under TLS there is no sendfile, and small blocks cost a 100 MiB firmware
+    download a large share of its throughput.
+    """
+    base = environ.get("wsgi.file_wrapper")
+    if not isinstance(base, type):
+        return
+    wrapper = _WRAPPERS.get(base)
+    if wrapper is None:
+        wrapper = _WRAPPERS[base] = _large_block_wrapper(base)
+    environ["wsgi.file_wrapper"] = wrapper
+
+
+def _large_block_wrapper(base: type) -> type:
+    class LargeBlocks(base):  # type: ignore[misc] # a subclass of the server's own class
+        def __init__(self, filelike: Any, _blksize: int = 8192) -> None:
+            super().__init__(filelike, STREAM_BLOCK)
+
+    return LargeBlocks
+
+
 def _inside(relative: Path) -> Path:
     """``relative`` under the repository directory, if it is a file there."""
-    base: Path = current_app.extensions["fw"].config.repository_dir.resolve()
+    base = _base()
     if any(part.startswith(".") for part in relative.parts):
         raise _not_found(str(relative))
     file = (base / relative).resolve()

@@ -185,3 +185,42 @@ def test_a_large_target_is_streamed_not_read_into_memory(world: World) -> None:
         tracemalloc.stop()
     assert received == size
     assert peak < 4 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB serving 64 MiB"
+
+
+def test_a_metadata_symlink_out_of_the_repository_is_not_followed(
+    world: World, tmp_path: Path
+) -> None:
+    """Metadata names are direct children, checked with lstat: a link is never served."""
+    outside = tmp_path / "secret.json"
+    outside.write_text('{"not": "metadata"}')
+    (world.repository / "metadata" / "99.targets.json").symlink_to(outside)
+    assert world.client.get("/metadata/99.targets.json").status_code == 404
+
+
+class _RecordingWrapper:
+    """Stands for the WSGI server's file wrapper; records the block size asked."""
+
+    blocks: list[int] = []  # noqa: RUF012 - shared on purpose, reset by the test
+
+    def __init__(self, filelike: object, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        _RecordingWrapper.blocks.append(blksize)
+
+    def __iter__(self) -> object:
+        return iter(lambda: self.filelike.read(1 << 20), b"")  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.filelike.close()  # type: ignore[attr-defined]
+
+
+def test_targets_stream_in_large_blocks_through_the_servers_own_wrapper(
+    world: World, firmware: tuple[str, bytes]
+) -> None:
+    """Throughput (issue 3 benchmark): 1 MiB blocks, and still the server's wrapper class."""
+    url, data = firmware
+    _RecordingWrapper.blocks = []
+    environ = {"wsgi.file_wrapper": _RecordingWrapper}
+    with world.client.get(url, environ_base=environ) as response:
+        assert response.status_code == 200
+        assert response.get_data() == data
+    assert _RecordingWrapper.blocks == [1024 * 1024]
