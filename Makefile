@@ -33,6 +33,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/run.sh
 
 bench: $(STAMP)
+	bash benchmarks/system.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Regenerate the locks after changing requirements*.in (needs pip-tools).
