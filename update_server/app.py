@@ -36,6 +36,7 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+_DEFAULT_HEADERS = (*SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
 
 
 @dataclass
@@ -125,9 +126,12 @@ def _close_db(_exc: BaseException | None) -> None:
 
 
 def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Cache-Control", "no-store")
+    # One pass over the headers present (werkzeug's setdefault scans them
+    # once per call), then only the missing ones are added.
+    present = {name.lower() for name in response.headers.keys()}  # noqa: SIM118 - Headers
+    for name, value in _DEFAULT_HEADERS:
+        if name.lower() not in present:
+            response.headers.add(name, value)
     return response
 
 
