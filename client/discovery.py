@@ -46,11 +46,11 @@ from tuf.api.metadata import (
 )
 from tuf.ngclient import Updater
 
+from client.walk import walk_to_target
+
 PROBE = ".fwclient-probe"
 #: Upper bound on roles walked (2**14 bins plus named roles).
 MAX_ROLES = 20_000
-#: ngclient's default bound on roles visited for one target path.
-MAX_DELEGATIONS = 32
 
 
 @dataclass(frozen=True)
@@ -182,28 +182,17 @@ def signing_roles(cache: Path, path: str, *, at: datetime) -> tuple[list[SignedR
     result is the exact evidence a later offline check needs.
     """
     snapshot = read_top_level(cache, Snapshot.type).signed
-    stack: list[tuple[str, Root | Targets]] = [
-        (Targets.type, read_top_level(cache, Root.type).signed)
-    ]
-    visited: list[SignedRole] = []
-    while stack and len(visited) <= MAX_DELEGATIONS:
-        name, delegator = stack.pop()
-        if any(role.name == name for role in visited):
-            continue
+    accepted: dict[str, SignedRole] = {}
+
+    def load(name: str, delegator: Root | Targets) -> Targets:
         role = _accept(cache, name, delegator, snapshot, at)
         if role is None:
             raise RepositoryError(f"{name} is not cached as the snapshot lists it")
-        visited.append(role)
-        target = role.signed.targets.get(path)
-        if target is not None:
-            return visited, target
-        if role.signed.delegations is None:
-            continue
-        children: list[tuple[str, Root | Targets]] = []
-        for child, terminating in role.signed.delegations.get_roles_for_target(path):
-            children.append((child, role.signed))
-            if terminating:
-                stack = []
-                break
-        stack.extend(reversed(children))
+        accepted[name] = role
+        return role.signed
+
+    found = walk_to_target(path, read_top_level(cache, Root.type).signed, load)
+    if found is not None:
+        names, target = found
+        return [accepted[name] for name in names], target
     raise RepositoryError(f"no trusted role signs {path}")

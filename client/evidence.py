@@ -43,13 +43,12 @@ from tuf.api.serialization import DeserializationError
 from client.errors import ClientError
 from client.events import EventType
 from client.state import SlotRecord
+from client.walk import walk_to_target
 from repo_metadata.errors import InvalidFieldError
 from repo_metadata.files import fsync_dir
 from repo_metadata.firmware import FirmwareInfo
 
 ROOT_DIR = "root"
-#: ngclient's default bound on roles visited in one delegation walk.
-MAX_DELEGATIONS = 32
 #: Bound on what is read back from a slot's evidence directory.
 MAX_EVIDENCE_BYTES = 64 * 1024 * 1024
 _NAME = re.compile(r"^(?:root/[1-9][0-9]{0,9}\.root|[A-Za-z0-9%][A-Za-z0-9._%-]{0,250})\.json\Z")
@@ -131,27 +130,17 @@ def _signing_role(
     root: Root, evidence: Mapping[str, bytes], target_path: str
 ) -> tuple[str, TargetFile]:
     """Walk the delegations as ngclient does; return the first role listing the target."""
-    stack: list[tuple[str, Root | Targets]] = [(Targets.type, root)]
-    visited: set[str] = set()
-    while stack and len(visited) <= MAX_DELEGATIONS:
-        name, delegator = stack.pop()
-        if name in visited:
-            continue
+
+    def load(name: str, delegator: Root | Targets) -> Targets:
         md = _load(evidence, role_file_name(name), Targets)
         _verified(delegator, name, md)
-        target = md.signed.targets.get(target_path)
-        if target is not None:
-            return name, target
-        visited.add(name)
-        if md.signed.delegations is None:
-            continue
-        children: list[tuple[str, Root | Targets]] = []
-        for child, terminating in md.signed.delegations.get_roles_for_target(target_path):
-            children.append((child, md.signed))
-            if terminating:
-                stack = []
-                break
-        stack.extend(reversed(children))
+        signed: Targets = md.signed
+        return signed
+
+    found = walk_to_target(target_path, root, load)
+    if found is not None:
+        names, target = found
+        return names[-1], target
     raise _fail(f"no role in the evidence signs {target_path}")
 
 
