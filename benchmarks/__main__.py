@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import large_image, scale, server
+from benchmarks import client, large_image, scale, server
 from benchmarks.fixtures import People
 from benchmarks.report import MIB, Check, summary
 
 DEFAULT_SIZES = (10, 1_000, 10_000, 100_000)
-ONLY = ("signer", "server", "large-image", "scale")
+ONLY = ("signer", "server", "large-image", "scale", "client")
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -90,9 +90,22 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         help="server: wrk keep-alive connections (default 16)",
     )
     parser.add_argument(
+        "--client-update-mib",
+        type=_positive,
+        default=100,
+        help="client: size of the firmware fwclient updates to, against curl (default 100)",
+    )
+    parser.add_argument(
+        "--client-releases",
+        type=_sizes,
+        default=client.ClientOptions.releases,
+        help="client: product line sizes for the metadata bytes per update (default 1000,100000)",
+    )
+    parser.add_argument(
         "--only",
         choices=ONLY,
-        help="run only some benchmarks: signer (large-image and scale), server, or one of them",
+        help="run only some benchmarks: signer (large-image and scale), server, client,"
+        " or one of them",
     )
     parser.add_argument("--tmp-dir", type=Path, help="where to build files (default: system temp)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -159,6 +172,16 @@ def main(argv: Sequence[str]) -> int:
                     wrk_seconds=args.wrk_seconds,
                     wrk_rounds=args.wrk_rounds,
                     connections=args.wrk_connections,
+                ),
+                workdir=workdir,
+                people=people,
+            )
+        if _selected(args.only, "client"):
+            checks += client.run(
+                options=client.ClientOptions(
+                    update_mib=args.client_update_mib,
+                    rounds=args.rounds,
+                    releases=args.client_releases,
                 ),
                 workdir=workdir,
                 people=people,
