@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from update_server.auth import otp, sessions
+from update_server.audit.actions import Action
+from update_server.audit.recording import record, request_event
+from update_server.auth import login, otp, sessions
 from update_server.errors import AuthenticationError, ForbiddenError
-from update_server.models import Role
+from update_server.models import Role, SessionToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 OTP_HEADER = "X-OTP"
@@ -90,12 +92,35 @@ def enforce() -> None:
             "finish your first login: set a new password and enrol TOTP, then log in again"
         )
     if access.fresh_otp:
-        code = request.headers.get(OTP_HEADER, "")
-        if not code:
-            raise AuthenticationError(
-                f"this action needs a fresh one-time code in the {OTP_HEADER} header"
-            )
-        otp.consume(g.db, user, code, now=services.clock(), after_step=session.login_step)
+        _confirm_with_fresh_code(user, session, services)
+
+
+def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -> None:
+    """Consume the ``X-OTP`` code; a wrong one counts like a failed login (R9).
+
+    Without the count, a stolen session token could guess confirmation codes
+    at a sensitive endpoint without limit. Each wrong code is audited and
+    counted against the person's name; at the limit the name is locked and
+    every session of the person ends.
+    """
+    code = request.headers.get(OTP_HEADER, "")
+    if not code:
+        raise AuthenticationError(
+            f"this action needs a fresh one-time code in the {OTP_HEADER} header"
+        )
+    now = services.clock()
+    try:
+        otp.consume(g.db, user, code, now=now, after_step=session.login_step)
+    except AuthenticationError:
+        locked_until = login.count_failure(g.db, user, now=now, config=services.config)
+        detail = {"locked_until": locked_until.isoformat()} if locked_until else {}
+        record(
+            request_event(
+                Action.OTP_CONFIRM, object=request.path, outcome="refused", detail=detail
+            ),
+            commit=True,
+        )
+        raise
 
 
 def declared(views: Iterable[Callable[..., Any]]) -> list[Callable[..., Any]]:

@@ -164,3 +164,27 @@ def test_concurrent_replay_same_code_at_once_on_two_workers_one_succeeds(
             )
         ).all()
     assert reasons == ['{"reason":"one-time code wrong or reused"}']
+
+
+def _wrong_code(person: LoggedIn, clock: FakeClock) -> str:
+    """A well-formed code that matches no step in the window (never valid by chance)."""
+    valid = {otp_at(person.totp, clock, steps_ahead=k) for k in (-1, 0, 1)}
+    return next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in valid)
+
+
+def test_guessing_confirmation_codes_with_a_stolen_session_locks_the_name_r9(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: LoggedIn, config: ServerConfig
+) -> None:
+    """R9: wrong X-OTP codes count like failed logins, so a stolen session cannot guess on."""
+    wrong = _wrong_code(alice, clock)
+    for _ in range(config.max_failed_logins):
+        assert act(client, alice, wrong) == 401
+    # The session has ended and the name is locked: even the right code acts no more.
+    assert act(client, alice, otp_at(alice.totp, clock, steps_ahead=1)) == 401
+    with app.extensions["fw"].sessions() as db:
+        refused = db.scalars(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "otp.confirm")
+        ).one()
+        person = db.scalars(select(User).where(User.name == "alice")).one()
+        assert person.failures_since_login == config.max_failed_logins
+    assert refused == config.max_failed_logins
