@@ -47,6 +47,7 @@ STREAM_BLOCK = 1024 * 1024
 _CACHE_ENTRIES = 256
 _CACHE: dict[tuple[str, int, int, int], tuple[bytes, str]] = {}
 _BASES: dict[Path, Path] = {}
+_METADATA_DIRS: dict[Path, str] = {}
 _WRAPPERS: dict[type, type] = {}
 _HASHED_NAME = re.compile(r"^([0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})\.[^/]+\Z")
 
@@ -58,11 +59,17 @@ def metadata(path: str) -> ResponseReturnValue:
     if not _METADATA_NAME.match(name):
         raise _not_found(name)
     data, etag = _metadata_bytes(name)
-    response = Response(data, mimetype="application/json")
-    response.set_etag(etag)
+    # Only If-None-Match applies to metadata (no ranges, no dates), checked
+    # directly: the device poll is the server's hot path. RFC 9110 compares
+    # If-None-Match weakly, so W/"..." matches too.
+    wanted = request.headers.get("If-None-Match", "")
+    matched = wanted.strip() == "*" or f'"{etag}"' in wanted
+    response = Response(b"" if matched else data, status=304 if matched else 200)
+    response.headers["Content-Type"] = "application/json"
+    response.headers["ETag"] = f'"{etag}"'
     response.headers["Cache-Control"] = IMMUTABLE if _VERSIONED.match(name) else REVALIDATE
     response.headers["X-Content-Type-Options"] = "nosniff"
-    return response.make_conditional(request)
+    return response
 
 
 def _metadata_bytes(name: str) -> tuple[bytes, str]:
@@ -74,22 +81,31 @@ def _metadata_bytes(name: str) -> tuple[bytes, str]:
     size, so a file replaced by a publication (atomic rename: a new inode)
     is read afresh; ``timestamp.json`` is replaced, never edited in place.
     """
-    file = _base() / "metadata" / name
+    file = os.path.join(_metadata_dir(), name)  # noqa: PTH118 - strings: the hot path
     try:
         info = os.lstat(file)
     except OSError:
         raise _not_found(name) from None
     if not stat.S_ISREG(info.st_mode):
         raise _not_found(name)
-    key = (str(file), info.st_ino, info.st_mtime_ns, info.st_size)
+    key = (file, info.st_ino, info.st_mtime_ns, info.st_size)
     cached = _CACHE.get(key)
     if cached is None:
-        data = file.read_bytes()
+        with open(file, "rb") as handle:  # noqa: PTH123 - strings: the hot path
+            data = handle.read()
         cached = (data, hashlib.sha256(data).hexdigest())
         if len(_CACHE) >= _CACHE_ENTRIES:
             _CACHE.clear()
         _CACHE[key] = cached
     return cached
+
+
+def _metadata_dir() -> str:
+    config_dir: Path = current_app.extensions["fw"].config.repository_dir
+    directory = _METADATA_DIRS.get(config_dir)
+    if directory is None:
+        directory = _METADATA_DIRS[config_dir] = str(_base() / "metadata")
+    return directory
 
 
 def _base() -> Path:
