@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from signer.publish import ServerSession
-from signer.publish_cli import OTP_ENV, PASSWORD_ENV, read_secret
+from signer.publish_cli import OTP_ENV, PASSWORD_ENV, read_secret, server_options
 
 NEW_PASSWORD_ENV = "FWSIGN_NEW_PASSWORD"  # noqa: S105 - a variable name, not a password
 
@@ -50,15 +50,7 @@ def account_group() -> None:
 
 
 @account_group.command("setup")
-@click.option("--server", required=True, envvar="FWSIGN_SERVER", help="https://host:port")
-@click.option(
-    "--ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    envvar="FWSIGN_CA",
-    help="CA certificate that the server's TLS certificate must chain to.",
-)
-@click.option("--user", required=True, envvar="FWSIGN_USER", help="Your server user name.")
+@server_options
 def setup(server: str, ca: Path, user: str) -> None:
     """Finish first login: enrol TOTP, then replace the initial password."""
     session = ServerSession(server, ca=ca)

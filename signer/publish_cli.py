@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from tqdm import tqdm
@@ -38,6 +39,26 @@ def read_secret(env: str, prompt: str, *, confirm: bool = False) -> str:
         return value
     answer = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     return str(answer).strip()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def server_options(command: F) -> F:
+    """--server, --ca and --user: how fwsign reaches the update server, and as whom."""
+    command = click.option(
+        "--user", required=True, envvar="FWSIGN_USER", help="Your server user name."
+    )(command)
+    command = click.option(
+        "--ca",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        envvar="FWSIGN_CA",
+        help="CA certificate that the server's TLS certificate must chain to.",
+    )(command)
+    return click.option(
+        "--server", required=True, envvar="FWSIGN_SERVER", help="https://host:port"
+    )(command)
 
 
 @contextmanager
@@ -86,15 +107,7 @@ def _show(result: PublishResult) -> None:
     show_default=True,
     help="Repository directory.",
 )
-@click.option("--server", required=True, envvar="FWSIGN_SERVER", help="https://host:port")
-@click.option(
-    "--ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    envvar="FWSIGN_CA",
-    help="CA certificate that the server's TLS certificate must chain to.",
-)
-@click.option("--user", required=True, envvar="FWSIGN_USER", help="Your server user name.")
+@server_options
 @click.option(
     "--targets-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -81,11 +81,6 @@ def unlock(data_dir: Path, name: str) -> None:
     click.echo(f"unlocked {name}")
 
 
-# Only the group is a top-level fwserver command.
-for _command in user.commands.values():
-    _command.fw_attach = False  # type: ignore[attr-defined]
-
-
 @contextmanager
 def _database(data_dir: Path) -> Iterator[Session]:
     """One transaction on the server's database; errors become one line."""

@@ -36,6 +36,7 @@ from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository
 from tests.e2e.conftest import REPO_ROOT, RunningServer, new_data_dir, start_server
+from tests.hsm_mock.helpers import skip_or_fail
 from update_server import cli as fwserver
 from update_server.config import ServerConfig
 
@@ -217,7 +218,7 @@ def test_time_is_the_system_clock_and_faketime_moves_it(
     published: Published, tmp_path: Path
 ) -> None:
     if shutil.which("faketime") is None:
-        pytest.skip("faketime is not installed")
+        skip_or_fail("faketime is not installed (apt-get install faketime)")
     device = provisioned(published, tmp_path / "device", "pump-0004")
     state = device[1]
     ahead = fwclient_at("+12h", "check", *device)
