@@ -22,6 +22,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization.json import JSONSerializer
 
 from repo_metadata.firmware import FirmwareInfo
+from repo_metadata.frontier import current_releases
 from repo_metadata.policy import Policy
 from signer import layout
 from signer.authoring import RoleKeys, delegate, init_repository
@@ -101,12 +102,21 @@ def fill_product_line(path: Path, people: People, *, now: datetime, releases: in
         role = succinct.get_role_for_target(target_path) if succinct else LINE
         by_role[role][target_path] = _target(target_path, release_info(version))
     expires = now + Policy().for_role(LINE).expiry
-    for role, targets in by_role.items():
-        metadata = Metadata(Targets(version=2, expires=expires, targets=targets))
+    roles = {role: Targets(version=2, expires=expires, targets=t) for role, t in by_role.items()}
+    if succinct is not None:  # the line lists its current releases (repo_metadata.frontier)
+        every = [target for targets in by_role.values() for target in targets.values()]
+        roles[LINE] = Targets(
+            version=2,
+            expires=expires,
+            targets=current_releases(every),
+            delegations=line.delegations,
+        )
+    for role, signed in roles.items():
+        metadata = Metadata(signed)
         for signer in people.engineers:
             metadata.sign(signer, append=True)
         layout.role_file(path, role).write_bytes(metadata.to_bytes(_SERIALIZER))
-    return len(by_role)
+    return len(roles)
 
 
 def _target(path: str, info: FirmwareInfo) -> TargetFile:

@@ -3,21 +3,29 @@
 Discovery rule: a device of model ``M`` looks for firmware at target paths
 under ``M/`` (``fwsign add`` names a release ``<model>/<name>-<version>.bin``
 after the first model it lists). It walks the delegations from the
-top-level targets role down every role that may sign a path under ``M/``:
-the product line's role and, when the line uses hashed bins, every bin. So a
-check costs the line's metadata (all bins with all releases), which is
-cheap for tens of releases and grows linearly with them; a signed per-model
-index would make it constant (not built yet).
+top-level targets role down every role that may sign a path under ``M/``.
 
-The walk goes through ngclient: each role is loaded by
-``Updater.get_targetinfo`` on a probe path routed through it (one per bin),
-so ngclient downloads, verifies and caches it exactly as for an install.
-The role's bytes are then read back from the metadata cache and accepted
-only if they are what ngclient trusts in this session: the version the
-trusted snapshot lists, signed by the threshold of the delegator's keys,
-and not expired at the device's trusted time (``at``, which may be the time
-floor when the clock is behind it). A stale cached file fails these checks
-and is skipped; a forged one raises.
+A product line with hashed bins signs, in its own role, copies of its
+current releases: those no other release supersedes for any device
+(``repo_metadata.frontier``; the signer and the server both enforce it).
+So the walk stops at such a line and reads its list: a check costs the
+snapshot and one small role, whatever the number of releases (the issue's
+100,000 releases: under 100 KiB). ``archive=True`` walks every bin as well,
+for the rare cases where a device needs a superseded release: one that
+failed its health check here hides what it superseded, and a signed
+recovery may reinstall the running version.
+
+The walk goes through ngclient: each role is loaded by ngclient's own
+loader (``Updater._load_targets``: python-tuf has no public call that loads
+one delegated role; a probe path through ``get_targetinfo`` would also pull
+a bin), so it is downloaded, verified against the snapshot and its
+delegator, and cached exactly as for an install. The role's bytes are then
+read back from the metadata cache and accepted only if they are what
+ngclient trusts in this session: the version the trusted snapshot lists,
+signed by the threshold of the delegator's keys, and not expired at the
+device's trusted time (``at``, which may be the time floor when the clock
+is behind it). A stale cached file fails these checks and is skipped; a
+forged one raises.
 
 The chosen target is confirmed with ``get_targetinfo`` on its real path
 before anything is downloaded (``update.py``), so ngclient's walk, with its
@@ -39,7 +47,6 @@ from tuf.api.metadata import (
     Root,
     Signed,
     Snapshot,
-    SuccinctRoles,
     TargetFile,
     Targets,
     Timestamp,
@@ -95,61 +102,54 @@ def _check_expiry(role: str, signed: Signed, at: datetime) -> None:
 
 class _Child(NamedTuple):
     name: str
+    parent: str
     delegator: Targets
-    #: A path under the prefix that ngclient's walk routes through this role.
-    probe: str
 
 
-def walk(updater: Updater, cache: Path, *, prefix: str, at: datetime) -> Iterator[SignedRole]:
-    """Every role, top-down, that may sign a target under ``prefix``."""
+def walk(
+    updater: Updater, cache: Path, *, prefix: str, at: datetime, archive: bool = False
+) -> Iterator[SignedRole]:
+    """Every role, top-down, that may sign a target under ``prefix``.
+
+    Without ``archive``, the hashed bins of a product line are left out:
+    the line's own role lists its current releases.
+    """
     snapshot = read_top_level(cache, Snapshot.type).signed
     root = read_top_level(cache, Root.type).signed
     top = _accept(cache, Targets.type, root, snapshot, at)
     if top is None:
         raise RepositoryError("targets.json in the cache is not the one the snapshot lists")
     yield top
-    stack = list(reversed(list(_children(top, prefix))))
+    stack = list(reversed(list(_children(top, prefix, archive=archive))))
     seen = {Targets.type}
     while stack and len(seen) < MAX_ROLES:
         child = stack.pop()
         if child.name in seen:
             continue
         seen.add(child.name)
-        updater.get_targetinfo(child.probe)  # ngclient loads (and verifies) the role
+        _load_with_ngclient(updater, child)
         role = _accept(cache, child.name, child.delegator, snapshot, at)
         if role is not None:
             yield role
-            stack.extend(reversed(list(_children(role, prefix))))
+            stack.extend(reversed(list(_children(role, prefix, archive=archive))))
 
 
-def _children(role: SignedRole, prefix: str) -> Iterator[_Child]:
+def _load_with_ngclient(updater: Updater, child: _Child) -> None:
+    # ngclient's loader (download, verify, cache); see the module docstring.
+    updater._load_targets(child.name, child.parent)
+
+
+def _children(role: SignedRole, prefix: str, *, archive: bool) -> Iterator[_Child]:
     delegations = role.signed.delegations
     if delegations is None:
         return
-    probe = prefix + PROBE
+    sample = prefix + PROBE  # a path under the prefix, to match path patterns against
     for child in (delegations.roles or {}).values():
-        if child.paths is None or child.is_delegated_path(probe):
-            yield _Child(child.name, role.signed, probe)
-    if delegations.succinct_roles is not None:
-        for name, path in bin_probes(delegations.succinct_roles, prefix).items():
-            yield _Child(name, role.signed, path)
-
-
-def bin_probes(succinct: SuccinctRoles, prefix: str) -> dict[str, str]:
-    """For each hashed bin, a path under ``prefix`` that hashes into it.
-
-    Tries ``<prefix>.fwclient-probe-<n>`` for n = 0, 1, ...: all ``2**bits``
-    bins are hit after about ``bits * 0.7 * 2**bits`` tries (coupon
-    collector), about 160,000 SHA-256 of short strings for the largest line.
-    """
-    bins = 1 << succinct.bit_length
-    probes: dict[str, str] = {}
-    for number in range(64 * bins):
-        path = f"{prefix}{PROBE}-{number}"
-        probes.setdefault(succinct.get_role_for_target(path), path)
-        if len(probes) == bins:
-            break
-    return {name: probes[name] for name in succinct.get_roles() if name in probes}
+        if child.paths is None or child.is_delegated_path(sample):
+            yield _Child(child.name, role.name, role.signed)
+    if delegations.succinct_roles is not None and archive:
+        for name in delegations.succinct_roles.get_roles():
+            yield _Child(name, role.name, role.signed)
 
 
 def _accept(

@@ -26,6 +26,7 @@ from tuf.api.metadata import (
 
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError
 from repo_metadata.firmware import FirmwareInfo, SbomRef
+from repo_metadata.frontier import current_releases, firmware_info, with_release
 from repo_metadata.paths import check_role_name, check_target_path
 from repo_metadata.validation import check_product_line_patterns
 from signer import layout
@@ -35,8 +36,8 @@ from signer.repository import OfflineRepository
 
 #: Bit lengths of hashed bins we allow: up to 2**14 bins per product line.
 MAX_BIN_BITS = 14
-#: ``bins_for(expected)`` aims at no more than this many releases per bin.
-RELEASES_PER_BIN = 16
+#: ``bins_for(N)`` puts about this many times log2(N) releases in a bin.
+RELEASES_PER_BIN_PER_LOG2 = 3
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,20 @@ def _set_role_keys(root: Root, role: str, keys: RoleKeys) -> None:
 
 
 def bins_for(expected_releases: int) -> int:
-    """Bin bit length so that ``expected_releases`` spread to a few per bin."""
+    """Bin bit length for a line expecting ``expected_releases`` releases.
+
+    A trade-off between the two costs that grow with a line: an add re-signs
+    one bin (~300 bytes per release it holds), and a device downloads the
+    snapshot, which lists every bin (~40 bytes each), though no bin (it reads
+    the line's current releases, ``repo_metadata.frontier``). A bin of about
+    3 * log2(N) releases makes an add grow as log N and the snapshot as
+    N / log N: at 100,000 releases, 2,048 bins of ~49, an add re-signs ~20 KB
+    and a device's check stays under 100 KiB (``make bench``).
+    """
     if expected_releases < 1:
         raise SignerError("--expected-releases must be at least 1")
-    bits = math.ceil(math.log2(max(1, expected_releases / RELEASES_PER_BIN)))
+    per_bin = RELEASES_PER_BIN_PER_LOG2 * max(1.0, math.log2(expected_releases))
+    bits = math.ceil(math.log2(max(1.0, expected_releases / per_bin)))
     return max(1, min(MAX_BIN_BITS, bits))
 
 
@@ -203,7 +214,17 @@ def _add_target(
     )
     with repo.edit_targets(role) as signed:
         signed.targets[path] = target
+    line = repo.line_of_bin(role)
+    if line is not None and firmware_info(target) is not None:
+        _set_current(repo, line, with_release(repo.targets(line).targets, target))
     return digest.sha256
+
+
+def _set_current(repo: OfflineRepository, line: str, current: dict[str, TargetFile]) -> None:
+    """Make ``current`` the releases the product line's own role lists (if it changed)."""
+    if current != repo.targets(line).targets:
+        with repo.edit_targets(line) as signed:
+            signed.targets = current
 
 
 def revoke_release(repo: OfflineRepository, *, path: str) -> list[str]:
@@ -215,6 +236,10 @@ def revoke_release(repo: OfflineRepository, *, path: str) -> list[str]:
     sbom = target.custom.get("sbom") if isinstance(target.custom, dict) else None
     with repo.edit_targets(role) as signed:
         del signed.targets[path]
+    line = repo.line_of_bin(role)
+    if line is not None and path in repo.targets(line).targets:
+        # A current release withdrawn: the releases it superseded may be current again.
+        _set_current(repo, line, current_releases(repo.archived_releases(line)))
     if isinstance(sbom, dict) and isinstance(sbom.get("path"), str):
         sbom_role = repo.leaf_role_for(sbom["path"])
         if sbom["path"] in repo.targets(sbom_role).targets:

@@ -21,6 +21,7 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, Root, Targets
 
 from repo_metadata.errors import RepositoryError
+from repo_metadata.frontier import check_complete, check_copies
 from repo_metadata.validation import check_delegation_graph, load_metadata
 from repo_metadata.verify import verify_root_chain, verify_update
 from signer import layout
@@ -115,14 +116,38 @@ def verify_repository(
     for role, metadata in _walk_targets(path, root.signed, now, report):
         report.checked.append(role)
         tree[role] = metadata.signed
-        report.targets += len(metadata.signed.targets)
+        if not _has_bins(metadata.signed):  # a line's own targets are copies of bin entries
+            report.targets += len(metadata.signed.targets)
         if targets_dir is not None:
             _verify_files(metadata.signed, targets_dir, report)
     try:
         check_delegation_graph(tree)
     except RepositoryError as exc:
         report.failures.append(f"delegations: {exc}")
+    _verify_current_releases(tree, report)
     return report
+
+
+def _verify_current_releases(tree: dict[str, Targets], report: VerifyReport) -> None:
+    """Each line with bins lists exactly its current releases, as copies (frontier.py)."""
+    for line, signed in tree.items():
+        succinct = signed.delegations.succinct_roles if signed.delegations else None
+        if succinct is None:
+            continue
+        bins = {name: tree[name].targets for name in succinct.get_roles() if name in tree}
+
+        def archived(path: str, bins: dict[str, Any] = bins, succinct: Any = succinct) -> Any:
+            return bins.get(succinct.get_role_for_target(path), {}).get(path)
+
+        try:
+            check_copies(line, signed.targets, archived)
+            check_complete(line, signed.targets, [t for b in bins.values() for t in b.values()])
+        except RepositoryError as exc:
+            report.failures.append(f"{line}: {exc}")
+
+
+def _has_bins(signed: Targets) -> bool:
+    return signed.delegations is not None and signed.delegations.succinct_roles is not None
 
 
 def _verify_roots(path: Path, pinned_root: Path | None, now: datetime) -> Metadata[Root]:

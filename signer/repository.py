@@ -25,12 +25,22 @@ from typing import Any
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Delegations, Metadata, Root, Signed, Targets, VerificationResult
+from tuf.api.metadata import (
+    Delegations,
+    Metadata,
+    Root,
+    Signed,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    VerificationResult,
+)
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
 from repo_metadata.errors import RepositoryError
 from repo_metadata.files import FileBatch
+from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy
 from repo_metadata.validation import check_delegation_graph, load_metadata, parse_json_strict
@@ -209,7 +219,12 @@ class OfflineRepository(Repository):
                 )
 
     def leaf_role_for(self, path: str) -> str:
-        """The delegated role that signs ``path``, as a client would find it."""
+        """The delegated role that holds ``path``: the product line, or its hashed bin.
+
+        With bins, a current release is also copied into the line's own role
+        (``repo_metadata.frontier``), where a client's walk finds it first;
+        this is the bin, where every release is kept and added.
+        """
         name = Targets.type
         for _ in range(32):
             delegations = self.targets(name).delegations
@@ -226,6 +241,28 @@ class OfflineRepository(Repository):
                 f"no product line is delegated for {path!r}; create one with 'fwsign delegate'"
             )
         return name
+
+    def line_of_bin(self, role: str) -> str | None:
+        """The product line whose hashed bin ``role`` is, or None for any other role."""
+        if role in TOP_LEVEL_ROLES:
+            return None
+        delegation = self.delegation_of(role)
+        succinct = _succinct(delegation.delegator)
+        if succinct is None or not succinct.is_delegated_role(role):
+            return None
+        return delegation.delegator_name
+
+    def archived_releases(self, line: str) -> list[TargetFile]:
+        """Every target in every hashed bin of ``line`` (reads them all)."""
+        succinct = _succinct(self.targets(line))
+        if succinct is None:
+            return []
+        return [
+            target
+            for name in succinct.get_roles()
+            if self.exists(name)
+            for target in self.targets(name).targets.values()
+        ]
 
     def authorized_keys(self, role: str) -> dict[str, Key]:
         """Keys whose signature counts for ``role`` (for root: old and new root)."""
@@ -334,6 +371,7 @@ class OfflineRepository(Repository):
         payloads = [(role, self._checked_bytes(role)) for role in self._dirty]
         if any(self._loaded[role].signed.delegations for role in self._dirty if role != Root.type):
             self._check_tree()
+        self._check_current_releases()
         with FileBatch() as batch:
             if self._new_policy:
                 batch.add(layout.policy_file(self.path), self.policy.dumps().encode())
@@ -370,6 +408,38 @@ class OfflineRepository(Repository):
         except RepositoryError as exc:
             raise SignerError(f"refusing to write the delegations: {exc}") from None
 
+    def _check_current_releases(self) -> None:
+        """Each changed line lists copies of its current releases, covering its bins."""
+        lines = {line for role in self._dirty if (line := self.line_of_bin(role)) is not None}
+        lines |= {role for role in self._dirty if role != Root.type and self._has_bins(role)}
+        for line in sorted(lines):
+            bins = _succinct(self.targets(line))
+            if bins is None:  # pragma: no cover - both sets above hold lines with bins only
+                continue
+            try:
+                check_line_change(
+                    line,
+                    bins,
+                    current=self.targets(line).targets,
+                    listed_before=self._listed_on_disk(line),
+                    changed_bins=[
+                        self.targets(r) for r in self._dirty if bins.is_delegated_role(r)
+                    ],
+                    load_bin=lambda name: self.targets(name) if self.exists(name) else None,
+                )
+            except RepositoryError as exc:
+                raise SignerError(f"refusing to write {line}: {exc}") from None
+
+    def _listed_on_disk(self, line: str) -> list[str]:
+        """Paths the line's role on disk lists (what this session may have dropped)."""
+        file = layout.role_file(self.path, line)
+        if line not in self._dirty or not file.is_file():
+            return []
+        return list(load_metadata(file.read_bytes(), expected_type=Targets.type).signed.targets)
+
+    def _has_bins(self, role: str) -> bool:
+        return role not in TOP_LEVEL_ROLES and _succinct(self.targets(role)) is not None
+
     def _trusted_version(self, role: str) -> int | None:
         """The signed version this session's edit must go beyond, if any."""
         disk = self._on_disk.get(role)
@@ -383,6 +453,12 @@ class OfflineRepository(Repository):
         if role == Root.type and isinstance(signed, Root):
             return self.previous_root() or signed
         return self.delegation_of(role).delegator
+
+
+def _succinct(signed: Root | Targets) -> SuccinctRoles | None:
+    if not isinstance(signed, Targets) or signed.delegations is None:
+        return None
+    return signed.delegations.succinct_roles
 
 
 def _has_valid_signature(md: Metadata[Any], key: Key) -> bool:

@@ -53,10 +53,14 @@ def test_evidence_of_a_signed_release_verifies(line: SignedLine, release: Releas
 
 
 def test_evidence_through_hashed_bins_verifies(tmp_path: Path) -> None:
+    """A current release is signed in the line's own list; a superseded one only in its bin."""
     line = SignedLine(tmp_path / "repo", bin_bits=3)
     release = line.release("1.0.0", 1)
-    assert release.record.role.startswith("pump-x100-bins-")
+    assert release.record.role == "pump-x100"
     verify_evidence(line.first_root, release.evidence, release.record, hardware_model=MODEL)
+    older = line.release("0.9.0", 1)
+    assert older.record.role.startswith("pump-x100-bins-")
+    verify_evidence(line.first_root, older.evidence, older.record, hardware_model=MODEL)
 
 
 def test_evidence_across_a_root_rotation_verifies(line: SignedLine) -> None:

@@ -285,6 +285,8 @@ def test_revoke_release_removes_target_and_sbom_and_ngclient_no_longer_finds_it(
 
     session = open_repo(repo, "alice", "bob")
     roles = {session.leaf_role_for(PATH), session.leaf_role_for(SBOM_PATH)}
+    if bins is not None:
+        roles.add("pump-x100")  # the line's own list of current releases loses it too
 
     written = revoke_release(session, path=PATH)
 
@@ -320,9 +322,11 @@ def test_revoked_release_needs_the_line_threshold_before_devices_see_it(
 # --- hashed bins -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("releases", "bits"), [(1, 1), (16, 1), (64, 2), (10**9, 14)])
+@pytest.mark.parametrize(
+    ("releases", "bits"), [(1, 1), (10, 1), (1_000, 6), (10_000, 8), (100_000, 11), (10**9, 14)]
+)
 def test_bins_for_spreads_releases_and_stays_bounded(releases: int, bits: int) -> None:
-    """TAP 15 hashed bins: few releases per bin, never beyond 2**14 bins."""
+    """TAP 15 hashed bins: about 3 log2(N) releases per bin, never beyond 2**14 bins."""
     assert bins_for(releases) == bits
 
 
@@ -351,3 +355,70 @@ def test_delegate_with_bins_creates_every_bin_with_the_line_keys(
         people["alice"].public_key.keyid,
         people["bob"].public_key.keyid,
     }
+
+
+# --- the current releases a line with bins lists (repo_metadata/frontier.py) ---------------
+
+
+@pytest.fixture
+def binned(repo: Path, open_repo: Opener, people: dict[str, Signer]) -> Path:
+    """``repo`` with pump-x100 in 8 hashed bins, alice and bob 2 of 2."""
+    delegate(
+        open_repo(repo, "manager1"),
+        name="pump-x100",
+        path_prefix="pump-x100/",
+        keys=engineers(people, "alice", "bob"),
+        bin_bits=3,
+    )
+    sign_roles(open_repo(repo, "alice", "bob"))
+    return repo
+
+
+def _release(version: str, **fields: Any) -> FirmwareInfo:
+    return FirmwareInfo(
+        version=version, security_version=3, hardware_models=("pump-x100",), **fields
+    )
+
+
+def test_withdrawing_the_current_release_makes_the_one_it_superseded_current_again(
+    binned: Path, open_repo: Opener, image: Path, now: datetime
+) -> None:
+    """R56/R57: after 2.5.0 is withdrawn, devices must find 2.4.0 again (it was only in a bin)."""
+    session = open_repo(binned, "alice", "bob")
+    add_firmware(session, image=image, name="pump-fw", info=_release("2.4.0"))
+    add_firmware(session, image=image, name="pump-fw", info=_release("2.5.0"))
+    newest = "pump-x100/pump-fw-2.5.0.bin"
+    assert set(role_json(binned, "pump-x100").signed.targets) == {newest}
+
+    revoke_release(open_repo(binned, "alice", "bob"), path=newest)
+
+    assert set(role_json(binned, "pump-x100").signed.targets) == {PATH}
+    assert verify_repository(binned, now=now).ok
+
+
+def test_a_line_list_that_leaves_out_a_new_release_is_refused(
+    binned: Path, open_repo: Opener, image: Path, unchanged: Unchanged
+) -> None:
+    """current-release-missing: a stale list would hide a security fix from every device."""
+    add_firmware(open_repo(binned, "alice", "bob"), image=image, name="pump-fw", info=INFO)
+    session = open_repo(binned, "alice", "bob")
+    with session.edit_targets("pump-x100") as signed:
+        signed.targets.clear()
+    with unchanged(binned), pytest.raises(SignerError, match=r"rule: current-release-"):
+        session.commit()
+
+
+def test_verify_reports_a_line_list_edited_by_hand(
+    binned: Path, open_repo: Opener, image: Path, people: dict[str, Signer], now: datetime
+) -> None:
+    """The full check reads every bin: a list re-signed without a current release fails."""
+    add_firmware(open_repo(binned, "alice", "bob"), image=image, name="pump-fw", info=INFO)
+    file = binned / "metadata" / "pump-x100.json"
+    md = Metadata.from_bytes(file.read_bytes())
+    md.signed.targets.clear()
+    md.signatures.clear()
+    for name in ("alice", "bob"):
+        md.sign(people[name], append=True)
+    file.write_bytes(md.to_bytes())
+    report = verify_repository(binned, now=now)
+    assert any("current-release-missing" in failure for failure in report.failures)

@@ -193,10 +193,13 @@ def test_commit_refuses_a_target_in_a_bin_it_does_not_hash_to(
         session.commit()
 
 
-def test_adding_a_release_to_hashed_bins_rewrites_only_its_bin(
+def test_adding_a_release_to_hashed_bins_rewrites_its_bin_and_the_line_list_only(
     repo: Path, open_repo: Opener, people: dict[str, Signer], image: Path
 ) -> None:
-    """Lazy loading: one release re-signs one small bin, not the whole line."""
+    """Lazy loading: a release re-signs its bin and, when it becomes current, the line's list.
+
+    An older release that a newer one supersedes (frontier.py) changes only its bin.
+    """
     keys = lines(people, "alice")
     delegate(
         open_repo(repo, "manager1"),
@@ -210,9 +213,16 @@ def test_adding_a_release_to_hashed_bins_rewrites_only_its_bin(
     written = add_firmware(open_repo(repo, "alice"), image=image, name="pump-fw", info=info())
     after = dir_snapshot(repo)
     changed = {name for name in after if after[name] != before.get(name)}
-    assert len(written) == 1
+    assert len(written) == 2
     assert written[0].startswith("pump-x100-bins-")
-    assert changed == {f"metadata/{written[0]}.json"}
+    assert written[1] == "pump-x100"
+    assert changed == {f"metadata/{name}.json" for name in written}
+    assert set(role_md(repo, "pump-x100").signed.targets) == {"pump-x100/pump-fw-2.4.0.bin"}
+
+    older = add_firmware(open_repo(repo, "alice"), image=image, name="pump-fw", info=info("2.3.0"))
+    assert len(older) == 1
+    assert older[0].startswith("pump-x100-bins-")
+    assert set(role_md(repo, "pump-x100").signed.targets) == {"pump-x100/pump-fw-2.4.0.bin"}
 
 
 @pytest.mark.parametrize("role", ["snapshot", "timestamp"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from tuf.api.metadata import Root
+from tuf.api.metadata import Root, Targets
 
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate
@@ -162,8 +162,7 @@ def _online_keyid(world: World, role: str) -> str:
     return keyid
 
 
-def test_a_release_in_a_hashed_bin_reaches_a_device(world: World, tmp_path: Path) -> None:
-    """TAP 15 bins: the line is added with its bins, then one bin carries a release."""
+def _binned_line(world: World) -> None:
     delegate(
         world.open_offline("manager1"),
         name="ventilator-v5",
@@ -177,18 +176,35 @@ def test_a_release_in_a_hashed_bin_reaches_a_device(world: World, tmp_path: Path
     body = _publish_roles(world, "mike", MANAGER, {role: world.role_json(role) for role in line})
     assert set(body["published"]) == set(line)
 
-    image = tmp_path / "vent.bin"
-    image.write_bytes(b"ventilator firmware" * 100)
-    info = FirmwareInfo(version="1.0.0", security_version=1, hardware_models=("ventilator-v5",))
-    path = "ventilator-v5/vent-fw-1.0.0.bin"
+
+def _add_vent(world: World, tmp_path: Path, version: str) -> tuple[str, str, bytes]:
+    """Add and fully sign a ventilator release; return its path, bin and bytes."""
+    image = tmp_path / f"vent-{version}.bin"
+    image.write_bytes(f"ventilator firmware {version}".encode() * 100)
+    info = FirmwareInfo(version=version, security_version=1, hardware_models=("ventilator-v5",))
+    path = f"ventilator-v5/vent-fw-{version}.bin"
     add_firmware(world.open_offline("erin"), image=image, name="vent-fw", info=info)
     bin_role = world.open_offline().leaf_role_for(path)
-    sign_roles(world.open_offline("frank"), roles=[bin_role])
+    sign_roles(world.open_offline("frank"), roles=[bin_role, "ventilator-v5"])
+    return path, bin_role, image.read_bytes()
+
+
+def test_a_release_in_a_hashed_bin_reaches_a_device_through_the_line_list(
+    world: World, tmp_path: Path
+) -> None:
+    """TAP 15 bins: the release goes in its bin and in the line's current list.
+
+    The device's stock ngclient finds it in the line's own role and downloads
+    no bin (issue 4: a check costs the snapshot and one small role).
+    """
+    _binned_line(world)
+    path, bin_role, data = _add_vent(world, tmp_path, "1.0.0")
     world.login("erin", "release_engineer")
-    answer = world.upload("erin", {bin_role: world.role_json(bin_role)})
+    roles = {role: world.role_json(role) for role in (bin_role, "ventilator-v5")}
+    answer = world.upload("erin", roles)
     assert answer.status_code == 201, answer.get_json()
     release = answer.get_json()["id"]
-    assert world.put("erin", release, path, image.read_bytes()).status_code == 201
+    assert world.put("erin", release, path, data).status_code == 201
     assert world.publish("erin", release).status_code == 200
 
     device = world.updater(tmp_path / "device")
@@ -196,4 +212,34 @@ def test_a_release_in_a_hashed_bin_reaches_a_device(world: World, tmp_path: Path
     info_found = device.get_targetinfo(path)
     assert info_found is not None
     downloaded = device.download_target(info_found, str(tmp_path / "got.bin"))
-    assert Path(downloaded).read_bytes() == image.read_bytes()
+    assert Path(downloaded).read_bytes() == data
+    assert not list((tmp_path / "device").glob("*bins*"))
+
+
+def test_a_bin_uploaded_without_the_line_list_is_refused(world: World, tmp_path: Path) -> None:
+    """current-release-missing: devices read only the line's list, so they would never see it."""
+    _binned_line(world)
+    _path, bin_role, _data = _add_vent(world, tmp_path, "1.0.0")
+    world.login("erin", "release_engineer")
+    before = repository_files(world.repository)
+    answer = world.upload("erin", {bin_role: world.role_json(bin_role)})
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["rule"] == "current-release-missing"
+    assert repository_files(world.repository) == before
+
+
+def test_a_line_list_whose_copy_differs_from_the_bin_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    """current-release-copy (mix-and-match): the list must say what the bin says."""
+    _binned_line(world)
+    path, bin_role, _data = _add_vent(world, tmp_path, "1.0.0")
+
+    def raise_floor(line: Targets) -> None:
+        line.targets[path].unrecognized_fields["custom"]["security_version"] = 7
+
+    line = resign(world.role_json("ventilator-v5"), "erin", "frank", mutate=raise_floor)
+    world.login("erin", "release_engineer")
+    answer = world.upload("erin", {bin_role: world.role_json(bin_role), "ventilator-v5": line})
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["rule"] == "current-release-copy"

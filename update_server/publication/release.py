@@ -23,6 +23,10 @@ Beyond ``verify_update``, rules of the server itself:
 ``delegation-broken``
     a published role left out of the release still meets the threshold of
     its changed delegator (a key rotation must re-sign what it affects).
+``current-release-copy``, ``current-release-missing``
+    a product line with hashed bins lists copies of its current releases,
+    and every release its bins gain (or its list drops) is listed or
+    superseded (``repo_metadata.frontier``): devices read only that list.
 ``target-hash``, ``target-too-large``, ``target-conflict``
     every new or changed target lists a SHA-256 (the server stores and
     checks bytes by it), only hash algorithms it can check, hex digests of
@@ -42,9 +46,18 @@ from datetime import datetime
 from typing import Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import (
+    Metadata,
+    Root,
+    Snapshot,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
 
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError, UpdateRejectedError
+from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import check_role_name, check_target_path
 from repo_metadata.validation import check_delegation_graph, load_metadata, parse_json_strict
 from repo_metadata.verify import check_signatures, verify_update
@@ -185,6 +198,7 @@ def verify_roles(
         repo.stage(step.role, md, md.to_bytes(SERIALIZER))
     _check_tree(repo)
     _check_left_out(repo)
+    _check_current_releases(repo, steps)
     return baseline
 
 
@@ -324,6 +338,45 @@ def _check_left_out(repo: OnlineRepository) -> None:
                     f" no longer be trusted under the new {role}: {exc}; re-sign it and upload"
                     " it in the same release",
                 ) from None
+
+
+def _check_current_releases(repo: OnlineRepository, steps: list[_Step]) -> None:
+    """A changed line with bins lists copies of its current releases, covering its bins.
+
+    Devices read only that list (``repo_metadata.frontier``): a release it
+    neither lists nor supersedes would never reach them.
+    """
+    staged = repo.staged_versions()
+    lines = {s.delegator for s in steps if s.delegator is not None and _bins_of(repo, s.delegator)}
+    lines |= {role for role in staged if _bins_of(repo, role) is not None}
+    for line in sorted(lines):
+        bins = _bins_of(repo, line)
+        signed = repo.current_targets(line)
+        if bins is None or signed is None:  # pragma: no cover - lines above have bins
+            continue
+        published = repo.published(line)
+        try:
+            check_line_change(
+                line,
+                bins,
+                current=signed.targets,
+                listed_before=list(published.signed.targets) if published is not None else [],
+                changed_bins=[
+                    held
+                    for role in staged
+                    if bins.is_delegated_role(role) and (held := repo.current_targets(role))
+                ],
+                load_bin=repo.current_targets,
+            )
+        except UpdateRejectedError as exc:
+            raise RejectedError(exc.rule, str(exc)) from None
+
+
+def _bins_of(repo: OnlineRepository, role: str) -> SuccinctRoles | None:
+    signed = repo.current_targets(role)
+    if signed is None or signed.delegations is None:
+        return None
+    return signed.delegations.succinct_roles
 
 
 def _same_delegations(old: Any, new: Any) -> bool:
