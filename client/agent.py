@@ -8,6 +8,10 @@ another model's firmware) is not a failure of the server and keeps the
 normal interval. The one ``Remote`` it is given is reused for every poll,
 so the connection is too. ``stop()`` (wired to SIGTERM) ends the wait at
 once and stops a download at the next chunk, its progress kept for a resume.
+Each poll holds the state directory's lock, and only the poll: between polls
+``fwclient boot`` or ``verify`` may run; a poll that finds the directory
+busy is a failed poll (back-off), logged as a diagnostic only, since the
+event log is not written without the lock.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from client.errors import ClientError
 from client.events import EventType
 from client.state import StateDir
 from client.update import Outcome, Remote, UpdateResult, update
@@ -115,6 +120,14 @@ class Agent:
         return report
 
     def _poll(self) -> UpdateResult:
+        try:
+            with self.state.lock():
+                return self._update()
+        except (ClientError, OSError) as exc:  # the lock was not taken (busy, or no directory)
+            logger.warning("poll skipped: %s", exc)
+            return UpdateResult(Outcome.FAILED, EventType.ERROR, f"poll skipped: {exc}")
+
+    def _update(self) -> UpdateResult:
         try:
             return update(self.state, self.remote, should_stop=self._stopped.is_set)
         except Exception as exc:  # R52: an unforeseen error must not end the agent

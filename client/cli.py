@@ -8,6 +8,11 @@ never a traceback. Time is the system clock (``faketime`` moves it).
 A device's life: ``provision`` (once, at the factory), then ``update``
 (or the ``run`` agent) and ``boot`` (which stands for a reboot), with
 ``status``, ``verify`` and ``log verify`` to see what it runs and why.
+
+Every command that writes to the state directory holds its lock for its
+whole run (the agent, for each poll), so two of them never interleave: the
+second waits up to ``--lock-wait`` seconds, then fails naming the holder.
+``status`` and ``log verify`` only read, and need no lock.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -33,12 +39,13 @@ from client.boot import Outcome as BootOutcome
 from client.errors import ClientError, ProvisioningError
 from client.events import EventType
 from client.fetcher import HttpsFetcher
-from client.state import DeviceIdentity, StateDir
+from client.state import LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
 from repo_metadata.errors import InvalidFieldError
 from repo_metadata.files import atomic_write
 
 _ERRORS = (ClientError, OSError, RepositoryError, InvalidFieldError, ValueError)
+_LOCK_WAIT = "fwclient.lock_wait"
 
 
 class _Group(click.Group):
@@ -58,10 +65,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _open(path: Path) -> StateDir:
+    return StateDir(path, lock_wait=click.get_current_context().meta.get(_LOCK_WAIT, LOCK_WAIT))
+
+
 def _state(path: Path) -> StateDir:
-    state = StateDir(path)
+    state = _open(path)
     state.require_provisioned()
     return state
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[StateDir]:
+    """The provisioned state directory, held against every other writer until the block ends."""
+    state = _state(path)
+    with state.lock():
+        yield state
 
 
 def _argv(command: str | None) -> list[str] | None:
@@ -118,9 +137,18 @@ def _with_server(func: Any) -> Any:
 
 @click.group(cls=_Group)
 @click.option("-v", "--verbose", count=True, help="More diagnostics on stderr.")
-def main(verbose: int) -> None:
+@click.option(
+    "--lock-wait",
+    default=LOCK_WAIT,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait while another fwclient changes the same state directory.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, lock_wait: float) -> None:
     """Verified, rollback-proof, power-safe firmware updates for this device."""
     logging.basicConfig(level=logging.WARNING - 10 * verbose, stream=sys.stderr)
+    ctx.meta[_LOCK_WAIT] = lock_wait
 
 
 @main.command()
@@ -136,14 +164,24 @@ def main(verbose: int) -> None:
 @click.option("--device-id", required=True, help="This device's identifier.")
 def provision(state_dir: Path, root_file: Path, hardware_model: str, device_id: str) -> None:
     """Write the trusted root and the device's identity (once: no re-provisioning)."""
-    state = StateDir(state_dir)
-    if state.trusted_root.exists() or (state.provisioned / "device.json").exists():
-        raise ProvisioningError(f"{state_dir} is already provisioned; refusing to replace its root")
     data = root_file.read_bytes()
     root = _self_signed_root(data)
     identity = DeviceIdentity(device_id, hardware_model)
-    state.write_identity(identity)  # validates both names before the root is written
-    atomic_write(state.trusted_root, data, mode=0o444)
+    state = _open(state_dir)
+    state.root.mkdir(parents=True, exist_ok=True)
+    with state.lock():
+        if state.trusted_root.exists() or (state.provisioned / "device.json").exists():
+            raise ProvisioningError(
+                f"{state_dir} is already provisioned; refusing to replace its root"
+            )
+        state.write_identity(identity)
+        atomic_write(state.trusted_root, data, mode=0o444)
+        _log_provisioned(state, identity, root)
+    click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
+
+
+def _log_provisioned(state: StateDir, identity: DeviceIdentity, root: Root) -> None:
+    device_id, hardware_model = identity.device_id, identity.hardware_model
     state.events.append(
         EventType.PROVISIONED,
         f"provisioned as {device_id} ({hardware_model}), trusting root v{root.version}",
@@ -152,7 +190,6 @@ def provision(state_dir: Path, root_file: Path, hardware_model: str, device_id: 
         hardware_model=hardware_model,
         root_version=root.version,
     )
-    click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
 
 
 def _self_signed_root(data: bytes) -> Root:
@@ -172,7 +209,8 @@ def _self_signed_root(data: bytes) -> Root:
 @_with_server
 def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> None:
     """Refresh the metadata and say which firmware would be installed."""
-    _finish(check(_state(state_dir), _remote(server, ca, timeout)))
+    with _writing(state_dir) as state:  # it writes the metadata cache and the time floor
+        _finish(check(state, _remote(server, ca, timeout)))
 
 
 @main.command("update")
@@ -197,12 +235,12 @@ def update_command(
     With --boot or --health-check, the device then reboots into it (as
     'fwclient boot' does), running the health check on the trial boot.
     """
-    state = _state(state_dir)
     argv = _argv(health_check)
-    result = update(state, _remote(server, ca, timeout), recovery=recovery, tries=tries)
-    _finish(result)
-    if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
-        _boot(state, argv)
+    with _writing(state_dir) as state:  # install and reboot: no other command in between
+        result = update(state, _remote(server, ca, timeout), recovery=recovery, tries=tries)
+        _finish(result)
+        if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
+            _boot(state, argv)
 
 
 @main.command()
@@ -254,7 +292,9 @@ def run(
 @health_option
 def boot_command(state_dir: Path, health_check: str | None) -> None:
     """Reboot: try the pending firmware (health check, commit or fall back), else verify."""
-    _boot(_state(state_dir), _argv(health_check))
+    argv = _argv(health_check)
+    with _writing(state_dir) as state:
+        _boot(state, argv)
 
 
 #: Boot outcomes that are not a success, and the event each one stands for.
@@ -279,7 +319,8 @@ def _boot(state: StateDir, argv: Sequence[str] | None) -> None:
 @state_option
 def verify(state_dir: Path) -> None:
     """Re-hash the running firmware against the signed metadata it was installed from."""
-    result = boot_module.verify_active(_state(state_dir), now=_now())
+    with _writing(state_dir) as state:  # it logs what it found
+        result = boot_module.verify_active(state, now=_now())
     if not result.ok:
         event = result.event or EventType.INTEGRITY_FAILURE
         click.echo(

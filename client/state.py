@@ -3,6 +3,11 @@ records kept there. Every record is written atomically (temp file, fsync,
 rename, directory fsync), so a power cut leaves the old or the new record,
 never half of one.
 
+One writer at a time: a command that changes the directory holds ``lock()``
+(an exclusive ``flock`` on ``lock``), so two commands cannot interleave their
+writes to the boot environment, the slots, the floors or the event log.
+Readers (``fwclient status``) need no lock: each record they read is whole.
+
 ::
 
     STATE/
@@ -18,26 +23,43 @@ never half of one.
       floor.json                Floor: security-version floor and installed version
       time_floor.json           the latest trusted time seen (clock sanity)
       events.log                the hash-chained event log
+      lock                      held by the one process changing the directory
 
 The floors live outside ``metadata/``: wiping the cache must not reset them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from client.errors import ProvisioningError
+from client.errors import ClientError, ProvisioningError
 from client.events import EventLog
 from repo_metadata.files import atomic_write, fsync_dir
 
+logger = logging.getLogger(__name__)
+
 SLOTS = ("a", "b")
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+#: Seconds a command waits for another one to finish with the state directory.
+LOCK_WAIT = 10.0
+_LOCK_RETRY = 0.05
+
+
+class StateBusyError(ClientError):
+    """Another process is changing the state directory (it holds the lock)."""
 
 
 class Mode(StrEnum):
@@ -50,6 +72,12 @@ class Mode(StrEnum):
 class DeviceIdentity:
     device_id: str
     hardware_model: str
+
+    def __post_init__(self) -> None:
+        if not DEVICE_ID.match(self.device_id):
+            raise ProvisioningError(f"device id {self.device_id!r} is not valid")
+        if not DEVICE_ID.match(self.hardware_model):
+            raise ProvisioningError(f"hardware model {self.hardware_model!r} is not valid")
 
 
 @dataclass(frozen=True)
@@ -101,8 +129,11 @@ def other(slot: str) -> str:
 class StateDir:
     """Paths and records of one device's state directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, lock_wait: float = LOCK_WAIT) -> None:
         self.root = root
+        self.lock_wait = lock_wait
+        self._lock_fd: int | None = None
+        self._holding = threading.RLock()
 
     # -- paths ---------------------------------------------------------------
 
@@ -142,6 +173,68 @@ class StateDir:
     def events(self) -> EventLog:
         return EventLog(self.root / "events.log")
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "lock"
+
+    # -- one writer at a time ----------------------------------------------------
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the state directory against every other writer until the block ends.
+
+        An exclusive ``flock`` on ``lock``: the kernel releases it when the
+        holder's process ends, however it ends, so a kill or a power cut never
+        leaves the directory locked. Reentrant within this object (a command
+        that installs then boots holds it once). Waits up to ``lock_wait``
+        seconds, then raises ``StateBusyError`` naming the holder's pid, which
+        the holder writes in the file for that message only.
+        """
+        if not self._holding.acquire(timeout=self.lock_wait):
+            raise self._busy("another thread of this process")
+        try:
+            if self._lock_fd is not None:
+                yield
+                return
+            self._lock_fd = self._acquire()
+            try:
+                yield
+            finally:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+        finally:
+            self._holding.release()
+
+    def _acquire(self) -> int:
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            self._wait_for(fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _wait_for(self, fd: int) -> None:
+        deadline = time.monotonic() + self.lock_wait
+        waiting = False
+        while not _try_flock(fd):
+            holder = _holder(fd)
+            if time.monotonic() >= deadline:
+                raise self._busy(holder)
+            if not waiting:
+                logger.warning("%s is in use by %s: waiting for it", self.root, holder)
+                waiting = True
+            time.sleep(_LOCK_RETRY)
+
+    def _busy(self, holder: str) -> StateBusyError:
+        return StateBusyError(
+            f"{self.root} is in use by {holder}, another fwclient changing it;"
+            f" waited {self.lock_wait:g} s. Run this again once it has finished"
+            " (the agent, 'fwclient run', lets go between polls), or wait longer with --lock-wait"
+        )
+
     # -- provisioning ----------------------------------------------------------
 
     def is_provisioned(self) -> bool:
@@ -159,10 +252,6 @@ class StateDir:
         return DeviceIdentity(str(data["device_id"]), str(data["hardware_model"]))
 
     def write_identity(self, identity: DeviceIdentity) -> None:
-        if not DEVICE_ID.match(identity.device_id):
-            raise ProvisioningError(f"device id {identity.device_id!r} is not valid")
-        if not DEVICE_ID.match(identity.hardware_model):
-            raise ProvisioningError(f"hardware model {identity.hardware_model!r} is not valid")
         _write_json(self.provisioned / "device.json", asdict(identity), mode=0o444)
 
     # -- records -----------------------------------------------------------------
@@ -227,6 +316,20 @@ class StateDir:
             "at": at.astimezone(UTC).isoformat(),
         }
         _write_json(self.known_bad_file, entries)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as far as the file says (for a message; never trusted)."""
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return f"pid {text}" if text.isdigit() else "a process that has not written its pid yet"
 
 
 def _read_json(path: Path, *, default: dict[str, Any] | None = None) -> dict[str, Any]:

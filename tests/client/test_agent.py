@@ -1,4 +1,5 @@
-"""The long-running agent: jittered polls, capped exponential back-off, clean stop."""
+"""The long-running agent: jittered polls, capped exponential back-off, clean stop,
+the state directory held for each poll and only then."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from client import agent as agent_module
 from client.agent import Agent, Schedule
 from client.boot import boot
-from client.state import StateDir
+from client.state import StateBusyError, StateDir
 from client.update import Outcome, UpdateResult
 from tests.client.sim import Sim, event_types, provision
 
@@ -158,3 +159,52 @@ def test_an_unforeseen_error_is_logged_and_the_agent_keeps_polling(
     report = Agent(device, sim.remote(), Schedule(interval=10), wait=waits).run(max_polls=2)
     assert report.outcomes == [Outcome.FAILED, Outcome.INSTALLED]
     assert event_types(device) == ["error", "installed"]
+
+
+def test_the_agent_holds_the_state_only_while_it_polls(
+    device: StateDir, sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between polls, 'fwclient boot' or 'verify' may run; during one, nothing else writes."""
+    other = StateDir(device.root, lock_wait=0)
+
+    def free() -> bool:
+        try:
+            with other.lock():
+                return True
+        except StateBusyError:
+            return False
+
+    during: list[bool] = []
+    real = agent_module.update
+
+    def observed(*args: Any, **kwargs: Any) -> UpdateResult:
+        during.append(free())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agent_module, "update", observed)
+    between: list[bool] = []
+    agent = Agent(
+        device, sim.remote(), Schedule(interval=10), wait=lambda _: between.append(free())
+    )
+    agent.run(max_polls=2)
+    assert (during, between) == ([False, False], [True])
+
+
+def test_a_poll_while_another_writer_holds_the_state_backs_off_and_writes_nothing(
+    device: StateDir, sim: Sim
+) -> None:
+    sim.release("1.0.0", 1)
+    waits = Waits()
+    agent = Agent(
+        StateDir(device.root, lock_wait=0),
+        sim.remote(),
+        Schedule(interval=1000, backoff=10),
+        rng=seeded(4),
+        wait=waits,
+    )
+    with device.lock():  # 'fwclient boot', say, in another process
+        report = agent.run(max_polls=1)
+    assert (report.outcomes, report.failures_in_a_row) == ([Outcome.FAILED], 1)
+    assert report.last is not None and "is in use by pid" in report.last.message
+    assert (event_types(device), sim.requests) == ([], [])
+    assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
