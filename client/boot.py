@@ -16,6 +16,10 @@
   evidence; if it fails, the other slot runs if it verifies; if none does,
   the device enters failsafe mode: it keeps what runs and refuses every
   change but a signed recovery (R24, R33), whose successful trial leaves it.
+- First of all, the temporary files of writes a power cut interrupted are
+  removed (``StateDir.leftovers``), never a partial download that a resume
+  needs; the boot holds the state directory's lock, so no running writer's
+  file is taken for one.
 
 Every decision is logged before it takes effect.
 """
@@ -37,7 +41,16 @@ from typing import Any
 from client.errors import ClientError
 from client.events import EventType
 from client.integrity import VerifyResult, verify_sealed, verify_slot
-from client.state import SLOTS, BootEnv, Floor, Mode, SlotRecord, StateDir, other
+from client.state import (
+    SLOTS,
+    BootEnv,
+    Floor,
+    Mode,
+    SlotRecord,
+    StateDir,
+    other,
+    remove_leftovers,
+)
 
 __all__ = ["BootResult", "Outcome", "VerifyResult", "boot", "enter_failsafe", "verify_active"]
 
@@ -48,8 +61,11 @@ UPDATE_RESULTS = frozenset(EventType) - {
     EventType.DOWNLOADED,
     EventType.BOOTED,
     EventType.VERIFIED,
+    EventType.LEFTOVERS_REMOVED,
 }
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+#: Leftovers named in the event (a line of the log stays short).
+_LISTED = 20
 
 
 class Outcome(StrEnum):
@@ -85,6 +101,29 @@ def boot(
     if health_check is not None and not health_check:
         raise ValueError("an empty health check command: give a command, or None for none")
     state.require_provisioned()
+    with state.lock():
+        _remove_leftovers(state, now)
+        return _reboot(state, health_check, now, timeout)
+
+
+def _remove_leftovers(state: StateDir, now: datetime) -> None:
+    found = state.leftovers()
+    if not found:
+        return
+    names = [path.relative_to(state.root).as_posix() for path in found]
+    state.events.append(
+        EventType.LEFTOVERS_REMOVED,
+        f"removed {len(names)} temporary file(s) of writes interrupted before this boot",
+        now=now,
+        files=names[:_LISTED],
+        unlisted=max(0, len(names) - _LISTED),
+    )
+    remove_leftovers(found)
+
+
+def _reboot(
+    state: StateDir, health_check: Sequence[str] | None, now: datetime, timeout: float
+) -> BootResult:
     env = state.bootenv()
     if env.pending is None:
         return _boot_active(state, env, now)

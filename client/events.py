@@ -51,6 +51,8 @@ class EventType(StrEnum):
     #: A firmware that already failed its health check here is not installed again.
     KNOWN_BAD = "known_bad"
     UNREACHABLE = "unreachable"
+    #: Temporary files of writes a power cut interrupted, removed at boot.
+    LEFTOVERS_REMOVED = "leftovers_removed"
     ERROR = "error"
 
 

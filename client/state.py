@@ -1,7 +1,8 @@
 """The device's state directory: where everything lives, and the small
 records kept there. Every record is written atomically (temp file, fsync,
 rename, directory fsync), so a power cut leaves the old or the new record,
-never half of one.
+never half of one; at most it also leaves the temporary file, which the next
+boot removes (``leftovers``).
 
 One writer at a time: a command that changes the directory holds ``lock()``
 (an exclusive ``flock`` on ``lock``), so two commands cannot interleave their
@@ -35,6 +36,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +58,16 @@ DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: Seconds a command waits for another one to finish with the state directory.
 LOCK_WAIT = 10.0
 _LOCK_RETRY = 0.05
+
+# What an interrupted write leaves behind, by the writer's naming:
+# ``atomic_write`` (repo_metadata.files) stages ".<name>.<8 random>.tmp" beside
+# the record; ``write_evidence`` (client.evidence) stages the directory
+# ".slot_<s>.evidence.tmp"; ngclient stages "tmp<8 random>" in its metadata
+# directory (where nothing else writes). None of these names is ever a
+# record, a slot image or a progress record (what a resumed download needs).
+_STAGED_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp\Z")
+_NGCLIENT_FILE = re.compile(r"^tmp[a-z0-9_]{8}\Z")
+_STAGED_EVIDENCE = re.compile(r"^\.slot_[ab]\.evidence\.tmp\Z")
 
 
 class StateBusyError(ClientError):
@@ -235,6 +247,26 @@ class StateDir:
             " (the agent, 'fwclient run', lets go between polls), or wait longer with --lock-wait"
         )
 
+    # -- leftovers of interrupted writes ---------------------------------------------
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files and directories that writes cut short by a power loss left.
+
+        Looked for only where the client writes (the directory itself,
+        ``provisioned/``, ``slots/``, ``metadata/``), never through a link: a
+        slot's image and its progress record, which a resumed download needs,
+        are never among them. Remove them only while holding ``lock()``: a
+        running writer's temporary file looks the same.
+        """
+        found: list[Path] = []
+        for directory in (self.root, self.provisioned, self.slots_dir, self.metadata_dir):
+            if directory != self.root and (directory.is_symlink() or not directory.is_dir()):
+                continue
+            cache = directory == self.metadata_dir
+            with os.scandir(directory) as entries:
+                found.extend(Path(e.path) for e in entries if _is_leftover(e, cache=cache))
+        return sorted(found)
+
     # -- provisioning ----------------------------------------------------------
 
     def is_provisioned(self) -> bool:
@@ -316,6 +348,22 @@ class StateDir:
             "at": at.astimezone(UTC).isoformat(),
         }
         _write_json(self.known_bad_file, entries)
+
+
+def remove_leftovers(paths: list[Path]) -> None:
+    """Remove what ``StateDir.leftovers`` found (a staged evidence directory whole)."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _is_leftover(entry: os.DirEntry[str], *, cache: bool) -> bool:
+    if entry.is_file(follow_symlinks=False):
+        staged = _NGCLIENT_FILE if cache else _STAGED_FILE
+        return bool(staged.match(entry.name))
+    return entry.is_dir(follow_symlinks=False) and bool(_STAGED_EVIDENCE.match(entry.name))
 
 
 def _try_flock(fd: int) -> bool:
