@@ -322,8 +322,6 @@ class _Session:
         with open_inactive(self.state, ref, recovery=recovery) as writer:
             download_into(
                 writer,
-                state=self.state,
-                target=ref,
                 fetcher=self.remote.fetcher,
                 url=self._target_url(target),
                 should_stop=should_stop,
