@@ -185,7 +185,9 @@ def test_provisioning_waits_for_another_writer_of_the_same_directory(
     assert not StateDir(target).is_provisioned()
 
 
-def test_status_and_log_verify_read_while_another_process_writes(running: StateDir) -> None:
+def test_status_and_log_verify_read_while_another_process_holds_the_state(
+    running: StateDir,
+) -> None:
     with Child(_hold, running.root) as holder:
         status = fwclient("--lock-wait", "0", "status", "--state", str(running.root))
         logged = fwclient("--lock-wait", "0", "log", "verify", "--state", str(running.root))
