@@ -62,6 +62,7 @@ UPDATE_RESULTS = frozenset(EventType) - {
     EventType.BOOTED,
     EventType.VERIFIED,
     EventType.LEFTOVERS_REMOVED,
+    EventType.LOG_TAIL_REPAIRED,
 }
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 #: Leftovers named in the event (a line of the log stays short).

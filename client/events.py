@@ -5,6 +5,13 @@ technician, a SIEM or the manufacturer reads the same words; each line
 carries the hash of the previous one, so an edited, deleted, inserted or
 reordered line is detected by ``fwclient log verify`` (R27, R28 on the
 device). Appends are fsynced before the decision they record takes effect.
+
+Power loss: every append writes one whole line and is fsynced before the
+next, so only the last line can be cut short (or filled with zeros by the
+file system). Such a tail is not an entry: readers skip it, and the next
+append cuts it off and records ``log_tail_repaired`` with the bytes dropped,
+so the log keeps working and the loss is visible. Skipping it weakens
+nothing: whoever can write the file can drop its last entries anyway.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ class EventType(StrEnum):
     UNREACHABLE = "unreachable"
     #: Temporary files of writes a power cut interrupted, removed at boot.
     LEFTOVERS_REMOVED = "leftovers_removed"
+    #: The log's last line, cut short by a power loss, was removed.
+    LOG_TAIL_REPAIRED = "log_tail_repaired"
     ERROR = "error"
 
 
@@ -81,26 +90,61 @@ class EventLog:
         self.path = path
 
     def _head(self) -> tuple[int, str]:
-        """Sequence number and hash of the last line, read from the file's end."""
+        """Sequence number and hash of the last whole line, read from the file's end."""
         if not self.path.is_file() or self.path.stat().st_size == 0:
             return 0, GENESIS
         with self.path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
             handle.seek(max(0, size - _TAIL))
-            lines = handle.read().splitlines()
-        last = json.loads(next(line for line in reversed(lines) if line.strip()))
+            lines = handle.read().split(b"\n")[:-1]  # the last piece is a torn tail or b""
+        whole = [line for line in lines if line.strip()]
+        if not whole:
+            return 0, GENESIS
+        last = json.loads(whole[-1])
         return int(last["seq"]), str(last["hash"])
+
+    def _cut_torn_tail(self) -> int:
+        """Remove a last line a power loss cut short; return the bytes removed."""
+        if not self.path.is_file():
+            return 0
+        with self.path.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            start = max(0, size - _TAIL)
+            handle.seek(start)
+            tail = handle.read()
+            if tail.endswith(b"\n"):
+                return 0
+            keep = start + tail.rfind(b"\n") + 1  # rfind gives -1 when no line ends: keep 0
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+            return size - keep
 
     def append(
         self, event: EventType, message: str, *, now: datetime, **detail: Any
     ) -> dict[str, Any]:
         """Write one event durably (fsync) and return it."""
+        dropped = self._cut_torn_tail()
+        if dropped:
+            self._write(
+                EventType.LOG_TAIL_REPAIRED,
+                f"the log's last line was cut short by a power loss; {dropped} byte(s) removed",
+                now=now,
+                detail={"bytes": dropped},
+            )
+        return self._write(event, message, now=now, detail=detail)
+
+    def _write(
+        self, event: EventType, message: str, *, now: datetime, detail: Mapping[str, Any]
+    ) -> dict[str, Any]:
         seq, prev = self._head()
         body = {
             "time": now.astimezone(UTC).isoformat(),
             "type": event.value,
             "message": message,
-            "detail": detail,
+            "detail": dict(detail),
         }
         entry = {"seq": seq + 1, **body, "prev": prev, "hash": _digest(seq + 1, prev, body)}
         line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
@@ -112,11 +156,12 @@ class EventLog:
         return entry
 
     def entries(self) -> Iterator[dict[str, Any]]:
+        """Every whole line (a torn last line is not an entry; see the module docstring)."""
         if not self.path.is_file():
             return
-        with self.path.open(encoding="utf-8") as handle:
+        with self.path.open("rb") as handle:
             for line in handle:
-                if line.strip():
+                if line.endswith(b"\n") and line.strip():
                     yield json.loads(line)
 
     def verify(self) -> LogReport:
