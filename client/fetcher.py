@@ -8,6 +8,12 @@ average than ``min_rate`` ends with ``SlowRetrievalError`` (TUF's slow
 retrieval attack: a mirror trickling bytes to hold a device on old firmware).
 Any other failure while reading becomes a ``DownloadError``.
 
+``fetch_unless`` fetches a small file with a validator (an HTTP
+``If-None-Match`` with the ETag from the last answer): a long-running
+client asks "has ``timestamp.json`` changed?" in one request, and a ``304``
+answers it with no body. A fetcher without validators (this base class)
+just downloads the body; the caller compares bytes.
+
 ``HttpsFetcher`` is the device's only network client: one urllib3
 ``PoolManager`` (so a long-running agent reuses one connection), the server
 certificate verified against the configured CA file, no automatic retries
@@ -20,15 +26,23 @@ import abc
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import urllib3
-from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+from tuf.api.exceptions import (
+    DownloadError,
+    DownloadHTTPError,
+    DownloadLengthMismatchError,
+    SlowRetrievalError,
+)
 from tuf.ngclient import FetcherInterface
 
 CHUNK = 64 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)\Z")
+#: A strong or weak entity tag (RFC 9110 8.8.3), short: anything else is not kept.
+_ETAG = re.compile(r'^(?:W/)?"[\x21\x23-\x7e]{0,128}"\Z')
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,14 @@ class Pace:
 
     min_rate: float = 1024.0
     grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A small file fetched with a validator: its bytes, or ``None`` when unchanged."""
+
+    data: bytes | None
+    etag: str | None
 
 
 class ResumableFetcher(FetcherInterface):
@@ -62,13 +84,17 @@ class ResumableFetcher(FetcherInterface):
         """Like ``fetch()``, starting at byte ``offset``."""
         if offset < 0:
             raise ValueError("offset must be zero or more")
-        try:
+        with _download_errors(url):
             chunks = self._fetch_from(url, offset)
-        except DownloadError:
-            raise
-        except Exception as exc:
-            raise DownloadError(f"failed to download {url}: {exc}") from exc
         return self._paced(chunks)
+
+    def fetch_unless(self, url: str, etag: str | None, *, max_length: int) -> Fetched:
+        """``url``'s body (at most ``max_length`` bytes), or ``None`` if its ETag is ``etag``.
+
+        This base class has no validators: it downloads the body every time
+        and returns no ETag.
+        """
+        return Fetched(self.download_bytes(url, max_length), None)
 
     def _paced(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         started, received = self._clock(), 0
@@ -132,9 +158,25 @@ class HttpsFetcher(ResumableFetcher):
         self._pool.clear()
 
     def _fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
+        response = self._request(url, {"Range": f"bytes={offset}-"} if offset else {})
+        skip = _check_status(url, response, offset)
+        return self._chunks(response, skip)
+
+    def fetch_unless(self, url: str, etag: str | None, *, max_length: int) -> Fetched:
+        """One ``GET`` with ``If-None-Match: etag``; a ``304`` costs no body."""
+        with _download_errors(url):
+            response = self._request(url, {"If-None-Match": etag} if etag else {})
+        if etag and response.status == 304:
+            _discard(response)
+            return Fetched(None, etag)
+        _check_status(url, response, 0)
+        data = _bounded(url, self._paced(self._chunks(response, 0)), max_length)
+        validator = response.headers.get("ETag", "")
+        return Fetched(data, validator if _ETAG.match(validator) else None)
+
+    def _request(self, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         if not url.startswith("https://"):
             raise DownloadError(f"refusing {url}: only HTTPS is allowed")
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             response = self._pool.request("GET", url, headers=headers, preload_content=False)
         except urllib3.exceptions.ConnectTimeoutError as exc:
@@ -142,8 +184,7 @@ class HttpsFetcher(ResumableFetcher):
         except urllib3.exceptions.TimeoutError as exc:
             raise SlowRetrievalError(f"{url}: no answer within the timeout") from exc
         self.traffic.requests += 1
-        skip = _check_status(url, response, offset)
-        return self._chunks(response, skip)
+        return response
 
     def _chunks(self, response: urllib3.BaseHTTPResponse, skip: int) -> Iterator[bytes]:
         try:
@@ -157,6 +198,27 @@ class HttpsFetcher(ResumableFetcher):
             raise SlowRetrievalError("the server stopped sending") from exc
         finally:
             response.release_conn()
+
+
+@contextmanager
+def _download_errors(url: str) -> Iterator[None]:
+    """Any failure to start a download is a ``DownloadError`` (what ngclient expects)."""
+    try:
+        yield
+    except DownloadError:
+        raise
+    except Exception as exc:
+        raise DownloadError(f"failed to download {url}: {exc}") from exc
+
+
+def _bounded(url: str, chunks: Iterator[bytes], max_length: int) -> bytes:
+    """The whole body, refused past ``max_length`` bytes (endless data)."""
+    data = bytearray()
+    for chunk in chunks:
+        data += chunk
+        if len(data) > max_length:
+            raise DownloadLengthMismatchError(f"{url}: more than {max_length} bytes")
+    return bytes(data)
 
 
 def _check_status(url: str, response: urllib3.BaseHTTPResponse, offset: int) -> int:

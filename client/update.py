@@ -21,21 +21,51 @@ set forward raises the floor at most to the timestamp's expiry (a day).
 Every outcome is one event in the device's log, with the event type and a
 sentence a person can follow; failures return a result (they never raise
 past ``check``/``update``), and the running firmware is never touched.
+
+Idle polls: a long-running client (``fwclient run``) reuses one ``Remote``,
+and the ``Remote`` remembers, in memory only, what its last full refresh
+saw (``PollMemory``). A poll then starts with one conditional request for
+``timestamp.json`` (``If-None-Match`` with the last ETag). When the answer
+is "unchanged" (a ``304``, or the very same bytes from a server without
+ETags), the last full refresh began less than ``max_age`` ago (24 h,
+monotonic clock), the server then answered "not found" for the next root
+version, and the top-level metadata verified then has not expired at the
+device's trusted time, the probe for that root is answered from memory. All
+the rest runs as in any poll, with no further request: ngclient verifies
+root, timestamp, snapshot and targets from the cache (signatures, versions,
+expiries), ``check_fresh`` checks the expiries again at the trusted time,
+and discovery and the policy decide again from the device's floor, known-bad
+list and boot environment as they are now. Otherwise the poll is a full
+refresh, root probe first (TUF 5.3), and ngclient is handed the timestamp
+bytes just fetched, so they cost no second request. Any failure forgets the
+memory: the next poll is a full refresh.
+
+Why skipping the probe does not weaken freeze or rollback protection: while
+``timestamp.json`` is byte for byte the one already verified, there is
+nothing new to trust, and a newer root could only matter for metadata not
+seen yet; any new timestamp (which every change of snapshot, targets or
+online keys brings) runs the whole TUF workflow, root probe first. A server
+that wants to hide a new root can answer its probe with "not found" as
+easily as it can keep serving an old timestamp, so the probe never bounded
+a freeze: expiry does, and an expired timestamp is never skipped. The
+bounded age still makes a device ask for a newer root at least daily (a
+root that rotates only root keys changes no other file).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root, TargetFile
-from tuf.ngclient import Updater
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client import discovery
 from client.download import download_into
@@ -52,6 +82,9 @@ from repo_metadata.firmware import FirmwareInfo
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRIES = 3
+#: How long an idle poll may answer the root probe from memory (module docstring).
+ROOT_PROBE_MAX_AGE = 24 * 3600.0
+_CONFIG = UpdaterConfig()
 
 #: What each event means, in words a technician can act on.
 MEANING: Mapping[EventType, str] = {
@@ -83,6 +116,14 @@ MEANING: Mapping[EventType, str] = {
 # rather than "this file is older than the one trusted".
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _MISMATCH = re.compile(r"^Expected snapshot version \d+, got \d+|^Expected \S+ v\d+, got v\d+")
+#: Failures a check or an update reports as its result.
+_EXPECTED = (
+    ClientError,
+    tuf_errors.RepositoryError,
+    tuf_errors.DownloadError,
+    InvalidFieldError,
+    OSError,
+)
 
 
 class Outcome(StrEnum):
@@ -107,15 +148,53 @@ class UpdateResult:
 
 
 @dataclass(frozen=True)
+class LastRefresh:
+    """What the last full refresh on a ``Remote`` saw."""
+
+    #: The ``timestamp.json`` bytes ngclient verified, and their ETag.
+    timestamp: bytes
+    etag: str | None
+    #: The root URL the server answered "not found" (None: not seen).
+    absent_root: str | None
+    #: The earliest expiry of the top-level metadata it verified.
+    expires: datetime
+    #: ``PollMemory.clock()`` when it began.
+    began: float
+
+
+@dataclass
+class PollMemory:
+    """What a long-running client remembers between polls (module docstring)."""
+
+    max_age: float = ROOT_PROBE_MAX_AGE
+    clock: Callable[[], float] = time.monotonic
+    last: LastRefresh | None = None
+
+    def skips_root_probe(self, last: LastRefresh, timestamp: bytes, *, at: datetime) -> bool:
+        """Whether a poll that fetched ``timestamp`` may answer the root probe from ``last``."""
+        return (
+            last.absent_root is not None
+            and timestamp == last.timestamp
+            and 0 <= self.clock() - last.began < self.max_age
+            and at < last.expires
+        )
+
+
+@dataclass(frozen=True)
 class Remote:
-    """Where the repository is, and the network to reach it with."""
+    """Where the repository is, the network to reach it with, and what polls remember."""
 
     server: str
     fetcher: ResumableFetcher
+    memory: PollMemory = field(default_factory=PollMemory, compare=False, repr=False)
 
     @property
     def metadata_url(self) -> str:
         return f"{self.server.rstrip('/')}/metadata/"
+
+    @property
+    def timestamp_url(self) -> str:
+        return f"{self.metadata_url}timestamp.json"
 
     @property
     def targets_url(self) -> str:
@@ -181,13 +260,10 @@ def _guarded(
     session = _Session(state, remote)
     try:
         return action(session)
-    except (
-        ClientError,
-        tuf_errors.RepositoryError,
-        tuf_errors.DownloadError,
-        InvalidFieldError,
-        OSError,
-    ) as exc:
+    except BaseException as exc:
+        remote.memory.last = None  # any failure: the next poll is a full refresh
+        if not isinstance(exc, _EXPECTED):
+            raise
         event = classify(exc)
         message = explain(event, str(exc) or type(exc).__name__)
         session.log(event, message, error=type(exc).__name__)
@@ -254,16 +330,45 @@ class _Session:
     def _refresh(self) -> None:
         cache = self.state.metadata_dir
         cache.mkdir(parents=True, exist_ok=True)
+        memory = self.remote.memory
+        began, last = memory.clock(), memory.last
+        network = self._network(memory, last)
         self._updater = Updater(
             metadata_dir=str(cache),
             metadata_base_url=self.remote.metadata_url,
             target_base_url=self.remote.targets_url,
-            fetcher=self.remote.fetcher,
+            fetcher=network,
+            config=_CONFIG,
             bootstrap=self.state.trusted_root.read_bytes(),
         )
         self._updater.refresh()
-        discovery.check_fresh(cache, self.at)
+        expiries = discovery.check_fresh(cache, self.at)
         self.state.raise_time_floor(self.at)
+        # After a skipped probe the age still counts from the last full refresh.
+        if not network.skipped_root and network.timestamp is not None:
+            memory.last = LastRefresh(
+                network.timestamp,
+                network.etag,
+                network.absent_root,
+                min(expiries.values()),
+                began,
+            )
+
+    def _network(self, memory: PollMemory, last: LastRefresh | None) -> _SessionFetcher:
+        """ngclient's network for this session: an idle poll asks timestamp.json first."""
+        if last is None:
+            return _SessionFetcher(self.remote)
+        fetched = self.remote.fetcher.fetch_unless(
+            self.remote.timestamp_url, last.etag, max_length=_CONFIG.timestamp_max_length
+        )
+        timestamp = last.timestamp if fetched.data is None else fetched.data
+        skip = memory.skips_root_probe(last, timestamp, at=self.at)
+        return _SessionFetcher(
+            self.remote,
+            timestamp=timestamp,
+            etag=fetched.etag,
+            known_absent=last.absent_root if skip else None,
+        )
 
     def _candidates(self) -> Iterator[Candidate]:
         prefix = f"{self.identity.hardware_model}/"
@@ -378,6 +483,52 @@ class _Session:
         # Consistent snapshots (TUF 5.7.3): the file is named by its hash.
         directory, slash, name = target.path.rpartition("/")
         return f"{self.remote.targets_url}{directory}{slash}{target.hashes['sha256']}.{name}"
+
+
+class _SessionFetcher(FetcherInterface):
+    """ngclient's network for one session, over the remote's fetcher.
+
+    ``timestamp.json`` is fetched once per session, with its ETag, or handed
+    in already fetched by the idle poll's conditional request. A root
+    version the server answers "not found" is noted (``absent_root``), and
+    ``known_absent``, when the idle poll allows it, is answered "not found"
+    from memory, as the server answered it at the last full refresh.
+    """
+
+    def __init__(
+        self,
+        remote: Remote,
+        *,
+        timestamp: bytes | None = None,
+        etag: str | None = None,
+        known_absent: str | None = None,
+    ) -> None:
+        self._remote = remote
+        self._known_absent = known_absent
+        self.timestamp = timestamp
+        self.etag = etag
+        self.absent_root: str | None = None
+        self.skipped_root = False
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        return self._remote.fetcher.fetch(url)
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        fetcher = self._remote.fetcher
+        if url == self._remote.timestamp_url:
+            if self.timestamp is None:
+                fetched = fetcher.fetch_unless(url, None, max_length=max_length)
+                self.timestamp, self.etag = fetched.data or b"", fetched.etag
+            return self.timestamp
+        if url == self._known_absent:
+            self.absent_root, self.skipped_root = url, True
+            raise tuf_errors.DownloadHTTPError(f"{url}: not found at the last full refresh", 404)
+        try:
+            return fetcher.download_bytes(url, max_length)
+        except tuf_errors.DownloadHTTPError as exc:
+            if exc.status_code in {403, 404} and url.endswith(".root.json"):
+                self.absent_root = url  # ngclient's sign that no newer root exists
+            raise
 
 
 def _candidate(path: str, target: TargetFile, role: str) -> Candidate | None:

@@ -12,9 +12,14 @@ from typing import Any
 
 import pytest
 import urllib3
-from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+from tuf.api.exceptions import (
+    DownloadError,
+    DownloadHTTPError,
+    DownloadLengthMismatchError,
+    SlowRetrievalError,
+)
 
-from client.fetcher import HttpsFetcher, Pace
+from client.fetcher import Fetched, HttpsFetcher, Pace
 from client.update import classify
 
 URL = "https://updates.test/targets/x/abc.fw.bin"
@@ -127,3 +132,53 @@ def test_a_trickle_below_the_minimum_rate_is_slow_retrieval(ca: Path) -> None:
 def test_a_missing_ca_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="CA certificate"):
         HttpsFetcher(ca=tmp_path / "missing.pem")
+
+
+# -- conditional requests (the idle poll) -------------------------------------------------
+
+ETAG = '"' + "ab" * 32 + '"'
+TIMESTAMP_URL = "https://updates.test/metadata/timestamp.json"
+
+
+def test_an_etag_is_sent_as_if_none_match_and_a_304_costs_no_body(ca: Path) -> None:
+    answer = FakeResponse(304, b"", {"ETag": ETAG})
+    fetcher, pool = fetcher_with(ca, answer)
+    fetched = fetcher.fetch_unless(TIMESTAMP_URL, ETAG, max_length=1024)
+    assert fetched == Fetched(None, ETAG)
+    assert pool.headers == [{"If-None-Match": ETAG}]
+    assert (fetcher.traffic.requests, fetcher.traffic.bytes) == (1, 0)
+    assert answer.released
+
+
+def test_a_changed_file_comes_with_its_body_and_new_etag(ca: Path) -> None:
+    fetcher, pool = fetcher_with(ca, FakeResponse(200, BODY, {"ETag": ETAG}))
+    assert fetcher.fetch_unless(TIMESTAMP_URL, '"old"', max_length=len(BODY)) == Fetched(BODY, ETAG)
+    assert fetcher.fetch_unless(TIMESTAMP_URL, None, max_length=len(BODY)).data == BODY
+    assert pool.headers[1] == {}, "no validator, no If-None-Match"
+
+
+@pytest.mark.parametrize("etag", ['"a\\"b"', "unquoted", '"' + "x" * 200 + '"'])
+def test_a_malformed_or_oversized_etag_is_not_kept(ca: Path, etag: str) -> None:
+    fetcher, _ = fetcher_with(ca, FakeResponse(200, BODY, {"ETag": etag}))
+    assert fetcher.fetch_unless(TIMESTAMP_URL, None, max_length=len(BODY)).etag is None
+
+
+def test_a_conditional_body_past_its_bound_is_too_long(ca: Path) -> None:
+    fetcher, _ = fetcher_with(ca, FakeResponse(200, BODY, chunk=100))
+    with pytest.raises(DownloadLengthMismatchError) as raised:
+        fetcher.fetch_unless(TIMESTAMP_URL, None, max_length=len(BODY) - 1)
+    assert classify(raised.value) == "too_long"
+
+
+def test_a_304_to_an_unconditional_request_is_an_http_error(ca: Path) -> None:
+    fetcher, _ = fetcher_with(ca, FakeResponse(304, b""))
+    with pytest.raises(DownloadHTTPError) as raised:
+        fetcher.fetch_unless(TIMESTAMP_URL, None, max_length=1024)
+    assert raised.value.status_code == 304
+
+
+def test_a_conditional_request_that_cannot_connect_is_unreachable(ca: Path) -> None:
+    fetcher, _ = fetcher_with(ca, urllib3.exceptions.NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+    with pytest.raises(DownloadError) as raised:
+        fetcher.fetch_unless(TIMESTAMP_URL, ETAG, max_length=1024)
+    assert classify(raised.value) == "unreachable"
