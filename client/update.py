@@ -318,14 +318,21 @@ class _Session:
                 time_floor=self.at.isoformat(),
             )
         self._refresh()
-        choice = choose(
-            self._candidates(),
+        choice = self._choose(recovery=recovery, archive=recovery)
+        if not recovery and any(r.event is EventType.KNOWN_BAD for r in choice.refused):
+            # A line lists only its current releases (discovery.py): one that failed
+            # here may hide an older release that is right for this device.
+            choice = self._choose(recovery=False, archive=True)
+        return self._report(choice, log_available=log_available)
+
+    def _choose(self, *, recovery: bool, archive: bool) -> Choice:
+        return choose(
+            self._candidates(archive=archive),
             hardware_model=self.identity.hardware_model,
             floor=self.state.floor(),
             known_bad=set(self.state.known_bad()),
             recovery=recovery,
         )
-        return self._report(choice, log_available=log_available)
 
     def _refresh(self) -> None:
         cache = self.state.metadata_dir
@@ -370,14 +377,22 @@ class _Session:
             known_absent=last.absent_root if skip else None,
         )
 
-    def _candidates(self) -> Iterator[Candidate]:
+    def _candidates(self, *, archive: bool) -> Iterator[Candidate]:
+        """Firmware for this model, each path once: from the first role (pre-order) listing it.
+
+        That is the role ngclient's walk resolves the path to; with ``archive``
+        a current release is met in the line's list before its bin.
+        """
         prefix = f"{self.identity.hardware_model}/"
         cache = self.state.metadata_dir
-        for role in discovery.walk(self.updater, cache, prefix=prefix, at=self.at):
+        seen: set[str] = set()
+        walk = discovery.walk(self.updater, cache, prefix=prefix, at=self.at, archive=archive)
+        for role in walk:
             self.roles[role.name] = role
             for path, target in role.signed.targets.items():
                 candidate = _candidate(path, target, role.name)
-                if path.startswith(prefix) and candidate is not None:
+                if path.startswith(prefix) and candidate is not None and path not in seen:
+                    seen.add(path)
                     yield candidate
 
     def _report(self, choice: Choice, *, log_available: bool) -> UpdateResult:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from client import download
+from client.boot import Outcome as BootOutcome
 from client.boot import boot
 from client.evidence import verify_evidence
 from client.integrity import verify_slot
@@ -16,6 +17,7 @@ from client.update import Outcome, check, update
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import add_firmware
 from signer.keyops import rotate
+from tests.client.helpers_state import UNHEALTHY
 from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision, tree
 
 
@@ -254,3 +256,33 @@ def test_the_clock_behind_the_time_floor_is_logged_and_the_floor_used(
     result = update(device, sim.remote())
     assert result.outcome is Outcome.INSTALLED
     assert event_types(device) == ["clock_skew", "installed"]
+
+
+def test_a_release_that_failed_here_does_not_hide_the_one_it_superseded(tmp_path: Path) -> None:
+    """The line lists only 1.2.0 (it supersedes 1.1.0); after 1.2.0 fails its health
+    check here, the device reads the bins and takes 1.1.0, not nothing."""
+    sim = Sim(tmp_path / "sim", bin_bits=3)
+    device = provision(tmp_path / "device", sim)
+    sim.release("1.0.0", 1)
+    install_and_boot(device, sim)
+    sim.release("1.1.0", 1)
+    bad = sim.release("1.2.0", 1)
+    result = update(device, sim.remote())
+    assert result.candidate is not None and result.candidate.path == bad
+    outcomes = [boot(device, health_check=UNHEALTHY, now=datetime.now(UTC)).outcome]
+    for _ in range(5):  # a reboot per boot try, until the fall back
+        if outcomes[-1] is BootOutcome.RETRY:
+            outcomes.append(boot(device, health_check=UNHEALTHY, now=datetime.now(UTC)).outcome)
+    assert outcomes[-1] is BootOutcome.ROLLED_BACK
+    sim.requests.clear()
+
+    result = update(device, sim.remote())
+
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert result.candidate is not None and result.candidate.info.version == "1.1.0"
+    assert result.candidate.role.startswith(f"{MODEL}-bins-")
+    assert [p for p in sim.fetched("/metadata/") if "-bins-" in p], "the bins were read"
+    record = device.slot_record(device.bootenv().pending or "")
+    assert record is not None
+    evidence = tree(device.slot_evidence(device.bootenv().pending or ""))
+    verify_evidence(device.trusted_root.read_bytes(), evidence, record, hardware_model=MODEL)
