@@ -1,4 +1,4 @@
-"""Fixtures of the server tests: a data directory, the app, a movable clock.
+"""Fixtures of the server tests: a data directory, the app, a movable clock, a world.
 
 ``database_url`` is the seam for the database legs: every server test runs on
 SQLite, and again on a real PostgreSQL server when the harness provides one.
@@ -22,6 +22,7 @@ from tests.pg import (
     PostgresUnavailableError,
     postgres_session,
 )
+from tests.update_server.repo_world import World, make_world
 from update_server.app import create_app
 from update_server.config import ServerConfig
 from update_server.keys import signer_loader
@@ -86,3 +87,15 @@ def app(config: ServerConfig, clock: FakeClock) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def world(
+    app: Flask,
+    config: ServerConfig,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    """The server publishing the imported repository, people with keys around it."""
+    return make_world(app, config, clock, tmp_path, monkeypatch)

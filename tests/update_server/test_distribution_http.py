@@ -13,22 +13,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from flask import Flask
 
-from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import World, make_world
-from update_server.config import ServerConfig
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
+from tests.update_server.repo_world import World
 
 
 @pytest.fixture

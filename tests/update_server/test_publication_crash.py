@@ -16,11 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flask import Flask
 
 from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import LINES, World, make_world, repository_files
-from update_server.config import ServerConfig
+from tests.update_server.repo_world import LINES, World, repository_files
 from update_server.models import AuditEntry
 from update_server.publication import publish, switch
 from update_server.publication.errors import BusyError
@@ -40,17 +38,6 @@ STEPS = (
 
 class CrashError(Exception):
     """The simulated failure."""
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
 
 
 def _crash_at(step: str) -> Callable[[str], None]:

@@ -6,24 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-from flask import Flask
-
-from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import World, make_world, repository_files
-from update_server.config import ServerConfig
+from tests.update_server.repo_world import World, repository_files
 from update_server.models import AuditEntry
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
 
 
 def _audit(world: World) -> list[tuple[str, str, str]]:

@@ -5,31 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from flask import Flask
 from tuf.api.metadata import Root, Targets
 
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate
 from signer.keyops import rotate
 from signer.signing import sign_roles
-from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import World, key, make_world, repository_files, resign
-from update_server.config import ServerConfig
+from tests.update_server.repo_world import World, key, repository_files, resign
 
 OFFICER = "security_officer"
 MANAGER = "release_manager"
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
 
 
 def _publish_roles(

@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from werkzeug.test import TestResponse
 
-from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import Body, World, make_world
-from update_server.config import ServerConfig
+from tests.update_server.repo_world import Body, World
 from update_server.models import AuditEntry
 from update_server.publication.errors import TooLargeError
 from update_server.publication.release import ExpectedTarget
@@ -26,17 +23,6 @@ from update_server.publication.renewal import RenewalThread
 from update_server.publication.upload import CHUNK_BYTES, receive
 
 BLOCK = bytes(range(256)) * 16
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
 
 
 def _uploaded(

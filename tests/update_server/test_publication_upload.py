@@ -7,31 +7,16 @@ and leaves no row, no staged file and no published change.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from tuf.api.metadata import TargetFile, Targets
 
-from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import Body, World, make_world, repository_files, resign
-from update_server.config import ServerConfig
+from tests.update_server.repo_world import Body, World, repository_files, resign
 from update_server.models import AuditEntry
 from update_server.publication.models import ReleaseUpload
 
 SHA = "ab" * 32
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
 
 
 def _refused(world: World, answer: Any, status: int, rule: str) -> None:

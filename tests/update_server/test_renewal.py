@@ -19,22 +19,11 @@ import pytest
 from flask import Flask
 
 from tests.update_server.conftest import FakeClock
-from tests.update_server.repo_world import FakeOtp, World, make_world, repository_files
+from tests.update_server.repo_world import FakeOtp, World, repository_files
 from update_server.config import ServerConfig
 from update_server.models import AuditEntry
 from update_server.publication import switch
 from update_server.publication.renewal import RenewalThread, renew_if_due, start_renewal_thread
-
-
-@pytest.fixture
-def world(
-    app: Flask,
-    config: ServerConfig,
-    clock: FakeClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(app, config, clock, tmp_path, monkeypatch)
 
 
 def _signed(world: World, name: str) -> dict[str, Any]:
