@@ -1,4 +1,4 @@
-"""``fwserver import``, ``fwserver renew``, ``fwserver repo status``: the repository.
+"""``fwserver import``, ``renew``, ``repo status``, ``repo sweep``: the repository.
 
 Thin commands over ``publication``: each loads the configuration, does one
 thing, audits it like the HTTP side would, and prints a short summary. A
@@ -22,6 +22,7 @@ from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
 from update_server.publication.renewal import due_roles, renew_at, renew_if_due
 from update_server.publication.repository import OnlineRepository
+from update_server.publication.sweep import sweep
 
 
 def _cli_actor() -> Actor:
@@ -66,7 +67,7 @@ def renew(data_dir: Path, force: bool) -> None:
 
 @click.group("repo")
 def repo() -> None:
-    """Inspect the published repository."""
+    """Inspect the published repository; tidy uploads in progress."""
 
 
 @repo.command("status")
@@ -88,6 +89,22 @@ def status_command(data_dir: Path) -> None:
         when = renew_at(repo, role, config.renew_at_fraction).strftime("%Y-%m-%dT%H:%M:%SZ")
         state = "renewal due" if role in due else f"renewed from {when}"
         click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']} ({state})")
+
+
+@repo.command("sweep")
+@data_dir_option
+def sweep_command(data_dir: Path) -> None:
+    """Expire uploads left open too long, remove staging (the server also does this)."""
+    with cli_services(data_dir) as services:
+        try:
+            swept = sweep(services, now=services.clock(), wait=60.0)
+        except PublicationError as exc:
+            raise _fail(exc) from None
+    lifetime = services.config.upload_lifetime
+    click.echo(f"expired {len(swept.expired)} upload(s) open longer than {lifetime}")
+    for upload_id in swept.expired:
+        click.echo(f"  release:{upload_id}")
+    click.echo(f"removed {len(swept.removed)} staging director(ies)")
 
 
 def _import(services: Services, repo_dir: Path) -> ImportResult:

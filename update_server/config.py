@@ -18,6 +18,9 @@ from typing import Any
 
 CONFIG_FILE = "server.json"
 ONLINE_ROLES = ("snapshot", "timestamp", "audit", "authorization")
+#: Long enough to upload gigabytes over a slow link, short enough that
+#: abandoned firmware does not sit in staging for weeks.
+UPLOAD_LIFETIME_RANGE = (timedelta(minutes=10), timedelta(days=30))
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,8 @@ class ServerConfig:
     syslog_address: str = ""
     #: Renew timestamp and snapshot once this fraction of their life is gone.
     renew_at_fraction: float = 0.5
+    #: An upload not published by then expires: staging removed, row kept.
+    upload_lifetime: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -62,6 +67,7 @@ class ServerConfig:
         _check_range("audit_checkpoint_every", self.audit_checkpoint_every, 1, 1_000_000)
         if not 0.05 <= self.renew_at_fraction <= 0.9:
             raise ConfigError("renew_at_fraction: must be between 0.05 and 0.9")
+        _check_duration("upload_lifetime", self.upload_lifetime, *UPLOAD_LIFETIME_RANGE)
         unknown = set(self.online_keys) - set(ONLINE_ROLES)
         if unknown:
             raise ConfigError(f"online_keys: unknown role(s) {sorted(unknown)}")
@@ -134,6 +140,15 @@ def _mapping(value: Any) -> dict[str, str]:
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{name}: must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_duration(name: str, value: timedelta, low: timedelta, high: timedelta) -> None:
+    if not isinstance(value, timedelta) or not low <= value <= high:
+        got = f"{value.total_seconds():.0f}" if isinstance(value, timedelta) else repr(value)
+        raise ConfigError(
+            f"{name}: must be from {low.total_seconds():.0f} to {high.total_seconds():.0f}"
+            f" seconds, got {got}"
+        )
 
 
 def _parse(name: str, kind: str, raw: Any) -> Any:

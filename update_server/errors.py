@@ -49,6 +49,13 @@ class ConflictError(ServerError):
     title = "Conflict"
 
 
+class GoneError(ServerError):
+    """The resource existed and is closed for good (an expired upload)."""
+
+    status = 410
+    title = "Gone"
+
+
 class PayloadTooLargeError(ServerError):
     status = 413
     title = "Payload too large"

@@ -113,7 +113,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/releases/{id}": {
         "parameters": [_ID_PARAM],
         "delete": _op(
-            "Abandon an upload", roles="the uploader", ok=204, errors=(401, 403, 404, 409)
+            "Abandon an upload", roles="the uploader", ok=204, errors=(401, 403, 404, 409, 410)
         ),
     },
     "/api/v1/releases/{id}/targets/{path}": {
@@ -124,7 +124,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ok=201,
             body={"type": "string", "format": "binary"},
             body_type="application/octet-stream",
-            errors=(400, 401, 403, 404, 409, 413, 422),
+            errors=(400, 401, 403, 404, 409, 410, 413, 422),
         ),
     },
     "/api/v1/releases/{id}/publish": {
@@ -133,7 +133,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "Publish: new snapshot and timestamp, switched atomically",
             roles="the uploader",
             fresh_otp=True,
-            errors=(401, 403, 404, 409, 422, 503),
+            errors=(401, 403, 404, 409, 410, 422, 503),
         ),
     },
     "/api/v1/audit": {

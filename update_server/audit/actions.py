@@ -20,6 +20,7 @@ class Action(StrEnum):
     USER_CHANGE = "user.change"
     UPLOAD = "release.upload"
     UPLOAD_TARGET = "release.upload_target"
+    UPLOAD_EXPIRE = "release.expire"
     PUBLISH = "release.publish"
     RENEW = "repository.renew"
     KEY_USE = "key.use"

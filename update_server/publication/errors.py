@@ -28,6 +28,10 @@ class StaleError(PublicationError):
     """The trusted state moved or a target is missing: rebuild or finish (HTTP 409)."""
 
 
+class ExpiredError(PublicationError):
+    """The upload stayed open past ``upload_lifetime``: start a new one (HTTP 410)."""
+
+
 class BusyError(PublicationError):
     """Another publication holds the lock for too long (HTTP 503)."""
 

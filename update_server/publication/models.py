@@ -22,6 +22,8 @@ class UploadState(StrEnum):
     OPEN = "open"
     PUBLISHED = "published"
     CANCELLED = "cancelled"
+    #: Left open past ``ServerConfig.upload_lifetime``; staging removed, row kept.
+    EXPIRED = "expired"
 
 
 class ReleaseUpload(Base):

@@ -16,12 +16,11 @@ import logging
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from securesystemslib.signer import Key, Signer
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tuf.api.metadata import Snapshot, Timestamp
 
@@ -30,12 +29,18 @@ from update_server.audit.actions import Action
 from update_server.config import ServerConfig
 from update_server.db import transaction
 from update_server.publication import switch
-from update_server.publication.errors import RejectedError, StaleError, UnknownReleaseError
+from update_server.publication.errors import (
+    ExpiredError,
+    RejectedError,
+    StaleError,
+    UnknownReleaseError,
+)
 from update_server.publication.lock import publication_lock
 from update_server.publication.models import ReleaseUpload, UploadState
 from update_server.publication.release import CheckedRelease, ExpectedTarget, check_release
 from update_server.publication.repository import OnlineRepository, target_file
 from update_server.publication.upload import staged_file
+from update_server.users import aware
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +116,7 @@ def publish_release(
     config = services.config
     with publication_lock(config.data_dir):
         recover(services, now=now)
-        upload = _open_upload(services, upload_id, user_id)
+        upload = _open_upload(services, upload_id, user_id, now)
         repo = OnlineRepository(config.repository_dir, now=now, signers=services.signer)
         checked = _recheck(services, repo, upload, now)
         links = _staged_links(config, upload_id, checked.targets)
@@ -135,16 +140,50 @@ def publish_release(
     return published
 
 
-def _open_upload(services: ServicesLike, upload_id: str, user_id: int) -> ReleaseUpload:
+def open_upload(
+    db: Session, upload_id: str, *, user_id: int, now: datetime, lifetime: timedelta
+) -> ReleaseUpload:
+    """Upload ``upload_id`` of user ``user_id`` if it may still change, or raise.
+
+    Unknown or someone else's: ``UnknownReleaseError`` (the same for both,
+    so ids cannot be probed). Past its lifetime: ``ExpiredError``, by the
+    clock, even before a sweep marked it. Published or cancelled:
+    ``StaleError``.
+    """
+    upload = db.get(ReleaseUpload, upload_id)
+    if upload is None or upload.user_id != user_id:
+        raise UnknownReleaseError("unknown-release", f"no release {upload_id} of yours")
+    ends = expires_at(upload, lifetime)
+    if upload.state == UploadState.EXPIRED or (upload.state == UploadState.OPEN and now >= ends):
+        raise ExpiredError(
+            "release-expired",
+            f"release {upload_id} expired at {ends:%Y-%m-%dT%H:%M:%SZ} (an upload stays open"
+            f" {_duration(lifetime)}, then its staged files are removed); start a new upload"
+            " (POST /api/v1/releases, or run fwsign publish again) and publish it in time",
+        )
+    if upload.state != UploadState.OPEN:
+        raise StaleError(
+            "release-closed", f"release {upload_id} is {upload.state}; upload a new one"
+        )
+    return upload
+
+
+def expires_at(upload: ReleaseUpload, lifetime: timedelta) -> datetime:
+    return aware(upload.created_at) + lifetime
+
+
+def _duration(lifetime: timedelta) -> str:
+    minutes = int(lifetime.total_seconds()) // 60
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def _open_upload(
+    services: ServicesLike, upload_id: str, user_id: int, now: datetime
+) -> ReleaseUpload:
     with transaction(services.sessions) as db:
-        upload = db.get(ReleaseUpload, upload_id)
-        if upload is None or upload.user_id != user_id:
-            raise UnknownReleaseError("unknown-release", f"no release {upload_id} of yours")
-        if upload.state != UploadState.OPEN:
-            raise StaleError(
-                "release-closed", f"release {upload_id} is {upload.state}; upload a new one"
-            )
-        return upload
+        return open_upload(
+            db, upload_id, user_id=user_id, now=now, lifetime=services.config.upload_lifetime
+        )
 
 
 def _recheck(
@@ -309,47 +348,13 @@ def recover(services: ServicesLike, *, now: datetime) -> switch.Recovered | None
 # --- cancel ------------------------------------------------------------------------
 
 
-def cancel_release(services: ServicesLike, upload_id: str, *, user_id: int) -> None:
+def cancel_release(services: ServicesLike, upload_id: str, *, user_id: int, now: datetime) -> None:
     """Close an open upload and remove its staged files."""
     config = services.config
     with publication_lock(config.data_dir):
         with transaction(services.sessions) as db:
-            upload = db.get(ReleaseUpload, upload_id)
-            if upload is None or upload.user_id != user_id:
-                raise UnknownReleaseError("unknown-release", f"no release {upload_id} of yours")
-            if upload.state != UploadState.OPEN:
-                raise StaleError("release-closed", f"release {upload_id} is {upload.state}")
+            upload = open_upload(
+                db, upload_id, user_id=user_id, now=now, lifetime=config.upload_lifetime
+            )
             upload.state = UploadState.CANCELLED
         shutil.rmtree(staging_dir(config, upload_id), ignore_errors=True)
-
-
-# --- housekeeping ------------------------------------------------------------------
-
-
-def sweep_staging(services: ServicesLike) -> list[str]:
-    """Remove staging directories of uploads no longer open; hold the lock when calling.
-
-    A target upload racing a publication or a cancellation of its release
-    can re-create its staging directory after that removed it; nothing
-    else may leave one behind.
-    """
-    staging = services.config.staging_dir
-    names = [entry.name for entry in staging.iterdir()] if staging.is_dir() else []
-    if not names:
-        return []
-    with transaction(services.sessions) as db:
-        still_open = set(
-            db.scalars(
-                select(ReleaseUpload.id).where(
-                    ReleaseUpload.id.in_(names), ReleaseUpload.state == UploadState.OPEN
-                )
-            )
-        )
-    removed = sorted(set(names) - still_open)
-    for name in removed:
-        target = staging / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            target.unlink(missing_ok=True)
-    return removed

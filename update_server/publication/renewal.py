@@ -8,7 +8,8 @@ snapshot always comes with a new timestamp that lists it.
 ``renew_if_due`` runs under the publication lock, so renewals and
 publications never interleave and, of several gunicorn workers, one renews
 and the others find nothing due. ``start_renewal_thread`` runs it in the
-background of a worker; ``fwserver renew`` runs it once.
+background of a worker, each tick followed by the upload ``sweep``
+(expired uploads, orphaned staging); ``fwserver renew`` runs it once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from flask import Flask
 from tuf.api.metadata import Snapshot, Timestamp
@@ -30,15 +32,16 @@ from update_server.publication.lock import publication_lock
 from update_server.publication.publish import (
     ServicesLike,
     recover,
-    sweep_staging,
     switch_with_audit,
     system_actor,
 )
 from update_server.publication.repository import OnlineRepository
+from update_server.publication.sweep import Swept, sweep
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 60.0
+_T = TypeVar("_T")
 
 
 def due_roles(repo: OnlineRepository, now: datetime, *, fraction: float) -> list[str]:
@@ -129,11 +132,10 @@ class RenewalThread(threading.Thread):
         self._guarded(self._sweep)
         return renewed or []
 
-    def _sweep(self) -> list[str]:
-        with publication_lock(self.services.config.data_dir, timeout=0):
-            return sweep_staging(self.services)
+    def _sweep(self) -> Swept:
+        return sweep(self.services, now=self.services.clock())
 
-    def _guarded(self, work: Callable[[], list[str]]) -> list[str] | None:
+    def _guarded(self, work: Callable[[], _T]) -> _T | None:
         try:
             return work()
         except BusyError:

@@ -10,6 +10,7 @@ is held while bytes arrive.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from update_server.audit.recording import record
 from update_server.errors import (
     ConflictError,
     ForbiddenError,
+    GoneError,
     NotFoundError,
     PayloadTooLargeError,
     ServerError,
@@ -35,6 +37,7 @@ from update_server.models import Role, User
 from update_server.publication.errors import (
     BrokenRepositoryError,
     BusyError,
+    ExpiredError,
     NotAllowedError,
     NotInitialisedError,
     PublicationError,
@@ -49,6 +52,7 @@ from update_server.publication.publish import (
     cancel_release,
     event,
     online_keys,
+    open_upload,
     publish_release,
     staging_dir,
 )
@@ -59,8 +63,10 @@ from update_server.publication.release import (
     role_kind,
 )
 from update_server.publication.repository import OnlineRepository
+from update_server.publication.sweep import sweep
 from update_server.publication.upload import CHUNK_BYTES, receive, staged_file
 
+logger = logging.getLogger(__name__)
 blueprint = Blueprint("publication", __name__)
 
 UPLOADERS = (Role.RELEASE_ENGINEER, Role.RELEASE_MANAGER, Role.SECURITY_OFFICER)
@@ -76,6 +82,7 @@ _HTTP_ERRORS: tuple[tuple[type[PublicationError], type[ServerError]], ...] = (
     (RejectedError, UnprocessableError),
     (TooLargeError, PayloadTooLargeError),
     (StaleError, ConflictError),
+    (ExpiredError, GoneError),
     (UnknownReleaseError, NotFoundError),
     (NotAllowedError, ForbiddenError),
     (BusyError, ServiceUnavailableError),
@@ -100,6 +107,7 @@ def upload_release() -> ResponseReturnValue:
     g.db.commit()  # no database lock while the body arrives and is verified
     services = _services()
     config, now = services.config, services.clock()
+    _sweep_if_free(services)
     try:
         proposed = parse_release(
             _read_body(config.max_metadata_bytes), max_size=config.max_metadata_bytes
@@ -194,10 +202,11 @@ def publish(id: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
 def cancel(id: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
     upload_id = id
     g.db.commit()
+    services = _services()
     what = f"release:{upload_id}"
     try:
         _check_upload_id(upload_id)
-        cancel_release(_services(), upload_id, user_id=g.user.id)
+        cancel_release(services, upload_id, user_id=g.user.id, now=services.clock())
     except PublicationError as exc:
         _refuse(Action.UPLOAD, what, exc)
     _audit(Action.UPLOAD, what, "success", cancelled=True)
@@ -255,12 +264,22 @@ def _check_upload_id(upload_id: str) -> None:
 
 def _own_upload(upload_id: str) -> ReleaseUpload:
     _check_upload_id(upload_id)
-    upload: ReleaseUpload | None = g.db.get(ReleaseUpload, upload_id)
-    if upload is None or upload.user_id != g.user.id:
-        raise UnknownReleaseError("unknown-release", f"no release {upload_id} of yours")
-    if upload.state != UploadState.OPEN:
-        raise StaleError("release-closed", f"release {upload_id} is {upload.state}")
-    return upload
+    services = _services()
+    return open_upload(
+        g.db,
+        upload_id,
+        user_id=g.user.id,
+        now=services.clock(),
+        lifetime=services.config.upload_lifetime,
+    )
+
+
+def _sweep_if_free(services: Services) -> None:
+    """Expire overdue uploads first, unless a publication holds the lock (it is swept later)."""
+    try:
+        sweep(services, now=services.clock())
+    except BusyError:
+        logger.debug("publication lock busy; the renewal thread sweeps staging")
 
 
 def _expected(upload: ReleaseUpload, target_path: str) -> ExpectedTarget:
