@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +107,9 @@ class ResumableFetcher(FetcherInterface):
             raise
         except Exception as exc:
             raise DownloadError(f"the download broke off: {exc}") from exc
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()  # now, not when collected: the connection closes with it
 
     def _check_pace(self, received: int, elapsed: float) -> None:
         if elapsed > self.pace.grace and received / elapsed < self.pace.min_rate:
@@ -187,17 +190,25 @@ class HttpsFetcher(ResumableFetcher):
         return response
 
     def _chunks(self, response: urllib3.BaseHTTPResponse, skip: int) -> Iterator[bytes]:
+        # read1: whatever has arrived, up to CHUNK. A read that waits for a full
+        # CHUNK would let a trickle (a byte just inside each socket timeout)
+        # hold one read for days without the pace check ever running.
+        complete = False
         try:
-            for block in response.stream(CHUNK):
+            while block := response.read1(CHUNK):
                 self.traffic.bytes += len(block)
                 dropped = min(skip, len(block))
                 skip -= dropped
                 if dropped < len(block):
                     yield block[dropped:]
+            complete = True
         except urllib3.exceptions.TimeoutError as exc:
             raise SlowRetrievalError("the server stopped sending") from exc
         finally:
-            response.release_conn()
+            if complete:
+                response.release_conn()
+            else:  # a body broken off (pace, bound, stop): its connection is not reused
+                response.close()
 
 
 @contextmanager

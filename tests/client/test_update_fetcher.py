@@ -6,7 +6,6 @@ stand-in pool returns the responses that are awkward to provoke there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +30,28 @@ class FakeResponse:
         self, status: int, body: bytes, headers: dict[str, str] | None = None, chunk: int = 0
     ) -> None:
         self.chunk = chunk
+        self.position = 0
         self.status = status
         self.body = body
         self.headers = headers or {}
         self.released = False
+        self.closed = False
 
-    def stream(self, size: int) -> Iterator[bytes]:
-        size = self.chunk or size
-        for start in range(0, len(self.body), size):
-            yield self.body[start : start + size]
+    def read1(self, size: int) -> bytes:
+        """Up to ``size`` bytes (``chunk`` at most: what one socket read brings)."""
+        size = min(self.chunk or size, size)
+        block = self.body[self.position : self.position + size]
+        self.position += len(block)
+        return block
 
     def drain_conn(self) -> None:
         pass
 
     def release_conn(self) -> None:
         self.released = True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakePool:
@@ -57,6 +63,7 @@ class FakePool:
         self.headers.append(kwargs.get("headers", {}))
         if isinstance(self.response, Exception):
             raise self.response
+        self.response.position = 0  # each request reads the body anew
         return self.response
 
 
