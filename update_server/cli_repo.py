@@ -22,6 +22,7 @@ from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
 from update_server.publication.renewal import due_roles, renew_at, renew_if_due
 from update_server.publication.repository import OnlineRepository
+from update_server.publication.status import published_status
 from update_server.publication.sweep import sweep
 
 
@@ -78,7 +79,7 @@ def status_command(data_dir: Path) -> None:
     now = system_clock()
     repo = OnlineRepository(config.repository_dir, now=now)
     try:
-        status: dict[str, Any] = repo.status()
+        status: dict[str, Any] = published_status(repo)
     except PublicationError as exc:
         raise _fail(exc) from None
     for role, info in status["roles"].items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tuf.api.metadata import Root, Targets
 
@@ -12,6 +13,7 @@ from signer.authoring import RoleKeys, add_firmware, delegate
 from signer.keyops import rotate
 from signer.signing import sign_roles
 from tests.update_server.repo_world import World, key, repository_files, resign
+from update_server.publication.renewal import renew_if_due
 
 OFFICER = "security_officer"
 MANAGER = "release_manager"
@@ -228,3 +230,58 @@ def test_a_line_list_whose_copy_differs_from_the_bin_is_refused(
     answer = world.upload("erin", {bin_role: world.role_json(bin_role), "ventilator-v5": line})
     assert answer.status_code == 422, answer.get_json()
     assert answer.get_json()["rule"] == "current-release-copy"
+
+
+def _summary_from_files(world: World) -> dict[str, Any]:
+    """What GET /api/v1/repository must say, read from the published files alone."""
+    files = repository_files(world.repository)
+
+    def signed(name: str) -> dict[str, Any]:
+        document = json.loads(files[f"metadata/{name}"])["signed"]
+        return {"version": document["version"], "expires": document["expires"]}
+
+    timestamp = json.loads(files["metadata/timestamp.json"])["signed"]
+    snapshot = f"{timestamp['meta']['snapshot.json']['version']}.snapshot.json"
+    listed = json.loads(files[f"metadata/{snapshot}"])["signed"]["meta"]
+    roles = {"root": signed("root.json")}
+    for name, meta in listed.items():
+        roles[name.removesuffix(".json")] = signed(f"{meta['version']}.{name}")
+    return {"roles": roles, "snapshot": signed(snapshot), "timestamp": signed("timestamp.json")}
+
+
+def test_the_repository_summary_lists_every_bin_with_its_version(
+    world: World, tmp_path: Path
+) -> None:
+    """Read from the published snapshot, and still right after each change."""
+    _binned_line(world)
+    world.login("auditor1", "auditor")
+
+    def summary() -> dict[str, Any]:
+        answer = world.client.get("/api/v1/repository", headers=world.as_("auditor1"))
+        assert answer.status_code == 200, answer.get_json()
+        body: dict[str, Any] = answer.get_json()
+        assert body == _summary_from_files(world)
+        return body
+
+    bins = {f"ventilator-v5-bins-{n}" for n in range(4)}
+    first = summary()
+    assert {role: first["roles"][role]["version"] for role in bins} == dict.fromkeys(bins, 1)
+
+    path, bin_role, data = _add_vent(world, tmp_path, "1.0.0")
+    world.login("erin", "release_engineer")
+    roles = {role: world.role_json(role) for role in (bin_role, "ventilator-v5")}
+    release = world.upload("erin", roles).get_json()["id"]
+    assert world.put("erin", release, path, data).status_code == 201
+    assert world.publish("erin", release).status_code == 200
+
+    after = summary()
+    versions = {role: after["roles"][role]["version"] for role in bins}
+    assert versions == {role: 2 if role == bin_role else 1 for role in bins}
+    assert (
+        after["roles"]["ventilator-v5"]["version"] == first["roles"]["ventilator-v5"]["version"] + 1
+    )
+
+    renew_if_due(world.services, world.now, force=True)  # a new snapshot, the same roles
+    renewed = summary()
+    assert renewed["roles"] == after["roles"]
+    assert renewed["snapshot"]["version"] == after["snapshot"]["version"] + 1

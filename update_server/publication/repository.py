@@ -292,26 +292,3 @@ class OnlineRepository(Repository):
             yield name, signed
             if signed.delegations is not None and signed.delegations.roles:
                 queue.extend(signed.delegations.roles)
-
-    def status(self) -> dict[str, Any]:
-        """Versions and expiries of the published roles (``GET /api/v1/repository``)."""
-        self.require_initialised()
-        roles = {
-            role: _summary(md)
-            for role in (Root.type, *self.published_roles())
-            if (md := self.published(role)) is not None
-        }
-        return {
-            "roles": roles,
-            "snapshot": _summary(self.published(Snapshot.type)),
-            "timestamp": _summary(self.published(Timestamp.type)),
-        }
-
-
-def _summary(md: Metadata[Any] | None) -> dict[str, Any] | None:
-    if md is None:
-        return None
-    return {
-        "version": md.signed.version,
-        "expires": md.signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }

@@ -63,6 +63,7 @@ from update_server.publication.release import (
     role_kind,
 )
 from update_server.publication.repository import OnlineRepository
+from update_server.publication.status import published_status
 from update_server.publication.sweep import sweep
 from update_server.publication.upload import CHUNK_BYTES, receive, staged_file
 
@@ -96,7 +97,7 @@ def repository_status() -> ResponseReturnValue:
     services = _services()
     repo = OnlineRepository(services.config.repository_dir, now=services.clock())
     try:
-        return jsonify(repo.status())
+        return jsonify(published_status(repo))
     except PublicationError as exc:
         raise _http_error(exc) from None
 
