@@ -82,14 +82,34 @@ def status_command(data_dir: Path) -> None:
         status: dict[str, Any] = published_status(repo)
     except PublicationError as exc:
         raise _fail(exc) from None
+    lines = _bins_by_line(repo)
+    bins = {name for names in lines.values() for name in names}
     for role, info in status["roles"].items():
+        if role in bins:
+            continue
         click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']}")
+        listed = [status["roles"][name] for name in lines.get(role, ()) if name in status["roles"]]
+        if listed:
+            versions = sorted({entry["version"] for entry in listed})
+            span = f"v{versions[0]}" if len(versions) == 1 else f"v{versions[0]}-v{versions[-1]}"
+            first = min(entry["expires"] for entry in listed)
+            click.echo(f"  {len(listed)} hashed bins        {span:<7} first expiry {first}")
     due = due_roles(repo, now, fraction=config.renew_at_fraction)
     for role in ("snapshot", "timestamp"):
         info = status[role]
         when = renew_at(repo, role, config.renew_at_fraction).strftime("%Y-%m-%dT%H:%M:%SZ")
         state = "renewal due" if role in due else f"renewed from {when}"
         click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']} ({state})")
+
+
+def _bins_by_line(repo: OnlineRepository) -> dict[str, list[str]]:
+    """Each product line with hashed bins, and its bins (one summary line in ``repo status``)."""
+    lines = {}
+    for line, signed in repo.walk_named_roles():
+        succinct = signed.delegations.succinct_roles if signed.delegations else None
+        if succinct is not None:
+            lines[line] = list(succinct.get_roles())
+    return lines
 
 
 @repo.command("sweep")

@@ -91,6 +91,14 @@ def test_import_of_hashed_bins_lists_every_bin(world: World) -> None:
     snapshot = json.loads(repository_files(world.repository)["metadata/1.snapshot.json"])
     assert {f"{name}.json" for name in bins} <= set(snapshot["signed"]["meta"])
 
+    status = CliRunner().invoke(main, ["repo", "status", "--data-dir", str(world.config.data_dir)])
+    assert status.exit_code == 0, status.output
+    assert "ventilator-v5-bins-" not in status.output, "bins are summed up under their line"
+    line = status.output.splitlines().index(
+        next(row for row in status.output.splitlines() if row.startswith("ventilator-v5 "))
+    )
+    assert status.output.splitlines()[line + 1].split()[:3] == ["4", "hashed", "bins"]
+
 
 def test_import_refuses_tampered_metadata(world: World) -> None:
     file = world.offline / "metadata" / "targets.json"
