@@ -4,10 +4,11 @@ Like python-tuf's ``RepositorySimulator``, but our repository: the roles
 are made with fwsign's library (keys generated here: root 2 of 3 officers,
 targets the release manager, the product line 2 of 2 alice and bob,
 optionally in hashed bins), and published the way the update server
-publishes them: consistent snapshots, snapshot and timestamp signed with
-the online keys, the timestamp listing the snapshot's length and SHA-256,
-firmware at ``targets/<dir>/<sha256>.<name>``. Expiries count from the real
-clock, because ngclient reads it.
+publishes them (``tests.tuf_mirror.publication``, as the signer's tests
+see it): consistent snapshots, snapshot and timestamp signed with the online
+keys, the timestamp listing the snapshot's length and SHA-256, firmware at
+``targets/<dir>/<sha256>.<name>``. Expiries count from the real clock,
+because ngclient reads it.
 
 ``Sim`` is the device's network (a ``ResumableFetcher``), so every attack is
 a knob on what it serves: an old published state (``replay``), a file
@@ -19,14 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.exceptions import DownloadError, DownloadHTTPError
-from tuf.api.metadata import Metadata, MetaFile, Signed, Snapshot, Timestamp
+from tuf.api.exceptions import DownloadError
+from tuf.api.metadata import Metadata, MetaFile, Signed, Snapshot
 from tuf.api.serialization.json import JSONSerializer
 
 from client.fetcher import Pace, ResumableFetcher
@@ -36,8 +38,8 @@ from repo_metadata.files import atomic_write
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository
+from tests.tuf_mirror import BASE, lookup, publication, target_url
 
-BASE = "https://updates.test"
 MODEL = "pump-x100"
 DEVICE = "pump-0001"
 PEOPLE = ("officer1", "officer2", "officer3", "manager", "alice", "bob", "carol")
@@ -70,7 +72,6 @@ class Sim(ResumableFetcher):
         self.images: dict[str, bytes] = {}
         self.files: dict[str, bytes] = {}
         self.published: list[dict[str, bytes]] = []
-        self.versions = {"snapshot": 0, "timestamp": 0}
         # What the network does (the attacks):
         self.requests: list[tuple[str, int]] = []
         self.override: dict[str, bytes] = {}
@@ -142,35 +143,16 @@ class Sim(ResumableFetcher):
         timestamp_expires: timedelta = timedelta(days=1),
     ) -> None:
         """Serve the repository as it is, with a new snapshot and timestamp."""
-        meta: dict[str, MetaFile] = {}
-        for file in sorted((self.path / "metadata").glob("*.json")):
-            name = file.name.removesuffix(".json")
-            if name.endswith(".root"):
-                self.files[f"/metadata/{file.name}"] = file.read_bytes()
-            elif name != "root":
-                data = file.read_bytes()
-                version = Metadata.from_bytes(data).signed.version
-                self.files[f"/metadata/{version}.{file.name}"] = data
-                meta[file.name] = MetaFile(version=version)
-        now = _now()
-        self.versions["snapshot"] += 1
-        snapshot = self.sign(
-            Snapshot(self.versions["snapshot"], expires=now + snapshot_expires, meta=meta)
+        self.files |= publication(
+            self.path,
+            version=len(self.published) + 1,
+            snapshot_signer=self.keys["snapshot"],
+            timestamp_signer=self.keys["timestamp"],
+            now=_now(),
+            images=self.images,
+            snapshot_expires=snapshot_expires,
+            timestamp_expires=timestamp_expires,
         )
-        self.files[f"/metadata/{self.versions['snapshot']}.snapshot.json"] = snapshot
-        self.versions["timestamp"] += 1
-        snapshot_meta = MetaFile(
-            self.versions["snapshot"], len(snapshot), {"sha256": sha256(snapshot)}
-        )
-        self.files["/metadata/timestamp.json"] = self.sign(
-            Timestamp(
-                self.versions["timestamp"],
-                expires=now + timestamp_expires,
-                snapshot_meta=snapshot_meta,
-            )
-        )
-        for path, image in self.images.items():
-            self.files[self.target_url(path)] = image
         self.published.append(dict(self.files))
 
     def sign(self, signed: Signed, *signers: str) -> bytes:
@@ -181,8 +163,7 @@ class Sim(ResumableFetcher):
         return md.to_bytes(JSONSerializer())
 
     def target_url(self, path: str) -> str:
-        directory, _, name = path.rpartition("/")
-        return f"/targets/{directory}/{sha256(self.images[path])}.{name}"
+        return target_url(path, self.images[path])
 
     # -- attacks ------------------------------------------------------------------
 
@@ -237,9 +218,7 @@ class Sim(ResumableFetcher):
             raise ConnectionRefusedError(f"{BASE}: connection refused")
         if path in self.endless:
             return _endless()
-        data = self.override.get(path, self.files.get(path))
-        if data is None:
-            raise DownloadHTTPError(f"{path}: HTTP 404", 404)
+        data = lookup(ChainMap(self.override, self.files), url)
         return self._body(path, data[offset:])
 
     def _body(self, path: str, data: bytes) -> Iterator[bytes]:
