@@ -353,7 +353,11 @@ def log_group() -> None:
 @log_group.command("verify")
 @state_option
 def log_verify(state_dir: Path) -> None:
-    """Check the chain: an edited, deleted, inserted or reordered entry is found."""
+    """Check the chain: an edited, deleted, inserted or reordered entry is found.
+
+    The chain runs through the archives the log's bounded retention keeps,
+    oldest first; entries older than those were rotated out by design.
+    """
     report = _state(state_dir).events.verify()
     if not report.ok:
         click.echo(
@@ -362,4 +366,6 @@ def log_verify(state_dir: Path) -> None:
             err=True,
         )
         sys.exit(1)
-    click.echo(f"event log verifies: {report.entries} entries")
+    rotated = report.first_seq > 1
+    span = f" (seq {report.first_seq} to {report.last_seq}; older entries rotated out)"
+    click.echo(f"event log verifies: {report.entries} entries{span if rotated else ''}")

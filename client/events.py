@@ -12,6 +12,22 @@ file system). Such a tail is not an entry: readers skip it, and the next
 append cuts it off and records ``log_tail_repaired`` with the bytes dropped,
 so the log keeps working and the loss is visible. Skipping it weakens
 nothing: whoever can write the file can drop its last entries anyway.
+
+Retention: a device's storage is bounded, and a full disk would make every
+write fail. When an append would take ``events.log`` past ``max_bytes``, the
+file is first renamed ``events.<seq>.log``, ``<seq>`` being its last entry's,
+and a new ``events.log`` continues the chain (its first ``prev`` is that
+entry's hash, its ``seq`` the next one). Beyond ``archives`` archives, the
+oldest are deleted. The rotation is one rename, made durable (directory
+fsync) before anything else, then deletions of the oldest archives, oldest
+first, each made durable; no file is ever shifted. So a power loss at any
+step leaves files that chain: before the rename nothing changed; after it,
+``events.log`` is missing or empty and the next append reads the head from
+the newest archive; an archive left over its count goes at the next
+rotation. ``verify`` checks the chain through every retained file, oldest
+first, and says where the retained history starts: what came before was
+rotated out by design, which nobody can tell from a deletion of the oldest
+archives (the hash chain proves order and integrity, not completeness).
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,8 +43,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from repo_metadata.files import fsync_dir
+
 GENESIS = "0" * 64
 _TAIL = 64 * 1024  # longer than any one line the client writes
+#: Size past which ``events.log`` is archived: about 3,000 entries of ~350
+#: bytes (an idle poll's ``no_update``), four months of hourly polls; also
+#: what ``status`` reads at most to find the last update result.
+MAX_BYTES = 1024 * 1024
+#: Archives kept beside ``events.log``: at most 5 MiB in all, and never less
+#: than the last 16 months of hourly polls (a yearly audit, with margin).
+ARCHIVES = 4
+#: Reads of a log that another process rotated meanwhile, before the answer stands.
+_READ_TRIES = 3
 
 
 class EventType(StrEnum):
@@ -70,10 +98,16 @@ class LogReport:
     entries: int
     first_bad: int | None = None
     reason: str = ""
+    #: Where the retained history starts (after 1: older entries were rotated out).
+    first_seq: int = 1
 
     @property
     def ok(self) -> bool:
         return self.first_bad is None
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.entries - 1
 
 
 def _digest(seq: int, prev: str, body: Mapping[str, Any]) -> str:
@@ -84,24 +118,50 @@ def _digest(seq: int, prev: str, body: Mapping[str, Any]) -> str:
 
 
 class EventLog:
-    """An append-only JSON-lines file; each line chains to the one before."""
+    """An append-only JSON-lines file; each line chains to the one before.
 
-    def __init__(self, path: Path) -> None:
+    With its archives (``events.<seq>.log``, oldest first), one chain: see
+    the module docstring for the rotation and its power safety.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = MAX_BYTES, archives: int = ARCHIVES) -> None:
+        if max_bytes < 1 or archives < 1:
+            raise ValueError("an event log keeps at least one archive of at least one byte")
         self.path = path
+        self.max_bytes = max_bytes
+        self.keep = archives
+        self._archive_name = re.compile(
+            rf"^{re.escape(path.stem)}\.([0-9]+){re.escape(path.suffix)}\Z"
+        )
+
+    def archives(self) -> list[Path]:
+        """The retained archives, oldest first (by the last seq their name carries)."""
+        try:
+            names = [path.name for path in self.path.parent.iterdir()]
+        except FileNotFoundError:
+            return []
+        found = sorted(
+            (int(match[1]), name) for name in names if (match := self._archive_name.match(name))
+        )
+        return [self.path.parent / name for _, name in found]
+
+    def _newest_first(self) -> Iterator[Path]:
+        """events.log, then the archives newest first.
+
+        The archives are listed only once events.log is read, so a rotation
+        in between (a reader needs no lock) moves nothing out of sight.
+        """
+        yield self.path
+        yield from reversed(self.archives())
 
     def _head(self) -> tuple[int, str]:
-        """Sequence number and hash of the last whole line, read from the file's end."""
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            return 0, GENESIS
-        with self.path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - _TAIL))
-            lines = handle.read().split(b"\n")[:-1]  # the last piece is a torn tail or b""
-        whole = [line for line in lines if line.strip()]
-        if not whole:
-            return 0, GENESIS
-        last = json.loads(whole[-1])
-        return int(last["seq"]), str(last["hash"])
+        """Sequence number and hash of the last whole line: events.log's, else an archive's."""
+        for path in self._newest_first():
+            last = _last_line(path)
+            if last is not None:
+                entry = json.loads(last)
+                return int(entry["seq"]), str(entry["hash"])
+        return 0, GENESIS
 
     def _cut_torn_tail(self) -> int:
         """Remove a last line a power loss cut short; return the bytes removed."""
@@ -147,43 +207,114 @@ class EventLog:
             "detail": dict(detail),
         }
         entry = {"seq": seq + 1, **body, "prev": prev, "hash": _digest(seq + 1, prev, body)}
-        line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+        line = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
+        self._make_room(len(line), head=seq)
+        created = not self.path.exists()
+        with self.path.open("ab") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+        if created:
+            fsync_dir(self.path.parent)  # the file's name, not only its line, survives a power cut
         return entry
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """Every whole line (a torn last line is not an entry; see the module docstring)."""
-        if not self.path.is_file():
+    def _make_room(self, size: int, *, head: int) -> None:
+        """Archive events.log (last entry ``head``) if ``size`` more bytes would pass the bound."""
+        try:
+            current = self.path.stat().st_size
+        except FileNotFoundError:
             return
-        with self.path.open("rb") as handle:
-            for line in handle:
-                if line.endswith(b"\n") and line.strip():
-                    yield json.loads(line)
+        if current == 0 or current + size <= self.max_bytes:
+            return
+        archive = self.path.with_name(f"{self.path.stem}.{head}{self.path.suffix}")
+        if archive.exists():
+            return  # events.log holds no entry of its own (only a tampered log): keep all evidence
+        self.path.replace(archive)
+        fsync_dir(self.path.parent)
+        archives = self.archives()
+        for oldest in archives[: max(0, len(archives) - self.keep)]:
+            oldest.unlink(missing_ok=True)  # oldest first, each durable: no gap opens in the rest
+            fsync_dir(self.path.parent)
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Every whole line, archives first (a torn last line is not an entry)."""
+        for path in [*self.archives(), self.path]:
+            yield from _read(path)
 
     def verify(self) -> LogReport:
-        """Check the chain; name the first bad sequence number."""
-        expected, prev, count = 1, GENESIS, 0
-        try:
-            for entry in self.entries():
-                body = {k: entry.get(k) for k in ("time", "type", "message", "detail")}
-                if entry.get("seq") != expected:
-                    return LogReport(count, expected, "entry missing or out of order")
-                if entry.get("prev") != prev or _digest(expected, prev, body) != entry.get("hash"):
-                    return LogReport(count, expected, "entry altered")
-                prev, expected, count = str(entry["hash"]), expected + 1, count + 1
-        except (ValueError, KeyError, TypeError):
-            return LogReport(count, expected, "line is not a log entry")
-        return LogReport(count)
+        """Check the chain through the retained files; name the first bad sequence number.
+
+        Read without the lock: a read that overlapped a rotation by the
+        writer is read again, so a rotation is never reported as a gap.
+        """
+        archives = self.archives()
+        for _ in range(_READ_TRIES):
+            report = _check([*archives, self.path], rotated=bool(archives))
+            again = self.archives()
+            if report.ok or again == archives:
+                break
+            archives = again
+        return report
 
     def last(self, *types: EventType) -> dict[str, Any] | None:
         """The most recent event of one of ``types`` (any type if none given)."""
         wanted = {t.value for t in types}
-        found = None
-        for entry in self.entries():
-            if not wanted or entry.get("type") in wanted:
-                found = entry
-        return found
+        for path in self._newest_first():
+            found = _last_of(path, wanted)
+            if found is not None:
+                return found
+        return None
+
+
+def _read(path: Path) -> Iterator[dict[str, Any]]:
+    """The whole lines of ``path`` (none if it does not exist)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            if line.endswith(b"\n") and line.strip():
+                yield json.loads(line)
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last whole line of ``path``, read from its end (None: no file, or no whole line)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _TAIL))
+            lines = handle.read().split(b"\n")[:-1]  # the last piece is a torn tail or b""
+    except FileNotFoundError:
+        return None
+    whole = [line for line in lines if line.strip()]
+    return whole[-1] if whole else None
+
+
+def _last_of(path: Path, wanted: set[str]) -> dict[str, Any] | None:
+    found = None
+    for entry in _read(path):
+        if not wanted or entry.get("type") in wanted:
+            found = entry
+    return found
+
+
+def _check(files: list[Path], *, rotated: bool) -> LogReport:
+    """The chain through ``files``, oldest first; only a ``rotated`` log may start after seq 1."""
+    expected, prev, count, first = 1, GENESIS, 0, 1
+    try:
+        for entry in (entry for path in files for entry in _read(path)):
+            seq = entry.get("seq")
+            if rotated and count == 0 and isinstance(seq, int) and seq > 1:
+                expected = first = seq  # entries before it were rotated out by design
+                prev = str(entry.get("prev"))
+            body = {k: entry.get(k) for k in ("time", "type", "message", "detail")}
+            if seq != expected:
+                return LogReport(count, expected, "entry missing or out of order", first)
+            if entry.get("prev") != prev or _digest(expected, prev, body) != entry.get("hash"):
+                return LogReport(count, expected, "entry altered", first)
+            prev, expected, count = str(entry["hash"]), expected + 1, count + 1
+    except (ValueError, KeyError, TypeError):
+        return LogReport(count, expected, "line is not a log entry", first)
+    return LogReport(count, first_seq=first)
