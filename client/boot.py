@@ -63,6 +63,7 @@ UPDATE_RESULTS = frozenset(EventType) - {
     EventType.VERIFIED,
     EventType.LEFTOVERS_REMOVED,
     EventType.LOG_TAIL_REPAIRED,
+    EventType.LOG_DAMAGED,
 }
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 #: Leftovers named in the event (a line of the log stays short).

@@ -13,6 +13,12 @@ append cuts it off and records ``log_tail_repaired`` with the bytes dropped,
 so the log keeps working and the loss is visible. Skipping it weakens
 nothing: whoever can write the file can drop its last entries anyway.
 
+Damage: a whole line that is not an entry (a flipped bit, an edit that broke
+the JSON) must not stop the device either. The next append counts it as one
+entry it cannot read, chains on from the SHA-256 of its bytes, and records
+``log_damaged`` first; ``verify`` still reports the damaged line as the
+first bad one, and readers (``status``) skip it.
+
 Retention: a device's storage is bounded, and a full disk would make every
 write fail. When an append would take ``events.log`` past ``max_bytes``, the
 file is first renamed ``events.<seq>.log``, ``<seq>`` being its last entry's,
@@ -90,6 +96,8 @@ class EventType(StrEnum):
     LEFTOVERS_REMOVED = "leftovers_removed"
     #: The log's last line, cut short by a power loss, was removed.
     LOG_TAIL_REPAIRED = "log_tail_repaired"
+    #: Whole lines at the log's end that are not entries (damage); the chain goes on after them.
+    LOG_DAMAGED = "log_damaged"
     ERROR = "error"
 
 
@@ -154,14 +162,22 @@ class EventLog:
         yield self.path
         yield from reversed(self.archives())
 
-    def _head(self) -> tuple[int, str]:
-        """Sequence number and hash of the last whole line: events.log's, else an archive's."""
+    def _head(self) -> _Head:
+        """Where the chain goes on: the last entry, after any damaged lines that follow it."""
+        damaged: list[bytes] = []
         for path in self._newest_first():
-            last = _last_line(path)
-            if last is not None:
-                entry = json.loads(last)
-                return int(entry["seq"]), str(entry["hash"])
-        return 0, GENESIS
+            for raw in reversed(_whole_lines(path)):
+                entry = _entry(raw)
+                if entry is None:
+                    damaged.append(raw)
+                    continue
+                seq, digest = int(entry["seq"]), str(entry["hash"])
+                if damaged:
+                    return _Head(seq + len(damaged), _raw_digest(damaged[0]), len(damaged))
+                return _Head(seq, digest)
+        if damaged:
+            return _Head(len(damaged), _raw_digest(damaged[0]), len(damaged))
+        return _Head(0, GENESIS)
 
     def _cut_torn_tail(self) -> int:
         """Remove a last line a power loss cut short; return the bytes removed."""
@@ -176,6 +192,10 @@ class EventLog:
             tail = handle.read()
             if tail.endswith(b"\n"):
                 return 0
+            if b"\n" not in tail and start > 0:  # a torn line longer than the window
+                start = 0
+                handle.seek(0)
+                tail = handle.read()
             keep = start + tail.rfind(b"\n") + 1  # rfind gives -1 when no line ends: keep 0
             handle.truncate(keep)
             handle.flush()
@@ -194,12 +214,22 @@ class EventLog:
                 now=now,
                 detail={"bytes": dropped},
             )
+        damaged = self._head().damaged
+        if damaged:
+            self._write(
+                EventType.LOG_DAMAGED,
+                f"the log ends with {damaged} line(s) that are not entries; the chain goes on"
+                " after them and 'fwclient log verify' names the first",
+                now=now,
+                detail={"lines": damaged},
+            )
         return self._write(event, message, now=now, detail=detail)
 
     def _write(
         self, event: EventType, message: str, *, now: datetime, detail: Mapping[str, Any]
     ) -> dict[str, Any]:
-        seq, prev = self._head()
+        head = self._head()
+        seq, prev = head.seq, head.hash
         body = {
             "time": now.astimezone(UTC).isoformat(),
             "type": event.value,
@@ -240,7 +270,7 @@ class EventLog:
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every whole line, archives first (a torn last line is not an entry)."""
         for path in [*self.archives(), self.path]:
-            yield from _read(path)
+            yield from _read(path, strict=False)
 
     def verify(self) -> LogReport:
         """Check the chain through the retained files; name the first bad sequence number.
@@ -267,34 +297,74 @@ class EventLog:
         return None
 
 
-def _read(path: Path) -> Iterator[dict[str, Any]]:
-    """The whole lines of ``path`` (none if it does not exist)."""
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: str
+    #: Whole lines after the last entry that are not entries.
+    damaged: int = 0
+
+
+def _entry(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as an entry, or None when it is not one (damage)."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+        return None
+    return entry if isinstance(entry.get("hash"), str) else None
+
+
+def _raw_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _read(path: Path, *, strict: bool = True) -> Iterator[dict[str, Any]]:
+    """The whole lines of ``path`` (none if it does not exist).
+
+    ``strict`` raises on a line that is not an entry (``verify`` names it);
+    otherwise such a line is skipped (readers such as ``status``).
+    """
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         return
     with handle:
         for line in handle:
-            if line.endswith(b"\n") and line.strip():
+            if not (line.endswith(b"\n") and line.strip()):
+                continue
+            if strict:
                 yield json.loads(line)
+            elif (entry := _entry(line)) is not None:
+                yield entry
 
 
-def _last_line(path: Path) -> bytes | None:
-    """The last whole line of ``path``, read from its end (None: no file, or no whole line)."""
+def _whole_lines(path: Path) -> list[bytes]:
+    """The whole lines at the end of ``path``: a window from its end, or all if needed.
+
+    The window's first piece may be the end of a longer line, so it is
+    dropped; if no entry is left in the window, the whole file is read.
+    """
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - _TAIL))
-            lines = handle.read().split(b"\n")[:-1]  # the last piece is a torn tail or b""
+            start = max(0, size - _TAIL)
+            handle.seek(start)
+            pieces = handle.read().split(b"\n")[:-1]  # the last piece is a torn tail or b""
+            if start > 0:
+                pieces = pieces[1:]
+            if start > 0 and not any(_entry(p) for p in pieces if p.strip()):
+                handle.seek(0)
+                pieces = handle.read().split(b"\n")[:-1]
     except FileNotFoundError:
-        return None
-    whole = [line for line in lines if line.strip()]
-    return whole[-1] if whole else None
+        return []
+    return [piece for piece in pieces if piece.strip()]
 
 
 def _last_of(path: Path, wanted: set[str]) -> dict[str, Any] | None:
     found = None
-    for entry in _read(path):
+    for entry in _read(path, strict=False):
         if not wanted or entry.get("type") in wanted:
             found = entry
     return found

@@ -75,3 +75,30 @@ def test_an_altered_whole_line_is_still_reported_tampering_r27(log: EventLog) ->
     log.path.write_bytes(data)
     report = log.verify()
     assert not report.ok and report.first_bad == 2
+
+
+def test_a_damaged_last_line_does_not_stop_the_log_and_verify_names_it(log: EventLog) -> None:
+    """A flipped bit must not make every later command fail (the device keeps working)."""
+    data = log.path.read_bytes()
+    last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+    log.path.write_bytes(data[:last_start] + b"{not json at all}\n")
+
+    log.append(EventType.BOOTED, "booted", now=NOW)
+
+    assert [e["type"] for e in log.entries()] == ["provisioned", "log_damaged", "booted"]
+    assert [e["seq"] for e in log.entries()] == [1, 3, 4], "the damaged line keeps its seq"
+    report = log.verify()
+    assert not report.ok and report.first_bad == 2
+    assert report.reason == "line is not a log entry"
+    assert log.last(EventType.BOOTED) is not None
+
+
+def test_a_line_longer_than_the_tail_window_is_read_whole(log: EventLog) -> None:
+    """The head is found even when the last entry is longer than the 64 KiB read from the end."""
+    log.append(EventType.ERROR, "x" * (70 * 1024), now=NOW)
+    log.append(EventType.BOOTED, "booted", now=NOW)
+    assert log.verify().ok
+    _torn(log, b'{"seq":' + b"9" * (70 * 1024))
+    log.append(EventType.BOOTED, "booted again", now=NOW)
+    assert [e["type"] for e in log.entries()][-2:] == ["log_tail_repaired", "booted"]
+    assert log.verify().ok
