@@ -23,7 +23,7 @@ Readers (``fwclient status``) need no lock: each record they read is whole.
       bootenv.json              BootEnv: active slot, pending slot, boot tries, mode
       floor.json                Floor: security-version floor and installed version
       time_floor.json           the latest trusted time seen (clock sanity)
-      events.log                the hash-chained event log
+      events.log                the hash-chained event log (older entries in events.<seq>.log)
       lock                      held by the one process changing the directory
 
 The floors live outside ``metadata/``: wiping the cache must not reset them.
