@@ -1,8 +1,11 @@
 """A device's view, for the demo: a stock ``tuf.ngclient`` updater over HTTPS.
 
 It trusts only the root it was provisioned with and the server's CA file,
-refreshes the metadata, and downloads and verifies one firmware target.
-(The real device client, ``fwclient``, comes with issue 4.)
+refreshes the metadata, and downloads and verifies one firmware target. It
+shows that an unmodified python-tuf client accepts the repository, so it uses
+ngclient's own fetcher; the product's device client, ``fwclient``, runs next
+in the demo. The end-to-end release test (``tests/e2e/test_release_story.py``)
+runs the same device.
 """
 
 from __future__ import annotations
@@ -10,29 +13,40 @@ from __future__ import annotations
 import argparse
 import hashlib
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import urllib3
-from tuf.api.exceptions import DownloadHTTPError
-from tuf.ngclient import FetcherInterface, Updater
+from tuf.ngclient import Updater, Urllib3Fetcher
 
 from repo_metadata.firmware import FirmwareInfo
 
 
-class CAFetcher(FetcherInterface):
-    """HTTPS with the server certificate checked against one CA file."""
+class CAFetcher(Urllib3Fetcher):
+    """ngclient's own fetcher, verifying the server against one CA file.
+
+    tuf 7.0.1's ``Urllib3Fetcher`` takes no CA: this adds ``ca_certs`` to the
+    settings of the urllib3 pools it makes at the first request, and changes
+    nothing else. Should a later tuf build its pools otherwise, the server's
+    certificate no longer verifies and the device fails closed.
+    """
 
     def __init__(self, ca: Path) -> None:
-        self._pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(ca), retries=False)
+        super().__init__()
+        self._proxy_env._kw_args["ca_certs"] = str(ca)
 
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        response = self._pool.request("GET", url, preload_content=False)
-        if response.status != 200:
-            response.drain_conn()
-            raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
-        yield from response.stream(64 * 1024)
-        response.release_conn()
+
+def stock_updater(server: str, *, ca: Path, root: bytes, workdir: Path) -> Updater:
+    """An ngclient updater trusting ``root`` and ``ca``, its files under ``workdir``."""
+    metadata, targets = workdir / "metadata", workdir / "targets"
+    metadata.mkdir(parents=True)
+    targets.mkdir(parents=True)
+    return Updater(
+        metadata_dir=str(metadata),
+        metadata_base_url=f"{server}/metadata/",
+        target_dir=str(targets),
+        target_base_url=f"{server}/targets/",
+        fetcher=CAFetcher(ca),
+        bootstrap=root,
+    )
 
 
 def main() -> None:
@@ -41,17 +55,8 @@ def main() -> None:
         parser.add_argument(name, required=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        metadata, targets = Path(work, "metadata"), Path(work, "targets")
-        metadata.mkdir()
-        targets.mkdir()
-        updater = Updater(
-            metadata_dir=str(metadata),
-            metadata_base_url=f"{args.server}/metadata/",
-            target_dir=str(targets),
-            target_base_url=f"{args.server}/targets/",
-            fetcher=CAFetcher(Path(args.ca)),
-            bootstrap=Path(args.root).read_bytes(),
-        )
+        root = Path(args.root).read_bytes()
+        updater = stock_updater(args.server, ca=Path(args.ca), root=root, workdir=Path(work))
         updater.refresh()
         info = updater.get_targetinfo(args.target)
         if info is None:

@@ -6,8 +6,9 @@ server imports it (``fwserver import``); an administrator adds alice
 change, TOTP enrolment); alice adds firmware 2.4.0 and signs it, bob signs it
 too (2 of 2, R9); alice runs ``fwsign publish``, which logs in with password
 and TOTP and confirms with a second, fresh code; a stock ``tuf.ngclient``
-updater, trusting only root v1 and the server's CA file, downloads and
-verifies the firmware; the audit log of all of it verifies.
+updater (the demo's device, ``demo/device.py``), trusting only root v1 and the
+server's CA file, downloads and verifies the firmware; the audit log of all of
+it verifies.
 
 Offline keys are generated in the test (the mock-HSM and PKCS#11 signers are
 tested with ``fwsign`` in ``tests/signer``); the server's online keys are in
@@ -21,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,8 @@ from typing import Any
 import urllib3
 from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.exceptions import DownloadHTTPError
-from tuf.ngclient import FetcherInterface, Updater
 
+from demo.device import stock_updater
 from hsm_mock.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
@@ -47,34 +47,6 @@ LINE = "pump-x100"
 TARGET = f"{LINE}/pump-fw-2.4.0.bin"
 NEW_PASSWORD = "a long passphrase nobody guesses 42"
 PUBLISH_TIMEOUT = 120
-
-
-class CAFetcher(FetcherInterface):
-    """ngclient's network over HTTPS, verifying the server against one CA file."""
-
-    def __init__(self, ca: Path) -> None:
-        self._pool = urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED", ca_certs=str(ca), retries=False, timeout=30
-        )
-        self.fetched: list[str] = []
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        response = self._pool.request("GET", url, preload_content=False)
-        self.fetched.append(url)
-        if response.status != 200:
-            # Read the error body off the connection before it goes back to
-            # the pool: the next request on it would read it as its answer.
-            response.drain_conn()
-            response.release_conn()
-            raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
-        return self._chunks(response)
-
-    @staticmethod
-    def _chunks(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-        try:
-            yield from response.stream(64 * 1024)
-        finally:
-            response.release_conn()
 
 
 def _offline_repository(path: Path, config: ServerConfig, keys: Mapping[str, Signer]) -> Path:
@@ -204,17 +176,8 @@ def _fwsign_command() -> list[str]:
 
 
 def _device_download(server: RunningServer, trusted_root: bytes, workdir: Path) -> bytes:
-    """A stock ngclient Updater: refresh, find the target, download and verify it."""
-    for sub in ("metadata", "targets"):
-        (workdir / sub).mkdir(parents=True)
-    updater = Updater(
-        metadata_dir=str(workdir / "metadata"),
-        metadata_base_url=f"{server.url}/metadata/",
-        target_dir=str(workdir / "targets"),
-        target_base_url=f"{server.url}/targets/",
-        fetcher=CAFetcher(server.ca),
-        bootstrap=trusted_root,
-    )
+    """The demo's stock ngclient device: refresh, find the target, download and verify it."""
+    updater = stock_updater(server.url, ca=server.ca, root=trusted_root, workdir=workdir)
     updater.refresh()
     info = updater.get_targetinfo(TARGET)
     assert info is not None, f"{TARGET} is not in the published metadata"
