@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from client.boot import Outcome, boot, enter_failsafe, status, verify_active
+from client.boot import (
+    HOUSEKEEPING,
+    UPDATE_RESULTS,
+    Outcome,
+    boot,
+    enter_failsafe,
+    status,
+    verify_active,
+)
 from client.errors import FailsafeError
 from client.events import EventType
 from client.evidence import write_evidence
@@ -187,3 +195,9 @@ def test_status_of_a_device_waiting_for_its_trial(state: StateDir, update: Relea
     report = status(state)
     assert report["pending"] == {"slot": "b", "tries_left": 3, "recovery": False}
     assert report["last_update"]["type"] == "installed"
+
+
+def test_every_event_type_is_classified_for_status_r37() -> None:
+    """A new event type must be declared an update result or housekeeping, never by default."""
+    assert frozenset(EventType) == UPDATE_RESULTS | HOUSEKEEPING
+    assert not UPDATE_RESULTS & HOUSEKEEPING
