@@ -18,7 +18,7 @@ from tuf.api.exceptions import (
     SlowRetrievalError,
 )
 
-from client.fetcher import Fetched, HttpsFetcher, Pace
+from client.fetcher import BLOCK, Fetched, HttpsFetcher, Pace
 from client.update import classify
 
 URL = "https://updates.test/targets/x/abc.fw.bin"
@@ -189,3 +189,12 @@ def test_a_conditional_request_that_cannot_connect_is_unreachable(ca: Path) -> N
     with pytest.raises(DownloadError) as raised:
         fetcher.fetch_unless(TIMESTAMP_URL, ETAG, max_length=1024)
     assert classify(raised.value) == "unreachable"
+
+
+def test_pieces_of_a_fast_stream_are_handed_on_in_blocks(ca: Path) -> None:
+    """One write per block, not per TLS record; every byte once, in order."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    fetcher, _ = fetcher_with(ca, FakeResponse(200, body, chunk=16 * 1024))
+    blocks = list(fetcher.fetch("https://updates.test/targets/fw.bin"))
+    assert b"".join(blocks) == body
+    assert [len(block) for block in blocks] == [BLOCK] * 4
