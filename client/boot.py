@@ -94,6 +94,7 @@ HOUSEKEEPING = frozenset(
         EventType.LEFTOVERS_REMOVED,
         EventType.LOG_TAIL_REPAIRED,
         EventType.LOG_DAMAGED,
+        EventType.LOG_ROTATED,
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")

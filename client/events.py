@@ -25,15 +25,28 @@ file is first renamed ``events.<seq>.log``, ``<seq>`` being its last entry's,
 and a new ``events.log`` continues the chain (its first ``prev`` is that
 entry's hash, its ``seq`` the next one). Beyond ``archives`` archives, the
 oldest are deleted. The rotation is one rename, made durable (directory
-fsync) before anything else, then deletions of the oldest archives, oldest
-first, each made durable; no file is ever shifted. So a power loss at any
-step leaves files that chain: before the rename nothing changed; after it,
-``events.log`` is missing or empty and the next append reads the head from
-the newest archive; an archive left over its count goes at the next
-rotation. ``verify`` checks the chain through every retained file, oldest
-first, and says where the retained history starts: what came before was
-rotated out by design, which nobody can tell from a deletion of the oldest
-archives (the hash chain proves order and integrity, not completeness).
+fsync) before anything else; then a ``log_rotated`` entry, the new file's
+first, names the archive just made and every archive about to be deleted,
+made durable too; then the deletions, oldest first, each made durable; then
+the entry asked for. No file is ever shifted, and no archive is deleted
+before a durable entry names it. So a power loss at any step leaves files
+that chain: before the rename nothing changed; after it, ``events.log`` is
+missing or empty and the next append reads the head from the newest archive
+(no rotation recorded, nothing deleted: the archive left over its count is
+named and deleted at the next rotation); after the record, a deletion it
+names and that did not happen is named again at the next rotation.
+
+``verify`` checks the chain through every retained file, oldest first, and
+says where the retained history starts. When it starts at seq S > 1, the
+archive that held entry S - 1 (``events.<S-1>.log``) must be named as deleted
+by a retained ``log_rotated`` entry, as the rotation that deleted it did;
+otherwise the oldest archives were removed by other means, reported with
+``first_bad`` S - 1, the last entry of the archive missing without a record.
+This is checked once the chain verifies through every retained file: a
+record past a break in the chain proves nothing. (The chain is not keyed:
+whoever can rewrite every retained file can forge a record too. What it
+proves is order, integrity, and that no deletion happened outside a
+rotation the log itself recorded.)
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -98,6 +111,8 @@ class EventType(StrEnum):
     LOG_TAIL_REPAIRED = "log_tail_repaired"
     #: Whole lines at the log's end that are not entries (damage); the chain goes on after them.
     LOG_DAMAGED = "log_damaged"
+    #: events.log was archived; names the archive and the oldest ones deleted next.
+    LOG_ROTATED = "log_rotated"
     ERROR = "error"
 
 
@@ -229,17 +244,15 @@ class EventLog:
         self, event: EventType, message: str, *, now: datetime, detail: Mapping[str, Any]
     ) -> dict[str, Any]:
         head = self._head()
-        seq, prev = head.seq, head.hash
-        body = {
-            "time": now.astimezone(UTC).isoformat(),
-            "type": event.value,
-            "message": message,
-            "detail": dict(detail),
-        }
-        entry = {"seq": seq + 1, **body, "prev": prev, "hash": _digest(seq + 1, prev, body)}
-        line = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        entry, line = _line(head, event, message, now=now, detail=detail)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._make_room(len(line), head=seq)
+        if self._is_full(len(line), head=head.seq):
+            head = self._rotate(head, now=now)
+            entry, line = _line(head, event, message, now=now, detail=detail)
+        self._append_line(line)
+        return entry
+
+    def _append_line(self, line: bytes) -> None:
         created = not self.path.exists()
         with self.path.open("ab") as handle:
             handle.write(line)
@@ -247,25 +260,51 @@ class EventLog:
             os.fsync(handle.fileno())
         if created:
             fsync_dir(self.path.parent)  # the file's name, not only its line, survives a power cut
-        return entry
 
-    def _make_room(self, size: int, *, head: int) -> None:
-        """Archive events.log (last entry ``head``) if ``size`` more bytes would pass the bound."""
+    def _archive(self, seq: int) -> Path:
+        """The name events.log takes when archived with ``seq`` as its last entry."""
+        return self.path.with_name(f"{self.path.stem}.{seq}{self.path.suffix}")
+
+    def _is_full(self, size: int, *, head: int) -> bool:
+        """Whether events.log (last entry ``head``) is archived before ``size`` more bytes."""
         try:
             current = self.path.stat().st_size
         except FileNotFoundError:
-            return
+            return False
         if current == 0 or current + size <= self.max_bytes:
-            return
-        archive = self.path.with_name(f"{self.path.stem}.{head}{self.path.suffix}")
-        if archive.exists():
-            return  # events.log holds no entry of its own (only a tampered log): keep all evidence
+            return False
+        # An archive of that name: events.log holds no entry of its own (only a
+        # tampered log), so it is not rotated and all evidence is kept.
+        return not self._archive(head).exists()
+
+    def _rotate(self, head: _Head, *, now: datetime) -> _Head:
+        """Archive events.log, record it, then delete the oldest archives; return the new head.
+
+        Each step is durable before the next, and the record names every
+        archive deleted after it (leftovers of a rotation a power loss cut
+        short included), so no deletion goes unrecorded.
+        """
+        archive = self._archive(head.seq)
         self.path.replace(archive)
         fsync_dir(self.path.parent)
         archives = self.archives()
-        for oldest in archives[: max(0, len(archives) - self.keep)]:
+        doomed = archives[: max(0, len(archives) - self.keep)]
+        names = [path.name for path in doomed]
+        message = f"the event log was archived as {archive.name}"
+        if names:
+            message += f"; deleting the oldest archive(s): {', '.join(names)}"
+        record, line = _line(
+            head,
+            EventType.LOG_ROTATED,
+            message,
+            now=now,
+            detail={"archive": archive.name, "deleted": names},
+        )
+        self._append_line(line)
+        for oldest in doomed:
             oldest.unlink(missing_ok=True)  # oldest first, each durable: no gap opens in the rest
             fsync_dir(self.path.parent)
+        return _Head(int(record["seq"]), str(record["hash"]))
 
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every whole line, archives first (a torn last line is not an entry)."""
@@ -280,7 +319,8 @@ class EventLog:
         """
         archives = self.archives()
         for _ in range(_READ_TRIES):
-            report = _check([*archives, self.path], rotated=bool(archives))
+            named = self._archive if archives else None
+            report = _check([*archives, self.path], archive=named)
             again = self.archives()
             if report.ok or again == archives:
                 break
@@ -303,6 +343,21 @@ class _Head:
     hash: str
     #: Whole lines after the last entry that are not entries.
     damaged: int = 0
+
+
+def _line(
+    head: _Head, event: EventType, message: str, *, now: datetime, detail: Mapping[str, Any]
+) -> tuple[dict[str, Any], bytes]:
+    """The entry that follows ``head``, and its line as written."""
+    body = {
+        "time": now.astimezone(UTC).isoformat(),
+        "type": event.value,
+        "message": message,
+        "detail": dict(detail),
+    }
+    seq, prev = head.seq + 1, head.hash
+    entry = {"seq": seq, **body, "prev": prev, "hash": _digest(seq, prev, body)}
+    return entry, (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
 def _entry(raw: bytes) -> dict[str, Any] | None:
@@ -370,21 +425,40 @@ def _last_of(path: Path, wanted: set[str]) -> dict[str, Any] | None:
     return found
 
 
-def _check(files: list[Path], *, rotated: bool) -> LogReport:
-    """The chain through ``files``, oldest first; only a ``rotated`` log may start after seq 1."""
+def _check(files: list[Path], *, archive: Callable[[int], Path] | None) -> LogReport:
+    """The chain through ``files``, oldest first.
+
+    Only a rotated log (``archive`` names its archives) may start after
+    seq 1, and then a verified ``log_rotated`` entry must name the archive
+    that held the entry before the start as deleted.
+    """
     expected, prev, count, first = 1, GENESIS, 0, 1
+    deleted: set[str] = set()
     try:
         for entry in (entry for path in files for entry in _read(path)):
             seq = entry.get("seq")
-            if rotated and count == 0 and isinstance(seq, int) and seq > 1:
-                expected = first = seq  # entries before it were rotated out by design
+            if archive is not None and count == 0 and isinstance(seq, int) and seq > 1:
+                expected = first = seq  # entries before it were rotated out, if a record says so
                 prev = str(entry.get("prev"))
             body = {k: entry.get(k) for k in ("time", "type", "message", "detail")}
             if seq != expected:
                 return LogReport(count, expected, "entry missing or out of order", first)
             if entry.get("prev") != prev or _digest(expected, prev, body) != entry.get("hash"):
                 return LogReport(count, expected, "entry altered", first)
+            deleted.update(_deleted(entry))
             prev, expected, count = str(entry["hash"]), expected + 1, count + 1
     except (ValueError, KeyError, TypeError):
         return LogReport(count, expected, "line is not a log entry", first)
+    if archive is not None and first > 1 and archive(first - 1).name not in deleted:
+        reason = f"entries before seq {first} were removed without a recorded rotation"
+        return LogReport(0, first - 1, reason, first)
     return LogReport(count, first_seq=first)
+
+
+def _deleted(entry: Mapping[str, Any]) -> list[str]:
+    """The archives a ``log_rotated`` entry names as deleted (none for any other entry)."""
+    detail = entry.get("detail")
+    if entry.get("type") != EventType.LOG_ROTATED or not isinstance(detail, dict):
+        return []
+    names = detail.get("deleted")
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

@@ -3,8 +3,10 @@
 ``events.log`` is archived (``events.<seq>.log``) when it would pass its bound,
 the oldest archives go, and the chain runs on through the retained files, so
 ``fwclient log verify`` still finds an edit, a gap or a deleted archive, and
-says where the retained history starts. A power loss at any step of a
-rotation leaves a log the next append continues and ``log verify`` accepts.
+says where the retained history starts. Every deletion a rotation makes is
+named first by a ``log_rotated`` entry, so an archive deleted by other means
+is reported. A power loss at any step of a rotation leaves a log the next
+append continues and ``log verify`` accepts, and deletes nothing unrecorded.
 """
 
 from __future__ import annotations
@@ -47,6 +49,20 @@ def on_disk(log: EventLog) -> int:
     return sum(path.stat().st_size for path in [*log.archives(), log.path])
 
 
+def names(log: EventLog) -> set[str]:
+    return {path.name for path in log.archives()}
+
+
+def recorded(log: EventLog, key: str) -> set[str]:
+    """What the retained ``log_rotated`` entries name: the ``archive`` made, or ``deleted``."""
+    found: set[str] = set()
+    for entry in log.entries():
+        if entry["type"] == EventType.LOG_ROTATED:
+            named = entry["detail"][key]
+            found.update([named] if isinstance(named, str) else named)
+    return found
+
+
 @pytest.fixture
 def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
     """A year of appends in a test: durability is not what these tests are about."""
@@ -55,7 +71,7 @@ def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def small(tmp_path: Path) -> EventLog:
-    """A log whose files hold three idle polls each."""
+    """A log whose files hold three entries: three idle polls, then a rotation record and two."""
     return EventLog(tmp_path / "events.log", max_bytes=3 * 400, archives=2)
 
 
@@ -65,15 +81,15 @@ def small(tmp_path: Path) -> EventLog:
 @pytest.mark.usefixtures("no_fsync")
 def test_log_is_bounded_on_a_device_polling_for_a_year(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "events.log", max_bytes=32 * 1024, archives=4)
-    poll(log)
+    last = poll(log)
     line = log.path.stat().st_size + 4  # seq grows to four digits
     for hour in range(1, HOURS_IN_A_YEAR):
-        poll(log, hour)
+        last = poll(log, hour)
 
     assert on_disk(log) <= (4 + 1) * 32 * 1024
     assert len(log.archives()) == 4
     report = log.verify()
-    assert report.ok and report.last_seq == HOURS_IN_A_YEAR
+    assert report.ok and report.last_seq == last["seq"]
     assert report.first_seq > 1 and report.entries >= 4 * (32 * 1024 // line)
 
 
@@ -89,7 +105,7 @@ def test_a_line_longer_than_the_bound_is_still_written(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "events.log", max_bytes=10, archives=1)
     poll(log)
     poll(log)
-    assert seqs(log) == [1, 2] and len(log.archives()) == 1
+    assert seqs(log) == [1, 2, 3] and len(log.archives()) == 1
     assert log.verify().ok
 
 
@@ -103,21 +119,42 @@ def test_chain_continues_across_a_rotation(small: EventLog) -> None:
     [archive] = small.archives()
     assert archive.name == "events.3.log"
     first = json.loads(small.path.read_bytes().splitlines()[0])
-    assert first["seq"] == 4
+    assert (first["seq"], first["type"]) == (4, "log_rotated")
+    assert first["detail"] == {"archive": "events.3.log", "deleted": []}
     assert first["prev"] == last_entry(archive)["hash"]
-    assert seqs(small) == [1, 2, 3, 4]
+    assert seqs(small) == [1, 2, 3, 4, 5]
     report = small.verify()
-    assert (report.ok, report.entries, report.first_seq) == (True, 4, 1)
+    assert (report.ok, report.entries, report.first_seq) == (True, 5, 1)
 
 
 def test_the_oldest_archive_goes_and_verify_says_where_history_starts(small: EventLog) -> None:
     for hour in range(10):
         poll(small, hour)
 
-    assert [path.name for path in small.archives()] == ["events.6.log", "events.9.log"]
-    assert seqs(small) == list(range(4, 11))
+    assert [path.name for path in small.archives()] == ["events.9.log", "events.12.log"]
+    assert seqs(small) == list(range(7, 15))
     report = small.verify()
-    assert (report.ok, report.entries, report.first_seq, report.last_seq) == (True, 7, 4, 10)
+    assert (report.ok, report.entries, report.first_seq, report.last_seq) == (True, 8, 7, 14)
+
+
+def test_every_rotation_deletion_is_recorded_in_the_chain(small: EventLog) -> None:
+    """The new file's first entry names the archive made and every one deleted, oldest first."""
+    deletions = 0
+    for hour in range(20):
+        before = [path.name for path in small.archives()]
+        poll(small, hour)
+        after = names(small)
+        if set(before) != after:
+            [made] = after - set(before)
+            gone = [name for name in before if name not in after]
+            first = json.loads(small.path.read_bytes().splitlines()[0])
+            assert first["type"] == "log_rotated", hour
+            assert first["detail"] == {"archive": made, "deleted": gone}, hour
+            deletions += len(gone)
+        assert small.verify().ok, hour
+
+    assert deletions > 3
+    assert small.archives()[0].name in recorded(small, "archive")
 
 
 def test_last_update_result_is_found_in_the_newest_archive(small: EventLog) -> None:
@@ -143,7 +180,7 @@ def test_a_rotation_never_replaces_an_archive(small: EventLog) -> None:
     poll(small, 5)
 
     assert small.archives()[0].read_bytes() == archived
-    assert seqs(small) == [1, 2, 3, 4, 5] and small.verify().ok
+    assert seqs(small) == [1, 2, 3, 4, 5, 6] and small.verify().ok
 
 
 # -- tampering ----------------------------------------------------------------------------
@@ -156,16 +193,32 @@ def test_tampering_inside_an_archive_is_reported(small: EventLog) -> None:
     oldest.write_text(oldest.read_text().replace("runs 1.2.3", "runs 9.9.9", 1))
 
     report = small.verify()
-    assert not report.ok and (report.first_bad, report.reason) == (4, "entry altered")
+    assert not report.ok and (report.first_bad, report.reason) == (8, "entry altered")
 
 
-def test_the_oldest_archive_deleted_is_what_a_rotation_does(small: EventLog) -> None:
+def test_deleting_the_oldest_archive_by_hand_is_reported(small: EventLog) -> None:
+    """No rotation recorded deleting events.9.log: history starting at 10 is a removal."""
     for hour in range(10):
         poll(small, hour)
+    assert small.archives()[0].name == "events.9.log"
     small.archives()[0].unlink()
 
     report = small.verify()
-    assert report.ok and report.first_seq == 7
+    assert not report.ok and (report.first_bad, report.first_seq) == (9, 10)
+    assert report.reason == "entries before seq 10 were removed without a recorded rotation"
+
+
+def test_a_hand_deletion_is_still_reported_after_the_next_rotation(small: EventLog) -> None:
+    """The next rotation records only what it deletes itself, not what was already gone."""
+    for hour in range(10):
+        poll(small, hour)
+    small.archives()[0].unlink()
+    poll(small, 10)
+    poll(small, 11)  # this one rotates, with no archive over the count
+
+    assert names(small) == {"events.12.log", "events.15.log"}
+    report = small.verify()
+    assert not report.ok and (report.first_bad, report.first_seq) == (9, 10)
 
 
 def test_a_deleted_newest_archive_is_a_gap(small: EventLog) -> None:
@@ -174,7 +227,7 @@ def test_a_deleted_newest_archive_is_a_gap(small: EventLog) -> None:
     small.archives()[-1].unlink()
 
     report = small.verify()
-    assert not report.ok and report.first_bad == 7
+    assert not report.ok and report.first_bad == 10
     assert report.reason == "entry missing or out of order"
 
 
@@ -192,7 +245,7 @@ def test_deleting_every_archive_is_reported(small: EventLog) -> None:
 
 
 def rotating(directory: Path) -> EventLog:
-    """Four polls in a log whose every append rotates (one entry a file, two archives)."""
+    """Four polls in a log whose every append rotates (two archives; a file: record, entry)."""
     log = EventLog(directory / "events.log", max_bytes=1, archives=2)
     for hour in range(4):
         poll(log, hour)
@@ -200,24 +253,74 @@ def rotating(directory: Path) -> EventLog:
 
 
 def test_power_loss_at_each_step_of_a_rotation_leaves_a_log_that_verifies(tmp_path: Path) -> None:
-    """Cut before each durable step (and every later one fails), then reboot and log on."""
+    """Cut before each durable step (and every later one fails), then reboot and log on.
+
+    Whatever the cut, the log verifies, later rotations bring the archives
+    back to the limit, and every archive gone since is named by a retained
+    ``log_rotated`` entry: a cut before the record deletes nothing.
+    """
     log = rotating(tmp_path / "count")
     with fuse(None) as counter:
         log.append(EventType.BOOTED, "booted", now=NOW)
-    assert counter.steps == 6  # rename, its fsync, delete, its fsync, the line's, the new name's
+    # the rename, its fsync, the record's, its new name's, the delete, its fsync, the line's
+    assert counter.steps == 7
 
     for k in range(1, counter.steps + 1):
         log = rotating(tmp_path / f"cut-{k}")
+        seen = names(log)
         with pytest.raises(PowerCut), fuse(k):
             log.append(EventType.BOOTED, "booted", now=NOW)
+        assert seen - names(log) <= recorded(log, "deleted"), k
 
         last = log.append(EventType.CHECKED, "checked", now=NOW)
+        seen |= names(log)
         report = log.verify()
         assert report.ok, (k, report)
-        assert last["seq"] in (5, 6), k  # the cut append is there whole or not at all
+        types = [entry["type"] for entry in log.entries()]
+        assert types.count("booted") <= 1, k  # the cut append is there whole or not at all
         assert seqs(log)[-1] == last["seq"] and report.entries >= 3, k  # only rotations drop
         log.append(EventType.CHECKED, "checked", now=NOW)  # an archive left over goes now
+        seen |= names(log)
         assert len(log.archives()) == 2 and log.verify().ok, k
+        assert seen - names(log) <= recorded(log, "deleted"), k
+
+
+def test_no_archive_is_deleted_before_a_durable_entry_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record before delete: the ``log_rotated`` line and its file's name are fsynced first."""
+    log = rotating(tmp_path)
+    trace: list[tuple[str, str]] = []
+    fsync, replace, unlink = os.fsync, os.replace, os.unlink
+
+    def synced(fd: int) -> None:
+        inode = os.fstat(fd).st_ino
+        trace.append(("fsync", "directory" if inode == tmp_path.stat().st_ino else "events.log"))
+        fsync(fd)
+
+    def renamed(source: Path, target: Path) -> None:
+        trace.append(("rename", Path(target).name))
+        replace(source, target)
+
+    def deleted(path: Path) -> None:
+        assert Path(path).name in recorded(log, "deleted")  # already on disk, before it goes
+        trace.append(("delete", Path(path).name))
+        unlink(path)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", renamed)
+    monkeypatch.setattr(os, "unlink", deleted)
+    log.append(EventType.BOOTED, "booted", now=NOW)
+
+    assert trace == [
+        ("rename", "events.7.log"),
+        ("fsync", "directory"),
+        ("fsync", "events.log"),  # the log_rotated line naming events.3.log
+        ("fsync", "directory"),  # the new events.log's name
+        ("delete", "events.3.log"),
+        ("fsync", "directory"),
+        ("fsync", "events.log"),  # the booted line
+    ]
 
 
 def test_power_loss_in_the_first_line_after_a_rotation(small: EventLog) -> None:
@@ -236,7 +339,7 @@ def test_log_verify_while_the_agent_rotates_reports_no_gap(
     small: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``log verify`` takes no lock: a rotation during its read is read again, not a gap."""
-    for hour in range(6):
+    for hour in range(7):
         poll(small, hour)
     agent = EventLog(small.path, max_bytes=small.max_bytes, archives=small.keep)
     read = events._read
@@ -245,13 +348,13 @@ def test_log_verify_while_the_agent_rotates_reports_no_gap(
     def read_while_rotating(path: Path) -> Any:
         if path == small.path and rotations:
             rotations.pop()
-            poll(agent, 6)  # events.log is renamed before this read opens it
+            poll(agent, 7)  # events.log is renamed before this read opens it
         return read(path)
 
     monkeypatch.setattr(events, "_read", read_while_rotating)
     assert len(small.path.read_bytes().splitlines()) == 3  # the next poll rotates
     report = small.verify()
-    assert report.ok and report.last_seq == 7
+    assert report.ok and report.last_seq == 11  # the poll after its rotation record
 
 
 # -- fwclient log verify ------------------------------------------------------------------
@@ -270,7 +373,7 @@ def test_log_verify_says_older_entries_were_rotated_out(state_dir: Path) -> None
     result = fwclient("log", "verify", "--state", str(state_dir))
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        "event log verifies: 7 entries (seq 4 to 10; older entries rotated out)\n"
+        "event log verifies: 8 entries (seq 7 to 14; older entries rotated out)\n"
     )
 
 
@@ -300,4 +403,18 @@ def test_log_verify_names_the_entry_edited_in_an_archive(state_dir: Path) -> Non
 
     result = fwclient("log", "verify", "--state", str(state_dir))
     assert result.exit_code == 1
-    assert result.stderr.startswith("fwclient: integrity_failure: event log entry 7: ")
+    assert result.stderr.startswith("fwclient: integrity_failure: event log entry 11: ")
+
+
+def test_log_verify_names_the_archive_deleted_without_a_recorded_rotation(state_dir: Path) -> None:
+    log = EventLog(state_dir / "events.log", max_bytes=3 * 400, archives=2)
+    for hour in range(10):
+        poll(log, hour)
+    log.archives()[0].unlink()
+
+    result = fwclient("log", "verify", "--state", str(state_dir))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "fwclient: integrity_failure: event log entry 9: entries before seq 10 were removed"
+        " without a recorded rotation (0 entries before it verify)\n"
+    )
