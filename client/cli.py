@@ -356,7 +356,8 @@ def log_verify(state_dir: Path) -> None:
     """Check the chain: an edited, deleted, inserted or reordered entry is found.
 
     The chain runs through the archives the log's bounded retention keeps,
-    oldest first; entries older than those were rotated out by design.
+    oldest first; entries older than those were rotated out, and a recorded
+    rotation (``log_rotated``) must name the archive that held them.
     """
     report = _state(state_dir).events.verify()
     if not report.ok:
