@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +27,6 @@ from tests.client.helpers_state import (
     assert_consistent,
     event_types,
     install,
-    provision,
 )
 
 
@@ -37,26 +35,6 @@ def wipe_cache(state: StateDir) -> None:
     state.metadata_dir.mkdir(parents=True, exist_ok=True)
     (state.metadata_dir / "root.json").write_text("{}")
     shutil.rmtree(state.metadata_dir)
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> SignedLine:
-    return SignedLine(tmp_path / "repo")
-
-
-@pytest.fixture
-def factory(line: SignedLine) -> Release:
-    return line.release("1.0.0", 1)
-
-
-@pytest.fixture
-def update(line: SignedLine) -> Release:
-    return line.release("1.1.0", 2)
-
-
-@pytest.fixture
-def state(tmp_path: Path, line: SignedLine, factory: Release) -> StateDir:
-    return provision(tmp_path / "device", line, factory)
 
 
 def test_plain_boot_verifies_and_runs_the_active_slot(state: StateDir) -> None:

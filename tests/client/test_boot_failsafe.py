@@ -8,7 +8,6 @@ it keeps what runs, refuses every change but a signed recovery, and says so.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -36,29 +35,8 @@ from tests.client.helpers_state import (
     corrupt,
     event_types,
     install,
-    provision,
     put_in_slot,
 )
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> SignedLine:
-    return SignedLine(tmp_path / "repo")
-
-
-@pytest.fixture
-def factory(line: SignedLine) -> Release:
-    return line.release("1.0.0", 1)
-
-
-@pytest.fixture
-def update(line: SignedLine) -> Release:
-    return line.release("1.1.0", 2)
-
-
-@pytest.fixture
-def state(tmp_path: Path, line: SignedLine, factory: Release) -> StateDir:
-    return provision(tmp_path / "device", line, factory)
 
 
 @pytest.fixture

@@ -24,11 +24,6 @@ from tests.client.helpers_state import MODEL, NOW, Release, SignedLine
 
 
 @pytest.fixture
-def line(tmp_path: Path) -> SignedLine:
-    return SignedLine(tmp_path / "repo")
-
-
-@pytest.fixture
 def release(line: SignedLine) -> Release:
     return line.release("1.0.0", 1)
 

@@ -45,11 +45,6 @@ class Link(ResumableFetcher):
 
 
 @pytest.fixture
-def line(tmp_path: Path) -> SignedLine:
-    return SignedLine(tmp_path / "repo")
-
-
-@pytest.fixture
 def device(tmp_path: Path, line: SignedLine) -> StateDir:
     return provision(tmp_path / "device", line)
 

@@ -86,11 +86,6 @@ def download(state: StateDir, release: Release, *, tries: int) -> None:
 
 
 @pytest.fixture
-def line(tmp_path: Path) -> SignedLine:
-    return SignedLine(tmp_path / "repo")
-
-
-@pytest.fixture
 def old(line: SignedLine) -> Release:
     return line.release("1.0.0", 1, size=100_000)
 

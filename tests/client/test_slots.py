@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -23,28 +22,12 @@ from tests.client.helpers_state import (
     assert_consistent,
     event_types,
     install,
-    provision,
 )
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> SignedLine:
-    return SignedLine(tmp_path / "repo")
-
-
-@pytest.fixture
-def factory(line: SignedLine) -> Release:
-    return line.release("1.0.0", 1)
 
 
 @pytest.fixture
 def update(line: SignedLine) -> Release:
     return line.release("1.1.0", 2, size=300_000)
-
-
-@pytest.fixture
-def state(tmp_path: Path, line: SignedLine, factory: Release) -> StateDir:
-    return provision(tmp_path / "device", line, factory)
 
 
 def untouched(state: StateDir) -> None:
