@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,11 @@ from click.testing import CliRunner, Result
 from flask import Flask
 from sqlalchemy import select, text
 
-from update_server.audit import Event, append
+from tests.update_server.audit_events import append_events
+from update_server.audit import Event
 from update_server.audit.public_key import audit_public_key
 from update_server.cli import main
 from update_server.config import ServerConfig
-from update_server.db import transaction
 from update_server.models import AuditEntry
 
 EVERY, ENTRIES = 5, 8
@@ -27,21 +28,18 @@ def config(config: ServerConfig) -> ServerConfig:
 
 @pytest.fixture
 def log(app: Flask) -> Flask:
-    services = app.extensions["fw"]
-    for number in range(1, ENTRIES + 1):
-        with transaction(services.sessions) as db:
-            append(
-                db,
-                Event(
-                    time=services.clock(),
-                    actor="dave",
-                    role="release_manager",
-                    action="release.publish",
-                    object=f"targets v{number}",
-                    outcome="success",
-                    source="192.0.2.44",
-                ),
-            )
+    def publication(number: int, now: datetime) -> Event:
+        return Event(
+            time=now,
+            actor="dave",
+            role="release_manager",
+            action="release.publish",
+            object=f"targets v{number}",
+            outcome="success",
+            source="192.0.2.44",
+        )
+
+    append_events(app, range(1, ENTRIES + 1), publication)
     return app
 
 

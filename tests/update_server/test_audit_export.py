@@ -11,13 +11,13 @@ import pytest
 from flask import Flask
 from securesystemslib.signer import CryptoSigner, Key
 
-from update_server.audit import Event, append
+from tests.update_server.audit_events import append_events
+from update_server.audit import Event
 from update_server.audit.checkpoint import AuditReport, sign_head
 from update_server.audit.errors import ExportFormatError
 from update_server.audit.export import atomic_output, verify_export, write_export
 from update_server.audit.public_key import audit_public_key
 from update_server.config import ServerConfig
-from update_server.db import transaction
 
 EVERY, ENTRIES = 5, 12
 FORGED_AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -36,22 +36,21 @@ def key(config: ServerConfig) -> Key:
 @pytest.fixture
 def exported(app: Flask, tmp_path: Path) -> Path:
     """An export of 12 entries; its checkpoint is the one made at entry 10."""
+
+    def user_change(number: int, now: datetime) -> Event:
+        return Event(
+            time=now,
+            actor="carol",
+            role="security_officer",
+            action="user.change",
+            object=f"user{number}",
+            outcome="success",
+            source="203.0.113.9",
+            detail={"disabled": number % 2 == 0},
+        )
+
+    append_events(app, range(1, ENTRIES + 1), user_change)
     services = app.extensions["fw"]
-    for number in range(1, ENTRIES + 1):
-        with transaction(services.sessions) as db:
-            append(
-                db,
-                Event(
-                    time=services.clock(),
-                    actor="carol",
-                    role="security_officer",
-                    action="user.change",
-                    object=f"user{number}",
-                    outcome="success",
-                    source="203.0.113.9",
-                    detail={"disabled": number % 2 == 0},
-                ),
-            )
     path = tmp_path / "audit.jsonl"
     with services.sessions() as db, atomic_output(path) as out:
         write_export(db, out)

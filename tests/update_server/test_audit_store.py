@@ -14,6 +14,7 @@ from securesystemslib.signer import Signer
 from sqlalchemy import select
 
 from hsm_mock.errors import PurposeMismatchError
+from tests.update_server.audit_events import append_events
 from tests.update_server.conftest import FakeClock
 from update_server.app import create_app
 from update_server.audit import Event, append
@@ -55,10 +56,7 @@ def event(number: int, *, time: datetime, **changes: str) -> Event:
 
 
 def fill(app: Flask, count: int) -> None:
-    services = app.extensions["fw"]
-    for number in range(count):
-        with transaction(services.sessions) as db:
-            append(db, event(number, time=services.clock()))
+    append_events(app, range(count), lambda number, now: event(number, time=now))
 
 
 def test_hash_is_stable_through_the_database_round_trip_r28(app: Flask) -> None:

@@ -9,6 +9,7 @@ and checkpoints at 5, 10 and 15.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 import pytest
 from flask import Flask
@@ -16,7 +17,8 @@ from securesystemslib.signer import CryptoSigner, Key
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from update_server.audit import Event, append
+from tests.update_server.audit_events import append_events
+from update_server.audit import Event
 from update_server.audit.chain import entry_hash, stored_fields
 from update_server.audit.checkpoint import (
     AuditReport,
@@ -39,21 +41,18 @@ def config(config: ServerConfig) -> ServerConfig:
 
 @pytest.fixture
 def log(app: Flask) -> Flask:
-    services = app.extensions["fw"]
-    for number in range(1, ENTRIES + 1):
-        with transaction(services.sessions) as db:
-            append(
-                db,
-                Event(
-                    time=services.clock(),
-                    actor=f"user{number % 3}",
-                    role="release_engineer",
-                    action="release.upload",
-                    object=f"line-a/fw-{number}.bin",
-                    outcome="success",
-                    source="192.0.2.10",
-                ),
-            )
+    def upload(number: int, now: datetime) -> Event:
+        return Event(
+            time=now,
+            actor=f"user{number % 3}",
+            role="release_engineer",
+            action="release.upload",
+            object=f"line-a/fw-{number}.bin",
+            outcome="success",
+            source="192.0.2.10",
+        )
+
+    append_events(app, range(1, ENTRIES + 1), upload)
     return app
 
 

@@ -3,14 +3,17 @@ action whose audit entry cannot be written is refused (R27, R28)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select, text
 
+from tests.update_server.audit_events import append_events
 from update_server.access import allow
-from update_server.audit import Event, append
+from update_server.audit import Event
 from update_server.audit.actions import Action
 from update_server.audit.recording import REFUSED_DETAIL, record, request_event
 from update_server.auth import sessions
@@ -40,21 +43,18 @@ def login(app: Flask, role: Role, name: str | None = None) -> dict[str, str]:
 
 
 def fill(app: Flask, count: int) -> None:
-    services = app.extensions["fw"]
-    for number in range(1, count + 1):
-        with transaction(services.sessions) as db:
-            append(
-                db,
-                Event(
-                    time=services.clock(),
-                    actor="erin",
-                    role="technician",
-                    action="login",
-                    object="erin",
-                    outcome="failure" if number % 2 else "success",
-                    source="198.51.100.1",
-                ),
-            )
+    def login_attempt(number: int, now: datetime) -> Event:
+        return Event(
+            time=now,
+            actor="erin",
+            role="technician",
+            action="login",
+            object="erin",
+            outcome="failure" if number % 2 else "success",
+            source="198.51.100.1",
+        )
+
+    append_events(app, range(1, count + 1), login_attempt)
 
 
 def entries(app: Flask) -> list[AuditEntry]:
