@@ -44,8 +44,7 @@ from update_server.audit.errors import AuditError
 from update_server.audit.export import atomic_output, verify_export, write_export
 from update_server.audit.public_key import audit_public_key, load_public_key
 from update_server.audit.store import append
-from update_server.cli import cli_services
-from update_server.clock import system_clock
+from update_server.cli_common import cli_services, command_now
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine, transaction
 
@@ -122,7 +121,7 @@ def export(*, data_dir: Path | None, output: Path, sign_head: bool) -> None:
         with transaction(factory) as session:
             append(session, _event(Action.AUDIT_EXPORT, target, "success"))
             if sign_head:
-                checkpoint_now(session, signer(), now=system_clock())
+                checkpoint_now(session, signer(), now=command_now())
         try:
             with _reading(config) as session, atomic_output(output) as out:
                 summary = write_export(session, out)
@@ -141,7 +140,7 @@ def checkpoint(*, data_dir: Path | None) -> None:
     """Sign the current head of the log with the audit key now."""
     with _writing(_config(data_dir)) as (factory, signer), transaction(factory) as session:
         append(session, _event(Action.AUDIT_CHECKPOINT, "audit_log", "success"))
-        signed = checkpoint_now(session, signer(), now=system_clock())
+        signed = checkpoint_now(session, signer(), now=command_now())
     click.echo(f"signed the head at entry {signed.seq}: {signed.head_hash} (key {signed.keyid})")
 
 
@@ -180,7 +179,7 @@ def _read_engine(url: str) -> Engine:
 
 def _event(action: Action, target: str, outcome: str, detail: Any = None) -> Event:
     return Event(
-        time=system_clock(),
+        time=command_now(),
         actor=_local_user(),
         role="local",
         action=action,

@@ -15,8 +15,7 @@ import click
 from update_server import audit
 from update_server.app import Services
 from update_server.audit.actions import Action
-from update_server.cli import cli_services, data_dir_option, load_config
-from update_server.clock import system_clock
+from update_server.cli_common import cli_services, command_now, data_dir_option, load_config
 from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
@@ -76,7 +75,7 @@ def repo() -> None:
 def status_command(data_dir: Path) -> None:
     """Versions and expiries of the published roles, and when renewal is due."""
     config = load_config(data_dir)
-    now = system_clock()
+    now = command_now()
     repo = OnlineRepository(config.repository_dir, now=now)
     try:
         status: dict[str, Any] = published_status(repo)

@@ -16,8 +16,7 @@ import click
 from sqlalchemy.orm import Session
 
 from update_server import users
-from update_server.cli import cli_services, data_dir_option
-from update_server.clock import system_clock
+from update_server.cli_common import cli_services, command_now, data_dir_option
 from update_server.db import transaction
 from update_server.errors import ServerError
 from update_server.models import Role, User
@@ -37,7 +36,7 @@ def user() -> None:
 def add(data_dir: Path, role: str, name: str) -> None:
     """Create NAME with ROLE and print a one-time initial password."""
     with _database(data_dir) as db:
-        password = users.add_user(db, name=name, role=role, now=system_clock(), actor=_actor())
+        password = users.add_user(db, name=name, role=role, now=command_now(), actor=_actor())
     click.echo(f"created {name} ({role})")
     click.echo(
         f"one-time initial password (shown once; give it to {name} in person,"
@@ -50,7 +49,7 @@ def add(data_dir: Path, role: str, name: str) -> None:
 def list_users(data_dir: Path) -> None:
     """List every person, their role and state."""
     with _database(data_dir) as db:
-        now = system_clock()
+        now = command_now()
         rows = [
             (person, users.locked_until(db, person.name, now=now)) for person in users.all_users(db)
         ]
@@ -67,7 +66,7 @@ def list_users(data_dir: Path) -> None:
 def disable(data_dir: Path, name: str) -> None:
     """Disable NAME and end their sessions."""
     with _database(data_dir) as db:
-        ended = users.disable(db, name, now=system_clock(), actor=_actor())
+        ended = users.disable(db, name, now=command_now(), actor=_actor())
     click.echo(f"disabled {name}; {ended} session(s) ended")
 
 
@@ -77,7 +76,7 @@ def disable(data_dir: Path, name: str) -> None:
 def unlock(data_dir: Path, name: str) -> None:
     """Lift a lockout after failed logins on NAME."""
     with _database(data_dir) as db:
-        users.unlock(db, name, now=system_clock(), actor=_actor())
+        users.unlock(db, name, now=command_now(), actor=_actor())
     click.echo(f"unlocked {name}")
 
 

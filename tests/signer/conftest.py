@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,9 @@ from securesystemslib.signer import CryptoSigner, Signer
 
 from signer.authoring import RoleKeys, delegate, init_repository
 from signer.repository import OfflineRepository
+from tests.clocks import RUN_START
 
-NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+NOW = RUN_START  # metadata signed here is read by a stock ngclient
 PEOPLE = (
     "officer1", "officer2", "officer3", "manager1", "manager2",
     "alice", "bob", "carol", "snapshot", "timestamp",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hsm_mock import KdfParams
+from tests.clocks import RUN_START
 from tests.hsm_mock.helpers import skip_or_fail
 from tests.pg import (
     PostgresServer,
@@ -29,7 +30,7 @@ from update_server.keys import signer_loader
 from update_server.setup import init_data_dir
 
 FAST_KDF = KdfParams(memory_kib=8192, iterations=1, lanes=1)
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+START = RUN_START  # published metadata is read by a stock ngclient
 
 
 @dataclass

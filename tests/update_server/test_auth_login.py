@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from tests.clocks import RUN_START as START
+from tests.clocks import iso_z
 from tests.update_server.conftest import FakeClock
 from tests.update_server.people import (
     LoggedIn,
@@ -70,7 +73,7 @@ def test_login_with_password_and_otp_gives_a_session(
     body = response.get_json()
     assert body["must_change_password"] is False
     assert body["totp_enrolled"] is True
-    assert body["expires_at"] == "2026-11-23T17:05:00Z"
+    assert body["expires_at"] == iso_z(START + timedelta(hours=8, minutes=5))
     me = client.get("/api/v1/auth/me", headers=bearer(body["token"]))
     assert me.get_json()["name"] == "alice"
 
@@ -220,14 +223,14 @@ def test_successful_login_resets_the_failure_count(
 def test_r11_last_login_and_failed_attempts_since_are_shown(
     client: FlaskClient, clock: FakeClock, alice: LoggedIn
 ) -> None:
-    # alice logged in at 09:00 (enrolled_user); two failures, then a login at 11:00.
+    # alice logged in at START (enrolled_user); two failures, then a login 2 h later.
     fail(client, "alice", 2)
     clock.advance(hours=2)
     body = login(client, "alice", alice.password, otp_at(alice.totp, clock)).get_json()
-    assert body["last_login"] == {"at": "2026-11-23T09:00:00Z", "source": "127.0.0.1"}
+    assert body["last_login"] == {"at": iso_z(START), "source": "127.0.0.1"}
     assert body["failed_attempts_since_last_login"] == 2
     again = login(client, "alice", alice.password, alice.next_otp(clock)).get_json()
-    assert again["last_login"]["at"] == "2026-11-23T11:00:00Z"
+    assert again["last_login"]["at"] == iso_z(START + timedelta(hours=2))
     assert again["failed_attempts_since_last_login"] == 0
 
 

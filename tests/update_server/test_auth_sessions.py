@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from tests.clocks import RUN_START as START
+from tests.clocks import iso_z
 from tests.update_server.conftest import FakeClock
 from tests.update_server.people import (
     LoggedIn,
@@ -130,6 +134,6 @@ def test_me_shows_who_and_when(client: FlaskClient, alice: LoggedIn) -> None:
         "role": "auditor",
         "must_change_password": False,
         "totp_enrolled": True,
-        "last_login": {"at": "2026-11-23T09:00:00Z", "source": "127.0.0.1"},
-        "session_expires_at": "2026-11-23T17:00:00Z",
+        "last_login": {"at": iso_z(START), "source": "127.0.0.1"},
+        "session_expires_at": iso_z(START + timedelta(hours=8)),
     }

@@ -15,11 +15,14 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.test import TestResponse
 
+from tests.clocks import RUN_START as START
+from tests.clocks import iso_z
 from tests.update_server.conftest import FakeClock
 from tests.update_server.repo_world import World, repository_files
 from update_server import cli
 from update_server.audit.chain import verify_chain
 from update_server.audit.store import iter_entries
+from update_server.cli_common import CommandClock
 from update_server.config import ConfigError, ServerConfig
 from update_server.models import AuditEntry, Role
 from update_server.publication.lock import publication_lock
@@ -58,7 +61,7 @@ def _gone(answer: TestResponse) -> None:
     body = answer.get_json()
     assert body["rule"] == "release-expired"
     assert "start a new upload" in body["detail"]
-    assert "2026-11-24T09:00:00Z" in body["detail"]
+    assert iso_z(START + timedelta(days=1)) in body["detail"]
 
 
 def test_an_abandoned_upload_expires_and_its_staging_is_removed(
@@ -150,7 +153,7 @@ def test_expiry_is_audited(world: World, clock: FakeClock) -> None:
         ("fwserver", "system", "success")
     }
     assert '"uploader":"alice"' in rows[0].detail
-    assert '"opened":"2026-11-23T09:00:00Z"' in rows[0].detail
+    assert f'"opened":"{iso_z(START)}"' in rows[0].detail
     with world.services.sessions() as db:
         assert verify_chain(iter_entries(db)).ok
 
@@ -191,12 +194,11 @@ def test_fwserver_repo_sweep_expires_and_removes(
         upload = db.get(ReleaseUpload, kept)
         assert upload is not None
         upload.created_at = clock() - timedelta(hours=1)
-    monkeypatch.setattr(cli, "system_clock", clock)
-
     result = CliRunner().invoke(
         cli.main,
         ["repo", "sweep", "--data-dir", str(world.config.data_dir)],
         env={"FWSERVER_DATA_DIR": None},
+        obj=CommandClock(clock),
     )
 
     assert result.exit_code == 0, result.output

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.clocks import RUN_START as START
+from tests.clocks import iso_z
 from tests.update_server.repo_world import World, repository_files
 from update_server.models import AuditEntry
 
@@ -165,10 +168,10 @@ def test_repository_status_lists_versions_and_expiries(world: World) -> None:
     answer = world.client.get("/api/v1/repository", headers=world.as_("auditor1"))
     assert answer.status_code == 200
     body: dict[str, Any] = answer.get_json()
-    assert body["roles"]["root"] == {"version": 1, "expires": "2027-11-23T09:00:00Z"}
+    assert body["roles"]["root"] == {"version": 1, "expires": iso_z(START + timedelta(days=365))}
     assert body["roles"]["pump-x100"]["version"] == 1
-    assert body["snapshot"] == {"version": 1, "expires": "2026-11-30T09:00:00Z"}
-    assert body["timestamp"] == {"version": 1, "expires": "2026-11-24T09:00:00Z"}
+    assert body["snapshot"] == {"version": 1, "expires": iso_z(START + timedelta(days=7))}
+    assert body["timestamp"] == {"version": 1, "expires": iso_z(START + timedelta(days=1))}
     assert world.client.get("/api/v1/repository").status_code == 401
 
 

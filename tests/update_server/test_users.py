@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from tests.clocks import RUN_START as START
 from tests.update_server.conftest import FakeClock
 from tests.update_server.people import (
     create_user,
@@ -25,6 +26,7 @@ from tests.update_server.people import (
 )
 from update_server import users
 from update_server.cli import main
+from update_server.cli_common import CommandClock
 from update_server.config import ServerConfig
 from update_server.errors import BadRequestError, ConflictError, NotFoundError
 from update_server.models import AuditEntry, Role, User
@@ -35,8 +37,10 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     fast_password_hashing(monkeypatch)
 
 
-def fwserver(config: ServerConfig, *args: str) -> Result:
-    return CliRunner().invoke(main, ["user", *args, "--data-dir", str(config.data_dir)])
+def fwserver(config: ServerConfig, clock: FakeClock, *args: str) -> Result:
+    """``fwserver user ARGS`` on the test's clock, like the app it shares a database with."""
+    argv = ["user", *args, "--data-dir", str(config.data_dir)]
+    return CliRunner().invoke(main, argv, obj=CommandClock(clock))
 
 
 @pytest.mark.parametrize("name", ["alice", "a", "j.doe-2_x", "0day", "a" * 64])
@@ -78,9 +82,9 @@ def test_user_creation_is_audited_without_the_password(app: Flask, clock: FakeCl
 
 
 def test_cli_add_prints_a_one_time_password_that_logs_in_once_changed(
-    app: Flask, client: FlaskClient, config: ServerConfig
+    app: Flask, client: FlaskClient, clock: FakeClock, config: ServerConfig
 ) -> None:
-    result = fwserver(config, "add", "--role", "release_engineer", "erin")
+    result = fwserver(config, clock, "add", "--role", "release_engineer", "erin")
     assert result.exit_code == 0, result.output
     password = re.search(r"at first login\): (\S+)$", result.output.strip())
     assert password is not None
@@ -92,11 +96,13 @@ def test_cli_add_prints_a_one_time_password_that_logs_in_once_changed(
     assert entry.role == "operator"
 
 
-def test_cli_add_refusals_are_one_line_errors(config: ServerConfig, app: Flask) -> None:
-    assert fwserver(config, "add", "--role", "admin", "Bad Name").exit_code == 1
-    assert fwserver(config, "add", "--role", "root", "bob").exit_code == 2  # click's choice
-    assert fwserver(config, "add", "--role", "admin", "bob").exit_code == 0
-    again = fwserver(config, "add", "--role", "admin", "bob")
+def test_cli_add_refusals_are_one_line_errors(
+    config: ServerConfig, app: Flask, clock: FakeClock
+) -> None:
+    assert fwserver(config, clock, "add", "--role", "admin", "Bad Name").exit_code == 1
+    assert fwserver(config, clock, "add", "--role", "root", "bob").exit_code == 2  # click's choice
+    assert fwserver(config, clock, "add", "--role", "admin", "bob").exit_code == 0
+    again = fwserver(config, clock, "add", "--role", "admin", "bob")
     assert again.exit_code == 1
     assert "already exists" in again.output
     assert "Traceback" not in again.output
@@ -113,10 +119,10 @@ def test_cli_list_shows_roles_and_states(
 ) -> None:
     enrolled_user(app, client, clock, "alice", Role.SECURITY_OFFICER)
     create_user(app, clock, "bob", Role.AUDITOR)
-    result = fwserver(config, "list")
+    result = fwserver(config, clock, "list")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert re.match(r"alice\s+security_officer\s+active\s+2026-11-23 09:00", lines[0])
+    assert re.match(rf"alice\s+security_officer\s+active\s+{START:%Y-%m-%d %H:%M}", lines[0])
     assert re.match(r"bob\s+auditor\s+first-login\s+never", lines[1])
 
 
@@ -124,13 +130,13 @@ def test_cli_disable_ends_sessions_and_refuses_login(
     app: Flask, client: FlaskClient, clock: FakeClock, config: ServerConfig
 ) -> None:
     alice = enrolled_user(app, client, clock, "alice", Role.RELEASE_ENGINEER)
-    result = fwserver(config, "disable", "alice")
+    result = fwserver(config, clock, "disable", "alice")
     assert result.exit_code == 0
     assert "1 session(s) ended" in result.output
     assert client.get("/api/v1/auth/me", headers=alice.headers).status_code == 401
     assert login(client, "alice", alice.password, otp_at(alice.totp, clock, 1)).status_code == 401
-    assert "disabled" in fwserver(config, "list").output
-    assert fwserver(config, "disable", "nobody").exit_code == 1
+    assert "disabled" in fwserver(config, clock, "list").output
+    assert fwserver(config, clock, "disable", "nobody").exit_code == 1
 
 
 def test_cli_unlock_lifts_a_lockout(
@@ -139,9 +145,9 @@ def test_cli_unlock_lifts_a_lockout(
     alice = enrolled_user(app, client, clock, "alice", Role.RELEASE_ENGINEER)
     for _ in range(config.max_failed_logins):
         login(client, "alice", "a-wrong-password-guess")
-    assert "locked" in fwserver(config, "list").output
+    assert "locked" in fwserver(config, clock, "list").output
     assert login(client, "alice", alice.password, otp_at(alice.totp, clock, 1)).status_code == 401
-    assert fwserver(config, "unlock", "alice").exit_code == 0
+    assert fwserver(config, clock, "unlock", "alice").exit_code == 0
     assert login(client, "alice", alice.password, alice.next_otp(clock)).status_code == 200
     with app.extensions["fw"].sessions() as db:
         changes = db.scalars(
