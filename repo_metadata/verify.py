@@ -29,6 +29,11 @@ which rule failed. The rules, in order:
     the threshold of valid signatures by the keys the delegator names is
     met; a new root is signed by the threshold of the old and of the new root
     (TUF arbitrary-software and key-compromise attacks, R9 four eyes).
+
+Security policy is a required keyword argument (sigstore's habit):
+``ancestor_patterns``, the path patterns of every delegation above the
+delegator, has no default, so a caller that forgets it fails at once instead
+of getting a weaker path check; ``()`` says that no delegation lies above.
 """
 
 from __future__ import annotations
@@ -81,13 +86,15 @@ def path_granted(
     *,
     role: str,
     delegator: Root | Targets,
-    ancestor_patterns: Sequence[Sequence[str]] = (),
+    ancestor_patterns: Sequence[Sequence[str]],
 ) -> bool:
     """Whether ``delegator`` (and each level above it) grants ``path`` to ``role``.
 
     ``ancestor_patterns`` holds, for each delegation above ``delegator``, the
     path patterns granted at that level; a target must match one pattern of
-    every level, exactly as a client's delegation walk would require.
+    every level, exactly as a client's delegation walk would require. It is
+    required (security policy has no default): ``()`` states that no
+    delegation lies above ``delegator``.
     """
     if isinstance(delegator, Targets):
         # A named delegation grants by path pattern; a hashed bin (for which
@@ -114,7 +121,7 @@ def check_proposed(
     trusted_version: int | None,
     delegator: Root | Targets,
     now: datetime,
-    ancestor_patterns: Sequence[Sequence[str]] = (),
+    ancestor_patterns: Sequence[Sequence[str]],
 ) -> None:
     """Every rule of ``verify_update`` except signatures, on parsed metadata.
 
@@ -252,7 +259,7 @@ def verify_update(
     trusted: Metadata[Any] | None,
     delegator: Root | Targets,
     now: datetime,
-    ancestor_patterns: Sequence[Sequence[str]] = (),
+    ancestor_patterns: Sequence[Sequence[str]],
 ) -> Metadata[Any]:
     """Decide whether ``proposed`` may replace ``trusted`` as role ``role``.
 

@@ -27,7 +27,7 @@ from tuf.api.metadata import (
 
 from repo_metadata.errors import UpdateRejectedError
 from repo_metadata.firmware import FirmwareInfo
-from repo_metadata.verify import verify_root_chain, verify_update
+from repo_metadata.verify import check_proposed, path_granted, verify_root_chain, verify_update
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=90)
@@ -97,6 +97,7 @@ def rejected(rule: str, proposed: bytes, **kwargs: Any) -> str:
     kwargs.setdefault("role", "pump-x100")
     kwargs.setdefault("trusted", None)
     kwargs.setdefault("delegator", TOP)
+    kwargs.setdefault("ancestor_patterns", ())  # TOP is top-level targets: nothing above it
     with pytest.raises(UpdateRejectedError) as caught:
         verify_update(proposed, now=NOW, **kwargs)
     assert caught.value.rule == rule, str(caught.value)
@@ -110,7 +111,12 @@ def test_good_update_is_accepted_and_returned_as_metadata() -> None:
     """The control case: every rule passes and the verified ``Metadata`` comes back."""
     trusted = Metadata.from_bytes(signed(line(1), "alice", "bob"))
     result = verify_update(
-        signed(line(2), "alice", "bob"), role="pump-x100", trusted=trusted, delegator=TOP, now=NOW
+        signed(line(2), "alice", "bob"),
+        role="pump-x100",
+        trusted=trusted,
+        delegator=TOP,
+        now=NOW,
+        ancestor_patterns=(),
     )
     assert isinstance(result, Metadata)
     assert isinstance(result.signed, Targets)
@@ -234,7 +240,9 @@ def test_root_rotation_signed_by_old_and_new_thresholds_accepted() -> None:
     """TUF 5.3.4 / R5: a root signed by 2 of the old and 2 of the new keys is accepted."""
     trusted = root(1, ("o1", "o2", "o3"))
     proposed = signed(root(2, ("n1", "n2", "n3")), "o1", "o3", "n2", "n3")
-    result = verify_update(proposed, role=Root.type, trusted=trusted, delegator=TOP, now=NOW)
+    result = verify_update(
+        proposed, role=Root.type, trusted=trusted, delegator=TOP, now=NOW, ancestor_patterns=()
+    )
     assert result.signed.version == 2
 
 
@@ -388,3 +396,31 @@ def test_root_using_one_key_for_two_top_level_roles_is_refused() -> None:
         "key-reuse", signed(reused, "o1", "o2"), role=Root.type, trusted=None, delegator=TOP
     )
     assert "R47" in message
+
+
+def test_arbitrary_software_a_caller_forgetting_the_ancestor_patterns_is_stopped_not_weakened() -> (
+    None
+):
+    """TUF arbitrary software via a nested delegation: security policy has no default.
+
+    ``beta`` is granted ``*/*`` under a line that owns only ``pump-x100/*``.
+    A caller that forgets the ancestors' patterns would check the monitor
+    image against ``*/*`` alone and accept it; instead each entry point
+    refuses to run without them.
+    """
+    beta = delegating(("beta", ("dave",), 1, ["*/*"]))
+    proposed = signed(line(1, MONITOR), "dave")
+    calls: list[Any] = [
+        lambda: verify_update(proposed, role="beta", trusted=None, delegator=beta, now=NOW),
+        lambda: check_proposed(
+            Metadata.from_bytes(proposed),
+            role="beta",
+            trusted_version=None,
+            delegator=beta,
+            now=NOW,
+        ),
+        lambda: path_granted(MONITOR, role="beta", delegator=beta),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match="ancestor_patterns"):
+            call()
