@@ -216,10 +216,9 @@ def delegate(
         if bin_bits is not None:
             raise SignerError("give --bin-bits or --expected-releases, not both")
         bin_bits = authoring.bins_for(expected_releases)
-    role_keys = authoring.RoleKeys(
-        [load_public_key(ref) for ref in engineer_keys],
-        threshold or repository.policy.for_role(name).threshold,
-    )
+    if threshold is None:  # only an absent option takes the policy's; 0 is refused below
+        threshold = repository.policy.for_role(name).threshold
+    role_keys = authoring.RoleKeys([load_public_key(ref) for ref in engineer_keys], threshold)
     written = authoring.delegate(
         repository, name=name, path_prefix=path_prefix, keys=role_keys, bin_bits=bin_bits
     )

@@ -267,3 +267,25 @@ def test_a_release_manager_key_cannot_become_an_engineer_key_r47(
     assert "is already a targets key" in result.output
     assert "R47" in result.output
     assert _snapshot(repo) == before
+
+
+@pytest.mark.parametrize("threshold", ["0", "-1", "3"])
+def test_delegate_with_an_invalid_threshold_is_refused_never_replaced_r9(
+    fwsign: Run, repo: Path, uris: dict[str, str], threshold: str
+) -> None:
+    """R9 four eyes: a threshold the keys cannot meet, or none at all, is an error.
+
+    ``--threshold 0`` once fell back to the policy's threshold (2-of-2) and
+    exited 0; with a policy of 1 it would have been one engineer alone. An
+    operator's explicit, invalid threshold is refused and nothing is written.
+    """
+    before = _snapshot(repo)
+    result = fwsign(
+        "delegate", "--repo", str(repo), "--name", "monitor-m2", "--path-prefix", "monitor-m2/",
+        "--engineer-key", uris["alice"], "--engineer-key", uris["carol"],
+        "--threshold", threshold, "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"threshold {threshold} needs between 1 and 2 keys" in result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(repo) == before
