@@ -13,7 +13,6 @@ renewal thread are made after the fork, in the worker that uses them.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -23,11 +22,13 @@ from flask import Flask
 from update_server.app import create_app
 from update_server.config import ConfigError, ServerConfig
 from update_server.keys import signer_loader
+from update_server.publication.renewal import RenewalThread, start_renewal_thread
 
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "FWSERVER_DATA_DIR"
-RENEWAL_MODULE = "update_server.publication.renewal"
+#: Where a worker's app keeps its renewal thread (to stop it, in tests).
+RENEWAL_EXTENSION = "fw_renewal"
 
 
 def create(data_dir: str | None = None) -> Flask:
@@ -41,25 +42,18 @@ def create(data_dir: str | None = None) -> Flask:
 def build_app(config: ServerConfig) -> Flask:
     """One worker's app, with the online signers, and timestamp renewal started."""
     app = create_app(config, signer_loader=signer_loader(config))
-    start_renewal(app)
+    app.extensions[RENEWAL_EXTENSION] = start_renewal(app)
     return app
 
 
-def start_renewal(app: Flask) -> object | None:
-    """Start the timestamp/snapshot renewal thread; return it (None if there is none).
+def start_renewal(app: Flask) -> RenewalThread:
+    """Start the timestamp/snapshot renewal thread of this worker; return it.
 
     The renewer runs in every worker; it takes the publication lock, so one
-    renewal happens however many workers wake up.
+    renewal happens however many workers wake up. It is imported by name at
+    the top of this module: a server without it would let the timestamp
+    expire (a freeze of every device), so a missing renewer fails the start.
     """
-    try:
-        module = importlib.import_module(RENEWAL_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not RENEWAL_MODULE.startswith(exc.name):
-            raise
-        return None
-    start = getattr(module, "start_renewal_thread", None)
-    if start is None:
-        return None
-    thread: object = start(app)
+    thread = start_renewal_thread(app)
     logger.info("timestamp and snapshot renewal started in worker %d", os.getpid())
     return thread

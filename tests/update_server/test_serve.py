@@ -7,9 +7,7 @@ The running server (gunicorn, TLS, signals) is tested end to end in
 from __future__ import annotations
 
 import ssl
-import sys
 import threading
-import types
 from pathlib import Path
 
 import pytest
@@ -94,7 +92,6 @@ def test_tls_below_1_2_is_not_offered(config: ServerConfig) -> None:
 def test_each_worker_builds_its_own_app_with_the_online_signers(
     monkeypatch: pytest.MonkeyPatch, config: ServerConfig
 ) -> None:
-    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
     application = FirmwareServer(_plan(config), app_factory=wsgi.build_app).load()
     try:
         services = application.extensions["fw"]
@@ -102,6 +99,7 @@ def test_each_worker_builds_its_own_app_with_the_online_signers(
         assert services.config == config.with_changes(workers=3, port=0)
         assert application.test_client().get("/api/v1/health").status_code == 200
     finally:
+        application.extensions[wsgi.RENEWAL_EXTENSION].stop()
         application.extensions["fw"].engine.dispose()
 
 
@@ -121,24 +119,14 @@ def test_the_renewal_hook_is_called_with_the_workers_app(
     monkeypatch: pytest.MonkeyPatch, app: Flask
 ) -> None:
     started: list[Flask] = []
-    renewal = types.ModuleType(wsgi.RENEWAL_MODULE)
-    renewal.start_renewal_thread = started.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, renewal)
+    monkeypatch.setattr(wsgi, "start_renewal_thread", started.append)
     wsgi.start_renewal(app)
     assert started == [app]
-
-
-def test_a_server_without_a_renewal_module_still_starts(
-    monkeypatch: pytest.MonkeyPatch, app: Flask
-) -> None:
-    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
-    assert wsgi.start_renewal(app) is None
 
 
 def test_the_wsgi_factory_reads_the_data_directory_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, config: ServerConfig
 ) -> None:
-    monkeypatch.setitem(sys.modules, wsgi.RENEWAL_MODULE, None)
     monkeypatch.delenv(wsgi.DATA_DIR_ENV, raising=False)
     with pytest.raises(ConfigError, match=wsgi.DATA_DIR_ENV):
         wsgi.create()
@@ -147,6 +135,7 @@ def test_the_wsgi_factory_reads_the_data_directory_from_the_environment(
     try:
         assert application.extensions["fw"].config.data_dir == config.data_dir
     finally:
+        application.extensions[wsgi.RENEWAL_EXTENSION].stop()
         application.extensions["fw"].engine.dispose()
 
 
