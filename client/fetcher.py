@@ -17,7 +17,10 @@ just downloads the body; the caller compares bytes.
 ``HttpsFetcher`` is the device's only network client: one urllib3
 ``PoolManager`` (so a long-running agent reuses one connection), the server
 certificate verified against the configured CA file, no automatic retries
-(the agent has its own back-off), and plain ``http://`` refused.
+(the agent has its own back-off), and plain ``http://`` refused. Its wire
+code is ``PooledFetcher``'s, which leaves to each subclass the one decision
+of which URLs it may request (``_check_url``, before any connection): the
+conformance entry point's fetcher (``client.conformance``) is the other one.
 """
 
 from __future__ import annotations
@@ -129,25 +132,27 @@ class Traffic:
     bytes: int = 0
 
 
-class HttpsFetcher(ResumableFetcher):
-    """HTTPS with the server certificate checked against one CA file."""
+class PooledFetcher(ResumableFetcher):
+    """HTTP(S) over one urllib3 pool; ``_check_url`` says which URLs may be requested.
+
+    ``ca_certs`` is the CA file HTTPS certificates are checked against
+    (``None``: the system's trust store, for a subclass that allows no HTTPS).
+    """
 
     def __init__(
         self,
         *,
-        ca: Path,
-        timeout: float = 30.0,
-        pace: Pace | None = None,
-        user_agent: str = "fwclient",
+        ca_certs: str | None,
+        timeout: float,
+        pace: Pace | None,
+        user_agent: str,
     ) -> None:
         super().__init__(pace=pace)
-        if not ca.is_file():
-            raise FileNotFoundError(f"CA certificate {ca} not found")
         self._pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=1,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=str(ca),
+            ca_certs=ca_certs,
             retries=False,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             headers={"User-Agent": user_agent},
@@ -180,9 +185,12 @@ class HttpsFetcher(ResumableFetcher):
         validator = response.headers.get("ETag", "")
         return Fetched(data, validator if _ETAG.match(validator) else None)
 
+    @abc.abstractmethod
+    def _check_url(self, url: str) -> None:
+        """Raise ``DownloadError`` unless this fetcher may request ``url``."""
+
     def _request(self, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
-        if not url.startswith("https://"):
-            raise DownloadError(f"refusing {url}: only HTTPS is allowed")
+        self._check_url(url)
         try:
             response = self._pool.request("GET", url, headers=headers, preload_content=False)
         except urllib3.exceptions.ConnectTimeoutError as exc:
@@ -224,6 +232,26 @@ class HttpsFetcher(ResumableFetcher):
                 response.release_conn()
             else:  # a body broken off (pace, bound, stop): its connection is not reused
                 response.close()
+
+
+class HttpsFetcher(PooledFetcher):
+    """HTTPS with the server certificate checked against one CA file."""
+
+    def __init__(
+        self,
+        *,
+        ca: Path,
+        timeout: float = 30.0,
+        pace: Pace | None = None,
+        user_agent: str = "fwclient",
+    ) -> None:
+        if not ca.is_file():
+            raise FileNotFoundError(f"CA certificate {ca} not found")
+        super().__init__(ca_certs=str(ca), timeout=timeout, pace=pace, user_agent=user_agent)
+
+    def _check_url(self, url: str) -> None:
+        if not url.startswith("https://"):
+            raise DownloadError(f"refusing {url}: only HTTPS is allowed")
 
 
 @contextmanager

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from tuf.api import exceptions as tuf_errors
@@ -227,6 +228,56 @@ def explain(event: EventType, detail: str) -> str:
     return f"{meaning}: {detail}" if detail else meaning
 
 
+def trusted_time(clock: datetime, floor: datetime | None) -> datetime:
+    """The device's trusted time: the clock, or the time floor if the clock is behind it."""
+    return clock if floor is None or clock >= floor else floor
+
+
+def refresh_metadata(
+    remote: Remote,
+    *,
+    cache: Path,
+    root: bytes,
+    at: datetime,
+    state: StateDir,
+    network: FetcherInterface | None = None,
+) -> tuple[Updater, dict[str, datetime]]:
+    """One TUF refresh (spec 5.3 to 5.5) as every session runs it; the top-level expiries.
+
+    ngclient trusts ``root`` alone (``bootstrap=``: a root in the writable
+    ``cache`` is never trusted on its own) and reaches the remote through
+    ``network`` (by default a ``_SessionFetcher`` over its paced fetcher).
+    Every top-level expiry is then checked again at the trusted time ``at``,
+    and only then does ``state``'s time floor rise to ``at``.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    updater = Updater(
+        metadata_dir=str(cache),
+        metadata_base_url=remote.metadata_url,
+        target_base_url=remote.targets_url,
+        fetcher=_SessionFetcher(remote) if network is None else network,
+        config=_CONFIG,
+        bootstrap=root,
+    )
+    updater.refresh()
+    expiries = discovery.check_fresh(cache, at)
+    state.raise_time_floor(at)
+    return updater, expiries
+
+
+def target_url(remote: Remote, target: TargetFile, *, consistent_snapshot: bool) -> str:
+    """Where ``target`` is served; with consistent snapshots, under its hash (TUF 5.7.3).
+
+    The hash is the SHA-256, which every firmware lists (``_candidate``); a
+    target without one is named by its first hash, as the spec allows.
+    """
+    if not consistent_snapshot:
+        return f"{remote.targets_url}{target.path}"
+    digest = target.hashes.get("sha256") or next(iter(target.hashes.values()))
+    directory, slash, name = target.path.rpartition("/")
+    return f"{remote.targets_url}{directory}{slash}{digest}.{name}"
+
+
 def check(state: StateDir, remote: Remote, *, recovery: bool = False) -> UpdateResult:
     """Refresh the metadata and say what would be installed; change no slot."""
     return _guarded(state, lambda session: session.check(recovery=recovery), remote)
@@ -279,9 +330,8 @@ class _Session:
         self.remote = remote
         self.identity = state.identity()
         clock = datetime.now(UTC)
-        floor = state.time_floor()
         #: The device's trusted time: the clock, or the floor if the clock is behind it.
-        self.at = clock if floor is None or clock >= floor else floor
+        self.at = trusted_time(clock, state.time_floor())
         self.clock = clock
         self._updater: Updater | None = None
         self.roles: dict[str, discovery.SignedRole] = {}
@@ -335,22 +385,17 @@ class _Session:
         )
 
     def _refresh(self) -> None:
-        cache = self.state.metadata_dir
-        cache.mkdir(parents=True, exist_ok=True)
         memory = self.remote.memory
         began, last = memory.clock(), memory.last
         network = self._network(memory, last)
-        self._updater = Updater(
-            metadata_dir=str(cache),
-            metadata_base_url=self.remote.metadata_url,
-            target_base_url=self.remote.targets_url,
-            fetcher=network,
-            config=_CONFIG,
-            bootstrap=self.state.trusted_root.read_bytes(),
+        self._updater, expiries = refresh_metadata(
+            self.remote,
+            cache=self.state.metadata_dir,
+            root=self.state.trusted_root.read_bytes(),
+            at=self.at,
+            state=self.state,
+            network=network,
         )
-        self._updater.refresh()
-        expiries = discovery.check_fresh(cache, self.at)
-        self.state.raise_time_floor(self.at)
         # After a skipped probe the age still counts from the last full refresh.
         if not network.skipped_root and network.timestamp is not None:
             memory.last = LastRefresh(
@@ -493,11 +538,7 @@ class _Session:
 
     def _target_url(self, target: TargetFile) -> str:
         root = discovery.read_top_level(self.state.metadata_dir, Root.type).signed
-        if not root.consistent_snapshot:
-            return f"{self.remote.targets_url}{target.path}"
-        # Consistent snapshots (TUF 5.7.3): the file is named by its hash.
-        directory, slash, name = target.path.rpartition("/")
-        return f"{self.remote.targets_url}{directory}{slash}{target.hashes['sha256']}.{name}"
+        return target_url(self.remote, target, consistent_snapshot=root.consistent_snapshot)
 
 
 class _SessionFetcher(FetcherInterface):
