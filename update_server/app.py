@@ -17,13 +17,14 @@ from flask import Flask, Response, g, jsonify
 from securesystemslib.signer import Signer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from update_server import access
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
 from update_server.db import create_schema, make_engine, make_sessionmaker
 from update_server.errors import ServerError, problem
+from update_server.tls import DEFAULT_NAMES, WILDCARD_HOSTS
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 _DEFAULT_HEADERS = (*SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
+#: The answer to an untrusted Host (werkzeug's would quote the name back).
+UNTRUSTED_HOST = "this server does not answer for that host name; use its own name"
 
 
 @dataclass
@@ -78,7 +81,16 @@ def create_app(
     signer_loader: Callable[[str], Signer] | None = None,
 ) -> Flask:
     app = Flask(__name__, static_folder=None)
-    app.config.update(SECRET_KEY=None, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False)
+    app.config.update(
+        SECRET_KEY=None,
+        PROPAGATE_EXCEPTIONS=False,
+        JSON_SORT_KEYS=False,
+        # Host header injection: any other Host is refused (400), so no URL
+        # is ever built from a name the client chose.
+        TRUSTED_HOSTS=trusted_hosts(config),
+    )
+    # No redirect at all: '//' is not merged into a redirect, it is not found.
+    app.url_map.merge_slashes = False
     app.extensions["fw"] = build_services(config, clock=clock, signer_loader=signer_loader)
     app.before_request(_open_db)
     app.before_request(access.enforce)
@@ -87,6 +99,17 @@ def create_app(
     app.register_error_handler(Exception, _error)
     _register_blueprints(app)
     return app
+
+
+def trusted_hosts(config: ServerConfig) -> list[str]:
+    """The names clients may send as Host: configured, or the served ones."""
+    configured = [name.strip() for name in config.trusted_hosts.split(",") if name.strip()]
+    if configured:
+        return configured
+    names = list(DEFAULT_NAMES)
+    if config.host not in WILDCARD_HOSTS and config.host not in names:
+        names.append(config.host)
+    return names
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -132,12 +155,16 @@ def _security_headers(response: Response) -> Response:
 
 
 def _error(exc: Exception) -> Response:
+    headers: list[tuple[str, str]] = []
     if isinstance(exc, ServerError):
         body = problem(exc.status, exc.title, exc.detail, **exc.extra)
         status = exc.status
     elif isinstance(exc, HTTPException):
         status = exc.code or 500
-        body = problem(status, exc.name, exc.description or exc.name)
+        detail = UNTRUSTED_HOST if isinstance(exc, SecurityError) else exc.description
+        body = problem(status, exc.name, detail or exc.name)
+        # werkzeug's own headers (Allow on a 405, ...), not its Content-Type.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     else:
         logger.exception("unhandled error")
         status = 500
@@ -145,4 +172,5 @@ def _error(exc: Exception) -> Response:
     response = jsonify(body)
     response.status_code = status
     response.mimetype = "application/problem+json"
+    response.headers.extend(headers)
     return response

@@ -43,6 +43,15 @@ class ServerConfig:
     hsm_pin_file: Path | None = None
     max_upload_bytes: int = 4 * 1024**3
     max_metadata_bytes: int = 16 * 1024**2
+    #: Every other request body (login, enrolment: small JSON) is refused
+    #: (413) past this, before it is read.
+    max_request_bytes: int = 64 * 1024
+    #: Seconds a request waits for a locked or unreachable database before
+    #: it is refused (503).
+    database_timeout: float = 5.0
+    #: Host names clients may use, comma-separated; empty: the served names
+    #: (localhost, 127.0.0.1, ::1 and ``host``). Any other Host is refused.
+    trusted_hosts: str = ""
     session_idle: timedelta = timedelta(minutes=15)
     session_absolute: timedelta = timedelta(hours=8)
     max_failed_logins: int = 5
@@ -65,6 +74,9 @@ class ServerConfig:
         _check_range("password_min_length", self.password_min_length, 8, 1024)
         _check_range("password_history", self.password_history, 0, 100)
         _check_range("audit_checkpoint_every", self.audit_checkpoint_every, 1, 1_000_000)
+        _check_range("max_request_bytes", self.max_request_bytes, 1024, 16 * 1024**2)
+        if not 0.5 <= self.database_timeout <= 60:
+            raise ConfigError("database_timeout: must be from 0.5 to 60 seconds")
         if not 0.05 <= self.renew_at_fraction <= 0.9:
             raise ConfigError("renew_at_fraction: must be between 0.05 and 0.9")
         _check_duration("upload_lifetime", self.upload_lifetime, *UPLOAD_LIFETIME_RANGE)

@@ -11,7 +11,8 @@ headers a mirror should send:
 - ``Cache-Control``: ``no-cache`` for ``timestamp.json`` and ``root.json``
   (they change in place), a year and ``immutable`` for versioned files;
 - ``Content-Type`` ``application/json`` or ``application/octet-stream``,
-  ``X-Content-Type-Options: nosniff``.
+  ``X-Content-Type-Options: nosniff``; targets as ``Content-Disposition:
+  attachment``, never rendered by a browser.
 
 Names are checked before any file is touched (no ``..``, backslash, NUL,
 control character or hidden file), then resolved and required to lie
@@ -130,8 +131,15 @@ def target(path: str) -> ResponseReturnValue:
     file = _inside(Path("targets") / path)
     _large_blocks(request.environ)
     try:
+        # An attachment, never inline: a browser that follows a link to
+        # firmware saves it and renders nothing (with nosniff, below).
         response = send_file(
-            file, mimetype="application/octet-stream", etag=digest.group(1), conditional=True
+            file,
+            mimetype="application/octet-stream",
+            as_attachment=True,
+            download_name=name,
+            etag=digest.group(1),
+            conditional=True,
         )
     except RequestedRangeNotSatisfiable:
         return _unsatisfiable(file.stat().st_size)

@@ -210,3 +210,15 @@ def test_targets_stream_in_large_blocks_through_the_servers_own_wrapper(
         assert response.status_code == 200
         assert response.get_data() == data
     assert _RecordingWrapper.blocks == [1024 * 1024]
+
+
+def test_firmware_is_an_attachment_never_rendered_inline_content_sniffing(
+    world: World, firmware: tuple[str, bytes]
+) -> None:
+    """A browser sent to a target URL saves it; it never renders it as a page."""
+    url, _data = firmware
+    with world.client.get(url) as response:
+        assert response.status_code == 200
+        name = url.rpartition("/")[2]
+        assert response.headers["Content-Disposition"] == f"attachment; filename={name}"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
