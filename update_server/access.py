@@ -22,6 +22,7 @@ from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
 from update_server.auth import login, otp, sessions
 from update_server.errors import AuthenticationError, ForbiddenError
+from update_server.mfa.secretbox import SecretBox
 from update_server.models import Role, SessionToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,10 +111,13 @@ def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -
         )
     now = services.clock()
     try:
-        otp.consume(g.db, user, code, now=now, after_step=session.login_step)
-    except AuthenticationError:
+        otp.consume(g.db, user, code, now=now, box=secrets_box(), after_step=session.login_step)
+    except otp.CodeRefusedError as refused:
+        # R25: a replayed code counts like a wrong one, and is audited as a replay.
         locked_until = login.count_failure(g.db, user, now=now, config=services.config)
-        detail = {"locked_until": locked_until.isoformat()} if locked_until else {}
+        detail = {"reason": refused.reason}
+        if locked_until:
+            detail["locked_until"] = locked_until.isoformat()
         record(
             request_event(
                 Action.OTP_CONFIRM, object=request.path, outcome="refused", detail=detail
@@ -121,6 +125,11 @@ def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -
             commit=True,
         )
         raise
+
+
+def secrets_box() -> SecretBox:
+    """The running app's TOTP secrets key (``ServerConfig.secrets_key_file``)."""
+    return SecretBox.from_file(current_app.extensions["fw"].config.secrets_key_file)
 
 
 def declared(views: Iterable[Callable[..., Any]]) -> list[Callable[..., Any]]:

@@ -94,6 +94,24 @@ class UsedTotp(Base):
     used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class TotpLastStep(Base):
+    """The last TOTP time step accepted for a person: codes only move forward (R25).
+
+    One row per person. ``auth.otp`` raises it with a conditional UPDATE
+    (``step < new``), atomic on both databases, so two workers cannot both
+    accept a code at or before it; the primary key makes the first insert
+    race-safe (SAVEPOINT, then UPDATE).
+    """
+
+    __tablename__ = "totp_last_step"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SessionToken(Base):
     """A login session; the token itself is only ever held by the client."""
 

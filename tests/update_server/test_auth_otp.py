@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import pyotp
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
@@ -25,7 +26,8 @@ from update_server.app import create_app
 from update_server.auth import otp
 from update_server.config import ServerConfig
 from update_server.errors import AuthenticationError
-from update_server.models import AuditEntry, Role, UsedTotp, User
+from update_server.mfa.secretbox import SecretBox
+from update_server.models import AuditEntry, Role, TotpLastStep, UsedTotp, User
 
 SENSITIVE = "/api/v1/test/sensitive"
 
@@ -51,6 +53,10 @@ def sensitive_app(app: Flask) -> Flask:
 @pytest.fixture
 def alice(sensitive_app: Flask, client: FlaskClient, clock: FakeClock) -> LoggedIn:
     return enrolled_user(sensitive_app, client, clock, "alice", Role.RELEASE_MANAGER)
+
+
+def box(app: Flask) -> SecretBox:
+    return SecretBox.from_file(app.extensions["fw"].config.secrets_key_file)
 
 
 def act(client: FlaskClient, person: LoggedIn, code: str | None) -> int:
@@ -90,7 +96,9 @@ def test_two_step_confirmation_an_unused_code_older_than_the_login_is_refused(
 ) -> None:
     """A code captured before the login (still in the window) cannot confirm either."""
     with app.extensions["fw"].sessions.begin() as db:
-        db.execute(UsedTotp.__table__.delete())  # forget the steps: only after_step remains
+        # Forget the steps used: only the session's login step remains to refuse them.
+        db.execute(UsedTotp.__table__.delete())
+        db.execute(TotpLastStep.__table__.delete())
     assert act(client, alice, otp_at(alice.totp, clock, steps_ahead=-1)) == 401
     assert act(client, alice, otp_at(alice.totp, clock)) == 401
 
@@ -100,12 +108,12 @@ def test_consume_refuses_a_reused_step_without_losing_the_transaction(
 ) -> None:
     """The SAVEPOINT: a refused reuse leaves the caller's other work in place."""
     code = otp_at(alice.totp, clock, steps_ahead=1)
-    with app.app_context(), app.extensions["fw"].sessions() as db:
+    with app.extensions["fw"].sessions() as db:
         user = db.scalars(select(User).where(User.name == "alice")).one()
-        step = otp.consume(db, user, code, now=clock.now)
+        step = otp.consume(db, user, code, now=clock.now, box=box(app))
         user.last_login_source = "kept"
         with pytest.raises(AuthenticationError):
-            otp.consume(db, user, code, now=clock.now)
+            otp.consume(db, user, code, now=clock.now, box=box(app))
         db.commit()
         assert user.last_login_source == "kept"
         used = db.scalar(select(func.count()).select_from(UsedTotp).where(UsedTotp.step == step))
@@ -116,7 +124,7 @@ def test_consume_refuses_malformed_codes_early(
     app: Flask, clock: FakeClock, alice: LoggedIn
 ) -> None:
     good = otp_at(alice.totp, clock, steps_ahead=1)
-    with app.app_context(), app.extensions["fw"].sessions() as db:
+    with app.extensions["fw"].sessions() as db:
         user = db.scalars(select(User).where(User.name == "alice")).one()
         for bad in (
             "",
@@ -127,7 +135,7 @@ def test_consume_refuses_malformed_codes_early(
             "abcdef",
         ):
             with pytest.raises(AuthenticationError):
-                otp.consume(db, user, bad, now=clock.now)
+                otp.consume(db, user, bad, now=clock.now, box=box(app))
 
 
 @pytest.fixture
@@ -163,7 +171,7 @@ def test_concurrent_replay_same_code_at_once_on_two_workers_one_succeeds(
                 AuditEntry.action == "login", AuditEntry.outcome == "failure"
             )
         ).all()
-    assert reasons == ['{"reason":"one-time code wrong or reused"}']
+    assert reasons == ['{"reason":"one-time code replayed"}']
 
 
 def _wrong_code(person: LoggedIn, clock: FakeClock) -> str:
@@ -188,3 +196,96 @@ def test_guessing_confirmation_codes_with_a_stolen_session_locks_the_name_r9(
         person = db.scalars(select(User).where(User.name == "alice")).one()
         assert person.failures_since_login == config.max_failed_logins
     assert refused == config.max_failed_logins
+
+
+def _login_failures(app: Flask) -> list[str]:
+    with app.extensions["fw"].sessions() as db:
+        return list(
+            db.scalars(
+                select(AuditEntry.detail)
+                .where(AuditEntry.action == "login", AuditEntry.outcome == "failure")
+                .order_by(AuditEntry.seq)
+            )
+        )
+
+
+def test_totp_replay_an_older_step_after_a_newer_one_is_refused_on_another_worker(
+    app: Flask, clock: FakeClock, alice: LoggedIn, workers: list[FlaskClient]
+) -> None:
+    """R25 (OWASP ASVS 2.8.4): steps only move forward, held by the database for all workers.
+
+    The code of step T-1, never used, is refused once step T logged in.
+    """
+    clock.advance(minutes=1)  # steps before this window were used by enrolled_user
+    newer, older = otp_at(alice.totp, clock, steps_ahead=1), otp_at(alice.totp, clock)
+    assert login(workers[0], "alice", alice.password, newer).status_code == 200
+    assert login(workers[1], "alice", alice.password, older).status_code == 401
+    assert _login_failures(app) == ['{"reason":"one-time code replayed"}']
+
+
+def test_totp_replay_is_audited_as_a_replay_and_locks_like_a_failure(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: LoggedIn, config: ServerConfig
+) -> None:
+    """R25, R27: a replayed code (it leaked) is its own audit reason and counts towards the lock."""
+    used = otp_at(alice.totp, clock)  # the code of alice's login
+    for _ in range(config.max_failed_logins):
+        assert login(client, "alice", alice.password, used).status_code == 401
+    wrong = _wrong_code(alice, clock)
+    assert login(client, "alice", alice.password, wrong).status_code == 401  # locked now
+    fresh = otp_at(alice.totp, clock, steps_ahead=1)
+    assert login(client, "alice", alice.password, fresh).status_code == 401  # locked now
+    replays = ['{"reason":"one-time code replayed"}'] * config.max_failed_logins
+    assert _login_failures(app) == replays
+    with app.extensions["fw"].sessions() as db:
+        locks = db.scalars(
+            select(AuditEntry.outcome).where(AuditEntry.action == "login.locked")
+        ).all()
+    assert locks == ["failure", "refused", "refused"]
+
+
+def test_totp_replay_of_the_logins_code_to_confirm_an_action_is_audited_as_a_replay(
+    app: Flask, client: FlaskClient, clock: FakeClock, alice: LoggedIn
+) -> None:
+    """R25, R27: X-OTP with the login's code is a replay, audited as one and counted."""
+    assert act(client, alice, otp_at(alice.totp, clock)) == 401
+    assert act(client, alice, _wrong_code(alice, clock)) == 401
+    with app.extensions["fw"].sessions() as db:
+        details = db.scalars(
+            select(AuditEntry.detail)
+            .where(AuditEntry.action == "otp.confirm")
+            .order_by(AuditEntry.seq)
+        ).all()
+        person = db.scalars(select(User).where(User.name == "alice")).one()
+    assert details == ['{"reason":"one-time code replayed"}', '{"reason":"one-time code wrong"}']
+    assert person.failures_since_login == 2
+
+
+def test_fail_open_default_consume_takes_no_secrets_key_from_the_app(
+    app: Flask, clock: FakeClock, alice: LoggedIn
+) -> None:
+    """R9: the secrets key is a required argument, never found in a global (``current_app``)."""
+    with app.app_context(), app.extensions["fw"].sessions() as db:
+        user = db.scalars(select(User).where(User.name == "alice")).one()
+        with pytest.raises(TypeError, match="box"):
+            otp.consume(db, user, otp_at(alice.totp, clock, steps_ahead=1), now=clock.now)  # type: ignore[call-arg]
+
+
+def test_weak_stored_totp_secret_is_never_used_as_stored(
+    app: Flask,
+    client: FlaskClient,
+    clock: FakeClock,
+    alice: LoggedIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """R9: a secret loaded from the database is checked (length, base32) before use."""
+    weak = "JBSWY3DPEHPK3PXPJBSWY3DP"  # 120 bits: pyotp alone would use it
+    with app.extensions["fw"].sessions.begin() as db:
+        user = db.scalars(select(User).where(User.name == "alice")).one()
+        user.totp_secret = box(app).seal(weak.encode(), context=otp.secret_context(user))
+    code = str(pyotp.TOTP(weak).at(clock.now, counter_offset=1))
+    assert login(client, "alice", alice.password, code).status_code == 401
+    assert _login_failures(app) == [
+        '{"reason":"one-time code unusable: stored TOTP secret invalid"}'
+    ]
+    assert "reset their TOTP enrolment" in caplog.text
+    assert weak not in caplog.text

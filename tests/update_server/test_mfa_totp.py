@@ -77,3 +77,42 @@ def test_provisioning_uri_names_the_issuer_and_the_person() -> None:
     parsed = pyotp.parse_uri(uri)
     assert (parsed.secret, parsed.issuer, parsed.name) == (SECRET, "fwupdate", "alice")
     assert totp.code_at(SECRET, totp.step_at(NOW)) == code(0)
+
+
+def test_totp_replay_a_right_code_not_later_than_the_last_step_is_a_replay() -> None:
+    """R25 (OWASP ASVS 2.8.4): only a step later than the last accepted one is accepted."""
+    now = totp.step_at(NOW)
+    assert totp.check(SECRET, code(0), now=NOW, last_step=now - 1) == totp.CodeCheck(
+        totp.Verdict.ACCEPTED, now
+    )
+    assert totp.check(SECRET, code(0), now=NOW, last_step=now).verdict is totp.Verdict.REPLAYED
+    # The code of the step before the last accepted one: still in the window, refused.
+    replayed = totp.check(SECRET, code(-1), now=NOW, last_step=now)
+    assert replayed == totp.CodeCheck(totp.Verdict.REPLAYED, now - 1)
+    window = {code(offset) for offset in (-1, 0, 1)}
+    wrong = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in window)
+    assert totp.check(SECRET, wrong, now=NOW, last_step=0) == (
+        totp.CodeCheck(totp.Verdict.WRONG, None)
+    )
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("JBSWY3DPEHPK3PXPJBSWY3DP", "32 to 128"),  # 120 bits: pyotp would take it
+        ("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PX", "32 to 128"),  # not whole bytes
+        ("A" * 136, "32 to 128"),
+        ("jbswy3dpehpk3pxpjbswy3dpehpk3pxp", "base32"),
+        ("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3P==", "base32"),
+        ("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3P01", "base32"),
+    ],
+)
+def test_weak_or_damaged_secret_is_never_used_as_stored(secret: str, problem: str) -> None:
+    """R9: a short or non-base32 secret is refused with what to do, never quoting it."""
+    with pytest.raises(totp.TotpSecretError, match=problem) as caught:
+        totp.match(secret, "123456", now=NOW)
+    assert secret not in str(caught.value)
+    assert "enrol TOTP again" in str(caught.value)
+    with pytest.raises(totp.TotpSecretError):
+        totp.provisioning_uri(secret, name="alice")
+    assert totp.check_secret(SECRET) == SECRET

@@ -148,8 +148,8 @@ def _check_code(
         return 0, "one-time code missing"
     try:
         return otp.consume(db, user, login.code, now=login.now, box=box), None
-    except AuthenticationError:
-        return 0, "one-time code wrong or reused"
+    except otp.CodeRefusedError as refused:
+        return 0, refused.reason  # R25: a replay is told apart from a wrong code
 
 
 def _first_reason(user: User | None, code_reason: str | None, *, password_ok: bool) -> str | None:

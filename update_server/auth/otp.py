@@ -1,16 +1,30 @@
-"""TOTP codes checked against the database: each time step is used once.
+"""TOTP codes checked against the database: time steps only move forward.
 
-The pure check (which step a code matches) is ``mfa.totp``; this module adds
-what needs the database. A step is recorded in ``UsedTotp``, whose primary
-key (user, step) makes reuse impossible even for two requests racing on two
-workers: the second insert fails, inside a SAVEPOINT so the request's own
-transaction carries on (R25 anti-replay). The row is part of the request's
-transaction: the code is spent when that transaction commits, so a view
-that takes a fresh code commits its outcome (success, or the audited
-refusal).
+The pure check (which step a code matches, and whether that step is later
+than the last accepted one, T3) is ``mfa.totp``; this module holds the last
+step in the database so the rule holds across workers (R25 anti-replay,
+OWASP ASVS 2.8.4):
+
+- ``TotpLastStep`` keeps the person's last accepted step; accepting a code
+  raises it with a conditional UPDATE (``step < new``), so of two requests
+  racing on two workers, with one code or with two codes of different
+  steps, only those that move it forward succeed. The row's first insert
+  runs in a SAVEPOINT; losing that race falls back to the UPDATE.
+- ``UsedTotp`` records each accepted step; its primary key (user, step)
+  still refuses the same step twice on its own.
+- Both writes are in one SAVEPOINT of the request's transaction: a refusal
+  leaves the request's other work in place, and the code is spent when
+  that transaction commits, so a view that takes a fresh code commits its
+  outcome (success, or the audited refusal).
+
+A refused code raises ``WrongCodeError``, ``ReplayedCodeError`` (a right
+code of a step not later than the last accepted one: it leaked, or was
+used) or ``UnusableSecretError`` (the stored secret does not open or breaks
+``mfa.totp``'s T1); callers audit which. All say the same to the client.
 
 TOTP secrets are kept sealed (``mfa.secretbox``) and bound to the user's id
-and name, so a sealed secret moved to another row does not open.
+and name, so a sealed secret moved to another row does not open. The
+secrets key is a required argument: nothing here reads it from the app.
 """
 
 from __future__ import annotations
@@ -18,13 +32,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from update_server.errors import AuthenticationError
 from update_server.mfa import totp
 from update_server.mfa.secretbox import SecretBox, SecretBoxError
-from update_server.models import UsedTotp, User
+from update_server.models import TotpLastStep, UsedTotp, User
 
 logger = logging.getLogger(__name__)
 
@@ -34,33 +49,107 @@ REFUSED = (
 )
 
 
+class CodeRefusedError(AuthenticationError):
+    """A one-time code not accepted; ``reason`` is for the audit log only."""
+
+    reason = "one-time code wrong"
+
+    def __init__(self) -> None:
+        super().__init__(REFUSED)
+
+
+class WrongCodeError(CodeRefusedError):
+    reason = "one-time code wrong"
+
+
+class ReplayedCodeError(CodeRefusedError):
+    """R25: the right code of a step already passed: it was used, or seen, before."""
+
+    reason = "one-time code replayed"
+
+
+class UnusableSecretError(CodeRefusedError):
+    """The stored secret cannot be used: the person must enrol TOTP again."""
+
+    reason = "one-time code unusable: stored TOTP secret invalid"
+
+
 def consume(
     db: Session,
     user: User,
     code: str,
     *,
     now: datetime,
+    box: SecretBox,
     after_step: int = 0,
-    box: SecretBox | None = None,
 ) -> int:
     """Accept ``code`` once for ``user`` and return its time step, or raise.
 
-    The step must be later than ``after_step`` (a sensitive action needs a
-    code not used for the login). Raises ``AuthenticationError``. ``box``
-    defaults to the running app's secrets key.
+    The step must be later than the last one accepted for ``user`` and than
+    ``after_step`` (a sensitive action needs a code later than the login's).
+    Raises a ``CodeRefusedError``.
     """
-    secret = open_secret(user, box or app_box())
-    step = totp.match(secret, code, now=now) if secret is not None else None
-    if step is None or step <= after_step:
-        raise AuthenticationError(REFUSED)
+    secret = open_secret(user, box)
+    if secret is None:
+        raise UnusableSecretError
+    last = max(after_step, last_step(db, user))
+    checked = totp.check(secret, code, now=now, last_step=last)
+    if checked.verdict is totp.Verdict.WRONG or checked.step is None:
+        raise WrongCodeError
+    if checked.verdict is totp.Verdict.REPLAYED or not _advance(db, user, checked.step, now):
+        raise ReplayedCodeError
+    return checked.step
+
+
+def last_step(db: Session, user: User) -> int:
+    """The last step accepted for ``user``, 0 if none.
+
+    A person whose codes were used before ``TotpLastStep`` existed starts
+    from the newest ``UsedTotp`` row.
+    """
+    held = db.scalar(select(TotpLastStep.step).where(TotpLastStep.user_id == user.id))
+    if held is not None:
+        return int(held)
+    used = db.scalar(select(func.max(UsedTotp.step)).where(UsedTotp.user_id == user.id))
+    return int(used or 0)
+
+
+def _advance(db: Session, user: User, step: int, now: datetime) -> bool:
+    """Record ``step`` as used and last; False if a racing request got there first."""
     try:
-        with db.begin_nested():
+        with db.begin_nested() as savepoint:
             db.add(UsedTotp(user_id=user.id, step=step, used_at=now))
             db.flush()
-    except IntegrityError:
-        # R25: this step was used before, possibly by a request racing us.
-        raise AuthenticationError(REFUSED) from None
-    return step
+            if not _raise_last_step(db, user, step, now):
+                savepoint.rollback()
+                return False
+    except IntegrityError:  # this very step, inserted by a racing request
+        return False
+    return True
+
+
+def _raise_last_step(db: Session, user: User, step: int, now: datetime) -> bool:
+    if _update_last_step(db, user, step, now):
+        return True
+    if db.scalar(select(TotpLastStep.step).where(TotpLastStep.user_id == user.id)) is not None:
+        return False
+    try:
+        with db.begin_nested():
+            db.add(TotpLastStep(user_id=user.id, step=step, used_at=now))
+            db.flush()
+    except IntegrityError:  # another worker inserted the row first: compare with its step
+        return _update_last_step(db, user, step, now)
+    return True
+
+
+def _update_last_step(db: Session, user: User, step: int, now: datetime) -> bool:
+    result = db.execute(
+        update(TotpLastStep)
+        .where(TotpLastStep.user_id == user.id, TotpLastStep.step < step)
+        .values(step=step, used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def new_secret(user: User, box: SecretBox) -> str:
@@ -72,13 +161,22 @@ def new_secret(user: User, box: SecretBox) -> str:
 
 
 def open_secret(user: User, box: SecretBox) -> str | None:
-    """The user's secret in clear, or None if there is none or it does not open."""
+    """The user's secret in clear, or None if there is none, it does not open or breaks T1.
+
+    A secret that does not open or is not a valid TOTP secret is logged
+    (never its content) with what to do: it is never used as stored.
+    """
     if user.totp_secret is None:
         return None
     try:
-        return box.open(user.totp_secret, context=secret_context(user)).decode()
-    except SecretBoxError as exc:
-        logger.warning("TOTP secret of user id %s does not open: %s", user.id, exc)
+        secret = box.open(user.totp_secret, context=secret_context(user)).decode()
+        return totp.check_secret(secret)
+    except (SecretBoxError, UnicodeDecodeError, totp.TotpSecretError) as exc:
+        logger.error(  # noqa: TRY400 - the message says it all; no traceback, no secret
+            "TOTP secret of user id %s is unusable (%s): reset their TOTP enrolment",
+            user.id,
+            exc if not isinstance(exc, UnicodeDecodeError) else "not text",
+        )
         return None
 
 
@@ -87,10 +185,3 @@ def secret_context(user: User) -> bytes:
     if user.id is None:
         raise ValueError("flush the user before sealing a secret for it")
     return f"fwupdate/totp/v1/{user.id}/{user.name}".encode()
-
-
-def app_box() -> SecretBox:
-    """The secrets key of the running app (``ServerConfig.secrets_key_file``)."""
-    from flask import current_app  # noqa: PLC0415 - only views reach this default
-
-    return SecretBox.from_file(current_app.extensions["fw"].config.secrets_key_file)

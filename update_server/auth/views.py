@@ -18,7 +18,7 @@ from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 
 from update_server import users
-from update_server.access import ALL_ROLES, allow, public
+from update_server.access import ALL_ROLES, allow, public, secrets_box
 from update_server.app import Services
 from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
@@ -55,7 +55,7 @@ def login_view() -> ResponseReturnValue:
         now=services.clock(),
     )
     try:
-        success = login.attempt(g.db, attempt, config=services.config, box=otp.app_box())
+        success = login.attempt(g.db, attempt, config=services.config, box=secrets_box())
     except login.LoginFailedError as failure:
         _audit_failed_login(attempt, failure)
         g.db.commit()
@@ -94,7 +94,7 @@ def enroll() -> ResponseReturnValue:
             "TOTP is already enrolled for you; to move it to a new device,"
             " ask an administrator to reset it"
         )
-    secret = otp.new_secret(user, otp.app_box())
+    secret = otp.new_secret(user, secrets_box())
     _audit(Action.TOTP_ENROL, "success", user, detail={"stage": "secret issued"})
     g.db.commit()
     return jsonify(
@@ -112,9 +112,10 @@ def confirm() -> ResponseReturnValue:
     if user.totp_secret is None:
         raise ConflictError("no TOTP secret to confirm: call /api/v1/auth/totp/enroll first")
     try:
-        step = otp.consume(g.db, user, code, now=_services().clock())
-    except AuthenticationError:
-        _audit(Action.TOTP_ENROL, "failure", user, detail={"stage": "confirm", "reason": "code"})
+        step = otp.consume(g.db, user, code, now=_services().clock(), box=secrets_box())
+    except otp.CodeRefusedError as refused:
+        detail = {"stage": "confirm", "reason": refused.reason}
+        _audit(Action.TOTP_ENROL, "failure", user, detail=detail)
         g.db.commit()
         raise UnprocessableError(
             "that code does not match the new secret: check that the device's clock is"
