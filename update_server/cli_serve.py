@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from update_server.cli_common import command_now
 from update_server.config import ConfigError, ServerConfig
-from update_server.serve import ServeError, prepare, run
+from update_server.serve import ServeError, describe_tls, prepare, run
 from update_server.tls import TlsError
 
 
@@ -23,11 +24,15 @@ from update_server.tls import TlsError
 @click.option("--host", help="Address to bind [configuration, else 127.0.0.1].")
 @click.option("--port", type=int, help="TCP port; 0 picks a free one [configuration, 8443].")
 @click.option("--workers", type=int, help="Worker processes [configuration, 2].")
-def serve(data_dir: Path, host: str | None, port: int | None, workers: int | None) -> None:
+@click.option("--check", is_flag=True, help="Check, renew the TLS certificate if due, and exit.")
+def serve(
+    data_dir: Path, host: str | None, port: int | None, workers: int | None, check: bool
+) -> None:
     """Serve the repository and the API over HTTPS until SIGTERM.
 
-    Without tls_cert/tls_key in the configuration a self-signed certificate
-    is made in DATA_DIR/tls/; give its server.crt to clients as their CA.
+    Without tls_cert/tls_key in the configuration the server has its own CA
+    in DATA_DIR/tls/: give devices its ca.crt (--ca). The certificate it
+    serves is issued by that CA and renewed 30 days before it expires.
     """
     changes = {
         name: value
@@ -36,13 +41,18 @@ def serve(data_dir: Path, host: str | None, port: int | None, workers: int | Non
     }
     try:
         config = ServerConfig.load(data_dir).with_changes(**changes)
-        plan = prepare(config, host_given=host is not None)
+        plan = prepare(config, host_given=host is not None, now=command_now())
     except (ConfigError, ServeError, TlsError) as exc:
         raise click.ClickException(str(exc)) from None
     if os.geteuid() == 0:
         click.echo("warning: running as root; run the server as an unprivileged user", err=True)
     if plan.tls.generated:
-        click.echo(f"made a self-signed TLS certificate: {plan.tls.cert}", err=True)
+        click.echo(f"issued a TLS certificate from the server's CA: {plan.tls.cert}", err=True)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if check:
+        describe_tls(plan)
+        return
     run(plan)
 
 

@@ -4,7 +4,10 @@ The master process binds one TLS listener (127.0.0.1 unless told otherwise;
 every interface only when ``--host`` says so on the command line, never by a
 configuration file alone) and forks ``workers`` processes; each builds its
 own app after the fork (``wsgi.build_app``: database engine, online signers,
-renewal thread). TLS 1.2 is the minimum; there is no plain-HTTP listener.
+renewal thread). TLS 1.2 is the minimum, with ECDHE and AEAD ciphers only
+(``tls.server_profile``); there is no plain-HTTP listener. Each connection's
+TLS context is built from the certificate on disk, which the worker renews
+from the server's CA when it is due (``tls.LeafKeeper``).
 SIGTERM is a graceful stop: requests in flight finish (up to
 ``GRACEFUL_TIMEOUT``), then the workers and the master exit.
 """
@@ -24,9 +27,21 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import SQLAlchemyError
 
+from update_server.clock import system_clock
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine
-from update_server.tls import WILDCARD_HOSTS, TlsFiles, fingerprint, server_tls
+from update_server.tls import (
+    TLS_DIR,
+    WILDCARD_HOSTS,
+    LeafKeeper,
+    TlsFiles,
+    expiry_warnings,
+    fingerprint,
+    server_names,
+    server_profile,
+    server_tls,
+    status_line,
+)
 from update_server.wsgi import build_app
 
 logger = logging.getLogger(__name__)
@@ -35,7 +50,6 @@ logger = logging.getLogger(__name__)
 #: worker, and does not trip the worker heartbeat timeout.
 THREADS_PER_WORKER = 4
 GRACEFUL_TIMEOUT = 30
-MIN_TLS = ssl.TLSVersion.TLSv1_2
 
 
 class ServeError(RuntimeError):
@@ -44,10 +58,13 @@ class ServeError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServePlan:
-    """What ``run`` starts: a checked configuration and its TLS files."""
+    """What ``run`` starts: a checked configuration, its TLS files and what to warn about."""
 
     config: ServerConfig
     tls: TlsFiles
+    #: TLS certificates that need the operator (tls.expiry_warnings), at ``now``.
+    warnings: tuple[str, ...] = ()
+    status: str = ""
 
 
 def prepare(config: ServerConfig, *, host_given: bool, now: datetime | None = None) -> ServePlan:
@@ -60,7 +77,10 @@ def prepare(config: ServerConfig, *, host_given: bool, now: datetime | None = No
     if not (config.data_dir / CONFIG_FILE).is_file():
         raise ServeError(f"{config.data_dir} is not a server data directory; run 'fwserver init'")
     _check_database(config.database_url)
-    return ServePlan(config=config, tls=server_tls(config, now=now or datetime.now(UTC)))
+    now = now or datetime.now(UTC)
+    tls = server_tls(config, now=now)
+    warnings = tuple(expiry_warnings(tls, now=now))
+    return ServePlan(config, tls, warnings=warnings, status=status_line(tls, now=now))
 
 
 def _check_database(url: str) -> None:
@@ -87,13 +107,31 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def tls_context(
-    _conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]
-) -> ssl.SSLContext:
-    """gunicorn's ``ssl_context`` hook: its default context, TLS 1.2 at least."""
-    context = default_ssl_context_factory()
-    context.minimum_version = MIN_TLS
-    return context
+@dataclass(frozen=True)
+class TlsContext:
+    """gunicorn's ``ssl_context`` hook, called for each connection.
+
+    gunicorn's default context (the certificate on disk), restricted to the
+    server profile (R26); with fwserver's own CA, the leaf is renewed first
+    if it is due (R5: a long-running server never serves an expired one).
+    """
+
+    keeper: LeafKeeper | None
+
+    def __call__(
+        self, _conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        if self.keeper is None:
+            return server_profile(default_ssl_context_factory())
+        return server_profile(self.keeper.load(default_ssl_context_factory))
+
+
+def tls_context(plan: ServePlan) -> TlsContext:
+    config = plan.config
+    if config.tls_cert is not None:
+        return TlsContext(keeper=None)
+    keeper = LeafKeeper(config.data_dir / TLS_DIR, server_names(config), clock=system_clock)
+    return TlsContext(keeper)
 
 
 class FirmwareServer(BaseApplication):  # type: ignore[misc]
@@ -113,7 +151,7 @@ class FirmwareServer(BaseApplication):  # type: ignore[misc]
             "threads": THREADS_PER_WORKER,
             "certfile": str(tls.cert),
             "keyfile": str(tls.key),
-            "ssl_context": tls_context,
+            "ssl_context": tls_context(self.plan),
             "graceful_timeout": GRACEFUL_TIMEOUT,
             "preload_app": False,
             "proc_name": "fwserver",
@@ -132,9 +170,18 @@ class FirmwareServer(BaseApplication):  # type: ignore[misc]
     def _when_ready(self, arbiter: Any) -> None:
         port = arbiter.LISTENERS[0].getsockname()[1]
         click.echo(f"serving {url_of(self.plan.config.host, port)}")
-        click.echo(f"CA certificate for clients: {self.plan.tls.ca}")
-        click.echo(f"  SHA-256 fingerprint {fingerprint(self.plan.tls.ca)}")
+        describe_tls(self.plan)
         sys.stdout.flush()
+
+
+def describe_tls(plan: ServePlan) -> None:
+    """What devices are given as ``--ca``, and until when the certificates are good."""
+    if plan.tls.ca is None:
+        click.echo(f"CA certificate for clients: the CA that issued {plan.tls.cert}")
+    else:
+        click.echo(f"CA certificate for clients: {plan.tls.ca}")
+        click.echo(f"  SHA-256 fingerprint {fingerprint(plan.tls.ca)}")
+    click.echo(plan.status)
 
 
 def run(plan: ServePlan, *, app_factory: Callable[[ServerConfig], Flask] = build_app) -> None:

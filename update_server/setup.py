@@ -1,10 +1,12 @@
 """``fwserver init``: a new data directory, ready to serve.
 
 It creates the directories, the key that encrypts TOTP secrets at rest, the
-database schema, and (unless keys are configured) a mock-HSM token holding
-the four online keys, one purpose each (R47), with a random user PIN in a
-0600 file and a random security-officer PIN shown once. Nothing is
-overwritten: an existing data directory is refused.
+database schema, the TLS CA that devices are provisioned with (``tls/ca.crt``,
+its key 0600; ``serve`` issues the served certificate from it), and (unless
+keys are configured) a mock-HSM token holding the four online keys, one
+purpose each (R47), with a random user PIN in a 0600 file and a random
+security-officer PIN shown once. Nothing is overwritten: an existing data
+directory is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hsm_mock import Algorithm, KdfParams, Purpose, Token, private_key_uri
@@ -19,6 +22,7 @@ from repo_metadata.files import atomic_write
 from update_server.config import CONFIG_FILE, ONLINE_ROLES, ServerConfig
 from update_server.db import create_schema, make_engine
 from update_server.keys import pin_file
+from update_server.tls import TLS_DIR, make_ca
 
 PURPOSES = {
     "snapshot": Purpose.SNAPSHOT,
@@ -44,6 +48,7 @@ def init_data_dir(
     database_url: str = "",
     online_keys: dict[str, str] | None = None,
     kdf: KdfParams | None = None,
+    now: datetime | None = None,
 ) -> InitResult:
     """Create ``data_dir``; return its configuration and the SO PIN (shown once)."""
     if (data_dir / CONFIG_FILE).exists():
@@ -62,6 +67,7 @@ def init_data_dir(
     for directory in (config.repository_dir, config.staging_dir):
         directory.mkdir(exist_ok=True)
     atomic_write(config.secrets_key_file, secrets.token_bytes(32), mode=0o600)
+    make_ca(data_dir / TLS_DIR, now=now or datetime.now(UTC))
     engine = make_engine(config.database_url)
     try:
         create_schema(engine)

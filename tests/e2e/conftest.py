@@ -2,11 +2,12 @@
 
 ``start_server`` runs the command exactly as an operator would, on 127.0.0.1
 and port 0 (the kernel picks a free port, so parallel runs never collide),
-reads the URL the server prints once it listens, and waits until
-``/api/v1/health`` answers over HTTPS, verified against the generated
-certificate. On leaving it sends SIGTERM (a graceful stop) and waits; a
-server that does not stop in time is killed with its whole process group.
-Every wait is bounded.
+reads the URL and the CA file the server prints once it listens, and waits
+until ``/api/v1/health`` answers over HTTPS, verified against that CA (the
+``tls/ca.crt`` that ``fwserver init`` made, which every device and client in
+these tests is given, never the served certificate). On leaving it sends
+SIGTERM (a graceful stop) and waits; a server that does not stop in time is
+killed with its whole process group. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from cryptography import x509
 
 from tests.hsm_mock.helpers import FAST_KDF
 from update_server.setup import init_data_dir
@@ -38,6 +40,7 @@ class RunningServer:
     """A server started by the harness."""
 
     url: str
+    #: The server's CA certificate: what devices are provisioned with (``--ca``).
     ca: Path
     data_dir: Path
     process: subprocess.Popen[bytes]
@@ -91,6 +94,7 @@ def start_server(data_dir: Path, *, workers: int = 2) -> Iterator[RunningServer]
         )
     try:
         url, ca = _wait_for_url(process, out, err)
+        _require_ca(ca)
         server = RunningServer(url, ca, data_dir, process, log=err, stdout=out)
         _wait_for_health(server)
         _wait_for_workers(server, workers)
@@ -126,6 +130,13 @@ def _wait_for_url(process: subprocess.Popen[bytes], out: Path, err: Path) -> tup
     pytest.fail(f"fwserver serve printed no URL within {START_TIMEOUT} s:\n{err.read_text()}")
 
 
+def _require_ca(path: Path) -> None:
+    """Devices in these tests are given a CA certificate, never a leaf they would pin."""
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    if not certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+        pytest.fail(f"fwserver serve names {path} as the CA for clients; it is no CA")
+
+
 def _wait_for_health(server: RunningServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     with server.pool() as pool:
@@ -152,7 +163,7 @@ def new_data_dir(parent: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One running server for a test module (SQLite, self-signed certificate)."""
+    """One running server for a test module (SQLite, a certificate of its own CA)."""
     data_dir = new_data_dir(tmp_path_factory.mktemp("server"))
     with start_server(data_dir) as running:
         yield running

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import socket
 import ssl
 import time
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import urllib3
+from click.testing import CliRunner
+from cryptography import x509
 
 from tests.e2e.conftest import RunningServer, children_of, new_data_dir, start_server, stop_server
+from tests.e2e.test_client import LINE, _repository, fwclient
+from update_server import cli as fwserver
 from update_server.config import ServerConfig
-from update_server.tls import fingerprint, server_tls
+from update_server.tls import DEFAULT_NAMES, LEAF_VALIDITY, fingerprint, issue_leaf, server_tls
+
+#: TLS 1.2 suites with CBC and HMAC that an ECDSA server certificate can use.
+CBC_SUITES = "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384"
 
 
-def test_health_answers_over_tls_verified_against_the_generated_certificate(
+def test_health_answers_over_tls_verified_against_the_servers_ca(
     server: RunningServer,
 ) -> None:
-    assert server.ca == server.data_dir / "tls" / "server.crt"
+    assert server.ca == server.data_dir / "tls" / "ca.crt"
     assert f"SHA-256 fingerprint {fingerprint(server.ca)}" in server.stdout.read_text()
+    assert "TLS certificate valid until " in server.stdout.read_text()
     with server.pool() as pool:
         response = pool.request("GET", f"{server.url}/api/v1/health")
     assert response.status == 200
@@ -49,11 +62,44 @@ def test_a_client_that_does_not_trust_the_certificate_is_refused(
         pool.request("GET", f"{server.url}/api/v1/health")
 
 
+def test_the_served_certificate_is_a_leaf_of_the_ca(server: RunningServer) -> None:
+    leaf = served_certificate(server.url, ca=server.ca)
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(server.ca.read_bytes()))
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+
+
+def served_certificate(url: str, *, ca: Path, ciphers: str | None = None) -> x509.Certificate:
+    """The certificate the server at ``url`` presents to a client trusting ``ca``."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if ciphers is not None:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_a_tls_1_2_client_offering_only_cbc_suites_is_refused(server: RunningServer) -> None:
+    """R26 secure communications: TLS 1.2 is ECDHE with AES-GCM or ChaCha20-Poly1305 only.
+
+    A real client socket offering only CBC suites (which the server once
+    accepted) gets no handshake; the same client offering AES-GCM does.
+    """
+    with pytest.raises(ssl.SSLError, match=r"HANDSHAKE_FAILURE|NO_SHARED_CIPHER"):
+        served_certificate(server.url, ca=server.ca, ciphers=CBC_SUITES)
+    served_certificate(server.url, ca=server.ca, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+
+
 def test_a_client_pinning_another_certificate_is_refused(
     server: RunningServer, tmp_path: Path
 ) -> None:
     other = new_data_dir(tmp_path)
-    other_ca = server_tls(ServerConfig.load(other)).ca
+    other_ca = server_tls(ServerConfig.load(other), now=datetime.now(UTC)).ca
     with (
         urllib3.PoolManager(ca_certs=str(other_ca), retries=False, timeout=5) as pool,
         pytest.raises(urllib3.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"),
@@ -116,3 +162,53 @@ def test_sigterm_stops_the_master_and_every_worker(tmp_path: Path) -> None:
     assert children_of(running.process.pid) == []
     assert "Handling signal: term" in running.log.read_text()
     assert "Shutting down: Master" in running.log.read_text()
+
+
+def test_a_device_given_the_ca_still_updates_after_the_certificate_is_renewed(
+    tmp_path: Path,
+) -> None:
+    """R5 return to secure operation: renewing the server's certificate cuts off no device.
+
+    The device is provisioned with the CA (its own copy) and talks to the
+    server; later the served certificate is due (made 80 days ago here, as
+    time would), the restarted server renews it from the same CA, and the
+    device updates over the real gunicorn TLS listener, unchanged.
+    """
+    data_dir = new_data_dir(tmp_path)
+    config = ServerConfig.load(data_dir)
+    image = tmp_path / "pump-fw-1.0.0.bin"
+    image.write_bytes(os.urandom(64 * 1024))
+    _repository(tmp_path / "offline", config, image)
+    imported = CliRunner().invoke(
+        fwserver.main, ["import", "--data-dir", str(data_dir), str(tmp_path / "offline")]
+    )
+    assert imported.exit_code == 0, imported.output
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    served = config.repository_dir / "targets" / LINE / f"{digest}.pump-fw-1.0.0.bin"
+    served.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image, served)
+    state, device_ca = tmp_path / "device", tmp_path / "device-ca.crt"
+    shutil.copyfile(data_dir / "tls" / "ca.crt", device_ca)
+    root = str(tmp_path / "offline" / "metadata" / "1.root.json")
+    provisioned = fwclient(
+        "provision", "--state", str(state), "--root", root,
+        "--hardware-model", LINE, "--device-id", "pump-0100",
+    )  # fmt: skip
+    assert provisioned.returncode == 0, provisioned.stderr
+
+    def device(command: str, url: str) -> None:
+        result = fwclient(command, "--state", str(state), "--server", url, "--ca", str(device_ca))
+        assert result.returncode == 0, result.stderr
+
+    with start_server(data_dir, workers=1) as before:
+        first = served_certificate(before.url, ca=device_ca)
+        device("check", before.url)
+    aged = datetime.now(UTC) - LEAF_VALIDITY + timedelta(days=10)
+    issue_leaf(data_dir / "tls", names=DEFAULT_NAMES, now=aged)
+    with start_server(data_dir, workers=1) as after:
+        renewed = served_certificate(after.url, ca=device_ca)
+        device("update", after.url)
+    assert renewed.serial_number != first.serial_number
+    assert renewed.public_key() != first.public_key()
+    assert renewed.not_valid_after_utc > first.not_valid_after_utc
+    assert "issued a TLS certificate from the server's CA" in after.log.read_text()

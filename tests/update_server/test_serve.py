@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,11 @@ from click.testing import CliRunner
 from flask import Flask
 
 from update_server import cli, wsgi
+from update_server.cli_common import CommandClock
 from update_server.cli_serve import serve
 from update_server.config import ConfigError, ServerConfig
 from update_server.keys import SignerLoader
 from update_server.serve import (
-    MIN_TLS,
     FirmwareServer,
     ServeError,
     ServePlan,
@@ -27,6 +28,7 @@ from update_server.serve import (
     prepare,
     url_of,
 )
+from update_server.tls import CA_VALIDITY, MIN_TLS
 
 WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
 
@@ -46,13 +48,15 @@ def test_a_wildcard_bind_given_explicitly_is_allowed(config: ServerConfig) -> No
     assert plan.config.host == WILDCARD
 
 
-def test_the_default_bind_is_loopback_with_the_self_signed_certificate(
+def test_the_default_bind_is_loopback_with_a_certificate_of_the_servers_ca(
     config: ServerConfig,
 ) -> None:
     plan = prepare(config, host_given=False)
     assert plan.config.host == "127.0.0.1"
-    assert plan.tls.ca == config.data_dir / "tls" / "server.crt"
+    assert plan.tls.ca == config.data_dir / "tls" / "ca.crt"
+    assert plan.tls.cert == config.data_dir / "tls" / "server.crt"
     assert plan.tls.key.is_file()
+    assert plan.warnings == ()
 
 
 def test_a_directory_that_was_never_initialised_is_refused(tmp_path: Path) -> None:
@@ -83,10 +87,11 @@ def test_gunicorn_runs_tls_only_with_the_configured_workers(config: ServerConfig
     assert settings.control_socket_disable is True
 
 
-def test_tls_below_1_2_is_not_offered(config: ServerConfig) -> None:
+def test_tls_below_1_2_and_cbc_suites_are_not_offered(config: ServerConfig) -> None:
     settings = FirmwareServer(_plan(config), app_factory=wsgi.build_app).cfg
     context = settings.ssl_context(settings, lambda: ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     assert context.minimum_version == MIN_TLS == ssl.TLSVersion.TLSv1_2
+    assert all(cipher["aead"] for cipher in context.get_ciphers())
 
 
 def test_each_worker_builds_its_own_app_with_the_online_signers(
@@ -186,5 +191,30 @@ def test_the_command_starts_gunicorn_with_the_plan(
         serve, ["--data-dir", str(config.data_dir), "--port", "0", "--workers", "1"]
     )
     assert result.exit_code == 0, result.output
-    assert "self-signed TLS certificate" in result.output
+    assert "issued a TLS certificate from the server's CA" in result.output
+    assert "warning: TLS" not in result.output
     assert (plans[0].config.port, plans[0].config.workers) == (0, 1)
+
+
+def test_serve_warns_30_days_before_the_ca_expires(
+    monkeypatch: pytest.MonkeyPatch, config: ServerConfig
+) -> None:
+    """R5: the operator is told at start, on the command's clock, to give devices a new CA."""
+    monkeypatch.setattr("update_server.cli_serve.run", lambda _plan: None)
+    made = datetime.now(UTC)  # the fixture's init made the CA on the wall clock
+    late = made + CA_VALIDITY - timedelta(days=20)
+    result = CliRunner().invoke(
+        serve, ["--data-dir", str(config.data_dir)], obj=CommandClock(lambda: late)
+    )
+    assert result.exit_code == 0, result.output
+    assert 'warning: TLS CA certificate "fwserver TLS CA ' in result.output
+    assert "make a new CA and provision every device with it before then" in result.output
+
+
+def test_serve_check_prints_what_devices_trust_and_until_when(config: ServerConfig) -> None:
+    result = CliRunner().invoke(serve, ["--data-dir", str(config.data_dir), "--check"])
+    assert result.exit_code == 0, result.output
+    ca = config.data_dir / "tls" / "ca.crt"
+    assert f"CA certificate for clients: {ca}" in result.output
+    assert "TLS certificate valid until " in result.output
+    assert "; CA valid until " in result.output
