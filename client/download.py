@@ -11,6 +11,10 @@ and the read-back also covers a file changed after the download. So the
 image crosses memory twice (network to slot, slot to hash), not three or
 four times (download, verify, copy, verify).
 
+A body that ends cleanly before the signed length is a length failure
+(``bad_hash``), discarded like a wrong hash: only a broken connection is
+worth resuming.
+
 An interrupted download keeps what reached the slot and continues later
 with a ``Range`` request from the writer's durable offset. Checkpoints are
 spaced in time (``CHECKPOINT_SECONDS``, and at least ``CHECKPOINT`` bytes
@@ -28,6 +32,8 @@ from collections.abc import Callable
 
 from tuf.api.exceptions import DownloadError
 
+from client.errors import InstallError
+from client.events import EventType
 from client.fetcher import ResumableFetcher
 from client.slots import SlotWriter
 
@@ -51,9 +57,11 @@ def download_into(
 ) -> None:
     """Fill ``writer``'s slot with its target's bytes from ``url``, up to its signed length.
 
-    Raises ``ClientError`` (``too_long``) after discarding the slot's
-    content, and ``DownloadError`` for a network failure after checkpointing
-    what arrived, to resume from. The bytes are checked by ``commit``.
+    Raises ``ClientError`` after discarding the slot's content for a body
+    longer (``too_long``) or, ending cleanly, shorter (``bad_hash``: a length
+    failure) than signed, and ``DownloadError`` for a network failure after
+    checkpointing what arrived, to resume from. The bytes are checked by
+    ``commit``.
     """
     target = writer.target
     checkpointed, since_checkpoint = clock(), 0
@@ -75,7 +83,12 @@ def download_into(
         writer.checkpoint()
         raise
     if writer.offset < target.length:
-        writer.checkpoint()
-        raise DownloadError(
-            f"{target.path}: the connection ended at byte {writer.offset} of {target.length}"
+        # The answer ended cleanly (a broken connection raises above): the server
+        # says this is the whole file, and it is shorter than signed. Resuming
+        # would only ask for bytes it says do not exist.
+        writer.abort()
+        raise InstallError(
+            f"{target.path}: the server's whole answer ends at byte {writer.offset}"
+            f" of the {target.length} signed; the bytes are discarded",
+            event=EventType.BAD_HASH,
         )

@@ -21,12 +21,17 @@ certificate verified against the configured CA file, no automatic retries
 code is ``PooledFetcher``'s, which leaves to each subclass the one decision
 of which URLs it may request (``_check_url``, before any connection): the
 conformance entry point's fetcher (``client.conformance``) is the other one.
+
+A certificate that fails verification raises ``CertificateRefusedError``
+naming OpenSSL's reason (an unknown CA, an expiry): the device's answer is
+still ``unreachable``, but a person reading it knows it was the certificate.
 """
 
 from __future__ import annotations
 
 import abc
 import re
+import ssl
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -193,6 +198,8 @@ class PooledFetcher(ResumableFetcher):
         self._check_url(url)
         try:
             response = self._pool.request("GET", url, headers=headers, preload_content=False)
+        except urllib3.exceptions.SSLError as exc:
+            raise CertificateRefusedError(f"{url}: {_certificate_problem(exc)}") from exc
         except urllib3.exceptions.ConnectTimeoutError as exc:
             raise DownloadError(f"{url}: no connection within the timeout") from exc
         except urllib3.exceptions.TimeoutError as exc:
@@ -252,6 +259,25 @@ class HttpsFetcher(PooledFetcher):
     def _check_url(self, url: str) -> None:
         if not url.startswith("https://"):
             raise DownloadError(f"refusing {url}: only HTTPS is allowed")
+
+
+class CertificateRefusedError(DownloadError):
+    """The server's TLS certificate failed verification (R21): named, never just "unreachable"."""
+
+
+def _certificate_problem(exc: BaseException) -> str:
+    """What OpenSSL found wrong (an unknown CA, an expiry, a name), in its own words."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (seen, *seen.args):
+            if isinstance(candidate, ssl.SSLCertVerificationError):
+                reason = candidate.verify_message or candidate.reason or str(candidate)
+                return (
+                    f"TLS certificate refused ({reason}): the server's certificate does not"
+                    " verify against the CA file (--ca); check both"
+                )
+        seen = seen.__cause__ or seen.__context__
+    return f"TLS handshake failed ({exc}): check the server's certificate and the CA file (--ca)"
 
 
 @contextmanager

@@ -66,6 +66,7 @@ from typing import Any
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root, TargetFile
+from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client import discovery
@@ -96,7 +97,7 @@ MEANING: Mapping[EventType, str] = {
     EventType.MIX_AND_MATCH: "a metadata file is not the version or hash the repository's"
     " snapshot or timestamp lists (mix-and-match)",
     EventType.BAD_SIGNATURE: "metadata is not signed by enough of the keys trusted for its role",
-    EventType.BAD_HASH: "the downloaded firmware does not match its signed hash",
+    EventType.BAD_HASH: "the downloaded firmware does not match its signed length and hash",
     EventType.TOO_LONG: "the server sent more bytes than the signed length (endless data)",
     EventType.SLOW_RETRIEVAL: "the server sends too slowly (slow retrieval)",
     EventType.UNREACHABLE: "the update server could not be reached; the current firmware"
@@ -113,10 +114,18 @@ MEANING: Mapping[EventType, str] = {
     EventType.ERROR: "the update could not proceed",
 }
 
-# ngclient's version errors that mean "this file is not the one listed"
-# rather than "this file is older than the one trusted".
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
-_MISMATCH = re.compile(r"^Expected snapshot version \d+, got \d+|^Expected \S+ v\d+, got v\d+")
+# ngclient's version errors that compare a file with the version its listing
+# (timestamp or snapshot) names, rather than with the version already trusted:
+# ``listed`` then ``served``.
+_LISTED = re.compile(
+    r"^Expected snapshot version (?P<listed>\d+), got (?P<served>\d+)"
+    r"|^Expected \S+ v(?P<role_listed>\d+), got v(?P<role_served>\d+)"
+)
+# ngclient's words for a snapshot that no longer lists a role it listed (TUF 5.5.5).
+_DROPPED = re.compile(r"^New snapshot is missing info for ")
+# tuf's words for one key id signing twice (a threshold counted twice).
+_DUPLICATE_SIGNATURE = re.compile(r"^Multiple signatures found for keyid ")
 #: Failures a check or an update reports as its result.
 _EXPECTED = (
     ClientError,
@@ -215,12 +224,40 @@ def classify(exc: BaseException) -> EventType:
         (tuf_errors.DownloadError, EventType.UNREACHABLE),
     )
     if isinstance(exc, tuf_errors.BadVersionNumberError):
-        mismatch = _MISMATCH.match(str(exc))
-        return EventType.MIX_AND_MATCH if mismatch else EventType.ROLLBACK_ATTACK
+        return _version_event(str(exc))
+    if _DROPPED.match(str(exc)):
+        return EventType.ROLLBACK_ATTACK  # a role dropped is a role rolled back to nothing
+    if isinstance(exc, DeserializationError) and _DUPLICATE_SIGNATURE.match(str(exc.__cause__)):
+        return EventType.BAD_SIGNATURE
     for kind, event in mapping:
         if isinstance(exc, kind):
             return event
     return EventType.ERROR
+
+
+def _version_event(message: str) -> EventType:
+    """Rollback, or mix-and-match, by which side of a version comparison is older.
+
+    A file older than the version its listing names is a stale file mixed
+    into a newer set (mix-and-match). A listing that names a version older
+    than the file signed for it, or than the one trusted, points back in
+    time: a rollback, whichever check caught it first.
+    """
+    match = _LISTED.match(message)
+    if match is None:
+        return EventType.ROLLBACK_ATTACK
+    listed = int(match["listed"] or match["role_listed"])
+    served = int(match["served"] or match["role_served"])
+    return EventType.MIX_AND_MATCH if served < listed else EventType.ROLLBACK_ATTACK
+
+
+def _detail(exc: BaseException) -> str:
+    """What went wrong, with the cause tuf hides behind a generic deserialization error."""
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if isinstance(exc, DeserializationError) and cause is not None and str(cause):
+        return f"{text}: {cause}"
+    return text
 
 
 def explain(event: EventType, detail: str) -> str:
@@ -316,7 +353,7 @@ def _guarded(
         if not isinstance(exc, _EXPECTED):
             raise
         event = classify(exc)
-        message = explain(event, str(exc) or type(exc).__name__)
+        message = explain(event, _detail(exc))
         session.log(event, message, error=type(exc).__name__)
         refused = event not in {EventType.UNREACHABLE, EventType.ERROR}
         return UpdateResult(Outcome.REFUSED if refused else Outcome.FAILED, event, message)

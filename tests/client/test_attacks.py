@@ -9,6 +9,7 @@ firmware, the slots and the boot environment are untouched.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +133,42 @@ def test_rollback_of_the_product_line_role(device: StateDir, sim: Sim) -> None:
     assert cached_version(device, MODEL) == trusted
 
 
+def test_rollback_of_targets_listed_by_a_snapshot_after_the_cached_snapshot_is_lost(
+    device: StateDir, sim: Sim
+) -> None:
+    """TUF rollback: a snapshot naming an older targets version than the one signed.
+
+    With no trusted snapshot to compare with (its cached copy lost), ngclient
+    catches it only when the file served under the old name (a mirror that
+    keeps current files only) is newer than the snapshot says: still a
+    rollback of the listing, not a stale file mixed in.
+    """
+    trusted = cached_version(device, "targets")
+    current = sim.files[f"/metadata/{trusted}.targets.json"]
+
+    def older_targets(snapshot: Any) -> None:
+        snapshot.meta["targets.json"] = MetaFile(trusted - 1)
+
+    sim.forge_snapshot(older_targets)
+    sim.override[f"/metadata/{trusted - 1}.targets.json"] = current
+    (device.metadata_dir / "snapshot.json").unlink()
+    with untouched(device, "targets"):
+        result = refused(device, sim, "rollback_attack")
+    assert f"targets v{trusted - 1}, got v{trusted}" in result.message
+
+
+def test_rollback_of_a_role_dropped_from_the_snapshot(device: StateDir, sim: Sim) -> None:
+    """TUF rollback (5.5.5): a snapshot that no longer lists a role it listed."""
+
+    def drop_the_line(snapshot: Any) -> None:
+        del snapshot.meta[LINE_FILE]
+
+    sim.forge_snapshot(drop_the_line)
+    with untouched(device, "snapshot", MODEL):
+        result = refused(device, sim, "rollback_attack")
+    assert LINE_FILE in result.message
+
+
 def test_rollback_of_root(device: StateDir, sim: Sim) -> None:
     sim.override["/metadata/2.root.json"] = sim.root(1)
     with untouched(device):
@@ -238,6 +275,20 @@ def test_root_rotation_not_signed_by_the_old_root(device: StateDir, sim: Sim) ->
     assert not (device.metadata_dir / "root_history" / "2.root.json").exists()
 
 
+def test_bad_signature_the_same_signature_twice_under_one_key_id(
+    device: StateDir, sim: Sim
+) -> None:
+    """TUF arbitrary software: one key's signature counted twice toward a 2-of-2 threshold."""
+    sim.release("1.1.0", 1)
+    url = f"/metadata/{cached_version(device, MODEL) + 1}.{LINE_FILE}"
+    data = json.loads(sim.files[url])
+    data["signatures"] = [data["signatures"][0]] * 2
+    sim.override[url] = json.dumps(data).encode()
+    with untouched(device, MODEL):
+        result = refused(device, sim, "bad_signature")
+    assert "Multiple signatures found for keyid" in result.message
+
+
 def test_key_revocation(device: StateDir, sim: Sim) -> None:
     rotate(
         sim.repo("manager"),
@@ -274,13 +325,15 @@ def test_wrong_length_longer(device: StateDir, sim: Sim) -> None:
 
 
 def test_wrong_length_shorter_never_installs(device: StateDir, sim: Sim) -> None:
+    """TUF wrong length: a firmware one byte short is a length failure, not a network one."""
     path = sim.release("1.1.0", 1)
     sim.override[sim.target_url(path)] = sim.images[path][:-1]
     with running_untouched(device):
         for _ in range(2):
-            result = update(device, sim.remote())
-            assert (result.outcome, result.event) == (Outcome.FAILED, "unreachable")
-    assert "ended at byte" in result.message
+            result = refused(device, sim, "bad_hash")
+            assert result.outcome is Outcome.REFUSED
+    assert "ends at byte 39999 of the 40000 signed" in result.message
+    assert device.slot_image("a").read_bytes() == b"", "the short bytes are discarded"
 
 
 def test_endless_data_for_a_target(device: StateDir, sim: Sim) -> None:
