@@ -5,7 +5,8 @@
 #   the server operator  creates the update server and its online keys
 #   security officers    create the repository with root keys held in HSM tokens
 #   a release manager    delegates the pump-x100 product line to two engineers
-#   the server           imports the repository and serves it over TLS
+#   the server           imports the repository and serves it over TLS, with a
+#                        certificate from its own CA (the CA is what devices trust)
 #   alice and bob        finish their first login (new password, TOTP)
 #   alice                adds firmware 2.4.0; alice and bob sign it (2 of 2)
 #   alice                publishes it with password + TOTP, confirmed by a fresh code
@@ -30,8 +31,12 @@ trap cleanup EXIT
 export FWHSM_SO_PIN="demo-so-pin-0000" FWHSM_USER_PIN="demo-user-pin-0000"
 export FWSIGN_PIN="$FWHSM_USER_PIN"
 
-say "The operator creates the update server: database, TLS, online keys in its own token"
+say "The operator creates the update server: database, TLS CA, online keys in its own token"
 fwserver init --data-dir server
+# Devices and people are given the server's long-lived CA, never the certificate
+# it serves: that one is issued by the CA and renewed without anyone noticing.
+CA=server/tls/ca.crt
+openssl x509 -in "$CA" -noout -subject -enddate
 fwhsm export-public --token server/hsm --label snapshot > snapshot.pub.json
 fwhsm export-public --token server/hsm --label timestamp > timestamp.pub.json
 
@@ -65,13 +70,15 @@ fwsign sign --repo repo --key "$BOB"
 
 say "The server imports the repository (every signature checked) and starts over TLS"
 fwserver import --data-dir server repo
+fwserver serve --data-dir server --check   # the TLS status line, warnings 30 days ahead
 fwserver serve --data-dir server --port 0 > server.out 2> server.err &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q '^serving https://' server.out 2>/dev/null && break; sleep 0.1; done
 URL=$(grep '^serving https://' server.out | awk '{print $2}')
-CA=$(grep '^CA certificate' server.out | cut -d' ' -f5-)
 [ -n "$URL" ] || { cat server.err; exit 1; }
 cat server.out
+grep -qxF "CA certificate for clients: $CA" server.out \
+    || { echo "UNEXPECTED: the server names another CA for clients"; exit 1; }
 curl -sS --cacert "$CA" "$URL/api/v1/health"; echo
 
 say "The administrator adds alice and bob; each finishes first login (new password, TOTP)"
