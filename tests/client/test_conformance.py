@@ -2,18 +2,22 @@
 
 The repository is built in the test with tuf's metadata API and CryptoSigner
 keys (consistent snapshots), and served on 127.0.0.1 by a threaded
-``http.server`` that records every request. The client runs as the
-tuf-conformance suite runs it, one command line at a time; what counts is
-what the suite sees: the exit status, the files left in the metadata and
-target directories, and the requests made.
+``http.server`` that records every request (and can trickle a file). The
+client runs as the tuf-conformance suite runs it, one command line at a
+time; what counts is what the suite sees: the exit status, the files left in
+the metadata and target directories, and the requests made. The tests under
+"the device's own code" show what a stock ngclient ``Updater`` would not do:
+that is how they prove the entry point runs the device client's code.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +27,7 @@ from urllib.parse import quote
 
 import pytest
 from securesystemslib.signer import CryptoSigner, Signer
+from tuf.api.exceptions import DownloadError
 from tuf.api.metadata import (
     DelegatedRole,
     Delegations,
@@ -36,9 +41,15 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from client.conformance import main
+from client.conformance import PRIVATE_DIR, LoopbackHttpFetcher, main
+from client.fetcher import HttpsFetcher, Pace
+from client.state import StateDir
 
 TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+#: A trickle: one byte per ``GAP`` s, far below ``PACE`` (and a stock client's socket timeout).
+GAP = 0.05
+PACE = Pace(min_rate=1000, grace=0.3)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _expiry(days: int = 7) -> datetime:
@@ -72,6 +83,8 @@ class Repository:
         self.target_urls: dict[str, str] = {}
         self.served: dict[str, bytes] = {}
         self.requests: list[str] = []
+        #: URL paths served one byte per ``GAP`` seconds.
+        self.trickle: set[str] = set()
         self.url = ""
         self.publish_root(self.signers["root"])
 
@@ -105,13 +118,13 @@ class Repository:
         self.signers["root"] = new
         return self.publish_root(old, new)
 
-    def delegate(self, role: str, prefix: str) -> None:
+    def delegate(self, role: str, prefix: str, *, terminating: bool = True) -> None:
         """Delegate ``prefix*`` from targets to ``role``, with a key of its own."""
         self.signers[role] = CryptoSigner.generate_ed25519()
         top = self.targets["targets"].signed
         top.delegations = top.delegations or Delegations(keys={}, roles={})
         assert top.delegations.roles is not None
-        top.delegations.roles[role] = DelegatedRole(role, [], 1, True, [f"{prefix}*"])
+        top.delegations.roles[role] = DelegatedRole(role, [], 1, terminating, [f"{prefix}*"])
         top.add_key(self.signers[role].public_key, role)
         self.targets[role] = Metadata(Targets(expires=_expiry()))
 
@@ -132,8 +145,13 @@ class Repository:
         self._sign_and_serve(self.snapshot, "snapshot")
         self.timestamp.signed.snapshot_meta = MetaFile(self.snapshot.signed.version)
         self._sign_and_serve(self.timestamp, "timestamp", versioned=False)
-        for metadata in (*self.targets.values(), self.snapshot, self.timestamp):
-            metadata.signed.version += 1
+        published: tuple[Metadata[Any], ...] = (
+            *self.targets.values(),
+            self.snapshot,
+            self.timestamp,
+        )
+        for each in published:
+            each.signed.version += 1
 
     def _sign_and_serve(
         self, metadata: Metadata[Any], role: str, *, versioned: bool = True
@@ -161,7 +179,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.path not in repository.trickle:
+            self.wfile.write(data)
+            return
+        for byte in data:
+            time.sleep(GAP)
+            try:
+                self.wfile.write(bytes([byte]))
+            except OSError:  # the client hung up: what a trickle test wants
+                return
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -191,6 +217,7 @@ class Client:
 
     def __init__(self, workdir: Path, repository: Repository) -> None:
         self.repository = repository
+        self.pace: Pace | None = None  # the device's own unless a test sets one
         self.root_file = workdir / "initial_root.json"
         self.metadata_dir = workdir / "metadata"
         self.target_dir = workdir / "targets"
@@ -201,26 +228,33 @@ class Client:
         self.root_file.write_bytes(root or self.repository.files["/metadata/1.root.json"])
         return main(["--metadata-dir", str(self.metadata_dir), "init", str(self.root_file)])
 
-    def refresh(self) -> int:
+    def refresh(self, *, metadata_url: str | None = None) -> int:
         return main(
             [
-                *("--metadata-url", self.repository.metadata_url),
+                *("--metadata-url", metadata_url or self.repository.metadata_url),
                 *("--metadata-dir", str(self.metadata_dir)),
                 "refresh",
-            ]
+            ],
+            pace=self.pace,
         )
 
-    def download(self, *names: str) -> int:
+    def download(self, *names: str, targets_url: str | None = None) -> int:
         return main(
             [
                 *("--metadata-url", self.repository.metadata_url),
                 *("--metadata-dir", str(self.metadata_dir)),
                 *(arg for name in names for arg in ("--target-name", name)),
                 *("--target-dir", str(self.target_dir)),
-                *("--target-base-url", self.repository.targets_url),
+                *("--target-base-url", targets_url or self.repository.targets_url),
                 "download",
-            ]
+            ],
+            pace=self.pace,
         )
+
+    @property
+    def time_floor(self) -> StateDir:
+        """Where the client keeps its time floor, beside (not among) the trusted roles."""
+        return StateDir(self.metadata_dir / PRIVATE_DIR)
 
     def trusted(self) -> dict[str, bytes]:
         """The files of the metadata directory; anything else there must be a directory."""
@@ -390,6 +424,152 @@ def test_delegated_role_is_kept_under_its_percent_encoded_name(
     assert client.trusted()["fw%2Fpump.json"] == repo.served["fw%2Fpump.json"]
     assert client.trusted() == repo.served
     assert client.downloaded() == {"pump%2Fdelegated%2Ffw-3.bin": b"firmware three"}
+
+
+# the device's own code, which a stock ngclient Updater would not run
+
+
+@pytest.mark.parametrize("slow", ["timestamp", "target"])
+def test_slow_retrieval_is_cut_off_by_the_devices_pace_check(
+    client: Client, repo: Repository, slow: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trickle well inside every socket timeout: a stock client waits it out, ours stops."""
+    repo.add_target("pump/fw-3.bin", bytes(400))  # 20 s at one byte per GAP
+    repo.publish()
+    path = "/metadata/timestamp.json" if slow == "timestamp" else repo.target_urls["pump/fw-3.bin"]
+    repo.trickle.add(path)
+    client.pace = PACE
+    assert client.init() == 0
+    started = time.monotonic()
+    assert client.download("pump/fw-3.bin") == 1
+    assert time.monotonic() - started < len(repo.files[path]) * GAP / 2
+    assert "below 1000 B/s" in capsys.readouterr().err
+    assert client.downloaded() == {}
+
+
+def test_a_clock_behind_the_time_floor_checks_expiry_at_the_floor(
+    client: Client, repo: Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The timestamp is valid by the clock (a stock client accepts it), expired at the floor."""
+    assert client.init() == 0
+    client.time_floor.raise_time_floor(datetime.now(UTC) + timedelta(days=2))
+    assert client.refresh() == 1
+    assert "before the trusted time" in capsys.readouterr().err
+
+
+def test_a_successful_refresh_raises_the_time_floor_outside_the_trusted_roles(
+    client: Client, repo: Repository
+) -> None:
+    assert client.init() == 0
+    before = datetime.now(UTC)
+    assert client.refresh() == 0
+    floor = client.time_floor.time_floor()
+    assert floor is not None and before <= floor <= datetime.now(UTC)
+    assert client.trusted() == repo.served, "the floor lives in a subdirectory"
+
+
+def test_a_role_past_a_terminating_delegation_is_walked_but_never_trusted_for_a_target(
+    client: Client, repo: Repository
+) -> None:
+    """Discovery (docs/adr/0003) reads every role for the directory; ngclient's walk decides.
+
+    ``fw/a`` is terminating for ``pump/``: ngclient never looks past it, so a
+    target only ``fw/b`` lists is not found, although the discovery walk
+    fetched and verified ``fw/b`` (the request a stock client would not make).
+    """
+    repo.delegate("fw/a", "pump/", terminating=True)
+    repo.delegate("fw/b", "pump/", terminating=False)
+    repo.add_target("pump/fw-b.bin", b"past the terminating role", role="fw/b")
+    repo.publish()
+    assert client.init() == 0
+    assert client.download("pump/fw-b.bin") == 1
+    assert "/metadata/1.fw%2Fb.json" in repo.requests
+    assert _target_requests(repo) == []
+    assert client.downloaded() == {}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://updates.example/metadata/",
+        "http://192.0.2.1:8080/metadata/",
+        "LOCALHOST",  # a name, resolved after the check: refused though it is this host
+        "HTTPS",  # the device's scheme, but not what this entry point is for
+    ],
+)
+def test_a_metadata_url_other_than_plain_http_to_loopback_is_refused_before_any_request(
+    client: Client, repo: Repository, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if url == "LOCALHOST":
+        url = repo.metadata_url.replace("127.0.0.1", "localhost")
+    elif url == "HTTPS":
+        url = repo.metadata_url.replace("http://", "https://")
+    assert client.init() == 0
+    assert client.refresh(metadata_url=url) == 1
+    assert "plain HTTP from a loopback address only" in capsys.readouterr().err
+    assert repo.requests == []
+
+
+def test_a_target_base_url_off_loopback_is_refused_before_any_request(
+    client: Client, repo: Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert client.init() == 0
+    assert client.download("notes.txt", targets_url="http://192.0.2.1/targets/") == 1
+    assert "refusing http://192.0.2.1/targets/" in capsys.readouterr().err
+    assert repo.requests == []
+
+
+def test_the_conformance_fetcher_itself_refuses_plain_http_off_loopback() -> None:
+    """The rule holds inside the fetcher too, for any URL ngclient builds, before connecting."""
+    fetcher = LoopbackHttpFetcher(pace=Pace())
+    with pytest.raises(DownloadError, match="loopback address only"):
+        list(fetcher.fetch("http://192.0.2.1/metadata/timestamp.json"))
+
+
+def test_the_devices_fetcher_still_refuses_plain_http_even_to_loopback(
+    repo: Repository, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used: no connection is made\n")
+    with pytest.raises(DownloadError, match="only HTTPS"):
+        list(HttpsFetcher(ca=ca).fetch(f"{repo.metadata_url}/timestamp.json"))
+    assert repo.requests == []
+
+
+# decision records and expected failures
+
+
+def _adr(name: str) -> Path:
+    return ROOT / "docs" / "adr" / name
+
+
+def test_each_expected_conformance_failure_cites_a_decision_record() -> None:
+    """``client/conformance.xfails``: test ids, each after a comment naming its ADR."""
+    cited: str | None = None
+    failures = 0
+    for line in (ROOT / "client" / "conformance.xfails").read_text().splitlines():
+        if line.startswith("#"):
+            found = re.search(r"docs/adr/(\S+\.md)", line)
+            cited = found.group(1) if found else cited
+            continue
+        if line.strip():
+            assert cited is not None and _adr(cited).is_file(), f"{line}: no decision record"
+            failures += 1
+    assert failures > 0
+
+
+def test_each_decision_record_names_tests_that_exist() -> None:
+    records = sorted((ROOT / "docs" / "adr").glob("[0-9][0-9][0-9][0-9]-*.md"))
+    assert len(records) >= 3
+    for record in records:
+        text = record.read_text()
+        for heading in ("## Context", "## Decision", "## Security argument", "## Guarded by"):
+            assert heading in text, f"{record.name}: no {heading!r}"
+        guards = re.findall(r"`(tests/[\w/]+\.py)::(test_\w+)`", text)
+        assert guards, f"{record.name}: names no test"
+        for module, test in guards:
+            source = (ROOT / module).read_text()
+            assert re.search(rf"^def {test}\(", source, re.M), f"{record.name}: {module}::{test}"
 
 
 # the command line
