@@ -3,7 +3,8 @@
 Thin commands over ``update_server.audit``:
 
 * ``verify --data-dir D`` checks the stored log (streaming) against every
-  signed checkpoint; ``verify --export FILE [--key K]`` checks an export
+  signed checkpoint and the head anchored in the data directory (a cut
+  tail); ``verify --export FILE [--key K]`` checks an export
   offline with the audit public key. Exit status 0 when intact, 1 otherwise
   (the first bad sequence number and why on stderr).
 * ``export --data-dir D --output FILE`` signs the current head (unless
@@ -34,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from update_server.audit.actions import Action
+from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.chain import Event
 from update_server.audit.checkpoint import (
     AuditReport,
@@ -85,7 +87,7 @@ def verify(
     key_ref: str | None,
     as_json: bool,
 ) -> None:
-    """Check the log's hash chain and signed checkpoints; exit 1 if tampered with."""
+    """Check the log's hash chain, signed checkpoints and anchored head; exit 1 if tampered with."""
     if export_file is not None:
         key = load_public_key(key_ref) if key_ref else audit_public_key(_config(data_dir))
         report = verify_export(export_file, key)
@@ -93,7 +95,9 @@ def verify(
         config = _config(data_dir)
         with _reading(config) as session:
             key = audit_public_key(config)
-            report = verify_database(session, key, every=config.audit_checkpoint_every)
+            anchor = read_anchor(anchor_file(config.data_dir))
+            every = config.audit_checkpoint_every
+            report = verify_database(session, key, anchor=anchor, every=every)
     _show(report, as_json=as_json)
     if not report.ok:
         ctx.exit(1)

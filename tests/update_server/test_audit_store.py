@@ -18,6 +18,7 @@ from tests.update_server.audit_events import append_events
 from tests.update_server.conftest import FakeClock
 from update_server.app import create_app
 from update_server.audit import Event, append
+from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.chain import canonical_time, entry_hash, stored_fields, verify_chain
 from update_server.audit.checkpoint import (
     PAYLOAD_TYPE,
@@ -151,7 +152,11 @@ def test_checkpoint_commits_with_its_entry_or_not_at_all(app: Flask) -> None:
 def test_a_key_that_cannot_sign_does_not_refuse_the_action(
     config: ServerConfig, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The action goes on, the failure is logged, and verify flags the unsigned stretch."""
+    """The action goes on, the failure is logged, and verify does not call the log intact.
+
+    Nothing is signed: neither the checkpoint at 5 nor any head is anchored,
+    so nothing would show a cut tail.
+    """
 
     def no_key(role: str) -> Signer:
         raise CheckpointError(f"the {role} key is unavailable")
@@ -161,11 +166,12 @@ def test_a_key_that_cannot_sign_does_not_refuse_the_action(
         with caplog.at_level(logging.ERROR):
             fill(app, EVERY + 1)
         assert "audit checkpoint at entry 5 not signed" in caplog.text
+        assert "audit head at entry 6 not anchored: the audit key is unavailable" in caplog.text
+        assert read_anchor(anchor_file(config.data_dir)) is None
         with app.extensions["fw"].sessions() as db:
-            report = verify_database(db, audit_public_key(config), every=EVERY)
-        assert report.ok
-        assert report.head_seq == EVERY + 1
-        assert "no signed checkpoint at all covers entries 1 to 6" in report.warnings[0]
+            report = verify_database(db, audit_public_key(config), anchor=None, every=EVERY)
+        assert (report.ok, report.head_seq, report.first_bad) == (False, EVERY + 1, 1)
+        assert "no head is anchored outside the database" in report.reason
     finally:
         app.extensions["fw"].engine.dispose()
 

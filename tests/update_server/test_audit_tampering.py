@@ -2,8 +2,9 @@
 
 Someone with write access to the database edits, deletes, inserts,
 reorders or cuts entries, or forges checkpoints; each test names the kind
-and checks the first bad sequence number reported. The log has 17 entries
-and checkpoints at 5, 10 and 15.
+and checks the first bad sequence number reported. The log has 17 entries,
+checkpoints at 5, 10 and 15 in the database, and its head (17) anchored in
+the data directory, outside the database.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from tests.update_server.audit_events import append_events
 from update_server.audit import Event
+from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.chain import entry_hash, stored_fields
 from update_server.audit.checkpoint import (
     AuditReport,
@@ -39,26 +41,28 @@ def config(config: ServerConfig) -> ServerConfig:
     return config.with_changes(audit_checkpoint_every=EVERY)
 
 
+def _event(number: int, now: datetime) -> Event:
+    return Event(
+        time=now,
+        actor=f"user{number % 3}",
+        role="release_engineer",
+        action="release.upload",
+        object=f"line-a/fw-{number}.bin",
+        outcome="success",
+        source="192.0.2.10",
+    )
+
+
 @pytest.fixture
 def log(app: Flask) -> Flask:
-    def upload(number: int, now: datetime) -> Event:
-        return Event(
-            time=now,
-            actor=f"user{number % 3}",
-            role="release_engineer",
-            action="release.upload",
-            object=f"line-a/fw-{number}.bin",
-            outcome="success",
-            source="192.0.2.10",
-        )
-
-    append_events(app, range(1, ENTRIES + 1), upload)
+    append_events(app, range(1, ENTRIES + 1), _event)
     return app
 
 
 def verify(app: Flask, config: ServerConfig) -> AuditReport:
+    anchor = read_anchor(anchor_file(config.data_dir))
     with app.extensions["fw"].sessions() as db:
-        return verify_database(db, audit_public_key(config), every=EVERY)
+        return verify_database(db, audit_public_key(config), anchor=anchor, every=EVERY)
 
 
 def sql(app: Flask, *statements: str) -> None:
@@ -96,6 +100,8 @@ def test_intact_log_verifies(log: Flask, config: ServerConfig) -> None:
     assert report.head_seq == ENTRIES
     assert report.checkpoint is not None
     assert report.checkpoint.seq == 15
+    assert report.anchor is not None
+    assert report.anchor.seq == ENTRIES
     assert report.warnings == ()
 
 
@@ -223,7 +229,7 @@ def test_checkpoint_claiming_the_audit_keyid_but_signed_by_another_key(
 
 
 def test_deleted_checkpoints_are_flagged(log: Flask, config: ServerConfig) -> None:
-    """Without its checkpoints a tail is not anchored: verify says so."""
+    """The anchored head still covers the log; the missing checkpoints are named."""
     sql(log, "DELETE FROM audit_checkpoints WHERE seq >= 10")
     report = verify(log, config)
     assert report.ok
@@ -231,3 +237,76 @@ def test_deleted_checkpoints_are_flagged(log: Flask, config: ServerConfig) -> No
     assert report.checkpoint.seq == 5
     assert "entries 6 to 17" in report.warnings[0]
     assert "checkpoints were deleted" in report.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("cut_from", "with_checkpoints"),
+    [(17, False), (16, False), (11, True)],
+    ids=["newest-entry", "all-after-the-last-checkpoint", "tail-and-its-checkpoints"],
+)
+def test_cut_tail_is_named_against_the_anchored_head_r27_r28(
+    log: Flask, config: ServerConfig, cut_from: int, with_checkpoints: bool
+) -> None:
+    """R27/R28: deleting the newest entries (and their checkpoints) is a cut tail.
+
+    Before the anchor, a log cut after its last stored checkpoint, or cut
+    together with the checkpoints in the cut, was a shorter log that
+    verified as intact.
+    """
+    tables = ("audit_log", "audit_checkpoints") if with_checkpoints else ("audit_log",)
+    sql(log, *(f"DELETE FROM {table} WHERE seq >= {cut_from:d}" for table in tables))  # noqa: S608
+    report = verify(log, config)
+    assert (report.first_bad, report.head_seq) == (cut_from, cut_from - 1)
+    assert "log truncated" in report.reason
+    assert f"the head anchored outside the database at entry {ENTRIES}" in report.reason
+    missing = "entry 17 is missing" if cut_from == 17 else f"entries {cut_from} to 17 are missing"
+    assert missing in report.reason
+
+
+def test_a_cut_tail_stays_named_after_the_server_appends_again_r27_r28(
+    log: Flask, config: ServerConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's next entries must not cover a cut: the anchor never moves past it.
+
+    Entries 16 and 17 are deleted, then the server goes on and writes new
+    entries 16 to 19 on top of entry 15. Were the anchor to follow the new
+    head, the log would verify again and the deletion would be lost.
+    """
+    sql(log, "DELETE FROM audit_log WHERE seq >= 16")
+    services = log.extensions["fw"]
+    with caplog.at_level("CRITICAL", logger="update_server.audit.anchor"):
+        append_events(log, range(116, 120), _event)
+    assert "no longer holds the head anchored at entry 17" in caplog.text
+    anchored = read_anchor(anchor_file(config.data_dir))
+    assert anchored is not None
+    assert anchored.seq == ENTRIES
+    report = verify(log, config)
+    assert report.first_bad == 16
+    assert (
+        "rewritten: the chain no longer holds the head anchored outside the database at entry 17"
+        in report.reason
+    )
+    with services.sessions() as db:
+        assert entry(db, 19).seq == 19
+
+
+def test_a_rewritten_chain_after_the_last_checkpoint_is_caught_by_the_anchor(
+    log: Flask, config: ServerConfig
+) -> None:
+    """Entry 16 edited and 16 to 17 re-hashed: no stored checkpoint covers them; the anchor does."""
+    with transaction(log.extensions["fw"].sessions) as db:
+        entry(db, 16).actor = "mallory"
+        rechain(db, 16)
+    report = verify(log, config)
+    assert report.first_bad == 16
+    assert "anchored outside the database at entry 17" in report.reason
+
+
+def test_a_missing_anchor_is_not_intact(log: Flask, config: ServerConfig) -> None:
+    """Without its anchor nothing shows a cut after entry 15: verify does not say intact."""
+    sql(log, "DELETE FROM audit_log WHERE seq >= 16")
+    anchor_file(config.data_dir).unlink()
+    report = verify(log, config)
+    assert not report.ok
+    assert report.first_bad == 16
+    assert "no head is anchored outside the database" in report.reason

@@ -3,7 +3,8 @@
 ``append(session, Event)`` chains an entry inside the caller's transaction;
 views use ``record(event)``, which refuses the action (503) when the entry
 cannot be written. Code that makes its own sessions calls ``bind_sessions``
-so its entries are checkpointed and sent to syslog like the server's.
+so its entries are checkpointed, anchored outside the database before the
+commit returns, and sent to syslog like the server's.
 """
 
 from update_server.audit.chain import Event, verify_chain

@@ -3,9 +3,10 @@
 Each entry's hash covers its sequence number, its fields and the previous
 entry's hash, so editing, deleting, inserting or reordering any entry breaks
 the chain at that entry or the one after it (R27, R28). Someone who can write
-the database can recompute every hash after an edit; that, and a truncated
-tail, is caught against the signed checkpoints (``checkpoint.py``), which
-the walk checks as it passes their sequence numbers. No I/O here.
+the database can recompute every hash after an edit; that is caught against
+the signed checkpoints (``checkpoint.py``), and a truncated tail against the
+head anchored outside the database (``anchor.py``), which the walk checks as
+it passes their sequence numbers. No I/O here.
 
 Invariants:
 

@@ -7,17 +7,27 @@ sign these payloads and nothing else (R47). The hash chain alone cannot stop
 someone who can write the database from recomputing every hash after an
 edit, or from cutting the tail; a signature over the head can.
 
+Two kinds of signed head, one payload:
+
+* the cadence: a checkpoint stored in the database right after the append
+  that crosses a multiple of ``audit_checkpoint_every`` (same transaction),
+  and on demand. They bound a rewrite to a stretch of the log and travel in
+  exports; being in the database, they are deleted with a cut tail;
+* the anchor (``anchor.py``): the head of every committed transaction,
+  signed before the action is answered and kept outside the database. It
+  covers the tail: the newest entries a person's action depends on.
+
 Invariants:
 
-* a checkpoint is made right after the append that crosses a multiple of
-  ``audit_checkpoint_every`` (same transaction), and on demand; each
-  signature is verified with the key's public half as soon as it is made;
+* each signature is verified with the key's public half as soon as it is
+  made;
 * ``server`` is the audit key's keyid: the one name of this server that is
   stored with every checkpoint, so the payload can be rebuilt from the
   database or an export alone;
-* ``verify_log`` is pure and streaming: every checkpoint's signature is
-  checked when the walk reaches its sequence number, and the chain must hold
-  the signed head there; a signed head past the end means a truncated tail.
+* ``verify_log`` is pure and streaming: every checkpoint's signature, and
+  the anchor's, is checked when the walk reaches its sequence number, and the
+  chain must hold the signed head there; a signed head past the end means a
+  truncated tail; a log of the server with no anchor is not intact.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +61,9 @@ from update_server.models import AuditCheckpoint, AuditEntry
 logger = logging.getLogger(__name__)
 
 PAYLOAD_TYPE = "audit-checkpoint"
+#: How a report names the signed head the chain lost (``_check``, ``_truncated``).
+SIGNED = "the signed checkpoint"
+ANCHORED = "the head anchored outside the database"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +231,7 @@ class AuditReport:
     first_bad: int | None = None
     reason: str = ""
     checkpoint: SignedCheckpoint | None = None
+    anchor: SignedCheckpoint | None = None
     warnings: tuple[str, ...] = ()
 
     @property
@@ -232,6 +246,7 @@ class AuditReport:
             "reason": self.reason,
             "head": {"seq": self.head_seq, "hash": self.head_hash},
             "checkpoint": self.checkpoint.to_json() if self.checkpoint else None,
+            "anchor": self.anchor.to_json() if self.anchor else None,
             "warnings": list(self.warnings),
         }
 
@@ -239,8 +254,9 @@ class AuditReport:
         if not self.ok:
             return f"audit log NOT intact: first bad entry {self.first_bad}: {self.reason}"
         signed = f", signed up to entry {self.checkpoint.seq}" if self.checkpoint else ""
+        anchored = f", head anchored at entry {self.anchor.seq}" if self.anchor else ""
         entries = "1 entry" if self.head_seq == 1 else f"{self.head_seq} entries"
-        return f"audit log intact: {entries}{signed}"
+        return f"audit log intact: {entries}{signed}{anchored}"
 
 
 def verify_log(
@@ -248,15 +264,17 @@ def verify_log(
     checkpoints: Iterable[SignedCheckpoint],
     key: Key,
     *,
+    anchor: SignedCheckpoint | None,
     every: int | None = None,
 ) -> AuditReport:
-    """Walk the chain once, checking each checkpoint on the way (pure).
+    """Walk the chain once, checking each checkpoint and the anchor on the way (pure).
 
-    Reports the first bad sequence number: the broken entry; for a signed
-    head the chain no longer holds, the first entry after the previous
-    good checkpoint (the rewrite lies between the two); for a forged or
-    foreign checkpoint, its own sequence number; for a truncated tail, the
-    first missing entry.
+    ``anchor`` is the head anchored outside the database (None: an export,
+    or no anchor found; ``verify_database`` says which). Reports the first
+    bad sequence number: the broken entry; for a signed head the chain no
+    longer holds, the first entry after the previous good checkpoint (the
+    rewrite lies between the two); for a forged or foreign checkpoint, its
+    own sequence number; for a truncated tail, the first missing entry.
     """
     walk, good = ChainWalk(), None
     pending = deque(sorted(checkpoints, key=lambda cp: cp.seq))
@@ -265,8 +283,12 @@ def verify_log(
             walk.step(entry)
             while pending and pending[0].seq <= entry.seq:
                 good = _check(pending.popleft(), entry, good, key)
+            if anchor is not None and anchor.seq == entry.seq:
+                _check(anchor, entry, good, key, what=ANCHORED)
         if pending:
             _truncated(walk.head_seq, pending[0], key)
+        if anchor is not None and anchor.seq > walk.head_seq:
+            _truncated(walk.head_seq, anchor, key, what=ANCHORED)
     except ChainBrokenError as exc:
         return AuditReport(
             head_seq=walk.head_seq,
@@ -279,7 +301,8 @@ def verify_log(
         head_seq=walk.head_seq,
         head_hash=walk.head_hash,
         checkpoint=good,
-        warnings=_warnings(walk.head_seq, good, every),
+        anchor=anchor,
+        warnings=_warnings(walk.head_seq, good, every) + _unanchored(walk.head_seq, anchor),
     )
 
 
@@ -288,24 +311,35 @@ def _check(
     entry: ChainedEntry,
     good: SignedCheckpoint | None,
     key: Key,
+    *,
+    what: str = SIGNED,
 ) -> SignedCheckpoint:
     _signature(checkpoint, key)
     if checkpoint.seq != entry.seq or checkpoint.head_hash != entry.hash:
         first = (good.seq if good else 0) + 1
+        signed = "signed" if what == SIGNED else "anchored outside the database"
         raise ChainBrokenError(
             first,
-            f"rewritten: the chain no longer holds the head signed at entry {checkpoint.seq}; "
-            f"entries {first} to {checkpoint.seq} were changed and their hashes recomputed",
+            f"rewritten: the chain no longer holds the head {signed} at entry "
+            f"{checkpoint.seq}; entries {first} to {checkpoint.seq} were changed and their "
+            "hashes recomputed",
         )
     return checkpoint
 
 
-def _truncated(head_seq: int, checkpoint: SignedCheckpoint, key: Key) -> None:
+def _truncated(
+    head_seq: int, checkpoint: SignedCheckpoint, key: Key, *, what: str = SIGNED
+) -> None:
     _signature(checkpoint, key)
+    missing = (
+        f"entry {head_seq + 1} is missing"
+        if checkpoint.seq == head_seq + 1
+        else f"entries {head_seq + 1} to {checkpoint.seq} are missing"
+    )
     raise ChainBrokenError(
         head_seq + 1,
-        f"log truncated: it ends at entry {head_seq} but the signed checkpoint "
-        f"at entry {checkpoint.seq} covers {checkpoint.seq} entries",
+        f"log truncated: it ends at entry {head_seq} but {what} at entry "
+        f"{checkpoint.seq} covers {checkpoint.seq} entries: {missing}",
     )
 
 
@@ -331,8 +365,44 @@ def _warnings(head_seq: int, good: SignedCheckpoint | None, every: int | None) -
     )
 
 
-def verify_database(session: Session, key: Key, *, every: int | None = None) -> AuditReport:
-    """Check the stored log, streaming its entries (checkpoints read first)."""
+def _unanchored(head_seq: int, anchor: SignedCheckpoint | None) -> tuple[str, ...]:
+    """Entries after the anchor: a commit under way, or a key or disk failure."""
+    if anchor is None or anchor.seq >= head_seq:
+        return ()
+    span = (
+        f"entry {head_seq}"
+        if head_seq == anchor.seq + 1
+        else (f"entries {anchor.seq + 1} to {head_seq}")
+    )
+    return (
+        f"{span} not anchored outside the database yet: a commit under way, or the "
+        "audit key or the anchor file failed (see the server log); a cut there would not show",
+    )
+
+
+def verify_database(
+    session: Session, key: Key, *, anchor: SignedCheckpoint | None, every: int | None = None
+) -> AuditReport:
+    """Check the stored log against its checkpoints and the server's anchored head.
+
+    ``anchor`` is what ``anchor.read_anchor`` found (None: no anchor file). A
+    server's log with entries and no anchored head is not intact: nothing
+    would show a cut of the entries after its last stored checkpoint.
+    """
     checkpoints = load_checkpoints(session)
     with closing(iter_entries(session)) as entries:
-        return verify_log(entries, checkpoints, key, every=every)
+        report = verify_log(entries, checkpoints, key, anchor=anchor, every=every)
+    if anchor is not None or not report.ok or report.head_seq == 0:
+        return report
+    after = report.checkpoint.seq if report.checkpoint else 0
+    return replace(
+        report,
+        first_bad=after + 1,
+        reason=(
+            f"no head is anchored outside the database: a cut of the entries after entry "
+            f"{after} would not show; the audit key failed to sign (see the server log) or "
+            "the anchor file was removed; once the cause is known, 'fwserver audit "
+            "checkpoint' signs and anchors the current head"
+        ),
+        warnings=(),
+    )

@@ -155,13 +155,13 @@ def verify_export(path: Path, key: Key) -> AuditReport:
     except (ValueError, TypeError) as exc:
         return _unsigned(path, last_number, key, f"its final checkpoint line is malformed: {exc}")
     with closing(_entries(path, last_number)) as entries:
-        return verify_log(entries, [checkpoint] if checkpoint else [], key)
+        return verify_log(entries, [checkpoint] if checkpoint else [], key, anchor=None)
 
 
 def _unsigned(path: Path, stop: int, key: Key, reason: str) -> AuditReport:
     """The entries checked as a chain, then failed for want of a checkpoint."""
     with closing(_entries(path, stop)) as entries:
-        report = verify_log(entries, [], key)
+        report = verify_log(entries, [], key, anchor=None)
     if not report.ok:
         return report
     return replace(report, first_bad=report.head_seq + 1, reason=reason, warnings=())

@@ -25,6 +25,7 @@ from securesystemslib.signer import Signer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from update_server.audit.anchor import HeadAnchor, anchor_file
 from update_server.audit.chain import Event
 from update_server.audit.checkpoint import cadence
 from update_server.audit.store import AuditSink, append, bind
@@ -94,15 +95,17 @@ def bind_sessions(
     """For code that makes its own sessions (CLI commands): append like the server.
 
     Without it, entries are still chained, but no checkpoint is signed at the
-    cadence and nothing goes to syslog.
+    cadence, the head is not anchored and nothing goes to syslog.
     """
     bind(factory, sink_for(config, signer))
 
 
 def sink_for(config: ServerConfig, signer: Callable[[], Signer]) -> AuditSink:
-    """The sink ``config`` asks for: checkpoints every N entries, syslog if set."""
+    """The sink ``config`` asks for: checkpoints every N entries, the head
+    anchored in the data directory after each commit, syslog if set."""
     sender = sender_for(config.syslog_address)
     return AuditSink(
         appended=cadence(config.audit_checkpoint_every, signer),
         committed=sender.send_entries if sender is not None else None,
+        anchor=HeadAnchor(anchor_file(config.data_dir), signer),
     )

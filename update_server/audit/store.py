@@ -9,9 +9,10 @@ forks.
 
 What an append does beyond its row comes from the ``AuditSink`` bound to the
 session factory (``bind``): sign a checkpoint when the append crosses a
-cadence boundary (same transaction), and hand the entry to syslog once, and
-only once, the transaction has committed (R31). A session without a sink
-appends the row and nothing else.
+cadence boundary (same transaction); once, and only once, the transaction
+has committed, anchor its newest entry outside the database (``anchor.py``:
+before the action is answered) and hand the entries to syslog (R31). A
+session without a sink appends the row and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Protocol
 
 from sqlalchemy import String, event, func, select, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -31,18 +33,42 @@ _PENDING = "fw.audit.pending"
 READ_BATCH = 1000
 
 
+class Anchor(Protocol):
+    """Where the head is anchored outside the database (``anchor.HeadAnchor``)."""
+
+    def holds(self, session: Session) -> bool:
+        """In the append's transaction: whether the log still holds the anchored head."""
+        ...
+
+    def advance(self, head: EntryRecord) -> None:
+        """After the commit: sign and anchor ``head``; never raises."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class AuditSink:
     """What happens after an entry is flushed, and after its transaction commits.
 
     ``appended`` runs inside the append's transaction (the checkpoint
     cadence); it must raise only for a database failure, which refuses the
-    action. ``committed`` runs after the commit with the new entries; it must
-    never raise (syslog delivery is best effort, the database is the record).
+    action. After the commit, ``anchor`` anchors the newest committed entry
+    (if the append found the anchored head still held), then ``committed``
+    gets the new entries; neither may raise (syslog delivery is best effort,
+    the database is the record).
     """
 
     appended: Callable[[Session, AuditEntry], None] | None = None
     committed: Callable[[Sequence[EntryRecord]], None] | None = None
+    anchor: Anchor | None = None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An entry appended in the open transaction, for the after-commit hooks."""
+
+    entry: AuditEntry
+    record: EntryRecord
+    anchorable: bool
 
 
 def bind(factory: sessionmaker[Session], sink: AuditSink) -> None:
@@ -94,8 +120,9 @@ def append(session: Session, event: Event) -> AuditEntry:
     if sink is not None:
         if sink.appended is not None:
             sink.appended(session, entry)
-        if sink.committed is not None:
-            session.info.setdefault(_PENDING, []).append((entry, EntryRecord.of(entry)))
+        anchorable = sink.anchor is not None and sink.anchor.holds(session)
+        pending = _Pending(entry, EntryRecord.of(entry), anchorable)
+        session.info.setdefault(_PENDING, []).append(pending)
     return entry
 
 
@@ -134,17 +161,22 @@ def page(session: Session, *, after: int, limit: int) -> list[AuditEntry]:
     return list(session.scalars(query))
 
 
-# R31: syslog gets an entry only once its transaction has committed, so a
-# refused action is never reported as done; and the commit never waits on it.
+# R27/R28: the newest committed entry is anchored before the commit returns,
+# so before the action is answered. R31: syslog gets an entry only once its
+# transaction has committed, so a refused action is never reported as done.
 # An entry appended inside a SAVEPOINT that was rolled back has left the
-# session: it was never committed, and is not sent.
+# session: it was never committed, and is neither anchored nor sent.
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    pending: list[tuple[AuditEntry, EntryRecord]] = session.info.pop(_PENDING, [])
-    committed = [record for entry, record in pending if entry in session]
+    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    committed = [item for item in pending if item.entry in session]
     sink = sink_of(session)
-    if committed and sink is not None and sink.committed is not None:
-        sink.committed(committed)
+    if not committed or sink is None:
+        return
+    if sink.anchor is not None and committed[-1].anchorable:
+        sink.anchor.advance(committed[-1].record)
+    if sink.committed is not None:
+        sink.committed([item.record for item in committed])
 
 
 @event.listens_for(Session, "after_transaction_end")

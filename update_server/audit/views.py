@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from update_server.access import allow
 from update_server.audit.actions import Action
+from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.checkpoint import verify_database
 from update_server.audit.errors import CheckpointError
 from update_server.audit.export import entry_json
@@ -60,9 +61,10 @@ def verify() -> ResponseReturnValue:
     config = current_app.extensions["fw"].config
     try:
         key = audit_public_key(config)
+        anchor = read_anchor(anchor_file(config.data_dir))
     except CheckpointError as exc:
         raise ServiceUnavailableError(f"cannot check the audit log: {exc}") from None
-    report = verify_database(g.db, key, every=config.audit_checkpoint_every)
+    report = verify_database(g.db, key, anchor=anchor, every=config.audit_checkpoint_every)
     outcome = "success" if report.ok else "failure"
     detail = {"first_bad": report.first_bad, "head": report.head_seq}
     record(request_event(Action.AUDIT_VERIFY, object="audit_log", outcome=outcome, detail=detail))
