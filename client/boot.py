@@ -16,6 +16,9 @@
   evidence; if it fails, the other slot runs if it verifies; if none does,
   the device enters failsafe mode: it keeps what runs and refuses every
   change but a signed recovery (R24, R33), whose successful trial leaves it.
+- A boot environment that cannot be read (damaged storage) is rebuilt from
+  the slots: the verified one holding the last committed firmware runs, and
+  with none the device enters failsafe mode; it never stops.
 - First of all, the temporary files of writes a power cut interrupted are
   removed (``StateDir.leftovers``), never a partial download that a resume
   needs; the boot holds the state directory's lock, so no running writer's
@@ -158,7 +161,7 @@ def _remove_leftovers(state: StateDir, now: datetime) -> None:
 def _reboot(
     state: StateDir, health_check: Sequence[str] | None, now: datetime, timeout: float
 ) -> BootResult:
-    env = state.bootenv()
+    env = _boot_environment(state, now)
     if env.pending is None:
         return _boot_active(state, env, now)
     if env.mode is Mode.FAILSAFE and not env.recovery:
@@ -172,6 +175,52 @@ def _reboot(
         state.write_bootenv(env)
         return _boot_active(state, env, now)
     return _trial(state, env, health_check, now, timeout)
+
+
+def _boot_environment(state: StateDir, now: datetime) -> BootEnv:
+    """The boot environment, or, if it cannot be read, one rebuilt from what verifies.
+
+    R33: damaged storage must not stop the device. The rebuilt environment
+    runs the verified slot holding the firmware last committed (the floor's
+    installed version), else the verified one with the highest security
+    version; a trial in progress is dropped (its slot stays sealed, and the
+    next update resumes from it). With no verified slot, the boot that
+    follows enters failsafe mode.
+    """
+    try:
+        return state.bootenv()
+    except ClientError as exc:
+        damage = str(exc)
+    best = _slot_to_run(state)
+    env = BootEnv(active=best.slot if best else SLOTS[0])
+    state.events.append(
+        EventType.INTEGRITY_FAILURE,
+        f"the boot environment cannot be read ({damage}); rebuilt with slot {env.active}"
+        + (" active: it holds verified firmware" if best else " active, but no slot verifies"),
+        now=now,
+        slot=env.active,
+    )
+    state.write_bootenv(env)
+    return env
+
+
+def _slot_to_run(state: StateDir) -> VerifyResult | None:
+    """The verified slot holding the last committed firmware, else the most secure one."""
+    try:
+        committed = state.floor().installed_version
+    except ClientError:
+        committed = None
+    verified = [result for result in (verify_slot(state, s) for s in SLOTS) if result.ok]
+
+    def rank(result: VerifyResult) -> tuple[bool, int]:
+        record = result.record
+        return (record is not None and record.version == committed, _security(record))
+
+    return max(verified, key=rank, default=None)
+
+
+def _security(record: SlotRecord | None) -> int:
+    return record.security_version if record else -1
 
 
 def _trial(

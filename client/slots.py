@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO
 
 from client.errors import ClientError, FailsafeError, InstallError
@@ -85,7 +86,10 @@ def _resume_offset(state: StateDir, slot: str, target: TargetRef) -> int | None:
 
     From the last checkpoint of an interrupted download of the same target,
     or from its end if the slot was sealed with it but a power cut came before
-    it was marked pending (``commit`` checks every byte again either way).
+    it was marked pending, or it was given up at boot (``commit`` checks every
+    byte again either way). A sealed slot resumes from its end only if its
+    bytes still hash to the record: one whose bytes decayed (the reason a
+    boot gave it up) is written again, rather than failing ``commit`` once.
     """
     image = state.slot_image(slot)
     size = image.stat().st_size if image.is_file() else -1
@@ -106,9 +110,19 @@ def _resume_offset(state: StateDir, slot: str, target: TargetRef) -> int | None:
             target.length,
             target.sha256,
         )
+        and _intact(image, record)
     ):
         return target.length
     return None
+
+
+def _intact(image: Path, record: SlotRecord) -> bool:
+    """Whether a sealed slot still holds its record's bytes (a flipped byte: start over)."""
+    try:
+        check_image(image, record)
+    except ClientError:
+        return False
+    return True
 
 
 def known_bad(state: StateDir) -> frozenset[str]:

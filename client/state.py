@@ -289,10 +289,18 @@ class StateDir:
     # -- records -----------------------------------------------------------------
 
     def bootenv(self) -> BootEnv:
-        data = _read_json(self.root / "bootenv.json", default={})
-        if "mode" in data:
-            data["mode"] = Mode(data["mode"])
-        return BootEnv(**data)
+        """The boot environment; ``ProvisioningError`` if the file is not one (damage)."""
+        file = self.root / "bootenv.json"
+        data = _read_json(file, default={})
+        try:
+            if "mode" in data:
+                data["mode"] = Mode(data["mode"])
+            env = BootEnv(**data)
+        except (TypeError, ValueError) as exc:
+            raise ProvisioningError(f"{file} is not a boot environment ({exc})") from None
+        if env.active not in SLOTS or env.pending not in (None, *SLOTS):
+            raise ProvisioningError(f"{file} names a slot that does not exist")
+        return env
 
     def write_bootenv(self, env: BootEnv) -> None:
         if env.active not in SLOTS or (env.pending is not None and env.pending not in SLOTS):

@@ -25,6 +25,7 @@ from tests.client.helpers_state import (
     Release,
     SignedLine,
     assert_consistent,
+    corrupt,
     event_types,
     install,
 )
@@ -158,6 +159,24 @@ def test_tampered_pending_slot_is_never_started(state: StateDir, update: Release
     assert (result.slot, result.outcome) == ("a", Outcome.ROLLED_BACK)
     assert event_types(state)[1:] == ["bad_hash", "rolled_back", "booted"]
     assert update.record.sha256 not in state.known_bad()  # storage, not the firmware, failed
+
+
+def test_storage_decay_of_a_pending_slot_caught_at_boot_does_not_fail_the_next_install_r29(
+    state: StateDir, update: Release
+) -> None:
+    """R29: a byte flipped in a pending slot is caught at boot; the next install rewrites it.
+
+    The slot is still sealed for the same target, but its bytes are not the
+    record's: resuming from its end would fail ``commit`` once with a
+    spurious ``bad_hash``.
+    """
+    install(state, update)
+    corrupt(state, "b")
+    assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.ROLLED_BACK
+    assert install(state, update) == "b"
+    assert state.slot_image("b").read_bytes() == update.image
+    assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.COMMITTED
+    assert "bad_hash" not in event_types(state)[-3:]
 
 
 def test_floor_is_never_lowered(state: StateDir, line: SignedLine) -> None:

@@ -74,6 +74,37 @@ def test_altered_record_or_evidence_at_rest_is_an_integrity_failure(
     assert updated.floor().security_version == 2
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [b'{"active": "b", "pend', b"", b'{"active": "c"}\n', b'{"slot": "a"}\n'],
+    ids=["truncated", "empty", "unknown_slot", "unknown_field"],
+)
+def test_a_damaged_boot_environment_still_boots_the_verified_committed_slot_r33(
+    updated: StateDir, damage: bytes
+) -> None:
+    """R33: a boot environment that cannot be read never stops the device."""
+    (updated.root / "bootenv.json").write_bytes(damage)
+    result = boot(updated, health_check=HEALTHY, now=NOW)
+    assert (result.slot, result.outcome) == ("b", Outcome.BOOTED)
+    assert updated.bootenv() == BootEnv(active="b")
+    assert event_types(updated)[-2:] == ["integrity_failure", "booted"]
+    assert status(updated)["last_update"]["type"] == "integrity_failure"
+    assert_consistent(updated)
+
+
+def test_a_damaged_boot_environment_with_no_verified_slot_enters_failsafe_r33(
+    updated: StateDir,
+) -> None:
+    """R24/R33: nothing verifies and the boot environment is lost: failsafe, not a stop."""
+    corrupt(updated, "a")
+    corrupt(updated, "b")
+    (updated.root / "bootenv.json").write_bytes(b'{"active": ')
+    result = boot(updated, health_check=HEALTHY, now=NOW)
+    assert result.outcome is Outcome.FAILSAFE
+    assert updated.bootenv().mode is Mode.FAILSAFE
+    assert event_types(updated)[-1] == "failsafe_entered"
+
+
 def test_no_verified_slot_enters_failsafe(updated: StateDir) -> None:
     corrupt(updated, "a")
     corrupt(updated, "b")
