@@ -81,6 +81,7 @@ UPDATE_RESULTS = frozenset(
         EventType.HEALTH_CHECK_FAILED,
         EventType.KNOWN_BAD,
         EventType.UNREACHABLE,
+        EventType.INSUFFICIENT_SPACE,
         EventType.ERROR,
     }
 )

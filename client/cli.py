@@ -39,7 +39,7 @@ from client.boot import Outcome as BootOutcome
 from client.errors import ClientError, ProvisioningError
 from client.events import EventType
 from client.fetcher import HttpsFetcher
-from client.state import LOCK_WAIT, DeviceIdentity, StateDir
+from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
 from repo_metadata.errors import InvalidFieldError
 from repo_metadata.files import atomic_write
@@ -162,11 +162,20 @@ def main(ctx: click.Context, verbose: int, lock_wait: float) -> None:
 )
 @click.option("--hardware-model", required=True, help="This device's hardware model.")
 @click.option("--device-id", required=True, help="This device's identifier.")
-def provision(state_dir: Path, root_file: Path, hardware_model: str, device_id: str) -> None:
+@click.option(
+    "--slot-capacity",
+    default=DEFAULT_SLOT_CAPACITY,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes one firmware slot holds; a larger signed firmware is refused.",
+)
+def provision(
+    state_dir: Path, root_file: Path, hardware_model: str, device_id: str, slot_capacity: int
+) -> None:
     """Write the trusted root and the device's identity (once: no re-provisioning)."""
     data = root_file.read_bytes()
     root = _self_signed_root(data)
-    identity = DeviceIdentity(device_id, hardware_model)
+    identity = DeviceIdentity(device_id, hardware_model, slot_capacity)
     state = _open(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)
     with state.lock():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ from repo_metadata.files import atomic_write, fsync_dir
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 MAX_TRIES = 10
+#: Storage kept free beyond a slot's image: its record, evidence, the event log's next lines.
+RESERVE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,31 @@ def _intact(image: Path, record: SlotRecord) -> bool:
     return True
 
 
+def _check_room(state: StateDir, image: Path, target: TargetRef) -> None:
+    """Refuse a target larger than a slot, or than the storage free for it (nothing written).
+
+    A validly signed length is still only a claim about size: 16 TiB would
+    fill the disk the event log, the floors and the other slot live on. The
+    bytes the slot holds now count as free (they are overwritten), and
+    ``RESERVE`` stays free for the records written after the image.
+    """
+    capacity = state.identity().slot_capacity
+    if target.length > capacity:
+        raise InstallError(
+            f"{target.path}: {target.length} bytes signed, a slot holds {capacity};"
+            " nothing written",
+            event=EventType.INSUFFICIENT_SPACE,
+        )
+    held = image.stat().st_size if image.is_file() else 0
+    free = shutil.disk_usage(state.slots_dir if state.slots_dir.is_dir() else state.root).free
+    if target.length + RESERVE > free + held:
+        raise InstallError(
+            f"{target.path}: {target.length} bytes signed, {free + held - RESERVE} free for"
+            " the slot; nothing written (free storage, then update again)",
+            event=EventType.INSUFFICIENT_SPACE,
+        )
+
+
 def known_bad(state: StateDir) -> frozenset[str]:
     """SHA-256 of every firmware that failed its health check here (no reinstall loop)."""
     return frozenset(state.known_bad())
@@ -136,8 +164,10 @@ def open_inactive(state: StateDir, target: TargetRef, *, recovery: bool = False)
     An interrupted download of the same target (same path, length and SHA-256)
     resumes from its last checkpoint; anything else starts from zero. Refused
     in failsafe mode unless ``recovery`` (the caller vouches that the target is
-    a signed recovery), while a slot waits for its trial boot, and for a
-    firmware that already failed its health check on this device.
+    a signed recovery), while a slot waits for its trial boot, for a
+    firmware that already failed its health check on this device, and for
+    one larger than a slot or than the free storage (``insufficient_space``);
+    every refusal comes before the slot changes.
     """
     state.require_provisioned()
     env = state.bootenv()
@@ -154,6 +184,7 @@ def open_inactive(state: StateDir, target: TargetRef, *, recovery: bool = False)
         )
     slot = other(env.active)
     image = state.slot_image(slot)
+    _check_room(state, image, target)
     offset = _resume_offset(state, slot, target)
     # The slot stops being bootable before any of its bytes change.
     state.write_slot_record(slot, None)

@@ -13,7 +13,7 @@ Readers (``fwclient status``) need no lock: each record they read is whole.
 
     STATE/
       provisioned/root.json     the trusted root (read-only; never replaced by the cache)
-      provisioned/device.json   {"device_id", "hardware_model"}
+      provisioned/device.json   {"device_id", "hardware_model", "slot_capacity"}
       metadata/                 the TUF metadata cache (ngclient's metadata_dir)
       slots/slot_a.bin, slot_b.bin            firmware images
       slots/slot_a.json, slot_b.json          SlotRecord: what was verified into the slot
@@ -57,6 +57,8 @@ SLOTS = ("a", "b")
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: Seconds a command waits for another one to finish with the state directory.
 LOCK_WAIT = 10.0
+#: A slot's size when provisioning does not say (``fwclient provision --slot-capacity``).
+DEFAULT_SLOT_CAPACITY = 1024**3
 _LOCK_RETRY = 0.05
 
 # What an interrupted write leaves behind, by the writer's naming:
@@ -84,12 +86,17 @@ class Mode(StrEnum):
 class DeviceIdentity:
     device_id: str
     hardware_model: str
+    #: Bytes one firmware slot holds (set at provisioning): a larger target is refused.
+    slot_capacity: int = DEFAULT_SLOT_CAPACITY
 
     def __post_init__(self) -> None:
         if not DEVICE_ID.match(self.device_id):
             raise ProvisioningError(f"device id {self.device_id!r} is not valid")
         if not DEVICE_ID.match(self.hardware_model):
             raise ProvisioningError(f"hardware model {self.hardware_model!r} is not valid")
+        capacity = self.slot_capacity
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+            raise ProvisioningError(f"slot capacity {capacity!r} is not a positive byte count")
 
 
 @dataclass(frozen=True)
@@ -281,7 +288,8 @@ class StateDir:
     def identity(self) -> DeviceIdentity:
         self.require_provisioned()
         data = _read_json(self.provisioned / "device.json")
-        return DeviceIdentity(str(data["device_id"]), str(data["hardware_model"]))
+        capacity = data.get("slot_capacity", DEFAULT_SLOT_CAPACITY)
+        return DeviceIdentity(str(data["device_id"]), str(data["hardware_model"]), capacity)
 
     def write_identity(self, identity: DeviceIdentity) -> None:
         _write_json(self.provisioned / "device.json", asdict(identity), mode=0o444)

@@ -111,6 +111,8 @@ MEANING: Mapping[EventType, str] = {
     EventType.INSTALLED: "a verified firmware is in the inactive slot, pending a reboot",
     EventType.NO_UPDATE: "no newer firmware for this device",
     EventType.CHECKED: "a newer firmware is available",
+    EventType.INSUFFICIENT_SPACE: "the signed firmware does not fit this device's slot or"
+    " free storage",
     EventType.ERROR: "the update could not proceed",
 }
 

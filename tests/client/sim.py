@@ -32,7 +32,7 @@ from tuf.api.metadata import Metadata, MetaFile, Signed, Snapshot
 from tuf.api.serialization.json import JSONSerializer
 
 from client.fetcher import Pace, ResumableFetcher
-from client.state import DeviceIdentity, StateDir
+from client.state import DEFAULT_SLOT_CAPACITY, DeviceIdentity, StateDir
 from client.update import Remote
 from repo_metadata.files import atomic_write
 from repo_metadata.firmware import FirmwareInfo
@@ -251,11 +251,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def provision(path: Path, sim: Sim, *, model: str = MODEL) -> StateDir:
+def provision(
+    path: Path, sim: Sim, *, model: str = MODEL, slot_capacity: int = DEFAULT_SLOT_CAPACITY
+) -> StateDir:
     """A device as ``fwclient provision`` leaves it, trusting ``sim``'s first root."""
     state = StateDir(path)
     atomic_write(state.trusted_root, sim.root(1), mode=0o444)
-    state.write_identity(DeviceIdentity(DEVICE, model))
+    state.write_identity(DeviceIdentity(DEVICE, model, slot_capacity))
     return state
 
 

@@ -336,6 +336,44 @@ def test_wrong_length_shorter_never_installs(device: StateDir, sim: Sim) -> None
     assert device.slot_image("a").read_bytes() == b"", "the short bytes are discarded"
 
 
+def _sign_length(sim: Sim, device: StateDir, path: str, length: int) -> None:
+    """Serve the product line re-signed (alice and bob) with ``path`` claiming ``length``."""
+
+    def edit(line: Any) -> None:
+        line.targets[path].length = length
+
+    url = f"/metadata/{cached_version(device, MODEL) + 1}.{LINE_FILE}"
+    sim.resign(url, edit, "alice", "bob")
+
+
+def test_a_validly_signed_16_tib_firmware_is_refused_before_the_slot_is_touched(
+    device: StateDir, sim: Sim
+) -> None:
+    """TUF endless data, signed: a length no slot holds is refused, nothing downloaded."""
+    path = sim.release("1.1.0", 1)
+    _sign_length(sim, device, path, 16 * 1024**4)
+    with untouched(device):
+        result = refused(device, sim, "insufficient_space")
+    assert "a slot holds" in result.message
+    assert sim.target_url(path) not in sim.fetched()
+
+
+def test_a_firmware_larger_than_the_free_storage_is_refused_before_the_slot_is_touched(
+    tmp_path: Path, sim: Sim
+) -> None:
+    """TUF endless data, signed: a length the slot may hold but the disk cannot."""
+    device = provision(tmp_path / "device", sim, slot_capacity=1024**6)
+    sim.release("1.0.0", 1)
+    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    boot(device, health_check=None, now=datetime.now(UTC))
+    path = sim.release("1.1.0", 1)
+    _sign_length(sim, device, path, 1024**6)  # 1 EiB: more than any test machine has free
+    with untouched(device):
+        result = refused(device, sim, "insufficient_space")
+    assert "free for the slot" in result.message
+    assert sim.target_url(path) not in sim.fetched()
+
+
 def test_endless_data_for_a_target(device: StateDir, sim: Sim) -> None:
     path = sim.release("1.1.0", 1)
     sim.endless.add(sim.target_url(path))
