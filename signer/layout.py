@@ -7,6 +7,8 @@
       metadata/root.json     current root, and N.root.json for every version
       metadata/targets.json  top-level targets
       metadata/<role>.json   one file per delegated role (product line, bin)
+      metadata/N.<role>.json version N of a role, where the repository keeps
+                             it (consistent-snapshot naming; always for root)
 
 Firmware images are not copied into the directory (they may be gigabytes and
 the directory travels between signers by git or removable media): ``add``
@@ -15,8 +17,9 @@ records their length and hashes; ``publish`` uploads the images.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 METADATA_DIR = "metadata"
 POLICY_FILE = "policy.json"
@@ -32,7 +35,33 @@ def role_file(repo: Path, role: str) -> Path:
 
 
 def root_version_file(repo: Path, version: int) -> Path:
-    return metadata_dir(repo) / f"{version}.root.json"
+    return versioned_role_file(repo, "root", version)
+
+
+def versioned_role_file(repo: Path, role: str, version: int) -> Path:
+    """Version ``version`` of ``role`` (TUF consistent-snapshot name)."""
+    return metadata_dir(repo) / f"{version}.{quote(role, safe='')}.json"
+
+
+_VERSIONED = re.compile(r"\A([1-9][0-9]{0,17})\.(.+)\.json\Z")
+
+
+def is_versioned_file(name: str) -> bool:
+    """Whether a metadata file name is ``N.<role>.json`` rather than a role's current file."""
+    return _VERSIONED.match(name) is not None
+
+
+def versioned_roles(repo: Path) -> dict[str, list[int]]:
+    """Every versioned file in the metadata directory: {role: [versions, sorted]}."""
+    found: dict[str, list[int]] = {}
+    directory = metadata_dir(repo)
+    if not directory.is_dir():
+        return found
+    for file in directory.iterdir():
+        match = _VERSIONED.match(file.name)
+        if match:
+            found.setdefault(unquote(match[2]), []).append(int(match[1]))
+    return {role: sorted(versions) for role, versions in found.items()}
 
 
 def policy_file(repo: Path) -> Path:

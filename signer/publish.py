@@ -17,7 +17,6 @@ printed, logged or put into an error message.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ CONNECT_TIMEOUT = 10.0
 #: and a publication once the new repository is switched in.
 READ_TIMEOUT = 300.0
 BLOCK_BYTES = 1024 * 1024
-_ROOT_VERSION_FILE = re.compile(r"^[0-9]+\.root\.json\Z")
 
 #: ``progress(label, total)`` returns a context whose value is called with
 #: the bytes sent since the last call.
@@ -116,7 +114,7 @@ def local_roles(repo: Path) -> dict[str, LocalRole]:
         raise PublishError(f"{repo} is not a firmware repository (no metadata/root.json)")
     roles = {}
     for file in sorted(directory.glob("*.json")):
-        if _ROOT_VERSION_FILE.match(file.name):
+        if layout.is_versioned_file(file.name):
             continue
         name = unquote(file.name[: -len(".json")])
         if name in (Snapshot.type, Timestamp.type):

@@ -9,6 +9,12 @@ first re-checks every changed role with ``repo_metadata.verify`` and then
 writes all files together (``FileBatch``): a failure anywhere leaves the
 directory exactly as it was.
 
+TUF rollback from inside the signer: where the directory keeps a signed
+version of a role in a versioned file (root's chain ``N.root.json``, a
+consistent snapshot's ``N.<role>.json``), a role is signed or written only if
+it is that very version or goes beyond it under ``check_proposed``'s rules,
+the server's own: a signature never lands on a rewound role.
+
 Roles are loaded lazily, so adding one release to a product line with
 hashed bins reads and re-signs ``targets``, the product line and one bin,
 never the whole line.
@@ -93,6 +99,7 @@ class OfflineRepository(Repository):
         self._bumped: set[str] = set()
         self._dirty: list[str] = []
         self._new_policy = create
+        self._versioned: dict[str, list[int]] | None = None
 
     # -- python-tuf Repository interface --------------------------------
 
@@ -301,6 +308,22 @@ class OfflineRepository(Repository):
         )
         return [(delegator.delegator_name or "root", verification)]
 
+    def kept_version(self, role: str) -> Metadata[Any] | None:
+        """The newest version of ``role`` the directory keeps in a versioned file, if any."""
+        if self._versioned is None:
+            self._versioned = layout.versioned_roles(self.path)
+        versions = self._versioned.get(role)
+        if not versions:
+            return None
+        file = layout.versioned_role_file(self.path, role, versions[-1])
+        try:
+            kept = load_metadata(file.read_bytes(), expected_type=role_type(role))
+        except RepositoryError as exc:
+            raise SignerError(f"{file}: {exc}") from None
+        if kept.signed.version != versions[-1]:
+            raise SignerError(f"{file} holds version {kept.signed.version}: the file was altered")
+        return kept
+
     def previous_root(self) -> Root | None:
         """The root version before the current one, if any."""
         return self._root_version(self.root().version - 1)
@@ -329,15 +352,44 @@ class OfflineRepository(Repository):
         allowed = self.authorized_keys(role)
         return [keyid for keyid in self._signers if keyid in allowed]
 
+    def check_signable(self, role: str) -> None:
+        """Refuse to sign ``role`` where ``verify`` would refuse it (before any signature).
+
+        The same rules ``commit`` applies, so a rewound role is refused before
+        an engineer's key signs it, not merely before it is written.
+        """
+        md = self.open(role)
+        try:
+            self._check(role, md)
+        except SignerError as exc:
+            kept = self._rewound_from(role)
+            hint = (
+                f"; this repository keeps {role} v{kept}"
+                f" ({layout.versioned_role_file(self.path, role, kept).name}):"
+                f" {layout.role_file(self.path, role).name} was rewound, restore the newest"
+                " version before signing"
+                if kept is not None
+                else ""
+            )
+            raise SignerError(f"refusing to sign {role}: {exc.args[0]}{hint}") from None
+
+    def keys_to_sign(self, role: str) -> list[str]:
+        """Key ids of this session's signers that ``role`` authorizes and lacks."""
+        md = self.open(role)
+        allowed = self.authorized_keys(role)
+        return [
+            keyid
+            for keyid in self._signers
+            if keyid in allowed and not _has_valid_signature(md, allowed[keyid])
+        ]
+
     def sign_available(self, role: str) -> list[str]:
         """Sign ``role`` with each session key it authorizes; return key ids used."""
         md = self.open(role)
         allowed = self.authorized_keys(role)
-        used = []
-        for keyid, signer in self._signers.items():
-            if keyid in allowed and not _has_valid_signature(md, allowed[keyid]):
-                self._sign_and_check(role, md, signer, allowed[keyid])
-                used.append(keyid)
+        used = self.keys_to_sign(role)
+        for keyid in used:
+            self._sign_and_check(role, md, self._signers[keyid], allowed[keyid])
         if used:
             self._mark_dirty(role)
         return used
@@ -382,12 +434,24 @@ class OfflineRepository(Repository):
                 batch.add(layout.role_file(self.path, role), data)
         written = list(self._dirty)
         self._dirty.clear()
+        self._versioned = None
         return written
 
     def _checked_bytes(self, role: str) -> bytes:
         data = self._loaded[role].to_bytes(_SERIALIZER)
         try:
             proposed = load_metadata(data, expected_type=role_type(role))
+        except RepositoryError as exc:
+            raise SignerError(f"refusing to write {role}: {exc}") from None
+        try:
+            self._check(role, proposed)
+        except SignerError as exc:
+            raise SignerError(f"refusing to write {role}: {exc.args[0]}") from None
+        return data
+
+    def _check(self, role: str, proposed: Metadata[Any]) -> None:
+        """``check_proposed`` (the server's rules but signatures) against what is trusted here."""
+        try:
             check_proposed(
                 proposed,
                 role=role,
@@ -397,8 +461,7 @@ class OfflineRepository(Repository):
                 ancestor_patterns=self.delegation_of(role).ancestor_patterns,
             )
         except RepositoryError as exc:
-            raise SignerError(f"refusing to write {role}: {exc}") from None
-        return data
+            raise SignerError(str(exc)) from None
 
     def _check_tree(self) -> None:
         """Refuse a delegation cycle or a role delegated twice (endless walk)."""
@@ -441,13 +504,34 @@ class OfflineRepository(Repository):
         return role not in TOP_LEVEL_ROLES and _succinct(self.targets(role)) is not None
 
     def _trusted_version(self, role: str) -> int | None:
-        """The signed version this session's edit must go beyond, if any."""
+        """The signed version the role's content must go beyond, if any.
+
+        The version on disk once this session started a new one; for root,
+        its predecessor (an amended root still follows it); and the newest
+        version kept in a versioned file that holds other content.
+        """
         disk = self._on_disk.get(role)
         if disk is not None and role in self._bumped:
-            return disk[0]
-        if role == Root.type and self.root().version > 1:
-            return self.root().version - 1  # an amended root still follows its predecessor
-        return None
+            trusted: int | None = disk[0]
+        elif role == Root.type and self.root().version > 1:
+            trusted = self.root().version - 1  # an amended root still follows its predecessor
+        else:
+            trusted = None
+        kept = self._rewound_from(role)
+        return trusted if kept is None or (trusted is not None and trusted > kept) else kept
+
+    def _rewound_from(self, role: str) -> int | None:
+        """The kept version ``role`` must go beyond: None if none, or if it is that version.
+
+        A root this session amends in place replaces its own kept version
+        (``_starts_new_version``); the root chain rules above still apply.
+        """
+        if role == Root.type and role in self._edited:
+            return None
+        kept = self.kept_version(role)
+        if kept is None or kept.signed_bytes == self.open(role).signed_bytes:
+            return None
+        return int(kept.signed.version)
 
     def _delegator_for_check(self, role: str, signed: Signed) -> Root | Targets:
         if role == Root.type and isinstance(signed, Root):

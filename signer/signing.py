@@ -2,7 +2,10 @@
 
 Two engineers on two machines sign the same role files in turn; each run
 adds the signatures of the keys given, verifies them at once, and leaves the
-signed content untouched, so every signature is over the same bytes.
+signed content untouched, so every signature is over the same bytes. Before
+a key signs, the role passes the server's rules (``check_proposed``) against
+what the repository already trusts, its kept versions included: a
+signature never lands on a rewound role (TUF rollback).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def sign_roles(repo: OfflineRepository, *, roles: Sequence[str] = ()) -> list[Si
         if not repo.session_keys_for(role):
             continue
         authorized = True
-        if repo.sign_available(role):
+        if repo.keys_to_sign(role):
+            repo.check_signable(role)  # TUF rollback: never sign a rewound role
+            repo.sign_available(role)
             results.append(_result(repo, role))
     if not authorized:
         target = ", ".join(roles) if roles else "any role"

@@ -289,3 +289,31 @@ def test_delegate_with_an_invalid_threshold_is_refused_never_replaced_r9(
     assert f"threshold {threshold} needs between 1 and 2 keys" in result.output
     assert "Traceback" not in result.output
     assert _snapshot(repo) == before
+
+
+def test_sign_refuses_a_role_rewound_below_the_version_the_repository_keeps_rollback(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
+) -> None:
+    """TUF rollback: pump-x100.json put back to v1 while v2 is kept: bob's key refuses it."""
+    metadata = repo / "metadata"
+    assert _add(fwsign, repo, image, "--key", uris["alice"]).exit_code == 0
+    alice_only_v1 = (metadata / "pump-x100.json").read_bytes()
+    fix = tmp_path / "pump-fw-2.5.0.bin"
+    fix.write_bytes(image.read_bytes() + b"fix")
+    added = fwsign(
+        "add", "--repo", str(repo), str(fix), "--name", "pump-fw", "--version", "2.5.0",
+        "--security-version", "4", "--hardware-model", "pump-x100", "--key", uris["alice"],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
+    (metadata / "2.pump-x100.json").write_bytes((metadata / "pump-x100.json").read_bytes())
+    (metadata / "pump-x100.json").write_bytes(alice_only_v1)
+    before = _snapshot(repo)
+    result = fwsign("sign", "--repo", str(repo), "--key", uris["bob"])
+    assert result.exit_code == 1
+    assert "refusing to sign pump-x100: pump-x100 v1 is not newer than the trusted v2" in (
+        result.output
+    )
+    assert "pump-x100.json was rewound" in result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(repo) == before

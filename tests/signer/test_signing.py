@@ -21,6 +21,7 @@ from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import add_firmware
 from signer.errors import KeyNotAuthorizedError, SignerError
 from signer.inspect import verify_repository
+from signer.keyops import rotate
 from signer.repository import OfflineRepository
 from signer.signing import SignResult, sign_roles
 
@@ -178,3 +179,110 @@ def test_signing_an_expired_role_refused_it_must_be_edited_first(
     later = role_md(release, "pump-x100").signed.expires + timedelta(seconds=1)
     with unchanged(release), pytest.raises(SignerError, match=r"rule: expired"):
         sign_roles(open_repo(release, "alice", at=later))
+
+
+# --- TUF rollback: a role rewound below the version the repository keeps -----------
+
+
+def keep(repo: Path, role: str) -> None:
+    """Keep the role's current file as ``N.<role>.json``, as a consistent snapshot does."""
+    version = role_md(repo, role).signed.version
+    (repo / "metadata" / f"{version}.{role}.json").write_bytes(role_bytes(repo, role))
+
+
+def rewind(repo: Path, role: str, md: Metadata[Any]) -> None:
+    (repo / "metadata" / f"{role}.json").write_bytes(md.to_bytes())
+
+
+@pytest.fixture
+def kept_v2(release: Path, open_repo: Opener, image: Path, tmp_path: Path) -> Metadata[Any]:
+    """pump-x100 v1 signed by alice only (returned), then v1 and v2 by both, both kept."""
+    sign_roles(open_repo(release, "alice"))
+    alice_only_v1 = role_md(release, "pump-x100")
+    sign_roles(open_repo(release, "bob"))
+    keep(release, "pump-x100")
+    second = tmp_path / "pump-fw-2.5.0.bin"
+    second.write_bytes(image.read_bytes() + b"fix")
+    info = FirmwareInfo(version="2.5.0", security_version=4, hardware_models=("pump-x100",))
+    add_firmware(open_repo(release, "alice"), image=second, name="pump-fw", info=info)
+    sign_roles(open_repo(release, "bob"))
+    keep(release, "pump-x100")
+    assert role_md(release, "pump-x100").signed.version == 2
+    return alice_only_v1
+
+
+def test_rollback_attack_sign_refuses_a_role_rewound_below_the_kept_version(
+    release: Path, kept_v2: Metadata[Any], open_repo: Opener, unchanged: Unchanged
+) -> None:
+    """TUF rollback: pump-x100.json is put back to v1 (alice's signature only) while the
+    repository keeps the signed v2; bob's key must not sign v1 a second time."""
+    rewind(release, "pump-x100", kept_v2)
+    with (
+        unchanged(release),
+        pytest.raises(
+            SignerError,
+            match=r"refusing to sign pump-x100: pump-x100 v1 is not newer than the trusted v2"
+            r" \(rollback refused\) \[rule: version\]; this repository keeps pump-x100 v2"
+            r" \(2\.pump-x100\.json\): pump-x100\.json was rewound",
+        ),
+    ):
+        sign_roles(open_repo(release, "bob"))
+
+
+def test_rollback_attack_sign_refuses_the_kept_version_number_with_other_content(
+    release: Path, kept_v2: Metadata[Any], open_repo: Opener, people: dict[str, Signer]
+) -> None:
+    """TUF rollback: a v2 that is not the kept v2 (the fix release dropped, signed by alice)
+    is another role under a number already used: bob must not sign it."""
+    other = role_md(release, "pump-x100")
+    del other.signed.targets["pump-x100/pump-fw-2.5.0.bin"]
+    other.signatures.clear()
+    other.sign(people["alice"])
+    rewind(release, "pump-x100", other)
+    with pytest.raises(SignerError, match=r"pump-x100 v2 is not newer than the trusted v2"):
+        sign_roles(open_repo(release, "bob"))
+    assert role_md(release, "pump-x100").signatures.keys() == {people["alice"].public_key.keyid}
+
+
+def test_the_kept_version_itself_is_signed_and_a_later_one_too(
+    release: Path, kept_v2: Metadata[Any], open_repo: Opener, image: Path, tmp_path: Path
+) -> None:
+    """Control: bob co-signs the very version kept (same bytes), and then v3, beyond it."""
+    same = role_md(release, "pump-x100")
+    same.signatures.clear()
+    rewind(release, "pump-x100", same)
+    assert [r.signed for r in sign_roles(open_repo(release, "alice", "bob"))] == [2]
+    third = tmp_path / "pump-fw-2.6.0.bin"
+    third.write_bytes(image.read_bytes() + b"fix2")
+    info = FirmwareInfo(version="2.6.0", security_version=5, hardware_models=("pump-x100",))
+    add_firmware(open_repo(release, "alice"), image=third, name="pump-fw", info=info)
+    results = sign_roles(open_repo(release, "bob"))
+    assert [(r.role, r.version, r.signed) for r in results] == [("pump-x100", 3, 2)]
+
+
+def test_rollback_attack_an_edit_of_a_rewound_role_is_refused_too(
+    release: Path, kept_v2: Metadata[Any], open_repo: Opener, image: Path, tmp_path: Path
+) -> None:
+    """TUF rollback: adding to the rewound v1 would make a v2 other than the kept one."""
+    rewind(release, "pump-x100", kept_v2)
+    third = tmp_path / "pump-fw-2.6.0.bin"
+    third.write_bytes(image.read_bytes() + b"fix2")
+    info = FirmwareInfo(version="2.6.0", security_version=5, hardware_models=("pump-x100",))
+    with pytest.raises(SignerError, match=r"refusing to write pump-x100: pump-x100 v2 is not"):
+        add_firmware(open_repo(release, "alice"), image=third, name="pump-fw", info=info)
+
+
+def test_rollback_attack_sign_refuses_a_root_rewound_below_its_chain(
+    release: Path, open_repo: Opener, unchanged: Unchanged
+) -> None:
+    """TUF rollback of root: root.json put back to v1 while 2.root.json is in the chain."""
+    first = role_md(release, "root")
+    rotate(open_repo(release, "officer1", "officer2"), role="targets", threshold=2)
+    assert role_md(release, "root").signed.version == 2
+    del first.signatures[next(iter(first.signatures))]
+    rewind(release, "root", first)
+    with (
+        unchanged(release),
+        pytest.raises(SignerError, match=r"root v1 must follow the trusted root v2 exactly"),
+    ):
+        sign_roles(open_repo(release, "officer1", "officer2"), roles=["root"])
