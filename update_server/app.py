@@ -1,8 +1,9 @@
 """The Flask application factory (flaskr's shape, SecureDrop's discipline).
 
 ``create_app(config)`` binds a frozen ``ServerConfig``, one database engine,
-the clock and the online signers; registers one blueprint per concern; runs
-``access.enforce`` before every request (default deny); answers every error
+the clock and the online signers; registers one blueprint per concern; bounds
+every request body (``bodies``); runs ``access.enforce`` before every request
+(default deny); answers only trusted Host names; answers every error
 as ``application/problem+json`` without a traceback; and sets security
 headers on every response.
 """
@@ -12,14 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from securesystemslib.signer import Signer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from update_server import access
+from update_server import access, bodies
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
 from update_server.db import create_schema, make_engine, make_sessionmaker
@@ -92,6 +94,7 @@ def create_app(
     # No redirect at all: '//' is not merged into a redirect, it is not found.
     app.url_map.merge_slashes = False
     app.extensions["fw"] = build_services(config, clock=clock, signer_loader=signer_loader)
+    app.before_request(bodies.bound)  # first: before authentication and the database
     app.before_request(_open_db)
     app.before_request(access.enforce)
     app.teardown_request(_close_db)
@@ -173,4 +176,7 @@ def _error(exc: Exception) -> Response:
     response.status_code = status
     response.mimetype = "application/problem+json"
     response.headers.extend(headers)
+    # Read what is left of a refused body once the answer is out, so that
+    # the client reads the answer instead of a reset (bodies.py, B3).
+    response.call_on_close(partial(bodies.drain, request.environ))
     return response

@@ -5,7 +5,10 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.update_server.people import LOGIN
+from tests.update_server.repo_world import Body
 from update_server.app import create_app
+from update_server.bodies import DRAIN_BYTES
 from update_server.config import ServerConfig
 
 EVIL = "evil.example"
@@ -51,3 +54,44 @@ def _app(config: ServerConfig) -> Flask:
     application = create_app(config)
     application.extensions["fw"].engine.dispose()
     return application
+
+
+def test_an_oversized_login_body_is_refused_before_it_is_read_memory_exhaustion(
+    client: FlaskClient, config: ServerConfig
+) -> None:
+    """An unauthenticated body past the small JSON limit is never read, let alone parsed."""
+    body = Body(b"{", 1024**2)
+    response = client.post(LOGIN, input_stream=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["limit"] == config.max_request_bytes
+    assert body.read_bytes == 0
+    response.close()  # the answer is out: the rest is drained, within its bound
+    assert body.read_bytes == 1024**2 <= DRAIN_BYTES
+
+
+def test_an_endless_chunked_login_body_is_cut_at_the_limit(
+    client: FlaskClient, config: ServerConfig
+) -> None:
+    body = Body(b"{", None)
+    response = client.post(
+        LOGIN,
+        input_stream=body,
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert body.read_bytes <= config.max_request_bytes + 1
+    response.close()
+    assert body.read_bytes <= config.max_request_bytes + 1 + DRAIN_BYTES
+
+
+def test_every_view_but_release_uploads_takes_the_small_limit(app: Flask) -> None:
+    large = {
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if getattr(app.view_functions[rule.endpoint], "fw_body_limit", None) is not None
+    }
+    assert large == {"/api/v1/releases", "/api/v1/releases/<id>/targets/<path:path>"}

@@ -18,11 +18,13 @@ from typing import NoReturn
 
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from update_server.access import ALL_ROLES, allow
 from update_server.app import Services
 from update_server.audit.actions import Action
 from update_server.audit.recording import record
+from update_server.bodies import accepts_body
 from update_server.errors import (
     ConflictError,
     ForbiddenError,
@@ -65,7 +67,12 @@ from update_server.publication.release import (
 from update_server.publication.repository import OnlineRepository
 from update_server.publication.status import published_status
 from update_server.publication.sweep import sweep
-from update_server.publication.upload import CHUNK_BYTES, receive, staged_file
+from update_server.publication.upload import (
+    CHUNK_BYTES,
+    check_declared_length,
+    receive,
+    staged_file,
+)
 
 logger = logging.getLogger(__name__)
 blueprint = Blueprint("publication", __name__)
@@ -104,6 +111,7 @@ def repository_status() -> ResponseReturnValue:
 
 @blueprint.post("/api/v1/releases")
 @allow(*UPLOADERS)
+@accepts_body("max_metadata_bytes")
 def upload_release() -> ResponseReturnValue:
     g.db.commit()  # no database lock while the body arrives and is verified
     services = _services()
@@ -152,6 +160,7 @@ def upload_release() -> ResponseReturnValue:
 
 @blueprint.put("/api/v1/releases/<id>/targets/<path:path>")
 @allow(*UPLOADERS)
+@accepts_body("max_upload_bytes")
 def upload_target(id: str, path: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
     upload_id, target_path = id, path
     services = _services()
@@ -167,6 +176,8 @@ def upload_target(id: str, path: str) -> ResponseReturnValue:  # noqa: A002 - as
     staged = staged_file(directory, target)
     if not (staged.is_file() and staged.stat().st_size == target.length):
         try:
+            # Before request.stream, which refuses an over-long length unaudited.
+            check_declared_length(target, request.content_length, limit=config.max_upload_bytes)
             receive(
                 request.stream,
                 target,
@@ -174,6 +185,9 @@ def upload_target(id: str, path: str) -> ResponseReturnValue:  # noqa: A002 - as
                 limit=config.max_upload_bytes,
                 declared=request.content_length,
             )
+        except RequestEntityTooLarge:  # a chunked body cut by werkzeug (bodies.py)
+            too_large = TooLargeError("upload-too-large", f"more than {config.max_upload_bytes}")
+            _refuse(Action.UPLOAD_TARGET, what, too_large)
         except PublicationError as exc:
             _refuse(Action.UPLOAD_TARGET, what, exc)
     _audit(Action.UPLOAD_TARGET, what, "success", length=target.length, sha256=target.sha256)
@@ -235,11 +249,14 @@ def _read_body(limit: int) -> bytes:
             f"{request.content_length} bytes of metadata; the limit is {limit}",
         )
     chunks, total = [], 0
-    while chunk := request.stream.read(CHUNK_BYTES):
-        total += len(chunk)
-        if total > limit:
-            raise TooLargeError("body-too-large", f"more than {limit} bytes of metadata")
-        chunks.append(chunk)
+    try:
+        while chunk := request.stream.read(CHUNK_BYTES):
+            total += len(chunk)
+            if total > limit:
+                raise TooLargeError("body-too-large", f"more than {limit} bytes of metadata")
+            chunks.append(chunk)
+    except RequestEntityTooLarge:  # werkzeug's own cut at the same limit (bodies.py)
+        raise TooLargeError("body-too-large", f"more than {limit} bytes of metadata") from None
     return b"".join(chunks)
 
 
