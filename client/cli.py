@@ -31,18 +31,17 @@ from typing import Any
 
 import click
 from tuf.api.exceptions import RepositoryError
-from tuf.api.metadata import Metadata, Root
 
 from client import boot as boot_module
+from client import provisioning
 from client.agent import Agent, Schedule
 from client.boot import Outcome as BootOutcome
-from client.errors import ClientError, ProvisioningError
+from client.errors import ClientError
 from client.events import EventType
 from client.fetcher import HttpsFetcher
 from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
 from repo_metadata.errors import InvalidFieldError
-from repo_metadata.files import atomic_write
 
 _ERRORS = (ClientError, OSError, RepositoryError, InvalidFieldError, ValueError)
 _LOCK_WAIT = "fwclient.lock_wait"
@@ -172,45 +171,17 @@ def main(ctx: click.Context, verbose: int, lock_wait: float) -> None:
 def provision(
     state_dir: Path, root_file: Path, hardware_model: str, device_id: str, slot_capacity: int
 ) -> None:
-    """Write the trusted root and the device's identity (once: no re-provisioning)."""
-    data = root_file.read_bytes()
-    root = _self_signed_root(data)
+    """Write the trusted root and the device's identity (once: no re-provisioning).
+
+    The time floor starts at the later of this clock and the client's build
+    time: the device never trusts a clock older than its provisioning.
+    """
     identity = DeviceIdentity(device_id, hardware_model, slot_capacity)
     state = _open(state_dir)
-    state.root.mkdir(parents=True, exist_ok=True)
-    with state.lock():
-        if state.trusted_root.exists() or (state.provisioned / "device.json").exists():
-            raise ProvisioningError(
-                f"{state_dir} is already provisioned; refusing to replace its root"
-            )
-        state.write_identity(identity)
-        atomic_write(state.trusted_root, data, mode=0o444)
-        _log_provisioned(state, identity, root)
-    click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
-
-
-def _log_provisioned(state: StateDir, identity: DeviceIdentity, root: Root) -> None:
-    device_id, hardware_model = identity.device_id, identity.hardware_model
-    state.events.append(
-        EventType.PROVISIONED,
-        f"provisioned as {device_id} ({hardware_model}), trusting root v{root.version}",
-        now=_now(),
-        device_id=device_id,
-        hardware_model=hardware_model,
-        root_version=root.version,
+    root = provisioning.provision(
+        state, root=root_file.read_bytes(), identity=identity, now=_now(), built=provisioning.BUILT
     )
-
-
-def _self_signed_root(data: bytes) -> Root:
-    """The root in ``data`` if it is root metadata signed by its own threshold."""
-    try:
-        md = Metadata[Root].from_bytes(data)
-        if not isinstance(md.signed, Root):
-            raise ProvisioningError("the --root file holds no root metadata")
-        md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
-    except RepositoryError as exc:
-        raise ProvisioningError(f"the --root file is not a valid signed root ({exc})") from None
-    return md.signed
+    click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
 
 
 @main.command("check")

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from tuf.api.metadata import Metadata
 
-from client import cli
+from client import cli, provisioning
 from client.state import StateDir
 from client.update import Remote
 from tests.client.sim import DEVICE, MODEL, Sim, event_types
@@ -91,6 +91,22 @@ def test_provision_writes_a_read_only_root_and_the_identity(
     assert state.trusted_root.stat().st_mode & 0o222 == 0
     assert (state.identity().device_id, state.identity().hardware_model) == (DEVICE, MODEL)
     assert event_types(state) == ["provisioned"]
+
+
+def test_provision_seeds_the_time_floor_with_the_factory_clock_r52(
+    tmp_path: Path, root_file: Path
+) -> None:
+    """R52, TUF freeze: a device never trusts a clock older than its own provisioning."""
+    before = datetime.now(UTC)
+    result = fwclient(
+        "provision", "--state", str(tmp_path / "d"), "--root", str(root_file),
+        "--hardware-model", MODEL, "--device-id", DEVICE,
+    )  # fmt: skip
+    after = datetime.now(UTC)
+    assert result.exit_code == 0, result.output
+    floor = StateDir(tmp_path / "d").time_floor()
+    assert floor is not None
+    assert max(before, provisioning.BUILT) <= floor <= max(after, provisioning.BUILT)
 
 
 def test_provision_refuses_to_replace_an_existing_device(
