@@ -15,8 +15,10 @@ from tests.update_server.audit_events import append_events
 from update_server.access import allow
 from update_server.audit import Event
 from update_server.audit.actions import Action
+from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.recording import REFUSED_DETAIL, record, request_event
 from update_server.auth import sessions
+from update_server.config import ServerConfig
 from update_server.db import transaction
 from update_server.errors import ForbiddenError
 from update_server.models import AuditEntry, Role, User
@@ -108,6 +110,7 @@ def test_verify_endpoint_reports_an_intact_log(app: Flask, client: FlaskClient) 
     fill(app, 3)
     body = client.get("/api/v1/audit/verify", headers=login(app, Role.AUDITOR)).get_json()
     assert (body["ok"], body["entries"], body["first_bad"]) == (True, 3, None)
+    assert body["anchor"]["seq"] == 3
     assert entries(app)[-1].action == "audit.verify"
 
 
@@ -184,6 +187,24 @@ def test_action_is_done_with_its_entry(disable_view: Flask, client: FlaskClient)
     assert client.post("/test/disable/frank", headers=admin).status_code == 204
     assert disabled(disable_view, "frank")
     assert [(e.action, e.object) for e in entries(disable_view)] == [("user.change", "frank")]
+
+
+def test_an_answered_action_has_its_entry_anchored_outside_the_database_r27_r28(
+    disable_view: Flask, client: FlaskClient, config: ServerConfig
+) -> None:
+    """R27/R28: when the 204 arrives, the head anchored outside the database is the
+    action's own entry: deleting it from the database afterwards would be named."""
+    admin = login(disable_view, Role.ADMIN)
+    login(disable_view, Role.TECHNICIAN, "frank")
+    assert client.post("/test/disable/frank", headers=admin).status_code == 204
+    anchored = read_anchor(anchor_file(config.data_dir))
+    entry = entries(disable_view)[-1]
+    assert anchored is not None
+    assert (anchored.seq, anchored.head_hash, entry.action) == (
+        entry.seq,
+        entry.hash,
+        "user.change",
+    )
 
 
 def test_append_failure_refuses_the_action_r27(disable_view: Flask, client: FlaskClient) -> None:

@@ -112,6 +112,9 @@ class HeadAnchor:
     def advance(self, head: EntryRecord) -> None:
         """Sign ``head`` and anchor it, unless a later head is anchored; never raises."""
         try:
+            current = read_anchor(self.path)
+            if current is not None and current.seq >= head.seq:
+                return  # another worker's commit came later and is anchored: no signature
             signed = sign_head(self._signer(), seq=head.seq, head_hash=head.hash, now=head.time)
             raise_anchor(self.path, signed)
         except Exception as exc:  # noqa: BLE001 - the action is committed: log, never undo
