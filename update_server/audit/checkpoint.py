@@ -316,7 +316,9 @@ def _check(
 ) -> SignedCheckpoint:
     _signature(checkpoint, key)
     if checkpoint.seq != entry.seq or checkpoint.head_hash != entry.hash:
-        first = (good.seq if good else 0) + 1
+        # The rewrite lies after the last good checkpoint (an anchor from another
+        # log may sit at that very entry: then it is the one named).
+        first = min((good.seq if good else 0) + 1, checkpoint.seq)
         signed = "signed" if what == SIGNED else "anchored outside the database"
         raise ChainBrokenError(
             first,
