@@ -8,25 +8,47 @@ enrolment) to the endpoints that finish it, and for sensitive actions
 (``fresh_otp=True``) consumes a fresh TOTP code from the ``X-OTP`` header:
 one not used before, not even for this session's login (two-step
 confirmation, R9).
+
+Every refusal it makes (401, 403) is audited (R27): who (the person, or
+``-`` without a session), what (method and route), from where, and why
+(``Refused``). A flood is coalesced, never dropped (``auth.refusals``):
+the first refusal of a key in a window is an entry at once, the rest one
+entry with their count once the window has ended; tallies whose window
+has ended are written at the next refusal or authenticated request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
 from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
-from update_server.auth import login, otp, sessions
-from update_server.errors import AuthenticationError, ForbiddenError
+from update_server.auth import login, otp, refusals, sessions
+from update_server.errors import AuthenticationError, ForbiddenError, ServerError
 from update_server.mfa.secretbox import SecretBox
 from update_server.models import Role, SessionToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 OTP_HEADER = "X-OTP"
+#: R27: the audit action of a request the access layer refuses. It belongs
+#: in ``audit.actions.Action`` with the rest of the vocabulary.
+ACCESS_REFUSED = "access.refused"
+
+
+class Refused(StrEnum):
+    """Why the access layer refused a request (the audit entry's reason)."""
+
+    UNDECLARED = "no access rule"
+    SESSION = "no valid session"
+    ROLE = "role not allowed"
+    FIRST_LOGIN = "first login not finished"
+    OTP_MISSING = "one-time code missing"
 
 
 @dataclass(frozen=True)
@@ -70,30 +92,68 @@ def access_of(view: Callable[..., Any] | None) -> Access | None:
 
 
 def enforce() -> None:
-    """``before_request``: apply the view's ``Access``, or deny."""
+    """``before_request``: apply the view's ``Access``, or deny (and audit the refusal)."""
     if request.endpoint is None:
         return  # Flask answers 404/405 itself
     access = access_of(current_app.view_functions.get(request.endpoint))
     if access is None:
-        raise ForbiddenError("this endpoint declares no access rule and is closed")
+        raise _refused(
+            Refused.UNDECLARED,
+            ForbiddenError("this endpoint declares no access rule and is closed"),
+        )
     if access.public:
         return
     services = current_app.extensions["fw"]
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else ""
-    user, session = sessions.authenticate(g.db, token, now=services.clock(), config=services.config)
+    now = services.clock()
+    try:
+        user, session = sessions.authenticate(g.db, token, now=now, config=services.config)
+    except AuthenticationError as exc:
+        raise _refused(Refused.SESSION, exc) from None
+    g.user, g.session = user, session
+    audit_ended_refusals(now)
     # The session's last use is recorded now, whatever the view does later,
     # so that idle expiry counts from the last request (not the last write).
     g.db.commit()
-    g.user, g.session = user, session
     if user.role not in {role.value for role in access.roles}:
-        raise ForbiddenError(f"role {user.role} may not do this")
+        raise _refused(Refused.ROLE, ForbiddenError(f"role {user.role} may not do this"))
     if (user.must_change_password or not user.totp_enrolled) and not access.during_first_login:
-        raise ForbiddenError(
-            "finish your first login: set a new password and enrol TOTP, then log in again"
+        raise _refused(
+            Refused.FIRST_LOGIN,
+            ForbiddenError(
+                "finish your first login: set a new password and enrol TOTP, then log in again"
+            ),
         )
     if access.fresh_otp:
         _confirm_with_fresh_code(user, session, services)
+
+
+def _refused(reason: Refused, error: ServerError) -> ServerError:
+    """Audit this refusal, coalesced (``auth.refusals``), and commit; returns ``error``."""
+    services = current_app.extensions["fw"]
+    user: User | None = g.get("user")
+    refusal = refusals.Refusal(
+        action=ACCESS_REFUSED,
+        actor=user.name if user is not None else "-",
+        role=user.role if user is not None else "-",
+        source=request.remote_addr or "-",
+        route=f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
+        reason=reason.value,
+        status=error.status,
+        now=services.clock(),
+    )
+    for event in refusals.tally(g.db, refusal, window=services.config.refusal_audit_window):
+        record(event)
+    g.db.commit()
+    return error
+
+
+def audit_ended_refusals(now: datetime) -> None:
+    """Audit the counts of refusal windows that have ended (C3), in this request's transaction."""
+    window = current_app.extensions["fw"].config.refusal_audit_window
+    for event in refusals.flush(g.db, now=now, window=window):
+        record(event)
 
 
 def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -> None:
@@ -106,8 +166,11 @@ def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -
     """
     code = request.headers.get(OTP_HEADER, "")
     if not code:
-        raise AuthenticationError(
-            f"this action needs a fresh one-time code in the {OTP_HEADER} header"
+        raise _refused(
+            Refused.OTP_MISSING,
+            AuthenticationError(
+                f"this action needs a fresh one-time code in the {OTP_HEADER} header"
+            ),
         )
     now = services.clock()
     try:

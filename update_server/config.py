@@ -22,6 +22,9 @@ ONLINE_ROLES = ("snapshot", "timestamp", "audit", "authorization")
 #: abandoned firmware does not sit in staging for weeks.
 UPLOAD_LIFETIME_RANGE = (timedelta(minutes=10), timedelta(days=30))
 
+#: Counting windows (failed logins per source, coalesced refusals).
+WINDOW_RANGE = (timedelta(seconds=1), timedelta(hours=1))
+
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names it."""
@@ -56,6 +59,12 @@ class ServerConfig:
     session_absolute: timedelta = timedelta(hours=8)
     max_failed_logins: int = 5
     lockout: timedelta = timedelta(minutes=15)
+    #: R9: failed logins one source address may make per window, then 429.
+    max_failed_logins_per_source: int = 20
+    login_source_window: timedelta = timedelta(minutes=1)
+    #: R27: refusals of one (actor, source, route, reason) within this
+    #: window are audited as one entry with their count.
+    refusal_audit_window: timedelta = timedelta(minutes=1)
     password_min_length: int = 12
     password_history: int = 5
     audit_checkpoint_every: int = 100
@@ -71,6 +80,9 @@ class ServerConfig:
         _check_range("port", self.port, 0, 65535)
         _check_range("workers", self.workers, 1, 64)
         _check_range("max_failed_logins", self.max_failed_logins, 1, 100)
+        _check_range("max_failed_logins_per_source", self.max_failed_logins_per_source, 1, 10_000)
+        _check_duration("login_source_window", self.login_source_window, *WINDOW_RANGE)
+        _check_duration("refusal_audit_window", self.refusal_audit_window, *WINDOW_RANGE)
         _check_range("password_min_length", self.password_min_length, 8, 1024)
         _check_range("password_history", self.password_history, 0, 100)
         _check_range("audit_checkpoint_every", self.audit_checkpoint_every, 1, 1_000_000)

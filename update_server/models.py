@@ -78,6 +78,42 @@ class LoginThrottle(Base):
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class SourceThrottle(Base):
+    """Failed logins by source address in the current window (R9, ``auth.throttle``).
+
+    In the database, so one source's limit holds across gunicorn workers
+    and restarts; a row whose window has ended is pruned.
+    """
+
+    __tablename__ = "login_source_throttle"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RefusalTally(Base):
+    """Refusals counted, not yet audited, one row per key and open window (R27).
+
+    ``auth.refusals``: the first refusal of a key in a window is audited at
+    once; ``later`` counts the ones after it, written as one entry when the
+    window has ended and the row is deleted.
+    """
+
+    __tablename__ = "refusal_tallies"
+
+    action: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    route: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    later: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class UsedTotp(Base):
     """Each TOTP time step a person has used: a code is accepted once (R25).
 

@@ -42,6 +42,17 @@ def valid_name(name: str) -> bool:
     return NAME_PATTERN.fullmatch(name) is not None
 
 
+def printable(name: str) -> str:
+    """``name`` as the audit log records a name typed at login, at most 64 characters.
+
+    A valid name as is, an empty one as ``-``, any other escaped to
+    printable ASCII (``\\ud800``, ``\\n``): a lone surrogate or a control
+    character can neither break the log's storage nor forge a line in an
+    export.
+    """
+    return name if valid_name(name) else (ascii(name)[1:-1][:64] or "-")
+
+
 def initial_password() -> str:
     """A random one-time password, in groups of five, easy to read out."""
     groups = (

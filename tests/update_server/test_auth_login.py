@@ -20,6 +20,7 @@ from tests.clocks import RUN_START as START
 from tests.clocks import iso_z
 from tests.update_server.conftest import FakeClock
 from tests.update_server.people import (
+    LOGIN,
     LoggedIn,
     bearer,
     create_user,
@@ -29,10 +30,10 @@ from tests.update_server.people import (
     otp_at,
 )
 from update_server.app import create_app
-from update_server.auth.login import FAILED
+from update_server.auth.login import FAILED, MALFORMED
 from update_server.config import ServerConfig
 from update_server.mfa import passwords
-from update_server.models import AuditEntry, LoginThrottle, Role
+from update_server.models import AuditEntry, LoginThrottle, Role, SourceThrottle
 
 
 @pytest.fixture(autouse=True)
@@ -276,3 +277,66 @@ def test_secrets_never_reach_the_log(
     logged = caplog.text + "".join(str(record.args) for record in caplog.records)
     for secret in (person.password, person.token, person.totp.secret, code):
         assert secret not in logged
+
+
+def post_raw(client: FlaskClient, text: str) -> Any:
+    """A login body as sent on the wire (JSON escapes kept as typed)."""
+    return client.post(LOGIN, data=text, content_type="application/json")
+
+
+def source_failures(app: Flask) -> int:
+    with app.extensions["fw"].sessions() as db:
+        row = db.get(SourceThrottle, "127.0.0.1")
+        return row.failures if row is not None else 0
+
+
+def test_lone_surrogate_in_the_user_name_is_a_400_counted_and_audited(
+    app: Flask, client: FlaskClient
+) -> None:
+    """R9, R27: '\\ud800' as a name was a 500, neither counted nor audited.
+
+    No one can have that name, so it has no lockout of its own: its source's
+    limit counts it, and the audit log holds it escaped.
+    """
+    response = post_raw(client, '{"username": "\\ud800", "password": "a-guess-at-it"}')
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == MALFORMED
+    entry = audit(app, "login")[-1]
+    assert (entry.actor, entry.outcome, entry.source) == ("\\ud800", "failure", "127.0.0.1")
+    assert entry.object == "user:\\ud800"
+    assert "username is not valid Unicode" in entry.detail
+    assert source_failures(app) == 1
+
+
+def test_lone_surrogate_in_the_password_is_a_400_counted_against_the_name(
+    app: Flask, client: FlaskClient, clock: FakeClock, config: ServerConfig, alice: LoggedIn
+) -> None:
+    """R9, R27: a malformed password counts towards the name's lockout like a wrong one."""
+    code = otp_at(alice.totp, clock, 1)
+    body = f'{{"username": "alice", "password": "\\ud800", "otp": "{code}"}}'
+    for _ in range(config.max_failed_logins):
+        assert post_raw(client, body).status_code == 400
+    failures = audit(app, "login")[-config.max_failed_logins :]
+    assert {(entry.actor, entry.role, entry.outcome) for entry in failures} == {
+        ("alice", "release_engineer", "failure")
+    }
+    assert all("password is not valid Unicode" in entry.detail for entry in failures)
+    assert [entry.outcome for entry in audit(app, "login.locked")] == ["failure"]
+    assert login(client, "alice", alice.password, otp_at(alice.totp, clock, 1)).status_code == 401
+    assert source_failures(app) == config.max_failed_logins + 1
+
+
+def test_deeply_nested_json_login_is_a_400_counted_and_audited(
+    app: Flask, client: FlaskClient
+) -> None:
+    """R9, R27: a body nested past the JSON decoder's depth was a 500, not counted."""
+    deep = "[" * 20_000 + "]" * 20_000  # 40 kB: within the body limit, past the stack
+    for body in (deep, f'{{"username": {deep}, "password": "x"}}'):
+        response = post_raw(client, body)
+        assert response.status_code == 400
+        assert response.mimetype == "application/problem+json"
+    entries = audit(app, "login")
+    assert [(entry.actor, entry.outcome) for entry in entries] == [("-", "failure")] * 2
+    assert all("malformed request" in entry.detail for entry in entries)
+    assert source_failures(app) == 2

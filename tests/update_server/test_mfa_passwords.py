@@ -116,3 +116,11 @@ def test_reuse_is_detected_against_any_previous_hash() -> None:
     assert passwords.reused("older-passphrase-1", previous)
     assert not passwords.reused("older-passphrase-9", previous)
     assert not passwords.reused("anything-at-all", [])
+
+
+def test_lone_surrogate_password_is_refused_not_a_crash() -> None:
+    """R9: a lone surrogate (JSON can carry one) never matches, and a policy refusal says why."""
+    cheap = passwords.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    assert passwords.verify(cheap.hash("violet harbour lantern"), "violet \ud800 lantern") is False
+    with pytest.raises(PasswordPolicyError, match="valid Unicode"):
+        check_policy("violet harbour \ud800 lantern quietly", name="alice", min_length=12)

@@ -3,7 +3,18 @@
 ``attempt`` checks one login and raises ``LoginFailedError`` (with the reason,
 for the audit log only) or returns who logged in. The rules it enforces:
 
-- Throttle first. Failures are counted per submitted name in
+- The source's limit first (``auth.throttle``, R9): a source with too many
+  failed logins in the current window is refused (429, ``Retry-After``)
+  before any other work. Every refused login below counts against its
+  source, a success does not reset it.
+- A login that cannot be read (the body not a JSON object, nested too
+  deep, a field missing, text that is not valid Unicode such as a lone
+  surrogate) is refused with 400 and counted and audited like any failed
+  login: against its source, and against its name when it is a possible
+  user name. A name that cannot be a user name has no lockout of its own
+  (nothing to flood the throttle table with): its source's limit is what
+  stops it, and it is audited in an escaped form (``users.printable``).
+- Throttle by name. Failures are counted per submitted name in
   ``LoginThrottle``, for existing and unknown names alike, so the lock says
   nothing about whether a person exists. After ``max_failed_logins``
   consecutive failures the name is locked for ``lockout``; the row is
@@ -11,7 +22,8 @@ for the audit log only) or returns who logged in. The rules it enforces:
   BEGIN IMMEDIATE serialises writers), so the count holds across gunicorn
   workers and restarts (R9). A locked attempt does no password work.
 - Then the one-time code, spent even if the password turns out wrong
-  (``auth.otp.consume``: reuse refused, R25). Once a person has enrolled
+  (``auth.otp.consume``: only a step later than the last accepted one,
+  R25; a replayed code is audited as such and counts like any failure). Once a person has enrolled
   TOTP, a login without a valid code fails: the second factor cannot be
   skipped. Before enrolment (first login, R47) the password alone gives a
   session restricted to finishing first login.
@@ -33,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from update_server import users
-from update_server.auth import otp, sessions
+from update_server.auth import otp, sessions, throttle
 from update_server.config import ServerConfig
 from update_server.errors import AuthenticationError
 from update_server.mfa import passwords, totp
@@ -50,6 +62,12 @@ FAILED = (
 _DUMMY_SECRET = "A" * totp.SECRET_CHARS
 
 
+MALFORMED = (
+    "send a JSON object with Content-Type: application/json and the text fields"
+    " 'username' and 'password' (and 'otp' once TOTP is enrolled), in valid Unicode"
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Attempt:
     name: str
@@ -57,6 +75,8 @@ class Attempt:
     code: str | None
     source: str
     now: datetime
+    #: Why the request could not be read as a login (refused, 400), or None.
+    malformed: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,25 +94,72 @@ class LoginFailedError(AuthenticationError):
     """A refused login; ``reason`` is for the audit log, never the client."""
 
     def __init__(
-        self, reason: str, *, user: User | None, locked: bool, locked_until: datetime | None
+        self,
+        reason: str,
+        *,
+        user: User | None,
+        locked: bool,
+        locked_until: datetime | None,
+        detail: str = FAILED,
     ) -> None:
-        super().__init__(FAILED)
+        super().__init__(detail)
         self.reason = reason
         self.user = user
         self.locked = locked
         self.locked_until = locked_until
 
 
+class MalformedLoginError(LoginFailedError):
+    """A login that cannot be read: 400, counted and audited like a failed one."""
+
+    status = 400
+    title = "Bad request"
+
+
+class SourceThrottledError(LoginFailedError):
+    """Too many failed logins from this source (R9): 429 until ``retry_after`` seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too many failed logins from this source",
+            user=None,
+            locked=False,
+            locked_until=None,
+            detail=(
+                "too many failed logins from your address: wait"
+                f" {retry_after} s, then check your user name, password and code"
+            ),
+        )
+        self.retry_after = retry_after
+
+
 def attempt(db: Session, login: Attempt, *, config: ServerConfig, box: SecretBox) -> Success:
     """Check one login; raise ``LoginFailedError`` or return the person's ``Success``."""
+    wait = throttle.retry_after(db, login.source, now=login.now, config=config)
+    if wait is not None:
+        raise SourceThrottledError(wait)
     # A name no one can have gets no throttle row (nothing to flood the table with).
     possible = users.valid_name(login.name)
-    throttle = _throttle(db, login.name, now=login.now) if possible else None
+    name_lock = _throttle(db, login.name, now=login.now) if possible else None
     user = users.find(db, login.name) if possible else None
-    if throttle is not None and throttle.locked_until is not None:
+    if name_lock is not None and name_lock.locked_until is not None:
         _count_failure(user)
+        throttle.count_failure(db, login.source, now=login.now, config=config)
         raise LoginFailedError(
-            "locked", user=user, locked=True, locked_until=users.aware(throttle.locked_until)
+            "locked", user=user, locked=True, locked_until=users.aware(name_lock.locked_until)
+        )
+    malformed = login.malformed or _unreadable(login)
+    if malformed is not None:
+        locked_until = _fail(db, name_lock, user, login=login, config=config)
+        raise MalformedLoginError(
+            f"malformed request: {malformed}",
+            user=user,
+            locked=False,
+            locked_until=locked_until,
+            detail=MALFORMED,
         )
     step, code_reason = _check_code(db, user, login, box)
     password_ok = passwords.verify(
@@ -100,13 +167,23 @@ def attempt(db: Session, login: Attempt, *, config: ServerConfig, box: SecretBox
     )
     reason = _first_reason(user, code_reason, password_ok=password_ok)
     if user is None or reason is not None:
-        locked_until = _fail(db, throttle, user, now=login.now, config=config)
+        locked_until = _fail(db, name_lock, user, login=login, config=config)
         raise LoginFailedError(
             reason or "unknown user", user=user, locked=False, locked_until=locked_until
         )
-    if throttle is not None:
-        db.delete(throttle)
+    if name_lock is not None:
+        db.delete(name_lock)
     return _succeed(user, login, step)
+
+
+def _unreadable(login: Attempt) -> str | None:
+    """Why a field of ``login`` is not valid Unicode text (a lone surrogate), or None."""
+    for field, text in (("username", login.name), ("password", login.password)):
+        if not passwords.valid_unicode(text):
+            return f"{field} is not valid Unicode"
+    if login.code is not None and not passwords.valid_unicode(login.code):
+        return "otp is not valid Unicode"
+    return None
 
 
 def count_failure(
@@ -116,7 +193,7 @@ def count_failure(
 
     Returns when the lock ends if this failure locked the account.
     """
-    return _fail(db, _throttle(db, user.name, now=now), user, now=now, config=config)
+    return _lock_name(db, _throttle(db, user.name, now=now), user, now=now, config=config)
 
 
 def _throttle(db: Session, name: str, *, now: datetime) -> LoginThrottle:
@@ -169,7 +246,20 @@ def _count_failure(user: User | None) -> None:
 
 def _fail(
     db: Session,
-    throttle: LoginThrottle | None,
+    name_lock: LoginThrottle | None,
+    user: User | None,
+    *,
+    login: Attempt,
+    config: ServerConfig,
+) -> datetime | None:
+    """Count a failed login against its source and its name; returns when a new lock ends."""
+    throttle.count_failure(db, login.source, now=login.now, config=config)
+    return _lock_name(db, name_lock, user, now=login.now, config=config)
+
+
+def _lock_name(
+    db: Session,
+    name_lock: LoginThrottle | None,
     user: User | None,
     *,
     now: datetime,
@@ -177,15 +267,15 @@ def _fail(
 ) -> datetime | None:
     """Count a failure; lock the name (and end the person's sessions) at the limit."""
     _count_failure(user)
-    if throttle is None:
+    if name_lock is None:
         return None
-    throttle.failures += 1
-    if throttle.failures < config.max_failed_logins:
+    name_lock.failures += 1
+    if name_lock.failures < config.max_failed_logins:
         return None
-    throttle.locked_until = now + config.lockout
+    name_lock.locked_until = now + config.lockout
     if user is not None:
         sessions.revoke_all(db, user)
-    return throttle.locked_until
+    return name_lock.locked_until
 
 
 def _succeed(user: User, login: Attempt, step: int) -> Success:

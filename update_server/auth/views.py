@@ -13,16 +13,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 
 from update_server import users
-from update_server.access import ALL_ROLES, allow, public, secrets_box
+from update_server.access import ALL_ROLES, allow, audit_ended_refusals, public, secrets_box
 from update_server.app import Services
 from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
-from update_server.auth import login, otp, sessions
+from update_server.auth import login, otp, refusals, sessions
 from update_server.errors import (
     AuthenticationError,
     BadRequestError,
@@ -42,23 +42,27 @@ def _warm_dummy_hash(_state: BlueprintSetupState) -> None:
     passwords.dummy_hash()
 
 
+@blueprint.after_request
+def _retry_after(response: Response) -> Response:
+    # RFC 9110 section 10.2.3: when a throttled client may try again.
+    if g.get("retry_after") is not None:
+        response.headers["Retry-After"] = str(g.retry_after)
+    return response
+
+
 @blueprint.post("/login")
 @public
 def login_view() -> ResponseReturnValue:
-    body = _json_body()
     services = _services()
-    attempt = login.Attempt(
-        name=_text(body, "username"),
-        password=_text(body, "password"),
-        code=_text(body, "otp", required=False) or None,
-        source=_source(),
-        now=services.clock(),
-    )
+    attempt = _login_attempt(services.clock())
+    audit_ended_refusals(attempt.now)
     try:
         success = login.attempt(g.db, attempt, config=services.config, box=secrets_box())
     except login.LoginFailedError as failure:
         _audit_failed_login(attempt, failure)
         g.db.commit()
+        if isinstance(failure, login.SourceThrottledError):
+            g.retry_after = failure.retry_after
         raise
     user = success.user
     token = sessions.create(
@@ -184,15 +188,62 @@ def me() -> ResponseReturnValue:
     )
 
 
+def _login_attempt(now: datetime) -> login.Attempt:
+    """The login in the request; one that cannot be read is marked, for ``login.attempt``.
+
+    Never raises on the body: a malformed login is refused by the core,
+    counted and audited like any failed one.
+    """
+    body = _json_object()
+    source = _source()
+    if body is None:
+        return login.Attempt(
+            name="", password="", code=None, source=source, now=now, malformed="not a JSON object"
+        )
+    name, password, code = body.get("username"), body.get("password"), body.get("otp")
+    texts = isinstance(name, str) and isinstance(password, str)
+    if not texts or not name or not password or not isinstance(code, str | None):
+        return login.Attempt(
+            name=name if isinstance(name, str) else "",
+            password="",
+            code=None,
+            source=source,
+            now=now,
+            malformed="username and password must be non-empty strings, otp a string",
+        )
+    return login.Attempt(name=name, password=password, code=code or None, source=source, now=now)
+
+
 def _audit_failed_login(attempt: login.Attempt, failure: login.LoginFailedError) -> None:
     role = failure.user.role if failure.user is not None else ""
+    name = users.printable(attempt.name)
+    if isinstance(failure, login.SourceThrottledError):
+        _audit_throttled(attempt, failure)
+        return
     if failure.locked:
         until = _iso(failure.locked_until) if failure.locked_until else ""
-        _record(Action.LOGIN_LOCKED, "refused", attempt.name, role, detail={"until": until})
+        _record(Action.LOGIN_LOCKED, "refused", name, role, detail={"until": until})
         return
-    _record(Action.LOGIN, "failure", attempt.name, role, detail={"reason": failure.reason})
+    _record(Action.LOGIN, "failure", name, role, detail={"reason": failure.reason})
     if failure.locked_until is not None:
-        _audit_lock(attempt.name, role, failure.locked_until)
+        _audit_lock(name, role, failure.locked_until)
+
+
+def _audit_throttled(attempt: login.Attempt, failure: login.SourceThrottledError) -> None:
+    """R27: a throttled source's refusals, one entry per window with their count."""
+    refusal = refusals.Refusal(
+        action=Action.LOGIN.value,
+        actor="-",  # the names tried while throttled vary; the source is the key
+        role="-",
+        source=attempt.source,
+        route=f"{request.method} {request.path}",
+        reason=failure.reason,
+        status=failure.status,
+        now=attempt.now,
+    )
+    window = _services().config.refusal_audit_window
+    for event in refusals.tally(g.db, refusal, window=window):
+        record(event)
 
 
 def _audit_lock(name: str, role: str, until: datetime) -> None:
@@ -236,10 +287,19 @@ def _source() -> str:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+    body = _json_object()
+    if body is None:
         raise BadRequestError("send a JSON object with Content-Type: application/json")
     return body
+
+
+def _json_object() -> dict[str, Any] | None:
+    """The request's JSON object; None if it is not one, or nested too deep to read."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # json's decoder refuses nesting deeper than the stack
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:

@@ -49,10 +49,14 @@ def hash_password(password: str) -> str:
 
 
 def verify(password_hash: str, password: str) -> bool:
-    """True if ``password`` matches; False on mismatch or an unreadable hash."""
+    """True if ``password`` matches; False on mismatch or an unreadable hash.
+
+    Also False for text that is not valid Unicode (a lone surrogate, which
+    JSON can carry): no stored hash was made from one.
+    """
     try:
         return HASHER.verify(password_hash, password)
-    except (exceptions.VerificationError, exceptions.InvalidHashError):
+    except (exceptions.VerificationError, exceptions.InvalidHashError, UnicodeEncodeError):
         return False
 
 
@@ -80,6 +84,8 @@ def _dummy_hash(_time_cost: int, _memory_cost: int, _parallelism: int) -> str:
 def check_policy(password: str, *, name: str, min_length: int) -> None:
     """Raise ``PasswordPolicyError`` listing every rule ``password`` breaks."""
     problems = []
+    if not valid_unicode(password):
+        problems.append("use valid Unicode text (this one holds a lone surrogate)")
     if len(password) < min_length:
         problems.append(f"use at least {min_length} characters (this one has {len(password)})")
     if len(password) > MAX_LENGTH:
@@ -114,6 +120,15 @@ def common_passwords() -> frozenset[str]:
     text = resources.files("update_server.mfa").joinpath("common_passwords.txt").read_text("utf-8")
     lines = (line.strip().lower() for line in text.splitlines())
     return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def valid_unicode(text: str) -> bool:
+    """False for text UTF-8 cannot encode (a lone surrogate such as ``\\ud800``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _contains_name(password: str, name: str) -> bool:
