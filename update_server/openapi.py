@@ -78,7 +78,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "Log in with password and TOTP; shows the last login (R11)",
             roles="anyone",
             body=_fields("username", "password", "otp", required=("username", "password")),
-            errors=(400, 401),
+            errors=(400, 401, 429),
         )
     },
     "/api/v1/auth/totp/enroll": {
