@@ -7,13 +7,6 @@ for the audit log only) or returns who logged in. The rules it enforces:
   failed logins in the current window is refused (429, ``Retry-After``)
   before any other work. Every refused login below counts against its
   source, a success does not reset it.
-- A login that cannot be read (the body not a JSON object, nested too
-  deep, a field missing, text that is not valid Unicode such as a lone
-  surrogate) is refused with 400 and counted and audited like any failed
-  login: against its source, and against its name when it is a possible
-  user name. A name that cannot be a user name has no lockout of its own
-  (nothing to flood the throttle table with): its source's limit is what
-  stops it, and it is audited in an escaped form (``users.printable``).
 - Throttle by name. Failures are counted per submitted name in
   ``LoginThrottle``, for existing and unknown names alike, so the lock says
   nothing about whether a person exists. After ``max_failed_logins``
@@ -21,16 +14,25 @@ for the audit log only) or returns who logged in. The rules it enforces:
   locked for the attempt (SELECT ... FOR UPDATE on PostgreSQL; SQLite's
   BEGIN IMMEDIATE serialises writers), so the count holds across gunicorn
   workers and restarts (R9). A locked attempt does no password work.
+- A login that cannot be read (the body not a JSON object, nested too
+  deep, a field missing, text that is not valid Unicode such as a lone
+  surrogate) is refused with 400 and counted and audited like any failed
+  login: against its source, and against its name when it is a possible
+  user name. A name that cannot be a user name has no lockout of its own
+  (nothing to flood the throttle table with): its source's limit is what
+  stops it, and it is audited in an escaped form (``users.printable``).
 - Then the one-time code, spent even if the password turns out wrong
   (``auth.otp.consume``: only a step later than the last accepted one,
-  R25; a replayed code is audited as such and counts like any failure). Once a person has enrolled
-  TOTP, a login without a valid code fails: the second factor cannot be
-  skipped. Before enrolment (first login, R47) the password alone gives a
-  session restricted to finishing first login.
-- Then the password. Every attempt that is not locked runs exactly one
-  argon2 verification, against a fixed dummy hash for an unknown name, and
-  one TOTP comparison when a code is given, so the time taken does not say
-  whether the name exists or which factor was wrong.
+  R25; a replayed code is audited as such and counts like any failure).
+  Once a person has enrolled TOTP, a login without a valid code fails:
+  the second factor cannot be skipped. Before enrolment (first login,
+  R47) the password alone gives a session restricted to finishing first
+  login.
+- Then the password. Every attempt not refused above (throttled, locked,
+  unreadable) runs exactly one argon2 verification, against a fixed dummy
+  hash for an unknown name, and one TOTP comparison when a code is given,
+  so the time taken does not say whether the name exists or which factor
+  was wrong.
 
 The caller records the outcome (audit) and commits before answering.
 """

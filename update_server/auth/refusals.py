@@ -20,6 +20,9 @@ be dropped either. The rules:
 
 This module returns the events to audit; the caller appends them in its
 transaction (``audit.recording.record``), so they commit with the count.
+Callers take their locks in one order: throttle rows, then tally rows
+(``tally``, ``flush``), then the audit log (the append), so two requests
+never wait on each other in a cycle.
 """
 
 from __future__ import annotations

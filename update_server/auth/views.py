@@ -55,10 +55,11 @@ def _retry_after(response: Response) -> Response:
 def login_view() -> ResponseReturnValue:
     services = _services()
     attempt = _login_attempt(services.clock())
-    audit_ended_refusals(attempt.now)
     try:
         success = login.attempt(g.db, attempt, config=services.config, box=secrets_box())
     except login.LoginFailedError as failure:
+        # Row locks in one order everywhere: throttles, refusal tallies, then the audit log.
+        audit_ended_refusals(attempt.now)
         _audit_failed_login(attempt, failure)
         g.db.commit()
         if isinstance(failure, login.SourceThrottledError):
@@ -74,6 +75,7 @@ def login_view() -> ResponseReturnValue:
         source=attempt.source,
     )
     first_login = user.must_change_password or not user.totp_enrolled
+    audit_ended_refusals(attempt.now)
     _audit(Action.LOGIN, "success", user, detail={"first_login": first_login})
     g.db.commit()
     return jsonify(
