@@ -82,6 +82,7 @@ UPDATE_RESULTS = frozenset(
         EventType.KNOWN_BAD,
         EventType.UNREACHABLE,
         EventType.INSUFFICIENT_SPACE,
+        EventType.RUNNING_NOT_LISTED,
         EventType.ERROR,
     }
 )

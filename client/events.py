@@ -105,6 +105,8 @@ class EventType(StrEnum):
     #: A firmware that already failed its health check here is not installed again.
     KNOWN_BAD = "known_bad"
     UNREACHABLE = "unreachable"
+    #: The signed set lists neither the running release nor a newer one (replay, withdrawal).
+    RUNNING_NOT_LISTED = "running_not_listed"
     #: A signed firmware larger than a slot or than the free storage: nothing written.
     INSUFFICIENT_SPACE = "insufficient_space"
     #: Temporary files of writes a power cut interrupted, removed at boot.

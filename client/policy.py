@@ -25,6 +25,15 @@ about ("3.0.0 was offered and refused because ...").
 
 A signed recovery (``recovery=True``, failsafe mode) may reinstall the
 installed version; every other rule still holds.
+
+The running release must be accounted for by the signed set:
+
+6. R29: a candidate for this model with the running version but another
+   SHA-256 than the running slot's is refused as ``integrity_failure``
+   (the same version, other bytes), reported first, whatever else is chosen.
+7. When the set holds neither the running version nor anything newer (a
+   replay of old metadata after a cache wipe, or a withdrawn release), the
+   choice says so (``unlisted``): never a silent "no update".
 """
 
 from __future__ import annotations
@@ -72,6 +81,8 @@ class Choice:
     refused: tuple[Refusal, ...] = ()
     #: How many signed candidates for this model were looked at.
     considered: int = 0
+    #: Rule 7: the signed set holds neither the running version nor a newer one.
+    unlisted: bool = False
 
 
 def choose(
@@ -80,25 +91,53 @@ def choose(
     hardware_model: str,
     floor: Floor,
     known_bad: Collection[str] = (),
+    running_sha256: str | None,
     recovery: bool = False,
     prereleases: bool = False,
 ) -> Choice:
-    """The newest acceptable candidate, and why newer ones were refused.
+    """The newest acceptable candidate, why newer ones were refused, and rules 6 and 7.
 
     ``known_bad`` holds the SHA-256 of firmware that failed its health check
-    on this device.
+    on this device; ``running_sha256`` is the running slot's (None: unknown).
     """
     installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
     newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
-    refused: list[Refusal] = []
+    mismatched = _other_bytes(newest_first, hardware_model, installed, running_sha256)
+    refused: list[Refusal] = list(mismatched)
+    unlisted = installed is not None and all(c.version < installed for c in newest_first)
     for candidate in newest_first:
         if not _worth_considering(candidate, installed, recovery=recovery, prereleases=prereleases):
             continue
+        if any(m.candidate == candidate for m in mismatched):
+            continue
         refusal = _refusal(candidate, hardware_model, floor, installed, known_bad)
         if refusal is None:
-            return Choice(candidate, tuple(refused), len(newest_first))
+            return Choice(candidate, tuple(refused), len(newest_first), unlisted)
         refused.append(refusal)
-    return Choice(None, tuple(refused), len(newest_first))
+    return Choice(None, tuple(refused), len(newest_first), unlisted)
+
+
+def _other_bytes(
+    candidates: list[Candidate],
+    hardware_model: str,
+    installed: SemVer | None,
+    running_sha256: str | None,
+) -> tuple[Refusal, ...]:
+    """Rule 6: candidates for this model signing the running version with other bytes."""
+    if installed is None or running_sha256 is None:
+        return ()
+    return tuple(
+        Refusal(
+            candidate,
+            EventType.INTEGRITY_FAILURE,
+            f"signed with SHA-256 {candidate.sha256}, but the running slot holds"
+            f" {running_sha256}: the same version, other bytes",
+        )
+        for candidate in candidates
+        if candidate.version == installed
+        and hardware_model in candidate.info.hardware_models
+        and candidate.sha256 != running_sha256
+    )
 
 
 def _worth_considering(

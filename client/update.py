@@ -106,11 +106,16 @@ MEANING: Mapping[EventType, str] = {
     EventType.HARDWARE_MISMATCH: "a signed firmware is not for this hardware model",
     EventType.CLOCK_SKEW: "the system clock is behind the latest trusted time",
     EventType.KNOWN_BAD: "this firmware failed its health check here before",
+    EventType.INTEGRITY_FAILURE: "firmware bytes and the signed record of them disagree"
+    " (R29)",
     EventType.FAILSAFE_REFUSED: "the device is in failsafe mode: only a signed recovery may"
     " change it",
     EventType.INSTALLED: "a verified firmware is in the inactive slot, pending a reboot",
     EventType.NO_UPDATE: "no newer firmware for this device",
     EventType.CHECKED: "a newer firmware is available",
+    EventType.RUNNING_NOT_LISTED: "the signed release set lists neither the firmware this"
+    " device runs nor a newer one: old metadata replayed (after a cache wipe) or the"
+    " release withdrawn",
     EventType.INSUFFICIENT_SPACE: "the signed firmware does not fit this device's slot or"
     " free storage",
     EventType.ERROR: "the update could not proceed",
@@ -420,8 +425,17 @@ class _Session:
             hardware_model=self.identity.hardware_model,
             floor=self.state.floor(),
             known_bad=set(self.state.known_bad()),
+            running_sha256=self._running_sha256(),
             recovery=recovery,
         )
+
+    def _running_sha256(self) -> str | None:
+        """The SHA-256 the running slot was verified with (None: no readable record)."""
+        try:
+            record = self.state.slot_record(self.state.bootenv().active)
+        except ClientError:
+            return None
+        return record.sha256 if record is not None else None
 
     def _refresh(self) -> None:
         memory = self.remote.memory
@@ -488,11 +502,14 @@ class _Session:
                 version=refusal.candidate.info.version,
                 security_version=refusal.candidate.info.security_version,
             )
+        unlisted = self._report_unlisted(choice)
         chosen = choice.chosen
         if chosen is None and choice.refused:
             first = choice.refused[0]
             message = explain(first.event, first.describe())
             return UpdateResult(Outcome.REFUSED, first.event, message)
+        if chosen is None and unlisted is not None:
+            return UpdateResult(Outcome.REFUSED, EventType.RUNNING_NOT_LISTED, unlisted)
         if chosen is None:
             running = self.state.floor().installed_version or "no recorded version"
             message = explain(
@@ -510,6 +527,21 @@ class _Session:
         if log_available:
             self.log(EventType.CHECKED, message, target=chosen.path, version=chosen.info.version)
         return UpdateResult(Outcome.AVAILABLE, EventType.CHECKED, message, chosen)
+
+    def _report_unlisted(self, choice: Choice) -> str | None:
+        """Log policy rule 7 (the running release not in the signed set); its message."""
+        if not choice.unlisted:
+            return None
+        running = self.state.floor().installed_version
+        message = explain(
+            EventType.RUNNING_NOT_LISTED,
+            f"{self.identity.hardware_model} runs {running}; the {choice.considered} signed"
+            " release(s) for it are all older",
+        )
+        self.log(
+            EventType.RUNNING_NOT_LISTED, message, running=running, considered=choice.considered
+        )
+        return message
 
     # -- installing ----------------------------------------------------------
 

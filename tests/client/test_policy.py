@@ -33,6 +33,7 @@ def pick(*candidates: Candidate, floor: Floor | None = None, **kwargs: object) -
     choice = choose(
         candidates,
         hardware_model=MODEL,
+        running_sha256=None,
         floor=floor or Floor(),
         **kwargs,  # type: ignore[arg-type]
     )
@@ -53,6 +54,7 @@ def test_nothing_newer_than_the_installed_version_is_no_update_and_no_refusal() 
     choice = choose(
         [candidate("1.0.0"), candidate("1.1.0")],
         hardware_model=MODEL,
+        running_sha256=None,
         floor=Floor(1, "1.1.0"),
     )
     assert choice.chosen is None
@@ -62,7 +64,7 @@ def test_nothing_newer_than_the_installed_version_is_no_update_and_no_refusal() 
 
 def test_hardware_mismatch_is_refused_r15() -> None:
     other_model = candidate("2.0.0", models=("pump-x200",))
-    choice = choose([other_model], hardware_model=MODEL, floor=Floor())
+    choice = choose([other_model], hardware_model=MODEL, running_sha256=None, floor=Floor())
     assert choice.chosen is None
     assert [r.event for r in choice.refused] == [EventType.HARDWARE_MISMATCH]
     assert "pump-x200" in choice.refused[0].reason
@@ -73,7 +75,9 @@ def test_a_firmware_for_several_models_fits_each_of_them() -> None:
 
 
 def test_security_version_below_the_floor_is_a_firmware_downgrade_r25() -> None:
-    choice = choose([candidate("9.0.0", 2)], hardware_model=MODEL, floor=Floor(3, "2.0.0"))
+    choice = choose(
+        [candidate("9.0.0", 2)], hardware_model=MODEL, running_sha256=None, floor=Floor(3, "2.0.0")
+    )
     assert choice.chosen is None
     assert [r.event for r in choice.refused] == [EventType.FIRMWARE_DOWNGRADE]
     assert "below this device's floor 3" in choice.refused[0].reason
@@ -87,6 +91,7 @@ def test_an_older_acceptable_release_is_chosen_and_the_newer_refusal_reported() 
     choice = choose(
         [candidate("3.0.0", 1), candidate("2.5.0", 3)],
         hardware_model=MODEL,
+        running_sha256=None,
         floor=Floor(3, "2.0.0"),
     )
     assert choice.chosen is not None
@@ -97,10 +102,10 @@ def test_an_older_acceptable_release_is_chosen_and_the_newer_refusal_reported() 
 def test_min_installed_version_must_be_met() -> None:
     needs = candidate("3.0.0", min_installed_version="2.0.0")
     assert pick(needs, floor=Floor(1, "2.0.0")) == "3.0.0"
-    choice = choose([needs], hardware_model=MODEL, floor=Floor(1, "1.5.0"))
+    choice = choose([needs], hardware_model=MODEL, running_sha256=None, floor=Floor(1, "1.5.0"))
     assert choice.chosen is None
     assert "needs version 2.0.0 or later" in choice.refused[0].reason
-    unknown = choose([needs], hardware_model=MODEL, floor=Floor())
+    unknown = choose([needs], hardware_model=MODEL, running_sha256=None, floor=Floor())
     assert "unknown version" in unknown.refused[0].reason
 
 
@@ -109,6 +114,7 @@ def test_firmware_that_failed_its_health_check_here_is_not_reinstalled() -> None
     choice = choose(
         [bad, candidate("1.5.0")],
         hardware_model=MODEL,
+        running_sha256=None,
         floor=Floor(1, "1.0.0"),
         known_bad={bad.sha256},
     )
@@ -119,7 +125,10 @@ def test_firmware_that_failed_its_health_check_here_is_not_reinstalled() -> None
 
 def test_a_release_requiring_a_technician_authorization_is_refused_for_now() -> None:
     choice = choose(
-        [candidate("2.0.0", requires_authorization=True)], hardware_model=MODEL, floor=Floor()
+        [candidate("2.0.0", requires_authorization=True)],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=Floor(),
     )
     assert choice.chosen is None
     assert "authorization" in choice.refused[0].reason
@@ -133,5 +142,33 @@ def test_a_recovery_may_reinstall_the_installed_version_but_never_below_the_floo
 
 
 def test_an_empty_repository_chooses_nothing() -> None:
-    choice = choose([], hardware_model=MODEL, floor=Floor())
+    choice = choose([], hardware_model=MODEL, running_sha256=None, floor=Floor())
     assert (choice.chosen, choice.refused, choice.considered) == (None, (), 0)
+
+
+def test_the_running_version_signed_with_other_bytes_is_refused_first_r29() -> None:
+    """R29: the same version, other bytes, is reported even when something newer is chosen."""
+    rebuilt = candidate("1.1.0")
+    choice = choose(
+        [rebuilt, candidate("1.2.0")],
+        hardware_model=MODEL,
+        running_sha256="0" * 64,
+        floor=Floor(1, "1.1.0"),
+    )
+    assert choice.chosen is not None and choice.chosen.info.version == "1.2.0"
+    assert [(r.candidate, r.event) for r in choice.refused] == [
+        (rebuilt, EventType.INTEGRITY_FAILURE)
+    ]
+
+
+def test_a_set_older_than_the_running_release_is_unlisted_replay_or_withdrawal() -> None:
+    """TUF rollback after a cache wipe, or a withdrawal: the set stops before what runs."""
+    older = [candidate("1.0.0"), candidate("1.1.0")]
+    running = candidate("1.1.0").sha256
+    assert choose(
+        older, hardware_model=MODEL, running_sha256=running, floor=Floor(1, "2.0.0")
+    ).unlisted
+    assert not choose(
+        older, hardware_model=MODEL, running_sha256=running, floor=Floor(1, "1.1.0")
+    ).unlisted
+    assert not choose(older, hardware_model=MODEL, running_sha256=None, floor=Floor()).unlisted
