@@ -289,3 +289,42 @@ def test_weak_stored_totp_secret_is_never_used_as_stored(
     ]
     assert "reset their TOTP enrolment" in caplog.text
     assert weak not in caplog.text
+
+
+@pytest.mark.parametrize("first_use", [False, True], ids=["last-step-held", "first-use"])
+def test_concurrent_replay_an_older_step_racing_a_newer_one_loses(
+    app: Flask, clock: FakeClock, alice: LoggedIn, first_use: bool
+) -> None:
+    """R25: while step T is being accepted (not yet committed), step T-1 is refused.
+
+    Two transactions as on two workers; with the last step already held (an
+    UPDATE that waits for the other's row) and at first use (an INSERT that
+    loses to the other's, then compares).
+    """
+    factory = app.extensions["fw"].sessions
+    clock.advance(minutes=1)  # steps before this window were used by enrolled_user
+    if first_use:
+        with factory.begin() as db:
+            db.execute(TotpLastStep.__table__.delete())
+    newer, older = otp_at(alice.totp, clock, steps_ahead=1), otp_at(alice.totp, clock)
+    outcome: list[BaseException | int] = []
+
+    def second_worker() -> None:
+        with factory() as db:
+            user = db.scalars(select(User).where(User.name == "alice")).one()
+            try:
+                outcome.append(otp.consume(db, user, older, now=clock.now, box=box(app)))
+                db.commit()
+            except otp.CodeRefusedError as refused:
+                outcome.append(refused)
+
+    with factory() as db:
+        user = db.scalars(select(User).where(User.name == "alice")).one()
+        otp.consume(db, user, newer, now=clock.now, box=box(app))
+        racing = threading.Thread(target=second_worker)
+        racing.start()
+        racing.join(timeout=0.5)  # it waits for this transaction (or has read before it)
+        db.commit()
+    racing.join(timeout=60)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], otp.ReplayedCodeError)
