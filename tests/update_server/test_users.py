@@ -177,3 +177,20 @@ def test_disabled_state_is_stored(app: Flask, clock: FakeClock) -> None:
         users.disable(db, "bob", now=clock.now)
     with app.extensions["fw"].sessions() as db:
         assert db.scalars(select(User.disabled).where(User.name == "bob")).one() is True
+
+
+@pytest.mark.parametrize(
+    ("typed", "recorded"),
+    [
+        ("alice", "alice"),
+        ("", "-"),
+        ("\ud800", "\\ud800"),
+        ("eve\nlogin success", "eve\\nlogin success"),
+        ("é" * 100, "\\xe9" * 16),
+    ],
+)
+def test_log_forging_a_name_typed_at_login_is_recorded_escaped(typed: str, recorded: str) -> None:
+    """R27: a name that cannot be a user name reaches the audit log as printable ASCII."""
+    assert users.printable(typed) == recorded
+    assert users.printable(typed).isascii()
+    assert len(users.printable(typed)) <= 64
