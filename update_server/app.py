@@ -18,14 +18,21 @@ from functools import partial
 from flask import Flask, Response, g, jsonify, request
 from securesystemslib.signer import Signer
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from update_server import access, bodies
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
-from update_server.db import create_schema, make_engine, make_sessionmaker
-from update_server.errors import ServerError, problem
+from update_server.db import create_schema, failure_of, make_engine, make_sessionmaker
+from update_server.errors import (
+    InsufficientStorageError,
+    ServerError,
+    ServiceUnavailableError,
+    problem,
+)
+from update_server.storage import storage_failure
 from update_server.tls import DEFAULT_NAMES, WILDCARD_HOSTS
 
 logger = logging.getLogger(__name__)
@@ -39,6 +46,12 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 _DEFAULT_HEADERS = (*SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
+DATABASE_UNAVAILABLE = (
+    "the database is unavailable (locked, unreachable or failing); nothing was done:"
+    " try again later, and tell the administrator if it lasts"
+)
+STORAGE_FULL = "the server's storage is full; nothing was changed: tell the administrator"
+STORAGE_READ_ONLY = "the server's storage is read-only; nothing was changed: tell the administrator"
 #: The answer to an untrusted Host (werkzeug's would quote the name back).
 UNTRUSTED_HOST = "this server does not answer for that host name; use its own name"
 
@@ -71,7 +84,7 @@ def build_services(
     signer_loader: Callable[[str], Signer] | None = None,
 ) -> Services:
     """The database (schema created if missing), clock and online signers."""
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, timeout=config.database_timeout)
     create_schema(engine)
     return Services(config, clock, engine, make_sessionmaker(engine), signer_loader=signer_loader)
 
@@ -143,8 +156,11 @@ def _open_db() -> None:
 def _close_db(_exc: BaseException | None) -> None:
     db: Session | None = g.pop("db", None)
     if db is not None:
-        db.rollback()
-        db.close()
+        try:
+            db.rollback()
+            db.close()
+        except SQLAlchemyError as exc:  # the answer (a 503) is already made
+            logger.warning("closing the request's database session: %s", type(exc).__name__)
 
 
 def _security_headers(response: Response) -> Response:
@@ -159,6 +175,7 @@ def _security_headers(response: Response) -> Response:
 
 def _error(exc: Exception) -> Response:
     headers: list[tuple[str, str]] = []
+    exc = _as_server_error(exc)
     if isinstance(exc, ServerError):
         body = problem(exc.status, exc.title, exc.detail, **exc.extra)
         status = exc.status
@@ -180,3 +197,17 @@ def _error(exc: Exception) -> Response:
     # the client reads the answer instead of a reset (bodies.py, B3).
     response.call_on_close(partial(bodies.drain, request.environ))
     return response
+
+
+def _as_server_error(exc: Exception) -> Exception:
+    """A database or disk that fails is the server's state, not a bug: 503 or 507."""
+    failure = failure_of(exc) if isinstance(exc, SQLAlchemyError) else storage_failure(exc)
+    if failure is None:
+        return exc
+    # Only the class: a database error's text quotes the statement's parameters.
+    logger.error("request refused, %s: %s", failure, type(exc).__name__)
+    if failure == "full":
+        return InsufficientStorageError(STORAGE_FULL)
+    if failure == "read-only":
+        return ServiceUnavailableError(STORAGE_READ_ONLY)
+    return ServiceUnavailableError(DATABASE_UNAVAILABLE)

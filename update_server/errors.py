@@ -83,6 +83,13 @@ class ServiceUnavailableError(ServerError):
     title = "Service unavailable"
 
 
+class InsufficientStorageError(ServerError):
+    """The server's disk (or its database's) is full: nothing was changed."""
+
+    status = 507
+    title = "Insufficient storage"
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     """The body of an ``application/problem+json`` response."""
     return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
