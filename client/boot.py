@@ -16,9 +16,11 @@
   evidence; if it fails, the other slot runs if it verifies; if none does,
   the device enters failsafe mode: it keeps what runs and refuses every
   change but a signed recovery (R24, R33), whose successful trial leaves it.
-- A boot environment that cannot be read (damaged storage) is rebuilt from
-  the slots: the verified one holding the last committed firmware runs, and
-  with none the device enters failsafe mode; it never stops.
+- A record that cannot be read (damaged storage) is rebuilt from the slots:
+  the boot environment runs the verified slot holding the last committed
+  firmware (with none, the device enters failsafe mode), the security floor
+  restarts at the highest security version that verifies, the known-bad list
+  empty; each is logged, and the device never stops.
 - First of all, the temporary files of writes a power cut interrupted are
   removed (``StateDir.leftovers``), never a partial download that a resume
   needs; the boot holds the state directory's lock, so no running writer's
@@ -35,7 +37,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -163,6 +165,7 @@ def _remove_leftovers(state: StateDir, now: datetime) -> None:
 def _reboot(
     state: StateDir, health_check: Sequence[str] | None, now: datetime, timeout: float
 ) -> BootResult:
+    _heal_records(state, now)
     env = _boot_environment(state, now)
     if env.pending is None:
         return _boot_active(state, env, now)
@@ -177,6 +180,40 @@ def _reboot(
         state.write_bootenv(env)
         return _boot_active(state, env, now)
     return _trial(state, env, health_check, now, timeout)
+
+
+def _heal_records(state: StateDir, now: datetime) -> None:
+    """R33: a known-bad list or a floor that cannot be read is rebuilt and logged, never a stop.
+
+    The known-bad list starts empty again (a slot that failed its trial keeps
+    its ``failed`` mark); the security floor starts again at the highest
+    security version among the slots that verify, and the boot then raises
+    it to the running firmware's, as every boot does.
+    """
+    damage = _unreadable(state.known_bad)
+    if damage is not None:
+        _log_rebuilt(state, now, damage, "started empty; failed slots keep their mark")
+        state.replace_damaged_known_bad()
+    damage = _unreadable(state.floor)
+    if damage is not None:
+        verified = [r.record for r in (verify_slot(state, s) for s in SLOTS) if r.ok]
+        floor = Floor(max((_security(record) for record in verified), default=0))
+        _log_rebuilt(state, now, damage, f"security floor {floor.security_version} from the slots")
+        state.replace_damaged_floor(floor)
+
+
+def _unreadable(read: Callable[[], object]) -> str | None:
+    try:
+        read()
+    except ClientError as exc:
+        return str(exc)
+    return None
+
+
+def _log_rebuilt(state: StateDir, now: datetime, damage: str, rebuilt: str) -> None:
+    state.events.append(
+        EventType.INTEGRITY_FAILURE, f"{damage}; rebuilt: {rebuilt}", now=now, rebuilt=rebuilt
+    )
 
 
 def _boot_environment(state: StateDir, now: datetime) -> BootEnv:

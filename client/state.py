@@ -316,7 +316,21 @@ class StateDir:
         _write_json(self.root / "bootenv.json", asdict(env))
 
     def floor(self) -> Floor:
-        return Floor(**_read_json(self.root / "floor.json", default={}))
+        """The floors; ``ProvisioningError`` if the file is not a floor record (damage)."""
+        file = self.root / "floor.json"
+        try:
+            return Floor(**_read_json(file, default={}))
+        except TypeError as exc:
+            raise ProvisioningError(f"{file} is not a floor record ({exc})") from None
+
+    def replace_damaged_floor(self, floor: Floor) -> None:
+        """Write ``floor`` over a floor record that cannot be read; a readable one is kept."""
+        try:
+            self.floor()
+        except ProvisioningError:
+            _write_json(self.root / "floor.json", asdict(floor))
+            return
+        raise ValueError("the floor record is readable: it is only ever raised")
 
     def write_floor(self, floor: Floor) -> None:
         current = self.floor()
@@ -355,6 +369,15 @@ class StateDir:
     def known_bad(self) -> dict[str, dict[str, Any]]:
         """Firmware (by SHA-256) that failed its health check on this device."""
         return _read_json(self.known_bad_file, default={})
+
+    def replace_damaged_known_bad(self) -> None:
+        """Start an empty list over a known-bad record that cannot be read; keep a readable one."""
+        try:
+            self.known_bad()
+        except ProvisioningError:
+            _write_json(self.known_bad_file, {})
+            return
+        raise ValueError("the known-bad record is readable: it is only ever added to")
 
     def add_known_bad(self, record: SlotRecord, *, at: datetime) -> None:
         entries = self.known_bad()

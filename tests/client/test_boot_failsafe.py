@@ -105,6 +105,20 @@ def test_a_damaged_boot_environment_with_no_verified_slot_enters_failsafe_r33(
     assert event_types(updated)[-1] == "failsafe_entered"
 
 
+@pytest.mark.parametrize("record", ["floor.json", "known_bad.json"])
+def test_a_damaged_floor_or_known_bad_record_never_stops_the_boot_r33(
+    updated: StateDir, record: str
+) -> None:
+    """R33: damaged storage under the floors or the known-bad list; the device still boots."""
+    (updated.root / record).write_bytes(b'{"security_version": 2, "inst')
+    result = boot(updated, health_check=HEALTHY, now=NOW)
+    assert (result.slot, result.outcome) == ("b", Outcome.BOOTED)
+    assert event_types(updated)[-2:] == ["integrity_failure", "booted"]
+    assert updated.floor() == Floor(2, "1.1.0"), "rebuilt from the slots, raised by the boot"
+    assert updated.known_bad() == {}
+    assert_consistent(updated)
+
+
 def test_no_verified_slot_enters_failsafe(updated: StateDir) -> None:
     corrupt(updated, "a")
     corrupt(updated, "b")
