@@ -30,7 +30,9 @@ The running release must be accounted for by the signed set:
 
 6. R29: a candidate for this model with the running version but another
    SHA-256 than the running slot's is refused as ``integrity_failure``
-   (the same version, other bytes), reported first, whatever else is chosen.
+   (the same version, other bytes), and nothing is chosen: the signed set
+   contradicts what runs, and a person must look before the device acts on
+   it (it is the result ``status`` shows, not hidden behind an install).
 7. When the set holds neither the running version nor anything newer (a
    replay of old metadata after a cache wipe, or a withdrawn release), the
    choice says so (``unlisted``): never a silent "no update".
@@ -103,12 +105,12 @@ def choose(
     installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
     newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
     mismatched = _other_bytes(newest_first, hardware_model, installed, running_sha256)
-    refused: list[Refusal] = list(mismatched)
+    if mismatched:
+        return Choice(None, mismatched, len(newest_first))
+    refused: list[Refusal] = []
     unlisted = installed is not None and all(c.version < installed for c in newest_first)
     for candidate in newest_first:
         if not _worth_considering(candidate, installed, recovery=recovery, prereleases=prereleases):
-            continue
-        if any(m.candidate == candidate for m in mismatched):
             continue
         refusal = _refusal(candidate, hardware_model, floor, installed, known_bad)
         if refusal is None:

@@ -80,8 +80,13 @@ def test_a_withdrawn_running_release_is_reported_not_ignored(device: StateDir, s
 def test_the_running_version_signed_with_other_bytes_is_an_integrity_failure_r29(
     device: StateDir, sim: Sim
 ) -> None:
-    """R29: a second signed build of the running version, whose hash is not the slot's."""
+    """R29: a second signed build of the running version, whose hash is not the slot's.
+
+    The set contradicts what runs, so not even a newer release is installed
+    from it: the integrity failure is the result ``status`` shows.
+    """
     rebuilt = sim.release("1.0.0", 1, path=f"{MODEL}/fw-1.0.0-rebuilt.bin", size=50_000)
+    sim.release("1.1.0", 1)
     result = refused(device, sim, "integrity_failure")
     assert rebuilt in result.message
     assert "the same version, other bytes" in result.message
