@@ -25,3 +25,19 @@ def storage_failure(exc: BaseException) -> Literal["full", "read-only"] | None:
         if exc.errno in READ_ONLY_ERRNOS:
             return "read-only"
     return None
+
+
+def disk_refusal(exc: BaseException) -> OSError | None:
+    """The write the disk refused behind ``exc`` (its causes followed), if there is one.
+
+    A signer whose usage log cannot be written, say, fails with its own
+    error: what it means for the client is the full disk underneath.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and storage_failure(current) is not None:
+            return current
+        current = current.__cause__ or current.__context__
+    return None

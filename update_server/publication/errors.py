@@ -6,6 +6,11 @@ and a message a person can act on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from update_server.storage import storage_failure
+
 
 class PublicationError(Exception):
     """Base of every publication error; ``rule`` names what failed."""
@@ -50,3 +55,33 @@ class UnknownReleaseError(PublicationError):
 
 class NotAllowedError(PublicationError):
     """The uploader's role may not change this role (HTTP 403)."""
+
+
+class StorageFullError(PublicationError):
+    """The disk, a quota or a file-size limit refused a write (HTTP 507); undone."""
+
+
+class StorageReadOnlyError(PublicationError):
+    """A directory the server writes is read-only (HTTP 503); undone."""
+
+
+@contextmanager
+def storage_refusals(what: str) -> Iterator[None]:
+    """Within the block, a write the disk refuses becomes a ``StorageFullError`` or
+    ``StorageReadOnlyError``; every other ``OSError`` passes unchanged.
+
+    The writer inside has already undone its work (temporary files removed,
+    the switch rolled back) when the exception leaves it.
+    """
+    try:
+        yield
+    except OSError as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        kind = StorageFullError if failure == "full" else StorageReadOnlyError
+        raise kind(
+            f"storage-{failure}",
+            f"{what}: the server's storage is {failure}, nothing was changed;"
+            " tell the administrator, then try again",
+        ) from exc

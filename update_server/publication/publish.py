@@ -34,6 +34,7 @@ from update_server.publication.errors import (
     RejectedError,
     StaleError,
     UnknownReleaseError,
+    storage_refusals,
 )
 from update_server.publication.lock import publication_lock
 from update_server.publication.models import ReleaseUpload, UploadState
@@ -114,7 +115,8 @@ def publish_release(
 ) -> Published:
     """Publish upload ``upload_id`` of user ``user_id``, or raise a ``PublicationError``."""
     config = services.config
-    with publication_lock(config.data_dir):
+    # A full or read-only disk: the switch is rolled back, the upload stays open.
+    with storage_refusals(f"publishing release {upload_id}"), publication_lock(config.data_dir):
         recover(services, now=now)
         upload = _open_upload(services, upload_id, user_id, now)
         repo = OnlineRepository(config.repository_dir, now=now, signers=services.signer)

@@ -36,6 +36,7 @@ from repo_metadata.policy import Policy
 from repo_metadata.validation import load_metadata
 from repo_metadata.verify import role_type
 from update_server.publication.errors import BrokenRepositoryError, NotInitialisedError
+from update_server.storage import disk_refusal
 
 METADATA_DIR = "metadata"
 TARGETS_DIR = "targets"
@@ -237,6 +238,9 @@ class OnlineRepository(Repository):
         try:
             md.sign(self._signers(role))
         except UnsignedMetadataError as exc:
+            refused = disk_refusal(exc)
+            if refused is not None:  # the disk under the key, not the key (storage_refusals)
+                raise refused from exc
             cause = exc.__cause__ or exc
             raise BrokenRepositoryError(
                 "online-key", f"the online {role} key did not sign: {cause}"

@@ -6,8 +6,10 @@ target lists and writes it to a temporary file beside its final place, so
 memory stays flat whatever the size. It stops reading the moment the bytes
 go past the signed length (TUF endless-data attack) and refuses a wrong
 final length or hash; only bytes that match are synced and renamed into
-place. The staged file is named by its SHA-256, never by the target path,
-so no name in a request can reach outside the staging directory.
+place. A disk that refuses the bytes (full, read-only) is a
+``StorageFullError`` or ``StorageReadOnlyError``, the partial file removed.
+The staged file is named by its SHA-256, never by the target path, so no
+name in a request can reach outside the staging directory.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from repo_metadata.files import fsync_dir
-from update_server.publication.errors import RejectedError, TooLargeError
+from update_server.publication.errors import RejectedError, TooLargeError, storage_refusals
 from update_server.publication.release import HASH_SIZES, ExpectedTarget
 
 CHUNK_BYTES = 1024 * 1024
@@ -81,20 +83,21 @@ def receive(
     """
     check_declared_length(target, declared, limit=limit)
     destination = staged_file(directory, target)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{destination.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digests = _copy(stream, out, target, on_chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        _compare(target, digests)
-        Path(tmp).replace(destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
-    fsync_dir(directory)
+    with storage_refusals(f"staging {target.path}"):
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{destination.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digests = _copy(stream, out, target, on_chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            _compare(target, digests)
+            Path(tmp).replace(destination)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                Path(tmp).unlink()
+            raise
+        fsync_dir(directory)
     return Received(target.path, target.length, target.sha256)
 
 

@@ -29,6 +29,7 @@ from update_server.errors import (
     ConflictError,
     ForbiddenError,
     GoneError,
+    InsufficientStorageError,
     NotFoundError,
     PayloadTooLargeError,
     ServerError,
@@ -45,6 +46,8 @@ from update_server.publication.errors import (
     PublicationError,
     RejectedError,
     StaleError,
+    StorageFullError,
+    StorageReadOnlyError,
     TooLargeError,
     UnknownReleaseError,
 )
@@ -95,6 +98,8 @@ _HTTP_ERRORS: tuple[tuple[type[PublicationError], type[ServerError]], ...] = (
     (NotAllowedError, ForbiddenError),
     (BusyError, ServiceUnavailableError),
     (NotInitialisedError, ServiceUnavailableError),
+    (StorageFullError, InsufficientStorageError),
+    (StorageReadOnlyError, ServiceUnavailableError),
 )
 
 
@@ -326,7 +331,13 @@ def _audit(
 def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
     """Audit the refusal (committed), then answer with its HTTP status."""
     g.db.rollback()
-    server_side = (BusyError, BrokenRepositoryError, NotInitialisedError)
+    server_side = (
+        BusyError,
+        BrokenRepositoryError,
+        NotInitialisedError,
+        StorageFullError,
+        StorageReadOnlyError,
+    )
     outcome = "failure" if isinstance(exc, server_side) else "refused"
     _audit(action, obj, outcome, commit=True, rule=exc.rule, reason=exc.message[:500])
     raise _http_error(exc) from None
