@@ -17,6 +17,9 @@ checked again at the floor, so a set-back clock cannot revive expired
 metadata. After a successful refresh the floor rises to the clock's time;
 since ngclient has just accepted a timestamp valid at that time, a clock
 set forward raises the floor at most to the timestamp's expiry (a day).
+Provisioning seeds the floor (``client.provisioning``); a device with none
+(provisioned by an older client, never refreshed) takes the client's build
+time as its floor, so no session trusts a clock older than its client.
 
 Every outcome is one event in the device's log, with the event type and a
 sentence a person can follow; failures return a result (they never raise
@@ -76,6 +79,7 @@ from client.events import EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
 from client.policy import Candidate, Choice, choose
+from client.provisioning import BUILT
 from client.slots import TargetRef, open_inactive
 from client.state import Mode, SlotRecord, StateDir
 from repo_metadata.errors import InvalidFieldError
@@ -106,8 +110,7 @@ MEANING: Mapping[EventType, str] = {
     EventType.HARDWARE_MISMATCH: "a signed firmware is not for this hardware model",
     EventType.CLOCK_SKEW: "the system clock is behind the latest trusted time",
     EventType.KNOWN_BAD: "this firmware failed its health check here before",
-    EventType.INTEGRITY_FAILURE: "firmware bytes and the signed record of them disagree"
-    " (R29)",
+    EventType.INTEGRITY_FAILURE: "firmware bytes and the signed record of them disagree (R29)",
     EventType.FAILSAFE_REFUSED: "the device is in failsafe mode: only a signed recovery may"
     " change it",
     EventType.INSTALLED: "a verified firmware is in the inactive slot, pending a reboot",
@@ -374,8 +377,9 @@ class _Session:
         self.remote = remote
         self.identity = state.identity()
         clock = datetime.now(UTC)
-        #: The device's trusted time: the clock, or the floor if the clock is behind it.
-        self.at = trusted_time(clock, state.time_floor())
+        #: The device's trusted time: the clock, or the floor if the clock is behind it
+        #: (no floor yet, provisioned by an older client: the client's build time).
+        self.at = trusted_time(clock, state.time_floor() or BUILT)
         self.clock = clock
         self._updater: Updater | None = None
         self.roles: dict[str, discovery.SignedRole] = {}

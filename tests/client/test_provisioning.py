@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from client import provisioning
+from client import update as update_module
 from client.errors import ProvisioningError
 from client.state import DeviceIdentity, StateDir
 from client.update import Outcome, update
 from tests.client.sim import DEVICE, MODEL, Sim, event_types
+from tests.client.sim import provision as sim_provision
 
 
 @pytest.fixture
@@ -71,3 +73,21 @@ def test_provisioning_twice_is_refused_and_keeps_the_first_floor(tmp_path: Path,
     with pytest.raises(ProvisioningError, match="already provisioned"):
         provision(tmp_path, sim, now=datetime(1970, 1, 1, tzinfo=UTC))
     assert state.time_floor() == first
+
+
+def test_freeze_attack_on_a_device_provisioned_without_a_time_floor_r52(
+    tmp_path: Path, sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R52, TUF freeze: a device an older client provisioned (no floor) takes the build time.
+
+    The build time stands ahead of the wall clock here, as it would for a
+    device whose clock reset: metadata expired before it is refused.
+    """
+    state = sim_provision(tmp_path / "legacy", sim)
+    assert state.time_floor() is None
+    monkeypatch.setattr(update_module, "BUILT", datetime.now(UTC) + timedelta(days=12))
+    sim.release("1.0.0", 1, publish=False)
+    sim.publish(timestamp_expires=timedelta(days=7), snapshot_expires=timedelta(days=7))
+    result = update(state, sim.remote())
+    assert (result.outcome, result.event) == (Outcome.REFUSED, "freeze_attack")
+    assert event_types(state) == ["clock_skew", "freeze_attack"]
