@@ -31,7 +31,10 @@ def _op(
     fresh_otp: bool = False,
     errors: tuple[int, ...] = (400, 401, 403),
     ok_type: str = "application/json",
+    database: bool = True,
 ) -> dict[str, Any]:
+    # Every body is bounded (413); a database or disk that fails answers 503 or 507.
+    errors = tuple(sorted({*errors, 413} | ({503, 507} if database else set())))
     operation: dict[str, Any] = {
         "summary": summary,
         "description": f"Who: {roles}."
@@ -71,8 +74,10 @@ _ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "s
 _RELEASE_ROLES = "release_engineer, release_manager, security_officer"
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/api/v1/health": {"get": _op("Liveness", roles="anyone", errors=())},
-    "/api/v1/openapi.json": {"get": _op("This document", roles="anyone", errors=())},
+    "/api/v1/health": {"get": _op("Liveness", roles="anyone", errors=(), database=False)},
+    "/api/v1/openapi.json": {
+        "get": _op("This document", roles="anyone", errors=(), database=False)
+    },
     "/api/v1/auth/login": {
         "post": _op(
             "Log in with password and TOTP; shows the last login (R11)",
@@ -147,7 +152,7 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/metadata/{path}": {
         "parameters": [_PATH_PARAM],
-        "get": _op("TUF metadata (ETag, 304)", roles="anyone", errors=(404,)),
+        "get": _op("TUF metadata (ETag, 304)", roles="anyone", errors=(404,), database=False),
     },
     "/targets/{path}": {
         "parameters": [_PATH_PARAM],
@@ -156,6 +161,7 @@ PATHS: dict[str, dict[str, Any]] = {
             roles="anyone",
             errors=(404, 416),
             ok_type="application/octet-stream",
+            database=False,
         ),
     },
 }
