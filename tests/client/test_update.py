@@ -17,7 +17,7 @@ from client.update import Outcome, check, update
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import add_firmware
 from signer.keyops import rotate
-from tests.client.helpers_state import UNHEALTHY
+from tests.client.helpers_state import UNHEALTHY, corrupt
 from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision, tree
 
 
@@ -246,6 +246,23 @@ def test_a_firmware_that_failed_its_health_check_is_not_installed_again(
     assert (result.outcome, result.event) == (Outcome.REFUSED, "known_bad")
     assert device.bootenv().pending is None
     assert device.floor() == Floor(1, "1.0.0")
+
+
+def test_a_pending_slot_corrupted_at_rest_is_downloaded_again_by_the_next_update_r29(
+    device: StateDir, sim: Sim
+) -> None:
+    """R29: the boot catches a flipped byte in the pending slot; the next update succeeds."""
+    sim.release("1.0.0", 1)
+    install_and_boot(device, sim)  # runs from slot b
+    path = sim.release("1.1.0", 1)
+    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    corrupt(device, "a")
+    assert boot(device, health_check=None, now=datetime.now(UTC)).outcome is BootOutcome.ROLLED_BACK
+    fetched = len(sim.fetched(sim.target_url(path)))
+    result = update(device, sim.remote())
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert len(sim.fetched(sim.target_url(path))) == fetched + 1
+    assert device.slot_image("a").read_bytes() == sim.images[path]
 
 
 def test_the_clock_behind_the_time_floor_is_logged_and_the_floor_used(
