@@ -164,6 +164,20 @@ def test_update_then_boot_with_a_healthy_check(state_dir: Path, ca: Path, online
     assert StateDir(state_dir).floor().installed_version == "1.0.0"
 
 
+def test_boot_with_a_truncated_boot_environment_boots_the_verified_slot_r33(
+    state_dir: Path, ca: Path, online: Sim
+) -> None:
+    """R33: a truncated bootenv.json never stops ``fwclient boot``."""
+    online.release("1.0.0", 1)
+    assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
+    env = Path(state_dir, "bootenv.json")
+    env.write_bytes(env.read_bytes()[:10])
+    result = fwclient("boot", "--state", str(state_dir))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("slot b: booted: firmware 1.0.0 verified")
+    assert event_types(StateDir(state_dir))[-2:] == ["integrity_failure", "booted"]
+
+
 def test_check_exits_0_and_names_the_release(state_dir: Path, ca: Path, online: Sim) -> None:
     online.release("1.0.0", 1)
     result = fwclient("check", *server_args(state_dir, ca))
