@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from client import cli
 from client.fetcher import HttpsFetcher
 from client.state import StateDir
 from client.update import Outcome, Remote, update
@@ -99,3 +102,24 @@ def test_tls_impersonation_an_expired_certificate_is_named(tmp_path: Path, state
     assert "TLS certificate refused" in message
     assert "certificate has expired" in message
     assert state.bootenv().pending is None, "the running firmware keeps running"
+
+
+def test_tls_impersonation_is_named_on_the_command_line_even_with_v(
+    tmp_path: Path, state: StateDir
+) -> None:
+    """R21: ``fwclient -v update`` says which certificate problem stopped it."""
+    issued = datetime.now(UTC) - VALIDITY - timedelta(days=30)
+    generate_self_signed(tmp_path / "old", names=("127.0.0.1",), now=issued)
+    with serving(tmp_path / "old") as server:
+        result = CliRunner().invoke(
+            cli.main,
+            [
+                "-v", "update", "--state", str(state.root),
+                "--server", f"https://127.0.0.1:{server.port}",
+                "--ca", str(tmp_path / "old" / CERT_FILE), "--timeout", "5",
+            ],
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("fwclient: unreachable: "), last
+    assert "TLS certificate refused (certificate has expired)" in last
