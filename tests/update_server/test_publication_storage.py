@@ -10,15 +10,20 @@ repository as it was), and the same request succeeds once there is room.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import resource
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.update_server.conftest import FAST_KDF, FakeClock
 from tests.update_server.people import enrolled_user, login
 from tests.update_server.repo_world import World, image_bytes, repository_files
+from update_server.access import public
 from update_server.app import create_app
 from update_server.keys import signer_loader
 from update_server.setup import init_data_dir
@@ -91,3 +96,23 @@ def test_a_full_disk_during_an_audit_write_refuses_the_login(
         assert login(client, "alice", alice.password, code).status_code == 200
     finally:
         app.extensions["fw"].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(errno.EROFS, 503), (errno.EACCES, 503), (errno.ENOSPC, 507), (errno.EDQUOT, 507)],
+)
+def test_a_disk_refusal_under_any_view_is_a_problem_never_a_500(
+    app: Flask, client: FlaskClient, error: int, status: int
+) -> None:
+    """The boundary's net for writers without their own translation (a read-only directory)."""
+
+    @public
+    def write() -> str:
+        raise OSError(error, os.strerror(error), "/srv/fw/repository/metadata/x.json")
+
+    app.add_url_rule("/write", "write", write)
+    response = client.get("/write")
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    assert "/srv/fw" not in response.get_data(as_text=True)
