@@ -185,15 +185,20 @@ def _reboot(
 def _heal_records(state: StateDir, now: datetime) -> None:
     """R33: a known-bad list or a floor that cannot be read is rebuilt and logged, never a stop.
 
-    The known-bad list starts empty again (a slot that failed its trial keeps
-    its ``failed`` mark); the security floor starts again at the highest
+    The known-bad list starts again from the slots marked ``failed`` (what
+    failed before them is lost, and may be tried once more: its trial fails
+    again and puts it back); the security floor starts again at the highest
     security version among the slots that verify, and the boot then raises
     it to the running firmware's, as every boot does.
     """
     damage = _unreadable(state.known_bad)
     if damage is not None:
-        _log_rebuilt(state, now, damage, "started empty; failed slots keep their mark")
+        _log_rebuilt(state, now, damage, "known-bad list from the slots marked failed")
         state.replace_damaged_known_bad()
+        for slot in SLOTS:
+            record = _record_or_none(state, slot)
+            if record is not None and record.failed:
+                state.add_known_bad(record, at=now)
     damage = _unreadable(state.floor)
     if damage is not None:
         verified = [r.record for r in (verify_slot(state, s) for s in SLOTS) if r.ok]

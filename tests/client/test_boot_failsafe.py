@@ -119,6 +119,17 @@ def test_a_damaged_floor_or_known_bad_record_never_stops_the_boot_r33(
     assert_consistent(updated)
 
 
+def test_a_damaged_known_bad_record_keeps_the_firmware_that_failed_here_r33(
+    state: StateDir, update: Release
+) -> None:
+    """R33 and no reinstall loop: the list is rebuilt from the slot marked failed."""
+    install(state, update, tries=1)
+    assert boot(state, health_check=UNHEALTHY, now=NOW).outcome is Outcome.ROLLED_BACK
+    state.known_bad_file.write_bytes(b"{")
+    assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.BOOTED
+    assert set(state.known_bad()) == {update.record.sha256}
+
+
 def test_no_verified_slot_enters_failsafe(updated: StateDir) -> None:
     corrupt(updated, "a")
     corrupt(updated, "b")
