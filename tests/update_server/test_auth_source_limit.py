@@ -81,11 +81,12 @@ def test_credential_stuffing_one_source_gets_20_failed_logins_a_minute_then_429(
     spray(client, LIMIT)
     hashed: list[str] = []
     real_verify = passwords.verify
-    monkeypatch.setattr(
-        passwords,
-        "verify",
-        lambda stored, given: hashed.append(stored) or real_verify(stored, given),
-    )
+
+    def counted_verify(stored: str, given: str) -> bool:
+        hashed.append(stored)
+        return real_verify(stored, given)
+
+    monkeypatch.setattr(passwords, "verify", counted_verify)
     clock.advance(seconds=15)
     good = otp_at(alice.totp, clock, 1)
     response = try_login(client, "alice", alice.password, good, source="198.51.100.7")
