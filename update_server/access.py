@@ -46,6 +46,7 @@ class Refused(StrEnum):
 
     UNDECLARED = "no access rule"
     SESSION = "no valid session"
+    SESSION_ENDED = "session ended"
     ROLE = "role not allowed"
     FIRST_LOGIN = "first login not finished"
     OTP_MISSING = "one-time code missing"
@@ -109,6 +110,9 @@ def enforce() -> None:
     now = services.clock()
     try:
         user, session = sessions.authenticate(g.db, token, now=now, config=services.config)
+    except sessions.SessionEndedError as exc:
+        # An ended session's token (stolen, perhaps): the refusal names its owner.
+        raise _refused(Refused.SESSION_ENDED, exc, user=exc.user) from None
     except AuthenticationError as exc:
         raise _refused(Refused.SESSION, exc) from None
     g.user, g.session = user, session
@@ -129,10 +133,13 @@ def enforce() -> None:
         _confirm_with_fresh_code(user, session, services)
 
 
-def _refused(reason: Refused, error: ServerError) -> ServerError:
-    """Audit this refusal, coalesced (``auth.refusals``), and commit; returns ``error``."""
+def _refused(reason: Refused, error: ServerError, *, user: User | None = None) -> ServerError:
+    """Audit this refusal, coalesced (``auth.refusals``), and commit; returns ``error``.
+
+    Who: ``user``, else the request's authenticated user, else ``-``.
+    """
     services = current_app.extensions["fw"]
-    user: User | None = g.get("user")
+    user = user if user is not None else g.get("user")
     refusal = refusals.Refusal(
         action=ACCESS_REFUSED,
         actor=user.name if user is not None else "-",

@@ -170,3 +170,20 @@ def test_unfinished_first_login_and_missing_confirmation_code_are_audited(
         ("newbie", "GET /api/v1/repository", "first login not finished"),
         ("erin", "POST /api/v1/releases/<id>/publish", "one-time code missing"),
     ]
+
+
+def test_a_stolen_token_of_an_ended_session_is_audited_with_its_owner(
+    app: Flask, client: FlaskClient, tech: LoggedIn
+) -> None:
+    """R27: a token replayed after logout or expiry names the person whose session it was."""
+    assert client.post("/api/v1/auth/logout", headers=tech.headers).status_code == 204
+    assert client.get("/api/v1/auth/me", headers=tech.headers).status_code == 401
+    assert refusals(app) == [
+        (
+            "tess",
+            "technician",
+            "GET /api/v1/auth/me",
+            "127.0.0.1",
+            {"status": 401, "reason": "session ended", "count": 1},
+        )
+    ]

@@ -21,6 +21,14 @@ from update_server.models import SessionToken, User
 TOKEN_BYTES = 32
 
 
+class SessionEndedError(AuthenticationError):
+    """The token was a session of ``user`` that has ended (the audit log names them)."""
+
+    def __init__(self, user: User) -> None:
+        super().__init__("session expired or ended: log in again")
+        self.user = user
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -66,7 +74,7 @@ def authenticate(
     session, user = found
     idle_limit = _aware(session.last_seen_at) + config.session_idle
     if session.revoked or user.disabled or now >= _aware(session.expires_at) or now >= idle_limit:
-        raise AuthenticationError("session expired or ended: log in again")
+        raise SessionEndedError(user)
     session.last_seen_at = now
     return user, session
 
