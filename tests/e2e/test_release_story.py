@@ -129,16 +129,21 @@ def _step() -> int:
 
 
 def _two_fresh_steps(used: set[int]) -> tuple[int, int]:
-    """A login step and a later publish step, neither used, both in the server's window.
+    """A login step and a later publish step, both after every step used, in the window.
 
-    Waits (at most 3 s) if the current step is about to end, so that the
-    login's step is still in the window when the request arrives.
+    The server accepts only a step later than the last one it accepted for
+    the person (R25), so both must come after ``used``. Waits (at most one
+    step and 3 s) until two such steps fit the server's window of one step
+    either side, with the login's step not about to leave it.
     """
-    if INTERVAL - time.time() % INTERVAL < 3:
+    while True:
+        if INTERVAL - time.time() % INTERVAL < 3:
+            time.sleep(INTERVAL - time.time() % INTERVAL + 0.1)
+        now = _step()
+        fresh = [step for step in (now - 1, now, now + 1) if step > max(used, default=-1)]
+        if len(fresh) >= 2:  # a login and a publish
+            return fresh[0], fresh[1]
         time.sleep(INTERVAL - time.time() % INTERVAL + 0.1)
-    now = _step()
-    free = [step for step in (now - 1, now, now + 1) if step not in used]
-    return free[0], free[1]
 
 
 def _fwsign_publish(
