@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from update_server import access, bodies
+from update_server import access, bodies, request_validation
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
 from update_server.db import create_schema, failure_of, make_engine, make_sessionmaker
@@ -110,6 +110,8 @@ def create_app(
     app.before_request(bodies.bound)  # first: before authentication and the database
     app.before_request(_open_db)
     app.before_request(access.enforce)
+    # After authentication: the document's rules are told to callers who may call.
+    app.before_request(request_validation.check_request)
     app.teardown_request(_close_db)
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _error)

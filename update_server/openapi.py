@@ -1,8 +1,12 @@
 """The OpenAPI 3.1 description of every endpoint, served at /api/v1/openapi.json.
 
-Written as data next to the contract in docs/api.md; a test checks that every
-route the app registers is described here (and nothing else), and a
-well-kept validator checks that the document is valid OpenAPI.
+Written as data next to the contract in docs/api.md, and binding both ways:
+every request is validated against it before a view reads it
+(``request_validation``), and every answer the app gives in the server tests
+is checked against it (status and body schema,
+``tests/update_server/openapi_contract.py``). A test checks that every route
+the app registers is described here (and nothing else), and a well-kept
+validator checks that the document is valid OpenAPI.
 """
 
 from __future__ import annotations
@@ -14,11 +18,30 @@ from flask.typing import ResponseReturnValue
 
 from update_server.access import public
 
+VIEW_CHECKS_BODY = "x-body-checked-by-view"
+
 blueprint = Blueprint("openapi", __name__)
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
-_OBJECT: dict[str, Any] = {"type": "object"}
 _FRESH = " Needs a fresh TOTP code in X-OTP (two-step confirmation, R9)."
+# What every body's text field is: never empty, and bounded.
+_TEXT: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 1024}
+_INSTANT: dict[str, Any] = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T"}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON object with these fields (an answer may gain fields later: more are allowed)."""
+    return {
+        "type": "object",
+        "properties": {**required, **(optional or {})},
+        "required": list(required),
+    }
+
+
+def _body(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request body: exactly these fields (an unknown one is a mistake, refused)."""
+    return {**_object(required, optional), "additionalProperties": False}
 
 
 def _op(
@@ -26,23 +49,29 @@ def _op(
     *,
     roles: str,
     ok: int = 200,
+    answer: dict[str, Any] | None = None,
     body: dict[str, Any] | None = None,
     body_type: str = "application/json",
     fresh_otp: bool = False,
     errors: tuple[int, ...] = (400, 401, 403),
     ok_type: str = "application/json",
     database: bool = True,
+    also_ok: tuple[int, ...] = (),
+    query: tuple[dict[str, Any], ...] = (),
+    checked_by_view: bool = False,
 ) -> dict[str, Any]:
+    """One operation: its success answer (typed), its problems, its inputs."""
     # Every body is bounded (413); a database or disk that fails answers 503 or 507.
     errors = tuple(sorted({*errors, 413} | ({503, 507} if database else set())))
+    success: dict[str, Any] = {"description": "success"}
+    if ok != 204:
+        success["content"] = {ok_type: {"schema": answer if answer is not None else {}}}
     operation: dict[str, Any] = {
         "summary": summary,
-        "description": f"Who: {roles}."
-        + (" Needs a fresh TOTP code in X-OTP." if fresh_otp else ""),
+        "description": f"Who: {roles}." + (_FRESH if fresh_otp else ""),
         "responses": {
-            str(ok): {"description": "success", "content": {ok_type: {"schema": _OBJECT}}}
-            if ok != 204
-            else {"description": "done"},
+            str(ok): success,
+            **{str(code): {"description": "success, without a new body"} for code in also_ok},
             **{
                 str(code): {
                     "description": "problem",
@@ -54,65 +83,160 @@ def _op(
     }
     if roles == "anyone":
         operation["security"] = []
-    if fresh_otp:
-        operation["parameters"] = [{"$ref": "#/components/parameters/OTP"}]
+    parameters: list[dict[str, Any]] = (
+        [{"$ref": "#/components/parameters/OTP"}] if fresh_otp else []
+    )
+    parameters += [{"in": "query", "required": False, **parameter} for parameter in query]
+    if parameters:
+        operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
+    if checked_by_view:
+        # request_validation V4: the view checks the body itself (a malformed
+        # login is counted and audited like any failed one; signed metadata
+        # is read from the stream by the strict TUF loader, which refuses more).
+        operation[VIEW_CHECKS_BODY] = True
     return operation
-
-
-def _fields(*names: str, required: tuple[str, ...] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {name: {"type": "string"} for name in names},
-        "required": list(required if required is not None else names),
-    }
 
 
 _PATH_PARAM = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
 _ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _RELEASE_ROLES = "release_engineer, release_manager, security_officer"
+_LAST_LOGIN = {"oneOf": [{"type": "null"}, _object({"at": _INSTANT, "source": {"type": "string"}})]}
+_VERSION_EXPIRES = _object({"version": {"type": "integer", "minimum": 1}, "expires": _INSTANT})
+_TARGET = _object(
+    {
+        "path": {"type": "string"},
+        "length": _COUNT,
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    }
+)
+_VERSIONS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}
+_AUDIT_ENTRY = _object(
+    {"seq": {"type": "integer", "minimum": 1}, "time": _INSTANT},
+    {name: {"type": "string"} for name in ("actor", "role", "action", "object", "outcome")},
+)
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/api/v1/health": {"get": _op("Liveness", roles="anyone", errors=(), database=False)},
+    "/api/v1/health": {
+        "get": _op(
+            "Liveness",
+            roles="anyone",
+            errors=(),
+            database=False,
+            answer=_object({"status": {"const": "ok"}}),
+        )
+    },
     "/api/v1/openapi.json": {
-        "get": _op("This document", roles="anyone", errors=(), database=False)
+        "get": _op(
+            "This document",
+            roles="anyone",
+            errors=(),
+            database=False,
+            answer=_object({"openapi": {"type": "string"}, "paths": {"type": "object"}}),
+        )
     },
     "/api/v1/auth/login": {
         "post": _op(
             "Log in with password and TOTP; shows the last login (R11)",
             roles="anyone",
-            body=_fields("username", "password", "otp", required=("username", "password")),
+            body=_body(
+                {"username": _TEXT, "password": _TEXT}, {"otp": {"type": "string", "maxLength": 64}}
+            ),
+            checked_by_view=True,
             errors=(400, 401, 429),
+            answer=_object(
+                {
+                    "token": {"type": "string", "minLength": 32},
+                    "expires_at": _INSTANT,
+                    "must_change_password": {"type": "boolean"},
+                    "totp_enrolled": {"type": "boolean"},
+                    "last_login": _LAST_LOGIN,
+                    "failed_attempts_since_last_login": _COUNT,
+                }
+            ),
         )
     },
     "/api/v1/auth/totp/enroll": {
-        "post": _op("Start TOTP enrolment (first login)", roles="every role")
+        "post": _op(
+            "Start TOTP enrolment (first login)",
+            roles="every role",
+            errors=(400, 401, 403, 409),
+            answer=_object(
+                {
+                    "provisioning_uri": {"type": "string", "pattern": "^otpauth://totp/"},
+                    "secret": {"type": "string", "pattern": "^[A-Z2-7]+=*$"},
+                }
+            ),
+        )
     },
     "/api/v1/auth/totp/confirm": {
-        "post": _op("Confirm TOTP enrolment with a code", roles="every role", body=_fields("otp"))
+        "post": _op(
+            "Confirm TOTP enrolment with a code",
+            roles="every role",
+            body=_body({"otp": _TEXT}),
+            errors=(400, 401, 403, 409, 422),
+            answer=_object({"totp_enrolled": {"const": True}}),
+        )
     },
     "/api/v1/auth/password": {
         "post": _op(
-            "Change password; ends every session",
+            "Change password; ends every session (422: the policy refuses the new one)",
             roles="every role",
-            body=_fields("current_password", "new_password"),
+            body=_body({"current_password": _TEXT, "new_password": _TEXT}),
+            errors=(400, 401, 403, 422),
+            answer=_object({"password_changed": {"const": True}, "detail": {"type": "string"}}),
         )
     },
-    "/api/v1/auth/logout": {"post": _op("End this session", roles="every role", ok=204)},
-    "/api/v1/auth/me": {"get": _op("Who is logged in", roles="every role")},
-    "/api/v1/repository": {"get": _op("Published role versions and expiries", roles="every role")},
+    "/api/v1/auth/logout": {
+        "post": _op("End this session", roles="every role", ok=204, errors=(401,))
+    },
+    "/api/v1/auth/me": {
+        "get": _op(
+            "Who is logged in",
+            roles="every role",
+            errors=(401,),
+            answer=_object(
+                {
+                    "name": {"type": "string"},
+                    "role": {"type": "string"},
+                    "must_change_password": {"type": "boolean"},
+                    "totp_enrolled": {"type": "boolean"},
+                    "last_login": _LAST_LOGIN,
+                    "session_expires_at": _INSTANT,
+                }
+            ),
+        )
+    },
+    "/api/v1/repository": {
+        "get": _op(
+            "Published role versions and expiries",
+            roles="every role",
+            errors=(401, 403),
+            answer=_object(
+                {
+                    "roles": {"type": "object", "additionalProperties": _VERSION_EXPIRES},
+                    "snapshot": _VERSION_EXPIRES,
+                    "timestamp": _VERSION_EXPIRES,
+                }
+            ),
+        )
+    },
     "/api/v1/releases": {
         "post": _op(
             "Upload signed roles; verified against the trusted state",
             roles=_RELEASE_ROLES,
             ok=201,
-            body={
-                "type": "object",
-                "properties": {"metadata": {"type": "object"}},
-                "required": ["metadata"],
-            },
-            errors=(400, 401, 403, 413, 422, 503),
+            body=_body({"metadata": {"type": "object", "minProperties": 1}}),
+            checked_by_view=True,
+            errors=(400, 401, 403, 409, 413, 422, 503),
+            answer=_object(
+                {
+                    "id": {"type": "string", "minLength": 1},
+                    "roles": _VERSIONS,
+                    "expected_targets": {"type": "array", "items": _TARGET},
+                }
+            ),
         )
     },
     "/api/v1/releases/{id}": {
@@ -130,6 +254,7 @@ PATHS: dict[str, dict[str, Any]] = {
             body={"type": "string", "format": "binary"},
             body_type="application/octet-stream",
             errors=(400, 401, 403, 404, 409, 410, 413, 422),
+            answer=_TARGET,
         ),
     },
     "/api/v1/releases/{id}/publish": {
@@ -138,30 +263,64 @@ PATHS: dict[str, dict[str, Any]] = {
             "Publish: new snapshot and timestamp, switched atomically",
             roles="the uploader",
             fresh_otp=True,
-            errors=(401, 403, 404, 409, 410, 422, 503),
+            errors=(400, 401, 403, 404, 409, 410, 422, 503),
+            answer=_object(
+                {
+                    "published": _VERSIONS,
+                    "snapshot": {"type": "integer", "minimum": 1},
+                    "timestamp": {"type": "integer", "minimum": 1},
+                }
+            ),
         ),
     },
     "/api/v1/audit": {
         "get": _op(
-            "Audit entries in order",
+            "Audit entries in order, after a sequence number, a page at a time",
             roles="auditor, security_officer",
+            query=(
+                {"name": "after", "schema": {"type": "integer", "minimum": 0, "maximum": 2**62}},
+                {"name": "limit", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ),
+            answer=_object(
+                {"entries": {"type": "array", "items": _AUDIT_ENTRY}, "next_after": _COUNT}
+            ),
         )
     },
     "/api/v1/audit/verify": {
-        "get": _op("Verify the audit chain and checkpoint", roles="auditor, security_officer")
+        "get": _op(
+            "Verify the audit chain, its checkpoints and its anchored head",
+            roles="auditor, security_officer",
+            answer=_object(
+                {
+                    "ok": {"type": "boolean"},
+                    "entries": _COUNT,
+                    "first_bad": {"type": ["integer", "null"]},
+                    "reason": {"type": ["string", "null"]},
+                    "checkpoint": {"type": ["object", "null"]},
+                },
+                {"anchor": {"type": ["object", "null"]}, "warnings": {"type": "array"}},
+            ),
+        )
     },
     "/metadata/{path}": {
         "parameters": [_PATH_PARAM],
-        "get": _op("TUF metadata (ETag, 304)", roles="anyone", errors=(404,), database=False),
+        "get": _op(
+            "TUF metadata (ETag, 304)",
+            roles="anyone",
+            errors=(404,),
+            database=False,
+            also_ok=(304,),
+        ),
     },
     "/targets/{path}": {
         "parameters": [_PATH_PARAM],
         "get": _op(
-            "Firmware (ETag, 304, Range)",
+            "Firmware (ETag, 304, Range: 206, 416)",
             roles="anyone",
             errors=(404, 416),
             ok_type="application/octet-stream",
             database=False,
+            also_ok=(206, 304),
         ),
     },
 }

@@ -23,6 +23,7 @@ from tests.pg import (
     PostgresUnavailableError,
     postgres_session,
 )
+from tests.update_server.openapi_contract import ContractRecorder
 from tests.update_server.repo_world import World, make_world
 from update_server.app import create_app
 from update_server.config import ServerConfig
@@ -78,11 +79,17 @@ def config(tmp_path: Path, database_url: str) -> ServerConfig:
 
 
 @pytest.fixture
-def app(config: ServerConfig, clock: FakeClock) -> Iterator[Flask]:
+def app(config: ServerConfig, clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[Flask]:
     application = create_app(config, clock=clock, signer_loader=signer_loader(config))
     application.testing = True
+    # Every answer is checked against the OpenAPI document; a test that makes
+    # the server crash on purpose (``simulated_crash``) may see its 500.
+    crash = request.node.get_closest_marker("simulated_crash") is not None
+    answers = ContractRecorder(crash_expected=crash)
+    answers.connect(application)
     yield application
     application.extensions["fw"].engine.dispose()
+    assert answers.problems == [], "answers the OpenAPI document does not describe"
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ def _device_gets(world: World, tmp_path: Path, path: str, data: bytes) -> None:
     assert Path(updater.download_target(info, str(tmp_path / "fw.bin"))).read_bytes() == data
 
 
+@pytest.mark.simulated_crash
 @pytest.mark.parametrize("step", STEPS)
 def test_a_failure_at_each_step_leaves_the_repository_as_before(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
@@ -94,6 +95,7 @@ def test_a_failure_at_each_step_leaves_the_repository_as_before(
     _device_gets(world, tmp_path, path, data)
 
 
+@pytest.mark.simulated_crash
 @pytest.mark.parametrize("step", STEPS)
 def test_a_process_dying_at_each_step_is_undone_by_the_next_writer(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
