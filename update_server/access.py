@@ -36,9 +36,6 @@ from update_server.models import Role, SessionToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 OTP_HEADER = "X-OTP"
-#: R27: the audit action of a request the access layer refuses. It belongs
-#: in ``audit.actions.Action`` with the rest of the vocabulary.
-ACCESS_REFUSED = "access.refused"
 
 
 class Refused(StrEnum):
@@ -141,7 +138,7 @@ def _refused(reason: Refused, error: ServerError, *, user: User | None = None) -
     services = current_app.extensions["fw"]
     user = user if user is not None else g.get("user")
     refusal = refusals.Refusal(
-        action=ACCESS_REFUSED,
+        action=Action.ACCESS_REFUSED,
         actor=user.name if user is not None else "-",
         role=user.role if user is not None else "-",
         source=request.remote_addr or "-",

@@ -25,8 +25,9 @@ from tests.update_server.people import (
     fast_password_hashing,
     login,
 )
-from update_server.access import ACCESS_REFUSED, OTP_HEADER
+from update_server.access import OTP_HEADER
 from update_server.app import create_app
+from update_server.audit.actions import Action
 from update_server.config import ServerConfig
 from update_server.models import AuditEntry, Role
 
@@ -53,7 +54,9 @@ def refusals(app: Flask) -> list[tuple[str, str, str, str, dict[str, Any]]]:
     """(actor, role, object, source, detail) of each access refusal, in order."""
     with app.extensions["fw"].sessions() as db:
         rows = db.scalars(
-            select(AuditEntry).where(AuditEntry.action == ACCESS_REFUSED).order_by(AuditEntry.seq)
+            select(AuditEntry)
+            .where(AuditEntry.action == Action.ACCESS_REFUSED)
+            .order_by(AuditEntry.seq)
         )
         return [
             (row.actor, row.role, row.object, row.source, json.loads(row.detail))
@@ -92,6 +95,20 @@ def test_privilege_probing_each_route_a_role_may_not_call_is_audited(
         for _method, _path, route in FORBIDDEN_TO_TECHNICIANS
     ]
     assert refusals(app) == expected
+
+
+def test_privilege_probing_is_audited_in_the_one_audit_vocabulary(
+    app: Flask, client: FlaskClient, clock: FakeClock, tech: LoggedIn
+) -> None:
+    """R27: refusals, and their tallies, use the actions every reader of the log knows."""
+    assert client.get("/api/v1/audit", headers=tech.headers).status_code == 403
+    assert client.get("/api/v1/audit", headers=tech.headers).status_code == 403
+    clock.advance(minutes=1)
+    assert client.get("/api/v1/auth/me", headers=tech.headers).status_code == 200
+    assert total(refusals(app)) == 2
+    with app.extensions["fw"].sessions() as db:
+        written = set(db.scalars(select(AuditEntry.action)))
+    assert written - set(Action) == set()
 
 
 def test_refusal_flood_is_coalesced_with_its_count_and_nothing_is_lost(

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 
 class Action(StrEnum):
+    #: R27: a request the access layer refused (401, 403), coalesced per window.
+    ACCESS_REFUSED = "access.refused"
     LOGIN = "login"
     LOGIN_LOCKED = "login.locked"
     LOGOUT = "logout"
