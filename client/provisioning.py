@@ -9,6 +9,21 @@ Rules:
   first refresh on, a device whose clock has reset (a flat RTC battery reads
   1970) checks every expiry at that floor, so metadata that expired before
   the device left the factory is a ``freeze_attack``, never an install.
+- P3 (R52, R33): a time floor record that cannot be read (truncated, not
+  JSON, other fields) never stops an update and never lets the clock go
+  back further than the device can prove. It is rebuilt (``time_floor``)
+  at the latest of: the client's build time; the provisioning floor, if
+  the ``provisioned`` event is still in a log whose chain verifies; and,
+  for each slot whose record its signed evidence proves, the time that
+  evidence was verified at (the record's ``verified_at``), capped at the
+  evidence's earliest expiry, before which it must have been verified, and
+  at the expiry of the newest timestamp in the metadata cache, which every
+  session that raised the floor accepted as valid (so a damaged date cannot
+  push the floor past what was signed). Signed TUF metadata carries
+  expiries, not signing times: it bounds when it was verified from above,
+  never "now" from below, so it only caps. The
+  damage is logged as ``integrity_failure`` naming the file, then the
+  update goes on; its refresh raises the floor as every refresh does.
 - The identity, the root and the floor are written, and ``provisioned``
   logged, under the state directory's lock.
 """
@@ -16,13 +31,16 @@ Rules:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization import DeserializationError
 
-from client.errors import ProvisioningError
+from client.errors import ClientError, ProvisioningError
 from client.events import EventType
-from client.state import DeviceIdentity, StateDir
+from client.evidence import read_evidence, verify_evidence
+from client.state import SLOTS, DeviceIdentity, StateDir
 from repo_metadata.files import atomic_write
 
 #: When this client was built: no device running it trusts a clock before it
@@ -68,3 +86,86 @@ def self_signed_root(data: bytes) -> Root:
     except RepositoryError as exc:
         raise ProvisioningError(f"the --root file is not a valid signed root ({exc})") from None
     return md.signed
+
+
+def time_floor(state: StateDir, *, clock: datetime, built: datetime) -> datetime:
+    """The device's time floor: its record, ``built`` without one, rebuilt if damaged (P3)."""
+    try:
+        return state.time_floor() or built
+    except ClientError as exc:
+        damage = str(exc)
+    floor, sources = proven_time(state, built=built)
+    rebuilt = f"time floor {floor:%Y-%m-%d %H:%M:%S}Z from {', '.join(sources)}"
+    state.events.append(
+        EventType.INTEGRITY_FAILURE,
+        f"{damage}; rebuilt: {rebuilt}",
+        now=max(clock, floor),
+        file=state.time_floor_file.name,
+        rebuilt=rebuilt,
+        time_floor=floor.isoformat(),
+    )
+    state.replace_damaged_time_floor(floor)
+    return floor
+
+
+def proven_time(state: StateDir, *, built: datetime) -> tuple[datetime, list[str]]:
+    """The latest time the device can prove it has reached (P3), and what proves it."""
+    proofs = {"the client's build time": built}
+    provisioned = _provisioning_floor(state)
+    if provisioned is not None:
+        proofs["the provisioning floor"] = provisioned
+    cached = _cached_timestamp_expiry(state)
+    for slot in SLOTS:
+        verified = _verified_at(state, slot)
+        if verified is not None:
+            capped = verified if cached is None else min(verified, cached)
+            proofs[f"slot {slot}'s verified evidence"] = capped
+    latest = max(proofs.values())
+    return latest, [source for source, moment in proofs.items() if moment == latest]
+
+
+def _provisioning_floor(state: StateDir) -> datetime | None:
+    """The floor ``provisioned`` logged, if still in a log whose chain verifies."""
+    log = state.events
+    if not log.verify().ok:
+        return None
+    entry = log.last(EventType.PROVISIONED)
+    detail = entry.get("detail") if entry else None
+    return _aware(detail.get("time_floor")) if isinstance(detail, dict) else None
+
+
+def _verified_at(state: StateDir, slot: str) -> datetime | None:
+    """When ``slot``'s evidence was verified, if the evidence proves its record; capped."""
+    try:
+        record = state.slot_record(slot)
+        if record is None:
+            return None
+        evidence = read_evidence(state.slot_evidence(slot))
+        verify_evidence(state.trusted_root.read_bytes(), evidence, record)
+        expiries = [Metadata[Any].from_bytes(data).signed.expires for data in evidence.values()]
+    except (ClientError, OSError, DeserializationError):
+        return None
+    verified = _aware(record.verified_at)
+    return min([*expiries, verified]) if verified is not None else None
+
+
+def _cached_timestamp_expiry(state: StateDir) -> datetime | None:
+    """When the newest timestamp the device holds expires (None: none readable).
+
+    Every session that raised the floor accepted a timestamp valid then, and
+    the cache keeps the newest one accepted: no time proven is after it.
+    """
+    try:
+        data = (state.metadata_dir / "timestamp.json").read_bytes()
+        return Metadata[Any].from_bytes(data).signed.expires
+    except (OSError, DeserializationError):
+        return None
+
+
+def _aware(text: object) -> datetime | None:
+    """``text`` as a time with a UTC offset, or None."""
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

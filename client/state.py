@@ -338,15 +338,40 @@ class StateDir:
             raise ValueError("the security floor is never lowered")
         _write_json(self.root / "floor.json", asdict(floor))
 
+    @property
+    def time_floor_file(self) -> Path:
+        return self.root / "time_floor.json"
+
     def time_floor(self) -> datetime | None:
-        data = _read_json(self.root / "time_floor.json", default={})
-        return datetime.fromisoformat(data["time"]) if "time" in data else None
+        """The time floor (None: no record yet); ``ProvisioningError`` if it is damaged.
+
+        A record is ``{"time": <ISO 8601 with a UTC offset>}`` and nothing else.
+        """
+        file = self.time_floor_file
+        if not file.is_file():
+            return None
+        try:
+            return _moment(_read_json(file))
+        except ValueError as exc:
+            raise ProvisioningError(f"{file} is not a time floor record ({exc})") from None
+
+    def replace_damaged_time_floor(self, moment: datetime) -> None:
+        """Write ``moment`` over a time floor that cannot be read; a readable one is kept."""
+        try:
+            self.time_floor()
+        except ProvisioningError:
+            self._write_time_floor(moment)
+            return
+        raise ValueError("the time floor is readable: it is only ever raised")
 
     def raise_time_floor(self, moment: datetime) -> None:
         """Remember ``moment`` as the earliest time it can now be (never lowered)."""
         current = self.time_floor()
         if current is None or moment > current:
-            _write_json(self.root / "time_floor.json", {"time": moment.astimezone(UTC).isoformat()})
+            self._write_time_floor(moment)
+
+    def _write_time_floor(self, moment: datetime) -> None:
+        _write_json(self.time_floor_file, {"time": moment.astimezone(UTC).isoformat()})
 
     def slot_record(self, slot: str) -> SlotRecord | None:
         file = self.slot_record_file(slot)
@@ -403,6 +428,17 @@ def _is_leftover(entry: os.DirEntry[str], *, cache: bool) -> bool:
         staged = _NGCLIENT_FILE if cache else _STAGED_FILE
         return bool(staged.match(entry.name))
     return entry.is_dir(follow_symlinks=False) and bool(_STAGED_EVIDENCE.match(entry.name))
+
+
+def _moment(data: dict[str, Any]) -> datetime:
+    """The time a time floor record holds; ``ValueError`` if it is not one."""
+    text = data.get("time")
+    if set(data) != {"time"} or not isinstance(text, str):
+        raise ValueError("it holds no time")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("its time has no UTC offset")
+    return moment
 
 
 def _try_flock(fd: int) -> bool:

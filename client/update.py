@@ -19,7 +19,10 @@ since ngclient has just accepted a timestamp valid at that time, a clock
 set forward raises the floor at most to the timestamp's expiry (a day).
 Provisioning seeds the floor (``client.provisioning``); a device with none
 (provisioned by an older client, never refreshed) takes the client's build
-time as its floor, so no session trusts a clock older than its client.
+time as its floor, so no session trusts a clock older than its client. A
+damaged floor record is rebuilt from what the device can prove (rule P3 of
+``client.provisioning``), logged as ``integrity_failure``, and the session
+goes on.
 
 Every outcome is one event in the device's log, with the event type and a
 sentence a person can follow; failures return a result (they never raise
@@ -79,7 +82,7 @@ from client.events import EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
 from client.policy import Candidate, Choice, choose
-from client.provisioning import BUILT
+from client.provisioning import BUILT, time_floor
 from client.slots import TargetRef, open_inactive
 from client.state import Mode, SlotRecord, StateDir
 from repo_metadata.errors import InvalidFieldError
@@ -379,7 +382,7 @@ class _Session:
         clock = datetime.now(UTC)
         #: The device's trusted time: the clock, or the floor if the clock is behind it
         #: (no floor yet, provisioned by an older client: the client's build time).
-        self.at = trusted_time(clock, state.time_floor() or BUILT)
+        self.at = trusted_time(clock, time_floor(state, clock=clock, built=BUILT))
         self.clock = clock
         self._updater: Updater | None = None
         self.roles: dict[str, discovery.SignedRole] = {}
