@@ -18,8 +18,11 @@ Rules (R26 secure communications, R5 return to secure operation):
 - T4 The CA is never replaced silently: a ``ca.crt`` without its key, a key
   that is not the CA's, or an expired CA stops the server with what to do.
   A new CA means provisioning every device again.
-- T5 Every certificate served or chained to is warned about 30 days before it
-  expires (``expiry_warnings``).
+- T5 Every certificate served or chained to is warned about before it expires
+  (``expiry_warnings``): a leaf 30 days before (fwserver renews its own), the
+  CA devices trust a year before (``CA_WARN_BEFORE``). ``serve`` warns at
+  start, with ``--check`` and once a day in its log; ``repo status`` reads the
+  same warnings without issuing anything (``served_tls``).
 - T6 A configured ``tls_cert``/``tls_key`` (a hospital PKI) is used as given;
   devices are given the CA that issued it. A configured self-signed
   certificate is its own trust anchor and is warned about as a pinned leaf.
@@ -67,8 +70,12 @@ CA_VALIDITY = timedelta(days=3652)
 #: T2, T3: short-lived leaves, renewed from the CA 30 days before they expire.
 LEAF_VALIDITY = timedelta(days=90)
 RENEW_BEFORE = timedelta(days=30)
-#: T5
+#: T5: a served leaf renews itself (T3); 30 days is time to fix a renewal that fails.
 WARN_BEFORE = timedelta(days=30)
+#: T5, R5: the CA devices trust is warned about a year ahead. Replacing it means
+#: provisioning every device of the fleet again, each taken out of clinical use
+#: in turn by a technician; 30 days is far too short for that.
+CA_WARN_BEFORE = timedelta(days=365)
 #: A self-signed certificate of an fwserver before the CA (T7, and test stand-ins).
 VALIDITY = timedelta(days=365)
 #: Tolerate clients whose clock is a little behind the server's.
@@ -132,6 +139,26 @@ def server_tls(config: ServerConfig, *, now: datetime) -> TlsFiles:
     if config.tls_cert is not None or config.tls_key is not None:
         return configured_tls(config.tls_cert, config.tls_key, now=now)
     return managed_tls(config.data_dir / TLS_DIR, names=server_names(config), now=now)
+
+
+def served_tls(config: ServerConfig, *, now: datetime) -> TlsFiles:
+    """T5 for ``repo status``: the files as they are, read only; nothing made or issued.
+
+    A status command may run as another user than the server: writing here
+    could leave a key the server cannot read. A leaf that is due stays as it
+    is (a running server renews it, T3) and is warned about as due.
+    """
+    if config.tls_cert is not None or config.tls_key is not None:
+        return configured_tls(config.tls_cert, config.tls_key, now=now)
+    directory = config.data_dir / TLS_DIR
+    cert, ca = directory / CERT_FILE, directory / CA_CERT_FILE
+    if not ca.exists() and not (directory / CA_KEY_FILE).exists():
+        raise TlsError(f"no TLS CA in {directory} yet: 'fwserver serve --check' makes it")
+    ca_cert, _key = _ca_in(directory, now=now)
+    if not cert.exists():
+        raise TlsError(f"no TLS certificate yet: 'fwserver serve --check' issues {cert}")
+    managed = _issued_by(_read_certificate(cert), ca_cert)
+    return TlsFiles(cert, directory / KEY_FILE, ca, managed=managed)
 
 
 def configured_tls(cert: Path | None, key: Path | None, *, now: datetime) -> TlsFiles:
@@ -219,7 +246,7 @@ def expiry_warnings(files: TlsFiles, *, now: datetime) -> list[str]:
     warnings = [
         _expiry_warning(role, certificate, files, now)
         for role, certificate in _certificates(files)
-        if certificate.not_valid_after_utc - now <= WARN_BEFORE
+        if certificate.not_valid_after_utc - now <= _warn_before(role)
     ]
     leaf = _read_certificate(files.cert)
     if not files.managed and _self_issued(leaf):
@@ -232,7 +259,7 @@ def status_line(files: TlsFiles, *, now: datetime) -> str:
     leaf = _read_chain(files.cert)[0]
     line = f"TLS certificate valid until {_day(leaf)} ({_days_left(leaf, now)} days)"
     if files.managed:
-        line += ", renewed from the CA 30 days before"
+        line += f", renewed from the CA {RENEW_BEFORE.days} days before"
     if files.ca is not None and files.ca != files.cert:
         anchor = _read_chain(files.ca)[-1]
         line += f"; CA valid until {_day(anchor)} ({_days_left(anchor, now)} days)"
@@ -412,29 +439,57 @@ def _self_issued(certificate: x509.Certificate) -> bool:
 
 
 def _certificates(files: TlsFiles) -> Iterator[tuple[str, x509.Certificate]]:
-    """The certificates served, then those of the CA file, each once."""
-    seen: set[bytes] = set()
+    """The certificates served, then those of the CA file, each once, with its role.
+
+    "CA" is a self-issued certificate of the CA file, the anchor devices trust
+    (also when a configured chain serves it); the served leaf itself, even
+    self-signed and pinned (T6), and intermediates are "served".
+    """
+    served = _read_chain(files.cert)
     trusted = [] if files.ca is None else _read_chain(files.ca)
-    roles = [("served", c) for c in _read_chain(files.cert)] + [("CA", c) for c in trusted]
-    for role, certificate in roles:
-        digest = certificate.fingerprint(hashes.SHA256())
+    anchors = {_digest(c) for c in trusted if _self_issued(c)} - {_digest(served[0])}
+    seen: set[bytes] = set()
+    for certificate in served + trusted:
+        digest = _digest(certificate)
         if digest not in seen:
             seen.add(digest)
-            yield role, certificate
+            yield ("CA" if digest in anchors else "served"), certificate
+
+
+def _digest(certificate: x509.Certificate) -> bytes:
+    return certificate.fingerprint(hashes.SHA256())
+
+
+def _warn_before(role: str) -> timedelta:
+    return CA_WARN_BEFORE if role == "CA" else WARN_BEFORE
 
 
 def _expiry_warning(
     role: str, certificate: x509.Certificate, files: TlsFiles, now: datetime
 ) -> str:
-    day, left = _day(certificate), _days_left(certificate, now)
-    when = f"expires on {day} ({left} days)" if left >= 0 else f"expired on {day}"
-    if role == "CA":
-        todo = "make a new CA and provision every device with it before then"
-    elif files.managed:
-        todo = "it cannot outlive its CA: make a new CA and provision every device with it"
+    day = _day(certificate)
+    if certificate.not_valid_after_utc <= now:
+        when, by = f"expired on {day}", "now"
     else:
-        todo = "install a renewed certificate (tls_cert, tls_key) before then"
+        when, by = f"expires on {day} ({_days_left(certificate, now)} days)", "before then"
+    todo = _what_to_do(role, certificate, files, now=now, by=by)
     return f'TLS {role} certificate "{_common_name(certificate)}" {when}: {todo}'
+
+
+def _what_to_do(
+    role: str, certificate: x509.Certificate, files: TlsFiles, *, now: datetime, by: str
+) -> str:
+    if role == "CA":
+        return f"devices must be given a new CA {by}: make one and provision every device with it"
+    if not files.managed:
+        return f"install a renewed certificate (tls_cert, tls_key) {by}"
+    ca_after = None if files.ca is None else _read_certificate(files.ca).not_valid_after_utc
+    if ca_after is not None and _due(certificate.not_valid_after_utc, ca_after, now):
+        # Read as it is on disk (served_tls): no server has renewed it (T3).
+        return (
+            "its renewal from the CA is due: start 'fwserver serve' or run 'fwserver serve --check'"
+        )
+    return "it cannot outlive its CA: devices must be given a new CA"
 
 
 def _common_name(certificate: x509.Certificate) -> str:

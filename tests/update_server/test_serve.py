@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ssl
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
 from flask import Flask
 
 from update_server import cli, wsgi
@@ -28,7 +29,7 @@ from update_server.serve import (
     prepare,
     url_of,
 )
-from update_server.tls import CA_VALIDITY, MIN_TLS
+from update_server.tls import MIN_TLS
 
 WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
 
@@ -196,19 +197,23 @@ def test_the_command_starts_gunicorn_with_the_plan(
     assert (plans[0].config.port, plans[0].config.workers) == (0, 1)
 
 
-def test_serve_warns_30_days_before_the_ca_expires(
+def test_expiring_ca_is_warned_about_by_serve_a_year_ahead_on_the_commands_clock(
     monkeypatch: pytest.MonkeyPatch, config: ServerConfig
 ) -> None:
-    """R5: the operator is told at start, on the command's clock, to give devices a new CA."""
+    """R5, R38: at start the operator is told, months ahead, to give devices a new CA."""
     monkeypatch.setattr("update_server.cli_serve.run", lambda _plan: None)
-    made = datetime.now(UTC)  # the fixture's init made the CA on the wall clock
-    late = made + CA_VALIDITY - timedelta(days=20)
+    ca = x509.load_pem_x509_certificate((config.data_dir / "tls" / "ca.crt").read_bytes())
+    late = ca.not_valid_after_utc - timedelta(days=300)
     result = CliRunner().invoke(
         serve, ["--data-dir", str(config.data_dir)], obj=CommandClock(lambda: late)
     )
     assert result.exit_code == 0, result.output
-    assert 'warning: TLS CA certificate "fwserver TLS CA ' in result.output
-    assert "make a new CA and provision every device with it before then" in result.output
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: TLS")]
+    assert warning.startswith('warning: TLS CA certificate "fwserver TLS CA ')
+    assert warning.endswith(
+        "(300 days): devices must be given a new CA before then:"
+        " make one and provision every device with it"
+    )
 
 
 def test_serve_check_prints_what_devices_trust_and_until_when(config: ServerConfig) -> None:

@@ -28,10 +28,12 @@ from update_server.config import ServerConfig
 from update_server.setup import init_data_dir
 from update_server.tls import (
     CA_VALIDITY,
+    CA_WARN_BEFORE,
     DEFAULT_NAMES,
     LEAF_VALIDITY,
     RENEW_BEFORE,
     VALIDITY,
+    WARN_BEFORE,
     LeafKeeper,
     TlsError,
     configured_tls,
@@ -39,6 +41,8 @@ from update_server.tls import (
     fingerprint,
     generate_self_signed,
     issue_leaf,
+    make_ca,
+    served_tls,
     server_profile,
     server_tls,
     status_line,
@@ -226,24 +230,98 @@ def test_a_certificate_never_outlives_its_ca(tmp_path: Path) -> None:
 def test_nothing_is_warned_about_while_every_certificate_has_time(tmp_path: Path) -> None:
     files = server_tls(ServerConfig(data_dir=tmp_path), now=NOW)
     assert expiry_warnings(files, now=NOW) == []
-    later = NOW + CA_VALIDITY - timedelta(days=31)
+    later = NOW + CA_VALIDITY - CA_WARN_BEFORE - timedelta(minutes=1)
     assert expiry_warnings(server_tls(ServerConfig(data_dir=tmp_path), now=later), now=later) == []
 
 
-def test_the_ca_is_warned_about_30_days_before_it_expires(tmp_path: Path) -> None:
-    """R5: the operator learns in time to give devices a new CA, on an explicit clock."""
+def test_expiring_ca_is_warned_about_a_year_ahead_in_time_to_provision_every_device(
+    tmp_path: Path,
+) -> None:
+    """R5, R38: a new CA means provisioning the whole fleet again; a month's notice is too late."""
+    config = ServerConfig(data_dir=tmp_path)
+    server_tls(config, now=NOW)
+    end = NOW + CA_VALIDITY
+    a_year_before = end - timedelta(days=365)
+    files = server_tls(config, now=a_year_before)
+    [warning] = expiry_warnings(files, now=a_year_before)
+    assert warning.startswith('TLS CA certificate "fwserver TLS CA ')
+    assert f"expires on {end:%Y-%m-%d} (365 days): devices must be given a new CA before then" in (
+        warning
+    )
+    assert f"CA valid until {end:%Y-%m-%d} (365 days)" in status_line(files, now=a_year_before)
+
+
+def test_in_the_cas_last_month_its_last_leaf_is_warned_about_too(tmp_path: Path) -> None:
+    """R5: a leaf cut short by its CA cannot be renewed; the CA's replacement is what helps."""
     config = ServerConfig(data_dir=tmp_path)
     server_tls(config, now=NOW)
     late = NOW + CA_VALIDITY - timedelta(days=29)
     files = server_tls(config, now=late)
-    warnings = expiry_warnings(files, now=late)
+    served, ca = expiry_warnings(files, now=late)
     end = f"{NOW + CA_VALIDITY:%Y-%m-%d}"
-    assert len(warnings) == 2
-    served, ca = warnings
     assert served.startswith("TLS served certificate")
-    assert ca.startswith('TLS CA certificate "fwserver TLS CA ')
-    assert f"expires on {end} (29 days): make a new CA and provision every device" in ca
-    assert "CA valid until" in status_line(files, now=late)
+    assert served.endswith("it cannot outlive its CA: devices must be given a new CA")
+    assert f"expires on {end} (29 days): devices must be given a new CA before then" in ca
+
+
+def test_expiring_root_of_a_configured_chain_is_warned_about_a_year_ahead_its_leaf_a_month(
+    tmp_path: Path,
+) -> None:
+    """R5, R38: the hospital CA devices trust is a CA too; the leaf its PKI renews keeps 30 days."""
+    pki = tmp_path / "pki" / "tls"
+    server_tls(ServerConfig(data_dir=tmp_path / "pki"), now=NOW)
+    issued = NOW + CA_VALIDITY - timedelta(days=200)
+    chain = tmp_path / "chain.pem"
+    leaf = issue_leaf(pki, names=DEFAULT_NAMES, now=issued)
+    chain.write_bytes(leaf.read_bytes() + (pki / "ca.crt").read_bytes())
+    files = configured_tls(chain, pki / "server.key", now=issued)
+    [ca] = expiry_warnings(files, now=issued)
+    assert ca.startswith("TLS CA certificate")
+    assert "(200 days): devices must be given a new CA before then" in ca
+    month_before = issued + LEAF_VALIDITY - WARN_BEFORE
+    assert len(expiry_warnings(files, now=month_before - timedelta(minutes=1))) == 1
+    served, _ca = expiry_warnings(files, now=month_before)
+    assert served.startswith("TLS served certificate")
+    assert "(30 days): install a renewed certificate (tls_cert, tls_key) before then" in served
+
+
+def test_status_reads_a_due_leaf_as_it_is_and_names_the_missing_renewal(tmp_path: Path) -> None:
+    """R5, R38: status never writes the TLS files (it may run as another user than the server)."""
+    config = ServerConfig(data_dir=tmp_path)
+    server_tls(config, now=NOW)
+    before = {path.name: path.read_bytes() for path in (tmp_path / "tls").iterdir()}
+    due = NOW + LEAF_VALIDITY - RENEW_BEFORE + timedelta(days=1)
+    files = served_tls(config, now=due)
+    assert (files.managed, files.generated) == (True, False)
+    assert {path.name: path.read_bytes() for path in (tmp_path / "tls").iterdir()} == before
+    [warning] = expiry_warnings(files, now=due)
+    assert warning.startswith("TLS served certificate")
+    assert warning.endswith(
+        "its renewal from the CA is due: start 'fwserver serve' or run 'fwserver serve --check'"
+    )
+
+
+def test_status_of_a_directory_never_served_names_what_issues_the_certificate(
+    tmp_path: Path,
+) -> None:
+    make_ca(tmp_path / "tls", now=NOW)
+    with pytest.raises(TlsError, match="'fwserver serve --check' issues"):
+        served_tls(ServerConfig(data_dir=tmp_path), now=NOW)
+    assert not (tmp_path / "tls" / "server.crt").exists()
+    with pytest.raises(TlsError, match="no TLS CA in"):
+        served_tls(ServerConfig(data_dir=tmp_path / "empty"), now=NOW)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_status_names_an_expired_ca_and_a_lost_ca_key(tmp_path: Path) -> None:
+    """R5: what stops the next start of the server is shown before it happens."""
+    config = ServerConfig(data_dir=tmp_path)
+    server_tls(config, now=NOW)
+    with pytest.raises(TlsError, match="provision every device"):
+        served_tls(config, now=NOW + CA_VALIDITY)
+    (tmp_path / "tls" / "ca.key").unlink()
+    with pytest.raises(TlsError, match="restore it from a backup"):
+        served_tls(config, now=NOW)
 
 
 def test_a_configured_host_is_named_in_the_certificate(tmp_path: Path) -> None:
