@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 
 from update_server.audit.actions import Action
+from update_server.audit.chain import Outcome
 from update_server.audit.recording import record, request_event
 from update_server.auth import login, otp, refusals, sessions
 from update_server.errors import AuthenticationError, ForbiddenError, ServerError
@@ -185,10 +186,10 @@ def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -
         detail = {"reason": refused.reason}
         if locked_until:
             detail["locked_until"] = locked_until.isoformat()
+        replayed = isinstance(refused, otp.ReplayedCodeError)
+        outcome = Outcome.REPLAY if replayed else Outcome.REFUSED
         record(
-            request_event(
-                Action.OTP_CONFIRM, object=request.path, outcome="refused", detail=detail
-            ),
+            request_event(Action.OTP_CONFIRM, object=request.path, outcome=outcome, detail=detail),
             commit=True,
         )
         raise

@@ -100,8 +100,8 @@ def test_message_follows_rfc5424_r31() -> None:
     assert '{"version":"1.2.0"}' in parsed["msg"]
 
 
-@pytest.mark.parametrize("outcome", ["failure", "refused"])
-def test_failures_and_refusals_are_warnings(outcome: str) -> None:
+@pytest.mark.parametrize("outcome", ["failure", "refused", "replay"])
+def test_failures_refusals_and_replays_are_warnings(outcome: str) -> None:
     parsed = parse_rfc5424(format_message(entry(outcome=outcome), hostname="h", procid=1))
     assert parsed["pri"] == str(13 * 8 + 4)
 

@@ -22,7 +22,10 @@ from tests.update_server.people import (
     otp_at,
 )
 from update_server.access import ALL_ROLES, allow
-from update_server.models import Role, User
+from update_server.auth import otp
+from update_server.db import transaction
+from update_server.mfa.secretbox import SecretBox
+from update_server.models import AuditEntry, Role, User
 
 ENROLL, CONFIRM, PASSWORD = (
     "/api/v1/auth/totp/enroll",
@@ -149,6 +152,29 @@ def test_confirm_without_enroll_is_a_conflict(
 ) -> None:
     _, token = first_session(app, client, clock, "tom")
     assert client.post(CONFIRM, json={"otp": "123456"}, headers=bearer(token)).status_code == 409
+
+
+def test_totp_replay_at_enrolment_confirmation_is_audited_as_a_replay(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    """R25, R27: a confirmation code already accepted (by a racing request) is its own outcome."""
+    _, token = first_session(app, client, clock, "tom")
+    secret = client.post(ENROLL, headers=bearer(token)).get_json()["secret"]
+    code = pyotp.TOTP(secret).at(clock.now)
+    key = SecretBox.from_file(app.extensions["fw"].config.secrets_key_file)
+    with transaction(app.extensions["fw"].sessions) as db:
+        tom = db.scalars(select(User).where(User.name == "tom")).one()
+        otp.consume(db, tom, code, now=clock.now, box=key)
+    assert client.post(CONFIRM, json={"otp": code}, headers=bearer(token)).status_code == 422
+    with app.extensions["fw"].sessions() as db:
+        confirmations = db.execute(
+            select(AuditEntry.outcome, AuditEntry.detail)
+            .where(AuditEntry.action == "totp.enrol", AuditEntry.detail.contains("confirm"))
+            .order_by(AuditEntry.seq)
+        ).all()
+    assert [tuple(row) for row in confirmations] == [
+        ("replay", '{"reason":"one-time code replayed","stage":"confirm"}')
+    ]
 
 
 def test_totp_secret_encrypted_at_rest(app: Flask, client: FlaskClient, clock: FakeClock) -> None:

@@ -30,6 +30,8 @@ from update_server.mfa.secretbox import SecretBox
 from update_server.models import AuditEntry, Role, TotpLastStep, UsedTotp, User
 
 SENSITIVE = "/api/v1/test/sensitive"
+#: R25: a replay's audit entry: its own outcome (the code leaked), and the reason.
+REPLAY = ("replay", '{"reason":"one-time code replayed"}')
 
 
 @pytest.fixture(autouse=True)
@@ -165,13 +167,7 @@ def test_concurrent_replay_same_code_at_once_on_two_workers_one_succeeds(
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(statuses) == [200, 401]
-    with app.extensions["fw"].sessions() as db:
-        reasons = db.scalars(
-            select(AuditEntry.detail).where(
-                AuditEntry.action == "login", AuditEntry.outcome == "failure"
-            )
-        ).all()
-    assert reasons == ['{"reason":"one-time code replayed"}']
+    assert _login_failures(app) == [REPLAY]
 
 
 def _wrong_code(person: LoggedIn, clock: FakeClock) -> str:
@@ -198,15 +194,19 @@ def test_guessing_confirmation_codes_with_a_stolen_session_locks_the_name_r9(
     assert refused == config.max_failed_logins
 
 
-def _login_failures(app: Flask) -> list[str]:
+def _audited(app: Flask, action: str, outcomes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(outcome, detail) of the entries of ``action`` with one of ``outcomes``, in order."""
     with app.extensions["fw"].sessions() as db:
-        return list(
-            db.scalars(
-                select(AuditEntry.detail)
-                .where(AuditEntry.action == "login", AuditEntry.outcome == "failure")
-                .order_by(AuditEntry.seq)
-            )
+        rows = db.execute(
+            select(AuditEntry.outcome, AuditEntry.detail)
+            .where(AuditEntry.action == action, AuditEntry.outcome.in_(outcomes))
+            .order_by(AuditEntry.seq)
         )
+        return [(outcome, detail) for outcome, detail in rows]
+
+
+def _login_failures(app: Flask) -> list[tuple[str, str]]:
+    return _audited(app, "login", ("failure", "replay"))
 
 
 def test_totp_replay_an_older_step_after_a_newer_one_is_refused_on_another_worker(
@@ -220,13 +220,13 @@ def test_totp_replay_an_older_step_after_a_newer_one_is_refused_on_another_worke
     newer, older = otp_at(alice.totp, clock, steps_ahead=1), otp_at(alice.totp, clock)
     assert login(workers[0], "alice", alice.password, newer).status_code == 200
     assert login(workers[1], "alice", alice.password, older).status_code == 401
-    assert _login_failures(app) == ['{"reason":"one-time code replayed"}']
+    assert _login_failures(app) == [REPLAY]
 
 
 def test_totp_replay_is_audited_as_a_replay_and_locks_like_a_failure(
     app: Flask, client: FlaskClient, clock: FakeClock, alice: LoggedIn, config: ServerConfig
 ) -> None:
-    """R25, R27: a replayed code (it leaked) is its own audit reason and counts towards the lock."""
+    """R25, R27: a replayed code (it leaked) has its own audit outcome and counts to the lock."""
     used = otp_at(alice.totp, clock)  # the code of alice's login
     for _ in range(config.max_failed_logins):
         assert login(client, "alice", alice.password, used).status_code == 401
@@ -234,8 +234,7 @@ def test_totp_replay_is_audited_as_a_replay_and_locks_like_a_failure(
     assert login(client, "alice", alice.password, wrong).status_code == 401  # locked now
     fresh = otp_at(alice.totp, clock, steps_ahead=1)
     assert login(client, "alice", alice.password, fresh).status_code == 401  # locked now
-    replays = ['{"reason":"one-time code replayed"}'] * config.max_failed_logins
-    assert _login_failures(app) == replays
+    assert _login_failures(app) == [REPLAY] * config.max_failed_logins
     with app.extensions["fw"].sessions() as db:
         locks = db.scalars(
             select(AuditEntry.outcome).where(AuditEntry.action == "login.locked")
@@ -250,13 +249,11 @@ def test_totp_replay_of_the_logins_code_to_confirm_an_action_is_audited_as_a_rep
     assert act(client, alice, otp_at(alice.totp, clock)) == 401
     assert act(client, alice, _wrong_code(alice, clock)) == 401
     with app.extensions["fw"].sessions() as db:
-        details = db.scalars(
-            select(AuditEntry.detail)
-            .where(AuditEntry.action == "otp.confirm")
-            .order_by(AuditEntry.seq)
-        ).all()
         person = db.scalars(select(User).where(User.name == "alice")).one()
-    assert details == ['{"reason":"one-time code replayed"}', '{"reason":"one-time code wrong"}']
+    assert _audited(app, "otp.confirm", ("refused", "replay")) == [
+        REPLAY,
+        ("refused", '{"reason":"one-time code wrong"}'),
+    ]
     assert person.failures_since_login == 2
 
 
@@ -285,7 +282,7 @@ def test_weak_stored_totp_secret_is_never_used_as_stored(
     code = str(pyotp.TOTP(weak).at(clock.now, counter_offset=1))
     assert login(client, "alice", alice.password, code).status_code == 401
     assert _login_failures(app) == [
-        '{"reason":"one-time code unusable: stored TOTP secret invalid"}'
+        ("failure", '{"reason":"one-time code unusable: stored TOTP secret invalid"}')
     ]
     assert "reset their TOTP enrolment" in caplog.text
     assert weak not in caplog.text

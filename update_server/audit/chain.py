@@ -23,10 +23,24 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 GENESIS = "0" * 64
-OUTCOMES = frozenset({"success", "failure", "refused"})
+
+
+class Outcome(StrEnum):
+    """How an audited action ended: the ``outcome`` field's fixed vocabulary."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    REFUSED = "refused"
+    #: R25: the right one-time code of a step already passed. It leaked (or
+    #: was seen in use): its own outcome, so that a search finds every one.
+    REPLAY = "replay"
+
+
+OUTCOMES = frozenset(outcome.value for outcome in Outcome)
 
 
 @dataclass(frozen=True, kw_only=True)

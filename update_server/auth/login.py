@@ -23,7 +23,8 @@ for the audit log only) or returns who logged in. The rules it enforces:
   stops it, and it is audited in an escaped form (``users.printable``).
 - Then the one-time code, spent even if the password turns out wrong
   (``auth.otp.consume``: only a step later than the last accepted one,
-  R25; a replayed code is audited as such and counts like any failure).
+  R25; a replayed code is ``replayed``, audited with its own outcome, and
+  counts like any failure).
   Once a person has enrolled TOTP, a login without a valid code fails:
   the second factor cannot be skipped. Before enrolment (first login,
   R47) the password alone gives a session restricted to finishing first
@@ -93,7 +94,10 @@ class Success:
 
 
 class LoginFailedError(AuthenticationError):
-    """A refused login; ``reason`` is for the audit log, never the client."""
+    """A refused login; ``reason`` is for the audit log, never the client.
+
+    ``replayed``: the refusal's reason is a replayed one-time code (R25).
+    """
 
     def __init__(
         self,
@@ -106,6 +110,7 @@ class LoginFailedError(AuthenticationError):
     ) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.replayed = reason == otp.ReplayedCodeError.reason
         self.user = user
         self.locked = locked
         self.locked_until = locked_until

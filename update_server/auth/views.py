@@ -21,6 +21,7 @@ from update_server import users
 from update_server.access import ALL_ROLES, allow, audit_ended_refusals, public, secrets_box
 from update_server.app import Services
 from update_server.audit.actions import Action
+from update_server.audit.chain import Outcome
 from update_server.audit.recording import record, request_event
 from update_server.auth import login, otp, refusals, sessions
 from update_server.errors import (
@@ -121,7 +122,9 @@ def confirm() -> ResponseReturnValue:
         step = otp.consume(g.db, user, code, now=_services().clock(), box=secrets_box())
     except otp.CodeRefusedError as refused:
         detail = {"stage": "confirm", "reason": refused.reason}
-        _audit(Action.TOTP_ENROL, "failure", user, detail=detail)
+        replayed = isinstance(refused, otp.ReplayedCodeError)  # R25: it leaked
+        outcome = Outcome.REPLAY if replayed else Outcome.FAILURE
+        _audit(Action.TOTP_ENROL, outcome, user, detail=detail)
         g.db.commit()
         raise UnprocessableError(
             "that code does not match the new secret: check that the device's clock is"
@@ -226,7 +229,9 @@ def _audit_failed_login(attempt: login.Attempt, failure: login.LoginFailedError)
         until = _iso(failure.locked_until) if failure.locked_until else ""
         _record(Action.LOGIN_LOCKED, "refused", name, role, detail={"until": until})
         return
-    _record(Action.LOGIN, "failure", name, role, detail={"reason": failure.reason})
+    # R25: a replayed code leaked; its own outcome, and it counted like any failure.
+    outcome = Outcome.REPLAY if failure.replayed else Outcome.FAILURE
+    _record(Action.LOGIN, outcome, name, role, detail={"reason": failure.reason})
     if failure.locked_until is not None:
         _audit_lock(name, role, failure.locked_until)
 
