@@ -37,11 +37,11 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from client.errors import ClientError
 from client.events import EventType
@@ -105,6 +105,7 @@ HOUSEKEEPING = frozenset(
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+_T = TypeVar("_T")
 #: Leftovers named in the event (a line of the log stays short).
 _LISTED = 20
 
@@ -520,27 +521,51 @@ def run_health_check(
 # -- status ---------------------------------------------------------------------
 
 
+#: What happens to each record ``status`` finds damaged (R33: the device never stops).
+REPAIRS: Mapping[str, str] = {
+    "bootenv.json": "the next boot rebuilds it: the verified slot holding the last committed"
+    " firmware runs (with no verified slot, the device enters failsafe mode)",
+    "floor.json": "the next boot rebuilds it from the highest security version among the"
+    " slots that verify",
+    "known_bad.json": "the next boot rebuilds it from the slots marked failed",
+    "time_floor.json": "the next update or check rebuilds it from what the device can prove"
+    " (build time, provisioning floor, verified evidence)",
+    "slot_a.json": "slot a does not verify: the next boot does not run it, and the next"
+    " update writes over it",
+    "slot_b.json": "slot b does not verify: the next boot does not run it, and the next"
+    " update writes over it",
+}
+
+
 def status(state: StateDir) -> dict[str, Any]:
-    """What the device runs and why (R37, R38); reads only, hashes nothing."""
+    """What the device runs and why (R37, R38); reads only, hashes nothing.
+
+    A record that cannot be read (R33) does not stop the report: what
+    depends on it is None, and ``damaged`` names the file, what is wrong
+    with it and what the next boot or update does about it ({} if nothing).
+    """
     state.require_provisioned()
     identity = state.identity()
-    env = state.bootenv()
-    floor = state.floor()
-    records = {slot: _record_or_none(state, slot) for slot in SLOTS}
-    running = records[env.active]
-    time_floor = state.time_floor()
+    damaged: dict[str, str] = {}
+    env = _readable(state.bootenv, "bootenv.json", damaged)
+    floor = _readable(state.floor, "floor.json", damaged)
+    time_floor = _readable(state.time_floor, "time_floor.json", damaged)
+    _readable(state.known_bad, "known_bad.json", damaged)
+    records = {slot: _readable(_slot_reader(state, slot), f"slot_{slot}.json", damaged)
+               for slot in SLOTS}  # fmt: skip
+    running = records[env.active] if env else None
     last = state.events.last(*UPDATE_RESULTS)
     return {
         "device_id": identity.device_id,
         "hardware_model": identity.hardware_model,
-        "mode": env.mode.value,
-        "slot": env.active,
+        "mode": env.mode.value if env else None,
+        "slot": env.active if env else None,
         "running_version": running.version if running else None,
-        "security_floor": floor.security_version,
-        "installed_version": floor.installed_version,
+        "security_floor": floor.security_version if floor else None,
+        "installed_version": floor.installed_version if floor else None,
         "pending": (
             {"slot": env.pending, "tries_left": env.tries_left, "recovery": env.recovery}
-            if env.pending
+            if env and env.pending
             else None
         ),
         "slots": {
@@ -559,7 +584,21 @@ def status(state: StateDir) -> dict[str, Any]:
         "metadata_expires": _metadata_expiries(state),
         "time_floor": time_floor.isoformat() if time_floor else None,
         "last_update": ({key: last[key] for key in ("time", "type", "message")} if last else None),
+        "damaged": damaged,
     }
+
+
+def _readable(read: Callable[[], _T], name: str, damaged: dict[str, str]) -> _T | None:
+    """What ``read`` returns, or None with the damage noted under ``name``."""
+    try:
+        return read()
+    except ClientError as exc:
+        damaged[name] = f"{exc}; {REPAIRS[name]}"
+        return None
+
+
+def _slot_reader(state: StateDir, slot: str) -> Callable[[], SlotRecord | None]:
+    return lambda: state.slot_record(slot)
 
 
 def _record_or_none(state: StateDir, slot: str) -> SlotRecord | None:

@@ -315,7 +315,15 @@ def verify(state_dir: Path) -> None:
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(state_dir: Path, as_json: bool) -> None:
-    """What runs, from which slot, the floors, metadata expiries, mode, last update (R37, R38)."""
+    """What runs, from which slot, the floors, metadata expiries, mode, last update (R37, R38).
+
+    Exits 0 whenever the report is made, damaged records included: like
+    failsafe mode, a damaged record is a fact about the device, not a failure
+    of this read-only command. Its 'damaged' field names each record that
+    cannot be read, why, and what the next boot or update does about it ({}
+    when none); scripts read it from --json. What depends on a damaged
+    record shows as null.
+    """
     report = boot_module.status(_state(state_dir))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))

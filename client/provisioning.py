@@ -157,9 +157,10 @@ def _cached_timestamp_expiry(state: StateDir) -> datetime | None:
     """
     try:
         data = (state.metadata_dir / "timestamp.json").read_bytes()
-        return Metadata[Any].from_bytes(data).signed.expires
+        expires: datetime = Metadata[Any].from_bytes(data).signed.expires
     except (OSError, DeserializationError):
         return None
+    return expires
 
 
 def _aware(text: object) -> datetime | None:

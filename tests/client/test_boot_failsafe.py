@@ -231,6 +231,51 @@ def test_status_of_a_device_waiting_for_its_trial(state: StateDir, update: Relea
     assert report["last_update"]["type"] == "installed"
 
 
+@pytest.mark.parametrize(
+    ("record", "unknown"),
+    [
+        ("bootenv.json", {"mode", "slot", "running_version"}),
+        ("floor.json", {"security_floor", "installed_version"}),
+        ("time_floor.json", {"time_floor"}),
+        ("known_bad.json", set()),
+    ],
+)
+def test_status_with_a_damaged_record_reports_the_rest_and_the_repair_r33(
+    updated: StateDir, record: str, unknown: set[str]
+) -> None:
+    """R33, R37: status reads past a damaged record, naming it and what comes next.
+
+    It writes nothing: the record stays damaged until the next boot or
+    update rebuilds it, and the next boot does.
+    """
+    updated.raise_time_floor(NOW)
+    updated.add_known_bad(updated.slot_record("a") or pytest.fail("slot a is sealed"), at=NOW)
+    before = status(updated)
+    assert before["damaged"] == {}
+    file = updated.root / record
+    damage = file.read_bytes()[:7]
+    file.write_bytes(damage)
+    report = status(updated)
+    assert set(report["damaged"]) == {record}
+    assert record in report["damaged"][record]
+    assert "the next " in report["damaged"][record]
+    assert {key for key, value in report.items() if value != before[key]} == {"damaged", *unknown}
+    assert all(report[key] is None for key in unknown)
+    assert file.read_bytes() == damage
+    boot(updated, health_check=HEALTHY, now=NOW)
+    assert status(updated)["damaged"] == ({record: report["damaged"][record]}
+                                          if record == "time_floor.json" else {})  # fmt: skip
+
+
+def test_status_names_a_damaged_slot_record_r33(updated: StateDir) -> None:
+    """R29, R33: a slot record that cannot be read is shown damaged, not as an empty slot."""
+    updated.slot_record_file("a").write_text('{"bogus": 1}')
+    report = status(updated)
+    assert report["slots"]["a"] is None
+    assert "does not verify" in report["damaged"]["slot_a.json"]
+    assert report["running_version"] == "1.1.0"
+
+
 def test_every_event_type_is_classified_for_status_r37() -> None:
     """A new event type must be declared an update result or housekeeping, never by default."""
     assert frozenset(EventType) == UPDATE_RESULTS | HOUSEKEEPING

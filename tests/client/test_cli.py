@@ -243,6 +243,28 @@ def test_status_verify_and_log_verify(state_dir: Path, ca: Path, online: Sim) ->
     assert logged.exit_code == 0 and "entries" in logged.stdout
 
 
+def test_status_with_a_truncated_boot_environment_prints_everything_and_exits_0_r33(
+    state_dir: Path, ca: Path, online: Sim
+) -> None:
+    """R33, R37: until the next boot rebuilds bootenv.json, status still reports, exit 0."""
+    online.release("1.0.0", 1)
+    assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
+    env = Path(state_dir, "bootenv.json")
+    env.write_bytes(env.read_bytes()[:10])
+    shown = fwclient("status", "--state", str(state_dir), "--json")
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert (report["slot"], report["mode"], report["running_version"]) == (None, None, None)
+    assert (report["installed_version"], report["slots"]["b"]["version"]) == ("1.0.0", "1.0.0")
+    assert "the next boot rebuilds it" in report["damaged"]["bootenv.json"]
+    text = fwclient("status", "--state", str(state_dir))
+    assert text.exit_code == 0, text.output
+    assert "bootenv.json" in text.stdout and "installed_version: 1.0.0" in text.stdout
+    assert fwclient("boot", "--state", str(state_dir)).exit_code == 0
+    after = json.loads(fwclient("status", "--state", str(state_dir), "--json").stdout)
+    assert (after["slot"], after["running_version"], after["damaged"]) == ("b", "1.0.0", {})
+
+
 def test_verify_names_a_corrupted_running_firmware(state_dir: Path, ca: Path, online: Sim) -> None:
     online.release("1.0.0", 1)
     assert fwclient("update", *server_args(state_dir, ca), "--boot").exit_code == 0
