@@ -7,6 +7,7 @@ refusal is one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from update_server import audit
 from update_server.app import Services
 from update_server.audit.actions import Action
 from update_server.cli_common import cli_services, command_now, data_dir_option, load_config
+from update_server.config import ServerConfig
 from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
@@ -23,6 +25,7 @@ from update_server.publication.renewal import due_roles, renew_at, renew_if_due
 from update_server.publication.repository import OnlineRepository
 from update_server.publication.status import published_status
 from update_server.publication.sweep import sweep
+from update_server.tls import TlsError, expiry_warnings, served_tls, status_line
 
 
 def _cli_actor() -> Actor:
@@ -73,7 +76,12 @@ def repo() -> None:
 @repo.command("status")
 @data_dir_option
 def status_command(data_dir: Path) -> None:
-    """Versions and expiries of the published roles, and when renewal is due."""
+    """Versions and expiries of the published roles, when renewal is due, and TLS.
+
+    The TLS line says until when the served certificate and its CA are good;
+    the warnings are those of ``serve --check`` (a CA a year before it
+    expires, the served certificate 30 days before). Nothing is renewed here.
+    """
     config = load_config(data_dir)
     now = command_now()
     repo = OnlineRepository(config.repository_dir, now=now)
@@ -99,6 +107,19 @@ def status_command(data_dir: Path) -> None:
         when = renew_at(repo, role, config.renew_at_fraction).strftime("%Y-%m-%dT%H:%M:%SZ")
         state = "renewal due" if role in due else f"renewed from {when}"
         click.echo(f"{role:<24} v{info['version']:<6} expires {info['expires']} ({state})")
+    _tls_status(config, now)
+
+
+def _tls_status(config: ServerConfig, now: datetime) -> None:
+    """T5 (``tls.py``) where operators look; a TLS problem is a warning, not a failure."""
+    try:
+        files = served_tls(config, now=now)
+    except TlsError as exc:
+        click.echo(f"warning: TLS: {exc}", err=True)
+        return
+    click.echo(status_line(files, now=now))
+    for warning in expiry_warnings(files, now=now):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _bins_by_line(repo: OnlineRepository) -> dict[str, list[str]]:
