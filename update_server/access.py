@@ -14,7 +14,8 @@ Every refusal it makes (401, 403) is audited (R27): who (the person, or
 (``Refused``). A flood is coalesced, never dropped (``auth.refusals``):
 the first refusal of a key in a window is an entry at once, the rest one
 entry with their count once the window has ended; tallies whose window
-has ended are written at the next refusal or authenticated request.
+has ended are written at the next refusal or authenticated request, and
+without traffic by the renewal thread and ``fwserver audit export/verify``.
 """
 
 from __future__ import annotations

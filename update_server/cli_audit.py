@@ -12,9 +12,12 @@ Thin commands over ``update_server.audit``:
 * ``checkpoint --data-dir D`` signs the current head now.
 
 Exporting and signing are recorded in the log itself, as the operator's
-actions; ``verify`` only reads, so it can run against a read-only copy.
-Reads use an engine that takes no write lock, so a long check of a live
-SQLite database does not stall the server.
+actions. ``export`` and ``verify`` first append the refusal counts whose
+window has ended (R27, ``auth.refusals`` C3), so that what they read holds
+every refusal of a quiet server; otherwise ``verify`` only reads, so it can
+run against a read-only copy (counts it cannot append there are named in
+a warning). Reads use an engine that takes no write lock, so a long check
+of a live SQLite database does not stall the server.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ from update_server.audit.errors import AuditError
 from update_server.audit.export import atomic_output, verify_export, write_export
 from update_server.audit.public_key import audit_public_key, load_public_key
 from update_server.audit.store import append
+from update_server.auth import refusals
 from update_server.cli_common import cli_services, command_now
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine, transaction
@@ -93,11 +98,13 @@ def verify(
         report = verify_export(export_file, key)
     else:
         config = _config(data_dir)
+        unaudited = _audit_ended_refusals(config)
         with _reading(config) as session:
             key = audit_public_key(config)
             anchor = read_anchor(anchor_file(config.data_dir))
             every = config.audit_checkpoint_every
             report = verify_database(session, key, anchor=anchor, every=every)
+        report = replace(report, warnings=(*report.warnings, *unaudited))
     _show(report, as_json=as_json)
     if not report.ok:
         ctx.exit(1)
@@ -123,6 +130,8 @@ def export(*, data_dir: Path | None, output: Path, sign_head: bool) -> None:
     config, target = _config(data_dir), str(output.absolute())
     with _writing(config) as (factory, signer):
         with transaction(factory) as session:
+            window = config.refusal_audit_window
+            refusals.append_ended(session, now=command_now(), window=window)
             append(session, _event(Action.AUDIT_EXPORT, target, "success"))
             if sign_head:
                 checkpoint_now(session, signer(), now=command_now())
@@ -146,6 +155,26 @@ def checkpoint(*, data_dir: Path | None) -> None:
         append(session, _event(Action.AUDIT_CHECKPOINT, "audit_log", "success"))
         signed = checkpoint_now(session, signer(), now=command_now())
     click.echo(f"signed the head at entry {signed.seq}: {signed.head_hash} (key {signed.keyid})")
+
+
+def _audit_ended_refusals(config: ServerConfig) -> tuple[str, ...]:
+    """Append the refusal counts whose window has ended; a warning if they cannot be.
+
+    Nothing is written when there are none, so a read-only copy stays readable.
+    """
+    now, window = command_now(), config.refusal_audit_window
+    with _reading(config) as session:
+        if not refusals.any_ended(session, now=now, window=window):
+            return ()
+    try:
+        with _writing(config) as (factory, _signer), transaction(factory) as session:
+            refusals.append_ended(session, now=now, window=window)
+    except (OSError, SQLAlchemyError) as exc:
+        return (
+            f"refusal counts whose window has ended are not in the log ({type(exc).__name__}):"
+            " check the log again where the server's database can be written",
+        )
+    return ()
 
 
 def _config(data_dir: Path | None) -> ServerConfig:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 
 from tests.update_server.audit_events import append_events
+from tests.update_server.conftest import FakeClock
 from update_server.audit import Event
 from update_server.audit.public_key import audit_public_key
 from update_server.cli import main
+from update_server.cli_common import CommandClock
 from update_server.config import ServerConfig
 from update_server.models import AuditEntry
 
@@ -155,3 +157,124 @@ def test_a_bad_key_file_is_refused(log: Flask, config: ServerConfig, tmp_path: P
     )
     assert result.exit_code == 1
     assert "not a public key file" in result.stderr
+
+
+def test_a_replayed_code_entry_verifies_and_exports_r25(
+    log: Flask, config: ServerConfig, tmp_path: Path
+) -> None:
+    """R25, R27: a replay is an outcome of its own that ``verify`` and ``export`` accept."""
+
+    def replay(_number: int, now: datetime) -> Event:
+        detail = {"reason": "one-time code replayed"}
+        return Event(
+            time=now,
+            actor="dave",
+            role="release_manager",
+            action="login",
+            object="user:dave",
+            outcome="replay",
+            source="192.0.2.44",
+            detail=detail,
+        )
+
+    append_events(log, range(1), replay)
+    assert run(config, "verify").exit_code == 0
+    output = tmp_path / "audit.jsonl"
+    assert run(config, "export", "--output", str(output)).exit_code == 0
+    exported = [json.loads(line) for line in output.read_text().splitlines()[:-1]]
+    assert [entry["outcome"] for entry in exported].count("replay") == 1
+    assert run(config, "verify", "--export", str(output)).exit_code == 0
+
+
+def run_at(clock: FakeClock, config: ServerConfig, *args: str, database_url: str = "") -> Result:
+    """``run`` on the test's clock (and, if given, another URL of the database)."""
+    env = {"FWSERVER_AUDIT_CHECKPOINT_EVERY": str(EVERY), "FWSERVER_DATA_DIR": None}
+    if database_url:
+        env["FWSERVER_DATABASE_URL"] = database_url
+    return CliRunner().invoke(
+        main,
+        ["audit", *args, "--data-dir", str(config.data_dir)],
+        env=env,
+        obj=CommandClock(clock),
+    )
+
+
+def refusal_flood(app: Flask, clock: FakeClock, config: ServerConfig) -> None:
+    """Five requests without a session, then nothing until their window has ended."""
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get("/api/v1/audit").status_code == 401
+    clock.advance(seconds=config.refusal_audit_window.total_seconds())
+
+
+def refusal_counts(app: Flask) -> list[int]:
+    with app.extensions["fw"].sessions() as db:
+        rows = db.scalars(
+            select(AuditEntry.detail)
+            .where(AuditEntry.action == "access.refused")
+            .order_by(AuditEntry.seq)
+        )
+        return [json.loads(detail)["count"] for detail in rows]
+
+
+def test_a_refusal_flood_on_a_quiet_server_is_in_what_audit_verify_checks_r27(
+    app: Flask, clock: FakeClock, config: ServerConfig
+) -> None:
+    """R27: the count of a window that ended with no request after it is appended, then checked."""
+    refusal_flood(app, clock, config)
+    result = run_at(clock, config, "verify", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert refusal_counts(app) == [1, 4]
+    assert (report["ok"], report["entries"], report["warnings"]) == (True, 2, [])
+    assert report["anchor"]["seq"] == 2  # appended like the server's: anchored
+
+
+def test_a_refusal_flood_on_a_quiet_server_is_in_the_export_r27(
+    app: Flask, clock: FakeClock, config: ServerConfig, tmp_path: Path
+) -> None:
+    """R27: ``audit export`` appends the ended window's count before it writes the log."""
+    refusal_flood(app, clock, config)
+    output = tmp_path / "audit.jsonl"
+    assert run_at(clock, config, "export", "--output", str(output)).exit_code == 0
+    exported = [json.loads(line) for line in output.read_text().splitlines()[:-1]]
+    assert [(entry["action"], entry["outcome"]) for entry in exported] == [
+        ("access.refused", "refused"),
+        ("access.refused", "refused"),
+        ("audit.export", "success"),
+    ]
+    assert json.loads(exported[1]["detail"])["count"] == 4
+    assert run_at(clock, config, "verify", "--export", str(output)).exit_code == 0
+
+
+def test_audit_verify_writes_nothing_while_no_refusal_window_has_ended(
+    app: Flask, clock: FakeClock, config: ServerConfig
+) -> None:
+    """``verify`` still only reads when there is no count to audit (a window still open)."""
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/api/v1/audit").status_code == 401
+    assert run_at(clock, config, "verify").exit_code == 0
+    assert refusal_counts(app) == [1]
+    clock.advance(seconds=config.refusal_audit_window.total_seconds())
+    assert run_at(clock, config, "verify").exit_code == 0
+    assert refusal_counts(app) == [1, 2]
+
+
+def read_only(url: str) -> str:
+    """The same database opened read-only, as a copy given to an auditor is."""
+    if url.startswith("sqlite"):
+        return f"sqlite:///file:{make_url(url).database}?mode=ro&uri=true"
+    return url.replace("options=", "options=-cdefault_transaction_read_only%3Don%20", 1)
+
+
+def test_audit_verify_of_a_read_only_copy_names_the_counts_it_could_not_append_r27(
+    app: Flask, clock: FakeClock, config: ServerConfig
+) -> None:
+    """R27: a count that cannot be appended is a warning; the check itself goes on."""
+    refusal_flood(app, clock, config)
+    result = run_at(clock, config, "verify", database_url=read_only(config.database_url))
+    assert result.exit_code == 0, result.output
+    assert "audit log intact: 1 entry" in result.output
+    assert "warning: refusal counts whose window has ended are not in the log" in result.stderr
+    assert refusal_counts(app) == [1]

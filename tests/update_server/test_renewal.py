@@ -17,9 +17,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
 from tests.update_server.conftest import FakeClock
 from tests.update_server.repo_world import FakeOtp, World, repository_files
+from update_server.audit.anchor import anchor_file, read_anchor
+from update_server.audit.checkpoint import verify_database
+from update_server.audit.public_key import audit_public_key
 from update_server.config import ServerConfig
 from update_server.models import AuditEntry
 from update_server.publication import switch
@@ -131,3 +135,38 @@ def test_a_server_without_a_repository_has_nothing_to_renew(
     clock.advance(days=30)
     assert renew_if_due(world.services, clock()) == []
     assert repository_files(world.repository) == {}
+
+
+def _unauthenticated_refusals(app: Flask) -> list[tuple[int, int]]:
+    """(seq, count) of each audited refusal of a request without a session."""
+    with app.extensions["fw"].sessions() as db:
+        rows = db.scalars(
+            select(AuditEntry).where(AuditEntry.action == "access.refused").order_by(AuditEntry.seq)
+        )
+        return [(row.seq, json.loads(row.detail)["count"]) for row in rows]
+
+
+def test_a_refusal_flood_on_a_quiet_server_reaches_the_log_at_the_next_tick_r27(
+    app: Flask, config: ServerConfig, clock: FakeClock
+) -> None:
+    """R27: with no request after it, a flood's count is audited by the renewal thread.
+
+    Chained and anchored like any entry: ``fwserver audit verify`` reads it.
+    """
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get("/api/v1/audit").status_code == 401
+    renewal = RenewalThread(app.extensions["fw"])
+    renewal.tick()
+    assert [count for _seq, count in _unauthenticated_refusals(app)] == [1]  # window still open
+    clock.advance(seconds=config.refusal_audit_window.total_seconds())
+    renewal.tick()
+    counts = _unauthenticated_refusals(app)
+    assert [count for _seq, count in counts] == [1, 4]
+    anchored = read_anchor(anchor_file(config.data_dir))
+    assert anchored is not None
+    assert anchored.seq == counts[-1][0]
+    with app.extensions["fw"].sessions() as db:
+        every = config.audit_checkpoint_every
+        report = verify_database(db, audit_public_key(config), anchor=anchored, every=every)
+    assert (report.ok, report.head_seq, report.warnings) == (True, counts[-1][0], ())

@@ -13,13 +13,16 @@ be dropped either. The rules:
 - C3: once the window has ended, the count is audited as one entry (its
   ``count``, and when the window opened and the last refusal came) and the
   row deleted; by the next refusal of any key, or by ``flush``, which the
-  access layer runs on every authenticated request. The row is taken with
-  one DELETE ... RETURNING, so two workers cannot both audit it.
+  access layer runs on every authenticated request and ``append_ended``
+  runs without any traffic: on each tick of the renewal thread, and before
+  ``fwserver audit export`` and ``verify`` read the log. The row is taken
+  with one DELETE ... RETURNING, so two workers cannot both audit it.
 - C4: the counts of a key's entries add up to its refusals: nothing is lost
   (a count not yet flushed is in the database, not in a worker's memory).
 
 This module returns the events to audit; the caller appends them in its
-transaction (``audit.recording.record``), so they commit with the count.
+transaction (``audit.recording.record``; ``append_ended`` outside a
+request), so they commit with the count.
 Callers take their locks in one order: throttle rows, then tally rows
 (``tally``, ``flush``), then the audit log (the append), so two requests
 never wait on each other in a cycle.
@@ -30,11 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from update_server.audit import Event
+from update_server.audit import Event, append
 from update_server.models import RefusalTally
 
 
@@ -74,6 +77,25 @@ def flush(db: Session, *, now: datetime, window: timedelta) -> list[Event]:
         .execution_options(synchronize_session=False)
     ).all()
     return [_tally_event(row, now) for row in taken if row.later > 0]
+
+
+def append_ended(db: Session, *, now: datetime, window: timedelta) -> int:
+    """Outside a request: append the entries of the ended windows (C3); the caller commits.
+
+    ``db`` is a session of a factory bound like the server's
+    (``audit.recording.bind_sessions``), so the entries are checkpointed and
+    anchored like any. Returns how many entries were appended.
+    """
+    events = flush(db, now=now, window=window)
+    for event in events:
+        append(db, event)
+    return len(events)
+
+
+def any_ended(db: Session, *, now: datetime, window: timedelta) -> bool:
+    """Whether a window with a count to audit has ended (a read: no lock, no write)."""
+    ended = RefusalTally.opened_at <= now - window
+    return bool(db.scalar(select(exists().where(ended, RefusalTally.later > 0))))
 
 
 def _count(db: Session, refusal: Refusal, window: timedelta) -> bool:

@@ -9,7 +9,9 @@ snapshot always comes with a new timestamp that lists it.
 publications never interleave and, of several gunicorn workers, one renews
 and the others find nothing due. ``start_renewal_thread`` runs it in the
 background of a worker, each tick followed by the upload ``sweep``
-(expired uploads, orphaned staging); ``fwserver renew`` runs it once.
+(expired uploads, orphaned staging) and the audit of the refusal counts
+whose window has ended (R27: they reach the log with no traffic,
+``auth.refusals`` C3); ``fwserver renew`` runs it once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from tuf.api.metadata import Snapshot, Timestamp
 from repo_metadata.policy import Policy
 from update_server.app import Services
 from update_server.audit.actions import Action
+from update_server.auth import refusals
+from update_server.db import transaction
 from update_server.publication import switch
 from update_server.publication.errors import BusyError
 from update_server.publication.lock import publication_lock
@@ -130,10 +134,16 @@ class RenewalThread(threading.Thread):
         """One check, then housekeeping; never raises (what fails is retried next tick)."""
         renewed = self._guarded(lambda: renew_if_due(self.services, self.services.clock(), wait=0))
         self._guarded(self._sweep)
+        self._guarded(self._audit_ended_refusals)
         return renewed or []
 
     def _sweep(self) -> Swept:
         return sweep(self.services, now=self.services.clock())
+
+    def _audit_ended_refusals(self) -> int:
+        window = self.services.config.refusal_audit_window
+        with transaction(self.services.sessions) as db:
+            return refusals.append_ended(db, now=self.services.clock(), window=window)
 
     def _guarded(self, work: Callable[[], _T]) -> _T | None:
         try:
