@@ -32,7 +32,9 @@ def serve(
 
     Without tls_cert/tls_key in the configuration the server has its own CA
     in DATA_DIR/tls/: give devices its ca.crt (--ca). The certificate it
-    serves is issued by that CA and renewed 30 days before it expires.
+    serves is issued by that CA and renewed 30 days before it expires. It
+    warns a year before the CA expires (devices need a new one by then) and
+    30 days before a certificate it cannot renew; so does 'repo status'.
     """
     changes = {
         name: value
