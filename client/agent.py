@@ -2,10 +2,15 @@
 
 It polls (one ``update`` per poll) at a configured interval with random
 jitter, so a fleet that booted together does not poll together, and backs
-off exponentially, with jitter and a cap, after a failure (a fleet must not
-stampede a recovering server). A refusal by the install policy (a downgrade,
-another model's firmware) is not a failure of the server and keeps the
-normal interval. The one ``Remote`` it is given is reused for every poll,
+off exponentially, with jitter and a cap, after a transport or server
+failure (a fleet must not stampede a recovering server). Which outcome backs
+off is declared once, by event type (``BACKOFF``, ``NORMAL_INTERVAL``):
+every type is in exactly one of the two sets. A refusal by the device's own
+rules (a downgrade, another model's firmware, a release too large for the
+slot, a running release withdrawn) says nothing about the server's health
+and keeps the normal interval, so the signed replacement of a withdrawn
+release is picked up at the next ordinary poll (R52). The one ``Remote``
+it is given is reused for every poll,
 so the connection is too. ``stop()`` (wired to SIGTERM) ends the wait at
 once and stops a download at the next chunk, its progress kept for a resume.
 Each poll holds the state directory's lock, and only the poll: between polls
@@ -30,9 +35,52 @@ from client.update import Outcome, Remote, UpdateResult, update
 
 logger = logging.getLogger(__name__)
 
-#: Refusals that say nothing about the server's health: no back-off.
-POLICY_REFUSALS = frozenset(
-    {EventType.FIRMWARE_DOWNGRADE, EventType.HARDWARE_MISMATCH, EventType.KNOWN_BAD}
+#: Failed polls that back off: the server, the network or the metadata it
+#: serves failed (unreachable, too slow, endless, an attack caught by TUF),
+#: or the poll itself could not run (``error``: the state busy, the unforeseen).
+BACKOFF = frozenset(
+    {
+        EventType.UNREACHABLE,
+        EventType.SLOW_RETRIEVAL,
+        EventType.TOO_LONG,
+        EventType.BAD_HASH,
+        EventType.ROLLBACK_ATTACK,
+        EventType.FREEZE_ATTACK,
+        EventType.MIX_AND_MATCH,
+        EventType.BAD_SIGNATURE,
+        EventType.ERROR,
+    }
+)
+#: Every other event type keeps the normal interval: the device's own rules
+#: refused a verified answer (install policy, slot size, a withdrawal, failsafe
+#: mode), or the type is never a poll's failure (successes, boot and log events).
+NORMAL_INTERVAL = frozenset(
+    {
+        EventType.FIRMWARE_DOWNGRADE,
+        EventType.HARDWARE_MISMATCH,
+        EventType.KNOWN_BAD,
+        EventType.INSUFFICIENT_SPACE,
+        EventType.RUNNING_NOT_LISTED,
+        EventType.INTEGRITY_FAILURE,
+        EventType.FAILSAFE_REFUSED,
+        EventType.CLOCK_SKEW,
+        EventType.PROVISIONED,
+        EventType.CHECKED,
+        EventType.NO_UPDATE,
+        EventType.DOWNLOADED,
+        EventType.INSTALLED,
+        EventType.UPDATED,
+        EventType.ROLLED_BACK,
+        EventType.BOOTED,
+        EventType.FAILSAFE_ENTERED,
+        EventType.FAILSAFE_LEFT,
+        EventType.VERIFIED,
+        EventType.HEALTH_CHECK_FAILED,
+        EventType.LEFTOVERS_REMOVED,
+        EventType.LOG_TAIL_REPAIRED,
+        EventType.LOG_DAMAGED,
+        EventType.LOG_ROTATED,
+    }
 )
 
 
@@ -62,7 +110,8 @@ class Schedule:
 
 
 def needs_backoff(result: UpdateResult) -> bool:
-    return not result.ok and result.event not in POLICY_REFUSALS
+    """Whether the poll that gave ``result`` failed for the server's sake (``BACKOFF``)."""
+    return not result.ok and result.event in BACKOFF
 
 
 @dataclass

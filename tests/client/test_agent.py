@@ -13,8 +13,10 @@ import pytest
 from client import agent as agent_module
 from client.agent import Agent, Schedule
 from client.boot import boot
+from client.events import EventType
 from client.state import StateBusyError, StateDir
 from client.update import Outcome, UpdateResult
+from signer.authoring import revoke_release
 from tests.client.sim import Sim, event_types, provision
 
 
@@ -116,6 +118,61 @@ def test_a_policy_refusal_keeps_the_normal_interval(device: StateDir, sim: Sim) 
     report = agent.run(max_polls=2)
     assert report.failures_in_a_row == 0
     assert all(d >= 90 for d in waits.delays)
+
+
+def test_every_event_type_backs_off_or_keeps_the_interval_r52() -> None:
+    """A new event type must be declared a back-off or not, never by default."""
+    assert frozenset(EventType) == agent_module.BACKOFF | agent_module.NORMAL_INTERVAL
+    assert not agent_module.BACKOFF & agent_module.NORMAL_INTERVAL
+
+
+def test_a_release_too_large_for_the_slot_keeps_the_normal_interval_r52(
+    tmp_path: Path, sim: Sim
+) -> None:
+    """R52: ``insufficient_space`` is the device's own limit, not a server to spare."""
+    device = provision(tmp_path / "small", sim, slot_capacity=1000)
+    sim.release("1.0.0", 1)
+    waits = Waits()
+    agent = Agent(
+        device, sim.remote(), Schedule(interval=100, backoff=1), rng=seeded(4), wait=waits
+    )
+    report = agent.run(max_polls=3)
+    assert report.last is not None and report.last.event is EventType.INSUFFICIENT_SPACE
+    assert report.failures_in_a_row == 0
+    assert len(waits.delays) == 2 and all(d >= 90 for d in waits.delays)
+
+
+def test_a_withdrawn_running_release_is_replaced_on_the_normal_schedule_r52(
+    device: StateDir, sim: Sim
+) -> None:
+    """R52, withdrawal: ``running_not_listed`` polls at the interval, not a 6-hour back-off.
+
+    The replacement, signed after the withdrawal, is installed at the next
+    ordinary poll.
+    """
+    withdrawn = sim.release("1.0.0", 1)
+    waits = Waits()
+    agent = Agent(
+        device,
+        sim.remote(),
+        Schedule(interval=100, backoff=1),
+        after_install=lambda: boot(device, health_check=None, now=datetime.now(UTC)),
+        rng=seeded(6),
+        wait=waits,
+    )
+    assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
+    revoke_release(sim.repo("alice", "bob"), path=withdrawn)
+    del sim.images[withdrawn]
+    sim.publish()
+    report = agent.run(max_polls=2)
+    assert report.last is not None and report.last.event is EventType.RUNNING_NOT_LISTED
+    assert report.failures_in_a_row == 0
+    assert all(d >= 90 for d in waits.delays)
+    sim.release("1.0.1", 1)
+    assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
+    assert event_types(device)[-4:] == [
+        "running_not_listed", "running_not_listed", "installed", "updated"
+    ]  # fmt: skip
 
 
 def test_stop_ends_the_loop_before_the_next_poll(device: StateDir, sim: Sim) -> None:
