@@ -3,7 +3,9 @@ action whose audit entry cannot be written is refused (R27, R28)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from flask import Flask, g
@@ -16,12 +18,15 @@ from update_server.access import allow
 from update_server.audit import Event
 from update_server.audit.actions import Action
 from update_server.audit.anchor import anchor_file, read_anchor
+from update_server.audit.chain import OUTCOMES
 from update_server.audit.recording import REFUSED_DETAIL, record, request_event
 from update_server.auth import sessions
 from update_server.config import ServerConfig
 from update_server.db import transaction
 from update_server.errors import ForbiddenError
 from update_server.models import AuditEntry, Role, User
+
+API_DOC = Path(__file__).parents[2] / "docs" / "api.md"
 
 
 def login(app: Flask, role: Role, name: str | None = None) -> dict[str, str]:
@@ -231,3 +236,19 @@ def test_a_recorded_refusal_survives_the_error_response(
         "admin",
         "127.0.0.1",
     )
+
+
+def test_audit_verify_answer_and_outcomes_are_documented_field_by_field_r27(
+    app: Flask, client: FlaskClient
+) -> None:
+    """R27: an auditor finds every field of the check, and every outcome, in docs/api.md."""
+    fill(app, 3)
+    report = client.get("/api/v1/audit/verify", headers=login(app, Role.AUDITOR)).get_json()
+    assert report["anchor"] is not None
+    doc = API_DOC.read_text()
+    [row] = [line for line in doc.splitlines() if line.startswith("| `GET /api/v1/audit/verify`")]
+    assert {*report, *report["head"]} <= set(re.findall(r"\w+", row.split("→")[-1]))
+    anchor_form = re.search(r"`\{(_type[^}]*)\}`", doc)
+    assert anchor_form is not None
+    assert set(report["anchor"]) == set(anchor_form.group(1).split(", "))
+    assert [outcome for outcome in sorted(OUTCOMES) if f"`{outcome}`" not in doc] == []
