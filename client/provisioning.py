@@ -44,8 +44,24 @@ from client.state import SLOTS, DeviceIdentity, StateDir
 from repo_metadata.files import atomic_write
 
 #: When this client was built: no device running it trusts a clock before it
-#: (P2). Release engineering moves it forward with each client release.
+#: (P2, P3). Written by hand, with the release it belongs to, and guarded by two
+#: tests that hold on any date (tests/client/test_provisioning.py):
+#:
+#: - it is moved with each release: a release bumps the project version in
+#:   pyproject.toml, and until ``BUILT_RELEASE`` names that version (which
+#:   means whoever bumps it has set ``BUILT`` to the release's date) CI fails;
+#: - it is never after the newest commit touching client/: a build time in the
+#:   future would make every device check expiries at it, refusing every
+#:   update as a freeze attack until that date.
+#:
+#: Why not stamp it at packaging: the wheel's metadata holds no build time,
+#: a generated module would be absent from a source checkout (where the tests
+#: and the device simulators run), and a fallback for its absence would be
+#: the very constant that can be forgotten. An older ``BUILT`` is never
+#: unsafe for a device, only weaker: it bounds a reset clock less tightly.
 BUILT = datetime(2026, 12, 1, tzinfo=UTC)
+#: The project version ``BUILT`` was set for (see above).
+BUILT_RELEASE = "0.1.0"
 
 
 def provision(

@@ -10,6 +10,8 @@ clock, behind its provisioning.
 
 from __future__ import annotations
 
+import subprocess
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,3 +93,37 @@ def test_freeze_attack_on_a_device_provisioned_without_a_time_floor_r52(
     result = update(state, sim.remote())
     assert (result.outcome, result.event) == (Outcome.REFUSED, "freeze_attack")
     assert event_types(state) == ["clock_skew", "freeze_attack"]
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_the_build_time_is_moved_with_each_release_r52() -> None:
+    """R52: a release that bumps the version without moving ``BUILT`` fails here.
+
+    A forgotten build time leaves every newly provisioned device trusting
+    clocks older than its client (P2); ``BUILT_RELEASE`` is set with it.
+    """
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == provisioning.BUILT_RELEASE, (
+        f"version {project['version']}: set provisioning.BUILT to this release's date,"
+        " then BUILT_RELEASE to the version"
+    )
+
+
+def test_the_build_time_is_never_after_the_client_source_r52() -> None:
+    """R52: a build time in the future would refuse every update as a freeze until then.
+
+    Compared with the newest commit touching client/, never with the clock:
+    it holds on any date, and in a shallow clone (whose only commit is newer).
+    """
+    newest = subprocess.run(
+        ["git", "log", "-1", "--format=%cI", "--", "client/"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert newest, "client/ has no commit: run the tests in a clone of the repository"
+    assert datetime.fromisoformat(newest) >= provisioning.BUILT
+    assert provisioning.BUILT.tzinfo is not None
