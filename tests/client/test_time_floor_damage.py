@@ -48,7 +48,7 @@ def sim(tmp_path: Path) -> Sim:
 
 
 def damage(state: StateDir, kind: str) -> None:
-    file = state.time_floor_file
+    file = state.root / "time_floor.json"
     file.write_text(DAMAGE[kind](file.read_text()))
 
 
@@ -138,7 +138,7 @@ def test_a_damaged_verified_time_cannot_push_the_floor_past_the_signed_expiry_r5
     data = json.loads(record_file.read_text())
     data["verified_at"] = "2999-01-01T00:00:00+00:00"
     record_file.write_text(json.dumps(data))
-    state.time_floor_file.write_text("{")
+    (state.root / "time_floor.json").write_text("{")
     floor, sources = provisioning.proven_time(state, built=provisioning.BUILT)
     cached = Metadata.from_bytes((state.metadata_dir / "timestamp.json").read_bytes())
     assert floor == max(provisioning.BUILT, cached.signed.expires), sources
