@@ -125,6 +125,11 @@ def delegate(
         check_product_line_patterns([f"{path_prefix.rstrip('/')}/*"])
     except (InvalidFieldError, InvalidMetadataError) as exc:
         raise SignerError(str(exc)) from None
+    if layout.is_versioned_file(layout.role_file(repo.path, name).name):
+        raise SignerError(
+            f"role name {name!r} reads as a kept version (N.<role>.json) of another role;"
+            " choose a name that does not start with a number and a dot"
+        )
     keys.check(name)
     repo.check_key_separation(keys.keys, role=name)
     if repo.exists(name):

@@ -7,12 +7,15 @@
       metadata/root.json     current root, and N.root.json for every version
       metadata/targets.json  top-level targets
       metadata/<role>.json   one file per delegated role (product line, bin)
-      metadata/N.<role>.json version N of a role, where the repository keeps
-                             it (consistent-snapshot naming; always for root)
+      metadata/N.<role>.json the newest signed version of a role, kept so a
+                             later edit or signature is checked against it
+                             (TUF rollback); root keeps every version
 
 Firmware images are not copied into the directory (they may be gigabytes and
 the directory travels between signers by git or removable media): ``add``
-records their length and hashes; ``publish`` uploads the images.
+records their length and hashes; ``publish`` uploads the images. Kept
+versions stay here: ``publish`` and ``fwserver import`` read root's chain
+and each role's current file only, ``status`` and ``verify`` the same.
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@ first re-checks every changed role with ``repo_metadata.verify`` and then
 writes all files together (``FileBatch``): a failure anywhere leaves the
 directory exactly as it was.
 
-TUF rollback from inside the signer: where the directory keeps a signed
-version of a role in a versioned file (root's chain ``N.root.json``, a
-consistent snapshot's ``N.<role>.json``), a role is signed or written only if
-it is that very version or goes beyond it under ``check_proposed``'s rules,
-the server's own: a signature never lands on a rewound role.
+TUF rollback from inside the signer: ``commit()`` keeps what it signs. Each
+role it writes with at least one signature is also written as
+``N.<role>.json``; root keeps its whole chain (devices walk it), every other
+role only its newest signed version, the older one removed once the new one
+is durable (a crash leaves two kept versions, never none). A role is signed
+or written only if it is its kept version itself (same signed bytes) or goes
+beyond it under ``check_proposed``'s rules, the server's own: a signature
+never lands on a rewound role.
 
 Roles are loaded lazily, so adding one release to a product line with
 hashed bins reads and re-signs ``targets``, the product line and one bin,
@@ -45,7 +48,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
 from repo_metadata.errors import RepositoryError
-from repo_metadata.files import FileBatch
+from repo_metadata.files import FileBatch, fsync_dir
 from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy
@@ -100,6 +103,8 @@ class OfflineRepository(Repository):
         self._dirty: list[str] = []
         self._new_policy = create
         self._versioned: dict[str, list[int]] | None = None
+        # Roles whose kept version this session wrote: it amends them in place.
+        self._kept_here: set[str] = set()
 
     # -- python-tuf Repository interface --------------------------------
 
@@ -310,9 +315,7 @@ class OfflineRepository(Repository):
 
     def kept_version(self, role: str) -> Metadata[Any] | None:
         """The newest version of ``role`` the directory keeps in a versioned file, if any."""
-        if self._versioned is None:
-            self._versioned = layout.versioned_roles(self.path)
-        versions = self._versioned.get(role)
+        versions = self._kept_versions().get(role)
         if not versions:
             return None
         file = layout.versioned_role_file(self.path, role, versions[-1])
@@ -323,6 +326,12 @@ class OfflineRepository(Repository):
         if kept.signed.version != versions[-1]:
             raise SignerError(f"{file} holds version {kept.signed.version}: the file was altered")
         return kept
+
+    def _kept_versions(self) -> dict[str, list[int]]:
+        """{role: kept versions, sorted}, read once per commit (one directory listing)."""
+        if self._versioned is None:
+            self._versioned = layout.versioned_roles(self.path)
+        return self._versioned
 
     def previous_root(self) -> Root | None:
         """The root version before the current one, if any."""
@@ -339,9 +348,8 @@ class OfflineRepository(Repository):
         """Every role that has a file, top-level first."""
         names = set(self._loaded)
         for file in layout.metadata_dir(self.path).glob("*.json"):
-            stem = file.name[: -len(".json")]
-            if not stem.split(".", 1)[0].isdigit():
-                names.add(stem)
+            if not layout.is_versioned_file(file.name):
+                names.add(file.name[: -len(".json")])
         yield from (role for role in ("root", "targets") if role in names)
         yield from sorted(names - {"root", "targets", "snapshot", "timestamp"})
 
@@ -362,16 +370,20 @@ class OfflineRepository(Repository):
         try:
             self._check(role, md)
         except SignerError as exc:
-            kept = self._rewound_from(role)
-            hint = (
-                f"; this repository keeps {role} v{kept}"
-                f" ({layout.versioned_role_file(self.path, role, kept).name}):"
-                f" {layout.role_file(self.path, role).name} was rewound, restore the newest"
-                " version before signing"
-                if kept is not None
-                else ""
-            )
+            hint = self._rewound_hint(role, "signing")
             raise SignerError(f"refusing to sign {role}: {exc.args[0]}{hint}") from None
+
+    def _rewound_hint(self, role: str, before: str) -> str:
+        """What to do when ``role`` is refused because it is behind its kept version."""
+        kept = self._rewound_from(role)
+        if kept is None:
+            return ""
+        return (
+            f"; this repository keeps {role} v{kept}"
+            f" ({layout.versioned_role_file(self.path, role, kept).name}):"
+            f" {layout.role_file(self.path, role).name} was rewound, restore the newest"
+            f" version before {before}"
+        )
 
     def keys_to_sign(self, role: str) -> list[str]:
         """Key ids of this session's signers that ``role`` authorizes and lacks."""
@@ -419,23 +431,49 @@ class OfflineRepository(Repository):
             self._dirty.append(role)
 
     def commit(self) -> list[str]:
-        """Check every changed role, then write them all at once."""
+        """Check every changed role, then write them all at once, keeping what is signed.
+
+        A kept version is renamed into place before the role's own file, so
+        a crash between the two leaves the role behind its kept version
+        (refused as rewound), never a signed version that is not kept.
+        """
         payloads = [(role, self._checked_bytes(role)) for role in self._dirty]
         if any(self._loaded[role].signed.delegations for role in self._dirty if role != Root.type):
             self._check_tree()
         self._check_current_releases()
+        kept = {r: self._loaded[r].signed.version for r in self._dirty if self._keeps(r)}
+        stale = self._superseded(kept)
         with FileBatch() as batch:
             if self._new_policy:
                 batch.add(layout.policy_file(self.path), self.policy.dumps().encode())
             for role, data in payloads:
-                if role == Root.type:
-                    version = self._loaded[role].signed.version
-                    batch.add(layout.root_version_file(self.path, version), data)
+                if role in kept:
+                    batch.add(layout.versioned_role_file(self.path, role, kept[role]), data)
                 batch.add(layout.role_file(self.path, role), data)
+        _remove(stale)
+        self._kept_here.update(kept)
         written = list(self._dirty)
         self._dirty.clear()
         self._versioned = None
         return written
+
+    def _keeps(self, role: str) -> bool:
+        """Whether ``role`` is also written as ``N.<role>.json``: root always, others if signed."""
+        return role == Root.type or bool(self._loaded[role].signatures)
+
+    def _superseded(self, kept: dict[str, int]) -> list[Path]:
+        """Older kept versions of the non-root roles in ``kept``: only the newest is kept.
+
+        A product line with hashed bins has thousands of roles, so each keeps
+        one signed version; root keeps its chain, which every device walks.
+        """
+        return [
+            layout.versioned_role_file(self.path, role, old)
+            for role, version in kept.items()
+            if role != Root.type
+            for old in self._kept_versions().get(role, [])
+            if old < version
+        ]
 
     def _checked_bytes(self, role: str) -> bytes:
         data = self._loaded[role].to_bytes(_SERIALIZER)
@@ -446,7 +484,8 @@ class OfflineRepository(Repository):
         try:
             self._check(role, proposed)
         except SignerError as exc:
-            raise SignerError(f"refusing to write {role}: {exc.args[0]}") from None
+            hint = self._rewound_hint(role, "editing")
+            raise SignerError(f"refusing to write {role}: {exc.args[0]}{hint}") from None
         return data
 
     def _check(self, role: str, proposed: Metadata[Any]) -> None:
@@ -507,8 +546,8 @@ class OfflineRepository(Repository):
         """The signed version the role's content must go beyond, if any.
 
         The version on disk once this session started a new one; for root,
-        its predecessor (an amended root still follows it); and the newest
-        version kept in a versioned file that holds other content.
+        its predecessor (an amended root still follows it); and the kept
+        version it is rewound from (``_rewound_from``).
         """
         disk = self._on_disk.get(role)
         if disk is not None and role in self._bumped:
@@ -521,15 +560,23 @@ class OfflineRepository(Repository):
         return trusted if kept is None or (trusted is not None and trusted > kept) else kept
 
     def _rewound_from(self, role: str) -> int | None:
-        """The kept version ``role`` must go beyond: None if none, or if it is that version.
+        """The kept version ``role`` is rewound from: None unless ``role`` is not beyond it.
 
-        A root this session amends in place replaces its own kept version
-        (``_starts_new_version``); the root chain rules above still apply.
+        A role newer than every kept version is not read against them; one at
+        the kept version with the same signed bytes is that version (a
+        co-signature). A role this session already wrote is amended in place
+        (one new version per session), replacing its own kept version, as does
+        a root this session amends (``_starts_new_version``); the version and
+        root chain rules of ``_trusted_version`` still apply.
         """
-        if role == Root.type and role in self._edited:
+        if role in self._kept_here or (role == Root.type and role in self._edited):
+            return None
+        current = self.open(role)
+        versions = self._kept_versions().get(role)
+        if not versions or versions[-1] < current.signed.version:
             return None
         kept = self.kept_version(role)
-        if kept is None or kept.signed_bytes == self.open(role).signed_bytes:
+        if kept is None or kept.signed_bytes == current.signed_bytes:
             return None
         return int(kept.signed.version)
 
@@ -537,6 +584,14 @@ class OfflineRepository(Repository):
         if role == Root.type and isinstance(signed, Root):
             return self.previous_root() or signed
         return self.delegation_of(role).delegator
+
+
+def _remove(files: list[Path]) -> None:
+    """Delete ``files`` durably (called once what replaces them is durable)."""
+    for file in files:
+        file.unlink(missing_ok=True)
+    for directory in {file.parent for file in files}:
+        fsync_dir(directory)
 
 
 def _succinct(signed: Root | Targets) -> SuccinctRoles | None:

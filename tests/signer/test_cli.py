@@ -291,22 +291,28 @@ def test_delegate_with_an_invalid_threshold_is_refused_never_replaced_r9(
     assert _snapshot(repo) == before
 
 
-def test_sign_refuses_a_role_rewound_below_the_version_the_repository_keeps_rollback(
+def test_rollback_attack_bob_refuses_a_role_rewound_in_a_repository_fwsign_made(
     fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
 ) -> None:
-    """TUF rollback: pump-x100.json put back to v1 while v2 is kept: bob's key refuses it."""
+    """TUF rollback, the reviewer's proof: only fwsign has written this repository.
+
+    Release 2.4.0 is added and signed by alice (v1), then the fix 2.5.0 (v2);
+    pump-x100.json is put back to the v1 she signed alone. fwsign kept v2 when
+    alice signed it, so bob's sign refuses v1, names the kept file, writes nothing.
+    """
     metadata = repo / "metadata"
-    assert _add(fwsign, repo, image, "--key", uris["alice"]).exit_code == 0
+    alice = ("sign", "--repo", str(repo), "--key", uris["alice"])
+    assert _add(fwsign, repo, image).exit_code == 0
+    assert fwsign(*alice).exit_code == 0
     alice_only_v1 = (metadata / "pump-x100.json").read_bytes()
     fix = tmp_path / "pump-fw-2.5.0.bin"
     fix.write_bytes(image.read_bytes() + b"fix")
     added = fwsign(
         "add", "--repo", str(repo), str(fix), "--name", "pump-fw", "--version", "2.5.0",
-        "--security-version", "4", "--hardware-model", "pump-x100", "--key", uris["alice"],
+        "--security-version", "4", "--hardware-model", "pump-x100",
     )  # fmt: skip
     assert added.exit_code == 0, added.output
-    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
-    (metadata / "2.pump-x100.json").write_bytes((metadata / "pump-x100.json").read_bytes())
+    assert "pump-x100 v2: 1 of 2" in fwsign(*alice).output
     (metadata / "pump-x100.json").write_bytes(alice_only_v1)
     before = _snapshot(repo)
     result = fwsign("sign", "--repo", str(repo), "--key", uris["bob"])
@@ -314,6 +320,25 @@ def test_sign_refuses_a_role_rewound_below_the_version_the_repository_keeps_roll
     assert "refusing to sign pump-x100: pump-x100 v1 is not newer than the trusted v2" in (
         result.output
     )
-    assert "pump-x100.json was rewound" in result.output
+    assert "keeps pump-x100 v2 (2.pump-x100.json): pump-x100.json was rewound" in result.output
     assert "Traceback" not in result.output
     assert _snapshot(repo) == before
+    assert [p.name for p in metadata.glob("*.pump-x100.json")] == ["2.pump-x100.json"]
+
+
+def test_status_and_verify_read_each_role_once_beside_its_kept_version(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    """Kept files (N.<role>.json) are not roles: status lists each role once, verify passes."""
+    assert _add(fwsign, repo, image, "--key", uris["alice"]).exit_code == 0
+    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
+    metadata = repo / "metadata"
+    kept = sorted(p.name for p in metadata.glob("*.json") if p.name[0].isdigit())
+    assert kept == ["1.pump-x100.json", "1.root.json", "2.targets.json"]
+    status = fwsign("status", "--repo", str(repo), "--check")
+    assert status.exit_code == 0, status.output
+    listed = [line.split()[0] for line in status.output.splitlines() if " signatures " in line]
+    assert listed == ["root", "targets", "pump-x100"]
+    verified = fwsign("verify", "--repo", str(repo))
+    assert verified.exit_code == 0, verified.output
+    assert "checked 3 role(s)" in verified.output

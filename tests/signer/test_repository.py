@@ -198,6 +198,7 @@ def test_adding_a_release_to_hashed_bins_rewrites_its_bin_and_the_line_list_only
 ) -> None:
     """Lazy loading: a release re-signs its bin and, when it becomes current, the line's list.
 
+    Each is also kept as its newest signed version (2.<role>.json, replacing 1.<role>.json).
     An older release that a newer one supersedes (frontier.py) changes only its bin.
     """
     keys = lines(people, "alice")
@@ -216,7 +217,9 @@ def test_adding_a_release_to_hashed_bins_rewrites_its_bin_and_the_line_list_only
     assert len(written) == 2
     assert written[0].startswith("pump-x100-bins-")
     assert written[1] == "pump-x100"
-    assert changed == {f"metadata/{name}.json" for name in written}
+    kept = {f"metadata/{prefix}{name}.json" for name in written for prefix in ("", "2.")}
+    assert changed == kept
+    assert set(before) - set(after) == {f"metadata/1.{name}.json" for name in written}
     assert set(role_md(repo, "pump-x100").signed.targets) == {"pump-x100/pump-fw-2.4.0.bin"}
 
     older = add_firmware(open_repo(repo, "alice"), image=image, name="pump-fw", info=info("2.3.0"))

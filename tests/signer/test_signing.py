@@ -182,12 +182,8 @@ def test_signing_an_expired_role_refused_it_must_be_edited_first(
 
 
 # --- TUF rollback: a role rewound below the version the repository keeps -----------
-
-
-def keep(repo: Path, role: str) -> None:
-    """Keep the role's current file as ``N.<role>.json``, as a consistent snapshot does."""
-    version = role_md(repo, role).signed.version
-    (repo / "metadata" / f"{version}.{role}.json").write_bytes(role_bytes(repo, role))
+# The repositories below are made by the signer alone: what it keeps of what it
+# signed (N.<role>.json) is all the check has.
 
 
 def rewind(repo: Path, role: str, md: Metadata[Any]) -> None:
@@ -196,17 +192,15 @@ def rewind(repo: Path, role: str, md: Metadata[Any]) -> None:
 
 @pytest.fixture
 def kept_v2(release: Path, open_repo: Opener, image: Path, tmp_path: Path) -> Metadata[Any]:
-    """pump-x100 v1 signed by alice only (returned), then v1 and v2 by both, both kept."""
+    """pump-x100 v1 signed by alice only (returned), then v1 and v2 by both; v2 kept."""
     sign_roles(open_repo(release, "alice"))
     alice_only_v1 = role_md(release, "pump-x100")
     sign_roles(open_repo(release, "bob"))
-    keep(release, "pump-x100")
     second = tmp_path / "pump-fw-2.5.0.bin"
     second.write_bytes(image.read_bytes() + b"fix")
     info = FirmwareInfo(version="2.5.0", security_version=4, hardware_models=("pump-x100",))
     add_firmware(open_repo(release, "alice"), image=second, name="pump-fw", info=info)
     sign_roles(open_repo(release, "bob"))
-    keep(release, "pump-x100")
     assert role_md(release, "pump-x100").signed.version == 2
     return alice_only_v1
 
