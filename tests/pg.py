@@ -13,6 +13,11 @@ A schema costs about 3 ms; ``CREATE DATABASE`` costs 130 to 300 ms (it
 copies the whole catalogue), which over hundreds of server tests would
 double the suite's time for no better isolation.
 
+``stopped()`` freezes the whole server (SIGSTOP to the postmaster, then to
+every process it started) for the duration of a block and always resumes
+it (SIGCONT): a server that hangs while the host's kernel still
+acknowledges every packet, which no TCP timeout notices.
+
 PostgreSQL refuses to run as root, so when the tests run as root (CI on a
 fresh Debian machine) the server runs as the ``postgres`` system user, or
 ``nobody`` where there is none, through ``runuser``; the temporary
@@ -30,6 +35,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -133,6 +139,21 @@ class PostgresServer:
         )
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The server and every backend frozen (SIGSTOP) in the block, resumed after."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        frozen: list[int] = []
+        try:
+            for pid in (postmaster, *_children_of(postmaster)):  # no new backend once it stops
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+            yield
+        finally:
+            for pid in reversed(frozen):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._admin is not None:
             self._admin.close()
@@ -182,6 +203,16 @@ def postgres_session() -> Iterator[PostgresServer | PostgresUnavailableError]:
         yield server
     finally:
         server.stop()
+
+
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
 
 
 def _unprivileged_user() -> str:

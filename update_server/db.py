@@ -9,9 +9,20 @@ A database that is locked, unreachable or failing never makes a request
 wait long nor answer as if all were well (rules D1-D3):
 
 - D1 Every wait is bounded by ``timeout`` (``ServerConfig.database_timeout``,
-  5 s): SQLite's busy timeout, PostgreSQL's connect and lock timeouts, and
-  the wait for a pooled connection. Past it the driver raises, and the app
+  5 s): SQLite's busy timeout; on PostgreSQL the connection (libpq counts
+  whole seconds, at least 2), each lock and statement (``lock_timeout``,
+  ``statement_timeout``, set on every new connection), the wait for a
+  pooled connection, and a network that stops carrying data (TCP
+  keepalives, ``tcp_user_timeout``). Past it the driver raises, and the app
   answers 503 (``failure_of``).
+- D4 A PostgreSQL server that stops answering (a hung or stopped process,
+  whose host still acknowledges every packet) holds no request either:
+  every statement, commit, rollback and checkout ping is armed with a
+  deadline (``timeout`` plus ``CUT_GRACE``, so that the server's own
+  timeouts fire first while it runs), and a connection still busy past it
+  is cut (its socket shut down) by one watchdog thread per engine
+  (``_Deadlines``). A ping that was cut is not retried on a new connection
+  (that would wait again): it answers ``DatabaseUnavailableError``.
 - D2 The SQLite file a worker opened is the one it keeps writing: before
   each transaction and each commit, the file must still be there, be the
   same file (device, inode), and not be shorter than it has been seen by
@@ -26,15 +37,19 @@ wait long nor answer as if all were well (rules D1-D3):
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import (
     DatabaseError,
     DisconnectionError,
@@ -46,7 +61,14 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 5.0
+#: D4: a connection is cut this long after ``timeout``; a server that runs
+#: answers first with its own lock or statement timeout.
+CUT_GRACE = 0.5
+#: libpq's PQTRANS_ACTIVE (psycopg and psycopg2 alike): a command is in progress.
+_PQTRANS_ACTIVE = 1
 #: SQLSTATE class 53: insufficient resources (53100: disk full).
 _PG_DISK_FULL = "53100"
 
@@ -73,13 +95,36 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Engine:
             event.listen(engine, "begin", guard.check, insert=True)
             event.listen(engine, "commit", guard.check)
         return engine
-    # libpq counts whole seconds, at least 2; a timeout in the URL wins.
-    arguments = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 0}
-    if arguments:
-        arguments["connect_timeout"] = max(2, math.ceil(timeout))
-    engine = create_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=arguments)
-    event.listen(engine, "connect", _postgres_lock_timeout(timeout))
+    given = make_url(url).query
+    arguments = {k: v for k, v in _libpq_timeouts(timeout).items() if k not in given}
+    # D4 replaces pool_pre_ping: its ping cannot be given a deadline.
+    engine = create_engine(url, pool_timeout=timeout, connect_args=arguments)
+    deadlines = _Deadlines(timeout + CUT_GRACE, engine.dialect.loaded_dbapi.Error)
+    event.listen(engine, "connect", _postgres_timeouts(timeout, deadlines))
+    event.listen(engine, "checkout", deadlines.ping)
+    event.listen(engine, "reset", deadlines.arm_pooled)
+    event.listen(engine, "checkin", deadlines.disarm_pooled)
+    event.listen(engine, "before_cursor_execute", deadlines.arm_cursor)
+    event.listen(engine, "after_cursor_execute", deadlines.disarm_cursor)
+    event.listen(engine, "commit", deadlines.arm_connection)
+    event.listen(engine, "rollback", deadlines.arm_connection)
     return engine
+
+
+def _libpq_timeouts(timeout: float) -> dict[str, int]:
+    """D1 for libpq; a setting given in the URL wins."""
+    seconds = max(1, math.ceil(timeout))
+    return {
+        # Whole seconds, at least 2 (libpq and psycopg round up to that).
+        "connect_timeout": max(2, seconds),
+        # An idle pooled connection whose peer is gone is found before use.
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        # Data not acknowledged this long (a network partition) ends the connection.
+        "tcp_user_timeout": round((timeout + CUT_GRACE) * 1000),
+    }
 
 
 def failure_of(exc: BaseException) -> Literal["full", "unavailable"] | None:
@@ -145,17 +190,125 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _postgres_lock_timeout(timeout: float) -> Any:
+def _postgres_timeouts(timeout: float, deadlines: _Deadlines) -> Any:
     milliseconds = max(1, round(timeout * 1000))
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # D1: a row or table lock held elsewhere is waited for this long.
+        # D1: a lock held elsewhere, or a statement, is waited for this long.
+        deadlines.arm(dbapi_connection)
         cursor = dbapi_connection.cursor()
         cursor.execute(f"SET lock_timeout = {milliseconds}")
+        cursor.execute(f"SET statement_timeout = {milliseconds}")
         cursor.close()
         dbapi_connection.commit()
+        deadlines.disarm(dbapi_connection)
 
     return on_connect
+
+
+class _Deadlines:
+    """D4: connections busy past their deadline are cut by one watchdog thread.
+
+    Each wait on the server is armed with ``now + bound``. The watchdog cuts
+    a connection whose deadline has passed only if a command is still in
+    progress on it (libpq's transaction status), so an arm that nothing
+    disarmed (a commit, after which the connection idles) never cuts an
+    idle connection. Shutting the socket down wakes the thread waiting on it
+    with a broken connection, which SQLAlchemy then discards. The thread
+    starts with the first arm in each process (gunicorn forks workers).
+    """
+
+    def __init__(self, bound: float, driver_error: type[Exception]) -> None:
+        self.bound = bound
+        self.driver_error = driver_error
+        self._armed: dict[int, tuple[float, Any]] = {}
+        self._cut: set[int] = set()
+        self._changed = threading.Condition()
+        self._watcher_pid = 0
+
+    def arm(self, dbapi_connection: Any) -> None:
+        with self._changed:
+            self._armed[id(dbapi_connection)] = (time.monotonic() + self.bound, dbapi_connection)
+            self._cut.discard(id(dbapi_connection))
+            if self._watcher_pid != os.getpid():
+                self._watcher_pid = os.getpid()
+                threading.Thread(target=self._watch, name="db-deadlines", daemon=True).start()
+            self._changed.notify()
+
+    def disarm(self, dbapi_connection: Any) -> bool:
+        """No deadline any more; True if the connection was cut."""
+        with self._changed:
+            self._armed.pop(id(dbapi_connection), None)
+            if id(dbapi_connection) in self._cut:
+                self._cut.discard(id(dbapi_connection))
+                return True
+            return False
+
+    def ping(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        """At checkout: a dead connection is replaced, a server that hangs is a 503."""
+        self.arm(dbapi_connection)
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except self.driver_error as exc:
+            if self.disarm(dbapi_connection):
+                raise DatabaseUnavailableError(
+                    f"the database did not answer within {self.bound:g} s"
+                ) from None
+            raise DisconnectionError(type(exc).__name__) from exc
+        self.disarm(dbapi_connection)
+
+    def arm_pooled(self, dbapi_connection: Any, *_args: Any) -> None:
+        self.arm(dbapi_connection)
+
+    def disarm_pooled(self, dbapi_connection: Any, *_args: Any) -> None:
+        if dbapi_connection is not None:
+            self.disarm(dbapi_connection)
+
+    def arm_cursor(self, _conn: Any, cursor: Any, *_args: Any) -> None:
+        self.arm(cursor.connection)
+
+    def disarm_cursor(self, _conn: Any, cursor: Any, *_args: Any) -> None:
+        self.disarm(cursor.connection)
+
+    def arm_connection(self, conn: Connection) -> None:
+        if not (conn.closed or conn.invalidated):
+            dbapi_connection = conn.connection.dbapi_connection
+            if dbapi_connection is not None:
+                self.arm(dbapi_connection)
+
+    def _watch(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for key, (deadline, dbapi_connection) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[key]
+                        if _busy(dbapi_connection) and _shut_down(dbapi_connection):
+                            self._cut.add(key)
+                soonest = min((deadline for deadline, _ in self._armed.values()), default=None)
+                self._changed.wait(None if soonest is None else soonest - now)
+
+
+def _busy(dbapi_connection: Any) -> bool:
+    try:
+        return bool(dbapi_connection.info.transaction_status == _PQTRANS_ACTIVE)
+    except Exception:  # noqa: BLE001 - a closed connection: nothing to cut
+        return False
+
+
+def _shut_down(dbapi_connection: Any) -> bool:
+    """Shut the connection's socket down (its file descriptor stays its owner's)."""
+    try:
+        with socket.socket(fileno=os.dup(dbapi_connection.fileno())) as copy:
+            copy.shutdown(socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001 - closed meanwhile: nothing to cut
+        return False
+    logger.warning("database connection cut: no answer within the timeout (D4)")
+    return True
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
