@@ -29,13 +29,19 @@ installed version; every other rule still holds.
 The running release must be accounted for by the signed set:
 
 6. R29: a candidate for this model with the running version but another
-   SHA-256 than the running slot's is refused as ``integrity_failure``
-   (the same version, other bytes), and nothing is chosen: the signed set
-   contradicts what runs, and a person must look before the device acts on
-   it (it is the result ``status`` shows, not hidden behind an install).
-7. When the set holds neither the running version nor anything newer (a
-   replay of old metadata after a cache wipe, or a withdrawn release), the
-   choice says so (``unlisted``): never a silent "no update".
+   SHA-256 than the running slot's (the same version, other bytes) is never
+   chosen, and is always reported as ``integrity_failure``
+   (``contradicted``), whatever else is chosen: the signed set contradicts
+   what runs, and a person must hear of it. It freezes nothing else: each
+   release is verified on its own, so a newer release that passes rules 1
+   to 5 is still chosen (one signing mistake must not keep a fleet from a
+   security fix). With nothing chosen, the integrity failure is the result.
+7. R25: when the set holds neither the running version nor a newer release
+   this device would take (for its model; a pre-release only when asked
+   for), as after a replay of old metadata after a cache wipe or a
+   withdrawn release, the choice says so (``unlisted``): never a silent
+   "no update". A release the device would never install does not count as
+   newer.
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class Choice:
     considered: int = 0
     #: Rule 7: the signed set holds neither the running version nor a newer one.
     unlisted: bool = False
+    #: Rule 6 (R29): the running version signed with other bytes; never chosen.
+    contradicted: tuple[Refusal, ...] = ()
 
 
 def choose(
@@ -104,19 +112,23 @@ def choose(
     """
     installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
     newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
-    mismatched = _other_bytes(newest_first, hardware_model, installed, running_sha256)
-    if mismatched:
-        return Choice(None, mismatched, len(newest_first))
+    contradicted = _other_bytes(newest_first, hardware_model, installed, running_sha256)
+    unlisted = installed is not None and not any(
+        _accounts_for_running(c, hardware_model, installed, prereleases=prereleases)
+        for c in newest_first
+    )
+    excluded = {refusal.candidate.path for refusal in contradicted}
     refused: list[Refusal] = []
-    unlisted = installed is not None and all(c.version < installed for c in newest_first)
     for candidate in newest_first:
-        if not _worth_considering(candidate, installed, recovery=recovery, prereleases=prereleases):
+        if candidate.path in excluded or not _worth_considering(
+            candidate, installed, recovery=recovery, prereleases=prereleases
+        ):
             continue
         refusal = _refusal(candidate, hardware_model, floor, installed, known_bad)
         if refusal is None:
-            return Choice(candidate, tuple(refused), len(newest_first), unlisted)
+            return Choice(candidate, tuple(refused), len(newest_first), unlisted, contradicted)
         refused.append(refusal)
-    return Choice(None, tuple(refused), len(newest_first), unlisted)
+    return Choice(None, tuple(refused), len(newest_first), unlisted, contradicted)
 
 
 def _other_bytes(
@@ -140,6 +152,17 @@ def _other_bytes(
         and hardware_model in candidate.info.hardware_models
         and candidate.sha256 != running_sha256
     )
+
+
+def _accounts_for_running(
+    candidate: Candidate, hardware_model: str, installed: SemVer, *, prereleases: bool
+) -> bool:
+    """Rule 7: ``candidate`` lists the running version, or is newer and one this device takes."""
+    if hardware_model not in candidate.info.hardware_models:
+        return False
+    if candidate.version == installed:
+        return True
+    return candidate.version > installed and (prereleases or not candidate.version.prerelease)
 
 
 def _worth_considering(

@@ -81,7 +81,7 @@ from client.errors import ClientError, FailsafeError, UpdateRefusedError
 from client.events import EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
-from client.policy import Candidate, Choice, choose
+from client.policy import Candidate, Choice, Refusal, choose
 from client.provisioning import BUILT, time_floor
 from client.slots import TargetRef, open_inactive
 from client.state import Mode, SlotRecord, StateDir
@@ -283,6 +283,17 @@ def trusted_time(clock: datetime, floor: datetime | None) -> datetime:
     return clock if floor is None or clock >= floor else floor
 
 
+def session_time(state: StateDir, *, clock: datetime) -> datetime:
+    """The trusted time of a session starting at ``clock`` (R25, R52): the one rule for it.
+
+    The time floor is ``state``'s record; with none (provisioned by an older
+    client), the client's build time; a damaged record is rebuilt and logged
+    (``provisioning.time_floor``). Every session takes its time from here:
+    the device's and the conformance entry point's.
+    """
+    return trusted_time(clock, time_floor(state, clock=clock, built=BUILT))
+
+
 def refresh_metadata(
     remote: Remote,
     *,
@@ -347,9 +358,12 @@ def update(
         result = session.check(recovery=recovery, log_available=False)
         if result.candidate is None or result.outcome is not Outcome.AVAILABLE:
             return result
-        return session.install(
-            result.candidate, recovery=recovery, tries=tries, should_stop=should_stop
-        )
+        try:
+            return session.install(
+                result.candidate, recovery=recovery, tries=tries, should_stop=should_stop
+            )
+        finally:
+            session.log_contradicted()
 
     return _guarded(state, run, remote)
 
@@ -380,12 +394,12 @@ class _Session:
         self.remote = remote
         self.identity = state.identity()
         clock = datetime.now(UTC)
-        #: The device's trusted time: the clock, or the floor if the clock is behind it
-        #: (no floor yet, provisioned by an older client: the client's build time).
-        self.at = trusted_time(clock, time_floor(state, clock=clock, built=BUILT))
+        self.at = session_time(state, clock=clock)
         self.clock = clock
         self._updater: Updater | None = None
         self.roles: dict[str, discovery.SignedRole] = {}
+        #: Policy rule 6 (R29): the running version signed with other bytes.
+        self.contradicted: tuple[Refusal, ...] = ()
 
     @property
     def updater(self) -> Updater:
@@ -501,22 +515,24 @@ class _Session:
                     yield candidate
 
     def _report(self, choice: Choice, *, log_available: bool) -> UpdateResult:
+        """Log the choice; its result. ``log_available``: False when an install follows.
+
+        Policy rule 6's integrity failures (R29) are logged after everything
+        else, after the install too (``update``), so that ``status`` shows
+        them as the last update result; with nothing chosen, they are it.
+        """
         for refusal in choice.refused:
-            self.log(
-                refusal.event,
-                explain(refusal.event, refusal.describe()),
-                target=refusal.candidate.path,
-                version=refusal.candidate.info.version,
-                security_version=refusal.candidate.info.security_version,
-            )
+            self._log_refusal(refusal)
         unlisted = self._report_unlisted(choice)
+        self.contradicted = choice.contradicted
         chosen = choice.chosen
-        if chosen is None and choice.refused:
-            first = choice.refused[0]
-            message = explain(first.event, first.describe())
-            return UpdateResult(Outcome.REFUSED, first.event, message)
         if chosen is None and unlisted is not None:
             return UpdateResult(Outcome.REFUSED, EventType.RUNNING_NOT_LISTED, unlisted)
+        if chosen is None and (choice.contradicted or choice.refused):
+            self.log_contradicted()
+            first = (*choice.contradicted, *choice.refused)[0]
+            message = explain(first.event, first.describe())
+            return UpdateResult(Outcome.REFUSED, first.event, message)
         if chosen is None:
             running = self.state.floor().installed_version or "no recorded version"
             message = explain(
@@ -533,7 +549,32 @@ class _Session:
         )
         if log_available:
             self.log(EventType.CHECKED, message, target=chosen.path, version=chosen.info.version)
-        return UpdateResult(Outcome.AVAILABLE, EventType.CHECKED, message, chosen)
+            self.log_contradicted()
+        return UpdateResult(
+            Outcome.AVAILABLE, EventType.CHECKED, self._noting_contradicted(message), chosen
+        )
+
+    def _log_refusal(self, refusal: Refusal) -> None:
+        self.log(
+            refusal.event,
+            explain(refusal.event, refusal.describe()),
+            target=refusal.candidate.path,
+            version=refusal.candidate.info.version,
+            security_version=refusal.candidate.info.security_version,
+        )
+
+    def log_contradicted(self) -> None:
+        """Log policy rule 6's integrity failures (R29): reported whatever is installed."""
+        for refusal in self.contradicted:
+            self._log_refusal(refusal)
+
+    def _noting_contradicted(self, message: str) -> str:
+        """``message``, then each rule 6 integrity failure, so the person running it reads them."""
+        notes = (
+            f"; {refusal.event}: {explain(refusal.event, refusal.describe())}"
+            for refusal in self.contradicted
+        )
+        return message + "".join(notes)
 
     def _report_unlisted(self, choice: Choice) -> str | None:
         """Log policy rule 7 (the running release not in the signed set); its message."""
@@ -542,8 +583,8 @@ class _Session:
         running = self.state.floor().installed_version
         message = explain(
             EventType.RUNNING_NOT_LISTED,
-            f"{self.identity.hardware_model} runs {running}; the {choice.considered} signed"
-            " release(s) for it are all older",
+            f"{self.identity.hardware_model} runs {running}; none of the {choice.considered}"
+            " signed release(s) for it is that version or a newer one this device takes",
         )
         self.log(
             EventType.RUNNING_NOT_LISTED, message, running=running, considered=choice.considered
@@ -585,6 +626,7 @@ class _Session:
             f"{chosen.path} version {chosen.info.version} in slot {writer.slot};"
             " it runs after the next boot (fwclient boot)",
         )
+        message = self._noting_contradicted(message)
         return UpdateResult(Outcome.INSTALLED, EventType.INSTALLED, message, chosen)
 
     def _confirm(self, chosen: Candidate) -> tuple[TargetFile, dict[str, bytes]]:

@@ -146,19 +146,45 @@ def test_an_empty_repository_chooses_nothing() -> None:
     assert (choice.chosen, choice.refused, choice.considered) == (None, (), 0)
 
 
-def test_the_running_version_signed_with_other_bytes_is_refused_and_nothing_chosen_r29() -> None:
-    """R29: the same version, other bytes: the set contradicts what runs; nothing is chosen."""
+def test_one_mis_signed_build_of_the_running_version_does_not_freeze_a_newer_release_r29() -> None:
+    """R29: the same version, other bytes, is reported; the newer release is still chosen.
+
+    One signing mistake must not keep a fleet from a security fix: each
+    release is verified on its own, the contradiction is reported beside it.
+    """
     rebuilt = candidate("1.1.0")
     choice = choose(
-        [rebuilt, candidate("1.2.0")],
+        [rebuilt, candidate("1.2.0", 2)],
         hardware_model=MODEL,
         running_sha256="0" * 64,
         floor=Floor(1, "1.1.0"),
     )
-    assert choice.chosen is None
-    assert [(r.candidate, r.event) for r in choice.refused] == [
+    assert choice.chosen is not None and choice.chosen.info.version == "1.2.0"
+    assert [(r.candidate, r.event) for r in choice.contradicted] == [
         (rebuilt, EventType.INTEGRITY_FAILURE)
     ]
+    assert "the same version, other bytes" in choice.contradicted[0].reason
+    assert choice.refused == ()
+
+
+def test_the_running_version_signed_with_other_bytes_is_never_chosen_r29() -> None:
+    """R29: with nothing newer, the contradiction is the result; not even a recovery takes it."""
+    rebuilt = candidate("1.1.0")
+    for recovery in (False, True):
+        choice = choose(
+            [rebuilt, candidate("1.0.0")],
+            hardware_model=MODEL,
+            running_sha256="0" * 64,
+            floor=Floor(1, "1.1.0"),
+            recovery=recovery,
+        )
+        assert choice.chosen is None
+        assert [r.candidate for r in choice.contradicted] == [rebuilt]
+        assert not choice.unlisted
+    same_bytes = choose(
+        [rebuilt], hardware_model=MODEL, running_sha256=rebuilt.sha256, floor=Floor(1, "1.1.0")
+    )
+    assert (same_bytes.chosen, same_bytes.contradicted) == (None, ())
 
 
 def test_a_set_older_than_the_running_release_is_unlisted_replay_or_withdrawal() -> None:
@@ -172,3 +198,35 @@ def test_a_set_older_than_the_running_release_is_unlisted_replay_or_withdrawal()
         older, hardware_model=MODEL, running_sha256=running, floor=Floor(1, "1.1.0")
     ).unlisted
     assert not choose(older, hardware_model=MODEL, running_sha256=None, floor=Floor()).unlisted
+
+
+def test_a_replay_is_not_hidden_by_a_newer_release_this_device_never_takes_r25() -> None:
+    """R25: a replayed or withdrawn set with a newer pre-release or another model's release.
+
+    Neither is a release this device would install (it takes no
+    pre-release, R15 another model's firmware), so neither counts as newer:
+    the running release is still unlisted, never a silent "no update".
+    """
+    running = Floor(1, "2.0.0")
+    older = candidate("1.0.0")
+    prerelease = candidate("2.1.0-rc.1")
+    other_model = candidate("3.0.0", models=("pump-x200",))
+    for newer in (prerelease, other_model):
+        choice = choose([older, newer], hardware_model=MODEL, running_sha256=None, floor=running)
+        assert choice.unlisted, newer.info.version
+        assert choice.chosen is None
+    asked_for = choose(
+        [older, prerelease],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=running,
+        prereleases=True,
+    )
+    assert not asked_for.unlisted
+    running_prerelease = choose(
+        [older, prerelease],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=Floor(1, "2.1.0-rc.1"),
+    )
+    assert not running_prerelease.unlisted, "the running pre-release is listed"
