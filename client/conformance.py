@@ -23,9 +23,12 @@ firmware selection (the install policy) and slot writing:
   runs it: ngclient anchored in the bytes of ``D/root.json`` (no trust on
   first use; newer roots enter only through verified rotation, spec 5.3),
   then every top-level expiry checked again at the trusted time, then the
-  time floor raised to it. The trusted time is ``update.trusted_time``: the
-  clock, or the time floor (``D/fwclient/time_floor.json``) when the clock
-  is behind it, so a clock set back cannot revive expired metadata.
+  time floor raised to it. The trusted time is the device's own
+  (``update.session_time``): the clock, or the time floor
+  (``D/fwclient/time_floor.json``) when the clock is behind it, so a clock
+  set back cannot revive expired metadata; with no floor recorded, the
+  client's build time; a damaged floor rebuilt and logged
+  (``integrity_failure`` in ``D/fwclient/``'s event log), never a stop.
 * C3, a download: for each target, the discovery walk over every role that
   may sign a path in the target's directory (as over a hardware model's
   prefix), then ngclient's own lookup (``get_targetinfo``), which the
@@ -76,7 +79,7 @@ from client import discovery
 from client.errors import ClientError, ProvisioningError
 from client.fetcher import Pace, PooledFetcher
 from client.state import StateDir
-from client.update import Remote, refresh_metadata, target_url, trusted_time
+from client.update import Remote, refresh_metadata, session_time, target_url
 from repo_metadata.files import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -218,7 +221,7 @@ def refresh(*, metadata_dir: Path, remote: Remote) -> Session:
         raise ProvisioningError(f"{metadata_dir} has no trusted root: run init first") from None
     floor = StateDir(metadata_dir / PRIVATE_DIR)
     clock = datetime.now(UTC)
-    at = trusted_time(clock, floor.time_floor())
+    at = session_time(floor, clock=clock)
     if clock < at:
         logger.warning(
             "the clock reads %s, behind the time floor: expiries checked at %s", clock, at

@@ -12,7 +12,9 @@ that is how they prove the entry point runs the device client's code.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,9 +43,12 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
+from client import provisioning
 from client.conformance import PRIVATE_DIR, LoopbackHttpFetcher, main
+from client.events import EventType
 from client.fetcher import HttpsFetcher, Pace
 from client.state import StateDir
+from tests.hsm_mock.helpers import skip_or_fail
 
 TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 #: A trickle: one byte per ``GAP`` s, far below ``PACE`` (and a stock client's socket timeout).
@@ -466,6 +471,56 @@ def test_a_successful_refresh_raises_the_time_floor_outside_the_trusted_roles(
     floor = client.time_floor.time_floor()
     assert floor is not None and before <= floor <= datetime.now(UTC)
     assert client.trusted() == repo.served, "the floor lives in a subdirectory"
+
+
+def test_a_clock_reset_before_the_build_time_is_never_trusted_without_a_floor_r52(
+    client: Client, repo: Repository
+) -> None:
+    """R52, TUF freeze: with no time floor recorded, the device's own: the client's build time.
+
+    The entry point runs as the suite runs it, with its clock a day behind
+    ``BUILT`` (datefudge): the refresh is checked at the build time and the
+    floor raised to it, as in a device session (``update.session_time``),
+    not at the clock, as a time rule of its own would.
+    """
+    if shutil.which("datefudge") is None:
+        skip_or_fail("datefudge is not installed (apt-get install datefudge)")
+    assert client.init() == 0
+    behind = provisioning.BUILT - timedelta(days=1)
+    refresh = subprocess.run(
+        [
+            *("datefudge", f"{behind:%Y-%m-%d %H:%M:%S}"),
+            *(sys.executable, "-m", "client.conformance"),
+            *("--metadata-url", repo.metadata_url, "--metadata-dir", str(client.metadata_dir)),
+            "refresh",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "TZ": "UTC"},
+    )
+    assert refresh.returncode == 0, refresh.stderr
+    assert b"behind the time floor" in refresh.stderr
+    assert client.time_floor.time_floor() == provisioning.BUILT
+
+
+def test_a_damaged_time_floor_is_rebuilt_as_on_the_device_never_a_stop_r52(
+    client: Client, repo: Repository
+) -> None:
+    """R52, R33: a truncated time floor is rebuilt from the build time and logged, not a stop."""
+    assert client.init() == 0
+    floor = client.time_floor
+    floor.root.mkdir()
+    floor.time_floor_file.write_text('{"time": "20')
+    before = datetime.now(UTC)
+    assert client.refresh() == 0
+    entry = floor.events.last(EventType.INTEGRITY_FAILURE)
+    assert entry is not None and entry["detail"]["file"] == "time_floor.json"
+    assert entry["detail"]["time_floor"] == provisioning.BUILT.isoformat()
+    moved = floor.time_floor()
+    assert moved is not None and moved >= before, "the refresh raised the rebuilt floor"
+    assert client.trusted() == repo.served
 
 
 def test_a_role_past_a_terminating_delegation_is_walked_but_never_trusted_for_a_target(
