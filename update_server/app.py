@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from update_server import access, bodies, request_validation
+from update_server.audit.errors import AnchorError
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
 from update_server.db import create_schema, failure_of, make_engine, make_sessionmaker
@@ -203,6 +204,8 @@ def _error(exc: Exception) -> Response:
 
 def _as_server_error(exc: Exception) -> Exception:
     """A database or disk that fails is the server's state, not a bug: 503 or 507."""
+    if isinstance(exc, AnchorError):  # R27/R28: the audit head cannot be anchored
+        return ServiceUnavailableError(str(exc))
     failure = failure_of(exc) if isinstance(exc, SQLAlchemyError) else storage_failure(exc)
     if failure is None:
         return exc

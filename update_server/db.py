@@ -323,13 +323,40 @@ def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
+AFTER_COMMIT_ERROR = "fw.after_commit_error"
+
+
+def after_commit_error(session: Session) -> Exception | None:
+    """What a commit hook could not do after the session's last commit (taken once).
+
+    Raising inside SQLAlchemy's ``after_commit`` would leave the session's
+    connection checked out, so a hook leaves its error in
+    ``session.info[AFTER_COMMIT_ERROR]`` and the caller of the commit raises
+    it (the audit anchor: the action is committed but must not be answered
+    as done, R27/R28).
+    """
+    failure: Exception | None = session.info.pop(AFTER_COMMIT_ERROR, None)
+    return failure
+
+
+def _raise_after_commit_error(session: Session) -> None:
+    failure = after_commit_error(session)
+    if failure is not None:
+        raise failure
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: committed if the block succeeds, rolled back if not."""
+    """One unit of work: committed if the block succeeds, rolled back if not.
+
+    An error a commit hook met after the commit (``after_commit_error``) is
+    raised here: the work stands, but it is not reported as done.
+    """
     session = factory()
     try:
         yield session
         session.commit()
+        _raise_after_commit_error(session)
     except BaseException:
         session.rollback()
         raise

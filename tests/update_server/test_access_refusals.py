@@ -29,6 +29,7 @@ from update_server.access import OTP_HEADER
 from update_server.app import create_app
 from update_server.audit.actions import Action
 from update_server.config import ServerConfig
+from update_server.keys import signer_loader
 from update_server.models import AuditEntry, Role
 
 FORBIDDEN_TO_TECHNICIANS = [
@@ -72,7 +73,7 @@ def total(entries: list[tuple[str, str, str, str, dict[str, Any]]]) -> int:
 @pytest.fixture
 def worker(config: ServerConfig, clock: FakeClock) -> Iterator[FlaskClient]:
     """A second app on the same database, as a second gunicorn worker is."""
-    application = create_app(config, clock=clock)
+    application = create_app(config, clock=clock, signer_loader=signer_loader(config))
     application.testing = True
     yield application.test_client()
     application.extensions["fw"].engine.dispose()

@@ -10,6 +10,7 @@ from tests.update_server.repo_world import Body
 from update_server.app import create_app
 from update_server.bodies import DRAIN_BYTES
 from update_server.config import ServerConfig
+from update_server.keys import signer_loader
 
 EVIL = "evil.example"
 
@@ -51,7 +52,7 @@ def test_the_trusted_hosts_are_the_served_names_or_the_configured_ones(
 
 
 def _app(config: ServerConfig) -> Flask:
-    application = create_app(config)
+    application = create_app(config, signer_loader=signer_loader(config))
     application.extensions["fw"].engine.dispose()
     return application
 

@@ -27,7 +27,7 @@ from update_server.audit.checkpoint import (
     sign_head,
     verify_database,
 )
-from update_server.audit.errors import CheckpointError
+from update_server.audit.errors import AnchorError, CheckpointError
 from update_server.audit.public_key import audit_public_key
 from update_server.audit.recording import install
 from update_server.audit.store import iter_entries
@@ -149,28 +149,39 @@ def test_checkpoint_commits_with_its_entry_or_not_at_all(app: Flask) -> None:
         assert db.scalars(select(AuditCheckpoint)).all() == []
 
 
-def test_a_key_that_cannot_sign_does_not_refuse_the_action(
+def test_a_key_that_cannot_sign_fails_closed_r27_r28(
     config: ServerConfig, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The action goes on, the failure is logged, and verify does not call the log intact.
+    """R27/R28: no action is reported done while its entry cannot be anchored.
 
-    Nothing is signed: neither the checkpoint at 5 nor any head is anchored,
-    so nothing would show a cut tail.
+    The first entry of an empty log commits, but its commit is reported as
+    failed; the next append finds the head unanchored, cannot anchor it,
+    and is refused with nothing committed. Verify does not call the log intact.
     """
 
     def no_key(role: str) -> Signer:
         raise CheckpointError(f"the {role} key is unavailable")
 
     app = create_app(config, clock=clock, signer_loader=no_key)
+    sessions = app.extensions["fw"].sessions
     try:
         with caplog.at_level(logging.ERROR):
-            fill(app, EVERY + 1)
-        assert "audit checkpoint at entry 5 not signed" in caplog.text
-        assert "audit head at entry 6 not anchored: the audit key is unavailable" in caplog.text
+            with (
+                pytest.raises(AnchorError, match="could not be anchored"),
+                transaction(sessions) as db,
+            ):
+                append(db, event(1, time=clock()))
+            with (
+                pytest.raises(AnchorError, match="cannot be anchored"),
+                transaction(sessions) as db,
+            ):
+                append(db, event(2, time=clock()))
+        assert "audit head at entry 1 not anchored: the audit key is unavailable" in caplog.text
         assert read_anchor(anchor_file(config.data_dir)) is None
-        with app.extensions["fw"].sessions() as db:
+        with sessions() as db:
+            assert [entry.seq for entry in iter_entries(db)] == [1]
             report = verify_database(db, audit_public_key(config), anchor=None, every=EVERY)
-        assert (report.ok, report.head_seq, report.first_bad) == (False, EVERY + 1, 1)
+        assert (report.ok, report.head_seq, report.first_bad) == (False, 1, 1)
         assert "no head is anchored outside the database" in report.reason
     finally:
         app.extensions["fw"].engine.dispose()

@@ -32,6 +32,7 @@ from tests.update_server.people import (
 from update_server.app import create_app
 from update_server.auth.login import FAILED, MALFORMED
 from update_server.config import ServerConfig
+from update_server.keys import signer_loader
 from update_server.mfa import passwords
 from update_server.models import AuditEntry, LoginThrottle, Role, SourceThrottle
 
@@ -57,7 +58,7 @@ def audit(app: Flask, action: str | None = None) -> list[AuditEntry]:
 @contextmanager
 def another_worker(config: ServerConfig, clock: FakeClock) -> Iterator[FlaskClient]:
     """A second app on the same database: another gunicorn worker, or a restart."""
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=clock, signer_loader=signer_loader(config))
     app.testing = True
     try:
         yield app.test_client()

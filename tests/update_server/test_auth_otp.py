@@ -26,6 +26,7 @@ from update_server.app import create_app
 from update_server.auth import otp
 from update_server.config import ServerConfig
 from update_server.errors import AuthenticationError
+from update_server.keys import signer_loader
 from update_server.mfa.secretbox import SecretBox
 from update_server.models import AuditEntry, Role, TotpLastStep, UsedTotp, User
 
@@ -143,7 +144,7 @@ def test_consume_refuses_malformed_codes_early(
 @pytest.fixture
 def workers(config: ServerConfig, clock: FakeClock) -> Iterator[list[FlaskClient]]:
     """Two more apps on the same database, as two gunicorn workers are."""
-    apps = [create_app(config, clock=clock) for _ in range(2)]
+    apps = [create_app(config, clock=clock, signer_loader=signer_loader(config)) for _ in range(2)]
     yield [application.test_client() for application in apps]
     for application in apps:
         application.extensions["fw"].engine.dispose()

@@ -26,6 +26,7 @@ from tests.update_server.people import (
 from update_server.app import create_app
 from update_server.auth import throttle
 from update_server.config import ConfigError, ServerConfig
+from update_server.keys import signer_loader
 from update_server.mfa import passwords
 from update_server.models import AuditEntry, Role
 
@@ -58,7 +59,7 @@ def spray(client: FlaskClient, times: int, *, source: str = "198.51.100.7") -> N
 
 @contextmanager
 def another_worker(config: ServerConfig, clock: FakeClock) -> Iterator[FlaskClient]:
-    application = create_app(config, clock=clock)
+    application = create_app(config, clock=clock, signer_loader=signer_loader(config))
     application.testing = True
     try:
         yield application.test_client()
@@ -168,7 +169,7 @@ def test_source_key_counts_ipv6_by_its_64_and_ipv4_by_address() -> None:
 
 def test_source_limit_and_window_are_configurable(config: ServerConfig, clock: FakeClock) -> None:
     strict = config.with_changes(max_failed_logins_per_source=3)
-    app = create_app(strict, clock=clock)
+    app = create_app(strict, clock=clock, signer_loader=signer_loader(strict))
     app.testing = True
     try:
         client = app.test_client()

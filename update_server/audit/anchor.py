@@ -25,8 +25,11 @@ Invariants:
   exclusive ``flock`` of ``audit-head.json.lock``; the file is replaced
   atomically (temporary file, fsync, rename, directory fsync), so a reader
   sees the old head or the new one, never a torn file;
-* failing to sign or to write does not undo the committed action: it is
-  logged, and ``verify`` reports the unanchored entries.
+* anchoring fails closed: an anchor that cannot be signed or written after
+  a commit raises ``AnchorError`` (the action is answered as a failure, 503,
+  though committed), and the next append first anchors the committed head
+  the anchor lags behind (``holds``), or is refused (503) if it still cannot:
+  no action is answered while an entry it depends on is not anchored.
 
 After restoring the database from a backup, the anchor names the entries the
 restore lost; once that is accounted for, move the file aside: the next
@@ -50,7 +53,7 @@ from sqlalchemy.orm import Session
 from repo_metadata.files import atomic_write
 from update_server.audit.chain import EntryRecord
 from update_server.audit.checkpoint import SignedCheckpoint, sign_head
-from update_server.audit.errors import CheckpointError
+from update_server.audit.errors import AnchorError, CheckpointError
 from update_server.models import AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -90,36 +93,72 @@ class HeadAnchor:
         self.path = path
         self._signer = signer
 
-    def holds(self, session: Session) -> bool:
-        """Whether the database still holds the anchored head (in the append's transaction)."""
+    def holds(self, session: Session, committed: tuple[int, str] | None) -> bool:
+        """Whether the database still holds the anchored head (in the append's transaction).
+
+        ``committed`` is the log's committed head, taken under the log's lock
+        at a transaction's first append (None at later ones). If the anchor
+        lags behind it (a commit whose anchoring
+        failed, or another worker's that is anchoring right now), that head
+        is anchored first; ``AnchorError`` if it cannot be: the append, and
+        with it the action, is refused.
+        """
         try:
             anchored = read_anchor(self.path)
         except CheckpointError as exc:
             logger.critical("audit head not anchored: %s", exc)
             return False
-        if anchored is None:
+        if anchored is None:  # first start, or a log from before anchoring: anchor it first
+            if committed is not None and committed[0] > 0:
+                self._catch_up(session, committed)
             return True
         stored = session.scalar(select(AuditEntry.hash).where(AuditEntry.seq == anchored.seq))
-        if stored == anchored.head_hash:
-            return True
-        logger.critical(
-            "the audit log no longer holds the head anchored at entry %d: it was cut or "
-            "rewritten; the anchor stays there: run 'fwserver audit verify'",
-            anchored.seq,
-        )
-        return False
+        if stored != anchored.head_hash:
+            logger.critical(
+                "the audit log no longer holds the head anchored at entry %d: it was cut or "
+                "rewritten; the anchor stays there: run 'fwserver audit verify'",
+                anchored.seq,
+            )
+            return False
+        if committed is not None and anchored.seq < committed[0]:
+            self._catch_up(session, committed)
+        return True
+
+    def _catch_up(self, session: Session, committed: tuple[int, str]) -> None:
+        seq, head_hash = committed
+        time = session.scalar(select(AuditEntry.time).where(AuditEntry.seq == seq))
+        if time is None:  # the head read under the log's lock is there: never expected
+            raise AnchorError(f"audit entry {seq} vanished while the log was locked")
+        try:
+            signed = sign_head(self._signer(), seq=seq, head_hash=head_hash, now=time)
+            raise_anchor(self.path, signed)
+        except Exception as exc:  # noqa: BLE001 - any HSM or OS failure fails closed
+            logger.error("audit head at entry %d not anchored, action refused: %s", seq, exc)  # noqa: TRY400
+            raise AnchorError(
+                f"the audit log's head (entry {seq}) cannot be anchored outside the database"
+                f" ({type(exc).__name__}): the action is refused; see the server's log"
+            ) from None
 
     def advance(self, head: EntryRecord) -> None:
-        """Sign ``head`` and anchor it, unless a later head is anchored; never raises."""
+        """Sign ``head`` and anchor it, unless a later head is anchored.
+
+        Raises ``AnchorError`` if it cannot: the action is committed, but it
+        is not answered as done, and the next append anchors or is refused.
+        """
         try:
             current = read_anchor(self.path)
             if current is not None and current.seq >= head.seq:
                 return  # another worker's commit came later and is anchored: no signature
             signed = sign_head(self._signer(), seq=head.seq, head_hash=head.hash, now=head.time)
             raise_anchor(self.path, signed)
-        except Exception as exc:  # noqa: BLE001 - the action is committed: log, never undo
+        except Exception as exc:  # noqa: BLE001 - any HSM or OS failure fails closed
             # HSM and OS errors never quote a PIN; no traceback for an expected failure.
             logger.error("audit head at entry %d not anchored: %s", head.seq, exc)  # noqa: TRY400
+            raise AnchorError(
+                f"done, but the audit entry {head.seq} it depends on could not be anchored"
+                f" outside the database ({type(exc).__name__}); further actions are refused"
+                " until it can: see the server's log"
+            ) from None
 
 
 def raise_anchor(path: Path, head: SignedCheckpoint) -> bool:

@@ -14,3 +14,12 @@ class CheckpointError(AuditError):
 
 class ExportFormatError(AuditError):
     """An export file is not in the format ``fwserver audit export`` writes."""
+
+
+class AnchorError(AuditError):
+    """The head of the log could not be anchored outside the database.
+
+    Fail closed (R27, R28): the action being recorded is refused, or, when
+    its transaction already committed, answered as a failure, and every
+    later action is refused until anchoring works again.
+    """

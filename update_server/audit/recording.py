@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from securesystemslib.signer import Signer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,10 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from update_server.audit.anchor import HeadAnchor, anchor_file
 from update_server.audit.chain import Event
 from update_server.audit.checkpoint import cadence
+from update_server.audit.errors import AnchorError
 from update_server.audit.store import AuditSink, append, bind
 from update_server.audit.syslog import sender_for
 from update_server.config import ServerConfig
-from update_server.errors import ServiceUnavailableError
+from update_server.db import after_commit_error
+from update_server.errors import ServiceUnavailableError, problem
 from update_server.models import AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,9 @@ def record(event: Event, *, commit: bool = False) -> AuditEntry:
         # Only the class: the exception's text quotes the statement's parameters.
         logger.error("audit append failed, action refused: %s", type(exc).__name__)  # noqa: TRY400
         raise ServiceUnavailableError(REFUSED_DETAIL) from None
+    except AnchorError as exc:  # R27, R28: the head it would follow is not anchored
+        g.db.rollback()
+        raise ServiceUnavailableError(str(exc)) from None
     return entry
 
 
@@ -84,9 +89,22 @@ def request_event(
 
 
 def install(app: Flask) -> None:
-    """Bind the audit sink to every session of ``app`` (cadence and syslog)."""
+    """Bind the audit sink to every session of ``app`` (cadence, anchor and syslog)."""
     services = app.extensions["fw"]
     bind_sessions(services.sessions, services.config, lambda: services.signer("audit"))
+    app.after_request(_refuse_unanchored)
+
+
+def _refuse_unanchored(response: Response) -> Response:
+    """R27/R28: an action whose entry could not be anchored is not answered as done."""
+    session: Session | None = g.get("db")
+    failure = after_commit_error(session) if session is not None else None
+    if failure is None:
+        return response
+    refused = jsonify(problem(503, ServiceUnavailableError.title, str(failure)))
+    refused.status_code = 503
+    refused.mimetype = "application/problem+json"
+    return refused
 
 
 def bind_sessions(

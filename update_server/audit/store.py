@@ -26,6 +26,8 @@ from sqlalchemy import String, event, func, select, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from update_server.audit.chain import GENESIS, EntryRecord, Event, entry_hash, event_fields
+from update_server.audit.errors import AnchorError
+from update_server.db import AFTER_COMMIT_ERROR
 from update_server.models import AuditEntry
 
 _SINK = "fw.audit.sink"
@@ -36,12 +38,17 @@ READ_BATCH = 1000
 class Anchor(Protocol):
     """Where the head is anchored outside the database (``anchor.HeadAnchor``)."""
 
-    def holds(self, session: Session) -> bool:
-        """In the append's transaction: whether the log still holds the anchored head."""
+    def holds(self, session: Session, committed: tuple[int, str] | None) -> bool:
+        """In the append's transaction: whether the log still holds the anchored head.
+
+        Anchors ``committed`` (the committed head, given at a transaction's
+        first append) first if the anchor lags behind it; raises
+        ``AnchorError`` if it cannot.
+        """
         ...
 
     def advance(self, head: EntryRecord) -> None:
-        """After the commit: sign and anchor ``head``; never raises."""
+        """After the commit: sign and anchor ``head``; ``AnchorError`` if it cannot."""
         ...
 
 
@@ -103,7 +110,8 @@ def append(session: Session, event: Event) -> AuditEntry:
     and with it the action's refusal, fail; the hash covers what is stored.
     """
     lock_log(session)
-    seq, prev = head(session)
+    committed = head(session)
+    seq, prev = committed
     seq += 1
     time = event.time.astimezone(UTC)
     fields = {name: _fit(name, value) for name, value in event_fields(event).items()}
@@ -120,7 +128,10 @@ def append(session: Session, event: Event) -> AuditEntry:
     if sink is not None:
         if sink.appended is not None:
             sink.appended(session, entry)
-        anchorable = sink.anchor is not None and sink.anchor.holds(session)
+        # The head before this transaction's first append is committed; a
+        # later append's head is this transaction's own, not anchorable yet.
+        before = None if session.info.get(_PENDING) else committed
+        anchorable = sink.anchor is not None and sink.anchor.holds(session, before)
         pending = _Pending(entry, EntryRecord.of(entry), anchorable)
         session.info.setdefault(_PENDING, []).append(pending)
     return entry
@@ -174,7 +185,10 @@ def _after_commit(session: Session) -> None:
     if not committed or sink is None:
         return
     if sink.anchor is not None and committed[-1].anchorable:
-        sink.anchor.advance(committed[-1].record)
+        try:
+            sink.anchor.advance(committed[-1].record)
+        except AnchorError as exc:  # the commit stands; its caller must not answer "done"
+            session.info[AFTER_COMMIT_ERROR] = exc
     if sink.committed is not None:
         sink.committed([item.record for item in committed])
 
