@@ -27,7 +27,7 @@ import re
 from typing import Any
 
 from flask import request
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
@@ -78,7 +78,7 @@ def body_problems(method: str, rule: str, body: Any) -> list[str]:
         return []
     where = pointer("paths", path, method.lower(), "requestBody", "content", "application/json")
     errors = sorted(validator(where + "/schema").iter_errors(body), key=lambda e: e.path)
-    return [_say(error.absolute_path, error.message) for error in errors]
+    return [_say(error.absolute_path, _rule(error)) for error in errors]
 
 
 def check_request() -> None:
@@ -122,7 +122,7 @@ def _check_query(rule: str, documented: dict[str, Any]) -> None:
         error = next(iter(validator(where).iter_errors(value)), None)
         if error is not None:
             name = parameter["name"]
-            raise BadRequestError(f"query parameter {name}: {error.message}")
+            raise BadRequestError(f"query parameter {name}: {_rule(error)}")
 
 
 def _not_text(body: Any) -> str | None:
@@ -159,3 +159,26 @@ def _is_text(value: str) -> bool:
 def _say(location: Any, message: str) -> str:
     field = "/".join(str(part) for part in location)
     return f"{field}: {message}" if field else message
+
+
+def _rule(error: ValidationError) -> str:
+    """The rule a value breaks, never the value: a refused body may hold a password."""
+    value = error.validator_value
+    said = {
+        "type": f"must be of type {value}",
+        "minLength": "must not be empty"
+        if value == 1
+        else f"must have at least {value} characters",
+        "maxLength": f"must have at most {value} characters",
+        "pattern": "does not have the expected form",
+        "minimum": f"must be at least {value}",
+        "maximum": f"must be at most {value}",
+        "const": f"must be {value!r}",
+        "enum": f"must be one of {value!r}",
+        "minProperties": "must not be empty",
+    }.get(str(error.validator))
+    if said is not None:
+        return said
+    if error.validator in ("required", "additionalProperties"):
+        return error.message  # names fields the caller sent or left out, never a value
+    return f"breaks the document's {error.validator!r} rule"

@@ -48,6 +48,21 @@ def test_fuzzing_a_body_of_the_wrong_type_is_refused_before_the_view(
     _password_unchanged(client, clock, alice)
 
 
+def test_a_refused_body_never_echoes_its_values(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    """A 400 names the field and the rule, never the value: it may be a password."""
+    alice = enrolled_user(app, client, clock, "alice", Role.AUDITOR)
+    secret = "correct-horse-battery-" + "x" * 2000
+    body = json.dumps({"current_password": alice.password, "new_password": secret})
+    status, problem = _post(client, PASSWORD, body, alice)
+    assert status == 400
+    assert "new_password" in problem["detail"]
+    assert "at most 1024" in problem["detail"]
+    assert "correct-horse" not in json.dumps(problem)
+    assert alice.password not in json.dumps(problem)
+
+
 def test_fuzzing_an_empty_string_is_refused_by_the_document_not_by_a_view(
     app: Flask, client: FlaskClient, clock: FakeClock
 ) -> None:
