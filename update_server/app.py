@@ -34,7 +34,7 @@ from update_server.errors import (
     problem,
 )
 from update_server.storage import storage_failure
-from update_server.tls import DEFAULT_NAMES, WILDCARD_HOSTS
+from update_server.tls import certificate_names
 
 logger = logging.getLogger(__name__)
 
@@ -121,14 +121,8 @@ def create_app(
 
 
 def trusted_hosts(config: ServerConfig) -> list[str]:
-    """The names clients may send as Host: configured, or the served ones."""
-    configured = [name.strip() for name in config.trusted_hosts.split(",") if name.strip()]
-    if configured:
-        return configured
-    names = list(DEFAULT_NAMES)
-    if config.host not in WILDCARD_HOSTS and config.host not in names:
-        names.append(config.host)
-    return names
+    """The names clients may send as Host: configured, or the certificate's and loopback."""
+    return list(config.trusted_host_names or certificate_names(config))
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -52,8 +52,10 @@ class ServerConfig:
     #: Seconds a request waits for a locked or unreachable database before
     #: it is refused (503).
     database_timeout: float = 5.0
-    #: Host names clients may use, comma-separated; empty: the served names
-    #: (localhost, 127.0.0.1, ::1 and ``host``). Any other Host is refused.
+    #: Host names clients may use, comma-separated (``.example.org``: the
+    #: domain and its subdomains); empty: loopback and the names the served
+    #: certificate is valid for (``tls.certificate_names``). Any other Host
+    #: is refused (400).
     trusted_hosts: str = ""
     session_idle: timedelta = timedelta(minutes=15)
     session_absolute: timedelta = timedelta(hours=8)
@@ -95,6 +97,11 @@ class ServerConfig:
         unknown = set(self.online_keys) - set(ONLINE_ROLES)
         if unknown:
             raise ConfigError(f"online_keys: unknown role(s) {sorted(unknown)}")
+
+    @property
+    def trusted_host_names(self) -> tuple[str, ...]:
+        """The configured ``trusted_hosts``, one name each; empty when unset."""
+        return tuple(name.strip() for name in self.trusted_hosts.split(",") if name.strip())
 
     @property
     def repository_dir(self) -> Path:

@@ -35,6 +35,7 @@ from update_server.tls import (
     WILDCARD_HOSTS,
     LeafKeeper,
     TlsFiles,
+    certificate_names,
     expiry_warnings,
     fingerprint,
     server_names,
@@ -62,7 +63,8 @@ class ServePlan:
 
     config: ServerConfig
     tls: TlsFiles
-    #: TLS certificates that need the operator (tls.expiry_warnings), at ``now``.
+    #: TLS certificates that need the operator (tls.expiry_warnings), at
+    #: ``now``, and a wildcard bind that answers only default host names.
     warnings: tuple[str, ...] = ()
     status: str = ""
 
@@ -79,8 +81,19 @@ def prepare(config: ServerConfig, *, host_given: bool, now: datetime | None = No
     _check_database(config.database_url)
     now = now or datetime.now(UTC)
     tls = server_tls(config, now=now)
-    warnings = tuple(expiry_warnings(tls, now=now))
+    warnings = (*expiry_warnings(tls, now=now), *default_hosts_warning(config))
     return ServePlan(config, tls, warnings=warnings, status=status_line(tls, now=now))
+
+
+def default_hosts_warning(config: ServerConfig) -> list[str]:
+    """Every interface bound, but only the default host names answered: say which."""
+    if config.host not in WILDCARD_HOSTS or config.trusted_host_names:
+        return []
+    return [
+        f"binding every interface ({config.host or 'empty host'}) with trusted_hosts unset:"
+        f" only {', '.join(certificate_names(config))} (loopback and the certificate's names)"
+        " are answered, any other Host gets 400; set trusted_hosts to the names devices use"
+    ]
 
 
 def _check_database(url: str) -> None:

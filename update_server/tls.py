@@ -134,6 +134,26 @@ def server_names(config: ServerConfig) -> tuple[str, ...]:
     return tuple(names)
 
 
+def certificate_names(config: ServerConfig) -> tuple[str, ...]:
+    """Loopback and the names the served certificate is valid for: the default trusted hosts.
+
+    A configured ``tls_cert``: its subjectAltName's DNS names and addresses
+    (``*.example.org`` as werkzeug's ``.example.org``); else the names
+    fwserver issues its own leaf for (``server_names``).
+    """
+    if config.tls_cert is None:
+        return server_names(config)
+    try:
+        san = _read_certificate(config.tls_cert).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return DEFAULT_NAMES
+    dns = [name.removeprefix("*") for name in san.value.get_values_for_type(x509.DNSName)]
+    addresses = [str(address) for address in san.value.get_values_for_type(x509.IPAddress)]
+    return tuple(dict.fromkeys((*DEFAULT_NAMES, *dns, *addresses)))
+
+
 def server_tls(config: ServerConfig, *, now: datetime) -> TlsFiles:
     """The configured certificate, or the CA's current leaf (issued if due)."""
     if config.tls_cert is not None or config.tls_key is not None:

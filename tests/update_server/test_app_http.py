@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -11,6 +14,7 @@ from update_server.app import create_app
 from update_server.bodies import DRAIN_BYTES
 from update_server.config import ServerConfig
 from update_server.keys import signer_loader
+from update_server.tls import CERT_FILE, KEY_FILE, generate_self_signed
 
 EVIL = "evil.example"
 
@@ -49,6 +53,30 @@ def test_the_trusted_hosts_are_the_served_names_or_the_configured_ones(
     client = configured.test_client()
     assert client.get("/api/v1/health", headers={"Host": "cdn.example"}).status_code == 200
     assert client.get("/api/v1/health", headers={"Host": "localhost"}).status_code == 400
+
+
+def test_a_device_using_the_certificates_name_is_answered_on_a_wildcard_bind_r26(
+    config: ServerConfig, tmp_path: Path
+) -> None:
+    """R26: a device that reaches the server by a name its certificate is valid for is served.
+
+    With every interface bound and a hospital's certificate configured, the
+    default trusted hosts are the certificate's names and loopback
+    (``tls.certificate_names``), never loopback alone: a device verifying
+    ``fw.hospital.example`` must not be cut off with a 400.
+    """
+    names = ("fw.hospital.example", "*.fleet.example", "10.0.0.5")
+    generate_self_signed(tmp_path / "pki", names=names, now=datetime.now(UTC))
+    served = config.with_changes(
+        host="0.0.0.0",  # noqa: S104 - a configuration value, nothing is bound
+        tls_cert=tmp_path / "pki" / CERT_FILE,
+        tls_key=tmp_path / "pki" / KEY_FILE,
+    )
+    client = _app(served).test_client()
+    for host in ("fw.hospital.example:8443", "ward3.fleet.example", "10.0.0.5:8443", "localhost"):
+        assert client.get("/api/v1/health", headers={"Host": host}).status_code == 200, host
+    for host in (EVIL, "fw.hospital.example.evil.example", "10.0.0.6"):
+        assert client.get("/api/v1/health", headers={"Host": host}).status_code == 400, host
 
 
 def _app(config: ServerConfig) -> Flask:
