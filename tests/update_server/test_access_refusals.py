@@ -205,3 +205,23 @@ def test_a_stolen_token_of_an_ended_session_is_audited_with_its_owner(
             {"status": 401, "reason": "session ended", "count": 1},
         )
     ]
+
+
+def test_refusal_flood_from_one_ipv6_network_is_one_window_not_one_per_address(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    """R27 (C5): 40 addresses of one /64 open one window, as the login throttle counts them.
+
+    Otherwise each fresh address would cost an audit entry and a signature
+    of the anchored head, with no credentials at all.
+    """
+    for number in range(1, 41):
+        address = f"2001:db8:5:7::{number:x}"
+        answer = client.get("/api/v1/audit", environ_overrides={"REMOTE_ADDR": address})
+        assert answer.status_code == 401
+    assert len(refusals(app)) == 1
+    clock.advance(minutes=2)
+    client.get("/api/v1/audit", environ_overrides={"REMOTE_ADDR": "192.0.2.9"})
+    entries = [entry for entry in refusals(app) if entry[3] != "192.0.2.9"]
+    assert [entry[3] for entry in entries] == ["2001:db8:5:7::1", "2001:db8:5:7::/64"]
+    assert total(entries) == 40

@@ -19,6 +19,9 @@ be dropped either. The rules:
   with one DELETE ... RETURNING, so two workers cannot both audit it.
 - C4: the counts of a key's entries add up to its refusals: nothing is lost
   (a count not yet flushed is in the database, not in a worker's memory).
+- C5: the source in a key is the source's network as the login throttle
+  counts it (``throttle.source_key``: an IPv6 /64): the first refusal's
+  entry names the address, the tally's entry the network.
 
 This module returns the events to audit; the caller appends them in its
 transaction (``audit.recording.record``; ``append_ended`` outside a
@@ -38,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from update_server.audit import Event, append
+from update_server.auth.throttle import source_key
 from update_server.models import RefusalTally
 
 
@@ -133,7 +137,10 @@ def _fields(refusal: Refusal) -> dict[str, str]:
     return {
         "action": refusal.action[:64],
         "actor": refusal.actor[:64],
-        "source": refusal.source[:64],
+        # C5: counted per source network as the login throttle counts (an IPv6
+        # /64), or every address of one network would open a window, and an
+        # audit entry with its signature, of its own.
+        "source": source_key(refusal.source)[:64],
         "route": refusal.route[:255],
         "reason": refusal.reason[:64],
     }
