@@ -2,7 +2,7 @@
 
 ``status`` tells a release engineer, role by role, what still blocks
 publication: missing signatures, expiry (a warning under 30 days), and
-roles whose version would not be accepted. ``verify`` checks the whole
+roles rewound behind the version this repository signed and keeps. ``verify`` checks the whole
 repository as a device would: the root chain from the first (or a pinned)
 root, then targets, then every delegation down to each hashed bin, each step
 by ``repo_metadata.verify``; with a targets directory, each firmware file's
@@ -65,6 +65,13 @@ def _role_status(repo: OfflineRepository, role: str) -> RoleStatus:
                 f"needs {part.missing} more signature(s) for {who}'s threshold"
                 f" {part.threshold} (keys not yet signed: {waiting})"
             )
+    kept = repo.rewound_from(role)
+    if kept is not None:
+        problems.append(
+            f"rewound: this repository signed v{kept} and keeps it"
+            f" ({layout.versioned_role_file(repo.path, role, kept).name}); restore it before"
+            " signing or publishing (TUF rollback)"
+        )
     left = signed.expires - repo.now
     if left <= timedelta(0):
         problems.append(f"expired on {signed.expires:%Y-%m-%d}; edit and re-sign it")

@@ -164,7 +164,7 @@ def roles_to_publish(
 
 
 def check_ready(repo: Path, roles: Collection[str], *, now: datetime) -> None:
-    """Refuse before uploading anything if a role lacks signatures or has expired."""
+    """Refuse before uploading anything if a role lacks signatures, has expired or was rewound."""
     offline = OfflineRepository(repo, now=now)
     problems = []
     for role in roles:
@@ -176,6 +176,9 @@ def check_ready(repo: Path, roles: Collection[str], *, now: datetime) -> None:
         expires = offline.open(role).signed.expires
         if expires <= now:
             problems.append(f"{role} expired on {expires:%Y-%m-%d}")
+        kept = offline.rewound_from(role)
+        if kept is not None:
+            problems.append(f"{role} was rewound behind v{kept}, which this repository signed")
     if problems:
         raise PublishError("not ready to publish: " + "; ".join(problems))
 

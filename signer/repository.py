@@ -25,6 +25,7 @@ never the whole line.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,7 +49,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
 from repo_metadata.errors import RepositoryError
-from repo_metadata.files import FileBatch, fsync_dir
+from repo_metadata.files import FileBatch
 from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy
@@ -105,6 +106,7 @@ class OfflineRepository(Repository):
         self._versioned: dict[str, list[int]] | None = None
         # Roles whose kept version this session wrote: it amends them in place.
         self._kept_here: set[str] = set()
+        self._read_digest: dict[str, bytes] = {}  # SHA-256 of each role file as read
 
     # -- python-tuf Repository interface --------------------------------
 
@@ -116,11 +118,13 @@ class OfflineRepository(Repository):
             md = _new_metadata(role, self.now)
             self._on_disk[role] = None
         else:
+            data = file.read_bytes()
             try:
-                md = load_metadata(file.read_bytes(), expected_type=role_type(role))
+                md = load_metadata(data, expected_type=role_type(role))
             except RepositoryError as exc:
                 raise SignerError(f"{file}: {exc}") from None
             self._on_disk[role] = (md.signed.version, bool(md.signatures))
+            self._read_digest[role] = hashlib.sha256(data).digest()
         self._loaded[role] = md
         return md
 
@@ -375,7 +379,7 @@ class OfflineRepository(Repository):
 
     def _rewound_hint(self, role: str, before: str) -> str:
         """What to do when ``role`` is refused because it is behind its kept version."""
-        kept = self._rewound_from(role)
+        kept = self.rewound_from(role)
         if kept is None:
             return ""
         return (
@@ -547,7 +551,7 @@ class OfflineRepository(Repository):
 
         The version on disk once this session started a new one; for root,
         its predecessor (an amended root still follows it); and the kept
-        version it is rewound from (``_rewound_from``).
+        version it is rewound from (``rewound_from``).
         """
         disk = self._on_disk.get(role)
         if disk is not None and role in self._bumped:
@@ -556,10 +560,10 @@ class OfflineRepository(Repository):
             trusted = self.root().version - 1  # an amended root still follows its predecessor
         else:
             trusted = None
-        kept = self._rewound_from(role)
+        kept = self.rewound_from(role)
         return trusted if kept is None or (trusted is not None and trusted > kept) else kept
 
-    def _rewound_from(self, role: str) -> int | None:
+    def rewound_from(self, role: str) -> int | None:
         """The kept version ``role`` is rewound from: None unless ``role`` is not beyond it.
 
         A role newer than every kept version is not read against them; one at
@@ -575,6 +579,9 @@ class OfflineRepository(Repository):
         versions = self._kept_versions().get(role)
         if not versions or versions[-1] < current.signed.version:
             return None
+        file = layout.versioned_role_file(self.path, role, versions[-1])
+        if role not in self._edited and self._read_digest.get(role) == _sha256(file):
+            return None  # the role file as read is its kept copy: nothing to parse
         kept = self.kept_version(role)
         if kept is None or kept.signed_bytes == current.signed_bytes:
             return None
@@ -586,12 +593,18 @@ class OfflineRepository(Repository):
         return self.delegation_of(role).delegator
 
 
+def _sha256(file: Path) -> bytes:
+    return hashlib.sha256(file.read_bytes()).digest()
+
+
 def _remove(files: list[Path]) -> None:
-    """Delete ``files`` durably (called once what replaces them is durable)."""
+    """Delete superseded kept files, once what replaces them is durable.
+
+    The removal itself needs no sync: one lost in a crash leaves two kept
+    versions, and the next write of the role removes the older again.
+    """
     for file in files:
         file.unlink(missing_ok=True)
-    for directory in {file.parent for file in files}:
-        fsync_dir(directory)
 
 
 def _succinct(signed: Root | Targets) -> SuccinctRoles | None:

@@ -23,7 +23,7 @@ from signer.authoring import RoleKeys, add_firmware, delegate
 from signer.errors import SignerError
 from signer.inspect import status, verify_repository
 from signer.keyops import rotate
-from signer.publish import local_roles
+from signer.publish import PublishError, check_ready, local_roles
 from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 
@@ -143,6 +143,25 @@ def test_status_verify_and_publish_read_current_files_not_kept_ones(
     report = verify_repository(line, now=now)
     assert report.ok, report.failures
     assert report.checked == ["root", "targets", "pump-x100"]
+
+
+def test_rollback_attack_status_and_publish_name_a_role_rewound_to_a_fully_signed_version(
+    line: Path, open_repo: Opener, image: Path, tmp_path: Path, now: datetime
+) -> None:
+    """TUF rollback: pump-x100.json put back to v1, which both engineers signed, hides the
+    fix in v2. Nothing asks for a signature, so status and publish must say it."""
+    add(open_repo(line, "alice", "bob"), image, tmp_path, "2.4.0")
+    v1 = current(line, "pump-x100")
+    add(open_repo(line, "alice", "bob"), image, tmp_path, "2.5.0")
+    (line / "metadata" / "pump-x100.json").write_bytes(v1)
+    problems = {s.role: s.problems for s in status(open_repo(line))}
+    assert problems["pump-x100"] == (
+        "rewound: this repository signed v2 and keeps it (2.pump-x100.json); restore it before"
+        " signing or publishing (TUF rollback)",
+    )
+    assert problems["root"] == problems["targets"] == ()
+    with pytest.raises(PublishError, match="pump-x100 was rewound behind v2, which this rep"):
+        check_ready(line, ["pump-x100"], now=now)
 
 
 def test_a_role_name_that_reads_as_a_kept_version_is_refused(
