@@ -12,15 +12,35 @@
 - Committing raises the security floor to the firmware's security version
   (R25); the floor is never lowered, and every boot re-raises it from the
   running firmware, which heals a power cut between the two writes.
+- A slot is *committed* once its firmware passed its trial boot here: the
+  commit marks its record (``SlotRecord.committed``) before the boot
+  environment switches to it. A record older than the mark counts as
+  committed only while a readable boot environment in normal mode runs it
+  (its next boot writes the mark). No other path commits a slot (R29).
 - Without a pending slot, the active slot is re-hashed against its signed
-  evidence; if it fails, the other slot runs if it verifies; if none does,
-  the device enters failsafe mode: it keeps what runs and refuses every
-  change but a signed recovery (R24, R33), whose successful trial leaves it.
-- A record that cannot be read (damaged storage) is rebuilt from the slots:
-  the boot environment runs the verified slot holding the last committed
-  firmware (with none, the device enters failsafe mode), the security floor
-  restarts at the highest security version that verifies, the known-bad list
-  empty; each is logged, and the device never stops.
+  evidence; if it fails, the other slot runs if it verifies and is
+  committed; one that verifies but was never committed here goes on trial
+  (one try) instead; if none does, the device enters failsafe mode: it keeps
+  what runs and refuses every change but a signed recovery (R24, R33), whose
+  successful trial leaves it.
+- A record that cannot be read (damaged storage) is rebuilt, logged, and the
+  device never stops (R33), failing closed:
+
+  - the security floor restarts at the highest security version among the
+    committed slots that verify (never from a firmware that has not passed
+    its trial here, R25); the boot then raises it to what runs;
+  - the boot environment runs the committed slot that verifies (the one the
+    floor names as installed, else the most secure); a slot never committed
+    is not run (it stays sealed, and the next update resumes it), so a
+    rebuild never commits a firmware; with no committed slot that verifies,
+    the device enters failsafe mode;
+  - its mode is failsafe unless the event log proves otherwise (R24, R34:
+    only a signed recovery leaves failsafe): the chain verifies through
+    every retained file, and either its last failsafe entry
+    (``failsafe_entered``, ``failsafe_refused``, a boot in failsafe mode,
+    ``failsafe_left``) is ``failsafe_left``, or it holds none and starts
+    at provisioning or at a rotation it records;
+  - the known-bad list restarts from the slots marked failed.
 - First of all, the temporary files of writes a power cut interrupted are
   removed (``StateDir.leftovers``), never a partial download that a resume
   needs; the boot holds the state directory's lock, so no running writer's
@@ -44,7 +64,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from client.errors import ClientError
-from client.events import EventType
+from client.events import EventLog, EventType
 from client.integrity import VerifyResult, verify_sealed, verify_slot
 from client.state import (
     SLOTS,
@@ -105,6 +125,13 @@ HOUSEKEEPING = frozenset(
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+#: Boot tries of a firmware put on trial by a boot rather than by an install:
+#: the fewest that still tests it (a crash during its trial ends it).
+FALLBACK_TRIES = 1
+#: Entries that say the device was in failsafe mode, or left it (R24, R34).
+_FAILSAFE_EVENTS = frozenset(
+    {EventType.FAILSAFE_ENTERED, EventType.FAILSAFE_REFUSED, EventType.FAILSAFE_LEFT}
+)
 _T = TypeVar("_T")
 #: Leftovers named in the event (a line of the log stays short).
 _LISTED = 20
@@ -169,7 +196,7 @@ def _reboot(
     _heal_records(state, now)
     env = _boot_environment(state, now)
     if env.pending is None:
-        return _boot_active(state, env, now)
+        return _boot_active(state, env, health_check=health_check, now=now, timeout=timeout)
     if env.mode is Mode.FAILSAFE and not env.recovery:
         state.events.append(
             EventType.FAILSAFE_REFUSED,
@@ -179,7 +206,7 @@ def _reboot(
         )
         env = env.with_changes(pending=None, tries_left=0, recovery=False)
         state.write_bootenv(env)
-        return _boot_active(state, env, now)
+        return _boot_active(state, env, health_check=health_check, now=now, timeout=timeout)
     return _trial(state, env, health_check, now, timeout)
 
 
@@ -189,8 +216,9 @@ def _heal_records(state: StateDir, now: datetime) -> None:
     The known-bad list starts again from the slots marked ``failed`` (what
     failed before them is lost, and may be tried once more: its trial fails
     again and puts it back); the security floor starts again at the highest
-    security version among the slots that verify, and the boot then raises
-    it to the running firmware's, as every boot does.
+    security version among the committed slots that verify (R25: a firmware
+    that never passed its trial here, or failed it, sets nothing), and the
+    boot then raises it to the running firmware's, as every boot does.
     """
     damage = _unreadable(state.known_bad)
     if damage is not None:
@@ -202,9 +230,11 @@ def _heal_records(state: StateDir, now: datetime) -> None:
                 state.add_known_bad(record, at=now)
     damage = _unreadable(state.floor)
     if damage is not None:
-        verified = [r.record for r in (verify_slot(state, s) for s in SLOTS) if r.ok]
-        floor = Floor(max((_security(record) for record in verified), default=0))
-        _log_rebuilt(state, now, damage, f"security floor {floor.security_version} from the slots")
+        committed = _committed_verified(state, _bootenv_or_none(state))
+        floor = Floor(max((_security(result.record) for result in committed), default=0))
+        _log_rebuilt(
+            state, now, damage, f"security floor {floor.security_version} from the committed slots"
+        )
         state.replace_damaged_floor(floor)
 
 
@@ -223,45 +253,162 @@ def _log_rebuilt(state: StateDir, now: datetime, damage: str, rebuilt: str) -> N
 
 
 def _boot_environment(state: StateDir, now: datetime) -> BootEnv:
-    """The boot environment, or, if it cannot be read, one rebuilt from what verifies.
+    """The boot environment, or, if it cannot be read, one rebuilt failing closed.
 
     R33: damaged storage must not stop the device. The rebuilt environment
-    runs the verified slot holding the firmware last committed (the floor's
-    installed version), else the verified one with the highest security
-    version; a trial in progress is dropped (its slot stays sealed, and the
-    next update resumes from it). With no verified slot, the boot that
-    follows enters failsafe mode.
+    runs the committed slot that verifies (``_slot_to_run``) and nothing is
+    pending: a trial in progress is dropped (its slot stays sealed, and the
+    next update resumes from it), and a firmware never committed here is
+    never run by a rebuild. Its mode is failsafe unless the event log proves
+    the device was not in failsafe mode (``_failsafe_left``), and always
+    when no committed slot verifies (R24, R34).
     """
     try:
         return state.bootenv()
     except ClientError as exc:
         damage = str(exc)
-    best = _slot_to_run(state)
-    env = BootEnv(active=best.slot if best else SLOTS[0])
+    verified = [result for result in (verify_slot(state, s) for s in SLOTS) if result.ok]
+    best = _slot_to_run(state, verified)
+    normal = best is not None and _failsafe_left(state.events)
+    env = BootEnv(
+        active=best.slot if best else _failsafe_slot(state, verified),
+        mode=Mode.NORMAL if normal else Mode.FAILSAFE,
+    )
+    if best is None:
+        why = "no slot holds verified committed firmware"
+    else:
+        why = "the event log does not prove the device had left failsafe mode"
     state.events.append(
         EventType.INTEGRITY_FAILURE,
-        f"the boot environment cannot be read ({damage}); rebuilt with slot {env.active}"
-        + (" active: it holds verified firmware" if best else " active, but no slot verifies"),
+        f"the boot environment cannot be read ({damage}); rebuilt with slot {env.active} active"
+        + (": it holds verified committed firmware" if normal else f" in failsafe mode: {why}")
+        + _not_run(verified, env.active),
         now=now,
         slot=env.active,
+        mode=env.mode.value,
     )
+    if not normal:
+        state.events.append(
+            EventType.FAILSAFE_ENTERED,
+            f"failsafe mode entered: the boot environment was rebuilt and {why};"
+            f" slot {env.active} keeps running",
+            now=now,
+            slot=env.active,
+            reason=f"rebuilt boot environment: {why}",
+        )
     state.write_bootenv(env)
     return env
 
 
-def _slot_to_run(state: StateDir) -> VerifyResult | None:
-    """The verified slot holding the last committed firmware, else the most secure one."""
+def _bootenv_or_none(state: StateDir) -> BootEnv | None:
     try:
-        committed = state.floor().installed_version
+        return state.bootenv()
     except ClientError:
-        committed = None
-    verified = [result for result in (verify_slot(state, s) for s in SLOTS) if result.ok]
+        return None
+
+
+def _is_committed(record: SlotRecord, slot: str, env: BootEnv | None) -> bool:
+    """R29: whether ``slot``'s firmware passed its trial boot here.
+
+    Its record says so, or, for a record written before the mark existed,
+    ``env`` (a boot environment that could be read) runs it in normal mode.
+    """
+    legacy = env is not None and env.mode is Mode.NORMAL and env.active == slot
+    return record.committed or legacy
+
+
+def _committed_verified(state: StateDir, env: BootEnv | None) -> list[VerifyResult]:
+    """The slots that verify and hold committed firmware (``_is_committed``)."""
+    results = (verify_slot(state, slot) for slot in SLOTS)
+    return [
+        result
+        for result in results
+        if result.ok
+        and result.record is not None
+        and _is_committed(result.record, result.slot, env)
+    ]
+
+
+def _slot_to_run(state: StateDir, verified: Sequence[VerifyResult]) -> VerifyResult | None:
+    """Of the ``verified`` slots, the committed one the floor names, else the most secure.
+
+    Only a record marked committed counts: the boot environment is lost, so
+    nothing else says what ran for good.
+    """
+    try:
+        installed = state.floor().installed_version
+    except ClientError:
+        installed = None
+    committed = [r for r in verified if r.record is not None and r.record.committed]
 
     def rank(result: VerifyResult) -> tuple[bool, int]:
         record = result.record
-        return (record is not None and record.version == committed, _security(record))
+        return (record is not None and record.version == installed, _security(record))
 
-    return max(verified, key=rank, default=None)
+    return max(committed, key=rank, default=None)
+
+
+def _failsafe_slot(state: StateDir, verified: Sequence[VerifyResult]) -> str:
+    """The slot failsafe mode keeps when no committed firmware verifies.
+
+    The one whose record says committed and not failed (what last ran for
+    good), else the verified one with the lowest security version (an
+    install waiting for its trial is normally above the firmware it
+    replaces, R25), else slot a.
+    """
+    for slot in SLOTS:
+        record = _record_or_none(state, slot)
+        if record is not None and record.committed and not record.failed:
+            return slot
+    oldest = min(verified, key=lambda result: _security(result.record), default=None)
+    return oldest.slot if oldest else SLOTS[0]
+
+
+def _not_run(verified: Sequence[VerifyResult], active: str) -> str:
+    """A note on a verified slot a rebuild does not run because it was never committed."""
+    for result in verified:
+        record = result.record
+        if result.slot != active and record is not None and not record.committed:
+            return (
+                f"; slot {result.slot} holds firmware {record.version} never committed here:"
+                " not run (the next update resumes it and its trial boot)"
+            )
+    return ""
+
+
+def _failsafe_left(events: EventLog) -> bool:
+    """R24, R34: whether the event log proves the device was not in failsafe mode.
+
+    Only a chain that verifies through every retained file proves anything.
+    Its last failsafe entry decides: ``failsafe_left`` proves normal mode;
+    ``failsafe_entered``, ``failsafe_refused`` or a boot in failsafe mode
+    proves failsafe. With none, the retained history must start at the
+    ``provisioned`` entry or at a rotation the log records (``verify``
+    checks that), so that no entry is missing from its start: an emptied
+    or replaced log proves nothing.
+    """
+    report = events.verify()
+    if not report.ok:
+        return False
+    first: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    for entry in events.entries():
+        first = first or entry
+        if _is_failsafe_entry(entry):
+            last = entry
+    if last is not None:
+        return last.get("type") == EventType.FAILSAFE_LEFT
+    if first is None:
+        return False
+    return report.first_seq > 1 or first.get("type") == EventType.PROVISIONED
+
+
+def _is_failsafe_entry(entry: Mapping[str, Any]) -> bool:
+    detail = entry.get("detail")
+    in_failsafe = isinstance(detail, dict) and detail.get("mode") == Mode.FAILSAFE
+    return entry.get("type") in _FAILSAFE_EVENTS or (
+        entry.get("type") == EventType.BOOTED and in_failsafe
+    )
 
 
 def _security(record: SlotRecord | None) -> int:
@@ -286,10 +433,20 @@ def _trial(
             now=now,
             slot=slot,
         )
-        return _roll_back(state, env, None, now, "it does not verify")
+        return _roll_back(
+            state, env, None, now, "it does not verify", health_check=health_check, timeout=timeout
+        )
     record = check.record
     if env.tries_left <= 0 or record.failed or record.sha256 in state.known_bad():
-        return _roll_back(state, env, record, now, "its boot tries ran out")
+        return _roll_back(
+            state,
+            env,
+            record,
+            now,
+            "its boot tries ran out",
+            health_check=health_check,
+            timeout=timeout,
+        )
     env = env.with_changes(tries_left=env.tries_left - 1)
     state.write_bootenv(env)  # first: a crash during the trial is a failed try
     health = run_health_check(health_check, state=state, slot=slot, record=record, timeout=timeout)
@@ -306,7 +463,8 @@ def _trial(
     )
     if env.tries_left > 0:
         return BootResult(slot, Outcome.RETRY, f"health check failed ({health.detail}); reboot")
-    return _roll_back(state, env, record, now, f"its health check failed ({health.detail})")
+    reason = f"its health check failed ({health.detail})"
+    return _roll_back(state, env, record, now, reason, health_check=health_check, timeout=timeout)
 
 
 def _commit(state: StateDir, env: BootEnv, record: SlotRecord, now: datetime) -> BootResult:
@@ -330,6 +488,9 @@ def _commit(state: StateDir, env: BootEnv, record: SlotRecord, now: datetime) ->
             now=now,
             slot=slot,
         )
+    # R29: marked first, once its health check passed; a power cut before the
+    # switch below leaves it pending, and its trial runs again.
+    state.write_slot_record(slot, replace(record, committed=True))
     state.write_bootenv(
         env.with_changes(
             active=slot,
@@ -347,7 +508,14 @@ def _commit(state: StateDir, env: BootEnv, record: SlotRecord, now: datetime) ->
 
 
 def _roll_back(
-    state: StateDir, env: BootEnv, record: SlotRecord | None, now: datetime, reason: str
+    state: StateDir,
+    env: BootEnv,
+    record: SlotRecord | None,
+    now: datetime,
+    reason: str,
+    *,
+    health_check: Sequence[str] | None,
+    timeout: float,
 ) -> BootResult:
     """Give up the pending slot and boot the one that ran before it."""
     slot = env.pending
@@ -365,13 +533,20 @@ def _roll_back(
     state.write_bootenv(env)
     if record is not None and slot is not None:
         state.write_slot_record(slot, replace(record, failed=True))
-    result = _boot_active(state, env, now)
+    result = _boot_active(state, env, health_check=health_check, now=now, timeout=timeout)
     if result.outcome is not Outcome.BOOTED:
         return result
     return BootResult(result.slot, Outcome.ROLLED_BACK, f"slot {slot} {reason}; {result.message}")
 
 
-def _boot_active(state: StateDir, env: BootEnv, now: datetime) -> BootResult:
+def _boot_active(
+    state: StateDir,
+    env: BootEnv,
+    *,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float,
+) -> BootResult:
     active = env.active
     check = verify_slot(state, active)
     if env.mode is Mode.FAILSAFE:
@@ -381,6 +556,7 @@ def _boot_active(state: StateDir, env: BootEnv, now: datetime) -> BootResult:
             now=now,
             slot=active,
             verified=check.ok,
+            mode=Mode.FAILSAFE.value,
         )
         return BootResult(active, Outcome.FAILSAFE, "failsafe mode: only a signed recovery")
     if check.ok and check.record is not None:
@@ -393,6 +569,10 @@ def _boot_active(state: StateDir, env: BootEnv, now: datetime) -> BootResult:
         slot=active,
     )
     alternative = verify_slot(state, other(active))
+    if alternative.ok and alternative.record is not None and not alternative.record.committed:
+        return _fallback_trial(
+            state, env, alternative.record, health_check=health_check, now=now, timeout=timeout
+        )
     if alternative.ok and alternative.record is not None:
         _log_booted(state, alternative.record, alternative.slot, now)
         state.write_bootenv(env.with_changes(active=alternative.slot, previous=active))
@@ -411,7 +591,36 @@ def _boot_active(state: StateDir, env: BootEnv, now: datetime) -> BootResult:
     return enter_failsafe(state, now=now, reason="no slot holds verified firmware")
 
 
+def _fallback_trial(
+    state: StateDir,
+    env: BootEnv,
+    record: SlotRecord,
+    *,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float,
+) -> BootResult:
+    """R29: a verified slot never committed here runs only on trial, never for good at once."""
+    slot = other(env.active)
+    state.events.append(
+        EventType.INSTALLED,
+        f"firmware {record.version} in slot {slot} was never committed on this device:"
+        f" it goes on trial ({FALLBACK_TRIES} boot try) instead of running for good",
+        now=now,
+        slot=slot,
+        target=record.target_path,
+        version=record.version,
+        security_version=record.security_version,
+        recovery=False,
+    )
+    pending = env.with_changes(
+        pending=slot, tries_left=FALLBACK_TRIES, previous=env.active, recovery=False
+    )
+    return _trial(state, pending, health_check, now, timeout)
+
+
 def _log_booted(state: StateDir, record: SlotRecord, slot: str, now: datetime) -> None:
+    """Log that ``slot`` runs for good, mark it committed if its record predates the mark."""
     state.events.append(
         EventType.BOOTED,
         f"firmware {record.version} in slot {slot} verified and runs",
@@ -419,6 +628,8 @@ def _log_booted(state: StateDir, record: SlotRecord, slot: str, now: datetime) -
         slot=slot,
         version=record.version,
     )
+    if not record.committed:  # only the active slot of a readable boot environment gets here
+        state.write_slot_record(slot, replace(record, committed=True))
     _raise_floor(state, record)
 
 
@@ -524,9 +735,10 @@ def run_health_check(
 #: What happens to each record ``status`` finds damaged (R33: the device never stops).
 REPAIRS: Mapping[str, str] = {
     "bootenv.json": "the next boot rebuilds it: the verified slot holding the last committed"
-    " firmware runs (with no verified slot, the device enters failsafe mode)",
+    " firmware runs, nothing pending (with no such slot, the device enters failsafe mode),"
+    " in failsafe mode unless the event log proves the device had left it",
     "floor.json": "the next boot rebuilds it from the highest security version among the"
-    " slots that verify",
+    " committed slots that verify",
     "known_bad.json": "the next boot rebuilds it from the slots marked failed",
     "time_floor.json": "the next update or check rebuilds it from what the device can prove"
     " (build time, provisioning floor, verified evidence)",

@@ -11,8 +11,9 @@ two of them leaves a device that boots a verified image:
 3. ``commit``: the image is synced, then read back from disk and checked
    against the signed record (the bytes installed are the bytes verified: a
    file swapped after verification is caught here), the evidence is checked
-   against the provisioned root and stored, then the record; only then is the
-   boot environment switched, atomically, to "pending, N tries".
+   against the provisioned root and stored, then the record (never marked
+   committed: only a passed trial boot commits it); only then is the boot
+   environment switched, atomically, to "pending, N tries".
 
 Refusals are raised, not logged: each ``ClientError`` carries its event and
 the caller logs it once. ``commit`` logs ``installed``, the one decision
@@ -26,7 +27,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -301,7 +302,8 @@ class SlotWriter:
             self.abort()
             raise InstallError(f"slot {self.slot}: {exc}", event=exc.event) from None
         write_evidence(state.slot_evidence(self.slot), evidence)
-        state.write_slot_record(self.slot, record)
+        # Committed only by its trial boot (client.boot), whatever the caller says.
+        state.write_slot_record(self.slot, replace(record, committed=False))
         _clear_progress(state, self.slot)
 
     def _mark_pending(self, record: SlotRecord, tries: int, now: datetime) -> None:

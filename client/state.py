@@ -139,6 +139,10 @@ class SlotRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The slot failed its trial boot: never booted again, never reinstalled.
     failed: bool = False
+    #: The firmware passed its trial boot here and was committed (R25, R29): only a
+    #: committed slot runs for good or sets the floor after a rebuild. Absent in
+    #: older records: read as not committed (``client.boot`` rule on the active slot).
+    committed: bool = False
 
 
 def other(slot: str) -> str:

@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from tests.client.helpers_state import (
     install,
     provision,
 )
+from tests.client.test_boot_rebuild import in_service
 
 STEPS = ("fsync", "rename", "replace", "unlink", "rmdir")
 CHUNK = 16 * 1024
@@ -183,7 +185,7 @@ def test_kill_at_each_step_of_a_failed_trial_and_its_fall_back(
 def test_kill_at_each_step_of_opening_an_already_sealed_slot(
     template: Path, old: Release, new: Release
 ) -> None:
-    """Slot b holds a sealed firmware (a verified fall-back) when a new download starts."""
+    """Slot b holds a committed firmware (a verified fall-back) when a new download starts."""
 
     def sequence(state: StateDir) -> None:
         with open_inactive(state, new.target) as writer:
@@ -193,6 +195,7 @@ def test_kill_at_each_step_of_opening_an_already_sealed_slot(
     base = fresh(template, "sealed")
     install(base, old)
     base.write_bootenv(base.bootenv().with_changes(pending=None, tries_left=0))
+    base.write_slot_record("b", replace(old.record, committed=True))  # it ran for good once
     total = count_steps(base.root, sequence)
     for k in range(1, total + 1):
         state = cut_at(base.root, k, sequence)
@@ -205,3 +208,32 @@ def test_kill_at_each_step_of_opening_an_already_sealed_slot(
             assert result.outcome is Outcome.SWITCHED, f"step {k}"
         else:
             assert result.outcome is Outcome.FAILSAFE, f"step {k}"
+
+
+def test_kill_at_each_install_and_commit_step_then_lose_the_boot_records_r29(
+    tmp_path: Path, line: SignedLine, old: Release, new: Release
+) -> None:
+    """R29, R25, R33: a power cut anywhere in an install and its commit, then bootenv.json
+    and floor.json lost: the rebuild runs a committed firmware only (the new one only once
+    its commit mark is durable), no trial is run on its behalf, and the floor comes only
+    from committed firmware."""
+
+    def sequence(state: StateDir) -> None:
+        download(state, new, tries=2)
+        boot(state, health_check=None, now=NOW)
+
+    base = in_service(tmp_path / "in-service", line, old)
+    total = count_steps(base.root, sequence)
+    for k in range(1, total + 1):
+        state = cut_at(base.root, k, sequence)
+        new_committed = (record := state.slot_record("b")) is not None and record.committed
+        for name in ("bootenv.json", "floor.json"):
+            (state.root / name).write_bytes(b"{")
+        result = boot(state, health_check=UNHEALTHY, now=NOW)
+        assert result.outcome is Outcome.BOOTED, f"step {k}"
+        running = state.slot_record(result.slot)
+        assert running is not None and running.committed, f"step {k}"
+        assert running_version(state, result.slot) == ("1.1.0" if new_committed else "1.0.0")
+        assert state.floor().security_version == (2 if new_committed else 1), f"step {k}"
+        assert "health_check_failed" not in [e["type"] for e in state.events.entries()]
+        assert_consistent(state)
