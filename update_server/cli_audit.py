@@ -202,12 +202,17 @@ def _reading(config: ServerConfig) -> Iterator[Session]:
         engine.dispose()
 
 
+WALK_TIMEOUT = 3600.0  # seconds: a verify or export of years of entries
+
+
 def _read_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         # Not make_engine: its BEGIN IMMEDIATE would hold the write lock for
         # the whole walk. A plain SELECT reads one WAL snapshot and blocks no one.
         return create_engine(url, connect_args={"timeout": 30})
-    return make_engine(url)
+    # A walk of the whole log from the command line is no request: the
+    # server's per-request bound (database_timeout) would cut a large one.
+    return make_engine(url, timeout=WALK_TIMEOUT)
 
 
 def _event(action: Action, target: str, outcome: str, detail: Any = None) -> Event:
