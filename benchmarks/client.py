@@ -421,8 +421,8 @@ def _mirror(repo: Path, mirror: Path, people: People, now: datetime) -> None:
     root = Metadata[Root].from_file(str(source / "1.root.json")).signed
     versions: dict[str, int] = {}
     for file in source.iterdir():
-        if file.name == "root.json" or file.name.endswith(".root.json"):
-            continue
+        if file.name == "root.json" or layout.is_versioned_file(file.name):
+            continue  # root's chain is copied below; kept signed copies are no roles
         md = Metadata.from_file(str(file))
         role = unquote(file.stem)
         versions[f"{role}.json"] = md.signed.version
