@@ -18,6 +18,7 @@ from update_server.app import Services
 from update_server.audit.actions import Action
 from update_server.cli_common import cli_services, command_now, data_dir_option, load_config
 from update_server.config import ServerConfig
+from update_server.db import after_commit_error, commit_checked
 from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
 from update_server.publication.publish import Actor, event
@@ -162,7 +163,7 @@ def _import(services: Services, repo_dir: Path) -> ImportResult:
             directory=str(repo_dir),
         )
         audit.append(db, entry)
-        return import_repository(
+        result = import_repository(
             services.config, services.signer, repo_dir, now, before_timestamp=db.commit
         )
     except PublicationError as exc:
@@ -170,7 +171,11 @@ def _import(services: Services, repo_dir: Path) -> ImportResult:
         _audit_refusal(services, Action.PUBLISH, "repository:import", exc)
         raise _fail(exc) from None
     finally:
+        unanchored = after_commit_error(db)  # R27/R28: imported, but not reported done
         db.close()
+    if unanchored is not None:
+        raise unanchored
+    return result
 
 
 def _audit_refusal(services: Services, action: Action, obj: str, exc: PublicationError) -> None:
@@ -188,6 +193,6 @@ def _audit_refusal(services: Services, action: Action, obj: str, exc: Publicatio
                 reason=exc.message[:500],
             ),
         )
-        db.commit()
+        commit_checked(db)
     finally:
         db.close()

@@ -17,12 +17,15 @@ wait long nor answer as if all were well (rules D1-D3):
   answers 503 (``failure_of``).
 - D4 A PostgreSQL server that stops answering (a hung or stopped process,
   whose host still acknowledges every packet) holds no request either:
-  every statement, commit, rollback and checkout ping is armed with a
-  deadline (``timeout`` plus ``CUT_GRACE``, so that the server's own
-  timeouts fire first while it runs), and a connection still busy past it
-  is cut (its socket shut down) by one watchdog thread per engine
-  (``_Deadlines``). A ping that was cut is not retried on a new connection
-  (that would wait again): it answers ``DatabaseUnavailableError``.
+  every statement, rollback and checkout ping is armed with a deadline
+  (``timeout`` plus ``CUT_GRACE``, so that the server's own timeouts fire
+  first while it runs), and a connection still busy past it is cut (its
+  socket shut down) by one watchdog thread per engine (``_Deadlines``). A
+  ping that was cut is not retried on a new connection (that would wait
+  again): it answers ``DatabaseUnavailableError``. A COMMIT is not armed:
+  cut, it may still have landed, and a publication would undo its files
+  while the database says published; a hung one waits for gunicorn's
+  worker timeout instead.
 - D2 The SQLite file a worker opened is the one it keeps writing: before
   each transaction and each commit, the file must still be there, be the
   same file (device, inode), and not be shorter than it has been seen by
@@ -106,7 +109,7 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Engine:
     event.listen(engine, "checkin", deadlines.disarm_pooled)
     event.listen(engine, "before_cursor_execute", deadlines.arm_cursor)
     event.listen(engine, "after_cursor_execute", deadlines.disarm_cursor)
-    event.listen(engine, "commit", deadlines.arm_connection)
+    # Not "commit": a COMMIT cut by the watchdog may still have landed (D4).
     event.listen(engine, "rollback", deadlines.arm_connection)
     return engine
 
@@ -343,6 +346,15 @@ def _raise_after_commit_error(session: Session) -> None:
     failure = after_commit_error(session)
     if failure is not None:
         raise failure
+
+
+def commit_checked(session: Session) -> None:
+    """Commit, then raise what a commit hook could not do (``after_commit_error``).
+
+    For code that commits a session of its own outside ``transaction``.
+    """
+    session.commit()
+    _raise_after_commit_error(session)
 
 
 @contextmanager

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.update_server.conftest import FakeClock
 from tests.update_server.people import enrolled_user, login
+from tests.update_server.repo_world import World
 from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.checkpoint import verify_database
+from update_server.audit.errors import AnchorError
 from update_server.audit.public_key import audit_public_key
 from update_server.audit.store import head
 from update_server.config import ServerConfig
 from update_server.models import AuditEntry, Role
+from update_server.publication.renewal import renew_if_due
 
 
 def _break_anchor(config: ServerConfig) -> None:
@@ -85,3 +89,30 @@ def test_once_the_anchor_can_be_written_the_head_left_behind_is_anchored_first_r
         report = verify_database(db, audit_public_key(config), anchor=anchored, every=100)
     assert report.ok, report.summary()
     assert not report.warnings
+
+
+def test_a_renewal_whose_entries_cannot_be_anchored_is_not_reported_done_r27_r28(
+    world: World, clock: FakeClock
+) -> None:
+    """R27/R28: the timestamp is switched and committed, but the renewal raises, never "renewed".
+
+    Found by review: publish, renewal and import commit sessions of their own,
+    which dropped the anchoring failure and reported success.
+    """
+    _break_anchor(world.config)
+    with pytest.raises(AnchorError, match="could not be anchored"):
+        renew_if_due(world.services, clock(), force=True)
+    with pytest.raises(AnchorError, match="cannot be anchored"):  # the next one is refused
+        renew_if_due(world.services, clock(), force=True)
+
+
+def test_a_publish_while_the_anchor_cannot_be_written_answers_503_r27_r28(
+    world: World, clock: FakeClock
+) -> None:
+    """R27/R28: a publish is never answered 200 while its entries are not anchored."""
+    world.login("alice", "release_engineer")
+    release = world.release("alice", "2.4.0")
+    _break_anchor(world.config)
+    answer = world.publish("alice", release)
+    assert answer.status_code == 503, answer.get_json()
+    assert "anchor" in answer.get_json()["detail"]

@@ -27,7 +27,7 @@ from tuf.api.metadata import Snapshot, Timestamp
 from update_server import audit
 from update_server.audit.actions import Action
 from update_server.config import ServerConfig
-from update_server.db import transaction
+from update_server.db import after_commit_error, transaction
 from update_server.publication import switch
 from update_server.publication.errors import (
     ExpiredError,
@@ -252,6 +252,7 @@ def switch_with_audit(
     """
     config = services.config
     db = services.sessions()
+    unanchored: Exception | None = None
     try:
         if change.upload_id is not None:
             upload = db.get(ReleaseUpload, change.upload_id)
@@ -282,12 +283,17 @@ def switch_with_audit(
             change,
             before_timestamp=db.commit,
         )
+        # R27/R28: switched and committed, but if its entries could not be
+        # anchored the change is not answered as done (raised past the undo).
+        unanchored = after_commit_error(db)
     except BaseException as exc:
         db.rollback()
         _record_failure(services, change, actor, now, reason=str(exc) or type(exc).__name__)
         raise
     finally:
         db.close()
+    if unanchored is not None:
+        raise unanchored
 
 
 def _record_failure(
