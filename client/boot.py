@@ -14,15 +14,21 @@
   running firmware, which heals a power cut between the two writes.
 - A slot is *committed* once its firmware passed its trial boot here: the
   commit marks its record (``SlotRecord.committed``) before the boot
-  environment switches to it. A record older than the mark counts as
-  committed only while a readable boot environment in normal mode runs it
-  (its next boot writes the mark). No other path commits a slot (R29).
+  environment switches to it. A record older than the mark (its stored JSON
+  has no ``committed`` key) counts as committed only while a readable boot
+  environment in normal mode runs it (its next boot writes the mark); a
+  record that says ``committed: false`` never does, whatever the boot
+  environment says: an active slot holding one is not run for good (the
+  other slot runs as below, as if it did not verify). No other path commits
+  a slot (R29).
 - Without a pending slot, the active slot is re-hashed against its signed
   evidence; if it fails, the other slot runs if it verifies and is
   committed; one that verifies but was never committed here goes on trial
   (one try) instead; if none does, the device enters failsafe mode: it keeps
   what runs and refuses every change but a signed recovery (R24, R33), whose
-  successful trial leaves it.
+  successful trial leaves it: ``failsafe_left`` is logged only once its
+  commit mark, the boot environment in normal mode and the floor naming it
+  installed are durable (the log proves it to a rebuild).
 - A record that cannot be read (damaged storage) is rebuilt, logged, and the
   device never stops (R33), failing closed:
 
@@ -46,7 +52,8 @@
   needs; the boot holds the state directory's lock, so no running writer's
   file is taken for one.
 
-Every decision is logged before it takes effect.
+Every decision is logged before it takes effect, but ``failsafe_left``,
+logged once it has (see above).
 """
 
 from __future__ import annotations
@@ -310,11 +317,13 @@ def _bootenv_or_none(state: StateDir) -> BootEnv | None:
 def _is_committed(record: SlotRecord, slot: str, env: BootEnv | None) -> bool:
     """R29: whether ``slot``'s firmware passed its trial boot here.
 
-    Its record says so, or, for a record written before the mark existed,
-    ``env`` (a boot environment that could be read) runs it in normal mode.
+    Its record says so, or, for a record written before the mark existed
+    (``committed`` None: never one that says False), ``env`` (a boot
+    environment that could be read) runs it in normal mode.
     """
-    legacy = env is not None and env.mode is Mode.NORMAL and env.active == slot
-    return record.committed or legacy
+    if record.committed is not None:
+        return record.committed
+    return env is not None and env.mode is Mode.NORMAL and env.active == slot
 
 
 def _committed_verified(state: StateDir, env: BootEnv | None) -> list[VerifyResult]:
@@ -481,13 +490,6 @@ def _commit(state: StateDir, env: BootEnv, record: SlotRecord, now: datetime) ->
         previous=env.active,
     )
     leaves_failsafe = env.mode is Mode.FAILSAFE and env.recovery
-    if leaves_failsafe:
-        state.events.append(
-            EventType.FAILSAFE_LEFT,
-            f"signed recovery {record.version} committed: failsafe mode left",
-            now=now,
-            slot=slot,
-        )
     # R29: marked first, once its health check passed; a power cut before the
     # switch below leaves it pending, and its trial runs again.
     state.write_slot_record(slot, replace(record, committed=True))
@@ -502,6 +504,18 @@ def _commit(state: StateDir, env: BootEnv, record: SlotRecord, now: datetime) ->
         )
     )
     _raise_floor(state, record)
+    if leaves_failsafe:
+        # R24, R34: a rebuild takes this entry as proof that failsafe mode was
+        # left, so it is logged only once the mark, the switch and the floor
+        # naming the recovery as installed (the slot a rebuild runs) are
+        # durable. A power cut before the switch re-runs the recovery's trial,
+        # which logs it; one after leaves no proof: a rebuild keeps failsafe.
+        state.events.append(
+            EventType.FAILSAFE_LEFT,
+            f"signed recovery {record.version} committed: failsafe mode left",
+            now=now,
+            slot=slot,
+        )
     return BootResult(
         slot, Outcome.COMMITTED, f"firmware {record.version} committed in slot {slot}"
     )
@@ -559,15 +573,29 @@ def _boot_active(
             mode=Mode.FAILSAFE.value,
         )
         return BootResult(active, Outcome.FAILSAFE, "failsafe mode: only a signed recovery")
-    if check.ok and check.record is not None:
+    if check.ok and check.record is not None and check.record.committed is not False:
         _log_booted(state, check.record, active, now)
         return BootResult(active, Outcome.BOOTED, f"firmware {check.record.version} verified")
-    state.events.append(
-        check.event or EventType.INTEGRITY_FAILURE,
-        f"active slot {active} does not verify: {check.reason}",
-        now=now,
-        slot=active,
-    )
+    problem = "does not verify"
+    if check.ok and check.record is not None:
+        # R29: its record says it never passed its trial here; a boot environment
+        # that runs it (edited, or damaged yet readable) does not commit it.
+        problem = "was never committed here"
+        state.events.append(
+            EventType.INTEGRITY_FAILURE,
+            f"active slot {active} holds firmware {check.record.version} never committed here:"
+            " the boot environment does not commit it; not run for good",
+            now=now,
+            slot=active,
+            version=check.record.version,
+        )
+    else:
+        state.events.append(
+            check.event or EventType.INTEGRITY_FAILURE,
+            f"active slot {active} does not verify: {check.reason}",
+            now=now,
+            slot=active,
+        )
     alternative = verify_slot(state, other(active))
     if alternative.ok and alternative.record is not None and not alternative.record.committed:
         return _fallback_trial(
@@ -579,7 +607,7 @@ def _boot_active(
         return BootResult(
             alternative.slot,
             Outcome.SWITCHED,
-            f"slot {active} does not verify; firmware {alternative.record.version}"
+            f"slot {active} {problem}; firmware {alternative.record.version}"
             f" in slot {alternative.slot} verified and runs",
         )
     state.events.append(
@@ -588,7 +616,10 @@ def _boot_active(
         now=now,
         slot=alternative.slot,
     )
-    return enter_failsafe(state, now=now, reason="no slot holds verified firmware")
+    reason = "no slot holds verified firmware"
+    if check.ok:
+        reason = f"no slot holds verified committed firmware (slot {active} {problem})"
+    return enter_failsafe(state, now=now, reason=reason)
 
 
 def _fallback_trial(
@@ -620,7 +651,10 @@ def _fallback_trial(
 
 
 def _log_booted(state: StateDir, record: SlotRecord, slot: str, now: datetime) -> None:
-    """Log that ``slot`` runs for good, mark it committed if its record predates the mark."""
+    """Log that ``slot`` runs for good, mark it committed if its record predates the mark.
+
+    R29: never one whose record says it was not committed (the callers run none).
+    """
     state.events.append(
         EventType.BOOTED,
         f"firmware {record.version} in slot {slot} verified and runs",
@@ -628,7 +662,7 @@ def _log_booted(state: StateDir, record: SlotRecord, slot: str, now: datetime) -
         slot=slot,
         version=record.version,
     )
-    if not record.committed:  # only the active slot of a readable boot environment gets here
+    if record.committed is None:  # only the active slot of a readable boot environment gets here
         state.write_slot_record(slot, replace(record, committed=True))
     _raise_floor(state, record)
 

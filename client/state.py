@@ -140,9 +140,11 @@ class SlotRecord:
     #: The slot failed its trial boot: never booted again, never reinstalled.
     failed: bool = False
     #: The firmware passed its trial boot here and was committed (R25, R29): only a
-    #: committed slot runs for good or sets the floor after a rebuild. Absent in
-    #: older records: read as not committed (``client.boot`` rule on the active slot).
-    committed: bool = False
+    #: committed slot runs for good or sets the floor after a rebuild. False: written
+    #: by an install, never committed. None: the record predates the mark (its stored
+    #: JSON has no ``committed`` key, and is written back without one); read as not
+    #: committed but for the ``client.boot`` rule on a legacy active slot.
+    committed: bool | None = None
 
 
 def other(slot: str) -> str:
@@ -381,8 +383,11 @@ class StateDir:
         file = self.slot_record_file(slot)
         if not file.is_file():
             return None
+        data = _read_json(file)
+        if "committed" in data and not isinstance(data["committed"], bool):
+            raise ProvisioningError(f"{file} is not a slot record (committed is not a boolean)")
         try:
-            return SlotRecord(**_read_json(file))
+            return SlotRecord(**data)
         except TypeError as exc:
             raise ProvisioningError(f"{file} is not a slot record ({exc})") from None
 
@@ -393,7 +398,10 @@ class StateDir:
                 file.unlink()
                 fsync_dir(file.parent)  # the slot is unbootable before its bytes change
             return
-        _write_json(file, asdict(record))
+        data = asdict(record)
+        if record.committed is None:  # a legacy record stays one: only a boot marks it
+            del data["committed"]
+        _write_json(file, data)
 
     def known_bad(self) -> dict[str, dict[str, Any]]:
         """Firmware (by SHA-256) that failed its health check on this device."""

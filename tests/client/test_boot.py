@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -195,7 +196,10 @@ def test_floor_lost_in_a_power_cut_after_commit_is_raised_at_next_boot(
     state: StateDir, update: Release
 ) -> None:
     install(state, update)
-    state.write_bootenv(BootEnv(active="b", previous="a"))  # commit's first write, then power cut
+    marked = state.slot_record("b")
+    assert marked is not None
+    state.write_slot_record("b", replace(marked, committed=True))  # the commit's mark,
+    state.write_bootenv(BootEnv(active="b", previous="a"))  # its switch, then a power cut
     assert state.floor().security_version == 1
     assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.BOOTED
     assert state.floor() == Floor(2, "1.1.0")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from client.boot import Outcome, boot, enter_failsafe
+from client.errors import ProvisioningError
 from client.events import EventLog, EventType
 from client.state import BootEnv, Floor, Mode, StateDir
 from tests.client.helpers_state import (
@@ -250,3 +251,74 @@ def test_a_record_written_before_the_mark_reads_as_not_committed(state: StateDir
     file.write_text(json.dumps(data))
     record = state.slot_record("a")
     assert record is not None and not record.committed
+
+
+# -- S3: only a record without the mark is legacy ------------------------------------
+
+
+@pytest.mark.parametrize("floor", ["kept", "lost"])
+def test_an_edited_boot_environment_never_commits_a_firmware_on_trial_r29(
+    state: StateDir, update: Release, floor: str
+) -> None:
+    """R29, R25: a boot environment edited (or damaged yet readable) to run the slot an
+    install wrote, ``committed: false``, in normal mode neither commits it nor lets it set
+    the floor: it is no legacy record. The committed slot runs; the update still resumes."""
+    install(state, update)
+    assert json.loads(state.slot_record_file("b").read_text())["committed"] is False
+    state.write_bootenv(BootEnv(active="b", previous="a"))
+    if floor == "lost":
+        damage(state, "floor.json")
+    result = boot(state, health_check=HEALTHY, now=NOW)
+    assert (result.slot, result.outcome) == ("a", Outcome.SWITCHED)
+    assert state.bootenv() == BootEnv(active="a", previous="b")
+    assert state.floor() == Floor(1, "1.0.0")
+    record = state.slot_record("b")
+    assert record is not None and record.committed is False and not record.failed
+    assert "never committed here" in str(state.events.last(EventType.INTEGRITY_FAILURE))
+    assert_consistent(state)
+    assert install(state, update) == "b"
+    assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.COMMITTED
+    assert state.floor() == Floor(2, "1.1.0")
+
+
+@pytest.mark.parametrize("floor", ["kept", "lost"])
+def test_a_legacy_record_without_the_key_is_committed_by_the_boot_environment_running_it_r29(
+    state: StateDir, update: Release, floor: str
+) -> None:
+    """R29: a record written before the mark existed (no ``committed`` key) counts as
+    committed while a readable boot environment runs it in normal mode, as before."""
+    install(state, update)
+    file = state.slot_record_file("b")
+    data = json.loads(file.read_text())
+    del data["committed"]
+    file.write_text(json.dumps(data))
+    state.write_bootenv(BootEnv(active="b", previous="a"))
+    if floor == "lost":
+        damage(state, "floor.json")
+    result = boot(state, health_check=HEALTHY, now=NOW)
+    assert (result.slot, result.outcome) == ("b", Outcome.BOOTED)
+    assert state.floor() == Floor(2, "1.1.0")
+    record = state.slot_record("b")
+    assert record is not None and record.committed is True
+    assert json.loads(file.read_text())["committed"] is True
+
+
+def test_a_legacy_record_is_written_back_without_the_key(
+    tmp_path: Path, line: SignedLine, factory: Release
+) -> None:
+    """A legacy record stays one when rewritten (marked failed, say): only a boot marks it."""
+    state = provision(tmp_path / "legacy", line, factory)
+    record = state.slot_record("a")
+    assert record is not None and record.committed is None
+    state.write_slot_record("a", replace(record, failed=True))
+    assert "committed" not in json.loads(state.slot_record_file("a").read_text())
+
+
+@pytest.mark.parametrize("value", [None, 0, "false", "true", 1])
+def test_a_committed_mark_that_is_no_boolean_is_damage_r33(state: StateDir, value: object) -> None:
+    """R33: ``committed`` is true, false or absent; anything else is a damaged record."""
+    file = state.slot_record_file("b")
+    data = {**json.loads(state.slot_record_file("a").read_text()), "committed": value}
+    file.write_text(json.dumps(data))
+    with pytest.raises(ProvisioningError, match="committed is not a boolean"):
+        state.slot_record("b")

@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 
-from client.boot import Outcome, boot
+from client.boot import Outcome, boot, enter_failsafe
 from client.errors import InstallError
 from client.events import EventType
 from client.integrity import verify_slot
 from client.slots import open_inactive
-from client.state import StateDir
+from client.state import Mode, StateDir
 from tests.client.helpers_state import (
     NOW,
     UNHEALTHY,
@@ -237,3 +237,38 @@ def test_kill_at_each_install_and_commit_step_then_lose_the_boot_records_r29(
         assert state.floor().security_version == (2 if new_committed else 1), f"step {k}"
         assert "health_check_failed" not in [e["type"] for e in state.events.entries()]
         assert_consistent(state)
+
+
+def test_kill_at_each_step_of_leaving_failsafe_then_lose_the_boot_record_r24_r34(
+    tmp_path: Path, line: SignedLine, old: Release, new: Release
+) -> None:
+    """R24, R34, R33: a power cut anywhere in a signed recovery's commit, then bootenv.json
+    lost: the log proves failsafe mode was left only once the recovery is committed and
+    runs, so the rebuild keeps failsafe mode (or runs the committed recovery), never normal
+    mode around the firmware that ran before it (``failsafe_left`` logged before the mark
+    and the switch were durable let a cut between them do that)."""
+    base = in_service(tmp_path / "in-service", line, old)
+    install(base, new)
+    assert boot(base, health_check=None, now=NOW).outcome is Outcome.COMMITTED
+    enter_failsafe(base, now=NOW, reason="rollback attack")
+    install(base, line.release("1.2.0", 3), recovery=True)  # slot a, on trial
+
+    def sequence(state: StateDir) -> None:
+        assert boot(state, health_check=None, now=NOW).outcome is Outcome.COMMITTED
+
+    total = count_steps(base.root, sequence)
+    recovered = False
+    for k in range(1, total + 1):
+        state = cut_at(base.root, k, sequence)
+        (state.root / "bootenv.json").write_bytes(b"{")
+        result = boot(state, health_check=None, now=NOW)
+        env = state.bootenv()
+        if env.mode is Mode.NORMAL:
+            recovery = state.slot_record("a")
+            assert (result.slot, result.outcome) == ("a", Outcome.BOOTED), f"step {k}"
+            assert recovery is not None and recovery.committed, f"step {k}"
+            recovered = True
+        else:
+            assert result.outcome is Outcome.FAILSAFE, f"step {k}"
+        assert_consistent(state)
+    assert recovered, "a cut after the last step leaves the committed recovery in normal mode"
