@@ -32,6 +32,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from update_server.errors import BadRequestError
+from update_server.mfa.passwords import valid_unicode
 from update_server.openapi import SPEC, VIEW_CHECKS_BODY
 
 _DOCUMENT = "urn:fwupdate:openapi"
@@ -136,24 +137,16 @@ def _not_text(body: Any) -> str | None:
         value, where, depth = stack.pop()
         if depth > MAX_DEPTH:
             return f"{where or 'the body'} (nested deeper than {MAX_DEPTH} levels)"
-        if isinstance(value, str) and not _is_text(value):
+        if isinstance(value, str) and not valid_unicode(value):
             return f"{where or 'the body'} (a lone UTF-16 surrogate)"
         if isinstance(value, dict):
             for key, item in value.items():
-                if not _is_text(key):
+                if not valid_unicode(key):
                     return f"a key under {where or 'the body'} (a lone UTF-16 surrogate)"
                 stack.append((item, f"{where}/{key}" if where else key, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{where}/{index}", depth + 1) for index, item in enumerate(value))
     return None
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _say(location: Any, message: str) -> str:

@@ -44,6 +44,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from securesystemslib.signer import Signer
@@ -130,8 +131,7 @@ class HeadAnchor:
         if time is None:  # the head read under the log's lock is there: never expected
             raise AnchorError(f"audit entry {seq} vanished while the log was locked")
         try:
-            signed = sign_head(self._signer(), seq=seq, head_hash=head_hash, now=time)
-            raise_anchor(self.path, signed)
+            self._anchor(seq, head_hash, time)
         except Exception as exc:  # noqa: BLE001 - any HSM or OS failure fails closed
             logger.error("audit head at entry %d not anchored, action refused: %s", seq, exc)  # noqa: TRY400
             raise AnchorError(
@@ -146,11 +146,7 @@ class HeadAnchor:
         is not answered as done, and the next append anchors or is refused.
         """
         try:
-            current = read_anchor(self.path)
-            if current is not None and current.seq >= head.seq:
-                return  # another worker's commit came later and is anchored: no signature
-            signed = sign_head(self._signer(), seq=head.seq, head_hash=head.hash, now=head.time)
-            raise_anchor(self.path, signed)
+            self._anchor(head.seq, head.hash, head.time)
         except Exception as exc:  # noqa: BLE001 - any HSM or OS failure fails closed
             # HSM and OS errors never quote a PIN; no traceback for an expected failure.
             logger.error("audit head at entry %d not anchored: %s", head.seq, exc)  # noqa: TRY400
@@ -159,6 +155,14 @@ class HeadAnchor:
                 f" outside the database ({type(exc).__name__}); further actions are refused"
                 " until it can: see the server's log"
             ) from None
+
+    def _anchor(self, seq: int, head_hash: str, time: datetime) -> None:
+        """Sign and anchor entry ``seq``, unless it or a later one is anchored already."""
+        current = read_anchor(self.path)
+        if current is not None and current.seq >= seq:
+            return  # another worker anchored it, or a later head: no signature
+        signed = sign_head(self._signer(), seq=seq, head_hash=head_hash, now=time)
+        raise_anchor(self.path, signed)
 
 
 def raise_anchor(path: Path, head: SignedCheckpoint) -> bool:
