@@ -44,7 +44,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from securesystemslib.signer import Signer
@@ -130,6 +130,8 @@ class HeadAnchor:
         time = session.scalar(select(AuditEntry.time).where(AuditEntry.seq == seq))
         if time is None:  # the head read under the log's lock is there: never expected
             raise AnchorError(f"audit entry {seq} vanished while the log was locked")
+        if time.tzinfo is None:  # SQLite gives it back naive; it is stored as UTC
+            time = time.replace(tzinfo=UTC)
         try:
             self._anchor(seq, head_hash, time)
         except Exception as exc:  # noqa: BLE001 - any HSM or OS failure fails closed
