@@ -17,6 +17,8 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, Signer
 
+from client.boot import Outcome, boot
+from client.events import EventType
 from client.evidence import role_file_name, root_file_name, write_evidence
 from client.integrity import verify_sealed, verify_slot
 from client.slots import TargetRef, open_inactive
@@ -174,6 +176,18 @@ def provision(path: Path, line: SignedLine, factory: Release | None = None) -> S
     if factory is not None:
         put_in_slot(state, "a", factory)
         state.write_floor(Floor(factory.record.security_version, factory.version))
+    return state
+
+
+def in_service(path: Path, line: SignedLine, factory: Release) -> StateDir:
+    """A device as it is in service: provisioning logged, its factory firmware committed.
+
+    (``provision`` lays the factory image in slot a as a finished install
+    would; its first boot marks it committed, as the boot environment runs it.)
+    """
+    state = provision(path, line, factory)
+    state.events.append(EventType.PROVISIONED, "provisioned", now=NOW)
+    assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.BOOTED
     return state
 
 

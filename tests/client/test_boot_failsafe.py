@@ -35,10 +35,10 @@ from tests.client.helpers_state import (
     assert_consistent,
     corrupt,
     event_types,
+    in_service,
     install,
     put_in_slot,
 )
-from tests.client.test_boot_rebuild import in_service
 
 
 @pytest.fixture

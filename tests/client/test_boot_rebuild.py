@@ -29,21 +29,10 @@ from tests.client.helpers_state import (
     assert_consistent,
     corrupt,
     event_types,
+    in_service,
     install,
     provision,
 )
-
-
-def in_service(path: Path, line: SignedLine, factory: Release) -> StateDir:
-    """A device as it is in service: provisioning logged, its factory firmware committed.
-
-    (``provision`` lays the factory image in slot a as a finished install
-    would; its first boot marks it committed, as the boot environment runs it.)
-    """
-    state = provision(path, line, factory)
-    state.events.append(EventType.PROVISIONED, "provisioned", now=NOW)
-    assert boot(state, health_check=HEALTHY, now=NOW).outcome is Outcome.BOOTED
-    return state
 
 
 @pytest.fixture

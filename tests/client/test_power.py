@@ -37,10 +37,10 @@ from tests.client.helpers_state import (
     Release,
     SignedLine,
     assert_consistent,
+    in_service,
     install,
     provision,
 )
-from tests.client.test_boot_rebuild import in_service
 
 STEPS = ("fsync", "rename", "replace", "unlink", "rmdir")
 CHUNK = 16 * 1024
