@@ -80,7 +80,7 @@ from client.errors import ClientError, ProvisioningError
 from client.fetcher import Pace, PooledFetcher
 from client.state import StateDir
 from client.update import Remote, refresh_metadata, session_time, target_url
-from repo_metadata.files import atomic_write
+from fwcommon.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from repo_metadata.files import fsync_dir
+from fwcommon.files import fsync_dir
 
 GENESIS = "0" * 64
 _TAIL = 64 * 1024  # longer than any one line the client writes

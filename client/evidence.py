@@ -44,8 +44,8 @@ from client.errors import ClientError
 from client.events import EventType
 from client.state import SlotRecord
 from client.walk import walk_to_target
+from fwcommon.files import fsync_dir
 from repo_metadata.errors import InvalidFieldError
-from repo_metadata.files import fsync_dir
 from repo_metadata.firmware import FirmwareInfo
 
 ROOT_DIR = "root"

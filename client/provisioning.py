@@ -41,7 +41,7 @@ from client.errors import ClientError, ProvisioningError
 from client.events import EventType
 from client.evidence import read_evidence, verify_evidence
 from client.state import SLOTS, DeviceIdentity, StateDir
-from repo_metadata.files import atomic_write
+from fwcommon.files import atomic_write
 
 #: When this client was built: no device running it trusts a clock before it
 #: (P2, P3). Written by hand, with the release it belongs to, and guarded by two

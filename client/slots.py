@@ -37,7 +37,7 @@ from client.events import EventType
 from client.evidence import clear_evidence, verify_evidence, write_evidence
 from client.integrity import check_image
 from client.state import Mode, SlotRecord, StateDir, other
-from repo_metadata.files import atomic_write, fsync_dir
+from fwcommon.files import atomic_write, fsync_dir
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 MAX_TRIES = 10

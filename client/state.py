@@ -49,7 +49,7 @@ from typing import Any
 
 from client.errors import ClientError, ProvisioningError
 from client.events import EventLog
-from repo_metadata.files import atomic_write, fsync_dir
+from fwcommon.files import atomic_write, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ DEFAULT_SLOT_CAPACITY = 1024**3
 _LOCK_RETRY = 0.05
 
 # What an interrupted write leaves behind, by the writer's naming:
-# ``atomic_write`` (repo_metadata.files) stages ".<name>.<8 random>.tmp" beside
+# ``atomic_write`` (fwcommon.files) stages ".<name>.<8 random>.tmp" beside
 # the record; ``write_evidence`` (client.evidence) stages the directory
 # ".slot_<s>.evidence.tmp"; ngclient stages "tmp<8 random>" in its metadata
 # directory (where nothing else writes). None of these names is ever a

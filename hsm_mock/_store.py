@@ -9,7 +9,7 @@ Layout::
     <token>/.lock            flock'ed around every read-modify-write
 
 Invariants: every file is written atomically with mode 0600
-(``repo_metadata.files.atomic_write``) or appended and fsynced (the log);
+(``fwcommon.files.atomic_write``) or appended and fsynced (the log);
 anything read back is validated and a malformed file raises ``TokenError``.
 """
 
@@ -30,11 +30,11 @@ from typing import Any
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import SSlibKey
 
+from fwcommon.files import atomic_write
 from hsm_mock._crypto import Algorithm, KdfParams, Sealed, Wrap, default_keyid
 from hsm_mock.errors import KeyNotFoundError, TokenError, UsageLogError
 from hsm_mock.purpose import Purpose
 from hsm_mock.usage_log import LogHead
-from repo_metadata.files import atomic_write
 
 FORMAT = 1
 STATE_FILE = "token.json"

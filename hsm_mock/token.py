@@ -43,6 +43,7 @@ from typing import NoReturn
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Signature, SSlibKey
 
+from fwcommon.files import atomic_write, fsync_dir
 from hsm_mock._crypto import (
     Algorithm,
     KdfParams,
@@ -77,7 +78,6 @@ from hsm_mock.errors import (
 )
 from hsm_mock.purpose import Purpose, payload_type, require_purpose
 from hsm_mock.usage_log import GENESIS, Event, LogHead, Record, next_entry, verify_chain
-from repo_metadata.files import atomic_write, fsync_dir
 
 logger = logging.getLogger(__name__)
 

@@ -48,8 +48,8 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
+from fwcommon.files import FileBatch
 from repo_metadata.errors import RepositoryError
-from repo_metadata.files import FileBatch
 from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fwcommon.files import atomic_write
 from hsm_mock import Algorithm, KdfParams, Purpose, Token, private_key_uri
-from repo_metadata.files import atomic_write
 from update_server.config import CONFIG_FILE, ONLINE_ROLES, ServerConfig
 from update_server.db import create_schema, make_engine
 from update_server.keys import pin_file

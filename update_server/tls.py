@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from repo_metadata.files import atomic_write
+from fwcommon.files import atomic_write
 from update_server.config import ServerConfig
 
 logger = logging.getLogger(__name__)

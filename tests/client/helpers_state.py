@@ -23,7 +23,7 @@ from client.evidence import role_file_name, root_file_name, write_evidence
 from client.integrity import verify_sealed, verify_slot
 from client.slots import TargetRef, open_inactive
 from client.state import SLOTS, BootEnv, DeviceIdentity, Floor, SlotRecord, StateDir
-from repo_metadata.files import atomic_write
+from fwcommon.files import atomic_write
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.keyops import rotate

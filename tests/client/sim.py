@@ -34,7 +34,7 @@ from tuf.api.serialization.json import JSONSerializer
 from client.fetcher import Pace, ResumableFetcher
 from client.state import DEFAULT_SLOT_CAPACITY, DeviceIdentity, StateDir
 from client.update import Remote
-from repo_metadata.files import atomic_write
+from fwcommon.files import atomic_write
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository

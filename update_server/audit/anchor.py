@@ -51,7 +51,7 @@ from securesystemslib.signer import Signer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from repo_metadata.files import atomic_write
+from fwcommon.files import atomic_write
 from update_server.audit.chain import EntryRecord
 from update_server.audit.checkpoint import SignedCheckpoint, sign_head
 from update_server.audit.errors import AnchorError, CheckpointError

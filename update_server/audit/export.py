@@ -31,7 +31,7 @@ from typing import IO, Any
 from securesystemslib.signer import Key
 from sqlalchemy.orm import Session
 
-from repo_metadata.files import fsync_dir
+from fwcommon.files import fsync_dir
 from update_server.audit.chain import (
     ChainBrokenError,
     ChainedEntry,

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repo_metadata.files import atomic_write, fsync_dir
+from fwcommon.files import atomic_write, fsync_dir
 from update_server.publication.repository import METADATA_DIR
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from repo_metadata.files import fsync_dir
+from fwcommon.files import fsync_dir
 from update_server.publication.errors import RejectedError, TooLargeError, storage_refusals
 from update_server.publication.release import HASH_SIZES, ExpectedTarget
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_metadata.files import FileBatch, atomic_write
+from fwcommon.files import FileBatch, atomic_write
 
 
 class BuildFailedError(Exception):
