@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuf.api.exceptions import LengthOrHashMismatchError
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root, Targets, VerificationResult
 
 from repo_metadata.errors import RepositoryError
 from repo_metadata.frontier import check_complete, check_copies
@@ -62,8 +62,7 @@ def _role_status(repo: OfflineRepository, role: str) -> RoleStatus:
         if part.missing:
             waiting = ", ".join(sorted(k[:12] for k in part.unsigned)) or "no key listed"
             problems.append(
-                f"needs {part.missing} more signature(s) for {who}'s threshold"
-                f" {part.threshold} (keys not yet signed: {waiting})"
+                f"{missing_signatures(role, who, part)}; keys not yet signed: {waiting}"
             )
     kept = repo.rewound_from(role)
     if kept is not None:
@@ -88,6 +87,20 @@ def _role_status(repo: OfflineRepository, role: str) -> RoleStatus:
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
+
+
+def missing_signatures(role: str, who: str, part: VerificationResult) -> str:
+    """``needs 1 more signature(s) (threshold 2 of its delegation in targets)``.
+
+    ``who`` is the part's name as ``OfflineRepository.signature_status``
+    gives it: the delegating role whose entry sets the threshold, or for
+    root itself "root", "previous root" or "new root".
+    """
+    if role == Root.type:
+        source = "root" if who == Root.type else f"the {who}"
+    else:
+        source = f"its delegation in {who}"
+    return f"needs {part.missing} more signature(s) (threshold {part.threshold} of {source})"
 
 
 @dataclass

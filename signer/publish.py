@@ -30,6 +30,7 @@ from tuf.api.metadata import Root, Snapshot, Timestamp
 
 from signer import layout
 from signer.errors import SignerError
+from signer.inspect import missing_signatures
 from signer.repository import OfflineRepository
 
 API = "/api/v1"
@@ -170,9 +171,7 @@ def check_ready(repo: Path, roles: Collection[str], *, now: datetime) -> None:
     for role in roles:
         for who, part in offline.signature_status(role):
             if part.missing:
-                problems.append(
-                    f"{role} needs {part.missing} more signature(s) for {who}'s threshold"
-                )
+                problems.append(f"{role} {missing_signatures(role, who, part)}")
         expires = offline.open(role).signed.expires
         if expires <= now:
             problems.append(f"{role} expired on {expires:%Y-%m-%d}")

@@ -65,8 +65,10 @@ def test_status_lists_missing_signatures_and_who_has_yet_to_sign(
     assert not line.ready
     assert (line.version, line.signed, line.threshold, line.keys) == (1, 0, 2, 2)
     waiting = ", ".join(sorted(people[n].public_key.keyid[:12] for n in ("alice", "bob")))
+    # The threshold is set by pump-x100's entry in targets, not by targets' own.
     assert line.problems == (
-        f"needs 2 more signature(s) for targets's threshold 2 (keys not yet signed: {waiting})",
+        "needs 2 more signature(s) (threshold 2 of its delegation in targets);"
+        f" keys not yet signed: {waiting}",
     )
 
 

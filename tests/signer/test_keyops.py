@@ -188,8 +188,8 @@ def test_rotate_root_needs_old_and_new_threshold_then_devices_follow(
     assert keyid(people, "officer1") not in root.signed.keys
     found = problems(open_repo(repo), "root")
     assert len(found) == 2
-    assert "for previous root's threshold 2" in found[0]
-    assert "for new root's threshold 2" in found[1]
+    assert "(threshold 2 of the previous root)" in found[0]
+    assert "(threshold 2 of the new root)" in found[1]
     failures = verify_repository(repo, now=now).failures
     assert len(failures) == 1
     assert failures[0].startswith("root: root v2 has 1 valid signature(s) of the 2")

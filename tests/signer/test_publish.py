@@ -96,7 +96,9 @@ def test_a_role_short_of_its_threshold_is_refused_before_any_upload(
 ) -> None:
     """R9 four eyes: one engineer's signature is not a release; say so locally."""
     added_by_alice(line, open_repo, image)
-    with pytest.raises(PublishError, match="pump-x100 needs 1 more signature"):
+    # Named after the role and the delegation whose threshold it misses (not "targets's").
+    expected = r"pump-x100 needs 1 more signature\(s\) \(threshold 2 of its delegation in targets\)"
+    with pytest.raises(PublishError, match=expected):
         check_ready(line, ["pump-x100"], now=now)
 
 
