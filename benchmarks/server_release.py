@@ -30,7 +30,7 @@ import urllib3
 
 from benchmarks.fixtures import People
 from benchmarks.server_procs import Service, run_fwserver
-from hsm_mock.keyref import public_key_from_uri
+from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.publish import (

@@ -15,7 +15,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +24,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import ECDSA_SHA2_NISTP256, ED25519, SSlibKey
 
 from hsm_mock.errors import KeyIntegrityError, TokenError
@@ -134,14 +132,6 @@ def public_key_of(private_key: PrivateKey) -> SSlibKey:
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         return SSlibKey.from_crypto(private_key.public_key(), scheme=ED25519)
     return SSlibKey.from_crypto(private_key.public_key(), scheme=ECDSA_SHA2_NISTP256)
-
-
-def default_keyid(key: SSlibKey) -> str:
-    """Return securesystemslib's default keyid: sha256 of the canonical public key."""
-    canonical = encode_canonical(
-        {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-    )
-    return hashlib.sha256(str(canonical).encode("utf-8")).hexdigest()
 
 
 def seal_private_key(dek: bytes, private_key: PrivateKey, associated_data: bytes) -> Sealed:

@@ -31,7 +31,8 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import SSlibKey
 
 from fwcommon.files import atomic_write
-from hsm_mock._crypto import Algorithm, KdfParams, Sealed, Wrap, default_keyid
+from fwcommon.keyid import default_keyid_of
+from hsm_mock._crypto import Algorithm, KdfParams, Sealed, Wrap
 from hsm_mock.errors import KeyNotFoundError, TokenError, UsageLogError
 from hsm_mock.purpose import Purpose
 from hsm_mock.usage_log import LogHead
@@ -214,9 +215,10 @@ class KeyRecord:
             public = SSlibKey.from_dict(
                 _get(document, "keyid", str), dict(_get(document, "public", dict))
             )
+            keyid = default_keyid_of(public)  # KeyIdError is a ValueError
         except (ValueError, KeyError, TypeError) as exc:
             raise TokenError(f"key file is malformed: {exc}") from exc
-        if public.keyid != default_keyid(public):
+        if public.keyid != keyid:
             raise TokenError(f"key file of {label!r}: keyid does not match its public key")
         return cls(
             label,

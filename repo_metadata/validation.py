@@ -70,7 +70,6 @@ Delegations across roles:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -84,8 +83,6 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_public_key,
 )
-from securesystemslib.exceptions import FormatError
-from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key
 from tuf.api.metadata import (
     DelegatedRole,
@@ -98,6 +95,7 @@ from tuf.api.metadata import (
     Targets,
 )
 
+from fwcommon.keyid import KeyIdError, default_keyid_of
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.paths import MAX_TARGET_PATH, check_role_name, check_target_path
@@ -293,15 +291,10 @@ def _key_material(key: Key) -> bytes:
 
 
 def _default_keyid(key: Key) -> str | None:
-    # What securesystemslib.signer._utils.compute_default_keyid (private) does.
     try:
-        canonical = encode_canonical(
-            {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-        )
-        data = None if canonical is None else canonical.encode("utf-8")
-    except (FormatError, UnicodeEncodeError):
+        return default_keyid_of(key)
+    except KeyIdError:
         return None
-    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _check_role_keys(name: str, role: Role, keys: Mapping[str, Key]) -> None:

@@ -5,14 +5,14 @@ A *public* key is named by a file (securesystemslib key JSON, as written by
 can tell its public key. A *private* key is only ever a signer URI
 (``fwhsm:...`` for the mock HSM, ``hsm:...`` for a PKCS#11 token): private
 bytes never pass through this package (ARCHITECTURE: keys stay in the HSM).
-The parsing itself lives in ``hsm_mock.keyref``, shared with the server.
+The parsing itself lives in ``fwcommon.keyref``, shared with the server.
 """
 
 from __future__ import annotations
 
 from securesystemslib.signer import Key, SecretsHandler, Signer
 
-from hsm_mock import keyref
+from fwcommon import keyref
 from signer.errors import SignerError
 
 MAX_KEY_FILE = keyref.MAX_KEY_FILE

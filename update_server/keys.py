@@ -15,7 +15,7 @@ from pathlib import Path
 
 from securesystemslib.signer import Signer
 
-from hsm_mock.keyref import KeyRefError, load_signer
+from fwcommon.keyref import KeyRefError, load_signer
 from update_server.config import ServerConfig
 
 PIN_ENV = "FWSERVER_HSM_PIN"

@@ -31,7 +31,7 @@ from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner
 
 from client.fetcher import HttpsFetcher
-from hsm_mock.keyref import public_key_from_uri
+from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository

@@ -28,7 +28,7 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import FetcherInterface, Updater
 from werkzeug.test import TestResponse
 
-from hsm_mock.keyref import public_key_from_uri
+from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer import layout
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from securesystemslib.signer import Key
 
-from hsm_mock import keyref
-from hsm_mock.keyref import KeyRefError
+from fwcommon import keyref
+from fwcommon.keyref import KeyRefError
 from update_server.audit.errors import CheckpointError
 from update_server.config import ServerConfig
 
