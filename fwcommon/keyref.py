@@ -3,6 +3,9 @@
 The one place that turns a private key URI into its public key and a
 ``Signer``, shared by ``fwsign`` and the update server, so that moving a key
 from the software token to a hardware one is a configuration change only.
+Production code, hence not in the mock package; it knows the software
+token's scheme (``hsm_mock.signer``) as one of the two token kinds, and
+importing that module registers the scheme with securesystemslib.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from urllib.parse import parse_qsl, urlparse
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pkcs11.exceptions import PKCS11Error
 from securesystemslib.signer import HSMSigner, Key, SecretsHandler, Signer, SSlibKey
-from securesystemslib.signer._utils import compute_default_keyid
 
+from fwcommon.keyid import default_keyid
 from hsm_mock import signer as mock
 from hsm_mock.errors import HSMError
 
@@ -62,7 +65,7 @@ def _parse_key_file(data: bytes) -> Key:
     if not isinstance(obj, dict):
         raise TypeError("expected a JSON object with keytype, scheme and keyval")
     fields = {name: obj[name] for name in ("keytype", "scheme", "keyval")}
-    keyid = compute_default_keyid(fields["keytype"], fields["scheme"], fields["keyval"])
+    keyid = default_keyid(fields["keytype"], fields["scheme"], fields["keyval"])
     if obj.get("keyid", keyid) != keyid:
         raise ValueError("its keyid does not match the key")
     key: Key = Key.from_dict(keyid, fields)
