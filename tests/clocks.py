@@ -8,11 +8,15 @@ session started, floored to the minute (so one-time-code steps of 30 s stay
 aligned): metadata signed at it is fresh for ngclient on any date, and under
 faketime (CI's second run, 400 days ahead) as well. Tests that compare times
 derive the expected strings from it, never from a literal date.
+
+``FakeClock`` is the one clock the tests move: every package's test clock is
+one of these (``tests/test_test_helpers.py`` checks that no other is defined).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 RUN_START = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -20,3 +24,35 @@ RUN_START = datetime.now(UTC).replace(second=0, microsecond=0)
 def iso_z(moment: datetime) -> str:
     """``moment`` as the server and the metadata write it: ISO 8601, seconds, ``Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class FakeClock:
+    """The time the code under test sees; tests set ``now`` or ``advance`` it.
+
+    Calling it returns ``now`` (an aware UTC datetime), as the server's and
+    the mock HSM's ``clock`` parameters expect, after moving it by ``tick``
+    (zero unless a test wants every reading distinct, as a hash-chained log
+    does). ``monotonic`` reads the same time as seconds, for the client's
+    monotonic clocks (``PollMemory``, the download checkpoints).
+    """
+
+    now: datetime = RUN_START
+    tick: timedelta = timedelta(0)
+
+    def __post_init__(self) -> None:
+        if self.now.utcoffset() != timedelta(0):
+            raise ValueError(f"a FakeClock runs on aware UTC time, not {self.now!r}")
+
+    def __call__(self) -> datetime:
+        self.now += self.tick
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        """Move the clock on by ``timedelta(**delta)``; return the new time."""
+        self.now += timedelta(**delta)
+        return self.now
+
+    def monotonic(self) -> float:
+        """``now`` in seconds since the epoch (monotonic while ``now`` only moves on)."""
+        return self.now.timestamp()

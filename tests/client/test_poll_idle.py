@@ -19,6 +19,7 @@ from client.state import StateDir
 from client.update import ROOT_PROBE_MAX_AGE, Outcome, PollMemory, Remote, UpdateResult, update
 from signer.keyops import rotate
 from tests.client.sim import BASE, Sim, event_types, provision, sha256
+from tests.clocks import FakeClock
 
 TIMESTAMP = "/metadata/timestamp.json"
 ROOT_PROBE = "/metadata/2.root.json"
@@ -42,29 +43,19 @@ class EtagSim(Sim):
         return Fetched(self.download_bytes(url, max_length), tag)
 
 
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def sim(tmp_path: Path) -> EtagSim:
     return EtagSim(tmp_path / "sim")
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def remote(sim: Sim, clock: Clock) -> Remote:
-    return Remote(BASE, sim, PollMemory(clock=clock))
+def remote(sim: Sim, clock: FakeClock) -> Remote:
+    return Remote(BASE, sim, PollMemory(clock=clock.monotonic))
 
 
 @pytest.fixture
@@ -133,18 +124,18 @@ def test_changed_timestamp_runs_full_refresh_with_root_probe(
 
 
 def test_stale_last_refresh_forces_root_probe(
-    device: StateDir, remote: Remote, sim: Sim, clock: Clock
+    device: StateDir, remote: Remote, sim: Sim, clock: FakeClock
 ) -> None:
-    clock.now += ROOT_PROBE_MAX_AGE
+    clock.advance(seconds=ROOT_PROBE_MAX_AGE)
     assert poll(device, remote, sim).outcome is Outcome.UP_TO_DATE
     assert sim.fetched() == [TIMESTAMP, ROOT_PROBE]
-    clock.now += 60
+    clock.advance(seconds=60)
     assert poll(device, remote, sim).outcome is Outcome.UP_TO_DATE
     assert sim.fetched() == [TIMESTAMP], "the age counts from that root probe"
 
 
 def test_a_root_rotated_alone_is_found_once_the_bounded_age_passes(
-    device: StateDir, remote: Remote, sim: Sim, clock: Clock
+    device: StateDir, remote: Remote, sim: Sim, clock: FakeClock
 ) -> None:
     rotate(
         sim.repo("officer1", "officer2", "carol"),
@@ -156,7 +147,7 @@ def test_a_root_rotated_alone_is_found_once_the_bounded_age_passes(
     history = device.metadata_dir / "root_history"
     poll(device, remote, sim)
     assert not (history / "2.root.json").exists()
-    clock.now += ROOT_PROBE_MAX_AGE
+    clock.advance(seconds=ROOT_PROBE_MAX_AGE)
     assert poll(device, remote, sim).outcome is Outcome.UP_TO_DATE
     assert (history / "2.root.json").read_bytes() == sim.root(2)
     assert sim.fetched() == [TIMESTAMP, ROOT_PROBE, "/metadata/3.root.json"]

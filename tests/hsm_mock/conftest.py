@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from hsm_mock import Algorithm, KeyInfo, Purpose, Session, Token
-from tests.hsm_mock.helpers import FAST_KDF, SO_PIN, USER_PIN, FixedClock
+from tests.clocks import FakeClock
+from tests.hsm_mock.helpers import FAST_KDF, SO_PIN, USER_PIN
 
 
 @pytest.fixture
@@ -18,7 +20,13 @@ def token_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def token(token_dir: Path) -> Token:
-    return Token.init(token_dir, so_pin=SO_PIN, user_pin=USER_PIN, kdf=FAST_KDF, clock=FixedClock())
+    return Token.init(
+        token_dir,
+        so_pin=SO_PIN,
+        user_pin=USER_PIN,
+        kdf=FAST_KDF,
+        clock=FakeClock(tick=timedelta(seconds=1)),
+    )
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ tokens keep the 64 MiB default.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,17 +35,6 @@ def canonical(document: dict[str, Any]) -> bytes:
 def payload(kind: str) -> bytes:
     """A minimal canonical payload of top-level ``_type`` ``kind``."""
     return canonical({"_type": kind, "version": 1, "expires": "2030-01-01T00:00:00Z"})
-
-
-class FixedClock:
-    """A clock that advances one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 def snapshot_files(root: Path) -> dict[str, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,13 +13,15 @@ import pytest
 from hsm_mock import Purpose, Session, Token
 from hsm_mock.errors import PinIncorrectError, PurposeMismatchError, UsageLogError
 from hsm_mock.usage_log import GENESIS, Event, LogHead, Record, next_entry, verify_chain
-from tests.hsm_mock.helpers import FixedClock, canonical, payload
+from tests.clocks import FakeClock
+from tests.hsm_mock.helpers import canonical, payload
 
+SECOND = timedelta(seconds=1)  # every entry of a chain at its own time
 Tamper = Callable[[list[bytes]], list[bytes]]
 
 
 def _chain(length: int) -> tuple[list[bytes], LogHead]:
-    clock, head, lines = FixedClock(), GENESIS, []
+    clock, head, lines = FakeClock(tick=SECOND), GENESIS, []
     for number in range(length):
         line, head = next_entry(head, Record(Event.SIGN, label=f"key-{number}"), now=clock())
         lines.append(line.rstrip(b"\n"))
@@ -40,7 +42,7 @@ def _edit(index: int, *, rehash: bool) -> Tamper:
 
 def _rewrite_tail(lines: list[bytes]) -> list[bytes]:
     """Forge a consistent chain from entry 3 on: only the recorded head betrays it."""
-    clock, head = FixedClock(), LogHead(2, json.loads(lines[1])["hash"])
+    clock, head = FakeClock(tick=SECOND), LogHead(2, json.loads(lines[1])["hash"])
     forged = lines[:2]
     for _ in range(3):
         line, head = next_entry(head, Record(Event.SIGN, label="forged"), now=clock())
@@ -51,7 +53,7 @@ def _rewrite_tail(lines: list[bytes]) -> list[bytes]:
 def _append_chained(lines: list[bytes]) -> list[bytes]:
     last = json.loads(lines[-1])
     extra, _ = next_entry(
-        LogHead(last["seq"], last["hash"]), Record(Event.SIGN), now=FixedClock()()
+        LogHead(last["seq"], last["hash"]), Record(Event.SIGN), now=FakeClock(tick=SECOND)()
     )
     return [*lines, extra.rstrip(b"\n")]
 

@@ -7,8 +7,6 @@ SQLite, and again on a real PostgreSQL server when the harness provides one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hsm_mock import KdfParams
-from tests.clocks import RUN_START
+from tests.clocks import RUN_START, FakeClock
 from tests.hsm_mock.helpers import skip_or_fail
 from tests.pg import (
     PostgresServer,
@@ -34,23 +32,10 @@ FAST_KDF = KdfParams(memory_kib=8192, iterations=1, lanes=1)
 START = RUN_START  # published metadata is read by a stock ngclient
 
 
-@dataclass
-class FakeClock:
-    """The time the app sees; tests move it explicitly."""
-
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """The time the app sees; tests move it explicitly."""
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="session")

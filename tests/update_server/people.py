@@ -22,7 +22,7 @@ hashing and log people in often.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pyotp
 import pytest
@@ -31,18 +31,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.clocks import FakeClock
 from update_server import users
 from update_server.db import transaction
 from update_server.mfa import passwords, totp
 from update_server.models import Role
 
 LOGIN = "/api/v1/auth/login"
-
-
-class Clock(Protocol):
-    now: Any
-
-    def advance(self, **delta: float) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class LoggedIn:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def next_otp(self, clock: Clock) -> str:
+    def next_otp(self, clock: FakeClock) -> str:
         """Move the clock one step on and return that step's (unused) code."""
         clock.advance(seconds=totp.INTERVAL)
         return otp_at(self.totp, clock)
@@ -69,12 +64,12 @@ def new_password(name: str) -> str:
     return f"violet-harbour-{len(name)}-lantern-quietly"
 
 
-def otp_at(code_source: pyotp.TOTP, clock: Clock, steps_ahead: int = 0) -> str:
+def otp_at(code_source: pyotp.TOTP, clock: FakeClock, steps_ahead: int = 0) -> str:
     """The code of the time step ``steps_ahead`` of ``clock.now``."""
     return str(code_source.at(clock.now, counter_offset=steps_ahead))
 
 
-def create_user(app: Flask, clock: Clock, name: str, role: Role) -> str:
+def create_user(app: Flask, clock: FakeClock, name: str, role: Role) -> str:
     """Add ``name`` straight to the database; returns the initial password."""
     with transaction(app.extensions["fw"].sessions) as db:
         return users.add_user(db, name=name, role=role, now=clock.now)
@@ -92,7 +87,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def enrolled_user(
-    app: Flask, client: FlaskClient, clock: Clock, name: str, role: Role = Role.RELEASE_ENGINEER
+    app: Flask, client: FlaskClient, clock: FakeClock, name: str, role: Role = Role.RELEASE_ENGINEER
 ) -> LoggedIn:
     """Create ``name``, do first login (enrol, confirm, new password), log in."""
     initial = create_user(app, clock, name, role)

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.people import (
     LoggedIn,
     bearer,

@@ -20,9 +20,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.clocks import FakeClock
 from tests.hsm_mock.helpers import skip_or_fail
 from tests.pg import PostgresServer, PostgresUnavailableError
-from tests.update_server.conftest import FAST_KDF, FakeClock
+from tests.update_server.conftest import FAST_KDF
 from tests.update_server.database_faults import database_locked, truncated
 from tests.update_server.people import enrolled_user, login
 from tests.update_server.repo_world import World, repository_files

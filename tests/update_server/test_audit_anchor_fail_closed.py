@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.people import enrolled_user, login
 from tests.update_server.repo_world import World
 from update_server.audit.anchor import anchor_file, read_anchor

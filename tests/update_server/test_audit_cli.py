@@ -11,8 +11,8 @@ from click.testing import CliRunner, Result
 from flask import Flask
 from sqlalchemy import make_url, select, text
 
+from tests.clocks import FakeClock
 from tests.update_server.audit_events import append_events
-from tests.update_server.conftest import FakeClock
 from update_server.audit import Event
 from update_server.audit.public_key import audit_public_key
 from update_server.cli import main

@@ -14,8 +14,8 @@ from securesystemslib.signer import Signer
 from sqlalchemy import select
 
 from hsm_mock.errors import PurposeMismatchError
+from tests.clocks import FakeClock
 from tests.update_server.audit_events import append_events
-from tests.update_server.conftest import FakeClock
 from update_server.app import create_app
 from update_server.audit import Event, append
 from update_server.audit.anchor import anchor_file, read_anchor

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from update_server.app import create_app
 from update_server.audit import Event, append
 from update_server.audit.chain import EntryRecord

@@ -13,7 +13,7 @@ from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.people import (
     LoggedIn,
     enrolled_user,

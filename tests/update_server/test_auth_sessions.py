@@ -10,8 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.clocks import RUN_START as START
-from tests.clocks import iso_z
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock, iso_z
 from tests.update_server.people import (
     LoggedIn,
     bearer,

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.people import (
     LOGIN,
     LoggedIn,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.repo_world import LINES, World, repository_files
 from update_server.models import AuditEntry
 from update_server.publication import publish, switch

@@ -16,8 +16,7 @@ from click.testing import CliRunner
 from werkzeug.test import TestResponse
 
 from tests.clocks import RUN_START as START
-from tests.clocks import iso_z
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock, iso_z
 from tests.update_server.repo_world import World, repository_files
 from update_server import cli
 from update_server.audit.chain import verify_chain

@@ -12,7 +12,7 @@ from flask import Flask
 from signer.authoring import RoleKeys, delegate
 from signer.keyops import rotate
 from signer.signing import sign_roles
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.repo_world import FakeOtp, World, key, repository_files
 from update_server.cli import main
 from update_server.config import ServerConfig

@@ -20,7 +20,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.update_server.conftest import FAST_KDF, FakeClock
+from tests.clocks import FakeClock
+from tests.update_server.conftest import FAST_KDF
 from tests.update_server.people import enrolled_user, login
 from tests.update_server.repo_world import World, image_bytes, repository_files
 from update_server.access import public

@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.repo_world import FakeOtp, World, repository_files
 from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.checkpoint import verify_database

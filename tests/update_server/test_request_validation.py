@@ -13,7 +13,7 @@ import json
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.openapi_contract import answer_problems
 from tests.update_server.people import LoggedIn, enrolled_user, login
 from update_server.models import Role

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.clocks import RUN_START as START
-from tests.update_server.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.update_server.people import (
     create_user,
     enrolled_user,
