@@ -9,7 +9,9 @@ as it was.
 
 from __future__ import annotations
 
+import filecmp
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,15 +186,73 @@ def add_firmware(
     progress: Callable[[int], object] | None = None,
 ) -> list[str]:
     """Add a firmware image (and its SBOM) to the role that signs its path."""
-    path = target_path or f"{info.hardware_models[0]}/{name}-{info.version}.bin"
+    path = release_target_path(name, info, target_path)
     if not image.is_file():
         raise SignerError(f"{image}: no such firmware file")
     if sbom is not None:
-        sbom_path = f"{path.rsplit('.', 1)[0]}.sbom.json"
+        sbom_path = sbom_target_path(path)
         sbom_digest = _add_target(repo, sbom_path, sbom, {}, None)
         info = replace(info, sbom=SbomRef(path=sbom_path, sha256=sbom_digest))
     _add_target(repo, path, image, info.to_custom(), progress)
     return repo.commit()
+
+
+def release_target_path(name: str, info: FirmwareInfo, target_path: str | None) -> str:
+    """The target path a release is signed at: ``<first model>/<name>-<version>.bin``."""
+    return target_path or f"{info.hardware_models[0]}/{name}-{info.version}.bin"
+
+
+def sbom_target_path(path: str) -> str:
+    """The target path of the SBOM signed beside the release at ``path``."""
+    return f"{path.rsplit('.', 1)[0]}.sbom.json"
+
+
+@dataclass(frozen=True)
+class HigherFloor:
+    """A release already signed whose security version is above a new one's."""
+
+    path: str
+    info: FirmwareInfo
+
+
+def higher_floors(repo: OfflineRepository, *, path: str, info: FirmwareInfo) -> list[HigherFloor]:
+    """Current releases of ``path``'s product line for ``info``'s models with a higher floor.
+
+    A device that installed one of them keeps its security version as a
+    floor (R25 anti-rollback) and never installs ``info``: such a release
+    reaches only devices still below that floor. The line's current releases
+    suffice: a superseded release's floor is met or passed by one that
+    supersedes it (``repo_metadata.frontier``).
+    """
+    _check_path(path)
+    role = repo.leaf_role_for(path)
+    line = repo.line_of_bin(role) or role
+    found = []
+    for other, target in repo.targets(line).targets.items():
+        known = firmware_info(target)
+        if (
+            known is not None
+            and other != path
+            and known.security_version > info.security_version
+            and set(known.hardware_models) & set(info.hardware_models)
+        ):
+            found.append(HigherFloor(other, known))
+    return sorted(found, key=lambda f: (-f.info.security_version, f.path))
+
+
+def withdrawn_paths(repo: OfflineRepository, *, path: str) -> list[str]:
+    """The target paths ``revoke_release(path)`` removes: the release and its SBOM."""
+    role = repo.leaf_role_for(path)
+    target = repo.targets(role).targets.get(path)
+    if target is None:
+        raise SignerError(f"{path} is not a signed target of {role}; see 'fwsign status'")
+    sbom = target.custom.get("sbom") if isinstance(target.custom, dict) else None
+    paths = [path]
+    if isinstance(sbom, dict) and isinstance(sbom.get("path"), str):
+        sbom_role = repo.leaf_role_for(sbom["path"])
+        if sbom["path"] in repo.targets(sbom_role).targets:
+            paths.append(sbom["path"])
+    return paths
 
 
 def _add_target(
@@ -202,10 +262,7 @@ def _add_target(
     custom: dict[str, object],
     progress: Callable[[int], object] | None,
 ) -> str:
-    try:
-        check_target_path(path)
-    except InvalidFieldError as exc:
-        raise SignerError(str(exc)) from None
+    _check_path(path)
     if not file.is_file():
         raise SignerError(f"{file}: no such file")
     role = repo.leaf_role_for(path)
@@ -225,6 +282,13 @@ def _add_target(
     return digest.sha256
 
 
+def _check_path(path: str) -> None:
+    try:
+        check_target_path(path)
+    except InvalidFieldError as exc:
+        raise SignerError(str(exc)) from None
+
+
 def _set_current(repo: OfflineRepository, line: str, current: dict[str, TargetFile]) -> None:
     """Make ``current`` the releases the product line's own role lists (if it changed)."""
     if current != repo.targets(line).targets:
@@ -234,20 +298,47 @@ def _set_current(repo: OfflineRepository, line: str, current: dict[str, TargetFi
 
 def revoke_release(repo: OfflineRepository, *, path: str) -> list[str]:
     """Withdraw a release (R56/R57): remove it, and its SBOM, from its role."""
-    role = repo.leaf_role_for(path)
-    target = repo.targets(role).targets.get(path)
-    if target is None:
-        raise SignerError(f"{path} is not a signed target of {role}; see 'fwsign status'")
-    sbom = target.custom.get("sbom") if isinstance(target.custom, dict) else None
+    release, *sbom = withdrawn_paths(repo, path=path)
+    role = repo.leaf_role_for(release)
     with repo.edit_targets(role) as signed:
-        del signed.targets[path]
+        del signed.targets[release]
     line = repo.line_of_bin(role)
-    if line is not None and path in repo.targets(line).targets:
+    if line is not None and release in repo.targets(line).targets:
         # A current release withdrawn: the releases it superseded may be current again.
         _set_current(repo, line, current_releases(repo.archived_releases(line)))
-    if isinstance(sbom, dict) and isinstance(sbom.get("path"), str):
-        sbom_role = repo.leaf_role_for(sbom["path"])
-        if sbom["path"] in repo.targets(sbom_role).targets:
-            with repo.edit_targets(sbom_role) as signed:
-                del signed.targets[sbom["path"]]
+    for sbom_path in sbom:
+        with repo.edit_targets(repo.leaf_role_for(sbom_path)) as signed:
+            del signed.targets[sbom_path]
     return repo.commit()
+
+
+def copy_to_targets_dir(file: Path, dest: Path, *, sha256: str) -> bool:
+    """Copy ``file`` to ``dest`` (atomically) if it is not there yet; True if copied.
+
+    The copy is hashed and must be the signed bytes (``sha256``): a file
+    changed after it was hashed is not left where publish would send it.
+    """
+    if dest.is_file() and hash_file(dest).sha256 == sha256:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = dest.with_name(f".{dest.name}.tmp")
+    try:
+        shutil.copyfile(file, staged)
+        if hash_file(staged).sha256 != sha256:
+            raise SignerError(
+                f"{file} changed after it was hashed; it was added, but not copied to {dest}:"
+                " copy the signed build there by hand"
+            )
+        staged.replace(dest)
+    finally:
+        staged.unlink(missing_ok=True)
+    return True
+
+
+def check_copy_destination(dest: Path, file: Path) -> None:
+    """Refuse (before anything is written) to replace another file at ``dest``."""
+    if dest.exists() and not (dest.is_file() and filecmp.cmp(dest, file, shallow=False)):
+        raise SignerError(
+            f"{dest} already exists with other content; move it away or give another"
+            " --targets-dir (nothing was added)"
+        )

@@ -255,6 +255,14 @@ def delegate(
 )
 @click.option("--release-notes", default="", help="Short release notes.")
 @click.option("--target-path", help="Override the target path <model>/<name>-<version>.bin.")
+@click.option(
+    "--targets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=(
+        "Also copy IMAGE (and --sbom) to DIR/<target path>, where 'verify --targets-dir DIR'"
+        " and 'publish --targets-dir DIR' look for it."
+    ),
+)
 @key_option
 def add(
     repo: Path,
@@ -268,9 +276,21 @@ def add(
     sbom: Path | None,
     release_notes: str,
     target_path: str | None,
+    targets_dir: Path | None,
     keys: tuple[str, ...],
 ) -> None:
-    """Add a firmware IMAGE to the product line that owns its path."""
+    """Add a firmware IMAGE to the product line that owns its path.
+
+    The release is signed at the target path <first model>/<name>-<version>.bin
+    (or --target-path), whatever IMAGE is called: 'verify' and 'publish' look
+    for its file at DIR/<target path>, then DIR/<file name of the target path>,
+    under their --targets-dir. Give --targets-dir here to copy it there.
+
+    A release whose --security-version is below one already in its product
+    line for the same hardware model is added with a warning: devices that
+    installed the other release never go below its floor (R25), so it only
+    reaches devices still below it.
+    """
     info = FirmwareInfo(
         version=version,
         security_version=security_version,
@@ -280,6 +300,13 @@ def add(
         release_notes=release_notes,
     )
     repository = _open(repo, keys)
+    path = authoring.release_target_path(name, info, target_path)
+    files = {path: image, **({authoring.sbom_target_path(path): sbom} if sbom else {})}
+    if targets_dir is not None:
+        for target, file in files.items():
+            if file.is_file():
+                authoring.check_copy_destination(targets_dir / target, file)
+    floors = authoring.higher_floors(repository, path=path, info=info)
     with _progress(image) as bar:
         written = authoring.add_firmware(
             repository,
@@ -290,7 +317,54 @@ def add(
             sbom=sbom,
             progress=bar.update if bar is not None else None,
         )
-    _written(written)
+    added = OfflineRepository(repo, now=_now())
+    for target, file in files.items():
+        _show_added(added, target, file, targets_dir)
+    for floor in floors:
+        click.echo(
+            f"warning: {path} has security version {security_version}, below"
+            f" {floor.info.security_version} of {floor.path} ({floor.info.version}) in the same"
+            f" product line: a device that installed {floor.info.version} never installs"
+            f" {version} (R25 anti-rollback floor); it reaches only devices below that floor",
+            err=True,
+        )
+    _show_to_sign(added, written)
+
+
+def _show_added(
+    repository: OfflineRepository, path: str, file: Path, targets_dir: Path | None
+) -> None:
+    role = repository.leaf_role_for(path)
+    target = repository.targets(role).targets[path]
+    click.echo(
+        f"added {path} (sha256 {target.hashes['sha256']}, {target.length} bytes) to role {role}"
+    )
+    if targets_dir is None:
+        click.echo(
+            f"  verify/publish --targets-dir DIR look for it at DIR/{path}"
+            f" (else DIR/{path.rpartition('/')[2]}), not at {file.name}"
+        )
+        return
+    dest = targets_dir / path
+    copied = authoring.copy_to_targets_dir(file, dest, sha256=target.hashes["sha256"])
+    click.echo(f"  {'copied to' if copied else 'already at'} {dest}")
+
+
+def _show_to_sign(repository: OfflineRepository, roles: Sequence[str]) -> None:
+    """What the change now needs: each written role short of a threshold, or ready."""
+    waiting = [
+        f"  {role} v{repository.open(role).signed.version}"
+        f" {inspect.missing_signatures(role, who, part)}"
+        for role in roles
+        for who, part in repository.signature_status(role)
+        if part.missing
+    ]
+    if not waiting:
+        click.echo(f"signed: {', '.join(roles)} ready to publish")
+        return
+    click.echo("to sign ('fwsign sign --key ...'):")
+    for line in waiting:
+        click.echo(line)
 
 
 def _progress(image: Path) -> AbstractContextManager[Any]:
@@ -379,13 +453,28 @@ def _print_status(statuses: Sequence[inspect.RoleStatus]) -> None:
 @click.option(
     "--targets-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Also check the firmware files found under this directory.",
+    help=(
+        "Also check each signed target's file: DIR/<target path>, else DIR/<its file name>."
+        " Fails if none is found."
+    ),
 )
 def verify(repo: Path, pinned_root: Path | None, targets_dir: Path | None) -> None:
-    """Verify the whole repository as a device would, from the root chain down."""
+    """Verify the whole repository as a device would, from the root chain down.
+
+    With --targets-dir, each target's file is looked for at DIR/<target path>
+    (where 'fwsign add --targets-dir DIR' puts it), then at DIR/<file name of
+    the target path>, and checked against its signed length and hashes; the
+    targets with no file there are listed.
+    """
     report = inspect.verify_repository(
         repo, now=_now(), pinned_root=pinned_root, targets_dir=targets_dir
     )
+    if report.not_found and report.files:
+        missing = report.not_found
+        click.echo(
+            f"no file under {targets_dir} for {len(missing)} target(s), not checked:"
+            f" {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
+        )
     for failure in report.failures:
         click.echo(f"FAIL {failure}", err=True)
     click.echo(
@@ -444,8 +533,12 @@ def revoke_key(repo: Path, keyid: str, keys: tuple[str, ...]) -> None:
 @click.argument("target_path")
 @key_option
 def revoke_release(repo: Path, target_path: str, keys: tuple[str, ...]) -> None:
-    """Withdraw a released TARGET_PATH so devices move off it (R56, R57)."""
-    _written(authoring.revoke_release(_open(repo, keys), path=target_path))
+    """Withdraw a released TARGET_PATH (and its SBOM) so devices move off it (R56, R57)."""
+    repository = _open(repo, keys)
+    removed = authoring.withdrawn_paths(repository, path=target_path)
+    written = authoring.revoke_release(repository, path=target_path)
+    click.echo(f"removed {', '.join(removed)} from {', '.join(written)}")
+    _show_to_sign(OfflineRepository(repo, now=_now()), written)
 
 
 def _full_keyid(repository: OfflineRepository, prefix: str) -> str:

@@ -110,6 +110,8 @@ class VerifyReport:
     checked: list[str] = field(default_factory=list)
     targets: int = 0
     files: int = 0
+    #: Target paths with no file under the targets directory (not checked).
+    not_found: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -136,8 +138,9 @@ def verify_repository(
     for role, metadata in _walk_targets(path, root.signed, now, report):
         report.checked.append(role)
         tree[role] = metadata.signed
-        if not _has_bins(metadata.signed):  # a line's own targets are copies of bin entries
-            report.targets += len(metadata.signed.targets)
+        if _has_bins(metadata.signed):  # a line's own targets are copies of bin entries
+            continue
+        report.targets += len(metadata.signed.targets)
         if targets_dir is not None:
             _verify_files(metadata.signed, targets_dir, report)
     try:
@@ -145,7 +148,28 @@ def verify_repository(
     except RepositoryError as exc:
         report.failures.append(f"delegations: {exc}")
     _verify_current_releases(tree, report)
+    if targets_dir is not None and report.targets and len(report.not_found) == report.targets:
+        # Never "OK" having checked no file: the directory is wrong, or the layout.
+        report.failures.append(
+            f"--targets-dir {targets_dir}: none of the {report.targets} signed target(s) has a"
+            f" file there (looked for {targets_dir}/<target path>, then"
+            f" {targets_dir}/<its file name>, e.g. {report.not_found[0]})"
+        )
     return report
+
+
+def local_target_file(targets_dir: Path, target_path: str) -> Path | None:
+    """The file of ``target_path`` under ``targets_dir``, as verify and publish find it.
+
+    First ``targets_dir/<target path>`` (the layout ``fwsign add --targets-dir``
+    makes), then ``targets_dir/<the target path's file name>`` (a flat build
+    directory); None if neither is a file. The file found is still checked
+    against the signed length and hashes.
+    """
+    for candidate in (targets_dir / target_path, targets_dir / target_path.rpartition("/")[2]):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _verify_current_releases(tree: dict[str, Targets], report: VerifyReport) -> None:
@@ -241,8 +265,9 @@ def _children(
 
 def _verify_files(signed: Targets, targets_dir: Path, report: VerifyReport) -> None:
     for target_path, target in signed.targets.items():
-        file = targets_dir / target_path
-        if not file.is_file():
+        file = local_target_file(targets_dir, target_path)
+        if file is None:
+            report.not_found.append(target_path)
             continue
         with file.open("rb") as handle:
             try:

@@ -30,7 +30,7 @@ from tuf.api.metadata import Root, Snapshot, Timestamp
 
 from signer import layout
 from signer.errors import SignerError
-from signer.inspect import missing_signatures
+from signer.inspect import local_target_file, missing_signatures
 from signer.repository import OfflineRepository
 
 API = "/api/v1"
@@ -190,9 +190,13 @@ def find_target_files(
         raise PublishError(f"the release adds {len(expected)} firmware file(s): give --targets-dir")
     found, problems = [], []
     for target in expected:
-        file = (targets_dir or Path()) / target.path
-        if not file.is_file():
-            problems.append(f"{target.path}: not found under {targets_dir}")
+        file = local_target_file(targets_dir or Path(), target.path)
+        if file is None:
+            name = target.path.rpartition("/")[2]
+            problems.append(
+                f"{target.path}: not found under {targets_dir} (looked for"
+                f" {targets_dir}/{target.path}, then {targets_dir}/{name})"
+            )
         elif file.stat().st_size != target.length:
             problems.append(
                 f"{target.path}: {file.stat().st_size} bytes, the signed target has {target.length}"

@@ -8,6 +8,7 @@ leave the repository byte for byte as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -342,3 +343,150 @@ def test_status_and_verify_read_each_role_once_beside_its_kept_version(
     verified = fwsign("verify", "--repo", str(repo))
     assert verified.exit_code == 0, verified.output
     assert "checked 3 role(s)" in verified.output
+
+
+def test_add_prints_the_target_path_its_hash_and_what_needs_signing(
+    fwsign: Run, repo: Path, image: Path
+) -> None:
+    """add says where the release is signed and where verify/publish look for its file."""
+    result = _add(fwsign, repo, image)
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    assert (
+        f"added pump-x100/pump-fw-2.4.0.bin (sha256 {digest}, {len(image.read_bytes())} bytes)"
+        " to role pump-x100"
+    ) in result.output
+    assert "look for it at DIR/pump-x100/pump-fw-2.4.0.bin" in result.output
+    assert "not at pump-fw.bin" in result.output
+    assert (
+        "pump-x100 v1 needs 2 more signature(s) (threshold 2 of its delegation in targets)"
+    ) in result.output
+
+
+def test_add_with_targets_dir_copies_the_image_where_verify_finds_it(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's layout: the build is copied to DIR/<target path>; verify checks it."""
+    firmware = tmp_path / "firmware"
+    result = _add(fwsign, repo, image, "--targets-dir", str(firmware))
+    assert result.exit_code == 0, result.output
+    copy = firmware / "pump-x100" / "pump-fw-2.4.0.bin"
+    assert copy.read_bytes() == image.read_bytes()
+    assert f"copied to {copy}" in result.output
+    for person in ("alice", "bob"):
+        assert fwsign("sign", "--repo", str(repo), "--key", uris[person]).exit_code == 0
+    verified = fwsign("verify", "--repo", str(repo), "--targets-dir", str(firmware))
+    assert verified.exit_code == 0, verified.output
+    assert "1 target(s), 1 file(s): OK" in verified.output
+
+
+def test_add_refuses_to_overwrite_another_file_in_targets_dir(
+    fwsign: Run, repo: Path, image: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "firmware" / "pump-x100" / "pump-fw-2.4.0.bin"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another build")
+    before = _snapshot(repo)
+    result = _add(fwsign, repo, image, "--targets-dir", str(tmp_path / "firmware"))
+    assert result.exit_code == 1
+    assert "already exists with other content" in result.output
+    assert other.read_bytes() == b"another build"
+    assert _snapshot(repo) == before
+
+
+def test_verify_finds_a_flat_build_directory_by_file_name(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
+) -> None:
+    """DIR/<file name of the target path> is the fall-back when DIR/<target path> is absent."""
+    assert _add(fwsign, repo, image, "--key", uris["alice"]).exit_code == 0
+    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "pump-fw-2.4.0.bin").write_bytes(image.read_bytes())
+    verified = fwsign("verify", "--repo", str(repo), "--targets-dir", str(build))
+    assert verified.exit_code == 0, verified.output
+    assert "1 file(s): OK" in verified.output
+
+
+def test_verify_with_a_targets_dir_that_matches_nothing_fails_naming_the_layout(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    """Never "0 file(s): OK": the engineer's build/pump-fw.bin is not where verify looks."""
+    assert _add(fwsign, repo, image, "--key", uris["alice"]).exit_code == 0
+    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
+    result = fwsign("verify", "--repo", str(repo), "--targets-dir", str(image.parent))
+    assert result.exit_code == 1
+    assert "none of the 1 signed target(s) has a file there" in result.output
+    assert "pump-x100/pump-fw-2.4.0.bin" in result.output
+    assert "FAILED" in result.output
+
+
+def test_verify_lists_the_targets_it_found_no_file_for(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
+) -> None:
+    firmware = tmp_path / "firmware"
+    assert _add(fwsign, repo, image, "--targets-dir", str(firmware)).exit_code == 0
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"2.5.0")
+    added = fwsign(
+        "add", "--repo", str(repo), str(other), "--name", "pump-fw", "--version", "2.5.0",
+        "--security-version", "3", "--hardware-model", "pump-x100",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    for person in ("alice", "bob"):
+        assert fwsign("sign", "--repo", str(repo), "--key", uris[person]).exit_code == 0
+    result = fwsign("verify", "--repo", str(repo), "--targets-dir", str(firmware))
+    assert result.exit_code == 0, result.output
+    assert "no file under" in result.output
+    assert "1 target(s), not checked: pump-x100/pump-fw-2.5.0.bin" in result.output
+    assert "2 target(s), 1 file(s): OK" in result.output
+
+
+def test_add_below_a_signed_security_version_warns_naming_both_r25(
+    fwsign: Run, repo: Path, image: Path, tmp_path: Path
+) -> None:
+    """R25 anti-rollback: a device that installed 2.4.0 (floor 3) never installs sv 2."""
+    assert _add(fwsign, repo, image).exit_code == 0
+    older = tmp_path / "pump-fw-2.3.1.bin"
+    older.write_bytes(b"hotfix for old devices")
+    result = fwsign(
+        "add", "--repo", str(repo), str(older), "--name", "pump-fw", "--version", "2.3.1",
+        "--security-version", "2", "--hardware-model", "pump-x100",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: pump-x100/pump-fw-2.3.1.bin has security version 2, below 3 of"
+        " pump-x100/pump-fw-2.4.0.bin (2.4.0)"
+    ) in result.output
+    assert "never installs 2.3.1" in result.output
+
+
+def test_add_at_or_above_the_signed_security_versions_does_not_warn(
+    fwsign: Run, repo: Path, image: Path, tmp_path: Path
+) -> None:
+    assert _add(fwsign, repo, image).exit_code == 0
+    newer = tmp_path / "pump-fw-2.5.0.bin"
+    newer.write_bytes(b"2.5.0")
+    result = fwsign(
+        "add", "--repo", str(repo), str(newer), "--name", "pump-fw", "--version", "2.5.0",
+        "--security-version", "3", "--hardware-model", "pump-x100",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+
+
+def test_revoke_release_says_what_it_removed_and_what_needs_signing_r56(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str], tmp_path: Path
+) -> None:
+    sbom = tmp_path / "sbom.json"
+    sbom.write_bytes(b'{"spdxVersion": "SPDX-2.3"}')
+    assert _add(fwsign, repo, image, "--sbom", str(sbom), "--key", uris["alice"]).exit_code == 0
+    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
+    result = fwsign("revoke-release", "--repo", str(repo), "pump-x100/pump-fw-2.4.0.bin")
+    assert result.exit_code == 0, result.output
+    assert (
+        "removed pump-x100/pump-fw-2.4.0.bin, pump-x100/pump-fw-2.4.0.sbom.json from pump-x100"
+    ) in result.output
+    assert (
+        "pump-x100 v2 needs 2 more signature(s) (threshold 2 of its delegation in targets)"
+    ) in result.output
