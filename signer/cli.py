@@ -494,7 +494,10 @@ def verify(repo: Path, pinned_root: Path | None, targets_dir: Path | None) -> No
     "remove_keys",
     multiple=True,
     metavar="KEYID",
-    help="Key id (or unique prefix) to remove.",
+    help=(
+        f"Key id to remove, or a unique prefix of it ({keyops.MIN_KEYID_PREFIX}+ hex digits);"
+        " repeatable."
+    ),
 )
 @click.option("--threshold", type=int, help="New threshold.")
 @key_option
@@ -523,7 +526,10 @@ def rotate(
 @click.argument("keyid")
 @key_option
 def revoke_key(repo: Path, keyid: str, keys: tuple[str, ...]) -> None:
-    """Remove a compromised KEYID from every role that lists it (R5)."""
+    """Remove a compromised KEYID from every role that lists it (R5).
+
+    KEYID is a key id or a unique prefix of it (6+ hex digits).
+    """
     repository = _open(repo, keys)
     _written(keyops.revoke_key(repository, keyid=_full_keyid(repository, keyid)))
 
@@ -542,18 +548,13 @@ def revoke_release(repo: Path, target_path: str, keys: tuple[str, ...]) -> None:
 
 
 def _full_keyid(repository: OfflineRepository, prefix: str) -> str:
-    """Resolve a key id prefix of 8+ characters against every key listed."""
-    if len(prefix) < 8:
-        raise SignerError(f"key id {prefix!r} is too short: give at least 8 characters")
+    """Resolve a key id, or a unique prefix of it, against every key the repository lists."""
     known = set(repository.root().keys)
     for role in repository.role_names():
         delegations = repository.open(role).signed.delegations if role != "root" else None
         if delegations is not None:
             known |= set(delegations.keys)
-    matches = sorted(k for k in known if k.startswith(prefix))
-    if len(matches) != 1:
-        raise SignerError(f"key id {prefix!r} matches {len(matches)} keys; give more characters")
-    return matches[0]
+    return keyops.resolve_keyid(prefix, known)
 
 
 main.add_command(publish_command)

@@ -11,7 +11,7 @@ threshold, before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Root, Targets
@@ -19,6 +19,29 @@ from tuf.api.metadata import Delegations, Root, Targets
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from signer.errors import SignerError
 from signer.repository import OfflineRepository
+
+#: Hex digits a key id prefix needs: 24 bits, so a typo rarely names another key.
+MIN_KEYID_PREFIX = 6
+_HEX = frozenset("0123456789abcdef")
+
+
+def resolve_keyid(prefix: str, known: Iterable[str]) -> str:
+    """The one key id in ``known`` that starts with ``prefix`` (6+ hex digits)."""
+    text = prefix.strip().lower()
+    if len(text) < MIN_KEYID_PREFIX or not set(text) <= _HEX:
+        raise SignerError(
+            f"key id {prefix!r}: give the key id or at least {MIN_KEYID_PREFIX} hex digits of"
+            " its start ('fwsign status' and 'fwhsm list' show key ids)"
+        )
+    matches = sorted(k for k in set(known) if k.startswith(text))
+    if not matches:
+        raise SignerError(f"no key listed in this repository has an id starting {text!r}")
+    if len(matches) > 1:
+        raise SignerError(
+            f"key id {text!r} is ambiguous: it starts {len(matches)} keys"
+            f" ({', '.join(m[:16] for m in matches)}); give more digits"
+        )
+    return matches[0]
 
 
 def rotate(

@@ -490,3 +490,21 @@ def test_revoke_release_says_what_it_removed_and_what_needs_signing_r56(
     assert (
         "pump-x100 v2 needs 2 more signature(s) (threshold 2 of its delegation in targets)"
     ) in result.output
+
+
+def test_rotate_removes_a_key_named_by_a_six_digit_prefix_r5(
+    fwsign: Run, repo: Path, uris: dict[str, str]
+) -> None:
+    """The help says "unique prefix": 'fwsign rotate --remove-key 5b31f7' works (R5)."""
+    token_dir = Path(uris["bob"].split(":", 1)[1].split("?", 1)[0])
+    bob_keyid = Token.open(token_dir).public_key("bob").keyid
+    result = fwsign(
+        "rotate", "--repo", str(repo), "--role", "pump-x100", "--add-key", uris["carol"],
+        "--remove-key", bob_keyid[:6], "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    targets = json.loads((repo / "metadata" / "targets.json").read_text())
+    assert bob_keyid not in targets["signed"]["delegations"]["keys"]
+    short = fwsign("revoke-key", "--repo", str(repo), bob_keyid[:5], "--key", uris["manager"])
+    assert short.exit_code == 1
+    assert "at least 6 hex digits" in short.output

@@ -8,6 +8,7 @@ refused with nothing written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -22,7 +23,7 @@ from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate
 from signer.errors import KeyNotAuthorizedError, SignerError
 from signer.inspect import status, verify_repository
-from signer.keyops import revoke_key, rotate
+from signer.keyops import resolve_keyid, revoke_key, rotate
 from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 from tests.tuf_mirror import InMemoryMirror
@@ -333,3 +334,27 @@ def test_revoke_a_key_no_role_lists_refused(
     """R5: a mistyped key id must not look like a successful revocation."""
     with unchanged(line), pytest.raises(SignerError, match="no role lists key"):
         revoke_key(open_repo(line, "manager1"), keyid=keyid(people, "carol"))
+
+
+def test_a_unique_key_id_prefix_of_six_hex_digits_names_its_key() -> None:
+    known = ["5b31f7aa" + "0" * 56, "5b31f8bb" + "0" * 56]
+    assert resolve_keyid("5B31F7", known) == known[0]
+    assert resolve_keyid(known[1], known) == known[1]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("5b31f", "at least 6 hex digits"),
+        ("5b31zz", "at least 6 hex digits"),
+        ("abcdef", "no key listed in this repository has an id starting 'abcdef'"),
+        ("5b31f7", "key id '5b31f7' is ambiguous: it starts 2 keys (5b31f7aa00000000, 5b31f7bb"),
+    ],
+)
+def test_a_short_unknown_or_ambiguous_key_id_prefix_is_refused_naming_why(
+    prefix: str, message: str
+) -> None:
+    """An ambiguous prefix lists its candidates: a revocation never picks one at random (R5)."""
+    known = ["5b31f7aa" + "0" * 56, "5b31f7bb" + "0" * 56]
+    with pytest.raises(SignerError, match=re.escape(message)):
+        resolve_keyid(prefix, known)
