@@ -1,8 +1,14 @@
-"""``fwserver user``: add, list, disable and unlock the people of the server.
+"""``fwserver user``: add, list, reset, disable, enable, unlock and remove people.
 
 Thin commands over ``update_server.users``; each runs in one transaction
-that also holds its audit entry. ``add`` prints the one-time initial
-password, the only time it exists in clear (R47: no default credentials).
+that also holds its audit entry. A change that is refused (an unknown name,
+the last administrator) changes nothing, is audited as refused in a
+transaction of its own (R27) and exits 1. ``add`` and ``reset`` print a
+one-time initial password, the only time it exists in clear (R47: no
+default credentials); it goes to stdout, never to a log or the audit log.
+
+Managing people is a local administrator's task, on the server's host:
+there is no HTTP API for it (a stolen session cannot reset anyone).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from update_server import users
 from update_server.cli_common import cli_services, command_now, data_dir_option
+from update_server.config import ServerConfig
 from update_server.db import transaction
 from update_server.errors import ServerError
 from update_server.models import Role, User
@@ -60,14 +67,42 @@ def list_users(data_dir: Path) -> None:
         )
 
 
+@user.command("reset")
+@data_dir_option
+@click.argument("name")
+def reset(data_dir: Path, name: str) -> None:
+    """Give NAME a new one-time password and clear their TOTP and lockout.
+
+    For a lost phone or a forgotten password: NAME does first login again,
+    like a new account (new password, fresh TOTP enrolment).
+    """
+    with _change(data_dir, "reset", name) as (db, config):
+        password = users.reset(db, name, now=command_now(), config=config, actor=_actor())
+    click.echo(f"reset {name}: TOTP enrolment, lockout and sessions cleared")
+    click.echo(
+        f"one-time initial password (shown once; give it to {name} in person, who must"
+        f" change it and enrol TOTP again at next login): {password}"
+    )
+
+
 @user.command("disable")
 @data_dir_option
 @click.argument("name")
 def disable(data_dir: Path, name: str) -> None:
-    """Disable NAME and end their sessions."""
-    with _database(data_dir) as db:
+    """Disable NAME and end their sessions (undo with 'enable')."""
+    with _change(data_dir, "disable", name) as (db, _):
         ended = users.disable(db, name, now=command_now(), actor=_actor())
     click.echo(f"disabled {name}; {ended} session(s) ended")
+
+
+@user.command("enable")
+@data_dir_option
+@click.argument("name")
+def enable(data_dir: Path, name: str) -> None:
+    """Enable NAME again after 'disable'."""
+    with _change(data_dir, "enable", name) as (db, _):
+        users.enable(db, name, now=command_now(), actor=_actor())
+    click.echo(f"enabled {name}")
 
 
 @user.command("unlock")
@@ -75,9 +110,25 @@ def disable(data_dir: Path, name: str) -> None:
 @click.argument("name")
 def unlock(data_dir: Path, name: str) -> None:
     """Lift a lockout after failed logins on NAME."""
-    with _database(data_dir) as db:
+    with _change(data_dir, "unlock", name) as (db, _):
         users.unlock(db, name, now=command_now(), actor=_actor())
     click.echo(f"unlocked {name}")
+
+
+@user.command("remove")
+@data_dir_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.argument("name")
+def remove(data_dir: Path, yes: bool, name: str) -> None:
+    """Remove NAME for good: their sessions end and the name is never used again.
+
+    The audit log keeps NAME's history, so the name stays taken.
+    """
+    if not yes and not _confirmed(f"remove {name} for good (the name can never be used again)?"):
+        raise click.ClickException(f"nothing changed: {name} was not removed")
+    with _change(data_dir, "remove", name) as (db, _):
+        ended = users.remove(db, name, now=command_now(), actor=_actor())
+    click.echo(f"removed {name}; {ended} session(s) ended")
 
 
 @contextmanager
@@ -90,6 +141,31 @@ def _database(data_dir: Path) -> Iterator[Session]:
         raise click.ClickException(exc.detail) from None
 
 
+@contextmanager
+def _change(data_dir: Path, change: str, name: str) -> Iterator[tuple[Session, ServerConfig]]:
+    """One transaction changing NAME; a refusal is audited on its own, then one line."""
+    try:
+        with cli_services(data_dir) as services:
+            try:
+                with transaction(services.sessions) as db:
+                    yield db, services.config
+            except ServerError as refused:
+                with transaction(services.sessions) as db:
+                    users.audit_refusal(
+                        db, change, name, reason=refused.detail, now=command_now(), actor=_actor()
+                    )
+                raise
+    except ServerError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:  # no terminal, or Ctrl-C: nothing was confirmed
+        return False
+
+
 def _actor() -> users.Actor:
     try:
         who = getpass.getuser()
@@ -99,6 +175,8 @@ def _actor() -> users.Actor:
 
 
 def _state(person: User, locked: bool) -> str:
+    if users.removed(person):
+        return "removed"
     if person.disabled:
         return "disabled"
     if locked:

@@ -1,8 +1,22 @@
-"""People: creating them, their passwords, disabling and unlocking them.
+"""People: creating them, their passwords, and an administrator's repairs.
 
 There are no default credentials (R47): a person is created with a random
 one-time password, shown once, that must be replaced at first login, before
 anything else, together with TOTP enrolment. Every change is audited.
+
+An administrator recovers a person from mistakes (R9, R47): ``reset`` gives
+a new one-time password and clears the TOTP enrolment and the lockout (the
+person then does first login again, exactly like a new account), ``enable``
+undoes ``disable``, ``remove`` ends a person for good. The last active
+administrator can be neither disabled nor removed.
+
+A removed person is a tombstone, not a deleted row: the audit log names
+people by name, so a name is never given to someone else (an entry for
+``alice`` always means the same person), and the rows that refer to the
+person (sessions, used codes, password history) stay as they were. The
+tombstone is ``disabled`` with ``REMOVED_HASH`` for a password hash, which
+no password verifies (as ``!`` in shadow(5)); login treats the name like an
+unknown one, and nothing can enable it again.
 """
 
 from __future__ import annotations
@@ -27,6 +41,8 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 #: Unambiguous characters for initial passwords (no 0/O, 1/l/I).
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 _INITIAL_GROUPS, _GROUP_LENGTH = 5, 5  # 25 characters, 125 bits
+#: The password hash of a removed person: not an argon2 hash, nothing verifies it.
+REMOVED_HASH = "!removed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +96,13 @@ def add_user(
         raise BadRequestError(
             f"unknown role {role!r}: choose one of {', '.join(r.value for r in Role)}"
         ) from None
-    if find(db, name) is not None:
+    existing = find(db, name)
+    if existing is not None and removed(existing):
+        raise ConflictError(
+            f"user {name} was removed, and a name is never reused (the audit log names"
+            " people by name): choose another name"
+        )
+    if existing is not None:
         raise ConflictError(f"user {name} already exists")
     password = initial_password()
     db.add(
@@ -124,9 +146,30 @@ def locked_until(db: Session, name: str, *, now: datetime) -> datetime | None:
     return until if now < until else None
 
 
-def disable(db: Session, name: str, *, now: datetime, actor: Actor | None = None) -> int:
-    """Disable ``name`` and end its sessions; returns how many were ended."""
+def removed(user: User) -> bool:
+    return user.password_hash == REMOVED_HASH
+
+
+def get_present(db: Session, name: str) -> User:
+    """The person called ``name``; refused if there is none, or they were removed."""
     user = get(db, name)
+    if removed(user):
+        raise ConflictError(
+            f"user {name} was removed and cannot be changed: add the person again under"
+            " another name"
+        )
+    return user
+
+
+def disable(db: Session, name: str, *, now: datetime, actor: Actor | None = None) -> int:
+    """Disable ``name`` and end its sessions; returns how many were ended.
+
+    Refused for the last active administrator (nobody could repair accounts).
+    """
+    user = get_present(db, name)
+    if user.disabled:
+        raise ConflictError(f"user {name} is disabled already")
+    _refuse_last_admin(db, user, doing="disable")
     user.disabled = True
     ended = sessions.revoke_all(db, user)
     _audit(
@@ -147,6 +190,115 @@ def unlock(db: Session, name: str, *, now: datetime, actor: Actor | None = None)
     _audit(db, Action.USER_CHANGE, name, actor=actor, now=now, detail={"change": "unlock"})
 
 
+def enable(db: Session, name: str, *, now: datetime, actor: Actor | None = None) -> None:
+    """Enable ``name`` again after ``disable`` (a removed person stays removed)."""
+    user = get_present(db, name)
+    if not user.disabled:
+        raise ConflictError(f"user {name} is not disabled: nothing to enable")
+    user.disabled = False
+    _audit(db, Action.USER_CHANGE, name, actor=actor, now=now, detail={"change": "enable"})
+
+
+def reset(
+    db: Session, name: str, *, now: datetime, config: ServerConfig, actor: Actor | None = None
+) -> str:
+    """Give ``name`` a new one-time password, clear TOTP and the lockout; return the password.
+
+    The person does first login again, exactly like a new account: the one
+    password, then enrolment of a fresh secret and a new password (R47).
+    Every session ends. A disabled person stays disabled. The replaced
+    password joins the history, so a password that leaked cannot come back.
+    Codes already accepted stay spent (R25: time steps only move forward).
+    """
+    user = get_present(db, name)
+    if not user.must_change_password and config.password_history > 1:
+        db.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash, created_at=now))
+    password = initial_password()
+    user.password_hash = passwords.hash_password(password)
+    user.must_change_password = True
+    user.totp_secret, user.totp_enrolled = None, False
+    db.execute(delete(LoginThrottle).where(LoginThrottle.name == name))
+    ended = sessions.revoke_all(db, user)
+    detail = {"change": "reset", "sessions": ended}
+    _audit(db, Action.USER_CHANGE, name, actor=actor, now=now, detail=detail)
+    return password
+
+
+def remove(db: Session, name: str, *, now: datetime, actor: Actor | None = None) -> int:
+    """Remove ``name`` for good (a tombstone, see the module); returns the sessions ended.
+
+    Refused for the last active administrator.
+    """
+    user = get_present(db, name)
+    _refuse_last_admin(db, user, doing="remove")
+    user.disabled = True
+    user.password_hash = REMOVED_HASH
+    user.totp_secret, user.totp_enrolled = None, False
+    ended = sessions.revoke_all(db, user)
+    detail = {"change": "remove", "sessions": ended}
+    _audit(db, Action.USER_CHANGE, name, actor=actor, now=now, detail=detail)
+    return ended
+
+
+def _refuse_last_admin(db: Session, user: User, *, doing: str) -> None:
+    if user.role != Role.ADMIN.value or user.disabled:
+        return
+    others = db.scalars(
+        select(User.id).where(
+            User.role == Role.ADMIN.value,
+            User.disabled.is_(False),
+            User.id != user.id,
+        )
+    ).first()
+    if others is None:
+        raise ConflictError(
+            f"user {user.name} is the last active administrator: add or enable another"
+            f" administrator first, then {doing} {user.name}"
+        )
+
+
+def audit_refusal(
+    db: Session,
+    change: str,
+    name: str,
+    *,
+    reason: str,
+    now: datetime,
+    actor: Actor | None = None,
+) -> None:
+    """Record an administrator's change to ``name`` that was refused (R27)."""
+    detail: dict[str, object] = {"change": change, "reason": reason[:200]}
+    _audit(
+        db,
+        Action.USER_CHANGE,
+        printable(name),
+        actor=actor,
+        now=now,
+        detail=detail,
+        outcome="refused",
+    )
+
+
+def check_new_password(db: Session, user: User, *, new: str, config: ServerConfig) -> None:
+    """Raise ``PasswordPolicyError`` if ``change_password`` would refuse ``new``; no change."""
+    passwords.check_policy(new, name=user.name, min_length=config.password_min_length)
+    remembered = max(config.password_history, 1)
+    if passwords.reused(new, [user.password_hash, *_recent(db, user, remembered - 1)]):
+        raise passwords.PasswordPolicyError(
+            [f"you used this password recently: choose one not among your last {remembered}"]
+        )
+
+
+def _recent(db: Session, user: User, count: int) -> list[str]:
+    rows = db.scalars(
+        select(PasswordHistory.password_hash)
+        .where(PasswordHistory.user_id == user.id)
+        .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id.desc())
+        .limit(count)
+    )
+    return list(rows)
+
+
 def change_password(
     db: Session, user: User, *, new: str, now: datetime, config: ServerConfig
 ) -> int:
@@ -157,20 +309,13 @@ def change_password(
     the one-time initial password can never be kept, R47). Ends every
     session of the user; returns how many.
     """
-    passwords.check_policy(new, name=user.name, min_length=config.password_min_length)
+    check_new_password(db, user, new=new, config=config)
     remembered = max(config.password_history, 1)
-    history = list(
-        db.scalars(
-            select(PasswordHistory)
-            .where(PasswordHistory.user_id == user.id)
-            .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id.desc())
-        )
-    )
-    recent = [old.password_hash for old in history[: remembered - 1]]
-    if passwords.reused(new, [user.password_hash, *recent]):
-        raise passwords.PasswordPolicyError(
-            [f"you used this password recently: choose one not among your last {remembered}"]
-        )
+    history = db.scalars(
+        select(PasswordHistory)
+        .where(PasswordHistory.user_id == user.id)
+        .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id.desc())
+    ).all()
     # Keep the remembered - 1 newest previous passwords, the current one among them.
     for old in history[max(remembered - 2, 0) :]:
         db.delete(old)
@@ -194,6 +339,7 @@ def _audit(
     actor: Actor | None,
     now: datetime,
     detail: dict[str, object],
+    outcome: str = "success",
 ) -> None:
     who = actor or Actor(name="fwserver", role="cli", source="local")
     append(
@@ -204,7 +350,7 @@ def _audit(
             role=who.role,
             action=action.value,
             object=f"user:{name}",
-            outcome="success",
+            outcome=outcome,
             source=who.source,
             detail=detail,
         ),

@@ -33,7 +33,8 @@ for the audit log only) or returns who logged in. The rules it enforces:
   unreadable) runs exactly one argon2 verification, against a fixed dummy
   hash for an unknown name, and one TOTP comparison when a code is given,
   so the time taken does not say whether the name exists or which factor
-  was wrong.
+  was wrong. A removed person (``users.remove``) is verified against the
+  dummy hash too, like an unknown name.
 
 The caller records the outcome (audit) and commits before answering.
 """
@@ -169,9 +170,9 @@ def attempt(db: Session, login: Attempt, *, config: ServerConfig, box: SecretBox
             detail=MALFORMED,
         )
     step, code_reason = _check_code(db, user, login, box)
-    password_ok = passwords.verify(
-        user.password_hash if user is not None else passwords.dummy_hash(), login.password
-    )
+    present = user is not None and not users.removed(user)
+    stored = user.password_hash if present and user is not None else passwords.dummy_hash()
+    password_ok = passwords.verify(stored, login.password)
     reason = _first_reason(user, code_reason, password_ok=password_ok)
     if user is None or reason is not None:
         locked_until = _fail(db, name_lock, user, login=login, config=config)
@@ -239,6 +240,8 @@ def _check_code(
 def _first_reason(user: User | None, code_reason: str | None, *, password_ok: bool) -> str | None:
     if user is None:
         return "unknown user"
+    if users.removed(user):
+        return "user removed"
     if user.disabled:
         return "user disabled"
     if code_reason is not None:
