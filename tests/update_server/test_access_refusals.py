@@ -22,7 +22,6 @@ from tests.update_server.people import (
     bearer,
     create_user,
     enrolled_user,
-    fast_password_hashing,
     login,
 )
 from update_server.access import OTP_HEADER
@@ -41,9 +40,7 @@ FORBIDDEN_TO_TECHNICIANS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 @pytest.fixture

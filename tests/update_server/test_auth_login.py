@@ -24,7 +24,6 @@ from tests.update_server.people import (
     bearer,
     create_user,
     enrolled_user,
-    fast_password_hashing,
     login,
     otp_at,
 )
@@ -35,10 +34,7 @@ from update_server.keys import signer_loader
 from update_server.mfa import passwords
 from update_server.models import AuditEntry, LoginThrottle, Role, SourceThrottle
 
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 @pytest.fixture

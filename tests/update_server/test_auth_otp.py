@@ -17,7 +17,6 @@ from tests.clocks import FakeClock
 from tests.update_server.people import (
     LoggedIn,
     enrolled_user,
-    fast_password_hashing,
     login,
     otp_at,
 )
@@ -35,9 +34,7 @@ SENSITIVE = "/api/v1/test/sensitive"
 REPLAY = ("replay", '{"reason":"one-time code replayed"}')
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from tests.update_server.people import (
     LoggedIn,
     bearer,
     enrolled_user,
-    fast_password_hashing,
     login,
     otp_at,
 )
@@ -26,9 +25,7 @@ from update_server.models import AuditEntry, Role, SessionToken
 ME = "/api/v1/auth/me"
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 @pytest.fixture

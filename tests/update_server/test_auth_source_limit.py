@@ -20,7 +20,6 @@ from tests.update_server.people import (
     LOGIN,
     LoggedIn,
     enrolled_user,
-    fast_password_hashing,
     otp_at,
 )
 from update_server.app import create_app
@@ -33,9 +32,7 @@ from update_server.models import AuditEntry, Role
 LIMIT = 20
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from tests.clocks import FakeClock
 from tests.update_server.people import (
     create_user,
     enrolled_user,
-    fast_password_hashing,
     login,
     otp_at,
 )
@@ -31,10 +30,7 @@ from update_server.config import ServerConfig
 from update_server.errors import BadRequestError, ConflictError, NotFoundError
 from update_server.models import AuditEntry, Role, User
 
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 def fwserver(config: ServerConfig, clock: FakeClock, *args: str) -> Result:
