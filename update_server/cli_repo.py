@@ -7,7 +7,7 @@ refusal is one line on stderr and exit status 1.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +143,24 @@ def sweep_command(data_dir: Path) -> None:
         except PublicationError as exc:
             raise _fail(exc) from None
     lifetime = services.config.upload_lifetime
-    click.echo(f"expired {len(swept.expired)} upload(s) open longer than {lifetime}")
+    click.echo(f"expired {len(swept.expired)} upload(s) open longer than {for_people(lifetime)}")
     for upload_id in swept.expired:
         click.echo(f"  release:{upload_id}")
     click.echo(f"removed {len(swept.removed)} staging director(ies)")
+
+
+_UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
+
+
+def for_people(duration: timedelta) -> str:
+    """``duration`` as a person says it: ``1 day``, ``2 hours``, ``1 hour 30 minutes``."""
+    left = int(duration.total_seconds())
+    parts = []
+    for unit, seconds in _UNITS:
+        count, left = divmod(left, seconds)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts[:2]) or "0 seconds"
 
 
 def _import(services: Services, repo_dir: Path) -> ImportResult:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+from importlib import resources
+
 import pytest
 from argon2 import Type, extract_parameters
 
@@ -102,7 +105,7 @@ def test_repeated_characters_refused() -> None:
 
 def test_every_problem_is_listed_at_once() -> None:
     with pytest.raises(PasswordPolicyError) as caught:
-        check_policy("alice", name="alice", min_length=12)
+        check_policy("alice-qv7", name="alice", min_length=12)
     assert len(caught.value.problems) == 2  # too short, contains the name
 
 
@@ -124,3 +127,32 @@ def test_lone_surrogate_password_is_refused_not_a_crash() -> None:
     assert passwords.verify(cheap.hash("violet harbour lantern"), "violet \ud800 lantern") is False
     with pytest.raises(PasswordPolicyError, match="valid Unicode"):
         check_policy("violet harbour \ud800 lantern quietly", name="alice", min_length=12)
+
+
+@pytest.mark.parametrize(
+    "breached",
+    ["leavemealone", "Sojdlg123aljg", "LoveTheWayYouLie", "lovingirishprincess"],
+)
+def test_passwords_known_from_breaches_are_refused(breached: str) -> None:
+    """NIST 800-63B 5.1.1.2: the breach corpus beyond the curated list (top 100k, long tail)."""
+    assert breached.lower() not in _curated()
+    assert "known from data breaches" in refusal(breached)
+
+
+def test_breach_corpus_is_shipped_offline_with_its_provenance() -> None:
+    corpus = passwords.common_passwords()
+    assert len(corpus - _curated()) >= 100_000
+    assert all(entry == entry.lower() for entry in corpus)
+    package = resources.files("update_server.mfa")
+    header = gzip.decompress(package.joinpath(passwords.CORPUS_FILE).read_bytes())[:600]
+    assert b"SecLists" in header
+    assert b"licence" in header
+
+
+def test_a_strong_passphrase_is_not_in_the_corpus() -> None:
+    check_policy("tundra-marmalade-cobalt-whistle", name="alice", min_length=12)
+
+
+def _curated() -> set[str]:
+    text = resources.files("update_server.mfa").joinpath(passwords.CURATED_FILE).read_text()
+    return {line.strip().lower() for line in text.splitlines() if not line.startswith("#")}
