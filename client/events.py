@@ -51,7 +51,6 @@ rotation the log itself recorded.)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -63,8 +62,18 @@ from pathlib import Path
 from typing import Any
 
 from fwcommon.files import fsync_dir
+from fwcommon.hashchain import (
+    GENESIS,
+    Break,
+    ChainBreakError,
+    ChainWalker,
+    Entry,
+    Link,
+    bytes_digest,
+    compact_json,
+    entry_digest,
+)
 
-GENESIS = "0" * 64
 _TAIL = 64 * 1024  # longer than any one line the client writes
 #: Size past which ``events.log`` is archived: about 3,000 entries of ~350
 #: bytes (an idle poll's ``no_update``), four months of hourly polls; also
@@ -137,11 +146,8 @@ class LogReport:
         return self.first_seq + self.entries - 1
 
 
-def _digest(seq: int, prev: str, body: Mapping[str, Any]) -> str:
-    canonical = json.dumps(
-        {"seq": seq, "prev": prev, **body}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+#: What an entry's hash covers besides its ``seq`` and ``prev`` (``fwcommon.hashchain``).
+_BODY = ("time", "type", "message", "detail")
 
 
 class EventLog:
@@ -192,10 +198,10 @@ class EventLog:
                     continue
                 seq, digest = int(entry["seq"]), str(entry["hash"])
                 if damaged:
-                    return _Head(seq + len(damaged), _raw_digest(damaged[0]), len(damaged))
+                    return _Head(seq + len(damaged), bytes_digest(damaged[0]), len(damaged))
                 return _Head(seq, digest)
         if damaged:
-            return _Head(len(damaged), _raw_digest(damaged[0]), len(damaged))
+            return _Head(len(damaged), bytes_digest(damaged[0]), len(damaged))
         return _Head(0, GENESIS)
 
     def _cut_torn_tail(self) -> int:
@@ -360,7 +366,8 @@ def _line(
         "detail": dict(detail),
     }
     seq, prev = head.seq + 1, head.hash
-    entry = {"seq": seq, **body, "prev": prev, "hash": _digest(seq, prev, body)}
+    digest = entry_digest(seq=seq, prev=prev, body=body, canonical=compact_json)
+    entry = {"seq": seq, **body, "prev": prev, "hash": digest}
     return entry, (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
@@ -373,10 +380,6 @@ def _entry(raw: bytes) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
         return None
     return entry if isinstance(entry.get("hash"), str) else None
-
-
-def _raw_digest(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
 
 
 def _read(path: Path, *, strict: bool = True) -> Iterator[dict[str, Any]]:
@@ -436,23 +439,25 @@ def _check(files: list[Path], *, archive: Callable[[int], Path] | None) -> LogRe
     seq 1, and then a verified ``log_rotated`` entry must name the archive
     that held the entry before the start as deleted.
     """
-    expected, prev, count, first = 1, GENESIS, 0, 1
+    walker, count, first = ChainWalker(canonical=compact_json), 0, 1
     deleted: set[str] = set()
     try:
         for entry in (entry for path in files for entry in _read(path)):
             seq = entry.get("seq")
             if archive is not None and count == 0 and isinstance(seq, int) and seq > 1:
-                expected = first = seq  # entries before it were rotated out, if a record says so
-                prev = str(entry.get("prev"))
-            body = {k: entry.get(k) for k in ("time", "type", "message", "detail")}
-            if seq != expected:
-                return LogReport(count, expected, "entry missing or out of order", first)
-            if entry.get("prev") != prev or _digest(expected, prev, body) != entry.get("hash"):
-                return LogReport(count, expected, "entry altered", first)
+                first = seq  # entries before it were rotated out, if a record says so
+                walker = ChainWalker(
+                    canonical=compact_json, start=Link(seq - 1, str(entry.get("prev")))
+                )
+            body = {k: entry.get(k) for k in _BODY}
+            walker.step(Entry(seq=seq, prev=entry.get("prev"), digest=entry.get("hash"), body=body))
             deleted.update(_deleted(entry))
-            prev, expected, count = str(entry["hash"]), expected + 1, count + 1
-    except (ValueError, KeyError, TypeError):
-        return LogReport(count, expected, "line is not a log entry", first)
+            count += 1
+    except ChainBreakError as exc:
+        reason = "entry missing or out of order" if exc.kind is Break.SEQUENCE else "entry altered"
+        return LogReport(count, exc.seq, reason, first)
+    except (ValueError, KeyError, TypeError, AttributeError):  # a line that is not an object
+        return LogReport(count, first + count, "line is not a log entry", first)
     if archive is not None and first > 1 and archive(first - 1).name not in deleted:
         reason = f"entries before seq {first} were removed without a recorded rotation"
         return LogReport(0, first - 1, reason, first)

@@ -8,8 +8,9 @@ Each entry is one line of compact JSON with sorted keys (ASCII)::
 Invariants:
 
 * ``seq`` starts at 1 and grows by exactly 1; ``prev`` is the previous entry's
-  ``hash`` (``GENESIS.hash`` for the first); ``hash`` is the sha256 of the
-  entry's canonical JSON (securesystemslib) without ``hash``. Editing, deleting, inserting or
+  ``hash`` (``GENESIS.hash`` for the first); ``hash`` is the chain digest
+  (``fwcommon.hashchain``) of the entry without ``hash``, over TUF's canonical
+  JSON (securesystemslib), as it always was. Editing, deleting, inserting or
   reordering entries therefore breaks the chain at a named ``seq``;
 * the chain alone cannot show that its tail was cut off, so the token state
   keeps the head (last ``seq`` and ``hash``) and ``verify_chain`` checks the
@@ -22,9 +23,8 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +32,7 @@ from typing import Any
 
 from securesystemslib.formats import encode_canonical
 
+from fwcommon import hashchain
 from hsm_mock.errors import UsageLogError
 
 
@@ -60,11 +61,13 @@ class LogHead:
     hash: str
 
 
-GENESIS = LogHead(0, "0" * 64)
+GENESIS = LogHead(0, hashchain.GENESIS)
 _FIELDS = frozenset(
     {"event", "hash", "keyid", "label", "payload_sha256", "payload_type"}
     | {"prev", "purpose", "seq", "time"}
 )
+#: The fields the chain digest adds to an entry's body (``fwcommon.hashchain``).
+_LINKS = frozenset({"seq", "prev", "hash"})
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,8 @@ class Record:
     payload_sha256: str | None = None
 
 
-def _canonical(document: dict[str, Any]) -> bytes:
-    return str(encode_canonical(document)).encode("utf-8")
-
-
-def _entry_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical(body)).hexdigest()
+def _canonical(document: Mapping[str, Any]) -> bytes:
+    return str(encode_canonical(dict(document))).encode("utf-8")
 
 
 def _utc(now: datetime) -> str:
@@ -96,7 +95,6 @@ def _utc(now: datetime) -> str:
 def next_entry(head: LogHead, record: Record, *, now: datetime) -> tuple[bytes, LogHead]:
     """Return the line (with newline) that follows ``head``, and the new head."""
     body: dict[str, Any] = {
-        "seq": head.seq + 1,
         "time": _utc(now),
         "event": record.event.value,
         "label": record.label,
@@ -104,11 +102,12 @@ def next_entry(head: LogHead, record: Record, *, now: datetime) -> tuple[bytes, 
         "purpose": record.purpose,
         "payload_type": record.payload_type,
         "payload_sha256": record.payload_sha256,
-        "prev": head.hash,
     }
-    entry_hash = _entry_hash(body)
-    line = json.dumps({**body, "hash": entry_hash}, sort_keys=True, separators=(",", ":"))
-    return line.encode("ascii") + b"\n", LogHead(head.seq + 1, entry_hash)
+    seq = head.seq + 1
+    digest = hashchain.entry_digest(seq=seq, prev=head.hash, body=body, canonical=_canonical)
+    entry = {"seq": seq, "prev": head.hash, **body, "hash": digest}
+    line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    return line.encode("ascii") + b"\n", LogHead(seq, digest)
 
 
 def _parse(line: bytes, seq: int) -> dict[str, Any]:
@@ -121,18 +120,24 @@ def _parse(line: bytes, seq: int) -> dict[str, Any]:
     return entry
 
 
-def _check(entry: dict[str, Any], expected: LogHead) -> LogHead:
-    seq = expected.seq + 1
-    if entry["seq"] != seq:
-        raise UsageLogError(
-            f"usage log entry {seq} missing or out of order (found seq {entry['seq']!r})", seq=seq
-        )
-    if entry["prev"] != expected.hash:
-        raise UsageLogError(f"usage log entry {seq} does not chain to entry {seq - 1}", seq=seq)
-    body = {name: value for name, value in entry.items() if name != "hash"}
-    if entry["hash"] != _entry_hash(body) or entry["event"] not in set(Event):
-        raise UsageLogError(f"usage log entry {seq} was altered (hash mismatch)", seq=seq)
-    return LogHead(seq, entry["hash"])
+def _check(entry: dict[str, Any], walker: hashchain.ChainWalker) -> LogHead:
+    seq = walker.head.seq + 1
+    body = {name: value for name, value in entry.items() if name not in _LINKS}
+    try:
+        walker.step(hashchain.Entry(entry["seq"], entry["prev"], entry["hash"], body))
+    except hashchain.ChainBreakError as exc:
+        raise UsageLogError(_broken(exc.kind, seq, entry["seq"]), seq=seq) from None
+    if entry["event"] not in set(Event):
+        raise UsageLogError(_broken(hashchain.Break.DIGEST, seq, seq), seq=seq)
+    return LogHead(walker.head.seq, walker.head.digest)
+
+
+def _broken(kind: hashchain.Break, seq: int, found: object) -> str:
+    if kind is hashchain.Break.SEQUENCE:
+        return f"usage log entry {seq} missing or out of order (found seq {found!r})"
+    if kind is hashchain.Break.LINK:
+        return f"usage log entry {seq} does not chain to entry {seq - 1}"
+    return f"usage log entry {seq} was altered (hash mismatch)"
 
 
 def verify_chain(lines: Iterable[bytes], head: LogHead) -> LogHead:
@@ -141,7 +146,7 @@ def verify_chain(lines: Iterable[bytes], head: LogHead) -> LogHead:
     Raises ``UsageLogError`` whose ``seq`` is the first sequence number at which
     the log differs from an intact one.
     """
-    current = GENESIS
+    walker, current = hashchain.ChainWalker(canonical=_canonical), GENESIS
     for line in lines:
         seq = current.seq + 1
         if seq > head.seq:
@@ -149,7 +154,7 @@ def verify_chain(lines: Iterable[bytes], head: LogHead) -> LogHead:
                 f"usage log entry {seq} lies beyond the recorded head {head.seq} (inserted)",
                 seq=seq,
             )
-        current = _check(_parse(line, seq), current)
+        current = _check(_parse(line, seq), walker)
         if seq == head.seq and current != head:
             raise UsageLogError(
                 f"usage log entry {seq} differs from the recorded head (log rewritten)", seq=seq

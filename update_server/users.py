@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from update_server.audit import Event, append
+from update_server.audit import append, audit_event, vocabulary
 from update_server.audit.actions import Action
 from update_server.auth import sessions
 from update_server.config import ServerConfig
@@ -41,17 +40,10 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 #: Unambiguous characters for initial passwords (no 0/O, 1/l/I).
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 _INITIAL_GROUPS, _GROUP_LENGTH = 5, 5  # 25 characters, 125 bits
+#: Who makes a change: the audit vocabulary's one ``Actor``.
+Actor = vocabulary.Actor
 #: The password hash of a removed person: not an argon2 hash, nothing verifies it.
 REMOVED_HASH = "!removed"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Actor:
-    """Who makes a change, for the audit log."""
-
-    name: str
-    role: str
-    source: str
 
 
 def valid_name(name: str) -> bool:
@@ -342,16 +334,7 @@ def _audit(
     outcome: str = "success",
 ) -> None:
     who = actor or Actor(name="fwserver", role="cli", source="local")
-    append(
-        db,
-        Event(
-            time=now,
-            actor=who.name,
-            role=who.role,
-            action=action.value,
-            object=f"user:{name}",
-            outcome=outcome,
-            source=who.source,
-            detail=detail,
-        ),
+    event = audit_event(
+        action, actor=who, object=f"user:{name}", outcome=outcome, time=now, detail=detail
     )
+    append(db, event)

@@ -8,6 +8,10 @@ the signed checkpoints (``checkpoint.py``), and a truncated tail against the
 head anchored outside the database (``anchor.py``), which the walk checks as
 it passes their sequence numbers. No I/O here.
 
+The chain itself (genesis, digest, walk) is ``fwcommon.hashchain``'s, the
+same as the device's event log and the token's usage log; this module says
+what of an audit entry it covers: its time and ``vocabulary.FIELDS``.
+
 Invariants:
 
 * sequence numbers start at 1 and have no gaps; entry 1 follows ``GENESIS``;
@@ -18,53 +22,40 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
-GENESIS = "0" * 64
+from fwcommon.hashchain import (
+    GENESIS,
+    Break,
+    ChainBreakError,
+    ChainWalker,
+    Entry,
+    compact_json,
+    entry_digest,
+)
+from update_server.audit.vocabulary import FIELD_NAMES, OUTCOMES, Event, Outcome
 
-
-class Outcome(StrEnum):
-    """How an audited action ended: the ``outcome`` field's fixed vocabulary."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    REFUSED = "refused"
-    #: R25: the right one-time code of a step already passed. It leaked (or
-    #: was seen in use): its own outcome, so that a search finds every one.
-    REPLAY = "replay"
-
-
-OUTCOMES = frozenset(outcome.value for outcome in Outcome)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Event:
-    """What happened, who did it, from where (before it is chained).
-
-    ``detail`` must never hold a secret (password, OTP code, PIN, session
-    token, key material): it is stored, exported and sent to syslog.
-    """
-
-    time: datetime
-    actor: str
-    role: str
-    action: str
-    object: str
-    outcome: str
-    source: str
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {self.outcome!r}")
-        if self.time.tzinfo is None:
-            raise ValueError("audit time must be timezone-aware (UTC)")
+__all__ = [
+    "GENESIS",
+    "OUTCOMES",
+    "ChainBrokenError",
+    "ChainReport",
+    "ChainWalk",
+    "ChainedEntry",
+    "EntryRecord",
+    "Event",
+    "Outcome",
+    "canonical_time",
+    "detail_json",
+    "entry_hash",
+    "event_fields",
+    "parse_canonical_time",
+    "stored_fields",
+    "verify_chain",
+]
 
 
 class ChainedEntry(Protocol):
@@ -123,7 +114,7 @@ class EntryRecord:
 
 def detail_json(detail: Mapping[str, Any]) -> str:
     """The canonical text of ``detail`` as stored (sorted keys, no spaces)."""
-    return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return compact_json(detail).decode()
 
 
 def canonical_time(time: datetime) -> str:
@@ -144,35 +135,35 @@ def parse_canonical_time(text: str) -> datetime:
     return moment
 
 
+def _body(time: datetime, fields: Mapping[str, str]) -> dict[str, str]:
+    """What an entry's hash covers besides its number and link: its time and ``FIELDS``."""
+    return {"time": canonical_time(time), **fields}
+
+
 def entry_hash(*, seq: int, prev_hash: str, time: datetime, fields: Mapping[str, str]) -> str:
-    """SHA-256 over the canonical JSON of one entry and its predecessor's hash."""
-    body = {"seq": seq, "prev": prev_hash, "time": canonical_time(time), **fields}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """The chain digest (``fwcommon.hashchain``, compact JSON) of one entry."""
+    return entry_digest(seq=seq, prev=prev_hash, body=_body(time, fields), canonical=compact_json)
 
 
 def event_fields(event: Event) -> dict[str, str]:
-    return {
-        "actor": event.actor,
-        "role": event.role,
-        "action": event.action,
-        "object": event.object,
-        "outcome": event.outcome,
-        "source": event.source,
-        "detail": detail_json(event.detail),
-    }
+    """``FIELDS`` of ``event`` as stored: its detail as canonical JSON text."""
+    fields = {name: getattr(event, name) for name in FIELD_NAMES}
+    return {**fields, "detail": detail_json(event.detail)}
 
 
 def stored_fields(entry: ChainedEntry) -> dict[str, str]:
-    return {
-        "actor": entry.actor,
-        "role": entry.role,
-        "action": entry.action,
-        "object": entry.object,
-        "outcome": entry.outcome,
-        "source": entry.source,
-        "detail": entry.detail,
-    }
+    """``FIELDS`` of a stored entry, in order."""
+    return {name: getattr(entry, name) for name in FIELD_NAMES}
+
+
+def _entry(entry: ChainedEntry, *, seq: int | None = None) -> Entry:
+    """``entry`` as the chain walker reads it (numbered ``seq`` if given)."""
+    return Entry(
+        seq=entry.seq if seq is None else seq,
+        prev=entry.prev_hash,
+        digest=entry.hash,
+        body=_body(entry.time, stored_fields(entry)),
+    )
 
 
 class ChainBrokenError(Exception):
@@ -187,53 +178,52 @@ class ChainBrokenError(Exception):
 class ChainWalk:
     """Checks entries one at a time, in sequence order, in constant memory.
 
-    After each successful ``step`` the walk's ``head_seq``/``head_hash`` are
-    those of a chain proven intact from entry 1; ``step`` raises
-    ``ChainBrokenError`` naming the first bad sequence number.
+    The audit log's reading of ``fwcommon.hashchain.ChainWalker``: after
+    each successful ``step`` the walk's ``head_seq``/``head_hash`` are those
+    of a chain proven intact from entry 1; ``step`` raises
+    ``ChainBrokenError`` naming the first bad sequence number and, for a
+    broken link, whether the entry before was inserted.
     """
 
     def __init__(self) -> None:
+        self._walker = ChainWalker(canonical=compact_json)
         self.head_seq = 0
         self.head_hash = GENESIS
-        self._before_head = GENESIS
 
     def step(self, entry: ChainedEntry) -> None:
-        expected = self.head_seq + 1
-        if entry.seq != expected:
-            raise ChainBrokenError(
-                expected,
-                f"expected entry {expected} but found entry {entry.seq}: "
-                "an entry was deleted, inserted or moved",
-            )
-        if entry.prev_hash != self.head_hash:
-            self._refuse_unlinked(entry)
-        computed = entry_hash(
-            seq=entry.seq, prev_hash=self.head_hash, time=entry.time, fields=stored_fields(entry)
-        )
-        if computed != entry.hash:
-            raise ChainBrokenError(entry.seq, "content altered: its hash does not match")
-        self._before_head, self.head_seq, self.head_hash = self.head_hash, entry.seq, entry.hash
+        try:
+            head = self._walker.step(_entry(entry))
+        except ChainBreakError as exc:
+            if exc.kind is Break.SEQUENCE:
+                raise ChainBrokenError(
+                    exc.seq,
+                    f"expected entry {exc.seq} but found entry {entry.seq}: "
+                    "an entry was deleted, inserted or moved",
+                ) from None
+            if exc.kind is Break.LINK:
+                self._refuse_unlinked(entry)
+            raise ChainBrokenError(exc.seq, "content altered: its hash does not match") from None
+        self.head_seq, self.head_hash = head.seq, head.digest
 
     def _refuse_unlinked(self, entry: ChainedEntry) -> None:
         """Name the culprit of a broken link: an inserted head, or this entry."""
-        was_head = entry.prev_hash == self._before_head and entry.hash == entry_hash(
-            seq=entry.seq - 1,
-            prev_hash=entry.prev_hash,
-            time=entry.time,
-            fields=stored_fields(entry),
-        )
-        if was_head:  # the entry was written as the head's number: the head was inserted
-            inserted = self.head_seq
-            self.head_seq, self.head_hash = inserted - 1, self._before_head
-            raise ChainBrokenError(
-                inserted,
-                f"inserted: entry {inserted} was never in the chain "
-                f"(entry {entry.seq} was written as entry {inserted})",
+        before = self._walker.before
+        try:  # was the entry written as the head's number, after the head's predecessor?
+            ChainWalker(canonical=compact_json, start=before).step(
+                _entry(entry, seq=before.seq + 1)
             )
+        except ChainBreakError:
+            raise ChainBrokenError(
+                entry.seq,
+                f"does not follow entry {entry.seq - 1}: "
+                "an entry before it was inserted, removed or rewritten",
+            ) from None
+        inserted = self.head_seq  # the head was inserted: it was never in the chain
+        self.head_seq, self.head_hash = before.seq, before.digest
         raise ChainBrokenError(
-            entry.seq,
-            f"does not follow entry {entry.seq - 1}: "
-            "an entry before it was inserted, removed or rewritten",
+            inserted,
+            f"inserted: entry {inserted} was never in the chain "
+            f"(entry {entry.seq} was written as entry {inserted})",
         )
 
 

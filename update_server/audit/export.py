@@ -47,20 +47,12 @@ from update_server.audit.checkpoint import (
 )
 from update_server.audit.errors import ExportFormatError
 from update_server.audit.store import iter_entries
+from update_server.audit.vocabulary import ENTRY_COLUMNS
 
 MAX_LINE = 1024 * 1024
-TEXT_FIELDS = (
-    "time",
-    "actor",
-    "role",
-    "action",
-    "object",
-    "outcome",
-    "source",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+#: An exported entry's keys: a stored entry's columns, ``seq`` the only number.
+COLUMNS = ENTRY_COLUMNS
+TEXT_FIELDS = tuple(name for name in COLUMNS if name != "seq")
 
 
 def entry_json(entry: ChainedEntry) -> dict[str, Any]:
@@ -75,8 +67,8 @@ def entry_json(entry: ChainedEntry) -> dict[str, Any]:
 
 def entry_from_json(obj: Any) -> EntryRecord:
     """``entry_json``'s form read back strictly; ``ValueError`` if it is not."""
-    if not isinstance(obj, dict) or set(obj) != {"seq", *TEXT_FIELDS}:
-        raise ValueError(f"an entry has exactly the fields seq, {', '.join(TEXT_FIELDS)}")
+    if not isinstance(obj, dict) or set(obj) != set(COLUMNS):
+        raise ValueError(f"an entry has exactly the fields {', '.join(COLUMNS)}")
     seq = obj["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise ValueError("seq is not an integer")  # noqa: TRY004 - one error kind for bad files

@@ -26,11 +26,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from update_server.audit.anchor import HeadAnchor, anchor_file
-from update_server.audit.chain import Event
 from update_server.audit.checkpoint import cadence
 from update_server.audit.errors import AnchorError
 from update_server.audit.store import AuditSink, append, bind
 from update_server.audit.syslog import sender_for
+from update_server.audit.vocabulary import Actor, Event, audit_event
 from update_server.config import ServerConfig
 from update_server.db import after_commit_error
 from update_server.errors import ServiceUnavailableError, problem
@@ -76,16 +76,13 @@ def request_event(
     ``actor``/``role`` default to the authenticated user (``-`` if none).
     """
     user = g.get("user")
-    return Event(
-        time=current_app.extensions["fw"].clock(),
-        actor=actor if actor is not None else (user.name if user is not None else "-"),
+    who = Actor(
+        name=actor if actor is not None else (user.name if user is not None else "-"),
         role=role if role is not None else (user.role if user is not None else "-"),
-        action=action,
-        object=object,
-        outcome=outcome,
         source=request.remote_addr or "-",
-        detail=dict(detail or {}),
     )
+    now = current_app.extensions["fw"].clock()
+    return audit_event(action, actor=who, object=object, outcome=outcome, time=now, detail=detail)
 
 
 def install(app: Flask) -> None:

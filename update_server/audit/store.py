@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Protocol
 
-from sqlalchemy import String, event, func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from update_server.audit.chain import GENESIS, EntryRecord, Event, entry_hash, event_fields
 from update_server.audit.errors import AnchorError
+from update_server.audit.vocabulary import FIELDS
 from update_server.db import AFTER_COMMIT_ERROR
 from update_server.models import AuditEntry
 
@@ -114,7 +115,8 @@ def append(session: Session, event: Event) -> AuditEntry:
     seq, prev = committed
     seq += 1
     time = event.time.astimezone(UTC)
-    fields = {name: _fit(name, value) for name, value in event_fields(event).items()}
+    given = event_fields(event)
+    fields = {spec.name: _fit(given[spec.name], spec.length) for spec in FIELDS}
     entry = AuditEntry(
         seq=seq,
         time=time,
@@ -137,10 +139,8 @@ def append(session: Session, event: Event) -> AuditEntry:
     return entry
 
 
-def _fit(name: str, value: str) -> str:
+def _fit(value: str, limit: int | None) -> str:
     value = value.replace("\x00", "\ufffd")
-    column_type = AuditEntry.__table__.c[name].type
-    limit = column_type.length if isinstance(column_type, String) else None
     return value[:limit] if limit else value
 
 
