@@ -52,12 +52,23 @@ class PublishError(SignerError):
 class ServerRefusedError(PublishError):
     """The server answered with an error (its problem+json detail is shown)."""
 
-    def __init__(self, status: int, detail: str, *, rule: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        rule: str | None = None,
+        field: str | None = None,
+        problems: tuple[str, ...] = (),
+    ) -> None:
         suffix = f" [rule: {rule}]" if rule else ""
         super().__init__(f"the server refused ({status}): {detail}{suffix}")
         self.status = status
         self.detail = detail
         self.rule = rule
+        #: The request field refused (e.g. ``new_password``) and what to change in it.
+        self.field = field
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,18 @@ class Login:
 
     last_login: Mapping[str, Any] | None
     failed_attempts: int
+
+
+@dataclass(frozen=True)
+class FirstLogin:
+    """What first login still needs, as the server says at login (R47)."""
+
+    must_change_password: bool
+    totp_enrolled: bool
+
+    @property
+    def done(self) -> bool:
+        return self.totp_enrolled and not self.must_change_password
 
 
 @dataclass(frozen=True)
@@ -251,22 +274,44 @@ class ServerSession:
             failed_attempts=int(answer.get("failed_attempts_since_last_login") or 0),
         )
 
-    def first_login(self, user: str, password: str) -> None:
-        """Log in with the initial password alone (a restricted session)."""
-        answer = self._json(
-            "POST", "/auth/login", body={"username": user, "password": password}, auth=False
-        )
+    def first_login(self, user: str, password: str, *, otp: str | None = None) -> FirstLogin:
+        """Log in for first login: the password alone, or with a code once TOTP is enrolled.
+
+        The session is restricted to finishing first login; what is left to
+        do is in the answer.
+        """
+        body = {"username": user, "password": password, **({"otp": otp} if otp else {})}
+        answer = self._json("POST", "/auth/login", body=body, auth=False)
         self._token = _field(answer, "token", str)
-        if not answer.get("must_change_password") and answer.get("totp_enrolled"):
+        state = FirstLogin(
+            must_change_password=bool(answer.get("must_change_password")),
+            totp_enrolled=bool(answer.get("totp_enrolled")),
+        )
+        if state.done:
+            self.logout()
             raise PublishError(f"{user} has already finished first login; nothing to set up")
+        return state
 
     def enroll_totp(self) -> tuple[str, str]:
         """Start TOTP enrolment: the provisioning URI and the secret."""
         answer = self._json("POST", "/auth/totp/enroll")
         return _field(answer, "provisioning_uri", str), _field(answer, "secret", str)
 
-    def confirm_totp(self, otp: str) -> None:
-        self._json("POST", "/auth/totp/confirm", body={"otp": otp})
+    def confirm_totp(self, otp: str, *, password_change: tuple[str, str] | None = None) -> bool:
+        """Confirm enrolment with a code; with ``(current, new)`` also replace the password.
+
+        The server checks the new password against its policy before the code
+        and does both in one step, or neither. Returns whether the password
+        was changed (then every session has ended, this one included).
+        """
+        body = {"otp": otp}
+        if password_change is not None:
+            body |= {"current_password": password_change[0], "new_password": password_change[1]}
+        answer = self._json("POST", "/auth/totp/confirm", body=body)
+        if answer.get("password_changed"):
+            self._token = None
+            return True
+        return False
 
     def change_password(self, current: str, new: str) -> None:
         """Set a new password; the server ends every session, this one included."""
@@ -377,14 +422,24 @@ def _blocks(handle: BinaryIO, sent: Callable[[int], None]) -> Iterator[bytes]:
 
 
 def _refusal(response: urllib3.BaseHTTPResponse) -> ServerRefusedError:
-    detail, rule = response.reason or "error", None
+    detail, rule, field = response.reason or "error", None, None
+    problems: tuple[str, ...] = ()
     try:
         problem = json.loads(response.data)
         detail = str(problem.get("detail") or problem.get("title") or detail)
         rule = problem.get("rule")
+        field = problem.get("field")
+        listed = problem.get("problems")
+        problems = tuple(str(p) for p in listed) if isinstance(listed, list) else ()
     except (ValueError, AttributeError):
         pass
-    return ServerRefusedError(response.status, detail, rule=str(rule) if rule else None)
+    return ServerRefusedError(
+        response.status,
+        detail,
+        rule=str(rule) if rule else None,
+        field=str(field) if field else None,
+        problems=problems,
+    )
 
 
 def _reason(exc: BaseException) -> str:
