@@ -26,13 +26,14 @@ from update_server import access, bodies, request_validation
 from update_server.audit.errors import AnchorError
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
-from update_server.db import create_schema, failure_of, make_engine, make_sessionmaker
+from update_server.db import failure_of, make_engine, make_sessionmaker
 from update_server.errors import (
     InsufficientStorageError,
     ServerError,
     ServiceUnavailableError,
     problem,
 )
+from update_server.migrations import check_schema
 from update_server.storage import storage_failure
 from update_server.tls import certificate_names
 
@@ -84,9 +85,13 @@ def build_services(
     clock: Clock = system_clock,
     signer_loader: Callable[[str], Signer] | None = None,
 ) -> Services:
-    """The database (schema created if missing), clock and online signers."""
+    """The database (at the schema this code knows, M3), clock and online signers."""
     engine = make_engine(config.database_url, timeout=config.database_timeout)
-    create_schema(engine)
+    try:
+        check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return Services(config, clock, engine, make_sessionmaker(engine), signer_loader=signer_loader)
 
 

@@ -15,6 +15,7 @@ import click
 
 from update_server.cli_audit import audit
 from update_server.cli_common import ErrorGroup, data_dir_option
+from update_server.cli_db import db
 from update_server.cli_repo import import_repo, renew, repo
 from update_server.cli_serve import serve
 from update_server.cli_users import user
@@ -44,5 +45,5 @@ def init(data_dir: Path, database_url: str) -> None:
         )
 
 
-for _command in (user, audit, import_repo, renew, repo, serve):
+for _command in (user, audit, import_repo, renew, repo, serve, db):
     main.add_command(_command)

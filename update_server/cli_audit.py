@@ -54,6 +54,7 @@ from update_server.auth import refusals
 from update_server.cli_common import cli_services, command_now
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine, transaction
+from update_server.migrations import check_schema
 
 data_dir_option = click.option(
     "--data-dir",
@@ -196,6 +197,7 @@ def _writing(config: ServerConfig) -> Iterator[tuple[sessionmaker[Session], Call
 def _reading(config: ServerConfig) -> Iterator[Session]:
     engine = _read_engine(config.database_url)
     try:
+        check_schema(engine)  # M3
         with Session(engine) as session:
             yield session
     finally:

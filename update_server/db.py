@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.exc import (
     DatabaseError,
     DisconnectionError,
@@ -318,12 +318,12 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table that does not exist yet."""
+def table_metadata() -> MetaData:
+    """Every table the models describe (the schema is made by migrations, not from this)."""
     from update_server import models  # noqa: F401, PLC0415 - registers the tables
     from update_server.publication import models as _publication  # noqa: F401, PLC0415
 
-    Base.metadata.create_all(engine)
+    return Base.metadata
 
 
 AFTER_COMMIT_ERROR = "fw.after_commit_error"

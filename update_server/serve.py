@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from update_server.clock import system_clock
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import make_engine
+from update_server.migrations import check_schema
 from update_server.tls import (
     TLS_DIR,
     WILDCARD_HOSTS,
@@ -99,8 +100,7 @@ def default_hosts_warning(config: ServerConfig) -> list[str]:
 def _check_database(url: str) -> None:
     engine = make_engine(url)
     try:
-        with engine.connect():
-            pass
+        check_schema(engine)  # connects; M3: refuses a schema this code does not know
     except SQLAlchemyError as exc:
         # The URL may hold a password: name the driver's complaint only.
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -20,8 +20,9 @@ from pathlib import Path
 from fwcommon.files import atomic_write
 from hsm_mock import Algorithm, KdfParams, Purpose, Token, private_key_uri
 from update_server.config import CONFIG_FILE, ONLINE_ROLES, ServerConfig
-from update_server.db import create_schema, make_engine
+from update_server.db import make_engine
 from update_server.keys import pin_file
+from update_server.migrations import upgrade
 from update_server.tls import TLS_DIR, make_ca
 
 PURPOSES = {
@@ -70,7 +71,7 @@ def init_data_dir(
     make_ca(data_dir / TLS_DIR, now=now or datetime.now(UTC))
     engine = make_engine(config.database_url)
     try:
-        create_schema(engine)
+        upgrade(engine)  # M2: the schema is the migrations' head
     finally:
         engine.dispose()
     settings = {k: v for k, v in config.to_json().items() if k != "data_dir"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url
 
-from update_server.db import Base, create_schema
+from update_server.db import table_metadata
 
 
 @contextlib.contextmanager
@@ -33,9 +33,8 @@ def database_locked(url: str) -> Iterator[None]:
         return
     engine = create_engine(url)
     try:
-        create_schema(engine)  # every table known to Base (already there)
         with engine.connect() as connection:
-            tables = ", ".join(f'"{name}"' for name in Base.metadata.tables)
+            tables = ", ".join(f'"{name}"' for name in table_metadata().tables)
             connection.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
             try:
                 yield
