@@ -1,12 +1,14 @@
 """An in-memory repository and mirror for the client's tests.
 
-Like python-tuf's ``RepositorySimulator``, but our repository: the roles
-are made with fwsign's library (keys generated here: root 2 of 3 officers,
-targets the release manager, the product line 2 of 2 alice and bob,
-optionally in hashed bins), and published the way the update server
-publishes them (``tests.tuf_mirror.publication``, as the signer's tests
-see it): consistent snapshots, snapshot and timestamp signed with the online
-keys, the timestamp listing the snapshot's length and SHA-256, firmware at
+Like python-tuf's ``RepositorySimulator``, but our repository's shape: the
+roles are made with python-tuf's Metadata API (``tests.client.tuf_repo``,
+never fwsign's library nor ``repo_metadata``, so a bug they share with the
+client cannot hide; keys generated here: root 2 of 3 officers, targets the
+release manager, the product line 2 of 2 alice and bob, optionally in hashed
+bins), and published the way the update server publishes them
+(``tests.tuf_mirror.publication``, as the signer's tests see it):
+consistent snapshots, snapshot and timestamp signed with the online keys,
+the timestamp listing the snapshot's length and SHA-256, firmware at
 ``targets/<dir>/<sha256>.<name>``. Expiries count from the real clock,
 because ngclient reads it.
 
@@ -35,9 +37,7 @@ from client.fetcher import Pace, ResumableFetcher
 from client.state import DEFAULT_SLOT_CAPACITY, DeviceIdentity, StateDir
 from client.update import Remote
 from fwcommon.files import atomic_write
-from repo_metadata.firmware import FirmwareInfo
-from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
-from signer.repository import OfflineRepository
+from tests.client.tuf_repo import TufRepo, firmware_custom
 from tests.tuf_mirror import BASE, lookup, publication, target_url
 
 MODEL = "pump-x100"
@@ -79,36 +79,30 @@ class Sim(ResumableFetcher):
         self.slow: set[str] = set()
         self.cut: dict[str, int] = {}
         self.down = False
-        self._init(bin_bits)
-        self.publish()
-
-    def _init(self, bin_bits: int | None) -> None:
-        officers = [self.keys[n] for n in ("officer1", "officer2", "officer3")]
-        init_repository(
-            OfflineRepository(
-                self.path, now=_now(), signers=[*officers[:2], self.keys["manager"]], create=True
-            ),
-            root=RoleKeys([key.public_key for key in officers], 2),
-            targets=RoleKeys([self.keys["manager"].public_key], 1),
-            snapshot=self.keys["snapshot"].public_key,
-            timestamp=self.keys["timestamp"].public_key,
+        #: The repository, for edits beyond a release (rotations, withdrawals).
+        self.repo = TufRepo(self.path, self.keys, now=_now)
+        self.repo.create(
+            root=("officer1", "officer2", "officer3"),
+            root_threshold=2,
+            targets=("manager",),
+            snapshot="snapshot",
+            timestamp="timestamp",
+            signers=("officer1", "officer2", "manager"),
         )
-        delegate(
-            self.repo("manager", "alice", "bob"),
-            name=MODEL,
-            path_prefix=f"{MODEL}/",
-            keys=RoleKeys([self.keys["alice"].public_key, self.keys["bob"].public_key], 2),
+        self.repo.delegate_line(
+            MODEL,
+            prefix=f"{MODEL}/",
+            keys=("alice", "bob"),
+            threshold=2,
             bin_bits=bin_bits,
+            signers=("manager",),
         )
+        self.publish()
 
     # -- the repository ---------------------------------------------------------
 
-    def repo(self, *names: str) -> OfflineRepository:
-        """The offline repository, opened with the named people's keys."""
-        return OfflineRepository(self.path, now=_now(), signers=[self.keys[n] for n in names])
-
     def root(self, version: int = 1) -> bytes:
-        return (self.path / "metadata" / f"{version}.root.json").read_bytes()
+        return self.repo.root_bytes(version)
 
     def release(
         self,
@@ -124,13 +118,9 @@ class Sim(ResumableFetcher):
     ) -> str:
         """Sign (and publish) firmware ``version``; return its target path."""
         image = image_bytes(version, size)
-        file = self.workdir / f"fw-{version}.bin"
-        file.write_bytes(image)
-        info = FirmwareInfo(
-            version=version, security_version=security_version, hardware_models=models, **fields
-        )
         path = path or f"{models[0]}/fw-{version}.bin"
-        add_firmware(self.repo(*signers), image=file, name="fw", info=info, target_path=path)
+        custom = firmware_custom(version, security_version, models, **fields)
+        self.repo.add_target(MODEL, path, image, custom, *signers)
         self.images[path] = image
         if publish:
             self.publish()

@@ -16,8 +16,7 @@ from client.boot import boot
 from client.events import EventType
 from client.state import StateBusyError, StateDir
 from client.update import Outcome, UpdateResult
-from signer.authoring import revoke_release
-from tests.client.sim import Sim, event_types, provision
+from tests.client.sim import MODEL, Sim, event_types, provision
 
 
 @pytest.fixture
@@ -161,7 +160,7 @@ def test_a_withdrawn_running_release_is_replaced_on_the_normal_schedule_r52(
         wait=waits,
     )
     assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
-    revoke_release(sim.repo("alice", "bob"), path=withdrawn)
+    sim.repo.remove_target(MODEL, withdrawn, "alice", "bob")
     del sim.images[withdrawn]
     sim.publish()
     report = agent.run(max_polls=2)

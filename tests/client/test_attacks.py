@@ -24,9 +24,6 @@ from client import update as update_module
 from client.boot import boot
 from client.state import Floor, StateDir
 from client.update import Outcome, UpdateResult, update
-from signer.authoring import revoke_release
-from signer.keyops import rotate
-from signer.repository import OfflineRepository
 from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision, sha256, tree
 
 LINE_FILE = f"{MODEL}.json"
@@ -196,10 +193,8 @@ def test_freeze_attack_expired_snapshot(device: StateDir, sim: Sim) -> None:
 
 def test_freeze_attack_expired_product_line_role(device: StateDir, sim: Sim) -> None:
     long_ago = datetime.now(UTC) - timedelta(days=200)
-    repo = OfflineRepository(sim.path, now=long_ago, signers=[sim.keys["alice"], sim.keys["bob"]])
-    with repo.edit_targets(MODEL):
+    with sim.repo.edit(MODEL, "alice", "bob", now=long_ago):
         pass
-    repo.commit()
     sim.publish()
     with untouched(device, MODEL):
         refused(device, sim, "freeze_attack")
@@ -290,12 +285,7 @@ def test_bad_signature_the_same_signature_twice_under_one_key_id(
 
 
 def test_key_revocation(device: StateDir, sim: Sim) -> None:
-    rotate(
-        sim.repo("manager"),
-        role=MODEL,
-        add=[sim.keys["carol"].public_key],
-        remove=[sim.keys["alice"].public_key.keyid],
-    )
+    sim.repo.rotate(MODEL, add=["carol"], remove=["alice"], signers=["manager"])
     sim.publish()
     path = sim.release("1.1.0", 1, signers=("bob",))
     version = Metadata.from_bytes((sim.path / "metadata" / LINE_FILE).read_bytes()).signed.version
@@ -442,7 +432,7 @@ def test_cache_wipe_keeps_the_floors(device: StateDir, sim: Sim) -> None:
     sim.release("3.0.0", 1)  # a release with an old security version, later withdrawn
     withdrawn = len(sim.published) - 1
     sim.release("2.0.0", 2)
-    revoke_release(sim.repo("alice", "bob"), path=f"{MODEL}/fw-3.0.0.bin")
+    sim.repo.remove_target(MODEL, f"{MODEL}/fw-3.0.0.bin", "alice", "bob")
     del sim.images[f"{MODEL}/fw-3.0.0.bin"]
     sim.publish()
     sim.publish()

@@ -17,7 +17,6 @@ from client.boot import boot
 from client.fetcher import Fetched
 from client.state import StateDir
 from client.update import ROOT_PROBE_MAX_AGE, Outcome, PollMemory, Remote, UpdateResult, update
-from signer.keyops import rotate
 from tests.client.sim import BASE, Sim, event_types, provision, sha256
 from tests.clocks import FakeClock
 
@@ -137,11 +136,8 @@ def test_stale_last_refresh_forces_root_probe(
 def test_a_root_rotated_alone_is_found_once_the_bounded_age_passes(
     device: StateDir, remote: Remote, sim: Sim, clock: FakeClock
 ) -> None:
-    rotate(
-        sim.repo("officer1", "officer2", "carol"),
-        role="root",
-        add=[sim.keys["carol"].public_key],
-        remove=[sim.keys["officer3"].public_key.keyid],
+    sim.repo.rotate(
+        "root", add=["carol"], remove=["officer3"], signers=["officer1", "officer2", "carol"]
     )
     sim.files[ROOT_PROBE] = sim.root(2)  # served, with no new timestamp
     history = device.metadata_dir / "root_history"

@@ -14,11 +14,9 @@ from client.evidence import verify_evidence
 from client.integrity import verify_slot
 from client.state import Floor, Mode, StateDir
 from client.update import Outcome, check, update
-from repo_metadata.firmware import FirmwareInfo
-from signer.authoring import add_firmware
-from signer.keyops import rotate
 from tests.client.helpers_state import UNHEALTHY, corrupt
-from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision, tree
+from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision, sha256, tree
+from tests.client.tuf_repo import firmware_custom
 
 
 @pytest.fixture
@@ -143,16 +141,13 @@ def test_a_second_check_with_nothing_changed_fetches_only_root_and_timestamp(
     assert sim.fetched() == ["/metadata/2.root.json", "/metadata/timestamp.json"]
 
 
-def test_an_sbom_beside_the_firmware_is_not_a_candidate(
-    device: StateDir, sim: Sim, tmp_path: Path
-) -> None:
-    sbom = tmp_path / "sbom.json"
-    sbom.write_text('{"bomFormat": "CycloneDX"}')
-    image = tmp_path / "fw.bin"
-    image.write_bytes(image_bytes("1.0.0"))
-    info = FirmwareInfo(version="1.0.0", security_version=1, hardware_models=(MODEL,))
-    add_firmware(sim.repo("alice", "bob"), image=image, name="fw", info=info, sbom=sbom)
-    sim.images[f"{MODEL}/fw-1.0.0.bin"] = image.read_bytes()
+def test_an_sbom_beside_the_firmware_is_not_a_candidate(device: StateDir, sim: Sim) -> None:
+    sbom, sbom_path = b'{"bomFormat": "CycloneDX"}', f"{MODEL}/fw-1.0.0.sbom.json"
+    sim.repo.add_target(MODEL, sbom_path, sbom, {}, "alice", "bob")
+    custom = firmware_custom("1.0.0", 1, (MODEL,), sbom={"path": sbom_path, "sha256": sha256(sbom)})
+    image = image_bytes("1.0.0")
+    sim.repo.add_target(MODEL, f"{MODEL}/fw-1.0.0.bin", image, custom, "alice", "bob")
+    sim.images[f"{MODEL}/fw-1.0.0.bin"] = image
     sim.publish()
     result = check(device, sim.remote())
     assert result.candidate is not None
@@ -160,11 +155,8 @@ def test_an_sbom_beside_the_firmware_is_not_a_candidate(
 
 
 def test_root_rotation_is_followed_and_kept_as_evidence(device: StateDir, sim: Sim) -> None:
-    rotate(
-        sim.repo("officer1", "officer2", "carol"),
-        role="root",
-        add=[sim.keys["carol"].public_key],
-        remove=[sim.keys["officer3"].public_key.keyid],
+    sim.repo.rotate(
+        "root", add=["carol"], remove=["officer3"], signers=["officer1", "officer2", "carol"]
     )
     sim.release("1.0.0", 1)
     assert update(device, sim.remote()).outcome is Outcome.INSTALLED
