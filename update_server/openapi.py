@@ -159,7 +159,7 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/auth/totp/enroll": {
         "post": _op(
-            "Start TOTP enrolment (first login)",
+            "Start TOTP enrolment (first login); the same pending secret until confirmed",
             roles="every role",
             errors=(400, 401, 403, 409),
             answer=_object(
@@ -172,11 +172,18 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/auth/totp/confirm": {
         "post": _op(
-            "Confirm TOTP enrolment with a code",
+            "Confirm TOTP enrolment with a code; with current_password and new_password,"
+            " also replace the password, all or nothing, and end every session (first login"
+            " in one step). 422 with field 'new_password' (and 'problems'): the policy refuses"
+            " the new password, nothing changed; 422 with field 'otp': wrong code, the same"
+            " secret stays pending (at the lockout it is discarded); 401: wrong current password",
             roles="every role",
-            body=_body({"otp": _TEXT}),
+            body=_body({"otp": _TEXT}, {"current_password": _TEXT, "new_password": _TEXT}),
             errors=(400, 401, 403, 409, 422),
-            answer=_object({"totp_enrolled": {"const": True}}),
+            answer=_object(
+                {"totp_enrolled": {"const": True}},
+                {"password_changed": {"const": True}, "detail": {"type": "string"}},
+            ),
         )
     },
     "/api/v1/auth/password": {

@@ -160,6 +160,21 @@ def new_secret(user: User, box: SecretBox) -> str:
     return secret
 
 
+def pending_secret(user: User, box: SecretBox) -> str | None:
+    """The secret issued to ``user`` and not confirmed yet, in clear; None if there is none.
+
+    Enrolment shows it again rather than a new one, so the entry the person
+    already made in their authenticator stays good while they retry.
+    """
+    return None if user.totp_enrolled else open_secret(user, box)
+
+
+def discard_pending(user: User) -> None:
+    """Forget an unconfirmed secret: the next enrolment issues a new one."""
+    if not user.totp_enrolled:
+        user.totp_secret = None
+
+
 def open_secret(user: User, box: SecretBox) -> str | None:
     """The user's secret in clear, or None if there is none, it does not open or breaks T1.
 

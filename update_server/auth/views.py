@@ -95,14 +95,24 @@ def login_view() -> ResponseReturnValue:
 @blueprint.post("/totp/enroll")
 @allow(*ALL_ROLES, during_first_login=True)
 def enroll() -> ResponseReturnValue:
+    """The pending TOTP secret: the same one until it is confirmed or discarded.
+
+    Asking again (a retry, a rerun of the client) shows the secret already
+    issued, so the entry made in the authenticator stays good; a new one
+    is issued only when none is pending (first call, after an
+    administrator's reset, after too many wrong codes).
+    """
     user: User = g.user
     if user.totp_enrolled:
         raise ConflictError(
             "TOTP is already enrolled for you; to move it to a new device,"
             " ask an administrator to reset it"
         )
-    secret = otp.new_secret(user, secrets_box())
-    _audit(Action.TOTP_ENROL, "success", user, detail={"stage": "secret issued"})
+    box = secrets_box()
+    secret, stage = otp.pending_secret(user, box), "secret shown again"
+    if secret is None:
+        secret, stage = otp.new_secret(user, box), "secret issued"
+    _audit(Action.TOTP_ENROL, "success", user, detail={"stage": stage})
     g.db.commit()
     return jsonify(
         {"provisioning_uri": totp.provisioning_uri(secret, name=user.name), "secret": secret}
@@ -112,30 +122,48 @@ def enroll() -> ResponseReturnValue:
 @blueprint.post("/totp/confirm")
 @allow(*ALL_ROLES, during_first_login=True)
 def confirm() -> ResponseReturnValue:
+    """Confirm the pending secret with a code; with a new password, finish first login at once.
+
+    C1 A wrong code keeps the pending secret (ask again, same authenticator
+       entry) and counts like a failed login (R9): when the name locks, every
+       session ends and the pending secret is discarded (audited); the next
+       enrolment issues a new one.
+    C2 With ``current_password`` and ``new_password`` the request is one
+       unit: the current password, then the new one against the policy, are
+       checked before the code; a refusal changes nothing else (the code is
+       not spent, the secret stays pending). On success TOTP is enrolled and
+       the password replaced in one transaction, and every session ends.
+    """
     user: User = g.user
-    code = _text(_json_body(), "otp")
+    body = _json_body()
+    code = _text(body, "otp")
+    current = _text(body, "current_password", required=False)
+    new = _text(body, "new_password", required=False)
+    if bool(current) != bool(new):
+        raise BadRequestError("send 'current_password' and 'new_password' together, or neither")
     if user.totp_enrolled:
         raise ConflictError("TOTP is already enrolled for you")
     if user.totp_secret is None:
         raise ConflictError("no TOTP secret to confirm: call /api/v1/auth/totp/enroll first")
+    services = _services()
+    now = services.clock()
+    if new:
+        _check_password_change(user, current=current, new=new, now=now)
     try:
-        step = otp.consume(g.db, user, code, now=_services().clock(), box=secrets_box())
+        step = otp.consume(g.db, user, code, now=now, box=secrets_box())
     except otp.CodeRefusedError as refused:
-        detail = {"stage": "confirm", "reason": refused.reason}
-        replayed = isinstance(refused, otp.ReplayedCodeError)  # R25: it leaked
-        outcome = Outcome.REPLAY if replayed else Outcome.FAILURE
-        _audit(Action.TOTP_ENROL, outcome, user, detail=detail)
-        g.db.commit()
-        raise UnprocessableError(
-            "that code does not match the new secret: check that the device's clock is"
-            " right and enter the code it shows now"
-        ) from None
+        raise _refused_enrolment_code(user, refused, now) from None
     user.totp_enrolled = True
     # This session has now shown both factors, like a login with this code.
     g.session.login_step = max(g.session.login_step, step)
     _audit(Action.TOTP_ENROL, "success", user, detail={"stage": "confirmed"})
+    if not new:
+        g.db.commit()
+        return jsonify({"totp_enrolled": True})
+    ended = users.change_password(g.db, user, new=new, now=now, config=services.config)
+    _audit(Action.PASSWORD_CHANGE, "success", user, detail={"sessions_ended": ended})
     g.db.commit()
-    return jsonify({"totp_enrolled": True})
+    return jsonify({"totp_enrolled": True, "password_changed": True, "detail": _LOG_IN_AGAIN})
 
 
 @blueprint.post("/password")
@@ -146,8 +174,21 @@ def change_password() -> ResponseReturnValue:
     current, new = _text(body, "current_password"), _text(body, "new_password")
     services = _services()
     now = services.clock()
+    _check_password_change(user, current=current, new=new, now=now)
+    ended = users.change_password(g.db, user, new=new, now=now, config=services.config)
+    _audit(Action.PASSWORD_CHANGE, "success", user, detail={"sessions_ended": ended})
+    g.db.commit()
+    return jsonify({"password_changed": True, "detail": _LOG_IN_AGAIN})
+
+
+_LOG_IN_AGAIN = "every session has ended: log in again with your new password and a new code"
+
+
+def _check_password_change(user: User, *, current: str, new: str, now: datetime) -> None:
+    """Refuse (audited, committed) a wrong current password or a new one the policy refuses."""
+    config = _services().config
     if not passwords.verify(user.password_hash, current):
-        locked_until = login.count_failure(g.db, user, now=now, config=services.config)
+        locked_until = login.count_failure(g.db, user, now=now, config=config)
         _audit(Action.PASSWORD_CHANGE, "failure", user, detail={"reason": "wrong current"})
         if locked_until is not None:
             _audit_lock(user.name, user.role, locked_until)
@@ -156,14 +197,39 @@ def change_password() -> ResponseReturnValue:
             "the current password is not correct; repeated failures lock the account"
         )
     try:
-        ended = users.change_password(g.db, user, new=new, now=now, config=services.config)
+        users.check_new_password(g.db, user, new=new, config=config)
     except passwords.PasswordPolicyError as exc:
         _audit(Action.PASSWORD_CHANGE, "refused", user, detail={"problems": len(exc.problems)})
         g.db.commit()
-        raise UnprocessableError(str(exc), problems=list(exc.problems)) from None
-    _audit(Action.PASSWORD_CHANGE, "success", user, detail={"sessions_ended": ended})
+        raise UnprocessableError(
+            str(exc), problems=list(exc.problems), field="new_password"
+        ) from None
+
+
+def _refused_enrolment_code(
+    user: User, refused: otp.CodeRefusedError, now: datetime
+) -> UnprocessableError:
+    """Audit and count a refused confirmation code (C1), commit; the error to answer."""
+    config = _services().config
+    locked_until = login.count_failure(g.db, user, now=now, config=config)
+    replayed = isinstance(refused, otp.ReplayedCodeError)  # R25: it leaked
+    outcome = Outcome.REPLAY if replayed else Outcome.FAILURE
+    _audit(Action.TOTP_ENROL, outcome, user, detail={"stage": "confirm", "reason": refused.reason})
+    detail = (
+        "that code does not match the secret being enrolled: check that the device's clock"
+        " is right and enter the code it shows now (the secret is the same: keep the entry)"
+    )
+    if locked_until is not None:
+        otp.discard_pending(user)
+        _audit(Action.TOTP_ENROL, "failure", user, detail={"stage": "discarded"})
+        _audit_lock(user.name, user.role, locked_until)
+        detail = (
+            "too many wrong codes: the secret being enrolled was discarded and the account"
+            f" is locked until {_iso(locked_until)}; then log in again, delete the old entry"
+            " from your authenticator and enrol the new secret"
+        )
     g.db.commit()
-    return jsonify({"password_changed": True, "detail": "every session has ended: log in again"})
+    return UnprocessableError(detail, field="otp")
 
 
 @blueprint.post("/logout")
