@@ -41,23 +41,23 @@ from client.events import EventType
 from client.fetcher import HttpsFetcher
 from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
+from fwcommon.cli import Failure, ToolGroup, warn
 from repo_metadata.errors import InvalidFieldError
 
 _ERRORS = (ClientError, OSError, RepositoryError, InvalidFieldError, ValueError)
 _LOCK_WAIT = "fwclient.lock_wait"
 
 
-class _Group(click.Group):
-    """Turns every expected error into one line and exit status 1."""
+class _Group(ToolGroup):
+    """Every expected error becomes one line naming its event, and exit status 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _ERRORS as exc:
-            event = exc.event if isinstance(exc, ClientError) else EventType.ERROR
-            text = str(exc) if event is EventType.ERROR else explain(event, str(exc))
-            click.echo(f"fwclient: {event}: {text}", err=True)
-            ctx.exit(1)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, tool="fwclient", errors=_ERRORS, **kwargs)
+
+    def failure(self, exc: Exception) -> Failure:
+        if not isinstance(exc, ClientError) or exc.event is EventType.ERROR:
+            return super().failure(exc)
+        return Failure(explain(exc.event, str(exc)), kind=str(exc.event))
 
 
 def _now() -> datetime:
@@ -178,9 +178,13 @@ def provision(
     """
     identity = DeviceIdentity(device_id, hardware_model, slot_capacity)
     state = _open(state_dir)
+    now = _now()
     root = provisioning.provision(
-        state, root=root_file.read_bytes(), identity=identity, now=_now(), built=provisioning.BUILT
+        state, root=root_file.read_bytes(), identity=identity, now=now, built=provisioning.BUILT
     )
+    expired = provisioning.expired_root_warning(root, now=now, built=provisioning.BUILT)
+    if expired is not None:
+        warn(expired)
     click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
 
 
@@ -328,9 +332,56 @@ def status(state_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
+    for line in _status_lines(report):
+        click.echo(line)
+
+
+#: How the text status shows a field that is null in --json (others: "none", or
+#: "unknown" when a record is damaged).
+_ABSENT = {
+    "pending": "none",
+    "slots": "empty",
+    "metadata_expires": "not cached",
+    "last_update": "never",
+}
+#: Fields that map names to items: one line each, named ``field.name``.
+_LISTS = ("slots", "metadata_expires", "damaged")
+
+
+def _status_lines(report: dict[str, Any]) -> Iterator[str]:
+    """The status as ``key: value`` lines a person reads: no null, no dict literal."""
+    unknown = "none, or unknown: see 'damaged'" if report.get("damaged") else "none"
     for key, value in report.items():
-        shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-        click.echo(f"{key}: {shown}")
+        if key in _LISTS and isinstance(value, dict):
+            if not value:
+                yield f"{key}: none"
+            for name, item in value.items():
+                yield f"{key}.{name}: {_shown(key, item, unknown)}"
+        else:
+            yield f"{key}: {_shown(key, value, unknown)}"
+
+
+def _shown(key: str, value: object, unknown: str) -> str:
+    if value is None:
+        return _ABSENT.get(key, unknown)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return _record(key, value) if isinstance(value, dict) else str(value)
+
+
+def _record(key: str, value: dict[str, Any]) -> str:
+    if key == "pending":
+        recovery = ", a recovery" if value.get("recovery") else ""
+        return f"slot {value.get('slot')}, {value.get('tries_left')} trial boot(s) left{recovery}"
+    if key == "slots":
+        failed = ", marked failed" if value.get("failed") else ""
+        return (
+            f"{value.get('version')} (security version {value.get('security_version')}),"
+            f" {value.get('target')}{failed}"
+        )
+    if key == "last_update":
+        return f"{value.get('time')} {value.get('type')}: {value.get('message')}"
+    return ", ".join(f"{name} {_shown(name, item, 'none')}" for name, item in value.items())
 
 
 @main.group("log")

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
+from fwcommon.cli import Failure, ToolGroup, ask
 from hsm_mock._crypto import (
     DEFAULT_MEMORY_KIB,
     MAX_MEMORY_KIB,
@@ -56,27 +57,29 @@ EXIT_CODES: dict[type[HSMError], int] = {
 }
 
 
-class _Group(click.Group):
-    """Translate ``HSMError`` and ``OSError`` into one line on stderr and an exit status."""
+class _Group(ToolGroup):
+    """``HSMError`` and ``OSError`` become one line on stderr and an exit status (EXIT_CODES)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HSMError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(EXIT_CODES.get(type(exc), 1))
-        except OSError as exc:
-            click.echo(f"Error: {exc.strerror}: {exc.filename}", err=True)
-            ctx.exit(1)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, tool="fwhsm", errors=(HSMError, OSError), **kwargs)
+
+    def failure(self, exc: Exception) -> Failure:
+        reported = super().failure(exc)
+        status = EXIT_CODES.get(type(exc), 1) if isinstance(exc, HSMError) else 1
+        return replace(reported, status=status)
 
 
 def _pin(env: str, prompt: str, *, confirm: bool = False) -> str:
-    value = os.environ.get(env)
-    if value is not None:
-        return value
-    pin: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
-    return pin
+    return ask(prompt, envvar=env, confirm=confirm)
 
+
+_ENVIRONMENT = """\b
+PINs come from a hidden prompt or, with no terminal, from the environment:
+  FWHSM_SO_PIN        security officer PIN (init, unlock, change-pin --so)
+  FWHSM_USER_PIN      user PIN (init, generate, change-pin)
+  FWHSM_NEW_USER_PIN  the new user PIN (unlock, change-pin)
+  FWHSM_NEW_SO_PIN    the new SO PIN (change-pin --so)
+"""
 
 token_option = click.option(
     "--token",
@@ -88,7 +91,7 @@ token_option = click.option(
 label_option = click.option("--label", required=True, help="Key label (unique on the token).")
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, epilog=_ENVIRONMENT)
 @click.option("-v", "--verbose", count=True, help="More diagnostics on stderr (-vv: debug).")
 def main(verbose: int) -> None:
     """Software HSM: keys generated inside, PIN-protected, one purpose each, never exported."""

@@ -10,7 +10,6 @@ they are never printed or logged.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -21,6 +20,8 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from fwcommon import cli
+from fwcommon.cli import ToolGroup
 from hsm_mock.errors import HSMError
 from repo_metadata.errors import RepositoryError
 from repo_metadata.firmware import FirmwareInfo
@@ -36,23 +37,9 @@ PIN_ENV = "FWSIGN_PIN"
 _ERRORS = (SignerError, RepositoryError, HSMError, OSError)
 
 
-class _Group(click.Group):
-    """Turns every expected error into a message and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _ERRORS as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-
-
 def _pin_handler(uri: str) -> Callable[[str], str]:
     def ask(message: str) -> str:
-        pin = os.environ.get(PIN_ENV)
-        if pin is not None:
-            return pin
-        return str(click.prompt(f"{message} for {uri}", hide_input=True, err=True))
+        return cli.ask(f"{message} for {uri}", envvar=PIN_ENV)
 
     return ask
 
@@ -88,7 +75,7 @@ key_option = click.option(
 )
 
 
-@click.group(cls=_Group)
+@click.group(cls=ToolGroup, tool="fwsign", errors=_ERRORS)
 @click.option("-v", "--verbose", count=True, help="More diagnostics on stderr.")
 def main(verbose: int) -> None:
     """Sign firmware releases offline into a TUF repository.

@@ -17,12 +17,14 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from fwcommon.cli import Failure, ToolGroup
 from hsm_mock.errors import HSMError
 from update_server.app import Services, build_services
 from update_server.audit.errors import AuditError
 from update_server.audit.recording import bind_sessions
 from update_server.clock import Clock, system_clock
 from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
+from update_server.db import DatabaseMissingError
 from update_server.keys import KeyConfigError, signer_loader
 from update_server.migrations import SchemaError
 from update_server.setup import SetupError
@@ -51,26 +53,25 @@ _ERRORS: tuple[type[Exception], ...] = (
     KeyConfigError,
     SetupError,
     SchemaError,
+    DatabaseMissingError,
     AuditError,
     HSMError,
     OSError,
 )
 
 
-class ErrorGroup(click.Group):
-    """Expected errors become one line on stderr and exit status 1."""
+class ErrorGroup(ToolGroup):
+    """``fwserver``'s root: expected errors become one line on stderr and exit status 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _ERRORS as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except SQLAlchemyError as exc:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, tool="fwserver", errors=(*_ERRORS, SQLAlchemyError), **kwargs)
+
+    def failure(self, exc: Exception) -> Failure:
+        if isinstance(exc, SQLAlchemyError):
             # The driver's own words; SQLAlchemy's text would quote parameters.
             cause = exc.orig if isinstance(exc, DBAPIError) else type(exc).__name__
-            click.echo(f"error: database: {cause}", err=True)
-            ctx.exit(1)
+            return Failure(f"database: {cause}")
+        return super().failure(exc)
 
 
 data_dir_option = click.option(
@@ -78,7 +79,7 @@ data_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     envvar="FWSERVER_DATA_DIR",
     required=True,
-    help="The server's data directory (env FWSERVER_DATA_DIR).",
+    help="The server's data directory.",
 )
 
 

@@ -80,10 +80,35 @@ def test_cli_init_prompts_hidden_with_confirmation(tmp_path: Path) -> None:
     assert Token.open(tmp_path / "t").login(USER_PIN)
 
 
-def test_cli_no_default_pin_init_without_pins_aborts(tmp_path: Path) -> None:
+def test_cli_no_default_pin_init_without_pins_names_the_variable_to_set(tmp_path: Path) -> None:
+    """No default PIN (R47): with no terminal and no PIN variable, init says what to set."""
     result = fwhsm("init", "--token", tmp_path / "t", "--kdf-memory-kib", "8192", stdin="")
-    assert result.exit_code != 0
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-2:] == [
+        "fwhsm: error: no terminal to ask for the new SO PIN",
+        "fwhsm: hint: set FWHSM_SO_PIN, or run the command in a terminal",
+    ]
+    assert "Aborted" not in result.output
     assert not (tmp_path / "t").exists()
+    only_so = fwhsm("init", "--token", tmp_path / "t", env={"FWHSM_SO_PIN": SO_PIN}, stdin="")
+    assert "fwhsm: hint: set FWHSM_USER_PIN, or run the command in a terminal" in only_so.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_cli_errors_are_one_line_in_the_house_style_and_keep_their_exit_codes(
+    cli_token: Path,
+) -> None:
+    """A wrong PIN keeps its documented status (3) and reads 'fwhsm: error: ...'."""
+    result = _generate(cli_token, "k", "root", pin="wrong-pin-0000")
+    assert result.exit_code == 3
+    [line] = result.stderr.splitlines()
+    assert line.startswith("fwhsm: error: ")
+
+
+def test_cli_help_names_the_pin_variables() -> None:
+    shown = fwhsm("--help").stdout
+    for name in ("FWHSM_SO_PIN", "FWHSM_USER_PIN", "FWHSM_NEW_USER_PIN", "FWHSM_NEW_SO_PIN"):
+        assert name in shown
 
 
 def test_cli_init_rejects_short_pin_and_creates_nothing(tmp_path: Path) -> None:

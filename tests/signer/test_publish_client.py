@@ -344,5 +344,7 @@ def test_an_unreachable_server_is_one_line(line: Path, tls_files: tuple[Path, Pa
         env={"FWSIGN_PASSWORD": PASSWORD, "FWSIGN_OTP": LOGIN_OTP, "FWSIGN_USER": "alice"},
     )
     assert result.exit_code == 1
-    assert result.output.startswith("error: POST https://127.0.0.1:1/api/v1/auth/login failed")
+    assert result.output.startswith(
+        "fwsign: error: POST https://127.0.0.1:1/api/v1/auth/login failed"
+    )
     assert "Traceback" not in result.output
