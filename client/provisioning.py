@@ -92,6 +92,24 @@ def provision(
     return trusted
 
 
+def expired_root_warning(root: Root, *, now: datetime, built: datetime) -> str | None:
+    """What to tell the factory when ``root`` has expired at the device's first floor (P2).
+
+    Provisioning goes on: an expired trusted root is only a starting point, and
+    the device takes every newer root over the signed chain (TUF 5.3). But
+    until a newer root is published, each refresh ends at this one and
+    refuses to update (TUF 5.3.10, expired final root).
+    """
+    floor = max(now, built)
+    if not root.is_expired(floor):
+        return None
+    return (
+        f"the root metadata expired on {root.expires:%Y-%m-%d %H:%M:%S}Z: the device will"
+        " refuse updates until a newer root is published (provisioned anyway: the device"
+        " takes newer roots over the signed root chain)"
+    )
+
+
 def self_signed_root(data: bytes) -> Root:
     """The root in ``data`` if it is root metadata signed by its own threshold (P1)."""
     try:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -107,6 +107,48 @@ def test_provision_seeds_the_time_floor_with_the_factory_clock_r52(
     floor = StateDir(tmp_path / "d").time_floor()
     assert floor is not None
     assert max(before, provisioning.BUILT) <= floor <= max(after, provisioning.BUILT)
+
+
+def test_provision_with_an_unexpired_root_warns_of_nothing(tmp_path: Path, root_file: Path) -> None:
+    result = fwclient(
+        "provision", "--state", str(tmp_path / "d"), "--root", str(root_file),
+        "--hardware-model", MODEL, "--device-id", DEVICE,
+    )  # fmt: skip
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_provision_with_an_expired_root_warns_and_still_provisions_tuf_freeze(
+    tmp_path: Path, root_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TUF freeze (5.3.10): a root expired at the factory's clock stops every update until
+    a newer root is published; the device is provisioned (it takes newer roots over the
+    chain), and the factory is told."""
+    expires = Metadata.from_bytes(root_file.read_bytes()).signed.expires
+    factory_clock = max(expires, provisioning.BUILT) + timedelta(days=1)
+    monkeypatch.setattr(cli, "_now", lambda: factory_clock)
+    result = fwclient(
+        "provision", "--state", str(tmp_path / "d"), "--root", str(root_file),
+        "--hardware-model", MODEL, "--device-id", DEVICE,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"fwclient: warning: the root metadata expired on {expires:%Y-%m-%d %H:%M:%S}Z:"
+        " the device will refuse updates until a newer root is published (provisioned"
+        " anyway: the device takes newer roots over the signed root chain)"
+    ]
+    assert StateDir(tmp_path / "d").trusted_root.read_bytes() == root_file.read_bytes()
+    assert "provisioned" in result.stdout
+
+
+def test_expired_root_warning_starts_at_the_expiry_and_counts_the_build_time(
+    root_file: Path,
+) -> None:
+    """The device checks expiry no earlier than its floor: max(clock, build time)."""
+    root = Metadata.from_bytes(root_file.read_bytes()).signed
+    just_before = root.expires - timedelta(seconds=1)
+    assert provisioning.expired_root_warning(root, now=just_before, built=just_before) is None
+    assert provisioning.expired_root_warning(root, now=root.expires, built=just_before)
+    assert provisioning.expired_root_warning(root, now=just_before, built=root.expires)
 
 
 def test_provision_refuses_to_replace_an_existing_device(
@@ -236,7 +278,10 @@ def test_status_verify_and_log_verify(state_dir: Path, ca: Path, online: Sim) ->
     report = json.loads(status.stdout)
     assert (report["running_version"], report["slot"], report["mode"]) == ("1.0.0", "b", "normal")
     assert report["metadata_expires"]["timestamp"] is not None
-    assert "running_version: 1.0.0" in fwclient("status", "--state", str(state_dir)).stdout
+    text = fwclient("status", "--state", str(state_dir)).stdout
+    assert "running_version: 1.0.0" in text
+    assert "slots.b: 1.0.0 (security version 1), " in text
+    assert "pending: none" in text and "damaged: none" in text
     verified = fwclient("verify", "--state", str(state_dir))
     assert verified.exit_code == 0 and "verified" in verified.stdout
     logged = fwclient("log", "verify", "--state", str(state_dir))
@@ -259,10 +304,23 @@ def test_status_with_a_truncated_boot_environment_prints_everything_and_exits_0_
     assert "the next boot rebuilds it" in report["damaged"]["bootenv.json"]
     text = fwclient("status", "--state", str(state_dir))
     assert text.exit_code == 0, text.output
-    assert "bootenv.json" in text.stdout and "installed_version: 1.0.0" in text.stdout
+    assert "damaged.bootenv.json: " in text.stdout and "installed_version: 1.0.0" in text.stdout
+    assert "running_version: none, or unknown: see 'damaged'" in text.stdout
     assert fwclient("boot", "--state", str(state_dir)).exit_code == 0
     after = json.loads(fwclient("status", "--state", str(state_dir), "--json").stdout)
     assert (after["slot"], after["running_version"], after["damaged"]) == ("b", "1.0.0", {})
+
+
+def test_status_text_is_key_value_lines_without_none_or_dicts(state_dir: Path) -> None:
+    """A person reads 'pending: none', never Python's None or a dict literal."""
+    result = fwclient("status", "--state", str(state_dir))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(": " in line for line in lines), lines
+    assert "None" not in result.stdout and "{" not in result.stdout and "null" not in result.stdout
+    assert "last_update: never" in lines and "slots.a: empty" in lines
+    assert "running_version: none" in lines
+    assert "metadata_expires.timestamp: not cached" in lines
 
 
 def test_verify_names_a_corrupted_running_firmware(state_dir: Path, ca: Path, online: Sim) -> None:
