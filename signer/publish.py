@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +39,11 @@ CONNECT_TIMEOUT = 10.0
 #: and a publication once the new repository is switched in.
 READ_TIMEOUT = 300.0
 BLOCK_BYTES = 1024 * 1024
+#: Confirmation codes asked for one publication before it is cancelled.
+CODE_TRIES = 3
+NOT_FOUND = 404
+METHOD_NOT_ALLOWED = 405
+_UNAUTHORIZED = 401
 
 #: ``progress(label, total)`` returns a context whose value is called with
 #: the bytes sent since the last call.
@@ -231,6 +236,26 @@ def find_target_files(
     return found
 
 
+def local_target_files(
+    repo: Path, roles: Collection[LocalRole], targets_dir: Path
+) -> list[tuple[ExpectedTarget, Path]]:
+    """Every target ``roles`` sign whose file is under ``targets_dir`` with the signed length."""
+    found: dict[str, tuple[ExpectedTarget, Path]] = {}
+    for role in roles:
+        if role.name == Root.type:
+            continue
+        targets = json.loads(role.path.read_bytes())["signed"].get("targets") or {}
+        for path, entry in targets.items():
+            file = local_target_file(targets_dir, path)
+            sha256 = (entry.get("hashes") or {}).get("sha256")
+            length = entry.get("length")
+            if file is None or path in found or not isinstance(sha256, str):
+                continue
+            if isinstance(length, int) and file.stat().st_size == length:
+                found[path] = (ExpectedTarget(path, length, sha256), file)
+    return [found[path] for path in sorted(found)]
+
+
 # -- the server side -----------------------------------------------------
 
 
@@ -361,6 +386,34 @@ class ServerSession:
             timestamp=int(answer.get("timestamp") or 0),
         )
 
+    def has_target_file(self, target: ExpectedTarget) -> bool:
+        """Whether devices can download ``target`` (its consistent-snapshot name answers)."""
+        directory, _, name = target.path.rpartition("/")
+        path = f"/targets/{quote(directory + '/' if directory else '', safe='/')}"
+        try:
+            self._request("HEAD", f"{path}{target.sha256}.{quote(name)}", auth=False, base="")
+        except ServerRefusedError as refused:
+            if refused.status == NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def upload_published_target(
+        self, target: ExpectedTarget, file: Path, *, sent: Callable[[int], None]
+    ) -> None:
+        """Send the missing file of a published target (the server checks it is the signed one)."""
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(target.length),
+        }
+        with file.open("rb") as handle:
+            self._request(
+                "PUT",
+                f"/targets/{quote(target.path, safe='/')}",
+                body=_blocks(handle, sent),
+                headers=headers,
+            )
+
     def cancel(self, release: Release) -> None:
         self._request("DELETE", f"/releases/{quote(release.id, safe='')}")
 
@@ -395,13 +448,14 @@ class ServerSession:
         body: bytes | Iterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         auth: bool = True,
+        base: str = API,
     ) -> urllib3.BaseHTTPResponse:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if auth and self._token is not None:
             all_headers["Authorization"] = f"Bearer {self._token}"
         try:
             response = self._pool.request(
-                method, f"{self.url}{API}{path}", body=body, headers=all_headers
+                method, f"{self.url}{base}{path}", body=body, headers=all_headers
             )
         except urllib3.exceptions.SSLError as exc:
             raise PublishError(
@@ -465,6 +519,8 @@ class PublishResult:
     sent_roles: tuple[str, ...] = ()
     sent_files: tuple[str, ...] = ()
     published: Published | None = None
+    #: Files of targets published earlier (e.g. by an import) sent now.
+    completed_files: tuple[str, ...] = ()
 
 
 def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
@@ -477,40 +533,120 @@ def publish_repository(
     credentials: Credentials,
     *,
     now: datetime,
-    publish_otp: Callable[[], str],
+    publish_otp: Callable[[int], str],
     targets_dir: Path | None = None,
     only: Collection[str] = (),
     progress: Progress = _no_progress,
     say: Callable[[str], None] = lambda _line: None,
     on_login: Callable[[Login], None] = lambda _login: None,
 ) -> PublishResult:
-    """Log in, send what the server lacks, publish with a fresh code, log out."""
+    """Log in, send what the server lacks, publish with a fresh code, log out.
+
+    ``publish_otp(attempt)`` gives the confirmation code; a refused one is
+    asked again (attempt 2, 3) before the upload is cancelled. Then the files
+    of published targets that the server still lacks (an import without
+    them) are sent, from ``targets_dir``.
+    """
     local = local_roles(repo)
     with _logged_in(session, credentials) as login:
         on_login(login)
         names = roles_to_publish(local, session.published_versions(), only=only)
-        if not names:
-            return PublishResult(login=login)
-        check_ready(repo, names, now=now)
-        say(f"sending {len(names)} role(s): {', '.join(names)}")
-        metadata = {name: json.loads(local[name].path.read_bytes()) for name in names}
-        release = session.open_release(metadata)
-        try:
-            files = find_target_files(release.expected_targets, targets_dir)
-            for target, file in files:
+        result = PublishResult(login=login)
+        if names:
+            check_ready(repo, names, now=now)
+            result = _send_release(
+                session, login, local, names, publish_otp, targets_dir, progress, say
+            )
+        if targets_dir is not None:
+            chosen = [role for name, role in local.items() if not only or name in only]
+            candidates = [
+                (target, file)
+                for target, file in local_target_files(repo, chosen, targets_dir)
+                if target.path not in result.sent_files
+            ]
+            completed = _complete_files(session, candidates)
+            for target, file in completed:
                 with progress(target.path, target.length) as sent:
-                    session.upload_target(release, target, file, sent=sent)
-                say(f"uploaded {target.path} ({target.length} bytes)")
-            published = session.publish(release, otp=publish_otp())
-        except BaseException:
-            _quietly(session.cancel, release)
+                    _upload_published(session, target, file, sent, [t for t, _f in completed])
+                say(f"uploaded {target.path} ({target.length} bytes) of a published release")
+            result = replace(result, completed_files=tuple(t.path for t, _f in completed))
+        return result
+
+
+def _send_release(  # noqa: PLR0917 - the round's parts, passed through
+    session: ServerSession,
+    login: Login,
+    local: Mapping[str, LocalRole],
+    names: list[str],
+    publish_otp: Callable[[int], str],
+    targets_dir: Path | None,
+    progress: Progress,
+    say: Callable[[str], None],
+) -> PublishResult:
+    say(f"sending {len(names)} role(s): {', '.join(names)}")
+    metadata = {name: json.loads(local[name].path.read_bytes()) for name in names}
+    release = session.open_release(metadata)
+    try:
+        files = find_target_files(release.expected_targets, targets_dir)
+        for target, file in files:
+            with progress(target.path, target.length) as sent:
+                session.upload_target(release, target, file, sent=sent)
+            say(f"uploaded {target.path} ({target.length} bytes)")
+        published = _confirm(session, release, publish_otp, say)
+    except BaseException:
+        _quietly(session.cancel, release)
+        raise
+    return PublishResult(
+        login=login,
+        sent_roles=tuple(names),
+        sent_files=tuple(target.path for target, _file in files),
+        published=published,
+    )
+
+
+def _confirm(
+    session: ServerSession,
+    release: Release,
+    publish_otp: Callable[[int], str],
+    say: Callable[[str], None],
+) -> Published:
+    """Publish with a fresh code; a refused code is asked again, up to ``CODE_TRIES``."""
+    for attempt in range(1, CODE_TRIES + 1):
+        try:
+            return session.publish(release, otp=publish_otp(attempt))
+        except ServerRefusedError as refused:
+            if refused.status != _UNAUTHORIZED or attempt == CODE_TRIES:
+                raise
+            say(f"that code was not accepted ({refused.detail}); try {attempt + 1} of {CODE_TRIES}")
+    raise PublishError("no confirmation code accepted")  # not reached: the loop returns or raises
+
+
+def _upload_published(
+    session: ServerSession,
+    target: ExpectedTarget,
+    file: Path,
+    sent: Callable[[int], None],
+    missing: list[ExpectedTarget],
+) -> None:
+    try:
+        session.upload_published_target(target, file, sent=sent)
+    except ServerRefusedError as refused:
+        if refused.status not in {NOT_FOUND, METHOD_NOT_ALLOWED} or refused.rule is not None:
             raise
-        return PublishResult(
-            login=login,
-            sent_roles=tuple(names),
-            sent_files=tuple(target.path for target, _file in files),
-            published=published,
-        )
+        # A server without the endpoint: say what devices cannot download.
+        raise PublishError(
+            f"published release(s) have no file on the server:"
+            f" {', '.join(t.path for t in missing)}; this server cannot receive the file of a"
+            " published target (no PUT /api/v1/targets/<path>): upgrade it, or have its"
+            " operator import the files"
+        ) from None
+
+
+def _complete_files(
+    session: ServerSession, candidates: list[tuple[ExpectedTarget, Path]]
+) -> list[tuple[ExpectedTarget, Path]]:
+    """The candidates whose target the server publishes without its file."""
+    return [(target, file) for target, file in candidates if not session.has_target_file(target)]
 
 
 @contextmanager

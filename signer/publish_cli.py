@@ -1,9 +1,11 @@
 """``fwsign publish``: the command (attached to ``fwsign`` by ``signer.cli``).
 
-The password and both one-time codes are prompted without echo, or read
-from ``FWSIGN_PASSWORD``, ``FWSIGN_OTP`` and ``FWSIGN_PUBLISH_OTP`` for
+The repository is checked locally before anything is asked. The password
+and both one-time codes are prompted without echo, or read from
+``FWSIGN_PASSWORD``, ``FWSIGN_OTP`` and ``FWSIGN_PUBLISH_OTP`` for
 automation. The code that confirms the publication is asked for after the
-uploads, and must be a new one: the server refuses the login's code.
+uploads, and must be a new one: the server refuses the login's code; a
+refused one is asked again before the upload is cancelled.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from tqdm import tqdm
 from signer.publish import (
     Credentials,
     Login,
+    PublishError,
     PublishResult,
     ServerSession,
+    check_ready,
+    local_roles,
     publish_repository,
 )
 
@@ -47,17 +52,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 def server_options(command: F) -> F:
     """--server, --ca and --user: how fwsign reaches the update server, and as whom."""
     command = click.option(
-        "--user", required=True, envvar="FWSIGN_USER", help="Your server user name."
+        "--user",
+        required=True,
+        envvar="FWSIGN_USER",
+        show_envvar=True,
+        help="Your server user name.",
     )(command)
     command = click.option(
         "--ca",
         type=click.Path(dir_okay=False, path_type=Path),
         required=True,
         envvar="FWSIGN_CA",
+        show_envvar=True,
         help="CA certificate that the server's TLS certificate must chain to.",
     )(command)
     return click.option(
-        "--server", required=True, envvar="FWSIGN_SERVER", help="https://host:port"
+        "--server",
+        required=True,
+        envvar="FWSIGN_SERVER",
+        show_envvar=True,
+        help="https://host:port",
     )(command)
 
 
@@ -88,15 +102,27 @@ def _show_login(login: Login) -> None:
 
 
 def _show(result: PublishResult) -> None:
-    if result.published is None:
+    if result.published is None and not result.completed_files:
         click.echo("nothing to publish: the server has every role at this repository's version")
         return
-    published = result.published
-    roles = ", ".join(f"{name} v{version}" for name, version in sorted(published.roles.items()))
-    click.echo(f"published: {roles}")
-    click.echo(f"snapshot v{published.snapshot}, timestamp v{published.timestamp}")
-    if result.sent_files:
-        click.echo(f"firmware: {', '.join(result.sent_files)}")
+    if result.published is not None:
+        published = result.published
+        roles = ", ".join(f"{name} v{version}" for name, version in sorted(published.roles.items()))
+        click.echo(f"published: {roles}")
+        click.echo(f"snapshot v{published.snapshot}, timestamp v{published.timestamp}")
+        if result.sent_files:
+            click.echo(f"firmware: {', '.join(result.sent_files)}")
+    if result.completed_files:
+        click.echo(f"firmware of releases published before: {', '.join(result.completed_files)}")
+
+
+def _publish_code(attempt: int) -> str:
+    if attempt > 1 and os.environ.get(PUBLISH_OTP_ENV):
+        raise PublishError(
+            f"the code in {PUBLISH_OTP_ENV} was refused; nothing was published (the upload"
+            " was cancelled)"
+        )
+    return read_secret(PUBLISH_OTP_ENV, "To publish, a NEW one-time code (not the login's)")
 
 
 @click.command("publish")
@@ -111,7 +137,10 @@ def _show(result: PublishResult) -> None:
 @click.option(
     "--targets-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the firmware files are, at their target paths.",
+    help=(
+        "Where the firmware files are: DIR/<target path>, else DIR/<its file name>"
+        " (as 'fwsign add --targets-dir' puts them)."
+    ),
 )
 @click.option(
     "--role",
@@ -130,27 +159,65 @@ def publish_command(  # noqa: PLR0917 - click passes the options as keywords
 ) -> None:
     """Upload newer signed roles and their firmware to the update server, then publish.
 
-    Asks for your password and a one-time code to log in, and after the
-    uploads for a NEW one-time code to confirm the publication.
+    First checks the repository locally (every role to send fully signed, not
+    expired, not rewound), then asks for your password (env FWSIGN_PASSWORD)
+    and a one-time code (env FWSIGN_OTP) to log in, and after the uploads for
+    a NEW one-time code to confirm the publication (env FWSIGN_PUBLISH_OTP);
+    a refused code is asked again, up to 3 times. With --targets-dir it also
+    sends the files of releases published earlier without them (an import).
+    Ctrl-C cancels the upload: nothing is published.
     """
+    now = datetime.now(UTC)
+    local = local_roles(repo)
+    check_ready(repo, [name for name in local if not roles or name in roles], now=now)
     session = ServerSession(server, ca=ca)
-    credentials = Credentials(
-        user=user,
-        password=read_secret(PASSWORD_ENV, f"Password for {user}"),
-        otp=read_secret(OTP_ENV, "One-time code"),
-    )
-    result = publish_repository(
-        repo,
-        session,
-        credentials,
-        now=datetime.now(UTC),
-        publish_otp=lambda: read_secret(
-            PUBLISH_OTP_ENV, "To publish, a NEW one-time code (not the login's)"
-        ),
-        targets_dir=targets_dir,
-        only=roles,
-        progress=_progress_bar,
-        say=_say,
-        on_login=_show_login,
-    )
+    stage = _Stage()
+    try:
+        credentials = Credentials(
+            user=user,
+            password=read_secret(PASSWORD_ENV, f"Password for {user}"),
+            otp=read_secret(OTP_ENV, "One-time code"),
+        )
+        result = publish_repository(
+            repo,
+            session,
+            credentials,
+            now=now,
+            publish_otp=stage.confirming(_publish_code),
+            targets_dir=targets_dir,
+            only=roles,
+            progress=_progress_bar,
+            say=_say,
+            on_login=_show_login,
+        )
+    except (KeyboardInterrupt, click.Abort):
+        _say(stage.interrupted())
+        sys.exit(INTERRUPTED)
     _show(result)
+
+
+#: The shell's status for a command ended by SIGINT (128 + 2).
+INTERRUPTED = 130
+
+
+class _Stage:
+    """Where the round is, to say truthfully what a Ctrl-C left on the server."""
+
+    def __init__(self) -> None:
+        self.sent_code = False
+
+    def confirming(self, ask: Callable[[int], str]) -> Callable[[int], str]:
+        def code(attempt: int) -> str:
+            answer = ask(attempt)
+            self.sent_code = True
+            return answer
+
+        return code
+
+    def interrupted(self) -> str:
+        if self.sent_code:
+            return (
+                "interrupted while the server was publishing: it may have published;"
+                " 'fwsign publish' again says 'nothing to publish' if it did"
+            )
+        return "interrupted: nothing was published (the upload, if any, was cancelled)"

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from signer import publish_cli
 from signer.cli import main
 from tests.signer.test_publish import TARGET, Opener, added_by_alice, signed_release
 from update_server.tls import generate_self_signed
@@ -69,11 +70,19 @@ class Stub:
         {"published": {"pump-x100": 1}, "snapshot": 3, "timestamp": 4},
     )
     requests: list[Recorded] = field(default_factory=list)
+    #: Publications refused as a wrong X-OTP code before the answer above.
+    wrong_codes: int = 0
+    #: Consistent-snapshot paths (/targets/...) the server has no file for.
+    missing_files: set[str] = field(default_factory=set)
+    #: Whether it has PUT /api/v1/targets/<path> (the file of a published target).
+    takes_published_files: bool = True
 
     def answer(self, request: Recorded) -> tuple[int, dict[str, Any] | None]:  # noqa: PLR0911
         route = (request.method, request.path)
         if route == ("POST", "/api/v1/auth/login"):
             return 200, self.login
+        if request.method == "HEAD" and request.path.startswith("/targets/"):
+            return (404 if request.path in self.missing_files else 200), None
         if route == ("POST", "/api/v1/auth/logout"):
             return 204, None
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -85,7 +94,13 @@ class Stub:
         if request.method == "PUT" and request.path.startswith(f"/api/v1/releases/{RELEASE_ID}/"):
             return 201, {"length": len(request.body)}
         if route == ("POST", f"/api/v1/releases/{RELEASE_ID}/publish"):
+            if self.wrong_codes:
+                self.wrong_codes -= 1
+                return 401, {"title": "Authentication failed", "detail": "one-time code refused"}
             return self.publish_answer
+        targets = request.method == "PUT" and request.path.startswith("/api/v1/targets/")
+        if targets and self.takes_published_files:
+            return 201, {"length": len(request.body)}
         if route == ("DELETE", f"/api/v1/releases/{RELEASE_ID}"):
             return 204, None
         return 404, {"title": "Not found", "detail": request.path}
@@ -119,7 +134,7 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
 
         def log_message(self, *_args: Any) -> None:
             pass
@@ -270,19 +285,23 @@ def test_a_missing_firmware_file_cancels_the_upload(
     ]
 
 
-def test_an_unsigned_release_is_refused_before_anything_is_uploaded(
+def test_an_unsigned_release_is_refused_before_the_password_is_asked(
     run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
 ) -> None:
-    result = run(added_by_alice(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    """R9 four eyes, checked locally first: no password, no code, no request."""
+    repo = added_by_alice(line, open_repo, image)
+    result = run(repo, "--targets-dir", str(firmware_dir), env={}, input="")
     assert result.exit_code == 1
     assert "pump-x100 needs 1 more signature" in result.output
-    assert ("POST", "/api/v1/releases") not in stub.calls()
-    assert stub.calls()[-1] == ("POST", "/api/v1/auth/logout")
+    assert "Password" not in result.output
+    assert stub.calls() == []
 
 
-def test_nothing_newer_means_nothing_sent(run: Run, stub: Stub, line: Path) -> None:
+def test_nothing_newer_means_nothing_sent(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path
+) -> None:
     stub.published["pump-x100"] = {"version": 1}
-    result = run(line)
+    result = run(signed_release(line, open_repo, image))
     assert result.exit_code == 0, result.output
     assert "nothing to publish" in result.output
     assert stub.calls() == [
@@ -293,29 +312,34 @@ def test_nothing_newer_means_nothing_sent(run: Run, stub: Stub, line: Path) -> N
 
 
 def test_an_unfinished_first_login_is_refused_and_its_session_ended(
-    run: Run, stub: Stub, line: Path
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path
 ) -> None:
     stub.login["totp_enrolled"] = False
-    result = run(line)
+    result = run(signed_release(line, open_repo, image))
     assert result.exit_code == 1
     assert "first login is not finished" in result.output
     assert stub.calls() == [("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout")]
 
 
-def test_a_failed_login_shows_the_servers_generic_message(run: Run, stub: Stub, line: Path) -> None:
+def test_a_failed_login_shows_the_servers_generic_message(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path
+) -> None:
     stub.login = {}
     stub.answer = lambda request: (  # type: ignore[method-assign]
         401,
         {"title": "Authentication failed", "detail": "wrong user name, password or code"},
     )
-    result = run(line)
+    result = run(signed_release(line, open_repo, image))
     assert result.exit_code == 1
     assert "the server refused (401): wrong user name, password or code" in result.output
     assert stub.calls() == [("POST", "/api/v1/auth/login")]
     _no_secret_in(result.output)
 
 
-def test_a_server_not_matching_the_ca_is_refused(stub: Stub, line: Path, tmp_path: Path) -> None:
+def test_a_server_not_matching_the_ca_is_refused(
+    stub: Stub, line: Path, tmp_path: Path, open_repo: Opener, image: Path
+) -> None:
+    signed_release(line, open_repo, image)
     other = tmp_path / "other"
     generate_self_signed(other, names=["127.0.0.1"], now=datetime.now(UTC))
     result = CliRunner().invoke(
@@ -329,7 +353,10 @@ def test_a_server_not_matching_the_ca_is_refused(stub: Stub, line: Path, tmp_pat
     _no_secret_in(result.output)
 
 
-def test_an_unreachable_server_is_one_line(line: Path, tls_files: tuple[Path, Path]) -> None:
+def test_an_unreachable_server_is_one_line(
+    line: Path, tls_files: tuple[Path, Path], open_repo: Opener, image: Path
+) -> None:
+    signed_release(line, open_repo, image)
     result = CliRunner().invoke(
         main,
         [
@@ -348,3 +375,108 @@ def test_an_unreachable_server_is_one_line(line: Path, tls_files: tuple[Path, Pa
         "fwsign: error: POST https://127.0.0.1:1/api/v1/auth/login failed"
     )
     assert "Traceback" not in result.output
+
+
+def test_a_wrong_confirmation_code_is_asked_again_before_the_upload_is_cancelled(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    """One mistyped code no longer throws away the upload: the third code publishes."""
+    stub.wrong_codes = 2
+    repo = signed_release(line, open_repo, image)
+    answers = f"{PASSWORD}\n{LOGIN_OTP}\n111111\n222222\n{PUBLISH_OTP}\n"
+    result = run(repo, "--targets-dir", str(firmware_dir), env={}, input=answers)
+    assert result.exit_code == 0, result.output
+    publish = ("POST", f"/api/v1/releases/{RELEASE_ID}/publish")
+    assert stub.calls().count(publish) == 3
+    assert ("DELETE", f"/api/v1/releases/{RELEASE_ID}") not in stub.calls()
+    assert "try 2 of 3" in result.output and "try 3 of 3" in result.output
+    assert "published: pump-x100 v1" in result.output
+    _no_secret_in(result.output)
+
+
+def test_three_wrong_confirmation_codes_cancel_the_upload(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    stub.wrong_codes = 3
+    repo = signed_release(line, open_repo, image)
+    answers = f"{PASSWORD}\n{LOGIN_OTP}\n111111\n222222\n333333\n"
+    result = run(repo, "--targets-dir", str(firmware_dir), env={}, input=answers)
+    assert result.exit_code == 1
+    assert "one-time code refused" in result.output
+    assert stub.calls()[-2:] == [
+        ("DELETE", f"/api/v1/releases/{RELEASE_ID}"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+
+
+def test_ctrl_c_at_the_confirmation_code_says_nothing_was_published(
+    run: Run,
+    stub: Stub,
+    line: Path,
+    open_repo: Opener,
+    image: Path,
+    firmware_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(_attempt: int) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish_cli, "_publish_code", interrupted)
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == publish_cli.INTERRUPTED
+    assert "interrupted: nothing was published" in result.output
+    assert "Traceback" not in result.output
+    assert stub.calls()[-2:] == [
+        ("DELETE", f"/api/v1/releases/{RELEASE_ID}"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+
+
+def _published_file_path(image: Path) -> str:
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    return f"/targets/pump-x100/{digest}.pump-fw-2.4.0.bin"
+
+
+def test_the_missing_file_of_a_published_release_is_uploaded(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    """An import published the signed release without its file: publish sends the file."""
+    stub.published["pump-x100"] = {"version": 1}
+    stub.missing_files = {_published_file_path(image)}
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 0, result.output
+    put = [r for r in stub.requests if r.method == "PUT"]
+    assert [r.path for r in put] == [f"/api/v1/targets/{TARGET}"]
+    assert put[0].body == image.read_bytes()
+    assert f"firmware of releases published before: {TARGET}" in result.output
+    assert "nothing to publish" not in result.output
+
+
+def test_a_server_that_cannot_take_the_missing_file_says_which_release_lacks_it(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    stub.published["pump-x100"] = {"version": 1}
+    stub.missing_files = {_published_file_path(image)}
+    stub.takes_published_files = False
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 1
+    assert f"published release(s) have no file on the server: {TARGET}" in result.output
+
+
+def test_a_published_release_whose_file_is_there_sends_nothing(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    stub.published["pump-x100"] = {"version": 1}
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == 0, result.output
+    assert "nothing to publish" in result.output
+    assert [r.method for r in stub.requests if r.method == "PUT"] == []
+
+
+def test_help_names_the_environment_variables() -> None:
+    result = CliRunner().invoke(main, ["publish", "--help"])
+    for name in (
+        "FWSIGN_PASSWORD", "FWSIGN_OTP", "FWSIGN_PUBLISH_OTP",
+        "FWSIGN_SERVER", "FWSIGN_CA", "FWSIGN_USER",
+    ):  # fmt: skip
+        assert name in result.output
