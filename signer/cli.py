@@ -71,7 +71,10 @@ key_option = click.option(
     "keys",
     multiple=True,
     metavar="URI",
-    help="Private key URI to sign with (fwhsm:... or hsm:...); repeatable.",
+    help=(
+        f"Private key URI to sign with (fwhsm:... or hsm:...); repeatable. Its PIN is read"
+        f" from env {PIN_ENV}, else prompted."
+    ),
 )
 
 

@@ -508,3 +508,10 @@ def test_rotate_removes_a_key_named_by_a_six_digit_prefix_r5(
     short = fwsign("revoke-key", "--repo", str(repo), bob_keyid[:5], "--key", uris["manager"])
     assert short.exit_code == 1
     assert "at least 6 hex digits" in short.output
+
+
+@pytest.mark.parametrize("command", ["add", "sign", "rotate", "revoke-key", "revoke-release"])
+def test_help_of_commands_that_sign_names_the_pin_variable(fwsign: Run, command: str) -> None:
+    result = fwsign(command, "--help")
+    assert result.exit_code == 0
+    assert "FWSIGN_PIN" in result.output
