@@ -20,6 +20,7 @@ from update_server.cli_repo import import_repo, renew, repo
 from update_server.cli_serve import serve
 from update_server.cli_users import user
 from update_server.setup import init_data_dir
+from update_server.tls import CA_CERT_FILE, TLS_DIR
 
 
 @click.group(cls=ErrorGroup)
@@ -35,7 +36,11 @@ def main(verbose: int) -> None:
 def init(data_dir: Path, database_url: str) -> None:
     """Create the data directory, database and online keys (mock HSM)."""
     result = init_data_dir(data_dir, database_url=database_url)
-    click.echo(f"initialised {data_dir}")
+    for leftover in result.removed:
+        click.echo(f"removed {leftover}, left by an interrupted 'fwserver init'", err=True)
+    click.echo(f"initialised {result.config.data_dir}")
+    ca = result.config.data_dir / TLS_DIR / CA_CERT_FILE
+    click.echo(f"  TLS CA for devices and fwsign (--ca): {ca}")
     for role, uri in sorted(result.config.online_keys.items()):
         click.echo(f"  {role:<14} {uri}")
     if result.so_pin:

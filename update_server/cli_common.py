@@ -24,6 +24,7 @@ from update_server.audit.errors import AuditError
 from update_server.audit.recording import bind_sessions
 from update_server.clock import Clock, system_clock
 from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
+from update_server.db import DatabaseMissingError
 from update_server.keys import KeyConfigError, signer_loader
 from update_server.setup import SetupError
 
@@ -50,6 +51,7 @@ _ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     KeyConfigError,
     SetupError,
+    DatabaseMissingError,
     AuditError,
     HSMError,
     OSError,

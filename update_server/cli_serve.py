@@ -7,20 +7,14 @@ from pathlib import Path
 
 import click
 
-from update_server.cli_common import command_now
+from update_server.cli_common import command_now, data_dir_option
 from update_server.config import ConfigError, ServerConfig
-from update_server.serve import ServeError, describe_tls, prepare, run
+from update_server.serve import ServeError, check_port, describe_tls, prepare, run
 from update_server.tls import TlsError
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="FWSERVER_DATA_DIR",
-    required=True,
-    help="The server's data directory (env FWSERVER_DATA_DIR).",
-)
+@data_dir_option
 @click.option("--host", help="Address to bind [configuration, else 127.0.0.1].")
 @click.option("--port", type=int, help="TCP port; 0 picks a free one [configuration, 8443].")
 @click.option("--workers", type=int, help="Worker processes [configuration, 2].")
@@ -44,6 +38,8 @@ def serve(
     try:
         config = ServerConfig.load(data_dir).with_changes(**changes)
         plan = prepare(config, host_given=host is not None, now=command_now())
+        if not check:
+            check_port(config.host, config.port)
     except (ConfigError, ServeError, TlsError) as exc:
         raise click.ClickException(str(exc)) from None
     if os.geteuid() == 0:

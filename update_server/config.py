@@ -4,17 +4,29 @@
 and then ``FWSERVER_*`` environment variables, which win. Anything invalid
 stops the server at start with a message naming the setting. No secret is
 kept here: the HSM PIN comes from ``FWSERVER_HSM_PIN`` or a 0600 PIN file.
+
+C1 A relative path in ``server.json`` (a file setting, a SQLite database,
+the token of an ``fwhsm:`` key URI) is relative to the data directory, never
+to the directory a command runs in; ``init`` writes what lies inside the
+data directory that way, so a data directory can be moved or restored
+elsewhere whole. The loaded configuration holds absolute paths only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from hsm_mock import SCHEME as TOKEN_SCHEME
 
 CONFIG_FILE = "server.json"
 ONLINE_ROLES = ("snapshot", "timestamp", "audit", "authorization")
@@ -114,9 +126,30 @@ class ServerConfig:
         return self.data_dir / "staging"
 
     @property
+    def incoming_dir(self) -> Path:
+        """Firmware of published targets being received (PUT /api/v1/targets); same file system."""
+        return self.data_dir / "incoming"
+
+    @property
     def secrets_key_file(self) -> Path:
         """AES key that encrypts TOTP secrets at rest (0600)."""
         return self.data_dir / "secrets.key"
+
+    def to_file_json(self) -> dict[str, Any]:
+        """The settings as ``server.json`` keeps them (C1): paths inside the data dir relative."""
+        out = {name: value for name, value in self.to_json().items() if name != "data_dir"}
+        base = self.data_dir.absolute()
+        for item in fields(self):
+            if str(item.type).startswith("Path") and out.get(item.name) is not None:
+                out[item.name] = str(_relative(Path(out[item.name]), base))
+        out["online_keys"] = {
+            role: _map_token_path(uri, lambda path: _relative(path, base))
+            for role, uri in self.online_keys.items()
+        }
+        out["database_url"] = _map_sqlite_path(
+            self.database_url, lambda path: _relative(path, base)
+        )
+        return out
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -133,8 +166,12 @@ class ServerConfig:
 
     @classmethod
     def load(cls, data_dir: Path, env: Mapping[str, str] | None = None) -> ServerConfig:
-        """Read ``data_dir/server.json`` then ``FWSERVER_*`` overrides."""
+        """Read ``data_dir/server.json`` then ``FWSERVER_*`` overrides.
+
+        Relative paths in the file are resolved against ``data_dir`` (C1).
+        """
         env = os.environ if env is None else env
+        data_dir = data_dir.absolute()
         values: dict[str, Any] = {}
         file = data_dir / CONFIG_FILE
         if file.is_file():
@@ -142,6 +179,9 @@ class ServerConfig:
                 values = json.loads(file.read_text())
             except ValueError as exc:
                 raise ConfigError(f"{file}: not valid JSON ({exc})") from None
+            if not isinstance(values, dict):
+                raise ConfigError(f"{file}: expected a JSON object of settings")
+            values = _anchored(cls, values, data_dir)
         for item in fields(cls):
             key = f"FWSERVER_{item.name.upper()}"
             if key in env:
@@ -160,6 +200,62 @@ class ServerConfig:
 
     def with_changes(self, **changes: Any) -> ServerConfig:
         return replace(self, **changes)
+
+
+def _anchored(cls: type[ServerConfig], values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``values`` with every relative path made absolute against ``base`` (C1)."""
+    out = dict(values)
+    for item in fields(cls):
+        raw = out.get(item.name)
+        if str(item.type).startswith("Path") and isinstance(raw, str) and raw:
+            out[item.name] = str(base / raw)
+    keys = out.get("online_keys")
+    if isinstance(keys, dict):
+        out["online_keys"] = {
+            role: _map_token_path(uri, lambda path: base / path) if isinstance(uri, str) else uri
+            for role, uri in keys.items()
+        }
+    if isinstance(out.get("database_url"), str):
+        out["database_url"] = _map_sqlite_path(out["database_url"], lambda path: base / path)
+    return out
+
+
+def _relative(path: Path, base: Path) -> Path:
+    """``path`` relative to ``base`` if it lies inside it, else as it is."""
+    return path.relative_to(base) if path.is_absolute() and path.is_relative_to(base) else path
+
+
+def _map_token_path(uri: str, change: Callable[[Path], Path]) -> str:
+    """An ``fwhsm:`` URI with ``change`` applied to its token path; other URIs unchanged."""
+    scheme, colon, rest = uri.partition(":")
+    if scheme != TOKEN_SCHEME or not colon:
+        return uri
+    quoted, question, query = rest.partition("?")
+    path = Path(unquote(quoted))
+    if not str(path) or str(path) == ".":
+        return uri
+    return f"{scheme}:{quote(str(change(path)))}{question}{query}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else Path(database)
+
+
+def _map_sqlite_path(url: str, change: Callable[[Path], Path]) -> str:
+    """``url`` with ``change`` applied to its SQLite file path; other URLs unchanged."""
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    changed = make_url(url).set(database=str(change(path)))
+    return changed.render_as_string(hide_password=False)
 
 
 def _mapping(value: Any) -> dict[str, str]:

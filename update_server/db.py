@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.exc import (
@@ -84,16 +85,30 @@ class DatabaseUnavailableError(SQLAlchemyError):
     """The database file was truncated, removed or replaced under the server (D2)."""
 
 
-def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Engine:
-    """An engine for ``url`` with the settings our invariants need."""
+class DatabaseMissingError(RuntimeError):
+    """D5: the SQLite database file is not there; only ``fwserver init`` creates one."""
+
+
+def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, create: bool = False) -> Engine:
+    """An engine for ``url`` with the settings our invariants need.
+
+    D5 A SQLite file that does not exist is an error (``DatabaseMissingError``),
+    never a new empty database answering as if it were the server's, unless
+    ``create`` (``fwserver init``); connections open it read-write only.
+    """
     if url.startswith("sqlite"):
+        database = make_url(url).database or ":memory:"
+        on_disk = database != ":memory:" and not database.startswith("file:")
+        if on_disk and not create:
+            _open_existing_only(database)
         engine = create_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
+        if on_disk and not create:
+            event.listen(engine, "do_connect", _read_write_only(database))
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so
         # that BEGIN IMMEDIATE serialises writers (audit chain, counters).
         event.listen(engine, "begin", _sqlite_begin_immediate)
-        database = engine.url.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if on_disk:
             guard = _FileGuard(database)
             event.listen(engine, "begin", guard.check, insert=True)
             event.listen(engine, "commit", guard.check)
@@ -112,6 +127,24 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Engine:
     # Not "commit": a COMMIT cut by the watchdog may still have landed (D4).
     event.listen(engine, "rollback", deadlines.arm_connection)
     return engine
+
+
+def _open_existing_only(file: str) -> None:
+    if not Path(file).is_file():
+        raise DatabaseMissingError(
+            f"database {file} does not exist: run 'fwserver init' or restore a backup"
+        )
+
+
+def _read_write_only(file: str) -> Any:
+    """D5 at connect: SQLite's ``mode=rw`` fails where it would create the file."""
+    uri = f"file:{quote(str(Path(file).absolute()))}?mode=rw"
+
+    def connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        cargs[:1] = [uri]
+        cparams["uri"] = True
+
+    return connect
 
 
 def _libpq_timeouts(timeout: float) -> dict[str, int]:

@@ -14,7 +14,9 @@ SIGTERM is a graceful stop: requests in flight finish (up to
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import ssl
 import sys
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from update_server.clock import system_clock
 from update_server.config import CONFIG_FILE, ServerConfig
-from update_server.db import make_engine
+from update_server.db import DatabaseMissingError, make_engine
 from update_server.migrations import check_schema
 from update_server.tls import (
     TLS_DIR,
@@ -98,7 +100,10 @@ def default_hosts_warning(config: ServerConfig) -> list[str]:
 
 
 def _check_database(url: str) -> None:
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)
+    except DatabaseMissingError as exc:
+        raise ServeError(str(exc)) from None
     try:
         check_schema(engine)  # connects; M3: refuses a schema this code does not know
     except SQLAlchemyError as exc:
@@ -107,6 +112,36 @@ def _check_database(url: str) -> None:
         raise ServeError(f"cannot reach the database: {reason}") from None
     finally:
         engine.dispose()
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port already taken before gunicorn starts (it would retry for seconds).
+
+    Bound briefly with ``SO_REUSEADDR`` like gunicorn's own listener, so a
+    port left in TIME_WAIT by a stopped server is free; port 0 is always free.
+    """
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot bind {host!r}: {exc.strerror}; pass another --host") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(
+                    f"port {port} on {host or '*'} is in use (another fwserver?):"
+                    " stop it or pass --port"
+                ) from None
+            raise ServeError(
+                f"cannot bind port {port} on {host or '*'}: {exc.strerror}; pass another"
+                " --port or --host"
+            ) from None
 
 
 def url_of(host: str, port: int) -> str:

@@ -95,9 +95,17 @@ def test_repo_status_names_a_lost_ca_key_and_still_shows_the_repository(world: W
     assert "restore it from a backup" in warning
 
 
-def test_repo_status_of_a_server_never_started_says_what_issues_its_certificate(
+def test_repo_status_of_a_server_never_started_shows_the_certificate_init_issued(
     world: World,
 ) -> None:
+    status = _status(world, world.now)
+    assert status.exit_code == 0, status.output
+    assert status.stderr == ""
+    assert "TLS" in status.stdout
+
+
+def test_repo_status_without_a_certificate_says_what_issues_it(world: World) -> None:
+    (world.config.data_dir / TLS_DIR / "server.crt").unlink()
     status = _status(world, world.now)
     assert status.exit_code == 0, status.output
     assert status.stderr.splitlines() == [
