@@ -5,6 +5,8 @@ technician, a SIEM or the manufacturer reads the same words; each line
 carries the hash of the previous one, so an edited, deleted, inserted or
 reordered line is detected by ``fwclient log verify`` (R27, R28 on the
 device). Appends are fsynced before the decision they record takes effect.
+The chain (genesis, digest, walk) is ``fwcommon.hashchain``'s, over compact
+JSON, the same as the server's audit log.
 
 Power loss: every append writes one whole line and is fsynced before the
 next, so only the last line can be cut short (or filled with zeros by the

@@ -93,6 +93,20 @@ def test_a_damaged_last_line_does_not_stop_the_log_and_verify_names_it(log: Even
     assert log.last(EventType.BOOTED) is not None
 
 
+@pytest.mark.parametrize("line", [b"5", b"[1, 2]", b'"text"', b"null"])
+def test_a_damaged_line_that_is_json_but_no_object_is_named_by_verify(
+    log: EventLog, line: bytes
+) -> None:
+    """A flip that leaves valid JSON of another shape is reported, not a crash of verify."""
+    data = log.path.read_bytes()
+    last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+    log.path.write_bytes(data[:last_start] + line + b"\n")
+
+    report = log.verify()
+
+    assert (report.ok, report.first_bad, report.reason) == (False, 2, "line is not a log entry")
+
+
 def test_a_line_longer_than_the_tail_window_is_read_whole(log: EventLog) -> None:
     """The head is found even when the last entry is longer than the 64 KiB read from the end."""
     log.append(EventType.ERROR, "x" * (70 * 1024), now=NOW)
