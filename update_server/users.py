@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from update_server.audit import append, audit_event, vocabulary
 from update_server.audit.actions import Action
-from update_server.auth import sessions
+from update_server.auth import otp, sessions
 from update_server.config import ServerConfig
 from update_server.errors import BadRequestError, ConflictError, NotFoundError
 from update_server.mfa import passwords
@@ -200,7 +200,7 @@ def reset(
     password, then enrolment of a fresh secret and a new password (R47).
     Every session ends. A disabled person stays disabled. The replaced
     password joins the history, so a password that leaked cannot come back.
-    Codes already accepted stay spent (R25: time steps only move forward).
+    The old secret's accepted steps go with it (``otp.forget_steps``).
     """
     user = get_present(db, name)
     if not user.must_change_password and config.password_history > 1:
@@ -209,6 +209,7 @@ def reset(
     user.password_hash = passwords.hash_password(password)
     user.must_change_password = True
     user.totp_secret, user.totp_enrolled = None, False
+    otp.forget_steps(db, user)
     db.execute(delete(LoginThrottle).where(LoginThrottle.name == name))
     ended = sessions.revoke_all(db, user)
     detail = {"change": "reset", "sessions": ended}

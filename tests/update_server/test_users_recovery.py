@@ -24,7 +24,6 @@ from tests.update_server.people import (
     bearer,
     create_user,
     enrolled_user,
-    fast_password_hashing,
     login,
     new_password,
     otp_at,
@@ -37,9 +36,7 @@ from update_server.models import AuditEntry, LoginThrottle, Role, User
 ME, ENROLL, CONFIRM = "/api/v1/auth/me", "/api/v1/auth/totp/enroll", "/api/v1/auth/totp/confirm"
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 def fwserver(config: ServerConfig, clock: FakeClock, *args: str) -> Result:
@@ -105,6 +102,16 @@ def test_r47_reset_of_a_lost_phone_means_first_login_again_with_a_fresh_secret(
     assert again.totp.secret != alice.totp.secret
     assert client.get(ME, headers=again.headers).status_code == 200
     assert "first-login" not in fwserver(config, clock, "list").output
+
+
+def test_r25_a_reset_person_may_use_the_new_secret_at_once(
+    app: Flask, client: FlaskClient, clock: FakeClock, config: ServerConfig
+) -> None:
+    """Replay is per secret: the old secret's last step does not hold back the new one's codes."""
+    enrolled_user(app, client, clock, "alice", Role.RELEASE_ENGINEER)  # a code of this step used
+    initial = printed_password(fwserver(config, clock, "reset", "alice"))
+    again = enrol_again(client, clock, "alice", initial)  # a code of this same step
+    assert client.get(ME, headers=again.headers).status_code == 200
 
 
 def test_reset_clears_a_lockout_and_keeps_the_old_password_out(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -158,6 +158,18 @@ def new_secret(user: User, box: SecretBox) -> str:
     user.totp_secret = box.seal(secret.encode(), context=secret_context(user))
     user.totp_enrolled = False
     return secret
+
+
+def forget_steps(db: Session, user: User) -> None:
+    """Forget the steps accepted for ``user``'s secret, when that secret is taken away.
+
+    Replay is a property of one secret: no code of a new secret has been
+    used, and a code of the old one no longer verifies. Without this, a
+    person reset within 30 s of their last login would see their first
+    code of the new secret refused as a replay.
+    """
+    db.execute(delete(UsedTotp).where(UsedTotp.user_id == user.id))
+    db.execute(delete(TotpLastStep).where(TotpLastStep.user_id == user.id))
 
 
 def pending_secret(user: User, box: SecretBox) -> str | None:
