@@ -39,17 +39,39 @@ def _fail(exc: PublicationError) -> click.ClickException:
 
 @click.command("import")
 @data_dir_option
+@click.option(
+    "--targets-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Where the signed firmware files are (DIR/<target path> or DIR/<file name>);"
+    " each is checked against its signed length and hashes and published too.",
+)
+@click.option(
+    "--allow-missing-files",
+    is_flag=True,
+    help="Publish even if signed targets have no file (devices cannot download them"
+    " until fwsign publish uploads them).",
+)
 @click.argument("repo_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-def import_repo(data_dir: Path, repo_dir: Path) -> None:
-    """Verify the repository fwsign made in REPO_DIR and publish it (once)."""
+def import_repo(
+    data_dir: Path, targets_dir: Path | None, allow_missing_files: bool, repo_dir: Path
+) -> None:
+    """Verify the repository fwsign made in REPO_DIR and publish it (once).
+
+    Every signed target needs its file, from --targets-dir: without one the
+    import is refused and nothing is published, unless --allow-missing-files.
+    """
     with cli_services(data_dir) as services:
-        result = _import(services, repo_dir)
+        result = _import(
+            services, repo_dir, targets_dir=targets_dir, allow_missing_files=allow_missing_files
+        )
     click.echo(f"imported root v{result.root}, {len(result.roles)} targets role(s)")
     click.echo(f"published snapshot v{result.snapshot}, timestamp v{result.timestamp}")
+    if result.targets_stored:
+        click.echo(f"published the file of {len(result.targets_stored)} signed target(s)")
     if result.targets_without_files:
         click.echo(
             f"warning: {len(result.targets_without_files)} signed target(s) have no file on"
-            " the server; devices cannot download them:",
+            " the server; devices cannot download them until 'fwsign publish' uploads them:",
             err=True,
         )
         for path in result.targets_without_files:
@@ -163,7 +185,9 @@ def for_people(duration: timedelta) -> str:
     return " ".join(parts[:2]) or "0 seconds"
 
 
-def _import(services: Services, repo_dir: Path) -> ImportResult:
+def _import(
+    services: Services, repo_dir: Path, *, targets_dir: Path | None, allow_missing_files: bool
+) -> ImportResult:
     """Import with its audit entry committed just before the commit point."""
     now = services.clock()
     db = services.sessions()
@@ -175,10 +199,18 @@ def _import(services: Services, repo_dir: Path) -> ImportResult:
             "success",
             now,
             directory=str(repo_dir),
+            targets_dir=str(targets_dir) if targets_dir else None,
+            allow_missing_files=allow_missing_files,
         )
         audit.append(db, entry)
         result = import_repository(
-            services.config, services.signer, repo_dir, now, before_timestamp=db.commit
+            services.config,
+            services.signer,
+            repo_dir,
+            now,
+            before_timestamp=db.commit,
+            targets_dir=targets_dir,
+            allow_missing_files=allow_missing_files,
         )
     except PublicationError as exc:
         db.rollback()

@@ -264,6 +264,23 @@ PATHS: dict[str, dict[str, Any]] = {
             answer=_TARGET,
         ),
     },
+    "/api/v1/targets/{path}": {
+        "parameters": [_PATH_PARAM],
+        "put": _op(
+            "Stream the missing file of a published target (one imported without its file);"
+            " checked while it streams against its signed length and every signed hash,"
+            " stored whole or not at all. 201: stored; 404 (rule unknown-target): the"
+            " published metadata lists no such target; 409 (rule target-present): the server"
+            " has its file already, (target-changed) it was signed anew meanwhile; 413: more"
+            " bytes than signed; 422 (wrong-length, wrong-hash): not the signed bytes",
+            roles=_RELEASE_ROLES,
+            ok=201,
+            body={"type": "string", "format": "binary"},
+            body_type="application/octet-stream",
+            errors=(400, 401, 403, 404, 409, 413, 422, 503),
+            answer=_TARGET,
+        ),
+    },
     "/api/v1/releases/{id}/publish": {
         "parameters": [_ID_PARAM],
         "post": _op(

@@ -9,12 +9,17 @@ the server signs snapshot v1 and timestamp v1 and publishes everything
 through the same journaled switch as a release (``timestamp.json`` last).
 
 The offline directory holds no firmware images (``fwsign add`` records only
-their length and hashes); targets already signed in it are listed in the
-result, since devices cannot download them until their bytes are uploaded.
+their length and hashes): the files of the signed targets come from
+``targets_dir``, each checked against its signed length and hashes and
+published by the same switch (``target_files``). A signed target without a
+file refuses the import, unless ``allow_missing_files``: then it is listed
+in the result, and devices cannot download it until its bytes are uploaded
+(``PUT /api/v1/targets/<path>``, which ``fwsign publish`` uses).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,15 +34,20 @@ from repo_metadata.verify import verify_root_chain
 from update_server.audit.actions import Action
 from update_server.config import ServerConfig
 from update_server.publication import switch
-from update_server.publication.errors import RejectedError
+from update_server.publication.errors import RejectedError, storage_refusals
 from update_server.publication.lock import publication_lock
-from update_server.publication.release import check_root_fits_server, verify_roles
+from update_server.publication.release import (
+    check_root_fits_server,
+    expected_targets,
+    verify_roles,
+)
 from update_server.publication.repository import (
     ONLINE_ROLES,
     OnlineRepository,
     SignerSource,
     role_file,
 )
+from update_server.publication.target_files import ImportFiles, stage_import_files
 
 MAX_ROOT_VERSIONS = 10_000
 
@@ -50,7 +60,9 @@ class ImportResult:
     roles: dict[str, int]
     snapshot: int
     timestamp: int
-    #: Signed targets whose bytes the server does not have.
+    #: Signed targets whose file was verified and published with the import.
+    targets_stored: tuple[str, ...]
+    #: Signed targets whose bytes the server does not have (``allow_missing_files``).
     targets_without_files: tuple[str, ...]
 
 
@@ -61,11 +73,15 @@ def import_repository(
     now: datetime,
     *,
     before_timestamp: Callable[[], object] | None = None,
+    targets_dir: Path | None = None,
+    allow_missing_files: bool = False,
 ) -> ImportResult:
     """Verify the offline repository at ``source_repo_dir`` and publish it.
 
     Refuses (``RejectedError``) a server that already publishes a
-    repository, and anything that does not verify.
+    repository, anything that does not verify, a file in ``targets_dir``
+    that is not the signed one, and (unless ``allow_missing_files``) a
+    signed target without a file.
     """
     with publication_lock(config.data_dir):
         switch.recover(config.repository_dir, switch.journal_path(config.data_dir))
@@ -82,29 +98,51 @@ def import_repository(
         check_root_fits_server(root.signed, online)
         repo.stage(Root.type, root, roots[-1])
         verify_roles(repo, _reachable_roles(source), now=now, online_keys=online)
-        repo.do_snapshot()
-        repo.refresh_timestamp()
-        files = [(role_file(Root.type, n), data) for n, data in enumerate(roots[:-1], start=1)]
-        change = switch.Change(
-            links=(),
-            files=[*files, *repo.pending_files()],
-            timestamp=repo.pending_timestamp(),
-            action=Action.PUBLISH,
-            object="repository:import",
-        )
-        switch.apply(
-            config.repository_dir,
-            switch.journal_path(config.data_dir),
-            change,
-            before_timestamp=before_timestamp,
-        )
+        signed = expected_targets(repo, max_target_bytes=config.max_upload_bytes)
+        with storage_refusals("importing target files"):
+            firmware = stage_import_files(config, signed, targets_dir)
+        try:
+            if firmware.missing and not allow_missing_files:
+                raise RejectedError("target-missing", _missing_message(firmware, targets_dir))
+            repo.do_snapshot()
+            repo.refresh_timestamp()
+            files = [(role_file(Root.type, n), data) for n, data in enumerate(roots[:-1], 1)]
+            change = switch.Change(
+                links=firmware.links,
+                files=[*files, *repo.pending_files()],
+                timestamp=repo.pending_timestamp(),
+                action=Action.PUBLISH,
+                object="repository:import",
+                staging=firmware.staging,
+            )
+            switch.apply(
+                config.repository_dir,
+                switch.journal_path(config.data_dir),
+                change,
+                before_timestamp=before_timestamp,
+            )
+        finally:
+            shutil.rmtree(firmware.staging, ignore_errors=True)
     versions = repo.staged_versions()
     return ImportResult(
         root=versions[Root.type],
         roles={r: v for r, v in versions.items() if r not in (Root.type, *ONLINE_ROLES)},
         snapshot=versions[Snapshot.type],
         timestamp=versions[Timestamp.type],
-        targets_without_files=_signed_targets(repo),
+        targets_stored=tuple(sorted({t.path for t in signed} - set(firmware.missing))),
+        targets_without_files=firmware.missing,
+    )
+
+
+def _missing_message(firmware: ImportFiles, targets_dir: Path | None) -> str:
+    count, shown = len(firmware.missing), ", ".join(firmware.missing[:10])
+    more = f" and {count - 10} more" if count > 10 else ""
+    where = f"not found in {targets_dir}" if targets_dir else "no --targets-dir given"
+    return (
+        f"{count} signed target(s) have no file ({where}): {shown}{more}; give the"
+        " directory holding the signed firmware files (--targets-dir, where fwsign add"
+        " --targets-dir put them), or import without them (--allow-missing-files) and"
+        " upload them later with fwsign publish; nothing was published"
     )
 
 
@@ -166,12 +204,3 @@ def _delegated(role: str, data: bytes) -> list[str]:
     if delegations.succinct_roles is not None:
         names.extend(delegations.succinct_roles.get_roles())
     return names
-
-
-def _signed_targets(repo: OnlineRepository) -> tuple[str, ...]:
-    paths: list[str] = []
-    for role in repo.staged_versions():
-        signed = repo.current_targets(role)
-        if signed is not None:
-            paths.extend(signed.targets)
-    return tuple(sorted(paths))

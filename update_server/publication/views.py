@@ -70,6 +70,13 @@ from update_server.publication.release import (
 from update_server.publication.repository import OnlineRepository
 from update_server.publication.status import published_status
 from update_server.publication.sweep import sweep
+from update_server.publication.target_files import (
+    UnknownTargetError,
+    check_missing,
+    link_published,
+    published_target,
+    receive_published,
+)
 from update_server.publication.upload import (
     CHUNK_BYTES,
     check_declared_length,
@@ -95,6 +102,7 @@ _HTTP_ERRORS: tuple[tuple[type[PublicationError], type[ServerError]], ...] = (
     (StaleError, ConflictError),
     (ExpiredError, GoneError),
     (UnknownReleaseError, NotFoundError),
+    (UnknownTargetError, NotFoundError),
     (NotAllowedError, ForbiddenError),
     (BusyError, ServiceUnavailableError),
     (NotInitialisedError, ServiceUnavailableError),
@@ -198,6 +206,34 @@ def upload_target(id: str, path: str) -> ResponseReturnValue:  # noqa: A002 - as
     _audit(Action.UPLOAD_TARGET, what, "success", length=target.length, sha256=target.sha256)
     g.db.commit()
     return jsonify(_target_json(target)), 201
+
+
+@blueprint.put("/api/v1/targets/<path:path>")
+@allow(*UPLOADERS)
+@accepts_body("max_upload_bytes")
+def upload_published_target(path: str) -> ResponseReturnValue:
+    """The file of a published target the server has no bytes for (``target_files`` F1-F3)."""
+    g.db.commit()  # no database lock while the bytes arrive
+    services = _services()
+    config, what = services.config, f"target:{path}"[:512]
+    try:
+        expected = published_target(config, path, now=services.clock())
+        check_missing(config, expected)
+        # Before request.stream, which refuses an over-long length unaudited.
+        check_declared_length(expected, request.content_length, limit=config.max_upload_bytes)
+        staged = receive_published(
+            config, request.stream, expected, declared=request.content_length
+        )
+        linked = link_published(config, expected, staged, now=services.clock())
+    except RequestEntityTooLarge:  # a chunked body cut by werkzeug (bodies.py)
+        too_large = TooLargeError("upload-too-large", f"more than {config.max_upload_bytes}")
+        _refuse(Action.UPLOAD_TARGET, what, too_large)
+    except PublicationError as exc:
+        _refuse(Action.UPLOAD_TARGET, what, exc)
+    length, sha256 = expected.length, expected.sha256
+    _audit(Action.UPLOAD_TARGET, what, "success", length=length, sha256=sha256, files=linked)
+    g.db.commit()
+    return jsonify(_target_json(expected)), 201
 
 
 @blueprint.post("/api/v1/releases/<id>/publish")
