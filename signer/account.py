@@ -46,8 +46,8 @@ _LENGTH_CHECKED_BY_SERVER = 1
 _UNAUTHORIZED = 401
 _UNPROCESSABLE = 422
 
-#: ``code_for(uri, secret, attempt)``: shows the enrolment (attempt 1), returns a code.
-CodeFor = Callable[[str, str, int], str]
+#: ``code_for(uri, secret)``: a code for the enrolment; called again after a refused code.
+CodeFor = Callable[[str, str], str]
 
 
 def check_new_password(password: str, *, user: str) -> None:
@@ -77,7 +77,7 @@ def first_login(
     change = (initial_password, new_password) if state.must_change_password else None
     for attempt in range(1, CODE_TRIES + 1):
         try:
-            changed = session.confirm_totp(code_for(uri, secret, attempt), password_change=change)
+            changed = session.confirm_totp(code_for(uri, secret), password_change=change)
         except ServerRefusedError as refused:
             if _password_refused(refused):
                 raise _password_error(refused) from None
@@ -116,7 +116,12 @@ def _password_error(refused: ServerRefusedError) -> SignerError:
 class CodeSource:
     """Shows the enrolment once, then asks for the code the app shows (again if refused)."""
 
-    def __call__(self, uri: str, secret: str, attempt: int) -> str:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def __call__(self, uri: str, secret: str) -> str:
+        self.asked += 1
+        attempt = self.asked
         if attempt == 1:
             _show_enrolment(uri, secret)
         elif os.environ.get(OTP_ENV):

@@ -44,7 +44,7 @@ def test_account_setup_enrols_totp_and_replaces_the_initial_password(
     initial = _add_user(server, "dana")
     secrets: list[str] = []
 
-    def authenticator(uri: str, secret: str, _attempt: int) -> str:
+    def authenticator(uri: str, secret: str) -> str:
         assert uri.startswith("otpauth://totp/") and "issuer=fwupdate" in uri
         secrets.append(secret)
         return code_at(secret, _step() - 1)
@@ -75,7 +75,8 @@ def test_a_wrong_first_code_is_asked_again_with_the_same_secret_r9(
     initial = _add_user(server, "erin")
     shown: list[tuple[str, int]] = []
 
-    def authenticator(_uri: str, secret: str, attempt: int) -> str:
+    def authenticator(_uri: str, secret: str) -> str:
+        attempt = len(shown) + 1
         shown.append((secret, attempt))
         good = code_at(secret, _step() - 1)
         return good if attempt == 2 else f"{(int(good) + 1) % 1_000_000:06d}"
@@ -100,7 +101,7 @@ def test_a_password_the_policy_refuses_is_refused_before_enrolment_r47(
     """Nothing is sent: the account stays as it was, and setup then succeeds."""
     initial = _add_user(server, "frank")
 
-    def never(_uri: str, _secret: str, _attempt: int) -> str:
+    def never(_uri: str, _secret: str) -> str:
         raise AssertionError("no enrolment for a refused password")
 
     with pytest.raises(SignerError, match="do not put your user name in your password"):
@@ -113,7 +114,7 @@ def test_a_password_the_policy_refuses_is_refused_before_enrolment_r47(
         )
     secrets: list[str] = []
 
-    def authenticator(_uri: str, secret: str, _attempt: int) -> str:
+    def authenticator(_uri: str, secret: str) -> str:
         secrets.append(secret)
         return code_at(secret, _step() - 1)
 
@@ -148,7 +149,7 @@ def test_a_setup_left_enrolled_with_its_initial_password_resumes_with_a_code(
     status, answer, _ = call(server, "POST", "/api/v1/auth/totp/confirm", confirm, headers)
     assert status == 200, answer
 
-    def never(_uri: str, _secret: str, _attempt: int) -> str:
+    def never(_uri: str, _secret: str) -> str:
         raise AssertionError("enrolled already: no second enrolment")
 
     first_login(
