@@ -26,7 +26,6 @@ from tests.clocks import FakeClock
 from tests.update_server.people import (
     bearer,
     create_user,
-    fast_password_hashing,
     login,
     new_password,
     otp_at,
@@ -42,9 +41,7 @@ ME, ENROLL, CONFIRM, PASSWORD = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 def started(app: Flask, client: FlaskClient, clock: FakeClock, name: str) -> tuple[str, str, str]:
