@@ -230,3 +230,43 @@ def test_a_release_signed_by_two_engineers_is_published_through_mfa_and_installe
     report = json.loads(_fwserver("audit", "verify", "--data-dir", str(data_dir), "--json"))
     assert report["ok"] is True
     assert report["entries"] >= 10
+
+
+def test_a_release_imported_without_its_firmware_gets_it_from_fwsign_publish(
+    tmp_path: Path,
+) -> None:
+    """README order: add and sign 2.4.0, import it without files, then publish sends the file.
+
+    Before, publish said "nothing to publish" and the signed release could never
+    be downloaded; now it finds the published target without a file and uploads it
+    (PUT /api/v1/targets/<path>), and a stock device installs it.
+    """
+    keys = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
+    data_dir = new_data_dir(tmp_path)
+    offline = _offline_repository(tmp_path / "offline", ServerConfig.load(data_dir), keys)
+    firmware = os.urandom(64 * 1024)
+    targets = tmp_path / "build"
+    (targets / LINE).mkdir(parents=True)
+    (targets / TARGET).write_bytes(firmware)
+    info = FirmwareInfo(version="2.4.0", security_version=3, hardware_models=(LINE,))
+    add_firmware(
+        OfflineRepository(offline, now=_now(), signers=[keys["alice"]]),
+        image=targets / TARGET,
+        name="pump-fw",
+        info=info,
+    )
+    sign_roles(OfflineRepository(offline, now=_now(), signers=[keys["bob"]]), roles=[LINE])
+    _fwserver("import", "--data-dir", str(data_dir), "--allow-missing-files", str(offline))
+    added = _fwserver(
+        "user", "add", "--data-dir", str(data_dir), "--role", "release_engineer", "alice"
+    )
+    initial_password = added.rsplit(": ", 1)[1].strip()
+
+    with start_server(data_dir) as server:
+        secret, confirm_step = _first_login(server, "alice", initial_password)
+        published = _fwsign_publish(server, offline, targets, secret, {confirm_step})
+        assert published.returncode == 0, published.stderr
+        assert f"firmware of releases published before: {TARGET}" in published.stdout
+        assert "nothing to publish" not in published.stdout
+        trusted_root = (offline / "metadata" / "1.root.json").read_bytes()
+        assert _device_download(server, trusted_root, tmp_path / "device") == firmware
