@@ -1,7 +1,8 @@
 """Signed releases and provisioned devices for tests of the client's state.
 
-``SignedLine`` builds a real repository with fwsign's library (keys made
-here), so a slot's evidence is the signed metadata a device receives: root
+``SignedLine`` builds a real repository with python-tuf's Metadata API
+(``tests.client.tuf_repo``, as the simulator does; keys made here), so a
+slot's evidence is the signed metadata a device receives: root
 versions, ``targets`` and the product line (and its hashed bin). A device
 state directory is provisioned with that repository's first root and a
 factory image in slot ``a``. Other client tests may reuse all of it.
@@ -24,11 +25,7 @@ from client.integrity import verify_sealed, verify_slot
 from client.slots import TargetRef, open_inactive
 from client.state import SLOTS, BootEnv, DeviceIdentity, Floor, SlotRecord, StateDir
 from fwcommon.files import atomic_write
-from repo_metadata.firmware import FirmwareInfo
-from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
-from signer.keyops import rotate
-from signer.repository import OfflineRepository
-from signer.signing import sign_roles
+from tests.client.tuf_repo import TufRepo, firmware_custom
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 MODEL = "pump-x100"
@@ -69,33 +66,28 @@ class SignedLine:
         self.now = now
         names = ("root", "targets", "snapshot", "timestamp", "alice", "bob")
         self.keys: dict[str, Signer] = {n: CryptoSigner.generate_ed25519() for n in names}
-        init_repository(
-            OfflineRepository(path, now=now, signers=self._signers("root", "targets"), create=True),
-            root=RoleKeys([self.keys["root"].public_key], 1),
-            targets=RoleKeys([self.keys["targets"].public_key], 1),
-            snapshot=self.keys["snapshot"].public_key,
-            timestamp=self.keys["timestamp"].public_key,
+        self.repo = TufRepo(path, self.keys, now=lambda: self.now)
+        self.repo.create(
+            root=("root",),
+            root_threshold=1,
+            targets=("targets",),
+            snapshot="snapshot",
+            timestamp="timestamp",
+            signers=("root", "targets"),
         )
-        delegate(
-            self.open("targets"),
-            name=LINE,
-            path_prefix=f"{MODEL}/",
-            keys=RoleKeys([self.keys["alice"].public_key, self.keys["bob"].public_key], 2),
+        self.repo.delegate_line(
+            LINE,
+            prefix=f"{MODEL}/",
+            keys=("alice", "bob"),
+            threshold=2,
             bin_bits=bin_bits,
+            signers=("targets",),
         )
-        sign_roles(self.open("alice"))
-        sign_roles(self.open("bob"))
-
-    def _signers(self, *names: str) -> list[Signer]:
-        return [self.keys[n] for n in names]
-
-    def open(self, *names: str) -> OfflineRepository:
-        return OfflineRepository(self.path, now=self.now, signers=self._signers(*names))
 
     @property
     def first_root(self) -> bytes:
         """The root a device is provisioned with."""
-        return (self.path / "metadata" / "1.root.json").read_bytes()
+        return self.repo.root_bytes(1)
 
     def release(
         self,
@@ -107,17 +99,11 @@ class SignedLine:
     ) -> Release:
         """Add and sign (alice, then bob) firmware ``version``; return what a device keeps."""
         image = image_bytes(version, size)
-        file = self.path.parent / f"fw-{version}.bin"
-        file.write_bytes(image)
-        info = FirmwareInfo(
-            version=version, security_version=security_version, hardware_models=models
-        )
-        add_firmware(self.open("alice"), image=file, name="fw", info=info)
-        sign_roles(self.open("bob"))
         target_path = f"{models[0]}/fw-{version}.bin"
-        repo = self.open()
-        listed = target_path in repo.targets(LINE).targets  # a current release (frontier.py)
-        role = LINE if listed else repo.leaf_role_for(target_path)
+        custom = firmware_custom(version, security_version, models)
+        self.repo.add_target(LINE, target_path, image, custom, "alice", "bob")
+        listed = target_path in self.repo.read(LINE).signed.targets  # a current release
+        role = LINE if listed else self.repo.leaf_role(LINE, target_path)
         record = SlotRecord(
             target_path=target_path,
             length=len(image),
@@ -143,28 +129,19 @@ class SignedLine:
 
     def rotate_root(self) -> None:
         """Replace the root key (the new root is signed by the old key and the new)."""
-        new = CryptoSigner.generate_ed25519()
-        old = self.keys["root"]
-        rotate(
-            OfflineRepository(self.path, now=self.now, signers=[old, new]),
-            role="root",
-            add=[new.public_key],
-            remove=[old.public_key.keyid],
-        )
-        self.keys["root"] = new
+        self._rotate("root", signers=("root", "new"))
 
     def rotate_targets_key(self) -> None:
         """Replace the targets key (root v+1) and re-sign targets with the new key only."""
-        new = CryptoSigner.generate_ed25519()
-        old = self.keys["targets"]
-        rotate(
-            self.open("root"), role="targets", add=[new.public_key], remove=[old.public_key.keyid]
-        )
-        self.keys["targets"] = new
-        repo = self.open("targets")
-        with repo.edit_targets():
+        self._rotate("targets", signers=("root",))
+        with self.repo.edit("targets", "targets"):
             pass
-        repo.commit()
+
+    def _rotate(self, role: str, *, signers: tuple[str, ...]) -> None:
+        """Replace ``role``'s key by a new one (``new`` among ``signers``: the new key signs)."""
+        self.keys["new"] = CryptoSigner.generate_ed25519()
+        self.repo.rotate(role, add=["new"], remove=[role], signers=signers)
+        self.keys[role] = self.keys.pop("new")
 
 
 def provision(path: Path, line: SignedLine, factory: Release | None = None) -> StateDir:
