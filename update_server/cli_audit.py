@@ -50,6 +50,7 @@ from update_server.audit.errors import AuditError
 from update_server.audit.export import atomic_output, verify_export, write_export
 from update_server.audit.public_key import audit_public_key, load_public_key
 from update_server.audit.store import append
+from update_server.audit.vocabulary import Actor, audit_event
 from update_server.auth import refusals
 from update_server.cli_common import cli_services, command_now
 from update_server.config import CONFIG_FILE, ServerConfig
@@ -218,15 +219,9 @@ def _read_engine(url: str) -> Engine:
 
 
 def _event(action: Action, target: str, outcome: str, detail: Any = None) -> Event:
-    return Event(
-        time=command_now(),
-        actor=_local_user(),
-        role="local",
-        action=action,
-        object=target,
-        outcome=outcome,
-        source="local",
-        detail=detail or {},
+    actor = Actor(_local_user(), "local", "local")
+    return audit_event(
+        action, actor=actor, object=target, outcome=outcome, time=command_now(), detail=detail
     )
 
 

@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from update_server.audit import Event, append
+from update_server.audit.vocabulary import Actor, Outcome, audit_event
 from update_server.auth.throttle import source_key
 from update_server.models import RefusalTally
 
@@ -151,27 +152,23 @@ def _key(refusal: Refusal) -> list[ColumnElement[bool]]:
 
 
 def _first_event(refusal: Refusal) -> Event:
-    return Event(
-        time=refusal.now,
-        actor=refusal.actor,
-        role=refusal.role,
-        action=refusal.action,
+    return audit_event(
+        refusal.action,
+        actor=Actor(refusal.actor, refusal.role, refusal.source),
         object=refusal.route,
-        outcome="refused",
-        source=refusal.source,
+        outcome=Outcome.REFUSED,
+        time=refusal.now,
         detail={"status": refusal.status, "reason": refusal.reason, "count": 1},
     )
 
 
 def _tally_event(row: RefusalTally, now: datetime) -> Event:
-    return Event(
-        time=now,
-        actor=row.actor,
-        role=row.role,
-        action=row.action,
+    return audit_event(
+        row.action,
+        actor=Actor(row.actor, row.role, row.source),
         object=row.route,
-        outcome="refused",
-        source=row.source,
+        outcome=Outcome.REFUSED,
+        time=now,
         detail={
             "status": row.status,
             "reason": row.reason,
