@@ -187,7 +187,16 @@ def load_metadata(data: bytes, *, expected_type: str | None = None) -> Metadata[
     ``unexpected-type``), then ``check_metadata``. Signatures are not checked
     here: that needs the delegator's keys.
     """
-    tree = parse_json_strict(data)
+    return metadata_from_tree(parse_json_strict(data), expected_type=expected_type)
+
+
+def metadata_from_tree(tree: dict[str, Any], *, expected_type: str | None = None) -> Metadata[Any]:
+    """``load_metadata`` for a document ``parse_json_strict`` has parsed already.
+
+    For a role inside a larger strictly parsed body (a release upload), so
+    that it is parsed once. python-tuf consumes ``tree``: serialize it first
+    if its bytes are needed.
+    """
     _check_field_types(tree)
     try:
         metadata: Metadata[Any] = Metadata.from_dict(tree)

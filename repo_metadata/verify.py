@@ -272,6 +272,36 @@ def verify_update(
         metadata = load_metadata(proposed, expected_type=role_type(role))
     except InvalidMetadataError as exc:
         raise UpdateRejectedError(exc.rule, str(exc)) from None
+    verify_metadata(
+        metadata,
+        role=role,
+        trusted=trusted,
+        delegator=delegator,
+        now=now,
+        ancestor_patterns=ancestor_patterns,
+    )
+    return metadata
+
+
+def verify_metadata(
+    metadata: Metadata[Any],
+    *,
+    role: str,
+    trusted: Metadata[Any] | None,
+    delegator: Root | Targets,
+    now: datetime,
+    ancestor_patterns: Sequence[Sequence[str]],
+) -> None:
+    """``verify_update`` for metadata ``load_metadata`` has loaded already (parsed once).
+
+    ``metadata`` must come from ``load_metadata`` or ``metadata_from_tree``
+    with the role's type: the strict rules are theirs. Raises
+    ``UpdateRejectedError`` naming the failed rule.
+    """
+    if metadata.signed.type != role_type(role):
+        raise UpdateRejectedError(
+            "unexpected-type", f"expected {role_type(role)} metadata, got {metadata.signed.type}"
+        )
     if role == Root.type:
         delegator = metadata.signed if trusted is None else trusted.signed
     check_proposed(
@@ -283,7 +313,6 @@ def verify_update(
         ancestor_patterns=ancestor_patterns,
     )
     check_signatures(metadata, role=role, trusted=trusted, delegator=delegator)
-    return metadata
 
 
 def verify_root_chain(

@@ -5,9 +5,10 @@ session, and only if the version on disk was already signed), sets the expiry
 from the policy, drops signatures over the old content, and signs with every
 key given for this session that the role's delegator authorizes, verifying
 each signature at once. Nothing touches the disk until ``commit()``, which
-first re-checks every changed role with ``repo_metadata.verify`` and then
-writes all files together (``FileBatch``): a failure anywhere leaves the
-directory exactly as it was.
+first re-checks every changed role with ``repo_metadata.verify``, then the
+whole repository with ``repo_metadata.repository_check`` (the server's own
+check of a release), and then writes all files together (``FileBatch``): a
+failure anywhere leaves the directory exactly as it was.
 
 TUF rollback from inside the signer: ``commit()`` keeps what it signs. Each
 role it writes with at least one signature is also written as
@@ -50,10 +51,10 @@ from tuf.repository import Repository
 
 from fwcommon.files import FileBatch
 from repo_metadata.errors import RepositoryError
-from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy
-from repo_metadata.validation import check_delegation_graph, load_metadata, parse_json_strict
+from repo_metadata.repository_check import Completeness, check_repository
+from repo_metadata.validation import load_metadata, parse_json_strict
 from repo_metadata.verify import check_proposed, role_type
 from signer import layout
 from signer.errors import SignerError
@@ -107,6 +108,9 @@ class OfflineRepository(Repository):
         # Roles whose kept version this session wrote: it amends them in place.
         self._kept_here: set[str] = set()
         self._read_digest: dict[str, bytes] = {}  # SHA-256 of each role file as read
+        #: Roles the last commit left out that no longer meet their delegator's
+        #: threshold, with why: re-sign them (a new version) before publishing.
+        self.to_resign: tuple[tuple[str, str], ...] = ()
 
     # -- python-tuf Repository interface --------------------------------
 
@@ -442,9 +446,7 @@ class OfflineRepository(Repository):
         (refused as rewound), never a signed version that is not kept.
         """
         payloads = [(role, self._checked_bytes(role)) for role in self._dirty]
-        if any(self._loaded[role].signed.delegations for role in self._dirty if role != Root.type):
-            self._check_tree()
-        self._check_current_releases()
+        self._check_repository()
         kept = {r: self._loaded[r].signed.version for r in self._dirty if self._keeps(r)}
         stale = self._superseded(kept)
         with FileBatch() as batch:
@@ -506,45 +508,31 @@ class OfflineRepository(Repository):
         except RepositoryError as exc:
             raise SignerError(str(exc)) from None
 
-    def _check_tree(self) -> None:
-        """Refuse a delegation cycle or a role delegated twice (endless walk)."""
-        tree = {name: self.targets(name) for name in self.delegating_roles()}
+    def _check_repository(self) -> None:
+        """The whole-repository rules (``repo_metadata.repository_check``), as the server's.
+
+        A commit is a draft: a role it leaves out that no longer meets its
+        delegator's threshold is not refused but kept in ``to_resign``.
+        """
         try:
-            check_delegation_graph(tree)
+            result = check_repository(
+                {role: self._loaded[role] for role in self._dirty},
+                before=self._before,
+                after=lambda role: self.open(role) if self.exists(role) else None,
+                completeness=Completeness.DRAFT,
+            )
         except RepositoryError as exc:
-            raise SignerError(f"refusing to write the delegations: {exc}") from None
+            raise SignerError(f"refusing to write: {exc}") from None
+        self.to_resign = result.to_resign
 
-    def _check_current_releases(self) -> None:
-        """Each changed line lists copies of its current releases, covering its bins."""
-        lines = {line for role in self._dirty if (line := self.line_of_bin(role)) is not None}
-        lines |= {role for role in self._dirty if role != Root.type and self._has_bins(role)}
-        for line in sorted(lines):
-            bins = _succinct(self.targets(line))
-            if bins is None:  # pragma: no cover - both sets above hold lines with bins only
-                continue
-            try:
-                check_line_change(
-                    line,
-                    bins,
-                    current=self.targets(line).targets,
-                    listed_before=self._listed_on_disk(line),
-                    changed_bins=[
-                        self.targets(r) for r in self._dirty if bins.is_delegated_role(r)
-                    ],
-                    load_bin=lambda name: self.targets(name) if self.exists(name) else None,
-                )
-            except RepositoryError as exc:
-                raise SignerError(f"refusing to write {line}: {exc}") from None
-
-    def _listed_on_disk(self, line: str) -> list[str]:
-        """Paths the line's role on disk lists (what this session may have dropped)."""
-        file = layout.role_file(self.path, line)
-        if line not in self._dirty or not file.is_file():
-            return []
-        return list(load_metadata(file.read_bytes(), expected_type=Targets.type).signed.targets)
-
-    def _has_bins(self, role: str) -> bool:
-        return role not in TOP_LEVEL_ROLES and _succinct(self.targets(role)) is not None
+    def _before(self, role: str) -> Metadata[Any] | None:
+        """``role`` as the directory holds it before this commit (None: a new role)."""
+        if role not in self._dirty:
+            return self.open(role) if self.exists(role) else None
+        file = layout.role_file(self.path, role)
+        if not file.is_file():
+            return None
+        return load_metadata(file.read_bytes(), expected_type=role_type(role))
 
     def _trusted_version(self, role: str) -> int | None:
         """The signed version the role's content must go beyond, if any.

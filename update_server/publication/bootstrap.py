@@ -39,6 +39,7 @@ from update_server.publication.lock import publication_lock
 from update_server.publication.release import (
     check_root_fits_server,
     expected_targets,
+    load_roles,
     verify_roles,
 )
 from update_server.publication.repository import (
@@ -97,7 +98,7 @@ def import_repository(
         root = _verify_root_chain(roots, now)
         check_root_fits_server(root.signed, online)
         repo.stage(Root.type, root, roots[-1])
-        verify_roles(repo, _reachable_roles(source), now=now, online_keys=online)
+        verify_roles(repo, load_roles(_reachable_roles(source)), now=now, online_keys=online)
         signed = expected_targets(repo, max_target_bytes=config.max_upload_bytes)
         with storage_refusals("importing target files"):
             firmware = stage_import_files(config, signed, targets_dir)

@@ -38,7 +38,12 @@ from update_server.publication.errors import (
 )
 from update_server.publication.lock import publication_lock
 from update_server.publication.models import ReleaseUpload, UploadState
-from update_server.publication.release import CheckedRelease, ExpectedTarget, check_release
+from update_server.publication.release import (
+    CheckedRelease,
+    ExpectedTarget,
+    check_release,
+    load_roles,
+)
 from update_server.publication.repository import OnlineRepository, target_file
 from update_server.publication.upload import staged_file
 from update_server.users import aware
@@ -191,11 +196,13 @@ def _open_upload(
 def _recheck(
     services: ServicesLike, repo: OnlineRepository, upload: ReleaseUpload, now: datetime
 ) -> CheckedRelease:
-    proposed = {role: str(text).encode() for role, text in upload.roles.items()}
+    # The bytes verified at upload, parsed once and verified again: what is
+    # published is exactly what this check read.
+    stored = {role: str(text).encode() for role, text in upload.roles.items()}
     try:
         return check_release(
             repo,
-            proposed,
+            load_roles(stored),
             now=now,
             online_keys=online_keys(services),
             max_target_bytes=services.config.max_upload_bytes,

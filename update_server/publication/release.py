@@ -1,16 +1,26 @@
 """Whether an uploaded release may replace the server's trusted state (R13, R49).
 
 A release is a set of offline-signed roles: root, targets and delegated
-roles (product lines, hashed bins). Each is checked with
-``repo_metadata.verify.verify_update`` in an order where every delegator
-comes before what it delegates (root, then targets, then delegations
-top-down), against:
+roles (product lines, hashed bins). Each role is parsed once
+(``UploadedRole``: its metadata and the bytes that will be published, kept
+as bytes) and checked with ``repo_metadata.verify.verify_metadata`` in an
+order where every delegator comes before what it delegates (root, then
+targets, then delegations top-down), against:
 
 - the trusted version of the role: the one published now;
 - its delegator: the trusted one, or the one just verified in this release;
 - the path patterns every level above the delegator grants (a client's walk).
 
-Beyond ``verify_update``, rules of the server itself:
+Then the whole-repository rules, ``repo_metadata.repository_check`` (the
+very check ``fwsign`` runs before it writes), for a release that must stand
+on its own: ``delegation-cycle``, ``delegated-twice`` (the delegations still
+form a tree), ``delegation-broken`` (a published role left out of the
+release still meets the threshold of its changed delegator: a key rotation
+must re-sign what it affects), ``current-release-copy`` and
+``current-release-missing`` (a product line with hashed bins lists copies of
+its current releases, covering what its bins gain or its list drops).
+
+Beyond these, rules of the server itself:
 
 ``role-name``, ``online-role``
     role names are safe file names; snapshot and timestamp are the server's.
@@ -18,15 +28,6 @@ Beyond ``verify_update``, rules of the server itself:
     a new root keeps consistent snapshots and names the server's own online
     keys, threshold 1: otherwise the server could not sign, and every device
     would stop updating when timestamp expires (a freeze by misconfiguration).
-``delegation-cycle``, ``delegated-twice``
-    the delegations still form a tree (``check_delegation_graph``).
-``delegation-broken``
-    a published role left out of the release still meets the threshold of
-    its changed delegator (a key rotation must re-sign what it affects).
-``current-release-copy``, ``current-release-missing``
-    a product line with hashed bins lists copies of its current releases,
-    and every release its bins gain (or its list drops) is listed or
-    superseded (``repo_metadata.frontier``): devices read only that list.
 ``target-hash``, ``target-too-large``, ``target-conflict``
     every new or changed target lists a SHA-256 (the server stores and
     checks bytes by it), only hash algorithms it can check, hex digests of
@@ -46,23 +47,15 @@ from datetime import datetime
 from typing import Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import (
-    Metadata,
-    Root,
-    Snapshot,
-    SuccinctRoles,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError, UpdateRejectedError
-from repo_metadata.frontier import check_line_change
 from repo_metadata.paths import check_role_name, check_target_path
-from repo_metadata.validation import check_delegation_graph, load_metadata, parse_json_strict
-from repo_metadata.verify import check_signatures, verify_update
+from repo_metadata.repository_check import Completeness, check_repository
+from repo_metadata.validation import load_metadata, metadata_from_tree, parse_json_strict
+from repo_metadata.verify import role_type, verify_metadata
 from update_server.publication.errors import RejectedError
-from update_server.publication.repository import SERIALIZER, OnlineRepository
+from update_server.publication.repository import OnlineRepository
 
 #: Hash algorithms the server can check while streaming, and their hex size.
 HASH_SIZES = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -95,6 +88,20 @@ class ExpectedTarget:
 
 
 @dataclass(frozen=True)
+class UploadedRole:
+    """One role of a release, parsed once: its metadata and the bytes to publish.
+
+    ``data`` is what ``metadata`` was parsed from (or, in an upload body,
+    the role's document serialized once before parsing): the bytes stored
+    with the upload, parsed and verified again at publish, and published
+    as they are.
+    """
+
+    metadata: Metadata[Any]
+    data: bytes
+
+
+@dataclass(frozen=True)
 class CheckedRelease:
     """The verified roles (in publication order) and the targets they need."""
 
@@ -102,6 +109,8 @@ class CheckedRelease:
     targets: tuple[ExpectedTarget, ...]
     #: Published version of each role the release depends on (None: none yet).
     trusted_versions: dict[str, int | None] = field(default_factory=dict)
+    #: The bytes of each verified role, in publication order: what to keep.
+    data: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,11 +123,13 @@ class _Step:
 # --- the request body ---------------------------------------------------------
 
 
-def parse_release(data: bytes, *, max_size: int) -> dict[str, bytes]:
-    """The roles of ``{"metadata": {<role>: <metadata object>}}``, as JSON bytes.
+def parse_release(data: bytes, *, max_size: int) -> dict[str, dict[str, Any]]:
+    """The role documents of ``{"metadata": {<role>: <metadata object>}}``.
 
     Strict parsing (duplicate keys, depth, size) covers the whole body, so
     no role can hide a second value of a field from the signature check.
+    Role names are checked here (who may upload what is decided on them);
+    ``uploaded_roles`` then loads each document.
     """
     try:
         tree = parse_json_strict(data, max_size=max_size)
@@ -134,7 +145,45 @@ def parse_release(data: bytes, *, max_size: int) -> dict[str, bytes]:
         check_uploadable_role(role)
         if not isinstance(document, dict):
             raise RejectedError("malformed", f"metadata of {role!r} must be a JSON object")
-        out[role] = json.dumps(document).encode()
+        out[role] = document
+    return out
+
+
+def uploaded_roles(documents: Mapping[str, dict[str, Any]]) -> dict[str, UploadedRole]:
+    """Each role document of ``parse_release``, serialized once and loaded once.
+
+    The bytes are compact JSON (the form the server publishes) of the
+    document as uploaded; the metadata is loaded from the same parsed tree
+    under the strict rules of ``repo_metadata.validation``. python-tuf
+    consumes the documents.
+    """
+    return {role: _uploaded(role, document) for role, document in documents.items()}
+
+
+def _uploaded(role: str, document: dict[str, Any]) -> UploadedRole:
+    try:
+        data = json.dumps(document, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+    except ValueError:
+        raise RejectedError(
+            "json-invalid", f"{role}: a number is out of range (not a finite JSON number)"
+        ) from None
+    try:
+        metadata = metadata_from_tree(document, expected_type=role_type(role))
+    except InvalidMetadataError as exc:
+        raise RejectedError(exc.rule, f"{role}: {exc}") from None
+    return UploadedRole(metadata, data)
+
+
+def load_roles(stored: Mapping[str, bytes]) -> dict[str, UploadedRole]:
+    """Roles kept as bytes (an open upload, a repository to import), each parsed once."""
+    out = {}
+    for role, data in stored.items():
+        check_uploadable_role(role)
+        try:
+            metadata = load_metadata(data, expected_type=role_type(role))
+        except InvalidMetadataError as exc:
+            raise RejectedError(exc.rule, f"{role}: {exc}") from None
+        out[role] = UploadedRole(metadata, data)
     return out
 
 
@@ -162,7 +211,7 @@ def role_kind(role: str) -> str:
 
 def check_release(
     repo: OnlineRepository,
-    proposed: Mapping[str, bytes],
+    proposed: Mapping[str, UploadedRole],
     *,
     now: datetime,
     online_keys: Mapping[str, Key],
@@ -176,12 +225,14 @@ def check_release(
     repo.require_initialised()
     baseline = verify_roles(repo, proposed, now=now, online_keys=online_keys)
     targets = expected_targets(repo, max_target_bytes=max_target_bytes)
-    return CheckedRelease(repo.staged_versions(), targets, baseline)
+    versions = repo.staged_versions()
+    data = {role: proposed[role].data for role in versions}
+    return CheckedRelease(versions, targets, baseline, data)
 
 
 def verify_roles(
     repo: OnlineRepository,
-    proposed: Mapping[str, bytes],
+    proposed: Mapping[str, UploadedRole],
     *,
     now: datetime,
     online_keys: Mapping[str, Key],
@@ -192,23 +243,22 @@ def verify_roles(
     depends |= {s.delegator for s in steps if s.delegator is not None}
     baseline = {role: repo.published_version(role) for role in sorted(depends)}
     for step in steps:
-        md = _verify(repo, step, proposed[step.role], repo.published(step.role), now)
-        if isinstance(md.signed, Root):
-            check_root_fits_server(md.signed, online_keys)
-        repo.stage(step.role, md, md.to_bytes(SERIALIZER))
-    _check_tree(repo)
-    _check_left_out(repo)
-    _check_current_releases(repo, steps)
+        uploaded = proposed[step.role]
+        _verify(repo, step, uploaded.metadata, repo.published(step.role), now)
+        if isinstance(uploaded.metadata.signed, Root):
+            check_root_fits_server(uploaded.metadata.signed, online_keys)
+        repo.stage(step.role, uploaded.metadata, uploaded.data)
+    _check_repository(repo)
     return baseline
 
 
 def _verify(
     repo: OnlineRepository,
     step: _Step,
-    data: bytes,
+    metadata: Metadata[Any],
     trusted: Metadata[Any] | None,
     now: datetime,
-) -> Metadata[Any]:
+) -> None:
     if step.delegator is None:
         root = repo.current(Root.type)
         delegator: Root | Targets | None = None if root is None else root.signed
@@ -217,8 +267,8 @@ def _verify(
     if not isinstance(delegator, Root | Targets):
         raise RejectedError("not-delegated", f"{step.role}: its delegator has no metadata")
     try:
-        return verify_update(
-            data,
+        verify_metadata(
+            metadata,
             role=step.role,
             trusted=trusted,
             delegator=delegator,
@@ -252,14 +302,16 @@ def check_root_fits_server(root: Root, online_keys: Mapping[str, Key]) -> None:
 # --- order: every delegator before what it delegates ----------------------------
 
 
-def _order(repo: OnlineRepository, proposed: Mapping[str, bytes]) -> list[_Step]:
+def _order(repo: OnlineRepository, proposed: Mapping[str, UploadedRole]) -> list[_Step]:
     steps = [_Step(role, None) for role in (Root.type, Targets.type) if role in proposed]
     remaining = set(proposed) - {Root.type, Targets.type}
     if not remaining:
         return steps
-    parsed = {role: _parse_targets(role, proposed[role]) for role in remaining}
-    if Targets.type in proposed:
-        parsed[Targets.type] = _parse_targets(Targets.type, proposed[Targets.type])
+    parsed = {
+        role: signed
+        for role, uploaded in proposed.items()
+        if isinstance(signed := uploaded.metadata.signed, Targets)
+    }
     queue: list[tuple[str, tuple[tuple[str, ...], ...]]] = [(Targets.type, ())]
     seen: set[str] = set()
     while queue and remaining:
@@ -291,112 +343,24 @@ def _order(repo: OnlineRepository, proposed: Mapping[str, bytes]) -> list[_Step]
     return steps
 
 
-def _parse_targets(role: str, data: bytes) -> Targets:
-    try:
-        signed = load_metadata(data, expected_type=Targets.type).signed
-    except InvalidMetadataError as exc:
-        raise RejectedError(exc.rule, f"{role}: {exc}") from None
-    if not isinstance(signed, Targets):  # pragma: no cover - load_metadata checked _type
-        raise RejectedError("unexpected-type", f"{role}: not targets metadata")
-    return signed
+# --- the whole repository after the change ----------------------------------------
 
 
-# --- the whole tree after the change --------------------------------------------
+def _check_repository(repo: OnlineRepository) -> None:
+    """``repo_metadata.repository_check``: the rules ``fwsign`` applies too.
 
-
-def _check_tree(repo: OnlineRepository) -> None:
-    staged = repo.staged_versions()
-    changed = [repo.current_targets(role) for role in staged]
-    if not any(signed is not None and signed.delegations for signed in changed):
-        return
-    try:
-        check_delegation_graph(dict(repo.walk_named_roles()))
-    except InvalidMetadataError as exc:
-        raise RejectedError(exc.rule, str(exc)) from None
-
-
-def _check_left_out(repo: OnlineRepository) -> None:
-    """Published roles not in the release must still verify under new delegators."""
-    staged = repo.staged_versions()
-    for role in staged:
-        new = repo.current(role)
-        old = repo.published(role)
-        if new is None or (old is not None and _same_delegations(old.signed, new.signed)):
-            continue
-        for child in _children(new.signed):
-            if child in staged:
-                continue
-            published = repo.published(child)
-            if published is None:
-                continue
-            try:
-                check_signatures(published, role=child, trusted=None, delegator=new.signed)
-            except UpdateRejectedError as exc:
-                raise RejectedError(
-                    "delegation-broken",
-                    f"{child} v{published.signed.version} (published, not in this release) would"
-                    f" no longer be trusted under the new {role}: {exc}; re-sign it and upload"
-                    " it in the same release",
-                ) from None
-
-
-def _check_current_releases(repo: OnlineRepository, steps: list[_Step]) -> None:
-    """A changed line with bins lists copies of its current releases, covering its bins.
-
-    Devices read only that list (``repo_metadata.frontier``): a release it
-    neither lists nor supersedes would never reach them.
+    A release must stand on its own: a published role it leaves out that
+    would lose its delegator's trust is refused (``delegation-broken``).
     """
-    staged = repo.staged_versions()
-    lines = {s.delegator for s in steps if s.delegator is not None and _bins_of(repo, s.delegator)}
-    lines |= {role for role in staged if _bins_of(repo, role) is not None}
-    for line in sorted(lines):
-        bins = _bins_of(repo, line)
-        signed = repo.current_targets(line)
-        if bins is None or signed is None:  # pragma: no cover - lines above have bins
-            continue
-        published = repo.published(line)
-        try:
-            check_line_change(
-                line,
-                bins,
-                current=signed.targets,
-                listed_before=list(published.signed.targets) if published is not None else [],
-                changed_bins=[
-                    held
-                    for role in staged
-                    if bins.is_delegated_role(role) and (held := repo.current_targets(role))
-                ],
-                load_bin=repo.current_targets,
-            )
-        except UpdateRejectedError as exc:
-            raise RejectedError(exc.rule, str(exc)) from None
-
-
-def _bins_of(repo: OnlineRepository, role: str) -> SuccinctRoles | None:
-    signed = repo.current_targets(role)
-    if signed is None or signed.delegations is None:
-        return None
-    return signed.delegations.succinct_roles
-
-
-def _same_delegations(old: Any, new: Any) -> bool:
-    if isinstance(old, Root) and isinstance(new, Root):
-        return bool(old.roles[Targets.type] == new.roles[Targets.type] and old.keys == new.keys)
-    if isinstance(old, Targets) and isinstance(new, Targets):
-        return bool(old.delegations == new.delegations)
-    return False
-
-
-def _children(signed: Any) -> list[str]:
-    if isinstance(signed, Root):
-        return [Targets.type]
-    if not isinstance(signed, Targets) or signed.delegations is None:
-        return []
-    delegations = signed.delegations
-    names = list(delegations.roles or {})
-    if delegations.succinct_roles is not None:
-        names.extend(delegations.succinct_roles.get_roles())
-    return names
+    try:
+        check_repository(
+            {role: md for role in repo.staged_versions() if (md := repo.current(role)) is not None},
+            before=repo.published,
+            after=repo.current,
+            completeness=Completeness.RELEASE,
+        )
+    except UpdateRejectedError as exc:
+        raise RejectedError(exc.rule, str(exc)) from None
 
 
 # --- targets whose bytes must come with the release -----------------------------

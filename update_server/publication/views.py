@@ -66,6 +66,7 @@ from update_server.publication.release import (
     check_release,
     parse_release,
     role_kind,
+    uploaded_roles,
 )
 from update_server.publication.repository import OnlineRepository
 from update_server.publication.status import published_status
@@ -138,7 +139,7 @@ def upload_release() -> ResponseReturnValue:
         repo = OnlineRepository(config.repository_dir, now=now)
         checked = check_release(
             repo,
-            proposed,
+            uploaded_roles(proposed),
             now=now,
             online_keys=online_keys(services),
             max_target_bytes=config.max_upload_bytes,
@@ -150,7 +151,7 @@ def upload_release() -> ResponseReturnValue:
         user_id=g.user.id,
         created_at=now,
         state=UploadState.OPEN,
-        roles={role: proposed[role].decode() for role in checked.roles},
+        roles={role: data.decode() for role, data in checked.data.items()},
         expected_targets=[target.to_json() for target in checked.targets],
         trusted_versions=checked.trusted_versions,
     )
@@ -301,7 +302,7 @@ def _read_body(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_may_upload(user: User, proposed: Mapping[str, bytes]) -> None:
+def _check_may_upload(user: User, proposed: Mapping[str, object]) -> None:
     allowed = MAY_UPLOAD.get(user.role, frozenset())
     for role in proposed:
         if role_kind(role) not in allowed:

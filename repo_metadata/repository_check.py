@@ -1,0 +1,260 @@
+"""The whole-repository rules: the one check ``fwsign`` and the server both run.
+
+``verify`` decides whether one role may replace its trusted version. Some
+rules are about the repository as a whole once a change lands, and they live
+here, once, so that the offline tool and the server can never disagree on
+what a valid repository is (issue 9: one rule, one home). Both describe the
+change the same way: the roles it changes, as python-tuf ``Metadata``, and
+two lookups, each role as trusted before the change and as it will be after.
+The rules, in this order (ids as in ``validation``, ``frontier`` and
+``verify``):
+
+``delegation-cycle``, ``delegated-twice``, ``succinct-too-large``
+    when the change touches delegations, the named roles reachable from
+    ``targets`` still form a tree (``validation.check_delegation_graph``):
+    a walk of it ends and meets each role once.
+``delegation-broken``
+    a role the change leaves out still meets the threshold of a delegator
+    whose delegations the change rewrites (a key rotation must re-sign what
+    it affects, or devices would stop trusting it).
+``current-release-copy``, ``current-release-missing``
+    a product line with hashed bins that the change touches (itself or one
+    of its bins) lists copies of its current releases, and every release its
+    bins gain or its list drops is listed or superseded (``frontier``):
+    devices read only that list.
+
+What differs between the two callers is a matter of policy, and the policy
+is a required keyword (``completeness``): a release the server publishes
+must stand on its own (``Completeness.RELEASE``: a left-out role that lost
+its delegator's trust is refused), while ``fwsign`` commits drafts that
+people sign one after another (``Completeness.DRAFT``: such a role is
+returned in ``RepositoryCheck.to_resign``, to be re-signed and published in
+the same release as its delegator).
+
+Pure: metadata in, a ``RepositoryCheck`` or an ``UpdateRejectedError``
+naming the failed rule out. The lookups may read files lazily; only the roles
+a rule needs are asked for (a release added to one bin reads that bin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from tuf.api.metadata import Metadata, Root, SuccinctRoles, Targets
+
+from repo_metadata.errors import InvalidMetadataError, UpdateRejectedError
+from repo_metadata.frontier import check_line_change
+from repo_metadata.validation import check_delegation_graph
+from repo_metadata.verify import check_signatures
+
+#: A role's metadata by name, or None if the repository has no such role.
+RoleLookup = Callable[[str], Metadata[Any] | None]
+
+#: The rule ids this check can raise, in the order it applies them.
+RULES = (
+    "succinct-too-large",
+    "delegation-cycle",
+    "delegated-twice",
+    "delegation-broken",
+    "current-release-copy",
+    "current-release-missing",
+)
+
+
+class Completeness(Enum):
+    """Whether the change must stand on its own (see the module docstring)."""
+
+    RELEASE = "release"
+    DRAFT = "draft"
+
+
+@dataclass(frozen=True)
+class RepositoryCheck:
+    """What the check looked at, and the roles a draft leaves to re-sign."""
+
+    tree_checked: bool
+    lines_checked: tuple[str, ...]
+    #: Roles left out of the change that no longer meet their delegator's
+    #: threshold, as ``(role, reason)`` (always empty for a release).
+    to_resign: tuple[tuple[str, str], ...] = ()
+
+
+def check_repository(
+    changed: Mapping[str, Metadata[Any]],
+    *,
+    before: RoleLookup,
+    after: RoleLookup,
+    completeness: Completeness,
+) -> RepositoryCheck:
+    """Apply the whole-repository rules to a change; raise ``UpdateRejectedError``.
+
+    ``changed`` holds every role the change writes (root, targets, delegated
+    roles) as it will be; ``before(role)`` is the trusted version of a
+    changed role (None: new); ``after(role)`` is any role as it will be once
+    the change lands (None: absent). Each role in ``changed`` has passed
+    ``verify`` already; this adds what only the whole repository can tell.
+    """
+    if not isinstance(completeness, Completeness):
+        raise TypeError("completeness must be a Completeness (security policy, no default)")
+    tree = _touches_delegations(changed)
+    if tree:
+        _check_tree(after)
+    to_resign = _check_left_out(changed, before=before, after=after, completeness=completeness)
+    lines = _check_lines(changed, before=before, after=after)
+    return RepositoryCheck(tree, lines, to_resign)
+
+
+def _targets_of(md: Metadata[Any] | None) -> Targets | None:
+    signed = None if md is None else md.signed
+    return signed if isinstance(signed, Targets) else None
+
+
+def _touches_delegations(changed: Mapping[str, Metadata[Any]]) -> bool:
+    return any(
+        (signed := _targets_of(md)) is not None and signed.delegations is not None
+        for md in changed.values()
+    )
+
+
+# --- delegation-cycle, delegated-twice -------------------------------------------
+
+
+def named_roles(after: RoleLookup) -> Iterator[tuple[str, Targets]]:
+    """Every targets role reachable from ``targets`` through named delegations.
+
+    Breadth first, each role once (a cycle does not loop); hashed bins are
+    not walked (a line may have thousands).
+    """
+    queue, seen = [Targets.type], set()
+    while queue:
+        name = queue.pop(0)
+        signed = None if name in seen else _targets_of(after(name))
+        seen.add(name)
+        if signed is None:
+            continue
+        yield name, signed
+        if signed.delegations is not None and signed.delegations.roles:
+            queue.extend(signed.delegations.roles)
+
+
+def _check_tree(after: RoleLookup) -> None:
+    try:
+        check_delegation_graph(dict(named_roles(after)))
+    except InvalidMetadataError as exc:
+        raise UpdateRejectedError(exc.rule, _message(exc)) from None
+
+
+def _message(exc: InvalidMetadataError) -> str:
+    """The message without its ``[rule: ...]`` suffix (the new error adds it again)."""
+    return str(exc).removesuffix(f" [rule: {exc.rule}]")
+
+
+# --- delegation-broken ------------------------------------------------------------
+
+
+def _check_left_out(
+    changed: Mapping[str, Metadata[Any]],
+    *,
+    before: RoleLookup,
+    after: RoleLookup,
+    completeness: Completeness,
+) -> tuple[tuple[str, str], ...]:
+    to_resign: list[tuple[str, str]] = []
+    for role, new in changed.items():
+        children = _children(new.signed)
+        old = before(role) if children else None
+        if old is not None and _same_delegations(old.signed, new.signed):
+            continue
+        for child in children:
+            left_out = None if child in changed else after(child)
+            if left_out is None:
+                continue
+            reason = _distrusted(left_out, child, new)
+            if reason is None:
+                continue
+            if completeness is Completeness.RELEASE:
+                raise UpdateRejectedError(
+                    "delegation-broken",
+                    f"{child} v{left_out.signed.version} (published, not in this release) would"
+                    f" no longer be trusted under the new {role}: {reason}; re-sign it and"
+                    " upload it in the same release",
+                )
+            to_resign.append((child, reason))
+    return tuple(to_resign)
+
+
+def _distrusted(md: Metadata[Any], role: str, delegator: Metadata[Any]) -> str | None:
+    try:
+        check_signatures(md, role=role, trusted=None, delegator=delegator.signed)
+    except UpdateRejectedError as exc:
+        return str(exc)
+    return None
+
+
+def _same_delegations(old: Any, new: Any) -> bool:
+    if isinstance(old, Root) and isinstance(new, Root):
+        return bool(old.roles[Targets.type] == new.roles[Targets.type] and old.keys == new.keys)
+    if isinstance(old, Targets) and isinstance(new, Targets):
+        return bool(old.delegations == new.delegations)
+    return False
+
+
+def _children(signed: Any) -> list[str]:
+    if isinstance(signed, Root):
+        return [Targets.type]
+    if not isinstance(signed, Targets) or signed.delegations is None:
+        return []
+    delegations = signed.delegations
+    names = list(delegations.roles or {})
+    if delegations.succinct_roles is not None:
+        names.extend(delegations.succinct_roles.get_roles())
+    return names
+
+
+# --- current-release-copy, current-release-missing ----------------------------------
+
+
+def _bins(signed: Targets | None) -> SuccinctRoles | None:
+    if signed is None or signed.delegations is None:
+        return None
+    return signed.delegations.succinct_roles
+
+
+def _changed_lines(changed: Mapping[str, Metadata[Any]], after: RoleLookup) -> list[str]:
+    """Lines with bins the change touches: changed itself, or through a changed bin."""
+    lines = {role for role, md in changed.items() if _bins(_targets_of(md)) is not None}
+    rest = set(changed) - lines - {Root.type, Targets.type}
+    if rest:
+        for name, signed in named_roles(after):
+            bins = _bins(signed)
+            if bins is not None and any(bins.is_delegated_role(role) for role in rest):
+                lines.add(name)
+    return sorted(lines)
+
+
+def _check_lines(
+    changed: Mapping[str, Metadata[Any]], *, before: RoleLookup, after: RoleLookup
+) -> tuple[str, ...]:
+    lines = _changed_lines(changed, after)
+    for line in lines:
+        signed = _targets_of(after(line))
+        bins = _bins(signed)
+        if signed is None or bins is None:  # pragma: no cover - _changed_lines found bins
+            continue
+        previous = _targets_of(before(line)) if line in changed else signed
+        check_line_change(
+            line,
+            bins,
+            current=signed.targets,
+            listed_before=list(previous.targets) if previous is not None else [],
+            changed_bins=[
+                held
+                for role, md in changed.items()
+                if bins.is_delegated_role(role) and (held := _targets_of(md)) is not None
+            ],
+            load_bin=lambda name: _targets_of(after(name)),
+        )
+    return tuple(lines)
