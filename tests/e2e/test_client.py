@@ -92,7 +92,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     offline = work / "offline"
     _repository(offline, config, image)
     imported = CliRunner().invoke(
-        fwserver.main, ["import", "--data-dir", str(data_dir), str(offline)]
+        fwserver.main,
+        ["import", "--data-dir", str(data_dir), "--targets-dir", str(work), str(offline)],
     )
     assert imported.exit_code == 0, imported.output
     data = image.read_bytes()
@@ -102,8 +103,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
         / LINE
         / f"{hashlib.sha256(data).hexdigest()}.pump-fw-1.0.0.bin"
     )
-    served.parent.mkdir(parents=True, exist_ok=True)
-    served.write_bytes(data)
+    assert served.read_bytes() == data, "the import published the firmware"
     with start_server(data_dir) as server:
         yield Published(server, offline / "metadata" / "1.root.json", data, served)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -180,13 +179,11 @@ def test_a_device_given_the_ca_still_updates_after_the_certificate_is_renewed(
     image.write_bytes(os.urandom(64 * 1024))
     _repository(tmp_path / "offline", config, image)
     imported = CliRunner().invoke(
-        fwserver.main, ["import", "--data-dir", str(data_dir), str(tmp_path / "offline")]
-    )
+        fwserver.main,
+        ["import", "--data-dir", str(data_dir), "--targets-dir", str(tmp_path),
+         str(tmp_path / "offline")],
+    )  # fmt: skip
     assert imported.exit_code == 0, imported.output
-    digest = hashlib.sha256(image.read_bytes()).hexdigest()
-    served = config.repository_dir / "targets" / LINE / f"{digest}.pump-fw-1.0.0.bin"
-    served.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(image, served)
     state, device_ca = tmp_path / "device", tmp_path / "device-ca.crt"
     shutil.copyfile(data_dir / "tls" / "ca.crt", device_ca)
     root = str(tmp_path / "offline" / "metadata" / "1.root.json")
