@@ -54,7 +54,7 @@ from update_server.audit.vocabulary import Actor, audit_event
 from update_server.auth import refusals
 from update_server.cli_common import cli_services, command_now
 from update_server.config import CONFIG_FILE, ServerConfig
-from update_server.db import make_engine, transaction
+from update_server.db import make_engine, require_existing, transaction
 from update_server.migrations import check_schema
 
 data_dir_option = click.option(
@@ -209,6 +209,7 @@ WALK_TIMEOUT = 3600.0  # seconds: a verify or export of years of entries
 
 
 def _read_engine(url: str) -> Engine:
+    require_existing(url)
     if url.startswith("sqlite"):
         # Not make_engine: its BEGIN IMMEDIATE would hold the write lock for
         # the whole walk. A plain SELECT reads one WAL snapshot and blocks no one.

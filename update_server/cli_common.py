@@ -26,6 +26,7 @@ from update_server.clock import Clock, system_clock
 from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
 from update_server.db import DatabaseMissingError
 from update_server.keys import KeyConfigError, signer_loader
+from update_server.migrations import SchemaError
 from update_server.setup import SetupError
 
 
@@ -51,6 +52,7 @@ _ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     KeyConfigError,
     SetupError,
+    SchemaError,
     DatabaseMissingError,
     AuditError,
     HSMError,

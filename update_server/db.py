@@ -100,7 +100,7 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, create: bool = Fa
         database = make_url(url).database or ":memory:"
         on_disk = database != ":memory:" and not database.startswith("file:")
         if on_disk and not create:
-            _open_existing_only(database)
+            require_existing(url)
         engine = create_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
         if on_disk and not create:
             event.listen(engine, "do_connect", _read_write_only(database))
@@ -129,8 +129,15 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, create: bool = Fa
     return engine
 
 
-def _open_existing_only(file: str) -> None:
-    if not Path(file).is_file():
+def require_existing(url: str) -> None:
+    """D5: a SQLite database file that is missing is an error, never created here."""
+    file = make_url(url).database or ":memory:"
+    if (
+        url.startswith("sqlite")
+        and file != ":memory:"
+        and not file.startswith("file:")
+        and not Path(file).is_file()
+    ):
         raise DatabaseMissingError(
             f"database {file} does not exist: run 'fwserver init' or restore a backup"
         )

@@ -70,7 +70,7 @@ def test_a_moved_data_dir_still_works(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [["user", "list"], ["user", "add", "--role", "release_manager", "mia"], ["renew"],
-     ["repo", "sweep"]],
+     ["repo", "sweep"], ["audit", "verify"], ["audit", "export", "--output", "-"]],
 )  # fmt: skip
 def test_no_command_creates_a_missing_database(tmp_path: Path, command: list[str]) -> None:
     """D5: a lost database is an error naming what to do, never a new empty one."""
