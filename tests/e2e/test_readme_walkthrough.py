@@ -84,7 +84,7 @@ def walkthrough_script(blocks: list[str], *, port: int, log_dir: Path) -> str:
 class Person:
     """Alice at the keyboard, with her phone's authenticator app."""
 
-    password: str = "alice's long walkthrough passphrase 2026"
+    password: str = "infusion pumps deserve four eyes 2026"
     initial: str | None = None
     secret: str | None = None
     last_step: int = 0
