@@ -29,7 +29,11 @@ must stand on its own (``Completeness.RELEASE``: a left-out role that lost
 its delegator's trust is refused), while ``fwsign`` commits drafts that
 people sign one after another (``Completeness.DRAFT``: such a role is
 returned in ``RepositoryCheck.to_resign``, to be re-signed and published in
-the same release as its delegator).
+the same release as its delegator). ``fwsign verify`` checks a whole
+repository as the change that makes it from nothing (``Completeness.WHOLE``:
+every role is in ``changed``, nothing is trusted before), and there each
+product line must list exactly the current releases of all its bins
+(``frontier.check_complete``, the full check, which reads every bin).
 
 Pure: metadata in, a ``RepositoryCheck`` or an ``UpdateRejectedError``
 naming the failed rule out. The lookups may read files lazily; only the roles
@@ -43,10 +47,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from tuf.api.metadata import Metadata, Root, SuccinctRoles, Targets
+from tuf.api.metadata import Metadata, Root, SuccinctRoles, TargetFile, Targets
 
 from repo_metadata.errors import InvalidMetadataError, UpdateRejectedError
-from repo_metadata.frontier import check_line_change
+from repo_metadata.frontier import check_complete, check_copies, check_line_change
 from repo_metadata.validation import check_delegation_graph
 from repo_metadata.verify import check_signatures
 
@@ -69,6 +73,9 @@ class Completeness(Enum):
 
     RELEASE = "release"
     DRAFT = "draft"
+    #: The whole repository at once (``fwsign verify``): refused as a release,
+    #: and each line's list must be exactly its bins' current releases.
+    WHOLE = "whole"
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,9 @@ def check_repository(
     if tree:
         _check_tree(after)
     to_resign = _check_left_out(changed, before=before, after=after, completeness=completeness)
-    lines = _check_lines(changed, before=before, after=after)
+    lines = _check_lines(
+        changed, before=before, after=after, whole=completeness is Completeness.WHOLE
+    )
     return RepositoryCheck(tree, lines, to_resign)
 
 
@@ -175,7 +184,7 @@ def _check_left_out(
             reason = _distrusted(left_out, child, new)
             if reason is None:
                 continue
-            if completeness is Completeness.RELEASE:
+            if completeness is not Completeness.DRAFT:
                 raise UpdateRejectedError(
                     "delegation-broken",
                     f"{child} v{left_out.signed.version} (published, not in this release) would"
@@ -236,13 +245,16 @@ def _changed_lines(changed: Mapping[str, Metadata[Any]], after: RoleLookup) -> l
 
 
 def _check_lines(
-    changed: Mapping[str, Metadata[Any]], *, before: RoleLookup, after: RoleLookup
+    changed: Mapping[str, Metadata[Any]], *, before: RoleLookup, after: RoleLookup, whole: bool
 ) -> tuple[str, ...]:
     lines = _changed_lines(changed, after)
     for line in lines:
         signed = _targets_of(after(line))
         bins = _bins(signed)
         if signed is None or bins is None:  # pragma: no cover - _changed_lines found bins
+            continue
+        if whole:
+            _check_whole_line(line, signed, bins, after)
             continue
         previous = _targets_of(before(line)) if line in changed else signed
         check_line_change(
@@ -258,3 +270,19 @@ def _check_lines(
             load_bin=lambda name: _targets_of(after(name)),
         )
     return tuple(lines)
+
+
+def _check_whole_line(line: str, signed: Targets, bins: SuccinctRoles, after: RoleLookup) -> None:
+    """The full check of one line: its list is exactly its bins' current releases."""
+    held = {name: _targets_of(after(name)) for name in bins.get_roles()}
+
+    def archived(path: str) -> TargetFile | None:
+        bin_ = held.get(bins.get_role_for_target(path))
+        return None if bin_ is None else bin_.targets.get(path)
+
+    check_copies(line, signed.targets, archived)
+    check_complete(
+        line,
+        signed.targets,
+        [t for b in held.values() if b is not None for t in b.targets.values()],
+    )

@@ -20,9 +20,9 @@ from typing import Any
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, Root, Targets, VerificationResult
 
-from repo_metadata.errors import RepositoryError
-from repo_metadata.frontier import check_complete, check_copies
-from repo_metadata.validation import check_delegation_graph, load_metadata
+from repo_metadata.errors import InvalidMetadataError, RepositoryError, UpdateRejectedError
+from repo_metadata.repository_check import Completeness, check_repository
+from repo_metadata.validation import load_metadata
 from repo_metadata.verify import verify_root_chain, verify_update
 from signer import layout
 from signer.errors import SignerError
@@ -134,20 +134,16 @@ def verify_repository(
         report.failures.append(f"root: {exc}")
         return report
     report.checked.append("root")
-    tree: dict[str, Targets] = {}
+    roles: dict[str, Metadata[Any]] = {Root.type: root}
     for role, metadata in _walk_targets(path, root.signed, now, report):
         report.checked.append(role)
-        tree[role] = metadata.signed
+        roles[role] = metadata
         if _has_bins(metadata.signed):  # a line's own targets are copies of bin entries
             continue
         report.targets += len(metadata.signed.targets)
         if targets_dir is not None:
             _verify_files(metadata.signed, targets_dir, report)
-    try:
-        check_delegation_graph(tree)
-    except RepositoryError as exc:
-        report.failures.append(f"delegations: {exc}")
-    _verify_current_releases(tree, report)
+    _verify_whole(roles, report)
     if targets_dir is not None and report.targets and len(report.not_found) == report.targets:
         # Never "OK" having checked no file: the directory is wrong, or the layout.
         report.failures.append(
@@ -172,22 +168,47 @@ def local_target_file(targets_dir: Path, target_path: str) -> Path | None:
     return None
 
 
-def _verify_current_releases(tree: dict[str, Targets], report: VerifyReport) -> None:
-    """Each line with bins lists exactly its current releases, as copies (frontier.py)."""
-    for line, signed in tree.items():
-        succinct = signed.delegations.succinct_roles if signed.delegations else None
-        if succinct is None:
-            continue
-        bins = {name: tree[name].targets for name in succinct.get_roles() if name in tree}
+#: What to do about a whole-repository rule ``fwsign verify`` reports, by rule id.
+_FIXES = {
+    "delegation-cycle": (
+        "remove one of these delegations (edit the delegating role and sign it again)"
+    ),
+    "delegated-twice": "keep one delegation of the role and remove the other, then sign again",
+    "succinct-too-large": "delegate the product line again with fewer bins (--bin-bits)",
+    "current-release-copy": (
+        "the product line's list was edited outside fwsign: restore it as fwsign signed it"
+        " (its kept N.<role>.json); change releases only with 'fwsign add' and"
+        " 'fwsign revoke-release', which keep the list and its bins in step"
+    ),
+    "current-release-missing": (
+        "the product line's list was edited outside fwsign: restore it as fwsign signed it"
+        " (its kept N.<role>.json); change releases only with 'fwsign add' and"
+        " 'fwsign revoke-release', which keep the list and its bins in step"
+    ),
+    "delegation-broken": "sign the role again with the keys its delegator now lists",
+}
 
-        def archived(path: str, bins: dict[str, Any] = bins, succinct: Any = succinct) -> Any:
-            return bins.get(succinct.get_role_for_target(path), {}).get(path)
 
-        try:
-            check_copies(line, signed.targets, archived)
-            check_complete(line, signed.targets, [t for b in bins.values() for t in b.values()])
-        except RepositoryError as exc:
-            report.failures.append(f"{line}: {exc}")
+def _verify_whole(roles: dict[str, Metadata[Any]], report: VerifyReport) -> None:
+    """The whole-repository rules, by the check the server runs (``repository_check``).
+
+    The repository is checked as the change that makes it from nothing:
+    every verified role is in it, and each product line's list must be
+    exactly the current releases of its bins (``Completeness.WHOLE``).
+    """
+    try:
+        check_repository(roles, before=_nothing, after=roles.get, completeness=Completeness.WHOLE)
+    except (UpdateRejectedError, InvalidMetadataError) as exc:
+        message = str(exc).removesuffix(f" [rule: {exc.rule}]")
+        fix = _FIXES.get(exc.rule)
+        report.failures.append(
+            f"repository: {message}{f'; {fix}' if fix else ''} [rule: {exc.rule}]"
+        )
+
+
+def _nothing(_role: str) -> Metadata[Any] | None:
+    """Nothing is trusted before: ``verify`` checks the whole repository at once."""
+    return None
 
 
 def _has_bins(signed: Targets) -> bool:

@@ -28,8 +28,19 @@ from repo_metadata.repository_check import (
 from tests.clocks import RUN_START
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The modules that apply the whole-repository rules to a change.
-CALLERS = ("signer/repository.py", "update_server/publication/release.py")
+#: The modules that apply the whole-repository rules: a change (commit, upload,
+#: publish, import) or the whole repository (``fwsign verify``).
+CALLERS = ("signer/repository.py", "signer/inspect.py", "update_server/publication/release.py")
+#: Where the rule functions are defined, and the one module that orchestrates them.
+RULE_HOMES = frozenset(
+    {
+        "repo_metadata/frontier.py",
+        "repo_metadata/validation.py",
+        "repo_metadata/verify.py",
+        "repo_metadata/repository_check.py",
+    }
+)
+PACKAGES = ("repo_metadata", "signer", "update_server", "client", "fwcommon", "hsm_mock")
 #: The rule functions the shared check orchestrates: no caller may call them itself.
 RULE_FUNCTIONS = frozenset(
     {
@@ -60,6 +71,18 @@ def test_the_whole_repository_rules_are_called_only_from_the_shared_check(caller
     names = _imported_names(ROOT / caller)
     assert "check_repository" in names
     assert not names & RULE_FUNCTIONS, sorted(names & RULE_FUNCTIONS)
+
+
+def test_no_other_module_calls_the_rule_functions() -> None:
+    """Issue 9's "done when": the rules are called only from the shared check in repo_metadata."""
+    offenders = {
+        str(module.relative_to(ROOT)): sorted(names & RULE_FUNCTIONS)
+        for package in PACKAGES
+        for module in sorted((ROOT / package).rglob("*.py"))
+        if str(module.relative_to(ROOT)) not in RULE_HOMES
+        and (names := _imported_names(module)) & RULE_FUNCTIONS
+    }
+    assert offenders == {}
 
 
 def test_the_shared_check_is_where_the_rule_functions_are_orchestrated() -> None:

@@ -421,4 +421,34 @@ def test_verify_reports_a_line_list_edited_by_hand(
         md.sign(people[name], append=True)
     file.write_bytes(md.to_bytes())
     report = verify_repository(binned, now=now)
-    assert any("current-release-missing" in failure for failure in report.failures)
+    stale = [f for f in report.failures if "[rule: current-release-missing]" in f]
+    assert stale, report.failures
+    assert "restore it as fwsign signed it" in stale[0]
+
+
+def test_verify_reports_a_line_list_that_keeps_a_superseded_release(
+    binned: Path, open_repo: Opener, image: Path, people: dict[str, Signer], now: datetime
+) -> None:
+    """The full check (Completeness.WHOLE): the list is exactly the current releases.
+
+    An upload only checks that each copy matches its bin and nothing current
+    is missing; ``fwsign verify`` reads every bin and also refuses a list
+    that still offers a release a newer one supersedes.
+    """
+    session = open_repo(binned, "alice", "bob")
+    add_firmware(session, image=image, name="pump-fw", info=_release("2.4.0"))
+    add_firmware(session, image=image, name="pump-fw", info=_release("2.5.0"))
+    file = binned / "metadata" / "pump-x100.json"
+    md = Metadata.from_bytes(file.read_bytes())
+    bin_name = open_repo(binned).leaf_role_for(PATH)
+    md.signed.targets[PATH] = role_json(binned, bin_name).signed.targets[PATH]
+    md.signatures.clear()
+    for name in ("alice", "bob"):
+        md.sign(people[name], append=True)
+    file.write_bytes(md.to_bytes())
+
+    report = verify_repository(binned, now=now)
+
+    extra = [f for f in report.failures if "[rule: current-release-copy]" in f]
+    assert extra, report.failures
+    assert PATH in extra[0]

@@ -276,4 +276,6 @@ def test_verify_reports_a_delegation_cycle_written_by_another_tool(
 
     report = verify_repository(line, now=now)
     assert not report.ok
-    assert any("delegation-cycle" in failure for failure in report.failures), report.failures
+    cycle = [failure for failure in report.failures if "[rule: delegation-cycle]" in failure]
+    assert cycle, report.failures
+    assert "remove one of these delegations" in cycle[0]  # what to do, not only what is wrong
