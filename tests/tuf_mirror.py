@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import DownloadHTTPError
@@ -53,7 +54,8 @@ def publication(
             data = file.read_bytes()
             role_version = Metadata.from_bytes(data).signed.version
             files[f"/metadata/{role_version}.{file.name}"] = data
-            meta[file.name] = MetaFile(version=role_version)
+            # The snapshot lists a role by its name: fw%2Fpump.json as fw/pump.json.
+            meta[unquote(file.name)] = MetaFile(version=role_version)
     snapshot = _signed(
         Metadata(Snapshot(version, expires=now + snapshot_expires, meta=meta)), snapshot_signer
     )
@@ -70,8 +72,8 @@ def publication(
 
 def target_url(path: str, image: bytes) -> str:
     """Where target ``path`` is served (consistent snapshot: its SHA-256 in the name)."""
-    directory, _, name = path.rpartition("/")
-    return f"/targets/{directory}/{_sha256(image)}.{name}"
+    directory, slash, name = path.rpartition("/")
+    return f"/targets/{directory}{slash}{_sha256(image)}.{name}"
 
 
 def lookup(files: Mapping[str, bytes], url: str) -> bytes:

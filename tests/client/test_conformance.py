@@ -1,7 +1,9 @@
 """The TUF conformance protocol (``client.conformance``) against a repository over HTTP.
 
-The repository is built in the test with tuf's metadata API and CryptoSigner
-keys (consistent snapshots), and served on 127.0.0.1 by a threaded
+The repository is built by the client tests' one builder
+(``tests/client/tuf_repo.py``: tuf's Metadata API, CryptoSigner keys,
+consistent snapshots), published as the update server publishes it
+(``tests/tuf_mirror.py``), and served on 127.0.0.1 by a threaded
 ``http.server`` that records every request (and can trickle a file). The
 client runs as the tuf-conformance suite runs it, one command line at a
 time; what counts is what the suite sees: the exit status, the files left in
@@ -25,30 +27,19 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.exceptions import DownloadError
-from tuf.api.metadata import (
-    DelegatedRole,
-    Delegations,
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
-from tuf.api.serialization.json import JSONSerializer
 
 from client import provisioning
 from client.conformance import PRIVATE_DIR, LoopbackHttpFetcher, main
 from client.events import EventType
 from client.fetcher import HttpsFetcher, Pace
 from client.state import StateDir
+from tests.client.tuf_repo import TufRepo
 from tests.hsm_mock.helpers import skip_or_fail
+from tests.tuf_mirror import publication, target_url
 
 TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 #: A trickle: one byte per ``GAP`` s, far below ``PACE`` (and a stock client's socket timeout).
@@ -57,41 +48,45 @@ PACE = Pace(min_rate=1000, grace=0.3)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _expiry(days: int = 7) -> datetime:
+def _now() -> datetime:
     # ngclient checks expiry against the real clock (the suite fakes it with faketime).
-    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+    return datetime.now(UTC)
 
 
 class Repository:
     """A TUF repository with consistent snapshots, as the HTTP server serves it.
 
-    ``files`` maps URL paths to bytes; ``served`` maps each role's metadata
-    file name, as a client stores it, to the bytes last published for it.
-    ``publish()`` signs and serves the current state of every role but root,
-    then opens the next version of each.
+    Its roles are built and signed by the client tests' one builder
+    (``tests.client.tuf_repo``, python-tuf's Metadata API; one key per role,
+    named after it) under ``path``, and served as the update server publishes
+    them (``tests.tuf_mirror.publication``). ``files`` maps URL paths to
+    bytes; ``served`` maps each role's metadata file name, as a client stores
+    it, to the bytes last published for it. A root (``rotate_root``) is
+    published at once; every other change when ``publish()`` is called.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
         self.signers: dict[str, Signer] = {
             role: CryptoSigner.generate_ed25519() for role in TOP_LEVEL
         }
-        root = Root(expires=_expiry(365), consistent_snapshot=True)
-        for role in TOP_LEVEL:
-            root.add_key(self.signers[role].public_key, role)
-        self.root = Metadata(root)
-        self.targets: dict[str, Metadata[Targets]] = {
-            "targets": Metadata(Targets(expires=_expiry()))
-        }
-        self.snapshot = Metadata(Snapshot(expires=_expiry()))
-        self.timestamp = Metadata(Timestamp(expires=_expiry(1)))
+        self.tuf = TufRepo(path, self.signers, now=_now)
+        self.tuf.create(
+            root=("root",),
+            root_threshold=1,
+            targets=("targets",),
+            snapshot="snapshot",
+            timestamp="timestamp",
+            signers=("root", "targets"),
+        )
         self.files: dict[str, bytes] = {}
         self.target_urls: dict[str, str] = {}
         self.served: dict[str, bytes] = {}
+        self.publications = 0
         self.requests: list[str] = []
         #: URL paths served one byte per ``GAP`` seconds.
         self.trickle: set[str] = set()
         self.url = ""
-        self.publish_root(self.signers["root"])
+        self.publish()
 
     @property
     def metadata_url(self) -> str:
@@ -101,69 +96,60 @@ class Repository:
     def targets_url(self) -> str:
         return f"{self.url}/targets"
 
-    def _serve(self, metadata: Metadata[Any], name: str, url_path: str) -> None:
-        data = metadata.to_bytes(JSONSerializer())
-        self.files[url_path] = data
-        self.served[f"{quote(name, '')}.json"] = data
+    def version(self, role: str) -> int:
+        """The version of ``role`` as last signed."""
+        return int(self.tuf.read(role).signed.version)
 
-    def publish_root(self, *signers: Signer) -> bytes:
-        """Sign the current root with ``signers`` and serve it as ``N.root.json``."""
-        self.root.signatures.clear()
-        for signer in signers:
-            self.root.sign(signer, append=True)
-        self._serve(self.root, "root", f"/metadata/{self.root.signed.version}.root.json")
+    def rotate_root(self, *, signers: tuple[str, ...] = ("root", "root-2")) -> bytes:
+        """Replace the root key by ``root-2``: version N+1 signed by ``signers``, published."""
+        self.signers["root-2"] = CryptoSigner.generate_ed25519()
+        self.tuf.rotate("root", add=["root-2"], remove=["root"], signers=signers)
+        self.publish()
         return self.served["root.json"]
-
-    def rotate_root(self) -> bytes:
-        """Replace the root key: version N+1 signed by the old and the new key."""
-        old, new = self.signers["root"], CryptoSigner.generate_ed25519()
-        self.root.signed.revoke_key(old.public_key.keyid, "root")
-        self.root.signed.add_key(new.public_key, "root")
-        self.root.signed.version += 1
-        self.signers["root"] = new
-        return self.publish_root(old, new)
 
     def delegate(self, role: str, prefix: str, *, terminating: bool = True) -> None:
         """Delegate ``prefix*`` from targets to ``role``, with a key of its own."""
         self.signers[role] = CryptoSigner.generate_ed25519()
-        top = self.targets["targets"].signed
-        top.delegations = top.delegations or Delegations(keys={}, roles={})
-        assert top.delegations.roles is not None
-        top.delegations.roles[role] = DelegatedRole(role, [], 1, terminating, [f"{prefix}*"])
-        top.add_key(self.signers[role].public_key, role)
-        self.targets[role] = Metadata(Targets(expires=_expiry()))
+        self.tuf.delegate_line(
+            role,
+            prefix=prefix,
+            keys=(role,),
+            threshold=1,
+            bin_bits=None,
+            signers=("targets",),
+            terminating=terminating,
+        )
 
     def add_target(self, path: str, data: bytes, *, role: str = "targets") -> str:
-        """List ``path`` in ``role`` and serve it; returns the URL path it is served at."""
-        info = TargetFile.from_data(path, data, ["sha256"])
-        self.targets[role].signed.targets[path] = info
-        directory, slash, name = path.rpartition("/")
-        url_path = f"/targets/{directory}{slash}{info.hashes['sha256']}.{name}"
+        """Sign ``path`` in ``role`` and serve its file; returns the URL path it is served at."""
+        self.tuf.add_target(role, path, data, None, role)
+        url_path = target_url(path, data)
         self.files[url_path] = data
         self.target_urls[path] = url_path
         return url_path
 
-    def publish(self) -> None:
-        for role, metadata in self.targets.items():
-            self._sign_and_serve(metadata, role)
-            self.snapshot.signed.meta[f"{role}.json"] = MetaFile(metadata.signed.version)
-        self._sign_and_serve(self.snapshot, "snapshot")
-        self.timestamp.signed.snapshot_meta = MetaFile(self.snapshot.signed.version)
-        self._sign_and_serve(self.timestamp, "timestamp", versioned=False)
-        published: tuple[Metadata[Any], ...] = (
-            *self.targets.values(),
-            self.snapshot,
-            self.timestamp,
-        )
-        for each in published:
-            each.signed.version += 1
+    def expire(self, role: str) -> None:
+        """Sign ``role`` again, expired a day ago."""
+        with self.tuf.edit(role, role, expires=_now().replace(microsecond=0) - timedelta(days=1)):
+            pass
 
-    def _sign_and_serve(
-        self, metadata: Metadata[Any], role: str, *, versioned: bool = True
-    ) -> None:
-        metadata.sign(self.signers[role])
-        prefix = f"{metadata.signed.version}." if versioned else ""
-        self._serve(metadata, role, f"/metadata/{prefix}{quote(role, '')}.json")
+    def publish(self, *, timestamp_expires: timedelta = timedelta(days=1)) -> None:
+        """Serve every role as signed, with a new snapshot and timestamp."""
+        self.publications += 1
+        published = publication(
+            self.tuf.path,
+            version=self.publications,
+            snapshot_signer=self.signers["snapshot"],
+            timestamp_signer=self.signers["timestamp"],
+            now=_now().replace(microsecond=0),
+            timestamp_expires=timestamp_expires,
+        )
+        self.files |= published
+        self.served = {
+            **self.tuf.role_files(),
+            "snapshot.json": published[f"/metadata/{self.publications}.snapshot.json"],
+            "timestamp.json": published["/metadata/timestamp.json"],
+        }
 
 
 class _Server(ThreadingHTTPServer):
@@ -199,9 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def repo() -> Iterator[Repository]:
+def repo(tmp_path: Path) -> Iterator[Repository]:
     """A published repository served over plain HTTP on 127.0.0.1."""
-    repository = Repository()
+    repository = Repository(tmp_path / "repository")
     repository.add_target("pump/fw-1.bin", b"firmware one")
     repository.add_target("pump/fw-2.bin", b"firmware two")
     repository.add_target("notes.txt", b"release notes")
@@ -333,8 +319,7 @@ def test_refresh_from_an_unreachable_repository_fails(client: Client, repo: Repo
 
 
 def test_expired_timestamp_fails_and_is_not_kept(client: Client, repo: Repository) -> None:
-    repo.timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-    repo.publish()
+    repo.publish(timestamp_expires=timedelta(days=-1))
     assert client.init() == 0
     assert client.refresh() == 1
     assert "timestamp.json" not in client.trusted()
@@ -352,11 +337,7 @@ def test_root_rotation_replaces_root_json(client: Client, repo: Repository) -> N
 def test_root_signed_only_by_a_new_key_is_refused(client: Client, repo: Repository) -> None:
     root_v1 = repo.files["/metadata/1.root.json"]
     assert client.init() == 0
-    new_key = CryptoSigner.generate_ed25519()
-    repo.root.signed.revoke_key(repo.signers["root"].public_key.keyid, "root")
-    repo.root.signed.add_key(new_key.public_key, "root")
-    repo.root.signed.version = 2
-    repo.publish_root(new_key)
+    repo.rotate_root(signers=("root-2",))
     assert client.refresh() == 1
     assert client.trusted() == {"root.json": root_v1}
 
@@ -410,7 +391,7 @@ def test_download_stops_at_the_first_failing_target(
 
 
 def test_download_with_expired_targets_fetches_nothing(client: Client, repo: Repository) -> None:
-    repo.targets["targets"].signed.expires = _expiry(-1)
+    repo.expire("targets")
     repo.publish()
     assert client.init() == 0
     assert client.download("pump/fw-1.bin") == 1
@@ -538,7 +519,7 @@ def test_a_role_past_a_terminating_delegation_is_walked_but_never_trusted_for_a_
     repo.publish()
     assert client.init() == 0
     assert client.download("pump/fw-b.bin") == 1
-    assert "/metadata/1.fw%2Fb.json" in repo.requests
+    assert f"/metadata/{repo.version('fw/b')}.fw%2Fb.json" in repo.requests
     assert _target_requests(repo) == []
     assert client.downloaded() == {}
 

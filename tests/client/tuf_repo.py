@@ -103,14 +103,34 @@ class TufRepo:
         if role == "root":
             (self.path / "metadata" / f"{md.signed.version}.root.json").write_bytes(data)
 
+    def role_files(self) -> dict[str, bytes]:
+        """Each role's last file (``root.json``, ``<quoted role>.json``), as a client keeps it."""
+        return {
+            file.name: file.read_bytes()
+            for file in sorted((self.path / "metadata").glob("*.json"))
+            if not file.name.split(".", 1)[0].isdigit()
+        }
+
     @contextmanager
-    def edit(self, role: str, *signers: str, now: datetime | None = None) -> Iterator[Any]:
-        """Edit ``role``'s signed part; it is written as the next version, signed by ``signers``."""
+    def edit(
+        self,
+        role: str,
+        *signers: str,
+        now: datetime | None = None,
+        expires: datetime | None = None,
+    ) -> Iterator[Any]:
+        """Edit ``role``'s signed part; it is written as the next version, signed by ``signers``.
+
+        It expires its role's period after ``now`` (the repository's clock by
+        default), or at ``expires`` when given (an expired role, as an attack wants).
+        """
         md = self.read(role)
         yield md.signed
         md.signed.version += 1
-        expiry = ROOT_EXPIRY if role == "root" else TARGETS_EXPIRY
-        md.signed.expires = (now or self.now()).replace(microsecond=0) + expiry
+        if expires is None:
+            expiry = ROOT_EXPIRY if role == "root" else TARGETS_EXPIRY
+            expires = (now or self.now()).replace(microsecond=0) + expiry
+        md.signed.expires = expires
         self._write(md, role, signers)
 
     # -- making a repository ---------------------------------------------------------
@@ -150,11 +170,14 @@ class TufRepo:
         threshold: int,
         bin_bits: int | None,
         signers: Sequence[str],
+        terminating: bool = True,
     ) -> None:
-        """Delegate ``prefix*`` from targets to ``name`` (terminating), optionally in bins."""
+        """Delegate ``prefix*`` from targets to ``name``, optionally in bins."""
         with self.edit("targets", *signers) as top:
             top.delegations = top.delegations or Delegations({}, roles={})
-            top.delegations.roles[name] = DelegatedRole(name, [], threshold, True, [f"{prefix}*"])
+            top.delegations.roles[name] = DelegatedRole(
+                name, [], threshold, terminating, [f"{prefix}*"]
+            )
             for key in keys:
                 top.add_key(self.keys[key].public_key, name)
         line = Targets(expires=self.now().replace(microsecond=0) + TARGETS_EXPIRY)
@@ -178,15 +201,19 @@ class TufRepo:
         return line if bins is None else bins.get_role_for_target(path)
 
     def add_target(
-        self, line: str, path: str, data: bytes, custom: dict[str, Any], *signers: str
+        self, line: str, path: str, data: bytes, custom: dict[str, Any] | None, *signers: str
     ) -> None:
-        """Sign ``path`` (``data``'s length and SHA-256, ``custom``) in ``line`` or its bin."""
+        """Sign ``path`` (``data``'s length and SHA-256, ``custom``) in ``line`` or its bin.
+
+        ``line`` is any targets role; a target without ``custom`` is a plain file.
+        """
         target = TargetFile.from_data(path, data, ["sha256"])
-        target.unrecognized_fields = {"custom": custom}
+        if custom is not None:
+            target.unrecognized_fields = {"custom": custom}
         leaf = self.leaf_role(line, path)
         with self.edit(leaf, *signers) as role:
             role.targets[path] = target
-        if leaf != line and "security_version" in custom:
+        if leaf != line and custom is not None and "security_version" in custom:
             self._list_current(line, signers)
 
     def remove_target(self, line: str, path: str, *signers: str) -> None:
