@@ -15,13 +15,13 @@ import click
 
 from update_server import audit
 from update_server.app import Services
+from update_server.audit import Actor, audit_event
 from update_server.audit.actions import Action
 from update_server.cli_common import cli_services, command_now, data_dir_option, load_config
 from update_server.config import ServerConfig
 from update_server.db import after_commit_error, commit_checked
 from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
-from update_server.publication.publish import Actor, event
 from update_server.publication.renewal import due_roles, renew_at, renew_if_due
 from update_server.publication.repository import OnlineRepository
 from update_server.publication.status import published_status
@@ -192,15 +192,17 @@ def _import(
     now = services.clock()
     db = services.sessions()
     try:
-        entry = event(
-            _cli_actor(),
+        entry = audit_event(
             Action.PUBLISH,
-            "repository:import",
-            "success",
-            now,
-            directory=str(repo_dir),
-            targets_dir=str(targets_dir) if targets_dir else None,
-            allow_missing_files=allow_missing_files,
+            actor=_cli_actor(),
+            object="repository:import",
+            outcome="success",
+            time=now,
+            detail={
+                "directory": str(repo_dir),
+                "targets_dir": str(targets_dir) if targets_dir else None,
+                "allow_missing_files": allow_missing_files,
+            },
         )
         audit.append(db, entry)
         result = import_repository(
@@ -229,14 +231,13 @@ def _audit_refusal(services: Services, action: Action, obj: str, exc: Publicatio
     try:
         audit.append(
             db,
-            event(
-                _cli_actor(),
+            audit_event(
                 action,
-                obj,
-                "refused",
-                services.clock(),
-                rule=exc.rule,
-                reason=exc.message[:500],
+                actor=_cli_actor(),
+                object=obj,
+                outcome="refused",
+                time=services.clock(),
+                detail={"rule": exc.rule, "reason": exc.message[:500]},
             ),
         )
         commit_checked(db)

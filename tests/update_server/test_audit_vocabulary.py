@@ -37,6 +37,7 @@ from update_server.audit.vocabulary import (
     audit_event,
 )
 from update_server.models import AuditEntry
+from update_server.publication import publish
 
 SERVER = Path(__file__).resolve().parents[2] / "update_server"
 ALICE = Actor(name="alice", role="release_manager", source="192.0.2.7")
@@ -118,6 +119,43 @@ def test_one_builder_fills_every_field_from_an_actor() -> None:
 
 def test_users_actor_is_the_audit_actor() -> None:
     assert users.Actor is vocabulary.Actor
+    assert publish.Actor is vocabulary.Actor
+
+
+def _callee(call: ast.Call) -> str:
+    """A call's callee as written: ``Event``, ``audit.Event``, ``threading.Event``."""
+    return ast.unparse(call.func)
+
+
+def _server_trees() -> list[tuple[str, ast.AST]]:
+    return [
+        (path.relative_to(SERVER).as_posix(), ast.parse(path.read_text(encoding="utf-8")))
+        for path in sorted(SERVER.rglob("*.py"))
+    ]
+
+
+def test_only_the_vocabulary_constructs_an_event() -> None:
+    """Every audit event comes from ``audit_event``: no module builds ``Event`` itself."""
+    built = sorted(
+        f"{module}:{node.lineno}"
+        for module, tree in _server_trees()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and _callee(node).rpartition(".")[2] == "Event"
+        and _callee(node) != "threading.Event"
+    )
+    assert [where.partition(":")[0] for where in built] == ["audit/vocabulary.py"], built
+
+
+def test_only_the_vocabulary_declares_an_actor_class() -> None:
+    """One ``Actor`` for the audit trail; other modules may only alias it."""
+    declared = [
+        module
+        for module, tree in _server_trees()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and node.name == "Actor"
+    ]
+    assert declared == ["audit/vocabulary.py"]
 
 
 def _chained(events: list[Event]) -> list[EntryRecord]:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuf.api.metadata import Snapshot, Timestamp
 
 from update_server import audit
+from update_server.audit import Actor, audit_event
 from update_server.audit.actions import Action
 from update_server.config import ServerConfig
 from update_server.db import after_commit_error, transaction
@@ -64,15 +65,6 @@ class ServicesLike(Protocol):
 
 
 @dataclass(frozen=True)
-class Actor:
-    """Who asks, for the audit trail."""
-
-    name: str
-    role: str
-    source: str
-
-
-@dataclass(frozen=True)
 class Published:
     """What a publication, renewal or import made visible."""
 
@@ -91,21 +83,6 @@ def online_keys(services: ServicesLike) -> dict[str, Key]:
 
 def staging_dir(config: ServerConfig, upload_id: str) -> Path:
     return config.staging_dir / upload_id
-
-
-def event(
-    actor: Actor, action: Action, obj: str, outcome: str, now: datetime, **detail: Any
-) -> audit.Event:
-    return audit.Event(
-        time=now,
-        actor=actor.name,
-        role=actor.role,
-        action=action,
-        object=obj,
-        outcome=outcome,
-        source=actor.source,
-        detail=detail,
-    )
 
 
 def system_actor() -> Actor:
@@ -267,21 +244,31 @@ def switch_with_audit(
                 upload.state = UploadState.PUBLISHED
                 upload.published_at = now
         audit.append(
-            db, event(actor, Action(change.action), change.object, "success", now, **detail)
+            db,
+            audit_event(
+                Action(change.action),
+                actor=actor,
+                object=change.object,
+                outcome="success",
+                time=now,
+                detail=detail,
+            ),
         )
         for role, version in signed.items():
             keyid = services.signer(role).public_key.keyid
             audit.append(
                 db,
-                event(
-                    actor,
+                audit_event(
                     Action.KEY_USE,
-                    f"key:{role}",
-                    "success",
-                    now,
-                    keyid=keyid,
-                    signed=f"{role} v{version}",
-                    purpose=change.action,
+                    actor=actor,
+                    object=f"key:{role}",
+                    outcome="success",
+                    time=now,
+                    detail={
+                        "keyid": keyid,
+                        "signed": f"{role} v{version}",
+                        "purpose": change.action,
+                    },
                 ),
             )
         switch.apply(
@@ -316,14 +303,13 @@ def _record_failure(
                     upload.published_at = None
             audit.append(
                 db,
-                event(
-                    actor,
+                audit_event(
                     Action(change.action),
-                    change.object,
-                    "failure",
-                    now,
-                    reason=reason[:500],
-                    rolled_back=True,
+                    actor=actor,
+                    object=change.object,
+                    outcome="failure",
+                    time=now,
+                    detail={"reason": reason[:500], "rolled_back": True},
                 ),
             )
     except Exception:  # the failure being reported matters more than this one
@@ -347,14 +333,13 @@ def recover(services: ServicesLike, *, now: datetime) -> switch.Recovered | None
         outcome = "success" if found.committed else "failure"
         audit.append(
             db,
-            event(
-                system_actor(),
+            audit_event(
                 Action(found.action),
-                found.object,
-                outcome,
-                now,
-                interrupted=True,
-                committed=found.committed,
+                actor=system_actor(),
+                object=found.object,
+                outcome=outcome,
+                time=now,
+                detail={"interrupted": True, "committed": found.committed},
             ),
         )
     return found

@@ -24,12 +24,13 @@ from datetime import datetime
 from sqlalchemy import select
 
 from update_server import audit
+from update_server.audit import audit_event
 from update_server.audit.actions import Action
 from update_server.db import transaction
 from update_server.models import User
 from update_server.publication.lock import publication_lock
 from update_server.publication.models import ReleaseUpload, UploadState
-from update_server.publication.publish import ServicesLike, event, system_actor
+from update_server.publication.publish import ServicesLike, system_actor
 from update_server.users import aware
 
 
@@ -70,15 +71,17 @@ def _expire_overdue(services: ServicesLike, now: datetime) -> list[str]:
             opened = aware(upload.created_at)
             audit.append(
                 db,
-                event(
-                    system_actor(),
+                audit_event(
                     Action.UPLOAD_EXPIRE,
-                    f"release:{upload.id}",
-                    "success",
-                    now,
-                    uploader=uploader,
-                    opened=opened.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    lifetime_seconds=int(lifetime.total_seconds()),
+                    actor=system_actor(),
+                    object=f"release:{upload.id}",
+                    outcome="success",
+                    time=now,
+                    detail={
+                        "uploader": uploader,
+                        "opened": opened.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "lifetime_seconds": int(lifetime.total_seconds()),
+                    },
                 ),
             )
         return [upload.id for upload, _uploader in overdue]

@@ -22,6 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from update_server.access import ALL_ROLES, allow
 from update_server.app import Services
+from update_server.audit import Actor, audit_event
 from update_server.audit.actions import Action
 from update_server.audit.recording import record
 from update_server.bodies import accepts_body
@@ -53,9 +54,7 @@ from update_server.publication.errors import (
 )
 from update_server.publication.models import ReleaseUpload, UploadState
 from update_server.publication.publish import (
-    Actor,
     cancel_release,
-    event,
     online_keys,
     open_upload,
     publish_release,
@@ -362,7 +361,10 @@ def _audit(
     action: Action, obj: str, outcome: str, *, commit: bool = False, **detail: object
 ) -> None:
     """Record in this request's transaction; an unwritable entry refuses the action (503)."""
-    record(event(_actor(), action, obj, outcome, _services().clock(), **detail), commit=commit)
+    event = audit_event(
+        action, actor=_actor(), object=obj, outcome=outcome, time=_services().clock(), detail=detail
+    )
+    record(event, commit=commit)
 
 
 def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
