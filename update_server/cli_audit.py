@@ -38,6 +38,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fwcommon.cli import warn
 from update_server.audit.actions import Action
 from update_server.audit.anchor import anchor_file, read_anchor
 from update_server.audit.chain import Event
@@ -61,7 +62,7 @@ data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="FWSERVER_DATA_DIR",
-    help="The server's data directory (env FWSERVER_DATA_DIR).",
+    help="The server's data directory.",
 )
 
 
@@ -241,4 +242,4 @@ def _show(report: AuditReport, *, as_json: bool) -> None:
     else:
         click.echo(report.summary(), err=True)
     for warning in report.warnings if not as_json else ():
-        click.echo(f"warning: {warning}", err=True)
+        warn(warning)

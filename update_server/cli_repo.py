@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from fwcommon.cli import warn
 from update_server import audit
 from update_server.app import Services
 from update_server.audit import Actor, audit_event
@@ -69,10 +70,9 @@ def import_repo(
     if result.targets_stored:
         click.echo(f"published the file of {len(result.targets_stored)} signed target(s)")
     if result.targets_without_files:
-        click.echo(
-            f"warning: {len(result.targets_without_files)} signed target(s) have no file on"
-            " the server; devices cannot download them until 'fwsign publish' uploads them:",
-            err=True,
+        warn(
+            f"{len(result.targets_without_files)} signed target(s) have no file on"
+            " the server; devices cannot download them until 'fwsign publish' uploads them:"
         )
         for path in result.targets_without_files:
             click.echo(f"  {path}", err=True)
@@ -138,11 +138,11 @@ def _tls_status(config: ServerConfig, now: datetime) -> None:
     try:
         files = served_tls(config, now=now)
     except TlsError as exc:
-        click.echo(f"warning: TLS: {exc}", err=True)
+        warn(f"TLS: {exc}")
         return
     click.echo(status_line(files, now=now))
     for warning in expiry_warnings(files, now=now):
-        click.echo(f"warning: {warning}", err=True)
+        warn(warning)
 
 
 def _bins_by_line(repo: OnlineRepository) -> dict[str, list[str]]:

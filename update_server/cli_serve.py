@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fwcommon.cli import warn
 from update_server.cli_common import command_now, data_dir_option
 from update_server.config import ConfigError, ServerConfig
 from update_server.serve import ServeError, check_port, describe_tls, prepare, run
@@ -43,11 +44,11 @@ def serve(
     except (ConfigError, ServeError, TlsError) as exc:
         raise click.ClickException(str(exc)) from None
     if os.geteuid() == 0:
-        click.echo("warning: running as root; run the server as an unprivileged user", err=True)
+        warn("running as root; run the server as an unprivileged user")
     if plan.tls.generated:
         click.echo(f"issued a TLS certificate from the server's CA: {plan.tls.cert}", err=True)
     for warning in plan.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        warn(warning)
     if check:
         describe_tls(plan)
         return

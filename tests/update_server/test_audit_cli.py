@@ -276,5 +276,15 @@ def test_audit_verify_of_a_read_only_copy_names_the_counts_it_could_not_append_r
     result = run_at(clock, config, "verify", database_url=read_only(config.database_url))
     assert result.exit_code == 0, result.output
     assert "audit log intact: 1 entry" in result.output
-    assert "warning: refusal counts whose window has ended are not in the log" in result.stderr
+    assert (
+        "fwserver: warning: refusal counts whose window has ended are not in the log"
+        in result.stderr
+    )
     assert refusal_counts(app) == [1]
+
+
+@pytest.mark.parametrize("command", ["verify", "export"])
+def test_audit_help_names_the_data_dirs_variable_once(command: str) -> None:
+    result = CliRunner().invoke(main, ["audit", command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("FWSERVER_DATA_DIR") == 1

@@ -144,7 +144,7 @@ def test_fwserver_import_may_be_told_to_publish_without_the_files(
         main, ["import", "--data-dir", data_dir, "--allow-missing-files", str(world.offline)]
     )
     assert result.exit_code == 0, result.output
-    assert "1 signed target(s) have no file on the server" in result.stderr
+    assert "fwserver: warning: 1 signed target(s) have no file on the server" in result.stderr
     assert f"  {PATH}" in result.stderr
 
 

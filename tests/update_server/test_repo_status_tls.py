@@ -53,7 +53,7 @@ def test_expiring_ca_is_warned_about_by_repo_status_as_serve_check_warns(world: 
     assert tls_line.endswith(f"; CA valid until {end:%Y-%m-%d} (200 days)")
     [warning] = status.stderr.splitlines()
     assert warning in check.stderr.splitlines()
-    assert warning.startswith('warning: TLS CA certificate "fwserver TLS CA ')
+    assert warning.startswith('fwserver: warning: TLS CA certificate "fwserver TLS CA ')
     assert "(200 days): devices must be given a new CA before then" in warning
 
 
@@ -76,7 +76,7 @@ def test_repo_status_names_a_leaf_whose_renewal_is_due_and_renews_nothing(world:
     status = _status(world, due)
     assert status.exit_code == 0, status.output
     [warning] = status.stderr.splitlines()
-    assert warning.startswith("warning: TLS served certificate")
+    assert warning.startswith("fwserver: warning: TLS served certificate")
     assert warning.endswith(
         "its renewal from the CA is due: start 'fwserver serve' or run 'fwserver serve --check'"
     )
@@ -91,7 +91,7 @@ def test_repo_status_names_a_lost_ca_key_and_still_shows_the_repository(world: W
     assert status.exit_code == 0, status.output
     assert "timestamp" in status.stdout
     [warning] = status.stderr.splitlines()
-    assert warning.startswith("warning: TLS: the TLS CA key ")
+    assert warning.startswith("fwserver: warning: TLS: the TLS CA key ")
     assert "restore it from a backup" in warning
 
 
@@ -109,7 +109,7 @@ def test_repo_status_without_a_certificate_says_what_issues_it(world: World) -> 
     status = _status(world, world.now)
     assert status.exit_code == 0, status.output
     assert status.stderr.splitlines() == [
-        "warning: TLS: no TLS certificate yet: 'fwserver serve --check' issues"
+        "fwserver: warning: TLS: no TLS certificate yet: 'fwserver serve --check' issues"
         f" {world.config.data_dir / TLS_DIR / 'server.crt'}"
     ]
     assert not (world.config.data_dir / TLS_DIR / "server.crt").exists()

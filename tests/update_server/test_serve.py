@@ -178,9 +178,11 @@ def test_running_as_root_is_warned_about(
 ) -> None:
     monkeypatch.setattr("update_server.cli_serve.run", lambda _plan: None)
     monkeypatch.setattr("update_server.cli_serve.os.geteuid", lambda: 0)
-    result = CliRunner().invoke(serve, ["--data-dir", str(config.data_dir)])
+    result = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(config.data_dir)])
     assert result.exit_code == 0
-    assert "warning: running as root" in result.output
+    assert "fwserver: warning: running as root; run the server as an unprivileged user\n" in (
+        result.stderr
+    )
 
 
 def test_the_command_starts_gunicorn_with_the_plan(
@@ -205,11 +207,11 @@ def test_expiring_ca_is_warned_about_by_serve_a_year_ahead_on_the_commands_clock
     ca = x509.load_pem_x509_certificate((config.data_dir / "tls" / "ca.crt").read_bytes())
     late = ca.not_valid_after_utc - timedelta(days=300)
     result = CliRunner().invoke(
-        serve, ["--data-dir", str(config.data_dir)], obj=CommandClock(lambda: late)
+        cli.main, ["serve", "--data-dir", str(config.data_dir)], obj=CommandClock(lambda: late)
     )
     assert result.exit_code == 0, result.output
-    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: TLS")]
-    assert warning.startswith('warning: TLS CA certificate "fwserver TLS CA ')
+    [warning] = [line for line in result.stderr.splitlines() if "TLS CA certificate" in line]
+    assert warning.startswith('fwserver: warning: TLS CA certificate "fwserver TLS CA ')
     assert warning.endswith(
         "(300 days): devices must be given a new CA before then:"
         " make one and provision every device with it"
@@ -223,3 +225,9 @@ def test_serve_check_prints_what_devices_trust_and_until_when(config: ServerConf
     assert f"CA certificate for clients: {ca}" in result.output
     assert "TLS certificate valid until " in result.output
     assert "; CA valid until " in result.output
+
+
+def test_serve_help_names_the_data_dirs_variable_once() -> None:
+    result = CliRunner().invoke(cli.main, ["serve", "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("FWSERVER_DATA_DIR") == 1

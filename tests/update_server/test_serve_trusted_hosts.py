@@ -13,7 +13,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from update_server.cli_serve import serve
+from update_server.cli import main
 from update_server.config import ServerConfig
 from update_server.serve import prepare
 from update_server.tls import CERT_FILE, KEY_FILE, generate_self_signed
@@ -29,12 +29,12 @@ def test_a_wildcard_bind_with_default_trusted_hosts_is_warned_about_at_start_r26
     config: ServerConfig,
 ) -> None:
     """R26: devices reaching the server by another name would get 400 without a word."""
-    arguments = ["--data-dir", str(config.data_dir), "--host", WILDCARD, "--check"]
-    result = CliRunner().invoke(serve, arguments)
+    arguments = ["serve", "--data-dir", str(config.data_dir), "--host", WILDCARD, "--check"]
+    result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     [warning] = _host_warnings(result.stderr.splitlines())
     assert warning.startswith(
-        "warning: binding every interface (0.0.0.0) with trusted_hosts unset:"
+        "fwserver: warning: binding every interface (0.0.0.0) with trusted_hosts unset:"
         " only localhost, 127.0.0.1, ::1 (loopback and the certificate's names) are answered"
     )
     assert warning.endswith("set trusted_hosts to the names devices use")
