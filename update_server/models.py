@@ -50,6 +50,8 @@ class User(Base):
     last_login_source: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: Failed attempts since the last successful login, shown at login (R11).
     failures_since_login: Mapped[int] = mapped_column(Integer, default=0)
+    #: When the person was removed for good (``users.remove``); None while present.
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class PasswordHistory(Base):

@@ -10,13 +10,14 @@ person then does first login again, exactly like a new account), ``enable``
 undoes ``disable``, ``remove`` ends a person for good. The last active
 administrator can be neither disabled nor removed.
 
-A removed person is a tombstone, not a deleted row: the audit log names
-people by name, so a name is never given to someone else (an entry for
-``alice`` always means the same person), and the rows that refer to the
-person (sessions, used codes, password history) stay as they were. The
-tombstone is ``disabled`` with ``REMOVED_HASH`` for a password hash, which
-no password verifies (as ``!`` in shadow(5)); login treats the name like an
-unknown one, and nothing can enable it again.
+A removed person is a row kept, not deleted: the audit log names people by
+name, so a name is never given to someone else (an entry for ``alice``
+always means the same person), and the rows that refer to the person
+(sessions, used codes, password history) stay as they were. ``removed_at``
+says when, and is what makes the person removed; they are also
+``disabled``, with ``UNUSABLE_HASH`` for a password hash, which no password
+verifies (as ``!`` in shadow(5)). Login treats the name like an unknown
+one, and nothing can enable, reset or re-add it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ _INITIAL_GROUPS, _GROUP_LENGTH = 5, 5  # 25 characters, 125 bits
 #: Who makes a change: the audit vocabulary's one ``Actor``.
 Actor = vocabulary.Actor
 #: The password hash of a removed person: not an argon2 hash, nothing verifies it.
-REMOVED_HASH = "!removed"
+UNUSABLE_HASH = "!"
 
 
 def valid_name(name: str) -> bool:
@@ -139,7 +140,7 @@ def locked_until(db: Session, name: str, *, now: datetime) -> datetime | None:
 
 
 def removed(user: User) -> bool:
-    return user.password_hash == REMOVED_HASH
+    return user.removed_at is not None
 
 
 def get_present(db: Session, name: str) -> User:
@@ -218,14 +219,14 @@ def reset(
 
 
 def remove(db: Session, name: str, *, now: datetime, actor: Actor | None = None) -> int:
-    """Remove ``name`` for good (a tombstone, see the module); returns the sessions ended.
+    """Remove ``name`` for good (the row stays, see the module); returns the sessions ended.
 
     Refused for the last active administrator.
     """
     user = get_present(db, name)
     _refuse_last_admin(db, user, doing="remove")
-    user.disabled = True
-    user.password_hash = REMOVED_HASH
+    user.removed_at, user.disabled = now, True
+    user.password_hash = UNUSABLE_HASH
     user.totp_secret, user.totp_enrolled = None, False
     ended = sessions.revoke_all(db, user)
     detail = {"change": "remove", "sessions": ended}
@@ -240,6 +241,7 @@ def _refuse_last_admin(db: Session, user: User, *, doing: str) -> None:
         select(User.id).where(
             User.role == Role.ADMIN.value,
             User.disabled.is_(False),
+            User.removed_at.is_(None),
             User.id != user.id,
         )
     ).first()

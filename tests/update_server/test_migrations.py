@@ -5,41 +5,52 @@ at a revision and upgraded serves requests; the migrations' head is the
 models' schema exactly, so a model change without its migration fails
 here; the server refuses a schema it does not know, with a message that
 says what to do; a database made before migrations is adopted only if it
-is exactly the baseline.
+is exactly the baseline. Revision 0002 turns the old tombstone of a removed
+person (a marker for a password hash) into ``users.removed_at``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import Column, Engine, Integer, MetaData, create_engine, inspect, text
+from sqlalchemy import Column, Engine, Integer, MetaData, create_engine, inspect, select, text
+from sqlalchemy.orm import Session
 
 from tests.clocks import FakeClock
 from tests.update_server.conftest import FAST_KDF
-from tests.update_server.people import enrolled_user
-from update_server import migrations
+from tests.update_server.people import enrolled_user, login
+from update_server import migrations, users
 from update_server.app import create_app
+from update_server.audit import Actor, append, audit_event
+from update_server.audit.actions import Action
 from update_server.cli import main
 from update_server.config import ServerConfig
 from update_server.db import table_metadata
+from update_server.errors import ConflictError
 from update_server.keys import signer_loader
+from update_server.mfa import passwords
 from update_server.migrations import SchemaError
-from update_server.models import Role
+from update_server.models import AuditEntry, Role
 from update_server.setup import init_data_dir
 
 REVISIONS = migrations.revisions()
+#: A row to insert, column name to value.
+Row = dict[str, object]
 #: A migration after today's head, for a server meeting its own future.
 FUTURE = '''"""A column that a later fwserver adds."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
+revision = "{revision}"
 down_revision = "{head}"
 branch_labels = None
 depends_on = None
@@ -75,13 +86,15 @@ def server_config(tmp_path: Path, database_url: str) -> ServerConfig:
 
 @pytest.fixture
 def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """This fwserver's migrations plus one more (0002): the code of a later fwserver."""
+    """This fwserver's migrations plus one more (head + 1): the code of a later fwserver."""
+    later = f"{int(REVISIONS[-1]) + 1:04d}"
     scripts = tmp_path / "later-migrations"
     shutil.copytree(migrations.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_future.py").write_text(FUTURE.format(head=REVISIONS[-1]))
+    future = FUTURE.format(revision=later, head=REVISIONS[-1])
+    (scripts / "versions" / f"{later}_future.py").write_text(future)
     monkeypatch.setattr(migrations, "SCRIPTS", scripts)
     migrations._scripts.cache_clear()
-    yield "0002"
+    yield later
     migrations._scripts.cache_clear()
 
 
@@ -239,8 +252,9 @@ def test_db_commands_report_and_upgrade(tmp_path: Path, database_url: str) -> No
     assert current.exit_code == 0, current.output
     assert current.output == f"database schema: {head}; this fwserver: {head}\n  up to date\n"
     made = create_engine(database_url)
-    try:
+    try:  # the same server, as it was before migrations: the baseline, no version table
         with made.begin() as connection:
+            command.downgrade(migrations._config(connection), migrations.BASELINE)
             connection.execute(text("DROP TABLE alembic_version"))
     finally:
         made.dispose()
@@ -253,3 +267,125 @@ def test_db_commands_report_and_upgrade(tmp_path: Path, database_url: str) -> No
     again = runner.invoke(main, ["db", "upgrade", *data])
     assert again.output == f"database schema already at {head}: nothing to do\n"
     assert runner.invoke(main, ["user", "list", *data]).exit_code == 0
+
+
+#: The password hash that marked a removed person up to revision 0001.
+OLD_TOMBSTONE = "!removed"
+TOMBSTONES = "0002"
+
+
+def _person_at_0001(name: str, *, password_hash: str, disabled: bool, created: datetime) -> Row:
+    """A ``users`` row as revision 0001 stores it."""
+    return {
+        "name": name,
+        "role": Role.RELEASE_ENGINEER.value,
+        "password_hash": password_hash,
+        "must_change_password": True,
+        "totp_secret": None,
+        "totp_enrolled": False,
+        "disabled": disabled,
+        "created_at": created,
+        "last_login_at": None,
+        "last_login_source": None,
+        "failures_since_login": 0,
+    }
+
+
+def _database_at_0001_with_tombstones(engine: Engine, clock: FakeClock) -> tuple[datetime, str]:
+    """0001 holding alice (removed, audited), bob (removed, no audit entry), carol (present).
+
+    Returns when alice's removal was audited, and carol's password.
+    """
+    migrations.upgrade(engine, to=migrations.BASELINE)
+    created, removed_on = clock.now - timedelta(days=30), clock.now - timedelta(days=3)
+    carol_password = "correct horse battery staple 0001"
+    rows = [
+        _person_at_0001("alice", password_hash=OLD_TOMBSTONE, disabled=True, created=created),
+        _person_at_0001("bob", password_hash=OLD_TOMBSTONE, disabled=True, created=created),
+        _person_at_0001(
+            "carol",
+            password_hash=passwords.hash_password(carol_password),
+            disabled=False,
+            created=created,
+        ),
+    ]
+    with engine.begin() as connection:
+        connection.execute(migrations.baseline_metadata().tables["users"].insert(), rows)
+    operator = Actor(name="cli:root", role="operator", source="local")
+    with Session(engine) as db, db.begin():
+        for change, time in (("disable", removed_on - timedelta(days=1)), ("remove", removed_on)):
+            event = audit_event(
+                Action.USER_CHANGE,
+                actor=operator,
+                object="user:alice",
+                outcome="success",
+                time=time,
+                detail={"change": change, "sessions": 0},
+            )
+            append(db, event)
+    return removed_on, carol_password
+
+
+def test_the_tombstone_migration_follows_the_baseline() -> None:
+    """M1: 0002 is in the one line of revisions, so every test above runs from it too."""
+    assert REVISIONS[:2] == [migrations.BASELINE, TOMBSTONES]
+
+
+@pytest.mark.usefixtures("fast_hashing")
+def test_r47_0002_keeps_a_person_removed_at_0001_removed_and_unable_to_log_in(
+    engine: Engine, server_config: ServerConfig, clock: FakeClock
+) -> None:
+    """R47: the old tombstone becomes ``removed_at``; the name stays unusable for good.
+
+    The removal time comes from the audit log where it has the removal
+    (alice), else it is the migration's time (bob); a present person (carol)
+    is left as she was and still logs in.
+    """
+    removed_on, carol_password = _database_at_0001_with_tombstones(engine, clock)
+    started = datetime.now(UTC)
+    migrations.upgrade(engine)
+    finished = datetime.now(UTC)
+    with Session(engine) as db:
+        alice, bob, carol = (users.get(db, name) for name in ("alice", "bob", "carol"))
+        assert alice.removed_at is not None and bob.removed_at is not None
+        assert users.aware(alice.removed_at) == removed_on
+        assert started <= users.aware(bob.removed_at) <= finished
+        for person in (alice, bob):
+            assert users.removed(person) and person.disabled
+            assert person.password_hash == users.UNUSABLE_HASH
+            assert not passwords.verify(person.password_hash, users.UNUSABLE_HASH)
+        assert carol.removed_at is None and not users.removed(carol)
+        with pytest.raises(ConflictError, match="never reused"):
+            users.add_user(db, name="alice", role=Role.AUDITOR, now=clock.now)
+        with pytest.raises(ConflictError, match="bob was removed"):
+            users.enable(db, "bob", now=clock.now)
+    app = create_app(server_config, clock=clock, signer_loader=signer_loader(server_config))
+    app.testing = True
+    client = app.test_client()
+    try:
+        for name in ("alice", "bob"):
+            assert login(client, name, OLD_TOMBSTONE).status_code == 401
+        assert login(client, "carol", carol_password).status_code == 200
+        with Session(engine) as db:
+            reasons = db.scalars(
+                select(AuditEntry.detail)
+                .where(AuditEntry.action == Action.LOGIN, AuditEntry.outcome != "success")
+                .order_by(AuditEntry.seq)
+            ).all()
+        assert [json.loads(reason)["reason"] for reason in reasons] == ["user removed"] * 2
+    finally:
+        app.extensions["fw"].engine.dispose()
+
+
+def test_0002_downgrade_writes_the_old_tombstone_back(engine: Engine, clock: FakeClock) -> None:
+    """R47: back at 0001 a removed person is a tombstone again, so older code keeps them out."""
+    _database_at_0001_with_tombstones(engine, clock)
+    migrations.upgrade(engine)
+    with engine.begin() as connection:
+        command.downgrade(migrations._config(connection), migrations.BASELINE)
+    assert _revision(engine) == migrations.BASELINE
+    assert _differences(engine, migrations.baseline_metadata()) == []
+    with engine.connect() as connection:
+        hashes = dict(connection.execute(text("SELECT name, password_hash FROM users")).all())
+    assert hashes["alice"] == hashes["bob"] == OLD_TOMBSTONE
+    assert passwords.verify(hashes["carol"], "correct horse battery staple 0001")

@@ -28,6 +28,7 @@ from tests.update_server.people import (
     new_password,
     otp_at,
 )
+from update_server import users
 from update_server.cli import main
 from update_server.cli_common import CommandClock
 from update_server.config import ServerConfig
@@ -189,11 +190,15 @@ def test_r47_a_removed_name_cannot_log_in_nor_come_back(
     app: Flask, client: FlaskClient, clock: FakeClock, config: ServerConfig
 ) -> None:
     alice = enrolled_user(app, client, clock, "alice", Role.RELEASE_ENGINEER)
+    removed_on = clock.now
     result = fwserver(config, clock, "remove", "--yes", "alice")
     assert result.exit_code == 0, result.output
     assert "1 session(s) ended" in result.output
     assert client.get(ME, headers=alice.headers).status_code == 401
     assert login(client, "alice", alice.password, alice.next_otp(clock)).status_code == 401
+    person = stored(app, "alice")
+    assert person.removed_at is not None and users.aware(person.removed_at) == removed_on
+    assert person.disabled and person.password_hash == users.UNUSABLE_HASH
     assert re.search(r"^alice\s+release_engineer\s+removed", fwserver(config, clock, "list").output)
     for command in (["enable"], ["reset"], ["disable"], ["remove", "--yes"]):
         refused = fwserver(config, clock, *command, "alice")
