@@ -84,8 +84,9 @@ class RepositoryCheck:
 
     tree_checked: bool
     lines_checked: tuple[str, ...]
-    #: Roles left out of the change that no longer meet their delegator's
-    #: threshold, as ``(role, reason)`` (always empty for a release).
+    #: Roles left out of the change that met their delegator's threshold
+    #: before it and no longer do, as ``(role, reason)`` (a draft not yet
+    #: signed is not listed; always empty for a release, which refuses them).
     to_resign: tuple[tuple[str, str], ...] = ()
 
 
@@ -191,6 +192,8 @@ def _check_left_out(
                     f" no longer be trusted under the new {role}: {reason}; re-sign it and"
                     " upload it in the same release",
                 )
+            if old is not None and _distrusted(left_out, child, old) is not None:
+                continue  # a draft not yet signed: this change took no trust from it
             to_resign.append((child, reason))
     return tuple(to_resign)
 

@@ -8,7 +8,9 @@ each signature at once. Nothing touches the disk until ``commit()``, which
 first re-checks every changed role with ``repo_metadata.verify``, then the
 whole repository with ``repo_metadata.repository_check`` (the server's own
 check of a release), and then writes all files together (``FileBatch``): a
-failure anywhere leaves the directory exactly as it was.
+failure anywhere leaves the directory exactly as it was. A role the change
+takes its delegator's trust from (a key rotation) gets a new version in the
+same commit, listed in ``to_resign``, for its new keys to sign.
 
 TUF rollback from inside the signer: ``commit()`` keeps what it signs. Each
 role it writes with at least one signature is also written as
@@ -53,7 +55,7 @@ from fwcommon.files import FileBatch
 from repo_metadata.errors import RepositoryError
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from repo_metadata.policy import Policy
-from repo_metadata.repository_check import Completeness, check_repository
+from repo_metadata.repository_check import Completeness, RepositoryCheck, check_repository
 from repo_metadata.validation import load_metadata, parse_json_strict
 from repo_metadata.verify import check_proposed, role_type
 from signer import layout
@@ -108,8 +110,9 @@ class OfflineRepository(Repository):
         # Roles whose kept version this session wrote: it amends them in place.
         self._kept_here: set[str] = set()
         self._read_digest: dict[str, bytes] = {}  # SHA-256 of each role file as read
-        #: Roles the last commit left out that no longer meet their delegator's
-        #: threshold, with why: re-sign them (a new version) before publishing.
+        #: Roles the last commit's change took their delegator's trust from
+        #: (a rotation, a revoked key), with why: the commit started a new
+        #: version of each (``_check_repository``), to be signed before publishing.
         self.to_resign: tuple[tuple[str, str], ...] = ()
 
     # -- python-tuf Repository interface --------------------------------
@@ -445,8 +448,12 @@ class OfflineRepository(Repository):
         a crash between the two leaves the role behind its kept version
         (refused as rewound), never a signed version that is not kept.
         """
-        payloads = [(role, self._checked_bytes(role)) for role in self._dirty]
+        checked = {role: self._checked_bytes(role) for role in self._dirty}
         self._check_repository()
+        payloads = [
+            (role, checked[role] if role in checked else self._checked_bytes(role))
+            for role in self._dirty
+        ]
         kept = {r: self._loaded[r].signed.version for r in self._dirty if self._keeps(r)}
         stale = self._superseded(kept)
         with FileBatch() as batch:
@@ -512,10 +519,30 @@ class OfflineRepository(Repository):
         """The whole-repository rules (``repo_metadata.repository_check``), as the server's.
 
         A commit is a draft: a role it leaves out that no longer meets its
-        delegator's threshold is not refused but kept in ``to_resign``.
+        delegator's threshold (a rotation, a revoked key) is not refused. The
+        commit starts a new version of it instead, signed by this session's
+        keys that the new delegation lists, and names it in ``to_resign``.
+
+        Why a new version, not new signatures on the old one: that version
+        is (or may be) published, and the server keeps the first content it
+        publishes under a version number (TUF: one version, one content;
+        devices and mirrors cache by it), so ``fwsign publish``, which sends
+        what is newer than the server's, would never send it again, and the
+        server would refuse the delegator without it (``delegation-broken``).
+        A new version is what ``fwsign sign`` then signs and ``publish`` sends.
         """
+        result = self._repository_check()
+        self.to_resign = result.to_resign
+        if not result.to_resign:
+            return
+        for role, _reason in result.to_resign:
+            with self.edit(role):
+                pass  # close(): a new version if the old one was signed; sign what we can
+        self._repository_check()  # the re-started roles are part of the change now
+
+    def _repository_check(self) -> RepositoryCheck:
         try:
-            result = check_repository(
+            return check_repository(
                 {role: self._loaded[role] for role in self._dirty},
                 before=self._before,
                 after=lambda role: self.open(role) if self.exists(role) else None,
@@ -523,7 +550,6 @@ class OfflineRepository(Repository):
             )
         except RepositoryError as exc:
             raise SignerError(f"refusing to write: {exc}") from None
-        self.to_resign = result.to_resign
 
     def _before(self, role: str) -> Metadata[Any] | None:
         """``role`` as the directory holds it before this commit (None: a new role)."""

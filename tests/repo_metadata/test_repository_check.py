@@ -156,6 +156,19 @@ def test_a_draft_lists_the_left_out_role_to_resign_instead(keys: dict[str, Signe
     assert "signature" in result.to_resign[0][1]
 
 
+def test_a_draft_never_signed_is_not_listed_to_resign(keys: dict[str, Signer]) -> None:
+    """Only trust the change takes counts: a line nobody signed yet had none to lose."""
+    before = {"targets": _targets(keys, "alice"), "pump-x100": _signed(Targets(expires=EXPIRES))}
+    rotated = _targets(keys, "carol", version=2)
+    result = check_repository(
+        {"targets": rotated},
+        before=_lookup(before),
+        after=_lookup({**before, "targets": rotated}),
+        completeness=Completeness.DRAFT,
+    )
+    assert result.to_resign == ()
+
+
 def test_a_change_that_keeps_every_role_trusted_passes(keys: dict[str, Signer]) -> None:
     before = {
         "targets": _targets(keys, "alice"),

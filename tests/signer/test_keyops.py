@@ -64,16 +64,25 @@ def signed_release(line: Path, open_repo: Opener, image: Path) -> Path:
 def test_rotate_product_line_add_carol_remove_bob_new_threshold(
     signed_release: Path, open_repo: Opener, people: dict[str, Signer], now: datetime
 ) -> None:
-    """R5: bob leaves; his signature stops counting until carol has signed."""
+    """R5: bob leaves; the line needs a new version, signed by alice and carol.
+
+    Its v1 was signed (and may be published) under the old keys: the
+    rotation starts v2 (to_resign), which publish will send, not new
+    signatures on v1, which it would not.
+    """
     repo = signed_release
+    session = open_repo(repo, "manager1")
     written = rotate(
-        open_repo(repo, "manager1"),
+        session,
         role="pump-x100",
         add=[people["carol"].public_key],
         remove=[keyid(people, "bob")],
         threshold=2,
     )
-    assert written == ["targets"]
+    assert written == ["targets", "pump-x100"]
+    assert [role for role, _why in session.to_resign] == ["pump-x100"]
+    assert role_md(repo, "pump-x100").signed.version == 2
+    assert role_md(repo, "pump-x100").signatures == {}
     delegations = role_md(repo, "targets").signed.delegations
     entry = delegations.roles["pump-x100"]
     assert set(entry.keyids) == {keyid(people, "alice"), keyid(people, "carol")}
@@ -82,8 +91,10 @@ def test_rotate_product_line_add_carol_remove_bob_new_threshold(
     assert keyid(people, "carol")[:12] in problems(open_repo(repo), "pump-x100")[0]
     failures = verify_repository(repo, now=now).failures
     assert len(failures) == 1
-    assert failures[0].startswith("pump-x100: pump-x100 v1 has 1 valid signature(s) of the 2")
+    assert failures[0].startswith("pump-x100: pump-x100 v2 has 0 valid signature(s) of the 2")
     sign_roles(open_repo(repo, "carol"))
+    assert not verify_repository(repo, now=now).ok  # alice signed v1, not v2
+    sign_roles(open_repo(repo, "alice"))
     assert verify_repository(repo, now=now).ok
 
 
@@ -109,7 +120,9 @@ def test_rotate_hashed_bin_product_line_updates_the_succinct_roles(
         remove=[keyid(people, "bob")],
     )
 
-    assert written == ["targets", "pump-x100"]
+    bins = [f"pump-x100-bins-{n}" for n in range(4)]
+    assert written == ["targets", "pump-x100", *bins]  # bob's signatures no longer count
+    assert {role_md(repo, name).signed.version for name in bins} == {2}  # a new version each
     line = role_md(repo, "pump-x100").signed
     bins = line.delegations.succinct_roles
     assert set(bins.keyids) == {keyid(people, "alice"), keyid(people, "carol")}
