@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
+from fwcommon.cli import ToolError, ask
 from signer.publish import (
     Credentials,
     Login,
@@ -38,12 +39,17 @@ PUBLISH_OTP_ENV = "FWSIGN_PUBLISH_OTP"
 
 
 def read_secret(env: str, prompt: str, *, confirm: bool = False) -> str:
-    """A secret from ``env`` (automation) or a hidden prompt; never echoed or logged."""
-    value = os.environ.get(env)
-    if value:
-        return value
-    answer = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
-    return str(answer).strip()
+    """A secret from ``env`` (automation) or a hidden prompt; never echoed or logged.
+
+    With no terminal to answer, a ``NoTerminalError`` naming ``env``; an
+    empty ``env`` is refused (it would be sent as the secret).
+    """
+    if os.environ.get(env) == "":
+        raise ToolError(
+            f"{env} is set but empty", hint=f"set {env} to the value, or unset it to be asked"
+        )
+    answer = ask(prompt, envvar=env, confirm=confirm)
+    return answer if env in os.environ else answer.strip()  # as typed: no stray newline
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,7 +128,7 @@ def _publish_code(attempt: int) -> str:
             f"the code in {PUBLISH_OTP_ENV} was refused; nothing was published (the upload"
             " was cancelled)"
         )
-    return read_secret(PUBLISH_OTP_ENV, "To publish, a NEW one-time code (not the login's)")
+    return read_secret(PUBLISH_OTP_ENV, "New one-time code to publish (not the login's)")
 
 
 @click.command("publish")

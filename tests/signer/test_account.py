@@ -139,3 +139,33 @@ def test_help_names_the_environment_variables() -> None:
     result = CliRunner().invoke(main, ["account", "setup", "--help"])
     for name in ("FWSIGN_PASSWORD", "FWSIGN_NEW_PASSWORD", "FWSIGN_OTP", "FWSIGN_SERVER"):
         assert name in result.output
+
+
+@pytest.mark.parametrize(
+    ("given", "missing", "what"),
+    [
+        ({}, "FWSIGN_PASSWORD", "initial password"),
+        ({"FWSIGN_PASSWORD": INITIAL}, "FWSIGN_NEW_PASSWORD", "new password"),
+        (
+            {"FWSIGN_PASSWORD": INITIAL, "FWSIGN_NEW_PASSWORD": NEW},
+            "FWSIGN_OTP",
+            "code shown by the app",
+        ),
+    ],
+)
+def test_with_no_terminal_the_missing_secret_is_named_and_nothing_is_confirmed(
+    run: Run, monkeypatch: pytest.MonkeyPatch, given: dict[str, str], missing: str, what: str
+) -> None:
+    """Automation without a terminal is told which variable to set, not "Aborted!"."""
+    for name in ("FWSIGN_PASSWORD", "FWSIGN_NEW_PASSWORD", "FWSIGN_OTP"):
+        monkeypatch.delenv(name, raising=False)
+    server = ScriptedServer()
+    result = run(server, "", **given)
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        f"fwsign: error: no terminal to ask for the {what}\n"
+        f"fwsign: hint: set {missing}, or run the command in a terminal\n"
+    )
+    assert "Aborted" not in result.output
+    assert "confirm" not in server.calls and "password" not in server.calls
+    assert INITIAL not in result.output and NEW not in result.output

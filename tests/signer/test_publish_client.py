@@ -239,7 +239,7 @@ def test_secrets_are_prompted_hidden_and_the_second_code_is_asked_as_a_new_one(
     result = run(repo, "--targets-dir", str(firmware_dir), env={}, input=answers)
     assert result.exit_code == 0, result.output
     assert "Password for alice" in result.output
-    assert "NEW one-time code" in result.output
+    assert "New one-time code to publish (not the login's)" in result.output
     assert stub.requests[4].headers["X-OTP"] == PUBLISH_OTP
     _no_secret_in(result.output)
 
@@ -480,3 +480,58 @@ def test_help_names_the_environment_variables() -> None:
         "FWSIGN_SERVER", "FWSIGN_CA", "FWSIGN_USER",
     ):  # fmt: skip
         assert name in result.output
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({}, "FWSIGN_PASSWORD"),
+        ({"FWSIGN_PASSWORD": PASSWORD}, "FWSIGN_OTP"),
+        ({"FWSIGN_PASSWORD": PASSWORD, "FWSIGN_OTP": LOGIN_OTP}, "FWSIGN_PUBLISH_OTP"),
+    ],
+)
+def test_with_no_terminal_the_missing_secret_is_named_and_nothing_is_published(
+    run: Run,
+    stub: Stub,
+    line: Path,
+    open_repo: Opener,
+    image: Path,
+    firmware_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given: dict[str, str],
+    missing: str,
+) -> None:
+    """Automation without a terminal is told which variable to set, not "Aborted!"."""
+    for name in ("FWSIGN_PASSWORD", "FWSIGN_OTP", "FWSIGN_PUBLISH_OTP"):
+        monkeypatch.delenv(name, raising=False)
+    repo = signed_release(line, open_repo, image)
+    result = run(repo, "--targets-dir", str(firmware_dir), env=given, input="")
+    assert result.exit_code == 1
+    what = {
+        "FWSIGN_PASSWORD": "password for alice",
+        "FWSIGN_OTP": "one-time code",
+        "FWSIGN_PUBLISH_OTP": "new one-time code to publish (not the login's)",
+    }[missing]
+    assert f"fwsign: error: no terminal to ask for the {what}\n" in result.stderr
+    assert f"fwsign: hint: set {missing}, or run the command in a terminal\n" in result.stderr
+    assert "Aborted" not in result.output
+    assert ("POST", f"/api/v1/releases/{RELEASE_ID}/publish") not in stub.calls()
+    if missing == "FWSIGN_PUBLISH_OTP":  # asked after the upload: it is cancelled
+        assert stub.calls()[-2:] == [
+            ("DELETE", f"/api/v1/releases/{RELEASE_ID}"),
+            ("POST", "/api/v1/auth/logout"),
+        ]
+    else:
+        assert stub.calls() == []
+    _no_secret_in(result.output)
+
+
+def test_an_empty_secret_variable_is_refused_before_anything_is_sent(
+    run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
+) -> None:
+    repo = signed_release(line, open_repo, image)
+    given = {"FWSIGN_PASSWORD": "", "FWSIGN_OTP": LOGIN_OTP, "FWSIGN_PUBLISH_OTP": PUBLISH_OTP}
+    result = run(repo, "--targets-dir", str(firmware_dir), env=given, input="")
+    assert result.exit_code == 1
+    assert "fwsign: error: FWSIGN_PASSWORD is set but empty" in result.stderr
+    assert stub.calls() == []
