@@ -214,6 +214,7 @@ def delegate(
     )
     _written(written)
     click.echo(f"delegated {path_prefix} to {name}: {role_keys.threshold} of {len(role_keys.keys)}")
+    _show_to_sign(OfflineRepository(repo, now=_now()), written, repository.to_resign)
 
 
 @main.command()
@@ -318,7 +319,7 @@ def add(
             f" {version} (R25 anti-rollback floor); it reaches only devices below that floor",
             err=True,
         )
-    _show_to_sign(added, written)
+    _show_to_sign(added, written, repository.to_resign)
 
 
 def _show_added(
@@ -340,15 +341,41 @@ def _show_added(
     click.echo(f"  {'copied to' if copied else 'already at'} {dest}")
 
 
-def _show_to_sign(repository: OfflineRepository, roles: Sequence[str]) -> None:
-    """What the change now needs: each written role short of a threshold, or ready."""
-    waiting = [
-        f"  {role} v{repository.open(role).signed.version}"
-        f" {inspect.missing_signatures(role, who, part)}"
-        for role in roles
-        for who, part in repository.signature_status(role)
-        if part.missing
-    ]
+def _show_to_sign(
+    repository: OfflineRepository,
+    roles: Sequence[str],
+    resign: Sequence[tuple[str, str]] = (),
+) -> None:
+    """What the change now needs: each written role short of a threshold, or ready.
+
+    ``resign`` is the session's ``to_resign``: roles the change took their
+    delegator's trust from, now at a new version that everyone who signs
+    them must sign again (hashed bins are counted, not listed).
+    """
+    again = {role for role, _why in resign}
+    waiting, bins = [], []
+    for role in roles:
+        for who, part in repository.signature_status(role):
+            if not part.missing:
+                continue
+            if _is_bin(role) and role in again:
+                bins.append(role)
+                continue
+            version = repository.open(role).signed.version
+            line = f"  {role} v{version} {inspect.missing_signatures(role, who, part)}"
+            if role in again:
+                line = (
+                    f"  {role} v{version} must be signed again (its keys changed in {who}):"
+                    f" {inspect.missing_signatures(role, who, part)};"
+                    f" fwsign sign --repo {repository.path} --role {role} --key URI"
+                )
+            waiting.append(line)
+    if bins:
+        waiting.append(
+            f"  {len(bins)} hashed bin(s) ({bins[0]}{', ...' if len(bins) > 1 else ''})"
+            f" must be signed again (their keys changed): fwsign sign --repo {repository.path}"
+            " --key URI"
+        )
     if not waiting:
         click.echo(f"signed: {', '.join(roles)} ready to publish")
         return
@@ -509,6 +536,7 @@ def rotate(
         threshold=threshold,
     )
     _written(written)
+    _show_to_sign(OfflineRepository(repo, now=_now()), written, repository.to_resign)
 
 
 @main.command("revoke-key")
@@ -521,7 +549,9 @@ def revoke_key(repo: Path, keyid: str, keys: tuple[str, ...]) -> None:
     KEYID is a key id or a unique prefix of it (6+ hex digits).
     """
     repository = _open(repo, keys)
-    _written(keyops.revoke_key(repository, keyid=_full_keyid(repository, keyid)))
+    written = keyops.revoke_key(repository, keyid=_full_keyid(repository, keyid))
+    _written(written)
+    _show_to_sign(OfflineRepository(repo, now=_now()), written, repository.to_resign)
 
 
 @main.command("revoke-release")
@@ -534,7 +564,7 @@ def revoke_release(repo: Path, target_path: str, keys: tuple[str, ...]) -> None:
     removed = authoring.withdrawn_paths(repository, path=target_path)
     written = authoring.revoke_release(repository, path=target_path)
     click.echo(f"removed {', '.join(removed)} from {', '.join(written)}")
-    _show_to_sign(OfflineRepository(repo, now=_now()), written)
+    _show_to_sign(OfflineRepository(repo, now=_now()), written, repository.to_resign)
 
 
 def _full_keyid(repository: OfflineRepository, prefix: str) -> str:

@@ -515,3 +515,77 @@ def test_help_of_commands_that_sign_names_the_pin_variable(fwsign: Run, command:
     result = fwsign(command, "--help")
     assert result.exit_code == 0
     assert "FWSIGN_PIN" in result.output
+
+
+def _signed_line(fwsign: Run, repo: Path, image: Path, uris: dict[str, str]) -> None:
+    """pump-x100 v1 with release 2.4.0, signed by alice and bob (as it would be published)."""
+    assert _add(fwsign, repo, image, "--key", uris["alice"]).exit_code == 0
+    assert fwsign("sign", "--repo", str(repo), "--key", uris["bob"]).exit_code == 0
+
+
+def test_rotate_names_the_line_that_must_be_signed_again_and_how_r5(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    """R5: bob leaves; the follow-up says pump-x100 needs a new version signed, and how."""
+    _signed_line(fwsign, repo, image, uris)
+    token_dir = Path(uris["bob"].split(":", 1)[1].split("?", 1)[0])
+    bob_keyid = Token.open(token_dir).public_key("bob").keyid
+    result = fwsign(
+        "rotate", "--repo", str(repo), "--role", "pump-x100", "--add-key", uris["carol"],
+        "--remove-key", bob_keyid[:12], "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "pump-x100 v2 must be signed again (its keys changed in targets): needs 2 more"
+        " signature(s) (threshold 2 of its delegation in targets);"
+        f" fwsign sign --repo {repo} --role pump-x100 --key URI"
+    ) in result.output
+    signed = fwsign("sign", "--repo", str(repo), "--key", uris["alice"], "--key", uris["carol"])
+    assert "pump-x100 v2: 2 of 2 signatures, threshold 2 (ready)" in signed.output
+    assert fwsign("verify", "--repo", str(repo)).exit_code == 0
+
+
+def test_revoke_key_names_the_line_that_must_be_signed_again_r5(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    """R5, a stolen key: the line it left short of its threshold is named with the command."""
+    _signed_line(fwsign, repo, image, uris)
+    token_dir = Path(uris["bob"].split(":", 1)[1].split("?", 1)[0])
+    bob_keyid = Token.open(token_dir).public_key("bob").keyid
+    rotated = fwsign(
+        "rotate", "--repo", str(repo), "--role", "pump-x100", "--add-key", uris["carol"],
+        "--key", uris["manager"],
+    )  # fmt: skip
+    assert rotated.exit_code == 0, rotated.output
+    assert "must be signed again" not in rotated.output  # alice and bob still meet 2 of 3
+    result = fwsign("revoke-key", "--repo", str(repo), bob_keyid[:12], "--key", uris["manager"])
+    assert result.exit_code == 0, result.output
+    assert "pump-x100 v2 must be signed again (its keys changed in targets)" in result.output
+    assert f"fwsign sign --repo {repo} --role pump-x100 --key URI" in result.output
+
+
+def test_rotate_counts_the_hashed_bins_that_must_be_signed_again_r5(
+    fwsign: Run, repo: Path, image: Path, uris: dict[str, str]
+) -> None:
+    """A line may have thousands of bins: the follow-up counts them instead of listing each."""
+    delegated = fwsign(
+        "delegate", "--repo", str(repo), "--name", "monitor-m20", "--path-prefix", "monitor-m20/",
+        "--engineer-key", uris["alice"], "--engineer-key", uris["bob"], "--bin-bits", "2",
+        "--key", uris["manager"],
+    )  # fmt: skip
+    assert delegated.exit_code == 0, delegated.output
+    assert "monitor-m20 v1 needs 2 more signature(s)" in delegated.output
+    signed = fwsign("sign", "--repo", str(repo), "--key", uris["alice"], "--key", uris["bob"])
+    assert signed.exit_code == 0, signed.output
+    token_dir = Path(uris["bob"].split(":", 1)[1].split("?", 1)[0])
+    bob_keyid = Token.open(token_dir).public_key("bob").keyid
+    result = fwsign(
+        "rotate", "--repo", str(repo), "--role", "monitor-m20", "--add-key", uris["carol"],
+        "--remove-key", bob_keyid[:12], "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "4 hashed bin(s) (monitor-m20-bins-0, ...) must be signed again (their keys changed):"
+        f" fwsign sign --repo {repo} --key URI"
+    ) in result.output
+    assert "monitor-m20-bins-1" not in result.output.split("to sign")[-1]
