@@ -77,7 +77,7 @@ for _ in $(seq 100); do grep -q '^serving https://' server.out 2>/dev/null && br
 URL=$(grep '^serving https://' server.out | awk '{print $2}')
 [ -n "$URL" ] || { cat server.err; exit 1; }
 cat server.out
-grep -qxF "CA certificate for clients: $CA" server.out \
+grep -qxF "CA certificate for clients: $(realpath "$CA")" server.out \
     || { echo "UNEXPECTED: the server names another CA for clients"; exit 1; }
 curl -sS --cacert "$CA" "$URL/api/v1/health"; echo
 

@@ -17,6 +17,7 @@ printed, logged or put into an error message.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,12 @@ CONNECT_TIMEOUT = 10.0
 #: and a publication once the new repository is switched in.
 READ_TIMEOUT = 300.0
 BLOCK_BYTES = 1024 * 1024
+#: A kept-alive connection idle this long is not reused. The server closes an
+#: idle connection after 2 s (gunicorn's keepalive); a request sent on one it
+#: is closing at that moment fails with no answer, and a POST is never
+#: retried (it may have been a one-time code). People pause longer than this
+#: between prompts, so every request after a pause opens a new connection.
+REUSE_IDLE_SECONDS = 1.0
 #: Confirmation codes asked for one publication before it is cancelled.
 CODE_TRIES = 3
 NOT_FOUND = 404
@@ -262,7 +269,9 @@ def local_target_files(
 class ServerSession:
     """One logged-in conversation with the update server, over verified TLS."""
 
-    def __init__(self, url: str, *, ca: Path) -> None:
+    def __init__(
+        self, url: str, *, ca: Path, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise PublishError(f"--server must be an https:// URL, got {url!r}")
@@ -277,6 +286,8 @@ class ServerSession:
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
             blocksize=BLOCK_BYTES,
         )
+        self._monotonic = monotonic
+        self._last_answer = monotonic()
 
     def close(self) -> None:
         self._pool.clear()
@@ -453,10 +464,13 @@ class ServerSession:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if auth and self._token is not None:
             all_headers["Authorization"] = f"Bearer {self._token}"
+        if self._monotonic() - self._last_answer > REUSE_IDLE_SECONDS:
+            self._pool.clear()  # the server may be closing what is pooled: start afresh
         try:
             response = self._pool.request(
                 method, f"{self.url}{base}{path}", body=body, headers=all_headers
             )
+            self._last_answer = self._monotonic()
         except urllib3.exceptions.SSLError as exc:
             raise PublishError(
                 f"TLS with {self.url} failed ({_reason(exc)}); is --ca the server's certificate?"

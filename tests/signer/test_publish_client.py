@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from signer import publish_cli
+from signer import publish, publish_cli
 from signer.cli import main
 from tests.signer.test_publish import TARGET, Opener, added_by_alice, signed_release
 from update_server.tls import generate_self_signed
@@ -535,3 +535,54 @@ def test_an_empty_secret_variable_is_refused_before_anything_is_sent(
     assert result.exit_code == 1
     assert "fwsign: error: FWSIGN_PASSWORD is set but empty" in result.stderr
     assert stub.calls() == []
+
+
+def test_a_request_after_a_pause_opens_a_new_connection_not_one_the_server_may_be_closing(
+    tls_files: tuple[Path, Path],
+) -> None:
+    """A code typed after a pause is never sent on a connection the server is closing.
+
+    The server closes an idle kept-alive connection after 2 s; a POST sent on
+    it in that moment gets no answer and is not retried (it carried a
+    one-time code). Seen in the demo as 'Remote end closed connection without
+    response' on the enrolment's confirmation.
+    """
+    ports: list[int] = []
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            ports.append(self.client_address[1])
+            data = json.dumps({"roles": {}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    now = [0.0]
+    session = publish.ServerSession(
+        f"https://127.0.0.1:{server.server_address[1]}", ca=tls_files[0], monotonic=lambda: now[0]
+    )
+    try:
+        session.published_versions()
+        session.published_versions()  # at once: the kept-alive connection
+        now[0] += publish.REUSE_IDLE_SECONDS + 0.1
+        session.published_versions()  # after a pause: a new one
+    finally:
+        session.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert ports[0] == ports[1]
+    assert ports[2] != ports[1]
