@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
-from fwcommon.cli import ToolError, ask
+from fwcommon.cli import ToolError, ask, say
 from signer.publish import (
     Credentials,
     Login,
@@ -197,7 +197,7 @@ def publish_command(  # noqa: PLR0917 - click passes the options as keywords
             on_login=_show_login,
         )
     except (KeyboardInterrupt, click.Abort):
-        _say(stage.interrupted())
+        say("interrupted", stage.interrupted())
         sys.exit(INTERRUPTED)
     _show(result)
 
@@ -214,6 +214,8 @@ class _Stage:
 
     def confirming(self, ask: Callable[[int], str]) -> Callable[[int], str]:
         def code(attempt: int) -> str:
+            # The server refused the code before this one (401): nothing was published.
+            self.sent_code = False
             answer = ask(attempt)
             self.sent_code = True
             return answer
@@ -223,7 +225,7 @@ class _Stage:
     def interrupted(self) -> str:
         if self.sent_code:
             return (
-                "interrupted while the server was publishing: it may have published;"
+                "the server may have published (a confirmation code was on its way);"
                 " 'fwsign publish' again says 'nothing to publish' if it did"
             )
-        return "interrupted: nothing was published (the upload, if any, was cancelled)"
+        return "nothing was published (the upload, if any, was cancelled)"

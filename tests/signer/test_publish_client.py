@@ -432,6 +432,55 @@ def test_ctrl_c_at_the_confirmation_code_says_nothing_was_published(
     ]
 
 
+def test_ctrl_c_after_a_refused_confirmation_code_says_nothing_was_published(
+    run: Run,
+    stub: Stub,
+    line: Path,
+    open_repo: Opener,
+    image: Path,
+    firmware_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server refused the first code, so Ctrl-C at the second leaves nothing published."""
+    stub.wrong_codes = 1
+
+    def second_interrupted(attempt: int) -> str:
+        if attempt > 1:
+            raise KeyboardInterrupt
+        return "111111"
+
+    monkeypatch.setattr(publish_cli, "_publish_code", second_interrupted)
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == publish_cli.INTERRUPTED
+    assert "fwsign: interrupted: nothing was published" in result.output
+    assert "may have published" not in result.output
+    assert stub.calls()[-2:] == [
+        ("DELETE", f"/api/v1/releases/{RELEASE_ID}"),
+        ("POST", "/api/v1/auth/logout"),
+    ]
+
+
+def test_ctrl_c_once_a_code_was_sent_says_it_may_have_published(
+    run: Run,
+    stub: Stub,
+    line: Path,
+    open_repo: Opener,
+    image: Path,
+    firmware_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A code on its way: the server may publish, so the message never says it did not."""
+
+    def interrupted_publish(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish.ServerSession, "publish", interrupted_publish)
+    result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
+    assert result.exit_code == publish_cli.INTERRUPTED
+    assert "fwsign: interrupted: the server may have published" in result.output
+    assert "nothing was published" not in result.output
+
+
 def _published_file_path(image: Path) -> str:
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     return f"/targets/pump-x100/{digest}.pump-fw-2.4.0.bin"
