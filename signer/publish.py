@@ -476,7 +476,7 @@ class ServerSession:
                 f"TLS with {self.url} failed ({_reason(exc)}); is --ca the server's certificate?"
             ) from None
         except urllib3.exceptions.HTTPError as exc:
-            raise PublishError(f"{method} {self.url}{API}{path} failed: {_reason(exc)}") from None
+            raise PublishError(f"{method} {self.url}{base}{path} failed: {_reason(exc)}") from None
         if response.status >= 400:
             raise _refusal(response)
         return response

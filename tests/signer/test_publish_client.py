@@ -377,6 +377,19 @@ def test_an_unreachable_server_is_one_line(
     assert "Traceback" not in result.output
 
 
+def test_an_unreachable_server_names_the_url_of_a_file_check(
+    tls_files: tuple[Path, Path],
+) -> None:
+    """The published-file check asks /targets/..., not /api/v1/targets/...: the error says so."""
+    session = publish.ServerSession("https://127.0.0.1:1", ca=tls_files[0])
+    target = publish.ExpectedTarget(TARGET, 4, "ab" * 32)
+    with pytest.raises(publish.PublishError) as failed:
+        session.has_target_file(target)
+    assert str(failed.value).startswith(
+        f"HEAD https://127.0.0.1:1/targets/pump-x100/{'ab' * 32}.pump-fw-2.4.0.bin failed"
+    )
+
+
 def test_a_wrong_confirmation_code_is_asked_again_before_the_upload_is_cancelled(
     run: Run, stub: Stub, line: Path, open_repo: Opener, image: Path, firmware_dir: Path
 ) -> None:
