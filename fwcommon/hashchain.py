@@ -33,7 +33,9 @@ from typing import Any, Final
 #: The digest entry 1 follows: no entry before it.
 GENESIS: Final = "0" * 64
 
-#: How a log turns ``{"seq", "prev", **body}`` into the bytes it hashes.
+#: How a log turns ``{"seq", "prev", **body}`` into the bytes it hashes; it
+#: raises ``ValueError`` for a document it has no form for (read back, such
+#: an entry is one the log never wrote: the walker reports it altered).
 Canonical = Callable[[Mapping[str, Any]], bytes]
 
 
@@ -126,9 +128,12 @@ class ChainWalker:
             raise ChainBreakError(expected, Break.SEQUENCE)
         if entry.prev != self.head.digest:
             raise ChainBreakError(expected, Break.LINK)
-        computed = entry_digest(
-            seq=expected, prev=self.head.digest, body=entry.body, canonical=self._canonical
-        )
+        try:
+            computed = entry_digest(
+                seq=expected, prev=self.head.digest, body=entry.body, canonical=self._canonical
+            )
+        except ValueError:  # a value the log never writes: the entry was altered
+            raise ChainBreakError(expected, Break.DIGEST) from None
         if computed != entry.digest:
             raise ChainBreakError(expected, Break.DIGEST)
         self.before, self.head = self.head, Link(expected, computed)

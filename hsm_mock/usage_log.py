@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from securesystemslib.exceptions import FormatError
 from securesystemslib.formats import encode_canonical
 
 from fwcommon import hashchain
@@ -83,7 +84,10 @@ class Record:
 
 
 def _canonical(document: Mapping[str, Any]) -> bytes:
-    return str(encode_canonical(dict(document))).encode("utf-8")
+    try:
+        return str(encode_canonical(dict(document))).encode("utf-8")
+    except FormatError as exc:  # e.g. a float: no entry this module writes holds one
+        raise ValueError(f"no canonical JSON form: {exc}") from None
 
 
 def _utc(now: datetime) -> str:

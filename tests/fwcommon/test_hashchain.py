@@ -10,8 +10,10 @@ import ast
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -97,7 +99,29 @@ def _rehashed_edit(entries: list[Entry]) -> list[Entry]:
     return [*entries[:2], Entry(3, bad.prev, digest, body), *entries[3:]]
 
 
+def _forged_genesis(entries: list[Entry]) -> list[Entry]:
+    """A new first entry chained to a made-up start, its digest recomputed (R28)."""
+    body, prev = {"n": 0}, "f" * 64
+    digest = entry_digest(seq=1, prev=prev, body=body, canonical=compact_json)
+    return [Entry(1, prev, digest, body), *entries[1:]]
+
+
+def _no_canonical_form(entries: list[Entry]) -> list[Entry]:
+    """Entry 2 holds a value the log's canonical form cannot encode (raises ValueError)."""
+    bad = entries[1]
+    return [entries[0], Entry(2, bad.prev, bad.digest, {"n": 1.5}), *entries[2:]]
+
+
+def _integers_only(document: Mapping[str, Any]) -> bytes:
+    """``compact_json`` that, like TUF's canonical JSON, has no form for a float."""
+    if any(isinstance(value, float) for value in document.values()):
+        raise ValueError("no canonical form for a float")
+    return compact_json(document)
+
+
 TAMPERING = {
+    "a forged genesis (R28)": (_forged_genesis, 1, Break.LINK),
+    "a value with no canonical form": (_no_canonical_form, 2, Break.DIGEST),
     "edit (R28)": (_edited, 3, Break.DIGEST),
     "edit with its digest recomputed (R28)": (_rehashed_edit, 4, Break.LINK),
     "delete (R28)": (lambda e: [*e[:2], *e[3:]], 3, Break.SEQUENCE),
@@ -119,7 +143,7 @@ TAMPERING = {
 @pytest.mark.parametrize("name", TAMPERING)
 def test_tampering_is_named_at_its_first_bad_sequence_number(name: str) -> None:
     tamper, first_bad, kind = TAMPERING[name]
-    walker = ChainWalker(canonical=compact_json)
+    walker = ChainWalker(canonical=_integers_only)
     with pytest.raises(ChainBreakError) as broken:
         for entry in tamper(_chain(5)):
             walker.step(entry)

@@ -58,6 +58,17 @@ def _append_chained(lines: list[bytes]) -> list[bytes]:
     return [*lines, extra.rstrip(b"\n")]
 
 
+def _float_label(index: int) -> Tamper:
+    """A float where a string was: canonical JSON cannot encode it, so it cannot match."""
+
+    def tamper(lines: list[bytes]) -> list[bytes]:
+        entry = json.loads(lines[index])
+        entry["label"] = 1.5
+        return [*lines[:index], json.dumps(entry).encode(), *lines[index + 1 :]]
+
+    return tamper
+
+
 TAMPERING: dict[str, tuple[Tamper, int]] = {
     "edit-entry": (_edit(2, rehash=False), 3),
     "edit-entry-and-recompute-its-hash": (_edit(2, rehash=True), 4),
@@ -69,6 +80,7 @@ TAMPERING: dict[str, tuple[Tamper, int]] = {
     "rewrite-tail-consistently": (_rewrite_tail, 5),
     "append-chained-entry-beyond-head": (_append_chained, 6),
     "garbage-line": (lambda lines: [*lines[:1], b"{not json", *lines[2:]], 2),
+    "value-without-canonical-json": (_float_label(2), 3),
 }
 
 
