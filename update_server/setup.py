@@ -12,7 +12,9 @@ I1 Atomic: everything is built in a hidden sibling directory
 error it is removed, and a SQLite database made outside it for this init
 too. A directory a killed init left behind is removed by the next init.
 I2 Nothing is overwritten: an existing data directory, or any non-empty
-directory, is refused with what to do instead.
+directory, is refused with what to do instead; so is a database that
+already holds tables (another server's: its people, audit log and TOTP
+secrets sealed with another key), before anything is written to it.
 I3 Paths inside the data directory are written into ``server.json``
 relative to it (config C1), so they hold after the rename and after a move.
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import make_url
+from sqlalchemy import Engine, inspect, make_url
 
 from fwcommon.files import atomic_write, fsync_dir
 from hsm_mock import Algorithm, KdfParams, Purpose, Token, private_key_uri
@@ -148,12 +150,27 @@ def _build(
     managed_tls(work / TLS_DIR, names=server_names(config), now=now)
     engine = make_engine(config.database_url, create=True)
     try:
+        _refuse_used_database(engine)
         upgrade(engine)  # M2: the schema is the migrations' head
     finally:
         engine.dispose()
     settings = json.dumps(config.to_file_json(), indent=2).encode()
     atomic_write(work / CONFIG_FILE, settings, mode=0o600)
     return so_pin
+
+
+def _refuse_used_database(engine: Engine) -> None:
+    """I2: a new server starts on an empty database, never on another's."""
+    with engine.connect() as connection:
+        tables = sorted(inspect(connection).get_table_names())
+    if tables:
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        where = engine.url.render_as_string(hide_password=True)
+        raise SetupError(
+            f"the database {where} already holds tables ({shown}), so it belongs to another"
+            " server: nothing was changed; give an empty database (--database-url), or run"
+            " the server whose data directory uses this one"
+        )
 
 
 def _place(work: Path, data_dir: Path) -> None:

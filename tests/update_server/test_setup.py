@@ -189,3 +189,24 @@ def test_every_data_dir_option_reads_fwserver_data_dir() -> None:
     walk(main)
     assert len(found) >= 10
     assert {envvar for _name, envvar in found} == {"FWSERVER_DATA_DIR"}
+
+
+def test_init_refuses_a_database_another_server_uses_and_changes_nothing(tmp_path: Path) -> None:
+    """I2: a second init on a used database must not adopt its people and audit log."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    init_data_dir(tmp_path / "first", database_url=url, kdf=FAST_KDF)
+    added = _fwserver(
+        "user", "add", "--data-dir", str(tmp_path / "first"), "--role", "admin", "ada"
+    )
+    assert added.exit_code == 0, added.output
+    before = (tmp_path / "shared.db").read_bytes()
+
+    result = _fwserver("init", "--data-dir", str(tmp_path / "second"), "--database-url", url)
+
+    assert result.exit_code == 1
+    assert "already holds tables" in result.stderr
+    assert "belongs to another server: nothing was changed" in result.stderr
+    assert not (tmp_path / "second").exists()
+    assert (tmp_path / "shared.db").read_bytes() == before
+    listed = _fwserver("user", "list", "--data-dir", str(tmp_path / "first"))
+    assert "ada" in listed.output
