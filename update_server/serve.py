@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from update_server.clock import system_clock
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import DatabaseMissingError, make_engine
+from update_server.mfa import passwords
 from update_server.migrations import check_schema
 from update_server.tls import (
     TLS_DIR,
@@ -82,6 +83,10 @@ def prepare(config: ServerConfig, *, host_given: bool, now: datetime | None = No
     if not (config.data_dir / CONFIG_FILE).is_file():
         raise ServeError(f"{config.data_dir} is not a server data directory; run 'fwserver init'")
     _check_database(config.database_url)
+    try:  # fails closed before serving, and the workers inherit it loaded
+        passwords.common_passwords()
+    except passwords.PasswordCorpusError as exc:
+        raise ServeError(str(exc)) from None
     now = now or datetime.now(UTC)
     tls = server_tls(config, now=now)
     warnings = (*expiry_warnings(tls, now=now), *default_hosts_warning(config))

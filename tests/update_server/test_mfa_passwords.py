@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from argon2 import Type, extract_parameters
 
 from update_server.mfa import passwords
-from update_server.mfa.passwords import PasswordPolicyError, check_policy
+from update_server.mfa.passwords import PasswordCorpusError, PasswordPolicyError, check_policy
 
 
 def test_hashes_are_argon2id_with_the_documented_parameters() -> None:
@@ -151,6 +154,42 @@ def test_breach_corpus_is_shipped_offline_with_its_provenance() -> None:
 
 def test_a_strong_passphrase_is_not_in_the_corpus() -> None:
     check_policy("tundra-marmalade-cobalt-whistle", name="alice", min_length=12)
+
+
+@pytest.fixture
+def shipped_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The package's data files read from ``tmp_path`` (the curated list copied there)."""
+    package = resources.files("update_server.mfa")
+    (tmp_path / passwords.CURATED_FILE).write_bytes(
+        package.joinpath(passwords.CURATED_FILE).read_bytes()
+    )
+    monkeypatch.setattr(passwords, "resources", SimpleNamespace(files=lambda _name: tmp_path))
+    passwords.common_passwords.cache_clear()
+    yield tmp_path
+    passwords.common_passwords.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (b"", "holds 0 entries, not at least 100000"),
+        (gzip.compress(b"123456\npassword\nleavemealone\n"), "holds 3 entries"),
+        (gzip.compress(b"leavemealone\n" * 1000)[:-40], "cannot be read"),
+        (b"not gzip at all", "cannot be read"),
+        (gzip.compress(b"\xff\xfe\xfd\n"), "cannot be read"),
+        (None, "cannot be read"),
+    ],
+)
+def test_a_damaged_breach_corpus_fails_closed(
+    shipped_elsewhere: Path, damage: bytes | None, why: str
+) -> None:
+    """R9, NIST 800-63B 5.1.1.2: an empty, short, truncated, corrupt or missing corpus
+    refuses every new password with what to do, never a check that knows fewer passwords."""
+    if damage is not None:
+        (shipped_elsewhere / passwords.CORPUS_FILE).write_bytes(damage)
+    with pytest.raises(PasswordCorpusError, match=why) as refused:
+        check_policy("LoveTheWayYouLie", name="alice", min_length=12)
+    assert "reinstall fwserver" in str(refused.value)
 
 
 def _curated() -> set[str]:

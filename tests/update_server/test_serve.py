@@ -21,6 +21,7 @@ from update_server.cli_common import CommandClock
 from update_server.cli_serve import serve
 from update_server.config import ConfigError, ServerConfig
 from update_server.keys import SignerLoader
+from update_server.mfa import passwords
 from update_server.serve import (
     FirmwareServer,
     ServeError,
@@ -70,6 +71,19 @@ def test_an_unreachable_database_is_named_without_its_password(config: ServerCon
     with pytest.raises(ServeError, match="cannot reach the database") as caught:
         prepare(config.with_changes(database_url=url), host_given=False)
     assert "hunter2-secret" not in str(caught.value)
+
+
+def test_a_damaged_password_corpus_stops_the_server_before_it_starts(
+    config: ServerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R9: fail closed at start, not a 500 at each first login."""
+
+    def damaged() -> frozenset[str]:
+        raise passwords.PasswordCorpusError("the breached-password corpus is damaged")
+
+    monkeypatch.setattr(passwords, "common_passwords", damaged)
+    with pytest.raises(ServeError, match="the breached-password corpus is damaged"):
+        prepare(config, host_given=False)
 
 
 def _plan(config: ServerConfig) -> ServePlan:

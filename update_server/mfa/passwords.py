@@ -18,13 +18,16 @@ none containing the user's own name, none made of a couple of repeated
 characters, and none of the last few passwords used (checked by the caller
 against the stored hashes with ``reused``). Every refusal says what
 to change.
+
+The corpus fails closed: a missing, unreadable or truncated file (fewer than
+``MIN_BREACHED_ENTRIES``) is a ``PasswordCorpusError``, never a check that
+quietly knows fewer passwords; ``fwserver serve`` loads it before it starts.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import itertools
 import re
 import secrets
 from collections.abc import Iterable, Iterator
@@ -42,6 +45,8 @@ MIN_NAME_PART = 3
 _TRAILING = "0123456789!@#$%^&*()_-+=.?,;:~ "
 CURATED_FILE = "common_passwords.txt"
 CORPUS_FILE = "breached_passwords.txt.gz"
+#: The shipped corpus holds about 206,000 entries; fewer than this: it is damaged.
+MIN_BREACHED_ENTRIES = 100_000
 
 
 class PasswordPolicyError(ValueError):
@@ -50,6 +55,10 @@ class PasswordPolicyError(ValueError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("password refused: " + "; ".join(self.problems))
+
+
+class PasswordCorpusError(RuntimeError):
+    """The shipped breached-password corpus is missing or damaged: no password can be checked."""
 
 
 def hash_password(password: str) -> str:
@@ -132,11 +141,26 @@ def common_passwords() -> frozenset[str]:
     """
     package = resources.files("update_server.mfa")
     curated = package.joinpath(CURATED_FILE).read_text("utf-8").splitlines()
-    with (
-        package.joinpath(CORPUS_FILE).open("rb") as raw,
-        gzip.open(raw, "rt", encoding="utf-8") as breached,
-    ):
-        return frozenset(_entries(itertools.chain(curated, breached)))
+    try:
+        with (
+            package.joinpath(CORPUS_FILE).open("rb") as raw,
+            gzip.open(raw, "rt", encoding="utf-8") as lines,
+        ):
+            breached = frozenset(_entries(lines))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise PasswordCorpusError(_damaged(f"it cannot be read ({exc})")) from None
+    if len(breached) < MIN_BREACHED_ENTRIES:
+        raise PasswordCorpusError(
+            _damaged(f"it holds {len(breached)} entries, not at least {MIN_BREACHED_ENTRIES}")
+        )
+    return breached | frozenset(_entries(curated))
+
+
+def _damaged(why: str) -> str:
+    return (
+        f"the breached-password corpus {CORPUS_FILE} of update_server.mfa is damaged: {why};"
+        " no new password can be checked: reinstall fwserver"
+    )
 
 
 def _entries(lines: Iterable[str]) -> Iterator[str]:
