@@ -177,8 +177,8 @@ def disable(db: Session, name: str, *, now: datetime, actor: Actor | None = None
 
 
 def unlock(db: Session, name: str, *, now: datetime, actor: Actor | None = None) -> None:
-    """Lift a login lockout on ``name`` and clear its failure count."""
-    get(db, name)
+    """Lift a login lockout on ``name`` and clear its failure count (not of a removed person)."""
+    get_present(db, name)
     db.execute(delete(LoginThrottle).where(LoginThrottle.name == name))
     _audit(db, Action.USER_CHANGE, name, actor=actor, now=now, detail={"change": "unlock"})
 

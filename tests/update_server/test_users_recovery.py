@@ -200,7 +200,7 @@ def test_r47_a_removed_name_cannot_log_in_nor_come_back(
     assert person.removed_at is not None and users.aware(person.removed_at) == removed_on
     assert person.disabled and person.password_hash == users.UNUSABLE_HASH
     assert re.search(r"^alice\s+release_engineer\s+removed", fwserver(config, clock, "list").output)
-    for command in (["enable"], ["reset"], ["disable"], ["remove", "--yes"]):
+    for command in (["enable"], ["reset"], ["disable"], ["unlock"], ["remove", "--yes"]):
         refused = fwserver(config, clock, *command, "alice")
         assert refused.exit_code == 1, command
         assert "alice was removed" in refused.output
