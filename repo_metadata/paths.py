@@ -9,6 +9,7 @@ NUL or control character, bounded length.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from repo_metadata.errors import InvalidFieldError
 
@@ -52,3 +53,18 @@ def check_role_name(name: str) -> str:
     if name in TOP_LEVEL_ROLES:
         raise InvalidFieldError("role", f"{name!r} is a top-level role name")
     return name
+
+
+def local_target_file(targets_dir: Path, target_path: str) -> Path | None:
+    """The file of ``target_path`` under a build's ``targets_dir``, or None.
+
+    First ``targets_dir/<target path>`` (the layout ``fwsign add --targets-dir``
+    makes), then ``targets_dir/<the target path's file name>`` (a flat build
+    directory). The one look-up rule of ``fwsign verify``/``publish`` and
+    ``fwserver import``; whatever it finds is still checked against the signed
+    length and hashes by its caller.
+    """
+    for candidate in (targets_dir / target_path, targets_dir / target_path.rpartition("/")[2]):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -21,6 +21,7 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, Root, Targets, VerificationResult
 
 from repo_metadata.errors import InvalidMetadataError, RepositoryError, UpdateRejectedError
+from repo_metadata.paths import local_target_file
 from repo_metadata.repository_check import Completeness, check_repository
 from repo_metadata.validation import load_metadata
 from repo_metadata.verify import verify_root_chain, verify_update
@@ -152,20 +153,6 @@ def verify_repository(
             f" {targets_dir}/<its file name>, e.g. {report.not_found[0]})"
         )
     return report
-
-
-def local_target_file(targets_dir: Path, target_path: str) -> Path | None:
-    """The file of ``target_path`` under ``targets_dir``, as verify and publish find it.
-
-    First ``targets_dir/<target path>`` (the layout ``fwsign add --targets-dir``
-    makes), then ``targets_dir/<the target path's file name>`` (a flat build
-    directory); None if neither is a file. The file found is still checked
-    against the signed length and hashes.
-    """
-    for candidate in (targets_dir / target_path, targets_dir / target_path.rpartition("/")[2]):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 #: What to do about a whole-repository rule ``fwsign verify`` reports, by rule id.

@@ -29,9 +29,10 @@ from urllib.parse import quote, unquote, urlsplit
 import urllib3
 from tuf.api.metadata import Root, Snapshot, Timestamp
 
+from repo_metadata.paths import local_target_file
 from signer import layout
 from signer.errors import SignerError
-from signer.inspect import local_target_file, missing_signatures
+from signer.inspect import missing_signatures
 from signer.repository import OfflineRepository
 
 API = "/api/v1"

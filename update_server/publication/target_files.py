@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from fwcommon.files import fsync_dir
+from repo_metadata.paths import local_target_file
 from update_server.config import ServerConfig
 from update_server.publication.errors import (
     PublicationError,
@@ -69,14 +70,6 @@ def missing_names(repository_dir: Path, target: ExpectedTarget) -> list[str]:
 # --- fwserver import --targets-dir ----------------------------------------------
 
 
-def find_file(targets_dir: Path, target: ExpectedTarget) -> Path | None:
-    """``DIR/<target path>``, else ``DIR/<file name>`` (where ``fwsign add`` puts it)."""
-    for candidate in (targets_dir / target.path, targets_dir / target.path.rpartition("/")[2]):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def stage_import_files(
     config: ServerConfig, targets: Iterable[ExpectedTarget], targets_dir: Path | None
 ) -> ImportFiles:
@@ -90,7 +83,7 @@ def stage_import_files(
     missing: list[str] = []
     try:
         for target in targets:
-            found = None if targets_dir is None else find_file(targets_dir, target)
+            found = None if targets_dir is None else local_target_file(targets_dir, target.path)
             if found is None:
                 missing.append(target.path)
                 continue
