@@ -35,11 +35,10 @@ from typing import Any, NoReturn
 
 import click
 
+from fwcommon.entry import INTERRUPTED_STATUS, NOTHING_CHANGED
+
 DISTRIBUTION = "fwupdate"
-#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED_STATUS = 130
 _INTERRUPTED_KEY = "fwcommon.interrupted"
-_DEFAULT_INTERRUPTED = "nothing was changed"
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,7 @@ class ToolGroup(click.Group):
     def _interrupted(self, ctx: click.Context) -> NoReturn:
         if sys.stderr.isatty():
             click.echo(err=True)  # ends the line the terminal's ^C is on
-        text = ctx.meta.get(_INTERRUPTED_KEY, _DEFAULT_INTERRUPTED)
+        text = ctx.meta.get(_INTERRUPTED_KEY, NOTHING_CHANGED)
         click.echo(f"{self.tool}: interrupted: {text}", err=True)
         ctx.exit(INTERRUPTED_STATUS)
 

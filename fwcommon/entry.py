@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-_INTERRUPTED = 130
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it; every tool's.
+INTERRUPTED_STATUS = 130
+#: What Ctrl-C says unless the command knows better (fwcommon.cli.on_interrupt).
+NOTHING_CHANGED = "nothing was changed"
 
 
 def run(tool: str, target: str) -> None:
@@ -24,8 +27,8 @@ def run(tool: str, target: str) -> None:
     except KeyboardInterrupt:
         if sys.stderr.isatty():
             sys.stderr.write("\n")  # ends the line the terminal's ^C is on
-        sys.stderr.write(f"{tool}: interrupted: nothing was changed\n")
-        sys.exit(_INTERRUPTED)
+        sys.stderr.write(f"{tool}: interrupted: {NOTHING_CHANGED}\n")
+        sys.exit(INTERRUPTED_STATUS)
 
 
 def fwsign() -> None:

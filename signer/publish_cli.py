@@ -22,6 +22,7 @@ import click
 from tqdm import tqdm
 
 from fwcommon.cli import ToolError, ask, say
+from fwcommon.entry import INTERRUPTED_STATUS
 from signer.publish import (
     Credentials,
     Login,
@@ -198,12 +199,8 @@ def publish_command(  # noqa: PLR0917 - click passes the options as keywords
         )
     except (KeyboardInterrupt, click.Abort):
         say("interrupted", stage.interrupted())
-        sys.exit(INTERRUPTED)
+        sys.exit(INTERRUPTED_STATUS)
     _show(result)
-
-
-#: The shell's status for a command ended by SIGINT (128 + 2).
-INTERRUPTED = 130
 
 
 class _Stage:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from fwcommon.entry import INTERRUPTED_STATUS
 from signer import publish, publish_cli
 from signer.cli import main
 from tests.signer.test_publish import TARGET, Opener, added_by_alice, signed_release
@@ -436,7 +437,7 @@ def test_ctrl_c_at_the_confirmation_code_says_nothing_was_published(
 
     monkeypatch.setattr(publish_cli, "_publish_code", interrupted)
     result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
-    assert result.exit_code == publish_cli.INTERRUPTED
+    assert result.exit_code == INTERRUPTED_STATUS
     assert "interrupted: nothing was published" in result.output
     assert "Traceback" not in result.output
     assert stub.calls()[-2:] == [
@@ -464,7 +465,7 @@ def test_ctrl_c_after_a_refused_confirmation_code_says_nothing_was_published(
 
     monkeypatch.setattr(publish_cli, "_publish_code", second_interrupted)
     result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
-    assert result.exit_code == publish_cli.INTERRUPTED
+    assert result.exit_code == INTERRUPTED_STATUS
     assert "fwsign: interrupted: nothing was published" in result.output
     assert "may have published" not in result.output
     assert stub.calls()[-2:] == [
@@ -489,7 +490,7 @@ def test_ctrl_c_once_a_code_was_sent_says_it_may_have_published(
 
     monkeypatch.setattr(publish.ServerSession, "publish", interrupted_publish)
     result = run(signed_release(line, open_repo, image), "--targets-dir", str(firmware_dir))
-    assert result.exit_code == publish_cli.INTERRUPTED
+    assert result.exit_code == INTERRUPTED_STATUS
     assert "fwsign: interrupted: the server may have published" in result.output
     assert "nothing was published" not in result.output
 
