@@ -15,6 +15,7 @@ import json
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,20 +151,30 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return directory / "server.crt", directory / "server.key"
 
 
-@pytest.fixture
-def stub(tls_files: tuple[Path, Path]) -> Iterator[Stub]:
-    state = Stub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+@contextmanager
+def serving_tls(
+    handler: type[BaseHTTPRequestHandler], tls_files: tuple[Path, Path]
+) -> Iterator[str]:
+    """``handler`` served over TLS on a free loopback port; yields its https:// URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*tls_files)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    state.url = f"https://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def stub(tls_files: tuple[Path, Path]) -> Iterator[Stub]:
+    state = Stub()
+    with serving_tls(_handler(state), tls_files) as state.url:
+        yield state
 
 
 @pytest.fixture
@@ -627,25 +638,15 @@ def test_a_request_after_a_pause_opens_a_new_connection_not_one_the_server_may_b
         def log_message(self, *_args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*tls_files)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     now = [0.0]
-    session = publish.ServerSession(
-        f"https://127.0.0.1:{server.server_address[1]}", ca=tls_files[0], monotonic=lambda: now[0]
-    )
-    try:
-        session.published_versions()
-        session.published_versions()  # at once: the kept-alive connection
-        now[0] += publish.REUSE_IDLE_SECONDS + 0.1
-        session.published_versions()  # after a pause: a new one
-    finally:
-        session.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving_tls(KeepAlive, tls_files) as url:
+        session = publish.ServerSession(url, ca=tls_files[0], monotonic=lambda: now[0])
+        try:
+            session.published_versions()
+            session.published_versions()  # at once: the kept-alive connection
+            now[0] += publish.REUSE_IDLE_SECONDS + 0.1
+            session.published_versions()  # after a pause: a new one
+        finally:
+            session.close()
     assert ports[0] == ports[1]
     assert ports[2] != ports[1]
