@@ -67,14 +67,7 @@ class SignedLine:
         names = ("root", "targets", "snapshot", "timestamp", "alice", "bob")
         self.keys: dict[str, Signer] = {n: CryptoSigner.generate_ed25519() for n in names}
         self.repo = TufRepo(path, self.keys, now=lambda: self.now)
-        self.repo.create(
-            root=("root",),
-            root_threshold=1,
-            targets=("targets",),
-            snapshot="snapshot",
-            timestamp="timestamp",
-            signers=("root", "targets"),
-        )
+        self.repo.create_one_key_per_role()
         self.repo.delegate_line(
             LINE,
             prefix=f"{MODEL}/",

@@ -70,14 +70,7 @@ class Repository:
             role: CryptoSigner.generate_ed25519() for role in TOP_LEVEL
         }
         self.tuf = TufRepo(path, self.signers, now=_now)
-        self.tuf.create(
-            root=("root",),
-            root_threshold=1,
-            targets=("targets",),
-            snapshot="snapshot",
-            timestamp="timestamp",
-            signers=("root", "targets"),
-        )
+        self.tuf.create_one_key_per_role()
         self.files: dict[str, bytes] = {}
         self.target_urls: dict[str, str] = {}
         self.served: dict[str, bytes] = {}

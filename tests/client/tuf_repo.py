@@ -135,6 +135,17 @@ class TufRepo:
 
     # -- making a repository ---------------------------------------------------------
 
+    def create_one_key_per_role(self) -> None:
+        """``create`` with the keys named after the top-level roles, one each, threshold 1."""
+        self.create(
+            root=("root",),
+            root_threshold=1,
+            targets=("targets",),
+            snapshot="snapshot",
+            timestamp="timestamp",
+            signers=("root", "targets"),
+        )
+
     def create(
         self,
         *,
