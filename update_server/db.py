@@ -65,6 +65,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from update_server.config import sqlite_file
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
@@ -97,18 +99,18 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, create: bool = Fa
     ``create`` (``fwserver init``); connections open it read-write only.
     """
     if url.startswith("sqlite"):
-        database = make_url(url).database or ":memory:"
-        on_disk = database != ":memory:" and not database.startswith("file:")
-        if on_disk and not create:
+        file = sqlite_file(url)
+        database = None if file is None else str(file)
+        if database is not None and not create:
             require_existing(url)
         engine = create_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
-        if on_disk and not create:
+        if database is not None and not create:
             event.listen(engine, "do_connect", _read_write_only(database))
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so
         # that BEGIN IMMEDIATE serialises writers (audit chain, counters).
         event.listen(engine, "begin", _sqlite_begin_immediate)
-        if on_disk:
+        if database is not None:
             guard = _FileGuard(database)
             event.listen(engine, "begin", guard.check, insert=True)
             event.listen(engine, "commit", guard.check)
@@ -131,13 +133,8 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, create: bool = Fa
 
 def require_existing(url: str) -> None:
     """D5: a SQLite database file that is missing is an error, never created here."""
-    file = make_url(url).database or ":memory:"
-    if (
-        url.startswith("sqlite")
-        and file != ":memory:"
-        and not file.startswith("file:")
-        and not Path(file).is_file()
-    ):
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
         raise DatabaseMissingError(
             f"database {file} does not exist: run 'fwserver init' or restore a backup"
         )
