@@ -184,8 +184,12 @@ def test_the_readme_walkthrough_runs_by_hand_from_a_fresh_directory_to_a_device_
     script = tmp_path / "walkthrough.sh"
     blocks = walkthrough_blocks(README.read_text())
     script.write_text(walkthrough_script(blocks, port=port, log_dir=tmp_path))
-    # A new user's shell: no project variables, nothing of this test run's.
+    # A new user's shell: no project variables, nothing of this test run's but
+    # its clock. Under `make test-future` datefudge moves this process's clock
+    # through LD_PRELOAD, LD_LIBRARY_PATH and DATEFUDGE; the person computes
+    # codes on it, so the commands they type must run on it too.
     keep = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR", "CI", "USER", "LOGNAME")
+    keep += ("LD_PRELOAD", "LD_LIBRARY_PATH", "DATEFUDGE", "DATEFUDGE_DOSTATIC")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     venv_bin = str(REPO_ROOT / ".venv" / "bin")
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
