@@ -80,6 +80,17 @@ NORMAL_INTERVAL = frozenset(
         EventType.LOG_TAIL_REPAIRED,
         EventType.LOG_DAMAGED,
         EventType.LOG_ROTATED,
+        EventType.AWAITING_AUTHORIZATION,
+        EventType.PREREQUISITE_MISSING,
+        EventType.AUTHORIZATION_ACCEPTED,
+        EventType.AUTHORIZATION_REPLAYED,
+        EventType.AUTHORIZATION_EXPIRED,
+        EventType.AUTHORIZATION_WRONG_DEVICE,
+        EventType.AUTHORIZATION_WRONG_RELEASE,
+        EventType.AUTHORIZATION_BAD_SIGNATURE,
+        EventType.AUTHORIZATION_UNTRUSTED_KEY,
+        EventType.AUTHORIZATION_MALFORMED,
+        EventType.DEFERRED_IN_USE,
     }
 )
 

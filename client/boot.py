@@ -112,6 +112,16 @@ UPDATE_RESULTS = frozenset(
         EventType.UNREACHABLE,
         EventType.INSUFFICIENT_SPACE,
         EventType.RUNNING_NOT_LISTED,
+        EventType.AWAITING_AUTHORIZATION,
+        EventType.PREREQUISITE_MISSING,
+        EventType.AUTHORIZATION_REPLAYED,
+        EventType.AUTHORIZATION_EXPIRED,
+        EventType.AUTHORIZATION_WRONG_DEVICE,
+        EventType.AUTHORIZATION_WRONG_RELEASE,
+        EventType.AUTHORIZATION_BAD_SIGNATURE,
+        EventType.AUTHORIZATION_UNTRUSTED_KEY,
+        EventType.AUTHORIZATION_MALFORMED,
+        EventType.DEFERRED_IN_USE,
         EventType.ERROR,
     }
 )
@@ -129,6 +139,7 @@ HOUSEKEEPING = frozenset(
         EventType.LOG_TAIL_REPAIRED,
         EventType.LOG_DAMAGED,
         EventType.LOG_ROTATED,
+        EventType.AUTHORIZATION_ACCEPTED,
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")

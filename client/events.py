@@ -128,6 +128,22 @@ class EventType(StrEnum):
     LOG_DAMAGED = "log_damaged"
     #: events.log was archived; names the archive and the oldest ones deleted next.
     LOG_ROTATED = "log_rotated"
+    #: R9/R25: the release needs a technician's authorization this device does not hold yet.
+    AWAITING_AUTHORIZATION = "awaiting_authorization"
+    #: The release needs a newer installed version first (``min_installed_version``).
+    PREREQUISITE_MISSING = "prerequisite_missing"
+    #: A technician's authorization verified and was bound to the install it allows.
+    AUTHORIZATION_ACCEPTED = "authorization_accepted"
+    #: Refused authorizations, one type per threat (``fwcommon.authorization``).
+    AUTHORIZATION_REPLAYED = "authorization_replayed"
+    AUTHORIZATION_EXPIRED = "authorization_expired"
+    AUTHORIZATION_WRONG_DEVICE = "authorization_wrong_device"
+    AUTHORIZATION_WRONG_RELEASE = "authorization_wrong_release"
+    AUTHORIZATION_BAD_SIGNATURE = "authorization_bad_signature"
+    AUTHORIZATION_UNTRUSTED_KEY = "authorization_untrusted_key"
+    AUTHORIZATION_MALFORMED = "authorization_malformed"
+    #: R52: the clinical-use guard said the device is in use; nothing activated, retried later.
+    DEFERRED_IN_USE = "deferred_in_use"
     ERROR = "error"
 
 
