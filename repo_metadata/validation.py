@@ -51,6 +51,9 @@ Content, ``check_metadata``:
 - ``firmware-fields``: a target whose signed custom fields are not valid
   ``FirmwareInfo`` (a typo must not drop the anti-rollback counter); SBOM
   targets (see ``is_sbom_path``) with no custom fields are exempt.
+- ``authorization-keys``: root's list of the keys that authorize installs
+  (``repo_metadata.authorization``, rules A1 and A2) is malformed, or shares
+  a key with a root role (R47).
 - ``succinct-too-large``: hash bins beyond ``2**MAX_SUCCINCT_BIT_LENGTH``; also
   in ``check_delegation_graph``.
 
@@ -248,11 +251,23 @@ def check_metadata(metadata: Metadata[Any]) -> None:
         _check_keys(signed.keys, where="root")
         for name, role in signed.roles.items():
             _check_role_keys(name, role, signed.keys)
+        _check_authorization_keys(signed)
     elif isinstance(signed, Targets):
         if signed.delegations is not None:
             _check_delegations(signed.delegations)
         for path, target in signed.targets.items():
             _check_target(path, target)
+
+
+def _check_authorization_keys(root: Root) -> None:
+    """Rule ``authorization-keys``: root's list of authorization keys is well formed (A1, A2)."""
+    # Imported here: the authorization module parses its documents with this one.
+    from repo_metadata.authorization import AuthorizationKeys  # noqa: PLC0415
+
+    try:
+        AuthorizationKeys.from_root(root)
+    except InvalidFieldError as exc:
+        raise InvalidMetadataError("authorization-keys", str(exc)) from None
 
 
 def is_sbom_path(path: str) -> bool:
