@@ -33,6 +33,7 @@ import click
 from tuf.api.exceptions import RepositoryError
 
 from client import boot as boot_module
+from client import identity as identity_module
 from client import provisioning
 from client.agent import Agent, Schedule
 from client.boot import Outcome as BootOutcome
@@ -168,24 +169,44 @@ def main(ctx: click.Context, verbose: int, lock_wait: float) -> None:
     type=click.IntRange(min=1),
     help="Bytes one firmware slot holds; a larger signed firmware is refused.",
 )
+@click.option(
+    "--device-key",
+    metavar="URI",
+    help="PKCS#11 signer URI (hsm:...) of the device key in a secure element"
+    f" (its PIN from {identity_module.PIN_ENV}); default: a new Ed25519 key in the state"
+    " directory.",
+)
 def provision(
-    state_dir: Path, root_file: Path, hardware_model: str, device_id: str, slot_capacity: int
+    state_dir: Path,
+    root_file: Path,
+    hardware_model: str,
+    device_id: str,
+    slot_capacity: int,
+    device_key: str | None,
 ) -> None:
-    """Write the trusted root and the device's identity (once: no re-provisioning).
+    """Write the trusted root, the device's identity and its key (once: no re-provisioning).
 
     The time floor starts at the later of this clock and the client's build
-    time: the device never trusts a clock older than its provisioning.
+    time: the device never trusts a clock older than its provisioning. The
+    private key never leaves the device (client.identity, K1).
     """
     identity = DeviceIdentity(device_id, hardware_model, slot_capacity)
     state = _open(state_dir)
     now = _now()
     root = provisioning.provision(
-        state, root=root_file.read_bytes(), identity=identity, now=now, built=provisioning.BUILT
+        state,
+        root=root_file.read_bytes(),
+        identity=identity,
+        now=now,
+        built=provisioning.BUILT,
+        device_key=device_key,
     )
     expired = provisioning.expired_root_warning(root, now=now, built=provisioning.BUILT)
     if expired is not None:
         warn(expired)
     click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
+    key = identity_module.device_key(state)
+    click.echo(f"device key {key.public_key.keyid} ({key.public_key.keytype}, {key.uri})")
 
 
 @main.command("check")

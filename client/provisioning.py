@@ -24,8 +24,9 @@ Rules:
   never "now" from below, so it only caps. The
   damage is logged as ``integrity_failure`` naming the file, then the
   update goes on; its refresh raises the floor as every refresh does.
-- The identity, the root and the floor are written, and ``provisioned``
-  logged, under the state directory's lock.
+- The device key (``client.identity``), the identity, the root and the
+  floor are written, and ``provisioned`` logged, under the state
+  directory's lock.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tuf.api.serialization import DeserializationError
 from client.errors import ClientError, ProvisioningError
 from client.events import EventType
 from client.evidence import read_evidence, verify_evidence
+from client.identity import create_device_key
 from client.state import SLOTS, DeviceIdentity, StateDir
 from fwcommon.files import atomic_write
 
@@ -65,9 +67,19 @@ BUILT_RELEASE = "0.1.0"
 
 
 def provision(
-    state: StateDir, *, root: bytes, identity: DeviceIdentity, now: datetime, built: datetime
+    state: StateDir,
+    *,
+    root: bytes,
+    identity: DeviceIdentity,
+    now: datetime,
+    built: datetime,
+    device_key: str | None = None,
 ) -> Root:
-    """Provision ``state`` (rules P1, P2); return the trusted root."""
+    """Provision ``state`` (rules P1, P2); return the trusted root.
+
+    The device key (``client.identity``, K1-K3) is generated, or taken from
+    the secure element ``device_key`` names, before anything else is written.
+    """
     trusted = self_signed_root(root)
     floor = max(now, built)
     state.root.mkdir(parents=True, exist_ok=True)
@@ -76,6 +88,7 @@ def provision(
             raise ProvisioningError(
                 f"{state.root} is already provisioned; refusing to replace its root"
             )
+        key = create_device_key(state, uri=device_key)
         state.write_identity(identity)
         atomic_write(state.trusted_root, root, mode=0o444)
         state.raise_time_floor(floor)
@@ -88,6 +101,7 @@ def provision(
             hardware_model=identity.hardware_model,
             root_version=trusted.version,
             time_floor=floor.isoformat(),
+            device_key=key.public_key.keyid,
         )
     return trusted
 

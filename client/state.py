@@ -14,6 +14,8 @@ Readers (``fwclient status``) need no lock: each record they read is whole.
     STATE/
       provisioned/root.json     the trusted root (read-only; never replaced by the cache)
       provisioned/device.json   {"device_id", "hardware_model", "slot_capacity"}
+      provisioned/device_key.json  which key the device signs with (client.identity)
+      provisioned/device_key.pem   its private key, 0600 (absent for a secure element's key)
       metadata/                 the TUF metadata cache (ngclient's metadata_dir)
       slots/slot_a.bin, slot_b.bin            firmware images
       slots/slot_a.json, slot_b.json          SlotRecord: what was verified into the slot
