@@ -26,6 +26,7 @@ from tuf.api.metadata import (
     Targets,
 )
 
+from repo_metadata.authorization import AuthorizationKeys
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError
 from repo_metadata.firmware import FirmwareInfo, SbomRef
 from repo_metadata.frontier import current_releases, firmware_info, with_release
@@ -67,8 +68,15 @@ def init_repository(
     targets: RoleKeys,
     snapshot: Key,
     timestamp: Key,
+    authorization: Sequence[Key] = (),
 ) -> list[str]:
-    """Create root v1 and an empty targets v1 in an empty directory."""
+    """Create root v1 and an empty targets v1 in an empty directory.
+
+    ``authorization``: the keys whose signatures authorize a technician's
+    install (``repo_metadata.authorization``), one needed; none, and no
+    release that requires an authorization can be installed until the
+    officers add one (``keyops.rotate_authorization_keys``).
+    """
     if layout.metadata_dir(repo.path).exists() and any(layout.metadata_dir(repo.path).iterdir()):
         raise SignerError(f"{repo.path} already holds a repository; refusing to overwrite it")
     root.check("root")
@@ -78,6 +86,12 @@ def init_repository(
         _set_role_keys(signed, "targets", targets)
         _set_role_keys(signed, "snapshot", RoleKeys([snapshot], 1))
         _set_role_keys(signed, "timestamp", RoleKeys([timestamp], 1))
+        if authorization:
+            trusted = {key.keyid: key for key in authorization}
+            try:
+                AuthorizationKeys(trusted, 1).write_to(signed)
+            except InvalidFieldError as exc:
+                raise SignerError(f"--authorization-key: {exc}") from None
     with repo.edit_targets():
         pass
     return repo.commit()

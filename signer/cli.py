@@ -23,6 +23,7 @@ from tqdm import tqdm
 from fwcommon import cli
 from fwcommon.cli import ToolGroup
 from hsm_mock.errors import HSMError
+from repo_metadata.authorization import AuthorizationKeys
 from repo_metadata.errors import RepositoryError
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.policy import Policy
@@ -121,6 +122,14 @@ def main(verbose: int) -> None:
     help="The server's online timestamp public key.",
 )
 @click.option(
+    "--authorization-key",
+    "authorization_keys",
+    multiple=True,
+    metavar="FILE",
+    help="The server's authorization public key: technicians' authorizations it signs are"
+    " trusted by devices (repeatable; fwsign authorization-keys changes them later).",
+)
+@click.option(
     "--expiry-days",
     "expiries",
     multiple=True,
@@ -136,6 +145,7 @@ def init(
     targets_threshold: int | None,
     snapshot_key: str,
     timestamp_key: str,
+    authorization_keys: tuple[str, ...],
     expiries: tuple[str, ...],
     keys: tuple[str, ...],
 ) -> None:
@@ -153,6 +163,7 @@ def init(
         ),
         snapshot=load_public_key(snapshot_key),
         timestamp=load_public_key(timestamp_key),
+        authorization=[load_public_key(ref) for ref in authorization_keys],
     )
     _written(written)
     _print_status(inspect.status(OfflineRepository(repo, now=_now())))
@@ -533,6 +544,43 @@ def rotate(
         role=role,
         add=[load_public_key(ref) for ref in add_keys],
         remove=[_full_keyid(repository, k) for k in remove_keys],
+        threshold=threshold,
+    )
+    _written(written)
+    _show_to_sign(OfflineRepository(repo, now=_now()), written, repository.to_resign)
+
+
+@main.command("authorization-keys")
+@repo_option
+@click.option("--add-key", "add_keys", multiple=True, metavar="REF", help="Key to add.")
+@click.option(
+    "--remove-key",
+    "remove_keys",
+    multiple=True,
+    metavar="KEYID",
+    help=f"Key id to remove, or a unique prefix of it ({keyops.MIN_KEYID_PREFIX}+ hex digits).",
+)
+@click.option("--threshold", type=int, help="Signatures an authorization needs.")
+@key_option
+def authorization_keys_command(
+    repo: Path,
+    add_keys: tuple[str, ...],
+    remove_keys: tuple[str, ...],
+    threshold: int | None,
+    keys: tuple[str, ...],
+) -> None:
+    """Change the keys whose signatures authorize a technician's install (R9, R47).
+
+    They are a field of root: the change is a new root version that the
+    security officers sign, and devices trust it only once they have
+    verified that root, so the server alone can never swap them.
+    """
+    repository = _open(repo, keys)
+    listed = AuthorizationKeys.from_root(repository.root())
+    written = keyops.rotate_authorization_keys(
+        repository,
+        add=[load_public_key(ref) for ref in add_keys],
+        remove=[keyops.resolve_keyid(k, listed.keys if listed else ()) for k in remove_keys],
         threshold=threshold,
     )
     _written(written)

@@ -7,6 +7,11 @@ targets, and a product line with hashed bins also hands the same keys to
 every bin. ``revoke_key`` removes a compromised key from every role that
 lists it. Both refuse a change that would leave a role unable to meet its
 threshold, before anything is written.
+
+``rotate_authorization_keys`` changes which keys authorize a technician's
+install (``repo_metadata.authorization``): a field of root, so the change is
+a new root the officers sign, and a device trusts it only after verifying
+that root like any other (the server alone can never swap these keys).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Root, Targets
 
+from repo_metadata.authorization import AuthorizationKeys
+from repo_metadata.errors import InvalidFieldError
 from repo_metadata.paths import TOP_LEVEL_ROLES
 from signer.errors import SignerError
 from signer.repository import OfflineRepository
@@ -149,4 +156,50 @@ def revoke_key(repo: OfflineRepository, *, keyid: str) -> list[str]:
             _rotate_succinct(signed, (), [keyid], None)
     if not found:
         raise SignerError(f"no role lists key {keyid[:12]}; 'fwsign status' shows the keys")
+    return repo.commit()
+
+
+def rotate_authorization_keys(
+    repo: OfflineRepository,
+    *,
+    add: Sequence[Key] = (),
+    remove: Sequence[str] = (),
+    threshold: int | None = None,
+) -> list[str]:
+    """Add or remove the keys that authorize installs, or change their threshold (R47)."""
+    if not add and not remove and threshold is None:
+        raise SignerError("nothing to change: give --add-key, --remove-key or --threshold")
+    root = repo.root()
+    current = AuthorizationKeys.from_root(root)
+    keys = dict(current.keys) if current is not None else {}
+    for keyid in remove:
+        if keyid not in keys:
+            raise SignerError(f"key {keyid[:12]} is not an authorization key")
+        del keys[keyid]
+    taken = set(root.keys) | {
+        keyid
+        for name in repo.delegating_roles()
+        for keyid in (repo.targets(name).delegations or Delegations(keys={}, roles={})).keys
+    }
+    for key in add:
+        if key.keyid in keys:
+            raise SignerError(f"key {key.keyid[:12]} is already an authorization key")
+        if key.keyid in taken:
+            raise SignerError(
+                f"key {key.keyid[:12]} already signs metadata; authorizations need a key of"
+                " their own (R47: one key, one use; fwhsm generate --purpose authorization)"
+            )
+        keys[key.keyid] = key
+    wanted = threshold if threshold is not None else (current.threshold if current else 1)
+    if not 1 <= wanted <= len(keys):
+        raise SignerError(
+            f"authorization would have {len(keys)} key(s) for a threshold of {wanted}; add a"
+            " key or lower the threshold in the same 'fwsign authorization-keys'"
+        )
+    try:
+        new = AuthorizationKeys(keys, wanted)
+    except InvalidFieldError as exc:
+        raise SignerError(str(exc)) from None
+    with repo.edit_root() as signed:
+        new.write_to(signed)
     return repo.commit()

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from tuf.api.metadata import Metadata, Root
 
 from hsm_mock import Algorithm, KdfParams, Purpose, Token, private_key_uri
+from repo_metadata.authorization import AuthorizationKeys
 from signer.cli import main
 
 PIN = "user-pin-0815"
@@ -589,3 +591,49 @@ def test_rotate_counts_the_hashed_bins_that_must_be_signed_again_r5(
         f" fwsign sign --repo {repo} --key URI"
     ) in result.output
     assert "monitor-m20-bins-1" not in result.output.split("to sign")[-1]
+
+
+def test_init_and_authorization_keys_command_put_the_servers_key_in_root_r47(
+    fwsign: Run, tmp_path: Path, uris: dict[str, str], online_keys: dict[str, str]
+) -> None:
+    """The officers list the server's authorization key in root; rotating it is a new root."""
+    token = Token.init(tmp_path / "authz", so_pin="so-pin-4711", user_pin=PIN, kdf=FAST_KDF)
+    keys = []
+    for label in ("authorization-1", "authorization-2"):
+        token.login(PIN).generate(
+            label=label, purpose=Purpose.AUTHORIZATION, algorithm=Algorithm.ED25519
+        )
+        key = Token.open(token.path).public_key(label)
+        keys.append(key)
+        (tmp_path / f"{label}.json").write_text(json.dumps({"keyid": key.keyid, **key.to_dict()}))
+    repo = tmp_path / "repo"
+    result = fwsign(
+        "init", "--repo", str(repo),
+        "--root-key", uris["officer1"], "--root-key", uris["officer2"],
+        "--targets-key", uris["manager"],
+        "--snapshot-key", online_keys["snapshot"], "--timestamp-key", online_keys["timestamp"],
+        "--authorization-key", str(tmp_path / "authorization-1.json"),
+        "--key", uris["officer1"], "--key", uris["officer2"], "--key", uris["manager"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    def listed() -> set[str]:
+        root = Metadata[Root].from_bytes((repo / "metadata" / "root.json").read_bytes())
+        found = AuthorizationKeys.from_root(root.signed)
+        return set(found.keys) if found else set()
+
+    assert listed() == {keys[0].keyid}
+    rotated = fwsign(
+        "authorization-keys", "--repo", str(repo),
+        "--add-key", str(tmp_path / "authorization-2.json"), "--remove-key", keys[0].keyid[:8],
+        "--key", uris["officer1"],
+    )  # fmt: skip
+    assert rotated.exit_code == 0, rotated.output
+    assert listed() == {keys[1].keyid}
+    assert "root" in rotated.output
+    refused = fwsign(
+        "authorization-keys", "--repo", str(repo), "--add-key", online_keys["snapshot"],
+        "--key", uris["officer1"],
+    )  # fmt: skip
+    assert refused.exit_code != 0
+    assert "R47" in refused.output
