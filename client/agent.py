@@ -17,6 +17,11 @@ Each poll holds the state directory's lock, and only the poll: between polls
 ``fwclient boot`` or ``verify`` may run; a poll that finds the directory
 busy is a failed poll (back-off), logged as a diagnostic only, since the
 event log is not written without the lock.
+
+R52: every poll asks the clinical-use guard it was given (``guard``) before
+it activates anything; a deferred install is resumed from its verified bytes
+at the next poll, and a pending slot whose trial boot was deferred is
+rebooted into (``after_install``) at the next poll, which asks again.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from datetime import UTC, datetime
 
 from client.errors import ClientError
 from client.events import EventType
+from client.readiness import Guard
 from client.state import StateDir
 from client.update import Outcome, Remote, UpdateResult, update
 
@@ -145,8 +151,10 @@ class Agent:
         after_install: Callable[[], object] | None = None,
         rng: random.Random | None = None,
         wait: Callable[[float], object] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.state = state
+        self.guard = guard
         self.remote = remote
         self.schedule = schedule
         self._after_install = after_install
@@ -170,7 +178,8 @@ class Agent:
             report.outcomes.append(result.outcome)
             report.failures_in_a_row = report.failures_in_a_row + 1 if needs_backoff(result) else 0
             logger.info("poll %d: %s", report.polls, result.message)
-            if result.outcome is Outcome.INSTALLED and self._after_install is not None:
+            waiting = result.outcome in {Outcome.INSTALLED, Outcome.PENDING_REBOOT}
+            if waiting and self._after_install is not None:
                 self._after_install()
             if self.stopped or (max_polls is not None and report.polls >= max_polls):
                 break
@@ -189,7 +198,9 @@ class Agent:
 
     def _update(self) -> UpdateResult:
         try:
-            return update(self.state, self.remote, should_stop=self._stopped.is_set)
+            return update(
+                self.state, self.remote, should_stop=self._stopped.is_set, guard=self.guard
+            )
         except Exception as exc:  # R52: an unforeseen error must not end the agent
             logger.exception("poll failed")
             message = f"the poll failed unexpectedly: {type(exc).__name__}: {exc}"

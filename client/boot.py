@@ -21,6 +21,16 @@
   environment says: an active slot holding one is not run for good (the
   other slot runs as below, as if it did not verify). No other path commits
   a slot (R29).
+- R52, emergencies first: a pending slot's trial boot starts only when the
+  clinical-use guard (``client.readiness``) says the device is idle. In use,
+  the active slot boots as if nothing were pending, the pending slot and its
+  tries are kept for the next boot (no try is spent), and
+  ``deferred_in_use`` is logged; a failsafe device's pending recovery waits
+  the same way unless a person overrides the guard for it
+  (``--ignore-ready-check``), which is logged. A verified, never committed
+  slot that runs on trial because the active slot does not verify (below)
+  is not deferred: the firmware in use is the one that failed, and running
+  a verified one is safer than running it or entering failsafe mode.
 - Without a pending slot, the active slot is re-hashed against its signed
   evidence; if it fails, the other slot runs if it verifies and is
   committed; one that verifies but was never committed here goes on trial
@@ -58,12 +68,8 @@ logged once it has (see above).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -73,6 +79,7 @@ from typing import Any, TypeVar
 from client.errors import ClientError
 from client.events import EventLog, EventType
 from client.integrity import VerifyResult, verify_sealed, verify_slot
+from client.readiness import Activation, Decision, Guard, run_command
 from client.state import (
     SLOTS,
     BootEnv,
@@ -162,6 +169,7 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"  # the pending slot was given up; the previous slot runs
     SWITCHED = "switched"  # the active slot failed verification; the other one runs
     FAILSAFE = "failsafe"  # no slot verifies, or failsafe already: keep what runs
+    DEFERRED = "deferred"  # R52: the device is in use; the active slot runs, the pending waits
 
 
 @dataclass(frozen=True)
@@ -183,14 +191,19 @@ def boot(
     health_check: Sequence[str] | None,
     now: datetime,
     timeout: float = 60,
+    guard: Guard | None = None,
 ) -> BootResult:
-    """Reboot: try the pending slot, or verify the active one (see the module rules)."""
+    """Reboot: try the pending slot, or verify the active one (see the module rules).
+
+    ``guard`` is the clinical-use guard (``client.readiness``; None: no
+    ready-check configured), asked before a pending slot's trial boot.
+    """
     if health_check is not None and not health_check:
         raise ValueError("an empty health check command: give a command, or None for none")
     state.require_provisioned()
     with state.lock():
         _remove_leftovers(state, now)
-        return _reboot(state, health_check, now, timeout)
+        return _reboot(state, health_check, now, timeout, guard or Guard())
 
 
 def _remove_leftovers(state: StateDir, now: datetime) -> None:
@@ -209,7 +222,11 @@ def _remove_leftovers(state: StateDir, now: datetime) -> None:
 
 
 def _reboot(
-    state: StateDir, health_check: Sequence[str] | None, now: datetime, timeout: float
+    state: StateDir,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float,
+    guard: Guard,
 ) -> BootResult:
     _heal_records(state, now)
     env = _boot_environment(state, now)
@@ -225,7 +242,80 @@ def _reboot(
         env = env.with_changes(pending=None, tries_left=0, recovery=False)
         state.write_bootenv(env)
         return _boot_active(state, env, health_check=health_check, now=now, timeout=timeout)
+    return _guarded_trial(state, env, guard, health_check=health_check, now=now, timeout=timeout)
+
+
+def _guarded_trial(
+    state: StateDir,
+    env: BootEnv,
+    guard: Guard,
+    *,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float,
+) -> BootResult:
+    """R52: the pending slot's trial, once the clinical-use guard allows it; else deferred."""
+    if env.pending is None:  # pragma: no cover - checked by the caller
+        raise ValueError("no pending slot")
+    record = _record_or_none(state, env.pending)
+    version = record.version if record else "unknown"
+    decision = guard.decide(Activation.TRIAL_BOOT, version=version, recovery=env.recovery)
+    if not decision.proceed:
+        return _defer_trial(
+            state, env, record, decision, health_check=health_check, now=now, timeout=timeout
+        )
+    if decision.overridden:
+        state.events.append(
+            EventType.BOOTED,
+            f"slot {env.pending} (signed recovery {version}) goes on trial: {decision.detail}",
+            now=now,
+            slot=env.pending,
+            version=version,
+            ready_check=decision.detail,
+        )
     return _trial(state, env, health_check, now, timeout)
+
+
+def _defer_trial(
+    state: StateDir,
+    env: BootEnv,
+    record: SlotRecord | None,
+    decision: Decision,
+    *,
+    health_check: Sequence[str] | None,
+    now: datetime,
+    timeout: float,
+) -> BootResult:
+    """R52: the device is in use: the active slot runs, the pending slot waits, no try is spent.
+
+    The boot environment is not written: the pending slot and its tries are
+    exactly what the next boot finds. Should the active slot not verify,
+    ``_boot_active`` does what it does at any boot: the pending slot's
+    firmware is the verified one left, and it runs on trial rather than a
+    firmware that does not verify (R29) or failsafe mode (R33).
+    """
+    slot = env.pending
+    version = record.version if record else None
+    state.events.append(
+        EventType.DEFERRED_IN_USE,
+        f"trial boot of slot {slot} (firmware {version}) deferred: {decision.detail};"
+        f" slot {env.active} keeps running, the next boot tries again",
+        now=now,
+        slot=slot,
+        target=record.target_path if record else None,
+        version=version,
+        activation=Activation.TRIAL_BOOT.value,
+        tries_left=env.tries_left,
+    )
+    result = _boot_active(state, env, health_check=health_check, now=now, timeout=timeout)
+    unchanged = Outcome.FAILSAFE if env.mode is Mode.FAILSAFE else Outcome.BOOTED
+    if result.outcome is not unchanged:
+        return result
+    return BootResult(
+        result.slot,
+        Outcome.DEFERRED,
+        f"{result.message}; trial boot of slot {slot} deferred: {decision.detail}",
+    )
 
 
 def _heal_records(state: StateDir, now: datetime) -> None:
@@ -748,30 +838,10 @@ def run_health_check(
         "FWCLIENT_IMAGE": str(state.slot_image(slot)),
         "FWCLIENT_VERSION": record.version,
     }
-    with tempfile.TemporaryFile() as errors:
-        try:
-            process = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return HealthResult(False, f"cannot run {argv[0]}: {exc.strerror}")
-        try:
-            status = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return HealthResult(False, f"no answer within {timeout:g} s")
-        errors.seek(0)
-        tail = errors.read()[-200:].decode(errors="replace").strip()
-    if status == 0:
+    result = run_command(argv, env=env, timeout=timeout)
+    if result.status == 0:
         return HealthResult(True, "healthy")
-    return HealthResult(False, f"exit status {status}" + (f": {tail}" if tail else ""))
+    return HealthResult(False, result.detail)
 
 
 # -- status ---------------------------------------------------------------------

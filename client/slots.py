@@ -13,7 +13,11 @@ two of them leaves a device that boots a verified image:
    file swapped after verification is caught here), the evidence is checked
    against the provisioned root and stored, then the record (never marked
    committed: only a passed trial boot commits it); only then is the boot
-   environment switched, atomically, to "pending, N tries".
+   environment switched, atomically, to "pending, N tries". ``commit`` is
+   ``seal`` (everything up to the record) then ``mark_pending`` (the switch);
+   between the two the clinical-use guard (R52, ``client.readiness``) may
+   defer the switch, leaving a sealed slot that a later install of the same
+   target resumes from its end.
 
 Refusals are raised, not logged: each ``ClientError`` carries its event and
 the caller logs it once. ``commit`` logs ``installed``, the one decision
@@ -225,6 +229,7 @@ class SlotWriter:
         self.offset = offset
         self.recovery = recovery
         self._handle: BinaryIO | None = handle
+        self._sealed = False
 
     def __enter__(self) -> SlotWriter:
         return self
@@ -267,6 +272,17 @@ class SlotWriter:
         """Check the slot's bytes from disk, store evidence and record, then mark it pending."""
         if not 1 <= tries <= MAX_TRIES:
             raise ValueError(f"tries must be between 1 and {MAX_TRIES}")
+        self.seal(record=record, evidence=evidence)
+        self.mark_pending(record=record, tries=tries, now=now or datetime.now(UTC))
+
+    def seal(self, *, record: SlotRecord, evidence: Mapping[str, bytes]) -> None:
+        """Check the slot's bytes from disk, store evidence and record; not yet pending.
+
+        A sealed slot that is never marked pending (the clinical-use guard
+        deferred it, R52, or a power cut came first) is not booted; the next
+        ``open_inactive`` of the same target resumes from its end, so its
+        bytes are hashed again rather than downloaded again.
+        """
         handle = self._open()
         if (record.target_path, record.length, record.sha256) != (
             self.target.path,
@@ -285,7 +301,21 @@ class SlotWriter:
         handle.close()
         self._handle = None
         self._seal(record, evidence)
-        self._mark_pending(record, tries, now or datetime.now(UTC))
+        self._sealed = True
+
+    def mark_pending(
+        self, *, record: SlotRecord, tries: int, now: datetime, ready_check: str | None = None
+    ) -> None:
+        """Switch the boot environment to "pending, ``tries`` tries"; log ``installed``.
+
+        Only after ``seal``; ``ready_check`` is what the clinical-use guard
+        answered (R52), kept in the log entry.
+        """
+        if not 1 <= tries <= MAX_TRIES:
+            raise ValueError(f"tries must be between 1 and {MAX_TRIES}")
+        if not self._sealed:
+            raise InstallError(f"slot {self.slot} is not sealed: nothing to mark pending")
+        self._mark_pending(record, tries, now, ready_check)
 
     def _seal(self, record: SlotRecord, evidence: Mapping[str, bytes]) -> None:
         """Verify the bytes on disk and the evidence, then store evidence and record."""
@@ -306,7 +336,9 @@ class SlotWriter:
         state.write_slot_record(self.slot, replace(record, committed=False))
         _clear_progress(state, self.slot)
 
-    def _mark_pending(self, record: SlotRecord, tries: int, now: datetime) -> None:
+    def _mark_pending(
+        self, record: SlotRecord, tries: int, now: datetime, ready_check: str | None
+    ) -> None:
         env = self.state.bootenv()
         if env.mode is Mode.FAILSAFE and not self.recovery:
             raise FailsafeError(
@@ -323,6 +355,7 @@ class SlotWriter:
             version=record.version,
             security_version=record.security_version,
             recovery=self.recovery,
+            **({} if ready_check is None else {"ready_check": ready_check}),
         )
         self.state.write_bootenv(
             env.with_changes(

@@ -83,6 +83,7 @@ from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
 from client.policy import Candidate, Choice, Refusal, choose
 from client.provisioning import BUILT, time_floor
+from client.readiness import Activation, Decision, Guard
 from client.slots import TargetRef, open_inactive
 from client.state import Mode, SlotRecord, StateDir
 from repo_metadata.errors import InvalidFieldError
@@ -117,6 +118,8 @@ MEANING: Mapping[EventType, str] = {
     EventType.FAILSAFE_REFUSED: "the device is in failsafe mode: only a signed recovery may"
     " change it",
     EventType.INSTALLED: "a verified firmware is in the inactive slot, pending a reboot",
+    EventType.DEFERRED_IN_USE: "the device is in use (R52): the verified firmware waits in"
+    " the inactive slot, the current firmware keeps running, the next poll tries again",
     EventType.NO_UPDATE: "no newer firmware for this device",
     EventType.CHECKED: "a newer firmware is available",
     EventType.RUNNING_NOT_LISTED: "the signed release set lists neither the firmware this"
@@ -154,6 +157,8 @@ class Outcome(StrEnum):
     AVAILABLE = "available"
     UP_TO_DATE = "up_to_date"
     PENDING_REBOOT = "pending_reboot"
+    #: R52: verified and kept, not activated: the device is in use (``candidate`` says what).
+    DEFERRED = "deferred"
     REFUSED = "refused"
     FAILED = "failed"
 
@@ -351,8 +356,20 @@ def update(
     recovery: bool = False,
     tries: int = DEFAULT_TRIES,
     should_stop: Callable[[], bool] = lambda: False,
+    guard: Guard | None = None,
 ) -> UpdateResult:
-    """Check, then download, verify and install the chosen firmware as pending."""
+    """Check, then download, verify and install the chosen firmware as pending.
+
+    R52: ``guard`` (``client.readiness``; None: no ready-check configured)
+    is asked once the firmware is verified in the inactive slot and before
+    the slot is marked pending. In use, the slot stays sealed but not
+    pending (never booted as it is), ``deferred_in_use`` is logged, and the
+    result is ``DEFERRED`` with the deferred ``candidate``; the next update
+    of the same target resumes the sealed slot from its end: its bytes are
+    hashed again, not downloaded again. A sealed slot was chosen over a
+    pending slot flagged "wait": every boot path already treats a sealed,
+    never committed slot as not bootable, so no boot rule changes.
+    """
 
     def run(session: _Session) -> UpdateResult:
         result = session.check(recovery=recovery, log_available=False)
@@ -360,7 +377,11 @@ def update(
             return result
         try:
             return session.install(
-                result.candidate, recovery=recovery, tries=tries, should_stop=should_stop
+                result.candidate,
+                recovery=recovery,
+                tries=tries,
+                should_stop=should_stop,
+                guard=guard or Guard(),
             )
         finally:
             session.log_contradicted()
@@ -600,6 +621,7 @@ class _Session:
         recovery: bool,
         tries: int,
         should_stop: Callable[[], bool],
+        guard: Guard,
     ) -> UpdateResult:
         target, evidence = self._confirm(chosen)
         ref = TargetRef(chosen.path, chosen.length, chosen.sha256)
@@ -619,8 +641,17 @@ class _Session:
                 role=chosen.role,
                 verified_at=self.at.isoformat(),
             )
+            writer.seal(record=record, evidence=evidence)
+            # R52: the last step before activation; nothing is pending until it says idle.
+            decision = guard.decide(
+                Activation.INSTALL, version=chosen.info.version, recovery=recovery
+            )
+            if not decision.proceed:
+                return self._defer(chosen, writer.slot, decision)
             # Logs "installed" once the slot is pending.
-            writer.commit(record=record, evidence=evidence, tries=tries, now=self.at)
+            writer.mark_pending(
+                record=record, tries=tries, now=self.at, ready_check=decision.detail
+            )
         message = explain(
             EventType.INSTALLED,
             f"{chosen.path} version {chosen.info.version} in slot {writer.slot};"
@@ -628,6 +659,24 @@ class _Session:
         )
         message = self._noting_contradicted(message)
         return UpdateResult(Outcome.INSTALLED, EventType.INSTALLED, message, chosen)
+
+    def _defer(self, chosen: Candidate, slot: str, decision: Decision) -> UpdateResult:
+        """R52: log ``deferred_in_use`` for the sealed, not pending ``slot``; its result."""
+        message = explain(
+            EventType.DEFERRED_IN_USE,
+            f"{chosen.path} version {chosen.info.version} verified in slot {slot},"
+            f" not activated: {decision.detail}",
+        )
+        self.log(
+            EventType.DEFERRED_IN_USE,
+            message,
+            slot=slot,
+            target=chosen.path,
+            version=chosen.info.version,
+            activation=Activation.INSTALL.value,
+        )
+        message = self._noting_contradicted(message)
+        return UpdateResult(Outcome.DEFERRED, EventType.DEFERRED_IN_USE, message, chosen)
 
     def _confirm(self, chosen: Candidate) -> tuple[TargetFile, dict[str, bytes]]:
         """ngclient's own answer for the chosen path, and the evidence for it.
