@@ -18,6 +18,12 @@ Each poll holds the state directory's lock, and only the poll: between polls
 busy is a failed poll (back-off), logged as a diagnostic only, since the
 event log is not written without the lock.
 
+Reports (R37, R38): after each poll (and the reboot it led to), a
+``Reporter``, when given, reports if ``client.report.should_report`` says so
+(a poll that did more than find nothing new, or a day without a report). It
+runs after the poll, outside the lock, and never raises: a device that
+cannot report keeps polling, and its unsent entries wait in the log.
+
 R52: every poll asks the clinical-use guard it was given (``guard``) before
 it activates anything; a deferred install is resumed from its verified bytes
 at the next poll, and a pending slot whose trial boot was deferred is
@@ -36,6 +42,7 @@ from datetime import UTC, datetime
 from client.errors import ClientError
 from client.events import EventType
 from client.readiness import Guard
+from client.report import Reporter
 from client.state import StateDir
 from client.update import Outcome, Remote, UpdateResult, update
 
@@ -151,6 +158,7 @@ class Agent:
         after_install: Callable[[], object] | None = None,
         rng: random.Random | None = None,
         wait: Callable[[float], object] | None = None,
+        reporter: Reporter | None = None,
         guard: Guard | None = None,
     ) -> None:
         self.state = state
@@ -158,6 +166,7 @@ class Agent:
         self.remote = remote
         self.schedule = schedule
         self._after_install = after_install
+        self._reporter = reporter
         self._rng = rng or random.SystemRandom()
         self._stopped = threading.Event()
         self._wait = wait or self._stopped.wait
@@ -181,12 +190,21 @@ class Agent:
             waiting = result.outcome in {Outcome.INSTALLED, Outcome.PENDING_REBOOT}
             if waiting and self._after_install is not None:
                 self._after_install()
+            self._report(result)
             if self.stopped or (max_polls is not None and report.polls >= max_polls):
                 break
             delay = self.schedule.delay(report.failures_in_a_row, self._rng)
             logger.info("next poll in %.0f s", delay)
             self._wait(delay)
         return report
+
+    def _report(self, result: UpdateResult) -> None:
+        """Report what the poll changed, or once a day (never raises: ``Reporter.report``)."""
+        if self._reporter is None or self.stopped:
+            return
+        now = datetime.now(UTC)
+        if self._reporter.due(now, changed=result.outcome is not Outcome.UP_TO_DATE):
+            logger.info("report: %s", self._reporter.report(now=now).message)
 
     def _poll(self) -> UpdateResult:
         try:

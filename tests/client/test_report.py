@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from client.agent import Agent, Schedule
 from client.boot import boot
 from client.events import EventType
 from client.report import (
@@ -30,7 +31,7 @@ from client.report import (
     write_acked,
 )
 from client.state import StateDir
-from client.update import update
+from client.update import Outcome, update
 from fwcommon.hashchain import Link
 from tests.client.sim import DEVICE, MODEL, Sim, provision
 from update_server.device_log import Continues, check_report
@@ -223,3 +224,78 @@ def test_a_status_only_report_when_the_server_holds_nothing(device: StateDir) ->
     assert result.outcome is Sent.ACKNOWLEDGED
     assert server.reports[0]["entries"] == []
     assert read_acked(device) == Acked(0, None, NOW)
+
+
+class Waits:
+    """The agent's waits, not slept."""
+
+    def __call__(self, delay: float) -> bool:
+        return False
+
+
+def agent(device: StateDir, sim: Sim, reporter: Reporter) -> Agent:
+    return Agent(
+        device,
+        sim.remote(),
+        Schedule(interval=100),
+        after_install=lambda: boot(device, health_check=None, now=datetime.now(UTC)),
+        wait=Waits(),
+        reporter=reporter,
+    )
+
+
+def test_the_agent_reports_the_install_after_its_reboot_r38(device: StateDir, sim: Sim) -> None:
+    server = Server()
+    sim.release("1.0.0", 1)
+    assert agent(device, sim, Reporter(device, server)).run(max_polls=1).outcomes == [
+        Outcome.INSTALLED
+    ]
+    assert [e["type"] for e in server.reports[-1]["entries"]] == ["installed", "updated"]
+    assert server.reports[-1]["running_version"] == "1.0.0"
+
+
+def test_a_failing_report_never_fails_the_update_r52(device: StateDir, sim: Sim) -> None:
+    """The server's report route is down: the update installs, the entries wait in the log."""
+    server = Server()
+    server.down = True
+    sim.release("1.0.0", 1)
+    report = agent(device, sim, Reporter(device, server)).run(max_polls=2)
+    assert report.outcomes == [Outcome.INSTALLED, Outcome.UP_TO_DATE]
+    assert read_acked(device) == Acked()
+    server.down = False
+    agent(device, sim, Reporter(device, server)).run(max_polls=1)
+    assert [e["type"] for e in server.reports[-1]["entries"]] == [
+        "installed",
+        "updated",
+        "no_update",
+        "no_update",
+    ]
+
+
+def test_a_report_that_raises_anything_never_stops_the_agent_r52(
+    device: StateDir, sim: Sim
+) -> None:
+    def broken(_body: dict[str, Any]) -> Mapping[str, Any]:
+        raise RuntimeError("the device API broke")
+
+    sim.release("1.0.0", 1)
+    report = agent(device, sim, Reporter(device, broken)).run(max_polls=2)
+    assert report.outcomes == [Outcome.INSTALLED, Outcome.UP_TO_DATE]
+
+
+def test_the_agent_reports_daily_when_nothing_changes_r38(device: StateDir, sim: Sim) -> None:
+    server = Server()
+    sim.release("1.0.0", 1)
+    with device.lock():
+        update(device, sim.remote())
+    polling = agent(device, sim, Reporter(device, server))
+    polling.run(max_polls=1)  # nothing new, but never reported: reports
+    assert len(server.reports) == 1
+    polling.run(max_polls=1)  # nothing new, reported an hour ago at most: quiet
+    assert len(server.reports) == 1
+    acked = read_acked(device)
+    assert acked.last_report is not None
+    write_acked(device, Acked(acked.seq, acked.hash, acked.last_report - timedelta(days=1)))
+    polling.run(max_polls=1)  # a day without a report: reports, though nothing changed
+    assert len(server.reports) == 2
+    assert server.sent_seqs() == [3, 4]
