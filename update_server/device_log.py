@@ -44,6 +44,11 @@ report is accepted):
 * D8 A rotated log (``log_rotated``, older entries archived or deleted on
   the device) changes nothing here: the entries after a rotation still
   link to the ones before it, and the server needs only its head.
+
+The rest of a report (``read_status``: what the device runs, as
+``client.report.build_report`` sends it) is checked here too, bounded to
+what the registry stores; ``answer`` is what the report route sends back,
+which ``client.report`` reads: the head accepted, or the refusal.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ MAX_ENTRIES: Final = 1000
 EVENT_BODY: Final = ("time", "type", "message", "detail")
 _KEYS: Final = frozenset({"seq", "prev", "hash", *EVENT_BODY})
 _DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
+#: Longest text of a reported field the server keeps (the registry's column widths).
+TEXT: Final = 64
+#: Longest reported message of the last update result.
+MESSAGE: Final = 1024
+_ROLES: Final = frozenset({"root", "timestamp", "snapshot", "targets"})
 _BODY_TYPES: Final[Mapping[str, type]] = {
     "time": str,
     "type": str,
@@ -205,3 +215,108 @@ def _against_head(entries: Sequence[Mapping[str, Any]], *, head: Link | None) ->
         return Refused(Refusal.FORK, head.seq, reason)
     new = tuple(entry for entry in entries if entry["seq"] > head.seq)
     return Continues(tip, new)
+
+
+class _InvalidError(Exception):
+    """A report's status field is not what the device sends."""
+
+
+@dataclass(frozen=True)
+class ReportedStatus:
+    """What a device says it runs (R38); None where it could not tell (damaged records)."""
+
+    device_id: str
+    hardware_model: str
+    running_version: str | None
+    slot: str | None
+    security_floor: int | None
+    mode: str | None
+    #: Expiry (ISO 8601, as the metadata says) of each top-level role it holds.
+    metadata_expires: Mapping[str, str | None]
+    #: The last update result: event type, message and time, as its log says.
+    last_type: str | None
+    last_message: str | None
+    last_time: str | None
+
+
+def read_status(body: object) -> ReportedStatus | Refused:
+    """The report's status fields, or ``Malformed`` naming the first wrong one."""
+    if not isinstance(body, dict):
+        return Refused(Refusal.MALFORMED, None, "the report is not a JSON object")
+    try:
+        last = _last_update(body.get("last_update"))
+        return ReportedStatus(
+            device_id=_text(body, "device_id", optional=False),
+            hardware_model=_text(body, "hardware_model", optional=False),
+            running_version=_text(body, "running_version"),
+            slot=_choice(body, "slot", ("a", "b")),
+            security_floor=_count(body, "security_floor"),
+            mode=_text(body, "mode"),
+            metadata_expires=_expiries(body.get("metadata_expires")),
+            last_type=last.get("type"),
+            last_message=last.get("message"),
+            last_time=last.get("time"),
+        )
+    except _InvalidError as exc:
+        return Refused(Refusal.MALFORMED, None, str(exc))
+
+
+def _text(body: Mapping[str, Any], key: str, *, optional: bool = True, limit: int = TEXT) -> Any:
+    value = body.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise _InvalidError(f"{key} is not a text of 1 to {limit} characters")
+    return value
+
+
+def _choice(body: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str | None:
+    value = body.get(key)
+    if value is not None and value not in allowed:
+        raise _InvalidError(f"{key} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _count(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is not None and (type(value) is not int or not 0 <= value < 2**31):
+        raise _InvalidError(f"{key} is not a whole number from 0 to 2**31 - 1")
+    return value
+
+
+def _expiries(value: object) -> dict[str, str | None]:
+    if not isinstance(value, dict) or not set(value) <= _ROLES:
+        raise _InvalidError(f"metadata_expires is not an object of {sorted(_ROLES)}")
+    return {role: _text(value, role) for role in sorted(value)}
+
+
+def _last_update(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _InvalidError("last_update is not an object")
+    return {
+        "type": _text(value, "type", optional=False),
+        "message": _message(value.get("message")),
+        "time": _text(value, "time", optional=False),
+    }
+
+
+def _message(value: object) -> str:
+    """A result's message, cut to ``MESSAGE`` characters (the whole one is in the entries)."""
+    if not isinstance(value, str):
+        raise _InvalidError("last_update.message is not a text")
+    return value[:MESSAGE]
+
+
+def answer(decision: Decision) -> dict[str, Any]:
+    """What the report route sends back (``client.report`` reads it).
+
+    ``{"acked_seq", "acked_hash"}`` for the head accepted (0 and null: none
+    yet), or ``{"refused", "seq", "reason"}``: the device keeps its entries
+    and reports them again.
+    """
+    if isinstance(decision, Refused):
+        return {"refused": decision.kind.value, "seq": decision.seq, "reason": decision.reason}
+    head = decision.head
+    return {"acked_seq": head.seq if head else 0, "acked_hash": head.digest if head else None}

@@ -34,7 +34,13 @@ from client.state import StateDir
 from client.update import Outcome, update
 from fwcommon.hashchain import Link
 from tests.client.sim import DEVICE, MODEL, Sim, provision
-from update_server.device_log import Continues, check_report
+from update_server.device_log import (
+    Continues,
+    ReportedStatus,
+    answer,
+    check_report,
+    read_status,
+)
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 
@@ -51,13 +57,12 @@ class Server:
         if self.down:
             raise ConnectionError("the server is unreachable")
         self.reports.append(json.loads(json.dumps(body)))  # what goes over the wire
+        status = read_status(body)
+        assert isinstance(status, ReportedStatus), status
         decision = check_report(body["entries"], head=self.head)
-        if not isinstance(decision, Continues):
-            return {"refused": str(decision.kind), "reason": decision.reason}
-        self.head = decision.head
-        if self.head is None:
-            return {"acked_seq": 0, "acked_hash": None}
-        return {"acked_seq": self.head.seq, "acked_hash": self.head.digest}
+        if isinstance(decision, Continues):
+            self.head = decision.head
+        return answer(decision)
 
     def sent_seqs(self, index: int = -1) -> list[int]:
         return [entry["seq"] for entry in self.reports[index]["entries"]]
@@ -97,6 +102,10 @@ def test_a_report_says_what_the_device_runs_and_carries_its_log_r38(
     assert body["entries"] == list(device.events.entries())
     assert body["more"] is False
     assert isinstance(check_report(body["entries"], head=None), Continues)
+    status = read_status(json.loads(json.dumps(body)))
+    assert isinstance(status, ReportedStatus)
+    assert (status.device_id, status.running_version, status.security_floor) == (DEVICE, "1.0.0", 3)
+    assert status.last_type == EventType.UPDATED
 
 
 def test_the_acknowledged_seq_persists_and_only_new_entries_are_sent_r38(

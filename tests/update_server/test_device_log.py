@@ -21,10 +21,14 @@ from fwcommon.hashchain import Link, compact_json, entry_digest
 from update_server.device_log import (
     EVENT_BODY,
     MAX_ENTRIES,
+    MESSAGE,
     Continues,
     Refusal,
     Refused,
+    ReportedStatus,
+    answer,
     check_report,
+    read_status,
 )
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
@@ -214,3 +218,82 @@ def test_a_repeated_entry_inside_the_report_is_malformed(tmp_path: Path) -> None
     decision = check_report([*entries[:3], entries[2], entries[3]], head=None)
     assert isinstance(decision, Refused)
     assert (decision.kind, decision.seq) == (Refusal.MALFORMED, 3)
+
+
+def status_body(**changes: Any) -> dict[str, Any]:
+    """A report's status fields as ``client.report.build_report`` sends them."""
+    body: dict[str, Any] = {
+        "device_id": "pump-0001",
+        "hardware_model": "pump-x100",
+        "running_version": "1.0.0",
+        "installed_version": "1.0.0",
+        "slot": "b",
+        "security_floor": 3,
+        "mode": "normal",
+        "pending": None,
+        "metadata_expires": {"root": "2027-12-03T08:00:00Z", "timestamp": None},
+        "last_update": {"time": NOW.isoformat(), "type": "updated", "message": "ok"},
+        "damaged": {},
+        "entries": [],
+        "more": False,
+    }
+    return body | changes
+
+
+def test_a_report_says_what_the_device_runs_r38() -> None:
+    status = read_status(status_body())
+    assert status == ReportedStatus(
+        device_id="pump-0001",
+        hardware_model="pump-x100",
+        running_version="1.0.0",
+        slot="b",
+        security_floor=3,
+        mode="normal",
+        metadata_expires={"root": "2027-12-03T08:00:00Z", "timestamp": None},
+        last_type="updated",
+        last_message="ok",
+        last_time=NOW.isoformat(),
+    )
+
+
+def test_a_device_with_damaged_records_still_reports_what_it_can() -> None:
+    body = status_body(running_version=None, slot=None, security_floor=None, mode=None)
+    status = read_status(body | {"last_update": None})
+    assert isinstance(status, ReportedStatus)
+    assert (status.running_version, status.last_type) == (None, None)
+
+
+def test_a_long_result_message_is_cut_not_refused() -> None:
+    last = {"time": NOW.isoformat(), "type": "error", "message": "x" * 5000}
+    status = read_status(status_body(last_update=last))
+    assert isinstance(status, ReportedStatus)
+    assert status.last_message == "x" * MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"device_id": None}, "device_id"),
+        ({"hardware_model": "m" * 65}, "hardware_model"),
+        ({"slot": "c"}, "slot"),
+        ({"security_floor": -1}, "security_floor"),
+        ({"security_floor": True}, "security_floor"),
+        ({"metadata_expires": {"bins": "x"}}, "metadata_expires"),
+        ({"last_update": "updated"}, "last_update"),
+        ({"last_update": {"type": "updated"}}, "message"),
+    ],
+)
+def test_a_malformed_status_is_refused(changes: dict[str, Any], says: str) -> None:
+    decision = read_status(status_body(**changes))
+    assert isinstance(decision, Refused)
+    assert decision.kind is Refusal.MALFORMED
+    assert says in decision.reason
+
+
+def test_the_answer_names_the_head_accepted_or_the_refusal(tmp_path: Path) -> None:
+    entries = device_log(tmp_path, 2)
+    head = head_of(entries)
+    assert answer(Continues(head)) == {"acked_seq": 2, "acked_hash": head.digest}
+    assert answer(Continues(None)) == {"acked_seq": 0, "acked_hash": None}
+    refused = Refused(Refusal.GAP, 5, "entries 5 to 6 are missing")
+    assert answer(refused) == {"refused": "gap", "seq": 5, "reason": "entries 5 to 6 are missing"}
