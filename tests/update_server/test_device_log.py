@@ -297,3 +297,16 @@ def test_the_answer_names_the_head_accepted_or_the_refusal(tmp_path: Path) -> No
     assert answer(Continues(None)) == {"acked_seq": 0, "acked_hash": None}
     refused = Refused(Refusal.GAP, 5, "entries 5 to 6 are missing")
     assert answer(refused) == {"refused": "gap", "seq": 5, "reason": "entries 5 to 6 are missing"}
+
+
+def test_a_damaged_line_on_the_device_shows_as_a_gap(tmp_path: Path) -> None:
+    """A line the device's log cannot read is skipped by its readers: the server sees a gap."""
+    entries = device_log(tmp_path, 3)
+    path = tmp_path / "events.log"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"{damaged\n" + lines[2])
+    log = EventLog(path)
+    log.append(EventType.NO_UPDATE, "after the damage", now=NOW)
+    decision = check_report(list(log.entries()), head=head_of(entries[:1]))
+    assert isinstance(decision, Refused)
+    assert (decision.kind, decision.seq) == (Refusal.GAP, 2)
