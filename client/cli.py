@@ -40,6 +40,7 @@ from client.boot import Outcome as BootOutcome
 from client.errors import ClientError
 from client.events import EventType
 from client.fetcher import HttpsFetcher
+from client.readiness import Guard, ReadyCheck
 from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
 from fwcommon.cli import Failure, ToolGroup, warn
@@ -92,6 +93,16 @@ def _argv(command: str | None) -> list[str] | None:
     return argv
 
 
+def _guard(command: str | None, *, ignore: bool = False) -> Guard:
+    """The clinical-use guard (R52) from ``--ready-check`` and ``--ignore-ready-check``."""
+    if command is None:
+        return Guard(ignore_for_recovery=ignore)
+    argv = shlex.split(command)
+    if not argv:
+        raise click.BadParameter("give a command", param_hint="--ready-check")
+    return Guard(ReadyCheck(tuple(argv)), ignore_for_recovery=ignore)
+
+
 def _remote(server: str, ca: Path, timeout: float) -> Remote:
     if not server.startswith("https://"):
         raise ClientError(f"--server {server}: the update server is reached over HTTPS only")
@@ -126,6 +137,18 @@ health_option = click.option(
     "--health-check",
     metavar="CMD",
     help="The firmware's health check, run on the trial boot (exit 0: healthy).",
+)
+ready_option = click.option(
+    "--ready-check",
+    metavar="CMD",
+    envvar="FWCLIENT_READY_CHECK",
+    help="R52: asked before an install is activated and before a trial boot (exit 0:"
+    " idle; anything else, a hang or a missing command: in use, deferred).",
+)
+ignore_ready_option = click.option(
+    "--ignore-ready-check",
+    is_flag=True,
+    help="Activate a signed recovery even if the device says it is in use (logged).",
 )
 
 
@@ -225,6 +248,8 @@ def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> Non
 @click.option("--recovery", is_flag=True, help="Install a signed recovery in failsafe mode.")
 @click.option("--boot", "then_boot", is_flag=True, help="Reboot into it once installed.")
 @health_option
+@ready_option
+@ignore_ready_option
 def update_command(
     state_dir: Path,
     server: str,
@@ -234,18 +259,26 @@ def update_command(
     recovery: bool,
     then_boot: bool,
     health_check: str | None,
+    ready_check: str | None,
+    ignore_ready_check: bool,
 ) -> None:
     """Download, verify and install the newest allowed firmware in the inactive slot.
 
     With --boot or --health-check, the device then reboots into it (as
     'fwclient boot' does), running the health check on the trial boot.
+    With --ready-check, a device in use keeps the verified firmware without
+    activating it (deferred_in_use, exit 0); the next update activates it.
     """
     argv = _argv(health_check)
+    if ignore_ready_check and not recovery:
+        raise click.BadParameter("only a signed recovery (--recovery) may ignore the ready-check")
+    guard = _guard(ready_check, ignore=ignore_ready_check)
     with _writing(state_dir) as state:  # install and reboot: no other command in between
-        result = update(state, _remote(server, ca, timeout), recovery=recovery, tries=tries)
+        remote = _remote(server, ca, timeout)
+        result = update(state, remote, recovery=recovery, tries=tries, guard=guard)
         _finish(result)
         if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
-            _boot(state, argv)
+            _boot(state, argv, guard)
 
 
 @main.command()
@@ -257,6 +290,7 @@ def update_command(
 @click.option("--backoff-max", default=6 * 3600.0, show_default=True, help="Longest wait.")
 @click.option("--max-polls", type=click.IntRange(min=1), help="Stop after this many polls.")
 @health_option
+@ready_option
 def run(
     state_dir: Path,
     server: str,
@@ -268,13 +302,21 @@ def run(
     backoff_max: float,
     max_polls: int | None,
     health_check: str | None,
+    ready_check: str | None,
 ) -> None:
-    """Poll for updates until SIGTERM, installing and rebooting into each one."""
+    """Poll for updates until SIGTERM, installing and rebooting into each one.
+
+    With --ready-check, an install or a trial boot that finds the device in
+    use waits for a later poll (R52).
+    """
     state = _state(state_dir)
     argv = _argv(health_check)
+    guard = _guard(ready_check)
     schedule = Schedule(interval, jitter, backoff, backoff_max)
     remote = _remote(server, ca, timeout)
-    agent = Agent(state, remote, schedule, after_install=lambda: _boot(state, argv))
+    agent = Agent(
+        state, remote, schedule, after_install=lambda: _boot(state, argv, guard), guard=guard
+    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         click.echo(f"fwclient: {signal.Signals(signum).name}: stopping", err=True)
@@ -295,11 +337,20 @@ def run(
 @main.command("boot")
 @state_option
 @health_option
-def boot_command(state_dir: Path, health_check: str | None) -> None:
-    """Reboot: try the pending firmware (health check, commit or fall back), else verify."""
+@ready_option
+@ignore_ready_option
+def boot_command(
+    state_dir: Path, health_check: str | None, ready_check: str | None, ignore_ready_check: bool
+) -> None:
+    """Reboot: try the pending firmware (health check, commit or fall back), else verify.
+
+    With --ready-check, a device in use boots its active firmware and keeps
+    the pending one for the next boot (deferred_in_use, exit 0, no try spent).
+    """
     argv = _argv(health_check)
+    guard = _guard(ready_check, ignore=ignore_ready_check)
     with _writing(state_dir) as state:
-        _boot(state, argv)
+        _boot(state, argv, guard)
 
 
 #: Boot outcomes that are not a success, and the event each one stands for.
@@ -311,8 +362,8 @@ _BOOT_PROBLEMS = {
 }
 
 
-def _boot(state: StateDir, argv: Sequence[str] | None) -> None:
-    result = boot_module.boot(state, health_check=argv, now=_now())
+def _boot(state: StateDir, argv: Sequence[str] | None, guard: Guard) -> None:
+    result = boot_module.boot(state, health_check=argv, now=_now(), guard=guard)
     problem = _BOOT_PROBLEMS.get(result.outcome)
     if problem is not None:
         click.echo(f"fwclient: {problem}: slot {result.slot} runs: {result.message}", err=True)

@@ -29,7 +29,7 @@ from client.readiness import (
 from client.state import BootEnv, Mode, StateDir
 from client.update import Outcome
 from client.update import update as run_update
-from tests.client.helpers_state import NOW, Release, assert_consistent, install
+from tests.client.helpers_state import NOW, Release, assert_consistent, corrupt, install
 from tests.client.helpers_state import event_types as events_of
 from tests.client.sim import Sim, event_types, provision
 
@@ -287,3 +287,20 @@ def test_the_override_does_not_start_an_ordinary_trial_boot_r52(
     result = boot(state, health_check=None, now=NOW, guard=clinic.guard(ignore_for_recovery=True))
     assert result.outcome is BootOutcome.DEFERRED
     assert "recovery only" in result.message
+
+
+def test_a_boot_whose_running_firmware_does_not_verify_runs_the_verified_one_even_in_use(
+    state: StateDir, update: Release, clinic: Clinic
+) -> None:
+    """R29 over R52 (client.boot's rules): the firmware in use failed; a verified one runs.
+
+    The guard cannot keep running what runs when it does not verify, and
+    failsafe mode would keep running exactly that; the pending firmware runs
+    on trial (one try), as at any boot whose active slot does not verify.
+    """
+    install(state, update)
+    corrupt(state, "a")
+    clinic.busy()
+    result = boot(state, health_check=None, now=NOW, guard=clinic.guard())
+    assert (result.slot, result.outcome) == ("b", BootOutcome.COMMITTED)
+    assert "deferred_in_use" in events_of(state)
