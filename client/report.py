@@ -249,11 +249,15 @@ class Reporter:
         if seq == 0 and digest is None and type(seq) is int:  # the server holds nothing yet
             write_acked(self.state, Acked(0, None, now))
             return ReportResult(Sent.ACKNOWLEDGED, "nothing to acknowledge yet", sent, 0)
-        if type(seq) is not int or not isinstance(digest, str):
-            reason = str(answer.get("reason") or answer.get("error") or "no reason given")
+        if "refused" in answer:
+            reason = str(answer.get("reason") or answer["refused"])
             logger.warning("the server refused the report: %s", reason)
             write_acked(self.state, Acked(acked.seq, acked.hash, now))
             return ReportResult(Sent.REFUSED, f"refused: {reason}", sent, acked.seq)
+        if type(seq) is not int or not isinstance(digest, str):
+            message = "the server's answer is neither an acknowledgement nor a refusal"
+            logger.warning("%s", message)
+            return ReportResult(Sent.FAILED, message, sent, acked.seq)
         if not _holds(self.state.events, entries, seq=seq, digest=digest):
             logger.warning(
                 "the server acknowledged entry %d with a hash this log does not hold", seq

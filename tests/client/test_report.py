@@ -308,3 +308,11 @@ def test_the_agent_reports_daily_when_nothing_changes_r38(device: StateDir, sim:
     polling.run(max_polls=1)  # a day without a report: reports, though nothing changed
     assert len(server.reports) == 2
     assert server.sent_seqs() == [3, 4]
+
+
+@pytest.mark.parametrize("reply", [{}, {"acked_seq": "2", "acked_hash": "x"}, {"ok": True}])
+def test_an_answer_that_is_not_one_moves_nothing(device: StateDir, reply: dict[str, Any]) -> None:
+    polls(device, 2)
+    result = Reporter(device, lambda _body: reply).report(now=NOW)
+    assert result.outcome is Sent.FAILED
+    assert read_acked(device) == Acked()
