@@ -32,9 +32,9 @@ from typing import Any
 import click
 from tuf.api.exceptions import RepositoryError
 
+from client import authorizations, provisioning
 from client import boot as boot_module
 from client import identity as identity_module
-from client import provisioning
 from client.agent import Agent, Schedule
 from client.boot import Outcome as BootOutcome
 from client.errors import ClientError
@@ -250,6 +250,14 @@ def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> Non
 @health_option
 @ready_option
 @ignore_ready_option
+@click.option(
+    "--authorization",
+    "authorization_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="A technician's authorization handed over as a file (no route to the server); repeatable.",
+)
 def update_command(
     state_dir: Path,
     server: str,
@@ -261,6 +269,7 @@ def update_command(
     health_check: str | None,
     ready_check: str | None,
     ignore_ready_check: bool,
+    authorization_files: tuple[Path, ...],
 ) -> None:
     """Download, verify and install the newest allowed firmware in the inactive slot.
 
@@ -268,14 +277,25 @@ def update_command(
     'fwclient boot' does), running the health check on the trial boot.
     With --ready-check, a device in use keeps the verified firmware without
     activating it (deferred_in_use, exit 0); the next update activates it.
+    A release that requires a technician's authorization installs only with
+    one that verifies for this device and this release (--authorization
+    FILE); without one the device waits (awaiting_authorization, exit 0).
     """
+    documents = [authorizations.read_file(path) for path in authorization_files]
     argv = _argv(health_check)
     if ignore_ready_check and not recovery:
         raise click.BadParameter("only a signed recovery (--recovery) may ignore the ready-check")
     guard = _guard(ready_check, ignore=ignore_ready_check)
     with _writing(state_dir) as state:  # install and reboot: no other command in between
         remote = _remote(server, ca, timeout)
-        result = update(state, remote, recovery=recovery, tries=tries, guard=guard)
+        result = update(
+            state,
+            remote,
+            recovery=recovery,
+            tries=tries,
+            guard=guard,
+            authorizations=documents,
+        )
         _finish(result)
         if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
             _boot(state, argv, guard)

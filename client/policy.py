@@ -10,11 +10,18 @@ newer than what runs:
 2. R25: its ``security_version`` must not be below the device's security floor
    (``firmware_downgrade``): a validly signed old build is still a downgrade.
 3. Its ``min_installed_version`` must be met by the installed version (an
-   unknown installed version meets none).
+   unknown installed version meets none; ``prerequisite_missing``: the
+   device waits for an intermediate release, nothing is wrong).
 4. It must not have failed its health check on this device before
    (``known_bad``): no reinstall loop.
-5. It must not require a technician's authorization: the client cannot check
-   one yet, so it refuses rather than install without it.
+5. R9, R58: if it requires a technician's authorization, one of the
+   documents held must allow exactly this install
+   (``repo_metadata.authorization.check``: trusted key, this device, this
+   path and SHA-256, a nonce not used, not expired at the trusted time).
+   With none held it waits (``awaiting_authorization``); a held one that
+   fails is refused by its own event type (replayed, expired, wrong device,
+   wrong release, bad signature, untrusted key). The chosen candidate's
+   document is returned with the choice, so the install binds it.
 
 The newest (semantic-version order) candidate that passes is chosen.
 Candidates not newer than the installed version are ignored without a word
@@ -51,8 +58,20 @@ from dataclasses import dataclass
 
 from client.events import EventType
 from client.state import Floor
+from repo_metadata.authorization import AuthorizationContext, Problem, SignedAuthorization
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.semver import SemVer
+
+#: Rule 5: the event each refused authorization is logged as.
+AUTHORIZATION_EVENTS: dict[Problem, EventType] = {
+    Problem.MALFORMED: EventType.AUTHORIZATION_MALFORMED,
+    Problem.UNTRUSTED_KEY: EventType.AUTHORIZATION_UNTRUSTED_KEY,
+    Problem.BAD_SIGNATURE: EventType.AUTHORIZATION_BAD_SIGNATURE,
+    Problem.WRONG_DEVICE: EventType.AUTHORIZATION_WRONG_DEVICE,
+    Problem.WRONG_RELEASE: EventType.AUTHORIZATION_WRONG_RELEASE,
+    Problem.REPLAYED: EventType.AUTHORIZATION_REPLAYED,
+    Problem.EXPIRED: EventType.AUTHORIZATION_EXPIRED,
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,8 @@ class Choice:
     unlisted: bool = False
     #: Rule 6 (R29): the running version signed with other bytes; never chosen.
     contradicted: tuple[Refusal, ...] = ()
+    #: Rule 5: the technician's authorization that allows ``chosen`` (if it needs one).
+    authorization: SignedAuthorization | None = None
 
 
 def choose(
@@ -102,13 +123,16 @@ def choose(
     floor: Floor,
     known_bad: Collection[str] = (),
     running_sha256: str | None,
+    authorizations: AuthorizationContext,
     recovery: bool = False,
     prereleases: bool = False,
 ) -> Choice:
     """The newest acceptable candidate, why newer ones were refused, and rules 6 and 7.
 
     ``known_bad`` holds the SHA-256 of firmware that failed its health check
-    on this device; ``running_sha256`` is the running slot's (None: unknown).
+    on this device; ``running_sha256`` is the running slot's (None: unknown);
+    ``authorizations`` what rule 5 decides from (required: there is no
+    default that would let a release needing one through).
     """
     installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
     newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
@@ -125,8 +149,13 @@ def choose(
         ):
             continue
         refusal = _refusal(candidate, hardware_model, floor, installed, known_bad)
+        document = None
+        if refusal is None and candidate.info.requires_authorization:
+            document, refusal = _authorized(candidate, authorizations)
         if refusal is None:
-            return Choice(candidate, tuple(refused), len(newest_first), unlisted, contradicted)
+            return Choice(
+                candidate, tuple(refused), len(newest_first), unlisted, contradicted, document
+            )
         refused.append(refusal)
     return Choice(None, tuple(refused), len(newest_first), unlisted, contradicted)
 
@@ -203,7 +232,7 @@ def _refusal(
         have = "an unknown version" if installed is None else str(installed)
         return Refusal(
             candidate,
-            EventType.ERROR,
+            EventType.PREREQUISITE_MISSING,
             f"needs version {info.min_installed_version} or later installed first; this device"
             f" runs {have}",
         )
@@ -211,10 +240,24 @@ def _refusal(
         return Refusal(
             candidate, EventType.KNOWN_BAD, "failed its health check on this device before"
         )
-    if info.requires_authorization:
-        return Refusal(
-            candidate,
-            EventType.ERROR,
-            "requires a technician's authorization, which this client cannot verify yet",
-        )
     return None
+
+
+def _authorized(
+    candidate: Candidate, context: AuthorizationContext
+) -> tuple[SignedAuthorization | None, Refusal | None]:
+    """Rule 5: the document that allows ``candidate``, or why it may not be installed."""
+    document, verdict = context.decide(candidate.path, candidate.sha256)
+    if document is not None:
+        return document, None
+    if verdict is None:
+        return None, Refusal(
+            candidate,
+            EventType.AWAITING_AUTHORIZATION,
+            "requires a technician's authorization for this device; none is held yet",
+        )
+    return None, Refusal(
+        candidate,
+        AUTHORIZATION_EVENTS[verdict.problem],
+        f"the technician's authorization is refused: {verdict.detail}",
+    )

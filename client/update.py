@@ -63,7 +63,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -75,17 +75,23 @@ from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from client import discovery
+from client import authorizations, discovery
 from client.download import download_into
 from client.errors import ClientError, FailsafeError, UpdateRefusedError
 from client.events import EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
-from client.policy import Candidate, Choice, Refusal, choose
+from client.policy import AUTHORIZATION_EVENTS, Candidate, Choice, Refusal, choose
 from client.provisioning import BUILT, time_floor
 from client.readiness import Activation, Decision, Guard
 from client.slots import TargetRef, open_inactive
 from client.state import Mode, SlotRecord, StateDir
+from repo_metadata.authorization import (
+    AuthorizationContext,
+    AuthorizationError,
+    AuthorizationKeys,
+    SignedAuthorization,
+)
 from repo_metadata.errors import InvalidFieldError
 from repo_metadata.firmware import FirmwareInfo
 
@@ -118,6 +124,19 @@ MEANING: Mapping[EventType, str] = {
     EventType.FAILSAFE_REFUSED: "the device is in failsafe mode: only a signed recovery may"
     " change it",
     EventType.INSTALLED: "a verified firmware is in the inactive slot, pending a reboot",
+    EventType.AWAITING_AUTHORIZATION: "this release needs a technician's authorization for this"
+    " device (R9); the current firmware keeps running until one arrives",
+    EventType.PREREQUISITE_MISSING: "this release needs an intermediate release installed first",
+    EventType.AUTHORIZATION_ACCEPTED: "a technician's authorization verified and is bound to"
+    " the install it allows",
+    EventType.AUTHORIZATION_REPLAYED: "a technician's authorization was used here before (replay)",
+    EventType.AUTHORIZATION_EXPIRED: "a technician's authorization has expired",
+    EventType.AUTHORIZATION_WRONG_DEVICE: "a technician's authorization is for another device",
+    EventType.AUTHORIZATION_WRONG_RELEASE: "a technician's authorization is for another release",
+    EventType.AUTHORIZATION_BAD_SIGNATURE: "a technician's authorization does not verify"
+    " (altered or wrongly signed)",
+    EventType.AUTHORIZATION_UNTRUSTED_KEY: "a technician's authorization is signed by a key"
+    " the trusted root does not list",
     EventType.DEFERRED_IN_USE: "the device is in use (R52): the verified firmware waits in"
     " the inactive slot, the current firmware keeps running, the next poll tries again",
     EventType.NO_UPDATE: "no newer firmware for this device",
@@ -131,6 +150,16 @@ MEANING: Mapping[EventType, str] = {
 }
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+#: Refusals that only wait (``Outcome.WAITING``): the device is fine as it is.
+_WAITING = frozenset({EventType.AWAITING_AUTHORIZATION, EventType.PREREQUISITE_MISSING})
+#: What changes the state of a release's authorization (``awaiting`` is logged once).
+_AUTHORIZATION_STEPS = (
+    EventType.AWAITING_AUTHORIZATION,
+    EventType.AUTHORIZATION_ACCEPTED,
+    EventType.INSTALLED,
+    EventType.DEFERRED_IN_USE,
+    *AUTHORIZATION_EVENTS.values(),
+)
 # ngclient's version errors that compare a file with the version its listing
 # (timestamp or snapshot) names, rather than with the version already trusted:
 # ``listed`` then ``served``.
@@ -157,6 +186,9 @@ class Outcome(StrEnum):
     AVAILABLE = "available"
     UP_TO_DATE = "up_to_date"
     PENDING_REBOOT = "pending_reboot"
+    #: Waiting for something outside the device, nothing wrong: a technician's
+    #: authorization, or an intermediate release to install first.
+    WAITING = "waiting"
     #: R52: verified and kept, not activated: the device is in use (``candidate`` says what).
     DEFERRED = "deferred"
     REFUSED = "refused"
@@ -344,9 +376,15 @@ def target_url(remote: Remote, target: TargetFile, *, consistent_snapshot: bool)
     return f"{remote.targets_url}{directory}{slash}{digest}.{name}"
 
 
-def check(state: StateDir, remote: Remote, *, recovery: bool = False) -> UpdateResult:
+def check(
+    state: StateDir,
+    remote: Remote,
+    *,
+    recovery: bool = False,
+    authorizations: Sequence[SignedAuthorization] = (),
+) -> UpdateResult:
     """Refresh the metadata and say what would be installed; change no slot."""
-    return _guarded(state, lambda session: session.check(recovery=recovery), remote)
+    return _guarded(state, lambda session: session.check(recovery=recovery), remote, authorizations)
 
 
 def update(
@@ -357,6 +395,7 @@ def update(
     tries: int = DEFAULT_TRIES,
     should_stop: Callable[[], bool] = lambda: False,
     guard: Guard | None = None,
+    authorizations: Sequence[SignedAuthorization] = (),
 ) -> UpdateResult:
     """Check, then download, verify and install the chosen firmware as pending.
 
@@ -369,6 +408,14 @@ def update(
     hashed again, not downloaded again. A sealed slot was chosen over a
     pending slot flagged "wait": every boot path already treats a sealed,
     never committed slot as not bootable, so no boot rule changes.
+
+    R9, R58: ``authorizations`` are the technicians' documents this update
+    holds (picked up at the poll, or handed over as files). Policy rule 5
+    decides with them; the document that allows the chosen release is bound
+    to it (``client.authorizations`` N1) before any byte is written, and
+    spent once the slot is pending (N2). A deferral keeps it bound, so the
+    next update finishes the same install within the document's grace. A
+    document handed over that allows nothing is logged with the reason.
     """
 
     def run(session: _Session) -> UpdateResult:
@@ -386,14 +433,17 @@ def update(
         finally:
             session.log_contradicted()
 
-    return _guarded(state, run, remote)
+    return _guarded(state, run, remote, authorizations)
 
 
 def _guarded(
-    state: StateDir, action: Callable[[_Session], UpdateResult], remote: Remote
+    state: StateDir,
+    action: Callable[[_Session], UpdateResult],
+    remote: Remote,
+    authorizations: Sequence[SignedAuthorization] = (),
 ) -> UpdateResult:
     state.require_provisioned()
-    session = _Session(state, remote)
+    session = _Session(state, remote, authorizations)
     try:
         return action(session)
     except BaseException as exc:
@@ -410,9 +460,18 @@ def _guarded(
 class _Session:
     """One refresh of the metadata, and what follows from it."""
 
-    def __init__(self, state: StateDir, remote: Remote) -> None:
+    def __init__(
+        self,
+        state: StateDir,
+        remote: Remote,
+        authorizations: Sequence[SignedAuthorization] = (),
+    ) -> None:
         self.state = state
         self.remote = remote
+        #: The technicians' documents this session holds (policy rule 5).
+        self.held = tuple(authorizations)
+        #: The one that allows the chosen release, once chosen.
+        self.authorization: SignedAuthorization | None = None
         self.identity = state.identity()
         clock = datetime.now(UTC)
         self.at = session_time(state, clock=clock)
@@ -462,14 +521,57 @@ class _Session:
         return self._report(choice, log_available=log_available)
 
     def _choose(self, *, recovery: bool, archive: bool) -> Choice:
-        return choose(
-            self._candidates(archive=archive),
+        candidates = list(self._candidates(archive=archive))
+        context = self._authorization_context()
+        choice = choose(
+            candidates,
             hardware_model=self.identity.hardware_model,
             floor=self.state.floor(),
             known_bad=set(self.state.known_bad()),
             running_sha256=self._running_sha256(),
+            authorizations=context,
             recovery=recovery,
         )
+        self.authorization = choice.authorization
+        self._handed_over_refusals(context, choice, candidates)
+        return choice
+
+    def _authorization_context(self) -> AuthorizationContext:
+        """Policy rule 5's input: the keys the verified root trusts, the documents, the nonces."""
+        root = discovery.read_top_level(self.state.metadata_dir, Root.type).signed
+        try:
+            trusted = AuthorizationKeys.from_root(root)
+        except AuthorizationError:
+            trusted = None  # a root ngclient accepted, but a field we cannot use: trust none
+        return AuthorizationContext(
+            trusted,
+            self.identity.device_id,
+            self.at,
+            held=self.held,
+            nonces=authorizations.load(self.state, at=self.at),
+        )
+
+    def _handed_over_refusals(
+        self, context: AuthorizationContext, choice: Choice, candidates: Sequence[Candidate]
+    ) -> None:
+        """Log why each held document allows nothing, unless rule 5 already said it."""
+        offered = {c.path: c.sha256 for c in candidates}
+        named = {r.candidate.path for r in choice.refused}
+        for document in self.held:
+            if document == choice.authorization or document.authorization.target_path in named:
+                continue
+            verdict = context.refusal(document, offered)
+            if verdict is None:
+                continue
+            event = AUTHORIZATION_EVENTS[verdict.problem]
+            auth = document.authorization
+            self.log(
+                event,
+                explain(event, f"{auth.target_path} for {auth.device_id}: {verdict.detail}"),
+                target=auth.target_path,
+                nonce=auth.nonce,
+                technician=auth.technician,
+            )
 
     def _running_sha256(self) -> str | None:
         """The SHA-256 the running slot was verified with (None: no readable record)."""
@@ -543,7 +645,8 @@ class _Session:
         them as the last update result; with nothing chosen, they are it.
         """
         for refusal in choice.refused:
-            self._log_refusal(refusal)
+            if not self._already_awaiting(refusal):
+                self._log_refusal(refusal)
         unlisted = self._report_unlisted(choice)
         self.contradicted = choice.contradicted
         chosen = choice.chosen
@@ -553,7 +656,10 @@ class _Session:
             self.log_contradicted()
             first = (*choice.contradicted, *choice.refused)[0]
             message = explain(first.event, first.describe())
-            return UpdateResult(Outcome.REFUSED, first.event, message)
+            waiting = not choice.contradicted and all(r.event in _WAITING for r in choice.refused)
+            return UpdateResult(
+                Outcome.WAITING if waiting else Outcome.REFUSED, first.event, message
+            )
         if chosen is None:
             running = self.state.floor().installed_version or "no recorded version"
             message = explain(
@@ -573,6 +679,17 @@ class _Session:
             self.log_contradicted()
         return UpdateResult(
             Outcome.AVAILABLE, EventType.CHECKED, self._noting_contradicted(message), chosen
+        )
+
+    def _already_awaiting(self, refusal: Refusal) -> bool:
+        """``awaiting_authorization`` is logged once per release, not at every poll."""
+        if refusal.event is not EventType.AWAITING_AUTHORIZATION:
+            return False
+        last = self.state.events.last(*_AUTHORIZATION_STEPS)
+        return (
+            last is not None
+            and last.get("type") == EventType.AWAITING_AUTHORIZATION.value
+            and last.get("detail", {}).get("target") == refusal.candidate.path
         )
 
     def _log_refusal(self, refusal: Refusal) -> None:
@@ -624,6 +741,10 @@ class _Session:
         guard: Guard,
     ) -> UpdateResult:
         target, evidence = self._confirm(chosen)
+        document = self.authorization
+        if document is not None:  # N1: bound before any byte is written
+            held = authorizations.load(self.state, at=self.at)
+            authorizations.accept(self.state, document, at=self.at, records=held)
         ref = TargetRef(chosen.path, chosen.length, chosen.sha256)
         with open_inactive(self.state, ref, recovery=recovery) as writer:
             download_into(
@@ -648,6 +769,9 @@ class _Session:
             )
             if not decision.proceed:
                 return self._defer(chosen, writer.slot, decision)
+            if document is not None:  # N2: spent before the install is activated (fail closed)
+                nonce = document.authorization.nonce
+                authorizations.mark_used(self.state, nonce, at=self.at)
             # Logs "installed" once the slot is pending.
             writer.mark_pending(
                 record=record, tries=tries, now=self.at, ready_check=decision.detail

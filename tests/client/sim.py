@@ -145,6 +145,20 @@ class Sim(ResumableFetcher):
         )
         self.published.append(dict(self.files))
 
+    def trust_authorization_key(self, key: Signer) -> None:
+        """The officers list ``key`` as the one authorization key: a new root, 2 of 3, published.
+
+        The field is written out by hand (``repo_metadata.authorization``'s
+        format), so a bug the client shares with that module cannot hide.
+        """
+        public = key.public_key
+        with self.repo.edit("root", "officer1", "officer2") as root:
+            root.unrecognized_fields["x-fwupdate-authorization-keys"] = {
+                "keys": {public.keyid: public.to_dict()},
+                "threshold": 1,
+            }
+        self.publish()
+
     def sign(self, signed: Signed, *signers: str) -> bytes:
         """``signed`` as metadata bytes, signed by ``signers`` (default: its online key)."""
         md = Metadata(signed)

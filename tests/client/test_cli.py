@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata
 
 from client import cli, provisioning
 from client.state import StateDir
 from client.update import Remote
-from tests.client.sim import DEVICE, MODEL, Sim, event_types
+from repo_metadata.authorization import Authorization, sign
+from tests.client.sim import DEVICE, MODEL, Sim, event_types, sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTHY = f"{sys.executable} -c 'raise SystemExit(0)'"
@@ -371,3 +373,53 @@ def test_run_stops_cleanly_on_sigterm(state_dir: Path, ca: Path) -> None:
     assert "SIGTERM: stopping" in stderr
     assert "Traceback" not in stderr
     assert "stopped after 1 poll(s)" in stdout
+
+
+def test_update_waits_for_an_authorization_then_installs_with_the_file_r9_r58(
+    state_dir: Path, ca: Path, online: Sim, tmp_path: Path
+) -> None:
+    """Exit 0 while waiting; the technician's file installs it; the file is refused elsewhere."""
+    key = CryptoSigner.generate_ed25519()
+    online.trust_authorization_key(key)
+    path = online.release("2.0.0", 2, requires_authorization=True)
+    waiting = fwclient("update", *server_args(state_dir, ca))
+    assert waiting.exit_code == 0, waiting.output
+    assert "needs a technician's authorization" in waiting.output
+    issued = datetime.now(UTC).replace(microsecond=0)
+    document = sign(
+        Authorization(
+            device_id=DEVICE,
+            target_path=path,
+            sha256=sha256(online.images[path]),
+            nonce="7c" * 32,
+            issued=issued,
+            expires=issued + timedelta(minutes=15),
+            technician="tom",
+        ),
+        key,
+    )
+    file = tmp_path / "authorization.json"
+    file.write_bytes(document.to_bytes())
+    installed = fwclient("update", *server_args(state_dir, ca), "--authorization", str(file))
+    assert installed.exit_code == 0, installed.output
+    assert "in slot b" in installed.output
+    other = tmp_path / "pump-0002"
+    provisioned = fwclient(
+        "provision", "--state", str(other), "--root", str(state_dir / "provisioned" / "root.json"),
+        "--hardware-model", MODEL, "--device-id", "pump-0002",
+    )  # fmt: skip
+    assert provisioned.exit_code == 0, provisioned.output
+    refused = fwclient("update", *server_args(other, ca), "--authorization", str(file))
+    one_line_error(refused, "authorization_wrong_device")
+
+
+def test_update_with_a_malformed_authorization_file_says_so_and_changes_nothing(
+    state_dir: Path, ca: Path, online: Sim, tmp_path: Path
+) -> None:
+    file = tmp_path / "authorization.json"
+    file.write_text('{"signed": {}, "signatures": []}')
+    before = sorted(p.name for p in state_dir.rglob("*"))
+    result = fwclient("update", *server_args(state_dir, ca), "--authorization", str(file))
+    assert result.exit_code != 0
+    assert "is not a valid authorization" in result.output
+    assert sorted(p.name for p in state_dir.rglob("*")) == before

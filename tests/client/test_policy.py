@@ -3,13 +3,64 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from securesystemslib.signer import CryptoSigner
+
+from client import policy
 from client.events import EventType
-from client.policy import Candidate, choose
+from client.policy import Candidate, Choice
 from client.state import Floor
+from repo_metadata.authorization import (
+    Authorization,
+    AuthorizationContext,
+    AuthorizationKeys,
+    NonceRecord,
+    SignedAuthorization,
+    sign,
+)
 from repo_metadata.firmware import FirmwareInfo
 
 MODEL = "pump-x100"
+DEVICE = "pump-0001"
+AT = datetime(2030, 5, 4, 10, 0, tzinfo=UTC)
+KEY = CryptoSigner.generate_ed25519()
+TRUSTED = AuthorizationKeys({KEY.public_key.keyid: KEY.public_key})
+#: Rule 5's input when the device holds no authorization.
+NOTHING_HELD = AuthorizationContext(TRUSTED, DEVICE, AT)
+
+
+def choose(
+    candidates: Iterable[Candidate],
+    *,
+    authorizations: AuthorizationContext = NOTHING_HELD,
+    **kwargs: Any,
+) -> Choice:
+    """``policy.choose`` with no authorization held unless a test gives one."""
+    return policy.choose(candidates, authorizations=authorizations, **kwargs)
+
+
+def authorized(
+    target: Candidate, *, device: str = DEVICE, nonce: str = "0f" * 32
+) -> SignedAuthorization:
+    return sign(
+        Authorization(
+            device_id=device,
+            target_path=target.path,
+            sha256=target.sha256,
+            nonce=nonce,
+            issued=AT - timedelta(minutes=1),
+            expires=AT + timedelta(minutes=14),
+            technician="tom",
+        ),
+        KEY,
+    )
+
+
+def holding(*documents: SignedAuthorization, **nonces: NonceRecord) -> AuthorizationContext:
+    return AuthorizationContext(TRUSTED, DEVICE, AT, held=documents, nonces=nonces)
 
 
 def candidate(
@@ -104,6 +155,7 @@ def test_min_installed_version_must_be_met() -> None:
     assert pick(needs, floor=Floor(1, "2.0.0")) == "3.0.0"
     choice = choose([needs], hardware_model=MODEL, running_sha256=None, floor=Floor(1, "1.5.0"))
     assert choice.chosen is None
+    assert choice.refused[0].event is EventType.PREREQUISITE_MISSING
     assert "needs version 2.0.0 or later" in choice.refused[0].reason
     unknown = choose([needs], hardware_model=MODEL, running_sha256=None, floor=Floor())
     assert "unknown version" in unknown.refused[0].reason
@@ -123,7 +175,7 @@ def test_firmware_that_failed_its_health_check_here_is_not_reinstalled() -> None
     assert [r.event for r in choice.refused] == [EventType.KNOWN_BAD]
 
 
-def test_a_release_requiring_a_technician_authorization_is_refused_for_now() -> None:
+def test_a_release_requiring_authorization_waits_for_one_r9() -> None:
     choice = choose(
         [candidate("2.0.0", requires_authorization=True)],
         hardware_model=MODEL,
@@ -131,7 +183,63 @@ def test_a_release_requiring_a_technician_authorization_is_refused_for_now() -> 
         floor=Floor(),
     )
     assert choice.chosen is None
-    assert "authorization" in choice.refused[0].reason
+    assert choice.refused[0].event is EventType.AWAITING_AUTHORIZATION
+
+
+def test_a_release_requiring_authorization_is_chosen_with_the_document_that_allows_it_r58() -> None:
+    needs = candidate("2.0.0", requires_authorization=True)
+    document = authorized(needs)
+    choice = choose(
+        [needs, candidate("1.5.0")],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=Floor(1, "1.0.0"),
+        authorizations=holding(document),
+    )
+    assert choice.chosen == needs
+    assert choice.authorization == document
+
+
+def test_an_authorization_for_another_device_leaves_the_release_refused_and_says_why() -> None:
+    needs = candidate("2.0.0", requires_authorization=True)
+    choice = choose(
+        [needs, candidate("1.5.0")],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=Floor(1, "1.0.0"),
+        authorizations=holding(authorized(needs, device="pump-0002")),
+    )
+    assert choice.chosen is not None and choice.chosen.info.version == "1.5.0"
+    assert [r.event for r in choice.refused] == [EventType.AUTHORIZATION_WRONG_DEVICE]
+    assert choice.authorization is None
+
+
+def test_an_authorization_already_used_here_is_a_replay_r25() -> None:
+    needs = candidate("2.0.0", requires_authorization=True)
+    used = NonceRecord("0f" * 32, needs.path, needs.sha256, AT, AT + timedelta(hours=1), AT)
+    choice = choose(
+        [needs],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=Floor(1, "1.0.0"),
+        authorizations=holding(authorized(needs), **{used.nonce: used}),
+    )
+    assert choice.chosen is None
+    assert [r.event for r in choice.refused] == [EventType.AUTHORIZATION_REPLAYED]
+
+
+def test_the_authorization_rule_comes_after_the_others() -> None:
+    """A document never overrides the floor or the model (one more rule, not a bypass)."""
+    below_floor = candidate("2.0.0", 1, requires_authorization=True)
+    choice = choose(
+        [below_floor],
+        hardware_model=MODEL,
+        running_sha256=None,
+        floor=Floor(3, "1.0.0"),
+        authorizations=holding(authorized(below_floor)),
+    )
+    assert choice.chosen is None
+    assert [r.event for r in choice.refused] == [EventType.FIRMWARE_DOWNGRADE]
 
 
 def test_a_recovery_may_reinstall_the_installed_version_but_never_below_the_floor() -> None:

@@ -1,0 +1,213 @@
+"""What the device keeps of technicians' authorizations: the nonces it accepted (R25).
+
+``repo_metadata.authorization`` decides whether a document allows an
+install; this module keeps what that decision needs to remember, in
+``STATE/authorizations.json``, outside the metadata cache: wiping the
+cache, restarting or re-provisioning nothing here forgets a nonce.
+
+Rules:
+
+- N1: a nonce is recorded, bound to the install it allows (target path and
+  SHA-256) and with the time it may be used until (expiry plus grace), before
+  any byte of that install is written (``accept``); an interrupted or
+  deferred install may finish with the same document within that time, no
+  other install ever can.
+- N2: once the install is committed as pending, the record is marked used
+  (``mark_used``): the document never allows anything again.
+- N3: a record is dropped only once its time has passed at the device's
+  trusted time, which never goes back (the time floor): a replayed document
+  is then refused as expired by the same rule that drops the record.
+- N4 (fail closed, R33): a record file that cannot be read is rebuilt from
+  the event log's ``authorization_accepted`` entries (each carries its
+  record), every one marked used, and the damage is logged; an update is
+  never stopped by it, and no nonce it held becomes usable again.
+- Every change is written atomically under the state directory's lock
+  (the caller holds it, as every writer of the state directory does).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from client.errors import ClientError
+from client.events import EventType
+from client.state import StateDir
+from fwcommon.files import atomic_write
+from repo_metadata.authorization import (
+    AuthorizationError,
+    NonceRecord,
+    SignedAuthorization,
+)
+
+FILE_NAME = "authorizations.json"
+#: A document handed over as a file larger than this is refused unread.
+MAX_FILE = 16 * 1024
+
+
+def store_path(state: StateDir) -> Path:
+    return state.root / FILE_NAME
+
+
+def load(state: StateDir, *, at: datetime) -> dict[str, NonceRecord]:
+    """The records (N3: those past their time dropped); a damaged file is rebuilt (N4)."""
+    path = store_path(state)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        records = _parse(raw)
+    except (ValueError, KeyError, TypeError):
+        records = _rebuild(state)
+        state.events.append(
+            EventType.INTEGRITY_FAILURE,
+            f"{FILE_NAME} could not be read; rebuilt from the event log with every accepted"
+            " authorization marked used (none can be used again)",
+            now=at,
+            file=FILE_NAME,
+            rebuilt=len(records),
+        )
+        _save(state, records)
+    return {nonce: r for nonce, r in records.items() if r.usable_until >= at}
+
+
+def accept(
+    state: StateDir,
+    document: SignedAuthorization,
+    *,
+    at: datetime,
+    records: Mapping[str, NonceRecord],
+) -> NonceRecord:
+    """N1: bind ``document``'s nonce to the install it allows; log ``authorization_accepted``."""
+    auth = document.authorization
+    existing = records.get(auth.nonce)
+    if existing is not None:
+        return existing  # the same install, resumed within its grace (already logged)
+    record = NonceRecord(
+        nonce=auth.nonce,
+        target_path=auth.target_path,
+        sha256=auth.sha256,
+        accepted_at=at,
+        usable_until=auth.usable_until,
+    )
+    kept = {n: r for n, r in records.items() if r.usable_until >= at}
+    _save(state, {**kept, record.nonce: record})
+    state.events.append(
+        EventType.AUTHORIZATION_ACCEPTED,
+        f"technician {auth.technician}'s authorization for {auth.target_path} accepted"
+        f" (valid until {_iso(auth.expires)}, an install begun in time may finish until"
+        f" {_iso(auth.usable_until)})",
+        now=at,
+        **_record_detail(record),
+        technician=auth.technician,
+        issued=_iso(auth.issued),
+    )
+    return record
+
+
+def mark_used(state: StateDir, nonce: str, *, at: datetime) -> None:
+    """N2: the install this nonce allowed is committed; the document is spent."""
+    records = load(state, at=at)
+    record = records.get(nonce)
+    if record is None:
+        raise ClientError(f"no accepted authorization with nonce {nonce[:16]}...")
+    records[nonce] = replace(record, used_at=at)
+    _save(state, records)
+
+
+def read_file(path: Path) -> SignedAuthorization:
+    """A document a technician handed over (``fwclient update --authorization FILE``)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE + 1)
+    except OSError as exc:
+        raise ClientError(f"cannot read the authorization {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE:
+        raise ClientError(f"{path} is larger than {MAX_FILE} bytes: not an authorization")
+    try:
+        return SignedAuthorization.from_bytes(data)
+    except AuthorizationError as exc:
+        raise ClientError(f"{path} is not a valid authorization: {exc}") from None
+
+
+def _record_detail(record: NonceRecord) -> dict[str, Any]:
+    return {
+        "nonce": record.nonce,
+        "target": record.target_path,
+        "sha256": record.sha256,
+        "accepted_at": _iso(record.accepted_at),
+        "usable_until": _iso(record.usable_until),
+    }
+
+
+def _parse(raw: bytes) -> dict[str, NonceRecord]:
+    tree = json.loads(raw)
+    if not isinstance(tree, dict) or not isinstance(tree.get("nonces"), dict):
+        raise TypeError("not a record file")
+    out = {}
+    for nonce, item in tree["nonces"].items():
+        used = item["used_at"]
+        out[nonce] = NonceRecord(
+            nonce=nonce,
+            target_path=str(item["target"]),
+            sha256=str(item["sha256"]),
+            accepted_at=datetime.fromisoformat(item["accepted_at"]),
+            usable_until=datetime.fromisoformat(item["usable_until"]),
+            used_at=None if used is None else datetime.fromisoformat(used),
+        )
+    return out
+
+
+def _rebuild(state: StateDir) -> dict[str, NonceRecord]:
+    """N4: every accepted authorization the log remembers, marked used."""
+    found: dict[str, NonceRecord] = {}
+    for entry in _accepted_entries(state.events.entries()):
+        detail = entry["detail"]
+        accepted = datetime.fromisoformat(detail["accepted_at"])
+        found[detail["nonce"]] = NonceRecord(
+            nonce=detail["nonce"],
+            target_path=detail["target"],
+            sha256=detail["sha256"],
+            accepted_at=accepted,
+            usable_until=datetime.fromisoformat(detail["usable_until"]),
+            used_at=accepted,
+        )
+    return found
+
+
+def _accepted_entries(entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for entry in entries:
+        detail = entry.get("detail")
+        if entry.get("type") == EventType.AUTHORIZATION_ACCEPTED.value and isinstance(detail, dict):
+            try:
+                datetime.fromisoformat(detail["accepted_at"])
+                datetime.fromisoformat(detail["usable_until"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if isinstance(detail.get("nonce"), str):
+                yield entry
+
+
+def _save(state: StateDir, records: Mapping[str, NonceRecord]) -> None:
+    tree = {
+        "nonces": {
+            nonce: {
+                "target": r.target_path,
+                "sha256": r.sha256,
+                "accepted_at": _iso(r.accepted_at),
+                "usable_until": _iso(r.usable_until),
+                "used_at": None if r.used_at is None else _iso(r.used_at),
+            }
+            for nonce, r in sorted(records.items())
+        }
+    }
+    atomic_write(store_path(state), (json.dumps(tree, indent=1) + "\n").encode(), mode=0o600)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
