@@ -2,7 +2,8 @@
 
 Every view declares its access with ``@public`` or ``@allow(roles...)``;
 a view that declares nothing is refused to everyone. ``enforce`` runs
-before every request: it authenticates the bearer token, checks the role,
+before every request: it authenticates the bearer token (the session
+cookie on web pages, never on the API: W1), checks the role,
 keeps a person who has not finished first login (new password, TOTP
 enrolment) to the endpoints that finish it, and for sensitive actions
 (``fresh_otp=True``) consumes a fresh TOTP code from the ``X-OTP`` header:
@@ -38,6 +39,11 @@ from update_server.models import Role, SessionToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 OTP_HEADER = "X-OTP"
+#: The web pages' session: the same ``SessionToken`` as the API's bearer
+#: token, in a ``__Host-`` cookie (Secure, Path=/, no Domain).
+SESSION_COOKIE = "__Host-fw_session"
+#: Blueprints whose routes are web pages: session from the cookie only (W1).
+WEB_BLUEPRINTS = frozenset({"web"})
 
 
 class Refused(StrEnum):
@@ -104,8 +110,7 @@ def enforce() -> None:
     if access.public:
         return
     services = current_app.extensions["fw"]
-    header = request.headers.get("Authorization", "")
-    token = header[7:] if header.startswith("Bearer ") else ""
+    token = _session_token()
     now = services.clock()
     try:
         user, session = sessions.authenticate(g.db, token, now=now, config=services.config)
@@ -130,6 +135,21 @@ def enforce() -> None:
         )
     if access.fresh_otp:
         _confirm_with_fresh_code(user, session, services)
+
+
+def _session_token() -> str:
+    """The session token this route takes: the web cookie on pages, the bearer token elsewhere.
+
+    W1 A web page (``WEB_BLUEPRINTS``) reads the ``SESSION_COOKIE`` only;
+    every other route reads ``Authorization: Bearer`` only. A browser sends
+    a cookie by itself, on requests another site makes it send: a cookie
+    that opened an API route would make the API CSRF-able. The pages are
+    protected by their CSRF tokens (``web``) and ``SameSite=Strict``.
+    """
+    if request.blueprint in WEB_BLUEPRINTS:
+        return request.cookies.get(SESSION_COOKIE, "")
+    header = request.headers.get("Authorization", "")
+    return header[7:] if header.startswith("Bearer ") else ""
 
 
 def _refused(reason: Refused, error: ServerError, *, user: User | None = None) -> ServerError:

@@ -137,6 +137,7 @@ def _register_blueprints(app: Flask) -> None:
     from update_server.audit import views as audit_views  # noqa: PLC0415
     from update_server.auth import views as auth_views  # noqa: PLC0415
     from update_server.publication import views as publication_views  # noqa: PLC0415
+    from update_server.web import init_app as init_web  # noqa: PLC0415
 
     for blueprint in (
         meta.blueprint,
@@ -147,6 +148,8 @@ def _register_blueprints(app: Flask) -> None:
         distribution.blueprint,
     ):
         app.register_blueprint(blueprint)
+    # The web pages: their blueprint, CSRF protection and cookie settings.
+    init_web(app, app.extensions["fw"].config)
 
 
 def _open_db() -> None:

@@ -135,6 +135,11 @@ class ServerConfig:
         """AES key that encrypts TOTP secrets at rest (0600)."""
         return self.data_dir / "secrets.key"
 
+    @property
+    def web_secret_key_file(self) -> Path:
+        """Flask's SECRET_KEY, which signs the web pages' CSRF tokens (0600)."""
+        return self.data_dir / "web-secret.key"
+
     def to_file_json(self) -> dict[str, Any]:
         """The settings as ``server.json`` keeps them (C1): paths inside the data dir relative."""
         out = {name: value for name, value in self.to_json().items() if name != "data_dir"}

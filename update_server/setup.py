@@ -1,7 +1,8 @@
 """``fwserver init``: a new data directory, ready to serve, made whole or not at all.
 
 It creates the directories, the key that encrypts TOTP secrets at rest, the
-database schema, the TLS CA that devices are provisioned with (``tls/ca.crt``,
+key that signs the web pages' CSRF tokens (``web_secret_key``), the database
+schema, the TLS CA that devices are provisioned with (``tls/ca.crt``,
 its key 0600) and the first certificate the server serves, issued from it
 (``serve`` renews it when due), and (unless keys are configured) a mock-HSM
 token holding the four online keys, one purpose each (R47), with a random
@@ -22,6 +23,7 @@ relative to it (config C1), so they hold after the rename and after a move.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -146,6 +148,7 @@ def _build(
     for directory in (config.repository_dir, config.staging_dir):
         directory.mkdir()
     atomic_write(config.secrets_key_file, secrets.token_bytes(32), mode=0o600)
+    web_secret_key(config)
     make_ca(work / TLS_DIR, now=now)
     managed_tls(work / TLS_DIR, names=server_names(config), now=now)
     engine = make_engine(config.database_url, create=True)
@@ -157,6 +160,35 @@ def _build(
     settings = json.dumps(config.to_file_json(), indent=2).encode()
     atomic_write(work / CONFIG_FILE, settings, mode=0o600)
     return so_pin
+
+
+def web_secret_key(config: ServerConfig) -> bytes:
+    """The web pages' SECRET_KEY (``config.web_secret_key_file``), made if absent (0600).
+
+    A data directory made before the web pages existed gets its key when the
+    server starts. Each worker calls this: the first to link its key into
+    place wins (``os.link`` never replaces a file), the others read that
+    one, so every worker signs with the same key and none reads a half-written
+    file.
+    """
+    path = config.web_secret_key_file
+    if not path.exists():
+        staged = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        atomic_write(staged, secrets.token_bytes(32), mode=0o600)
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            pass  # another worker made it first: use that one
+        finally:
+            staged.unlink()
+        fsync_dir(path.parent)
+    key = path.read_bytes()
+    if len(key) < 32:
+        raise SetupError(
+            f"{path} holds {len(key)} bytes, not a key of 32: move it aside and restart the"
+            " server to make a new one (everyone then logs in to the web pages again)"
+        )
+    return key
 
 
 def _refuse_used_database(engine: Engine) -> None:

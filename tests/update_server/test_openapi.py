@@ -16,6 +16,8 @@ _IGNORED = {"HEAD", "OPTIONS"}
 def _routes(app: Flask) -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("web."):
+            continue  # the web pages are HTML for people, not the API (tests/web)
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         routes |= {
             (path, method.lower()) for method in rule.methods or () if method not in _IGNORED

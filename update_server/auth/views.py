@@ -31,7 +31,7 @@ from update_server.errors import (
     UnprocessableError,
 )
 from update_server.mfa import passwords, totp
-from update_server.models import User
+from update_server.models import SessionToken, User
 
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -56,6 +56,29 @@ def _retry_after(response: Response) -> Response:
 def login_view() -> ResponseReturnValue:
     services = _services()
     attempt = _login_attempt(services.clock())
+    success, token = log_in(attempt)
+    user = success.user
+    return jsonify(
+        {
+            "token": token,
+            "expires_at": _iso(attempt.now + services.config.session_absolute),
+            "must_change_password": user.must_change_password,
+            "totp_enrolled": user.totp_enrolled,
+            # R11: the previous login and the failed attempts since.
+            "last_login": _login_record(success.previous_at, success.previous_source),
+            "failed_attempts_since_last_login": success.failures_since,
+        }
+    )
+
+
+def log_in(attempt: login.Attempt) -> tuple[login.Success, str]:
+    """Check ``attempt``; on success a new session, audited and committed: (success, token).
+
+    The one login of the API and the web pages. A refusal is audited and
+    committed, then ``LoginFailedError`` raised (``g.retry_after`` set when
+    the source is throttled).
+    """
+    services = _services()
     try:
         success = login.attempt(g.db, attempt, config=services.config, box=secrets_box())
     except login.LoginFailedError as failure:
@@ -79,17 +102,7 @@ def login_view() -> ResponseReturnValue:
     audit_ended_refusals(attempt.now)
     _audit(Action.LOGIN, "success", user, detail={"first_login": first_login})
     g.db.commit()
-    return jsonify(
-        {
-            "token": token,
-            "expires_at": _iso(attempt.now + services.config.session_absolute),
-            "must_change_password": user.must_change_password,
-            "totp_enrolled": user.totp_enrolled,
-            # R11: the previous login and the failed attempts since.
-            "last_login": _login_record(success.previous_at, success.previous_source),
-            "failed_attempts_since_last_login": success.failures_since,
-        }
-    )
+    return success, token
 
 
 @blueprint.post("/totp/enroll")
@@ -103,6 +116,14 @@ def enroll() -> ResponseReturnValue:
     administrator's reset, after too many wrong codes).
     """
     user: User = g.user
+    secret = enrolment_secret(user)
+    return jsonify(
+        {"provisioning_uri": totp.provisioning_uri(secret, name=user.name), "secret": secret}
+    )
+
+
+def enrolment_secret(user: User) -> str:
+    """The secret ``user`` enrols: the pending one again, else a new one; audited, committed."""
     if user.totp_enrolled:
         raise ConflictError(
             "TOTP is already enrolled for you; to move it to a new device,"
@@ -114,9 +135,7 @@ def enroll() -> ResponseReturnValue:
         secret, stage = otp.new_secret(user, box), "secret issued"
     _audit(Action.TOTP_ENROL, "success", user, detail={"stage": stage})
     g.db.commit()
-    return jsonify(
-        {"provisioning_uri": totp.provisioning_uri(secret, name=user.name), "secret": secret}
-    )
+    return secret
 
 
 @blueprint.post("/totp/confirm")
@@ -141,6 +160,19 @@ def confirm() -> ResponseReturnValue:
     new = _text(body, "new_password", required=False)
     if bool(current) != bool(new):
         raise BadRequestError("send 'current_password' and 'new_password' together, or neither")
+    if not confirm_enrolment(user, g.session, code=code, current=current, new=new):
+        return jsonify({"totp_enrolled": True})
+    return jsonify({"totp_enrolled": True, "password_changed": True, "detail": _LOG_IN_AGAIN})
+
+
+def confirm_enrolment(
+    user: User, session: SessionToken, *, code: str, current: str, new: str
+) -> bool:
+    """C1, C2 of ``confirm``, for the API and the web pages; committed.
+
+    Returns whether the password was changed too (``new`` given: every
+    session has then ended).
+    """
     if user.totp_enrolled:
         raise ConflictError("TOTP is already enrolled for you")
     if user.totp_secret is None:
@@ -155,15 +187,15 @@ def confirm() -> ResponseReturnValue:
         raise _refused_enrolment_code(user, refused, now) from None
     user.totp_enrolled = True
     # This session has now shown both factors, like a login with this code.
-    g.session.login_step = max(g.session.login_step, step)
+    session.login_step = max(session.login_step, step)
     _audit(Action.TOTP_ENROL, "success", user, detail={"stage": "confirmed"})
     if not new:
         g.db.commit()
-        return jsonify({"totp_enrolled": True})
+        return False
     ended = users.change_password(g.db, user, new=new, now=now, config=services.config)
     _audit(Action.PASSWORD_CHANGE, "success", user, detail={"sessions_ended": ended})
     g.db.commit()
-    return jsonify({"totp_enrolled": True, "password_changed": True, "detail": _LOG_IN_AGAIN})
+    return True
 
 
 @blueprint.post("/password")
@@ -235,10 +267,15 @@ def _refused_enrolment_code(
 @blueprint.post("/logout")
 @allow(*ALL_ROLES, during_first_login=True)
 def logout() -> ResponseReturnValue:
-    sessions.revoke(g.db, g.session)
-    _audit(Action.LOGOUT, "success", g.user)
-    g.db.commit()
+    log_out(g.user, g.session)
     return "", 204
+
+
+def log_out(user: User, session: SessionToken) -> None:
+    """End ``session`` (the API's and the web pages' logout); audited, committed."""
+    sessions.revoke(g.db, session)
+    _audit(Action.LOGOUT, "success", user)
+    g.db.commit()
 
 
 @blueprint.get("/me")
