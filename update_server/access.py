@@ -10,6 +10,11 @@ enrolment) to the endpoints that finish it, and for sensitive actions
 one not used before, not even for this session's login (two-step
 confirmation, R9).
 
+A view marked ``@device_route`` is a device's, not a person's: it opens
+only to an RFC 9421 signature by an accepted device's key
+(``devices.authentication``, rules D1-D6), never to a person's session;
+and a device's signature opens no person's route (it is no session).
+
 Every refusal it makes (401, 403) is audited (R27): who (the person, or
 ``-`` without a session), what (method and route), from where, and why
 (``Refused``). A flood is coalesced, never dropped (``auth.refusals``):
@@ -33,6 +38,8 @@ from update_server.audit.actions import Action
 from update_server.audit.chain import Outcome
 from update_server.audit.recording import record, request_event
 from update_server.auth import login, otp, refusals, sessions
+from update_server.devices.authentication import authenticate as authenticate_device
+from update_server.devices.signatures import DeviceRequestRefused
 from update_server.errors import AuthenticationError, ForbiddenError, ServerError
 from update_server.mfa.secretbox import SecretBox
 from update_server.models import Role, SessionToken, User
@@ -62,6 +69,8 @@ class Access:
     """What a view requires."""
 
     public: bool = False
+    #: Only a signed request of an accepted device (``@device_route``).
+    device: bool = False
     roles: frozenset[Role] = frozenset()
     fresh_otp: bool = False
     during_first_login: bool = False
@@ -70,6 +79,12 @@ class Access:
 def public(view: F) -> F:
     """Anyone may call this view (devices, health checks, login itself)."""
     view.fw_access = Access(public=True)  # type: ignore[attr-defined]
+    return view
+
+
+def device_route(view: F) -> F:
+    """Only an accepted device, by a signed request (R10), may call this view; no person."""
+    view.fw_access = Access(device=True)  # type: ignore[attr-defined]
     return view
 
 
@@ -110,6 +125,9 @@ def enforce() -> None:
     if access.public:
         return
     services = current_app.extensions["fw"]
+    if access.device:
+        _authenticate_device(services)
+        return
     token = _session_token()
     now = services.clock()
     try:
@@ -152,17 +170,36 @@ def _session_token() -> str:
     return header[7:] if header.startswith("Bearer ") else ""
 
 
-def _refused(reason: Refused, error: ServerError, *, user: User | None = None) -> ServerError:
+def _authenticate_device(services: Any) -> None:
+    """A ``@device_route``: the request's device signature (D1-D6), or a 401 audited."""
+    config = services.config
+    try:
+        authenticate_device(g.db, now=services.clock(), skew=config.device_request_skew)
+    except DeviceRequestRefused as refused:
+        g.db.rollback()
+        raise _refused(
+            refused.reason, AuthenticationError(str(refused)), device=refused.device_id
+        ) from None
+    g.db.commit()  # the nonce is spent and last_seen_at stands, whatever the view does
+
+
+def _refused(
+    reason: StrEnum, error: ServerError, *, user: User | None = None, device: str | None = None
+) -> ServerError:
     """Audit this refusal, coalesced (``auth.refusals``), and commit; returns ``error``.
 
-    Who: ``user``, else the request's authenticated user, else ``-``.
+    Who: ``user``, else the request's authenticated user, else the device
+    whose signature verified (``device:<id>``), else ``-``.
     """
     services = current_app.extensions["fw"]
     user = user if user is not None else g.get("user")
+    who, role = (user.name, user.role) if user is not None else ("-", "-")
+    if user is None and device is not None:
+        who, role = f"device:{device}", "device"
     refusal = refusals.Refusal(
         action=Action.ACCESS_REFUSED,
-        actor=user.name if user is not None else "-",
-        role=user.role if user is not None else "-",
+        actor=who,
+        role=role,
         source=request.remote_addr or "-",
         route=f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
         reason=reason.value,

@@ -34,6 +34,11 @@ ONLINE_ROLES = ("snapshot", "timestamp", "audit", "authorization")
 #: abandoned firmware does not sit in staging for weeks.
 UPLOAD_LIFETIME_RANGE = (timedelta(minutes=10), timedelta(days=30))
 
+#: R25: how far a device request's signed ``created`` may be from the server's clock.
+DEVICE_SKEW_RANGE = (timedelta(seconds=5), timedelta(minutes=10))
+#: How long an enrolment token may be valid at most (``fwserver device enrol-token``).
+ENROLMENT_TOKEN_MAX = timedelta(days=30)
+
 #: Counting windows (failed logins per source, coalesced refusals).
 WINDOW_RANGE = (timedelta(seconds=1), timedelta(hours=1))
 
@@ -87,6 +92,8 @@ class ServerConfig:
     renew_at_fraction: float = 0.5
     #: An upload not published by then expires: staging removed, row kept.
     upload_lifetime: timedelta = timedelta(hours=24)
+    #: R25: signed device requests created further than this from now are stale.
+    device_request_skew: timedelta = timedelta(seconds=60)
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -106,6 +113,7 @@ class ServerConfig:
         if not 0.05 <= self.renew_at_fraction <= 0.9:
             raise ConfigError("renew_at_fraction: must be between 0.05 and 0.9")
         _check_duration("upload_lifetime", self.upload_lifetime, *UPLOAD_LIFETIME_RANGE)
+        _check_duration("device_request_skew", self.device_request_skew, *DEVICE_SKEW_RANGE)
         unknown = set(self.online_keys) - set(ONLINE_ROLES)
         if unknown:
             raise ConfigError(f"online_keys: unknown role(s) {sorted(unknown)}")

@@ -117,6 +117,60 @@ _AUDIT_ENTRY = _object(
     {name: {"type": "string"} for name in ("actor", "role", "action", "object", "outcome")},
 )
 
+_NAME: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+_OPTIONAL_TEXT: dict[str, Any] = {"type": ["string", "null"]}
+_DEVICE_ID_PARAM = {"name": "device_id", "in": "path", "required": True, "schema": _NAME}
+_DEVICE = _object(
+    {
+        "device_id": {"type": "string"},
+        "state": {"enum": ["pending", "accepted", "rejected", "decommissioned"]},
+        "hardware_model": {"type": "string"},
+        "site": _OPTIONAL_TEXT,
+        "key_id": {"type": "string"},
+        "registered_at": _INSTANT,
+    },
+    dict.fromkeys(
+        (
+            "running_version",
+            "slot",
+            "mode",
+            "last_result",
+            "last_seen_at",
+            "last_report_at",
+            "state_changed_by",
+            "state_changed_at",
+        ),
+        _OPTIONAL_TEXT,
+    )
+    | {"security_floor": {"type": ["integer", "null"]}},
+)
+_SIGNED = (
+    " Signed by the device key (RFC 9421: @method, @path, @query, content-digest;"
+    " created, nonce, keyid = device id; devices.signatures D1-D6); any refusal is 401."
+)
+_DEVICE_SECURITY: list[dict[str, list[str]]] = [{"device": []}]
+
+
+def _device_op(summary: str, **kwargs: Any) -> dict[str, Any]:
+    """An operation of a device route: opened by a device signature only, never a session."""
+    operation = _op(summary + _SIGNED, roles="an accepted device", errors=(400, 401), **kwargs)
+    operation["security"] = _DEVICE_SECURITY
+    return operation
+
+
+def _device_change(summary: str, *, roles: str, fresh_otp: bool = False) -> dict[str, Any]:
+    return {
+        "parameters": [_DEVICE_ID_PARAM],
+        "post": _op(
+            summary,
+            roles=roles,
+            fresh_otp=fresh_otp,
+            errors=(400, 401, 403, 404, 409),
+            answer=_DEVICE,
+        ),
+    }
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/health": {
         "get": _op(
@@ -326,6 +380,110 @@ PATHS: dict[str, dict[str, Any]] = {
             ),
         )
     },
+    "/api/v1/enrolment-tokens": {
+        "post": _op(
+            "Issue a one-time enrolment token (shown once; stored as its SHA-256)",
+            roles="admin",
+            fresh_otp=True,
+            ok=201,
+            body=_body(
+                {"hardware_model": _NAME},
+                {
+                    "device_id": _NAME,
+                    "site": _NAME,
+                    "accept": {"type": "boolean"},
+                    "expires_in_hours": {"type": "integer", "minimum": 1, "maximum": 720},
+                },
+            ),
+            answer=_object(
+                {
+                    "id": {"type": "integer"},
+                    "token": {"type": "string", "minLength": 1},
+                    "hardware_model": {"type": "string"},
+                    "pre_authorized": {"type": "boolean"},
+                    "expires_at": _INSTANT,
+                },
+                {"device_id": _OPTIONAL_TEXT, "site": _OPTIONAL_TEXT},
+            ),
+        )
+    },
+    "/api/v1/devices/register": {
+        "post": _op(
+            "Register a device with an enrolment token; the request is signed (RFC 9421)"
+            " by the key it registers (proof of possession). 401: token unknown, expired or"
+            " used, or the signature refused; 403: token bound to another model or device"
+            " id; 409: the device id is registered already",
+            roles="anyone",
+            ok=201,
+            body=_body(
+                {
+                    "device_id": _NAME,
+                    "hardware_model": _NAME,
+                    "public_key": _object(
+                        {
+                            "keytype": {"type": "string"},
+                            "scheme": {"type": "string"},
+                            "keyval": _object({"public": {"type": "string"}}),
+                        }
+                    ),
+                    "token": {"type": "string", "minLength": 1, "maxLength": 128},
+                }
+            ),
+            errors=(400, 401, 403, 409),
+            answer=_object(
+                {"device_id": {"type": "string"}, "state": {"enum": ["pending", "accepted"]}}
+            ),
+        )
+    },
+    "/api/v1/devices": {
+        "get": _op(
+            "The devices the caller sees (a technician: their sites')",
+            roles="admin, technician",
+            answer=_object({"devices": {"type": "array", "items": _DEVICE}}),
+        )
+    },
+    "/api/v1/devices/{device_id}": {
+        "parameters": [_DEVICE_ID_PARAM],
+        "get": _op(
+            "One device (404 also when out of the technician's scope)",
+            roles="admin, technician",
+            errors=(400, 401, 403, 404),
+            answer=_DEVICE,
+        ),
+    },
+    "/api/v1/devices/{device_id}/accept": _device_change(
+        "Accept a pending (or rejected) device", roles="admin, technician (their sites)"
+    ),
+    "/api/v1/devices/{device_id}/reject": _device_change(
+        "Reject a pending device", roles="admin, technician (their sites)"
+    ),
+    "/api/v1/devices/{device_id}/decommission": _device_change(
+        "Decommission a device: its key is revoked at once, its records stay (R62)",
+        roles="admin",
+        fresh_otp=True,
+    ),
+    "/api/v1/device/reports": {
+        "post": _device_op(
+            "Report what the device runs (R38)",
+            body=_body(
+                {},
+                {
+                    "running_version": {"type": ["string", "null"], "maxLength": 64},
+                    "slot": {"type": ["string", "null"], "maxLength": 8},
+                    "security_floor": {"type": ["integer", "null"], "minimum": 0},
+                    "mode": {"type": ["string", "null"], "maxLength": 16},
+                    "last_result": {"type": ["string", "null"], "maxLength": 64},
+                },
+            ),
+            answer=_object({"accepted": {"const": True}, "received_at": _INSTANT}),
+        )
+    },
+    "/api/v1/device/authorizations": {
+        "get": _device_op(
+            "Authorizations addressed to this device",
+            answer=_object({"authorizations": {"type": "array"}}),
+        )
+    },
     "/metadata/{path}": {
         "parameters": [_PATH_PARAM],
         "get": _op(
@@ -360,7 +518,16 @@ SPEC: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": PATHS,
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "device": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Signature",
+                "description": "RFC 9421 HTTP Message Signature by the device key"
+                " (Signature-Input and Signature, label 'device'; Content-Digest).",
+            },
+        },
         "parameters": {
             "OTP": {
                 "name": "X-OTP",

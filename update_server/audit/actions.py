@@ -31,3 +31,19 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
     SERVER_INIT = "server.init"
+    #: R10: an enrolment token issued (never the token itself).
+    ENROLMENT_TOKEN = "device.enrol_token"  # noqa: S105 - an action name, not a secret
+    #: R10: a device registered with an enrolment token (or refused).
+    DEVICE_REGISTER = "device.register"
+    #: R62: a device accepted, rejected or decommissioned.
+    DEVICE_CHANGE = "device.change"
+    #: R38: a device's signed report.
+    DEVICE_REPORT = "device.report"
+    #: R6: the sites a technician's scope holds.
+    USER_SCOPE = "user.scope"
+    #: R9, R58: a technician's authorization signed for one device and one release.
+    AUTHORIZATION_ISSUE = "authorization.issue"
+    #: R27: the device picked the authorization up at a poll.
+    AUTHORIZATION_DELIVER = "authorization.deliver"
+    #: R27: the device reported it used (an install began) or refused it, and why.
+    AUTHORIZATION_OUTCOME = "authorization.outcome"

@@ -1,0 +1,228 @@
+"""The HTTP side of devices: enrolment tokens, registration, inventory, device routes.
+
+Views orchestrate and persist; the rules live in ``enrolment`` (E1-E4),
+``signatures`` (D1-D6), ``registry`` (G1-G3) and ``scope``. Every change
+and every refusal is audited; a refusal is committed before the answer.
+A device out of a technician's scope is 404, like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from flask import Blueprint, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from securesystemslib.signer import Key
+from sqlalchemy import select
+
+from fwcommon.keyid import KeyIdError
+from update_server.access import allow, device_route, public
+from update_server.app import Services
+from update_server.audit import Actor
+from update_server.audit.actions import Action
+from update_server.audit.recording import record, request_event
+from update_server.auth import refusals
+from update_server.devices import enrolment, registry, scope
+from update_server.devices.authentication import remember_nonce, verify_registration
+from update_server.devices.models import Device
+from update_server.devices.signatures import DeviceRequestRefused
+from update_server.errors import AuthenticationError, BadRequestError, ServerError
+from update_server.models import Role
+
+blueprint = Blueprint("devices", __name__)
+
+#: Who may see and accept or reject devices (a technician: their sites only).
+DEVICE_READERS = (Role.ADMIN, Role.TECHNICIAN)
+#: What a report may set on the device's row (R38), and the longest text of each.
+REPORT_FIELDS = {"running_version": 64, "slot": 8, "mode": 16, "last_result": 64}
+
+
+@blueprint.post("/api/v1/enrolment-tokens")
+@allow(Role.ADMIN, fresh_otp=True)
+def issue_enrolment_token() -> ResponseReturnValue:
+    body = _json()
+    services = _services()
+    issued = enrolment.issue_token(
+        g.db,
+        hardware_model=body["hardware_model"],
+        device_id=body.get("device_id"),
+        site=body.get("site"),
+        pre_authorized=bool(body.get("accept", False)),
+        lifetime=timedelta(hours=body.get("expires_in_hours", 24)),
+        now=services.clock(),
+        actor=_actor(),
+    )
+    g.db.commit()
+    row = issued.row
+    answer = {
+        "id": row.id,
+        "token": issued.token,
+        "hardware_model": row.hardware_model,
+        "device_id": row.device_id,
+        "site": row.site,
+        "pre_authorized": row.pre_authorized,
+        "expires_at": row.expires_at.isoformat(),
+    }
+    return jsonify(answer), 201
+
+
+@blueprint.post("/api/v1/devices/register")
+@public  # the enrolment token is the credential, the signature the proof of possession
+def register_device() -> ResponseReturnValue:
+    body = _json()
+    services = _services()
+    now, skew = services.clock(), services.config.device_request_skew
+    device_id = body["device_id"]
+    try:
+        key = _public_key(body["public_key"])
+        signed = verify_registration(key=key, device_id=device_id, now=now, skew=skew)
+        remember_nonce(g.db, signed, now=now, skew=skew)
+        device = enrolment.register(
+            g.db,
+            token=body["token"],
+            device_id=device_id,
+            hardware_model=body["hardware_model"],
+            public_key=key,
+            now=now,
+            actor=Actor(f"device:{device_id}"[:64], "device", request.remote_addr or "-"),
+        )
+    except DeviceRequestRefused as refused:
+        _refuse_registration(str(refused.reason), AuthenticationError(str(refused)))
+    except ServerError as refused:
+        _refuse_registration(refused.detail, refused)
+    g.db.commit()
+    return jsonify({"device_id": device.id, "state": device.state}), 201
+
+
+@blueprint.get("/api/v1/devices")
+@allow(*DEVICE_READERS)
+def list_devices() -> ResponseReturnValue:
+    query = scope.visible_to(g.db, g.user, select(Device).order_by(Device.id))
+    return jsonify({"devices": [registry.summary(device) for device in g.db.scalars(query)]})
+
+
+@blueprint.get("/api/v1/devices/<device_id>")
+@allow(*DEVICE_READERS)
+def show_device(device_id: str) -> ResponseReturnValue:
+    return jsonify(registry.summary(_visible(device_id)))
+
+
+@blueprint.post("/api/v1/devices/<device_id>/accept")
+@allow(*DEVICE_READERS)
+def accept_device(device_id: str) -> ResponseReturnValue:
+    return _change(device_id, "accept")
+
+
+@blueprint.post("/api/v1/devices/<device_id>/reject")
+@allow(*DEVICE_READERS)
+def reject_device(device_id: str) -> ResponseReturnValue:
+    return _change(device_id, "reject")
+
+
+@blueprint.post("/api/v1/devices/<device_id>/decommission")
+@allow(Role.ADMIN, fresh_otp=True)
+def decommission_device(device_id: str) -> ResponseReturnValue:
+    return _change(device_id, "decommission")
+
+
+@blueprint.post("/api/v1/device/reports")
+@device_route
+def device_report() -> ResponseReturnValue:
+    """R38: what the device runs; stored on its row (the event chain: device_log)."""
+    body = _json()
+    device: Device = g.device
+    services = _services()
+    now = services.clock()
+    for name in REPORT_FIELDS:
+        if name in body:
+            setattr(device, name, body[name])
+    if "security_floor" in body:
+        device.security_floor = body["security_floor"]
+    device.last_report_at = now
+    record(
+        request_event(
+            Action.DEVICE_REPORT,
+            object=f"device:{device.id}",
+            outcome="success",
+            detail={name: body.get(name) for name in (*REPORT_FIELDS, "security_floor")},
+            actor=f"device:{device.id}"[:64],
+            role="device",
+        )
+    )
+    g.db.commit()
+    return jsonify({"accepted": True, "received_at": now.isoformat()})
+
+
+@blueprint.get("/api/v1/device/authorizations")
+@device_route
+def device_authorizations() -> ResponseReturnValue:
+    """Authorizations addressed to the signing device (issued by the server later)."""
+    return jsonify({"authorizations": []})
+
+
+def _change(device_id: str, change: str) -> ResponseReturnValue:
+    now = _services().clock()
+    try:
+        device = _visible(device_id)
+        registry.change(g.db, device, change, now=now, actor=_actor())
+    except ServerError as refused:
+        g.db.rollback()
+        registry.audit_refusal(
+            g.db, device_id, change, reason=refused.detail, now=now, actor=_actor()
+        )
+        g.db.commit()
+        raise
+    g.db.commit()
+    return jsonify(registry.summary(device))
+
+
+def _visible(device_id: str) -> Device:
+    """The device, if the caller's scope holds it; else 404 (no leak of its existence)."""
+    device = g.db.get(Device, device_id)
+    visible = device is not None and scope.in_scope(g.db, g.user, device)
+    return registry.get(g.db, device_id, visible=visible)
+
+
+def _refuse_registration(reason: str, error: ServerError) -> NoReturn:
+    """E4: audited (coalesced like access refusals: an unauthenticated flood), then raised."""
+    g.db.rollback()
+    refusal = refusals.Refusal(
+        action=Action.DEVICE_REGISTER.value,
+        actor="-",
+        role="-",
+        source=request.remote_addr or "-",
+        route=f"{request.method} {request.path}",
+        reason=reason[:200],
+        status=error.status,
+        now=_services().clock(),
+    )
+    window = _services().config.refusal_audit_window
+    for event in refusals.tally(g.db, refusal, window=window):
+        record(event)
+    g.db.commit()
+    raise error
+
+
+def _public_key(data: dict[str, Any]) -> Key:
+    try:
+        fields = {name: data[name] for name in ("keytype", "scheme", "keyval")}
+        return Key.from_dict(enrolment.key_id(fields), fields)
+    except (KeyError, TypeError, ValueError, KeyIdError) as exc:
+        raise BadRequestError(f"public_key is not a securesystemslib public key ({exc})") from None
+
+
+def _json() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return body
+
+
+def _actor() -> Actor:
+    return registry.actor_of(g.user, request.remote_addr or "-")
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["fw"]
+    return services
