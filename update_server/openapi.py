@@ -119,6 +119,27 @@ _AUDIT_ENTRY = _object(
 
 _NAME: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
 _OPTIONAL_TEXT: dict[str, Any] = {"type": ["string", "null"]}
+_AUTHORIZATION = _object(
+    {
+        "id": {"type": "integer"},
+        "device_id": {"type": "string"},
+        "target_path": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "technician": {"type": "string"},
+        "issued_at": _INSTANT,
+        "expires_at": _INSTANT,
+        "status": {"enum": ["pending", "delivered", "used", "refused", "expired"]},
+        "outcome": {"type": ["string", "null"]},
+    }
+)
+_AUTHORIZATION_DOC = {
+    **_AUTHORIZATION,
+    "properties": {
+        **_AUTHORIZATION["properties"],
+        "document": _object({"signed": {"type": "object"}, "signatures": {"type": "array"}}),
+    },
+    "required": [*_AUTHORIZATION["required"], "document"],
+}
 _DEVICE_ID_PARAM = {"name": "device_id", "in": "path", "required": True, "schema": _NAME}
 _DEVICE = _object(
     {
@@ -379,6 +400,53 @@ PATHS: dict[str, dict[str, Any]] = {
                 {"anchor": {"type": ["object", "null"]}, "warnings": {"type": "array"}},
             ),
         )
+    },
+    "/api/v1/authorizations": {
+        "post": _op(
+            "Authorize one published release for a list of devices in the technician's scope:"
+            " one signed document per device (device id, target path and SHA-256, a nonce, an"
+            " expiry of minutes), R9/R58. 404: a device out of scope or a release not"
+            " published; 409: a device not accepted, another model, or a release that needs no"
+            " authorization",
+            roles="technician",
+            fresh_otp=True,
+            ok=201,
+            body=_body(
+                {
+                    "device_ids": {
+                        "type": "array",
+                        "items": _NAME,
+                        "maxItems": 100,
+                    },
+                    "target_path": {"type": "string", "minLength": 1, "maxLength": 512},
+                },
+                {"lifetime_minutes": {"type": "integer"}},
+            ),
+            errors=(400, 401, 403, 404, 409),
+            answer=_object({"authorizations": {"type": "array", "items": _AUTHORIZATION_DOC}}),
+        ),
+        "get": _op(
+            "Authorizations issued, newest first, with their status (pending, delivered, used,"
+            " refused, expired); a technician sees those of their sites' devices",
+            roles="technician, admin, security_officer, auditor",
+            answer=_object({"authorizations": {"type": "array", "items": _AUTHORIZATION}}),
+        ),
+    },
+    "/api/v1/authorizations/{authorization_id}": {
+        "get": _op(
+            "One authorization with its signed document (to hand over as a file)",
+            roles="technician, admin, security_officer, auditor",
+            errors=(400, 401, 403, 404),
+            answer=_AUTHORIZATION_DOC,
+        ),
+        "parameters": [
+            {
+                "name": "authorization_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer"},
+            }
+        ],
     },
     "/api/v1/enrolment-tokens": {
         "post": _op(

@@ -168,13 +168,24 @@ class World:
         return import_repository(self.config, self.services.signer, self.offline, self.now)
 
     def add_release(
-        self, version: str, *, line: str = "pump-x100", data: bytes | None = None, sign: int = 2
+        self,
+        version: str,
+        *,
+        line: str = "pump-x100",
+        data: bytes | None = None,
+        sign: int = 2,
+        requires_authorization: bool = False,
     ) -> tuple[str, bytes]:
         """Sign a firmware into ``line`` offline; return its target path and bytes."""
         data = image_bytes(f"{line}-{version}") if data is None else data
         image = self.tmp / f"{line}-{version}.bin"
         image.write_bytes(data)
-        info = FirmwareInfo(version=version, security_version=1, hardware_models=(line,))
+        info = FirmwareInfo(
+            version=version,
+            security_version=1,
+            hardware_models=(line,),
+            requires_authorization=requires_authorization,
+        )
         engineers = LINES[line]
         add_firmware(self.open_offline(engineers[0]), image=image, name="fw", info=info)
         if sign > 1:
@@ -229,9 +240,18 @@ class World:
         headers = {**self.as_(who), "X-OTP": code or self.otp.code()}
         return self.client.post(f"/api/v1/releases/{release}/publish", headers=headers)
 
-    def release(self, who: str, version: str, *, line: str = "pump-x100") -> str:
+    def release(
+        self,
+        who: str,
+        version: str,
+        *,
+        line: str = "pump-x100",
+        requires_authorization: bool = False,
+    ) -> str:
         """Sign, upload and stage one firmware; return the upload id (not published)."""
-        path, data = self.add_release(version, line=line)
+        path, data = self.add_release(
+            version, line=line, requires_authorization=requires_authorization
+        )
         answer = self.upload(who, {line: self.role_json(line)})
         assert answer.status_code == 201, answer.get_json()
         release: str = answer.get_json()["id"]

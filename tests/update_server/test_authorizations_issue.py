@@ -1,0 +1,200 @@
+"""Issuing technicians' authorizations (update_server.authorizations, rules I1 to I6).
+
+R9 (a fresh code confirms), R6 (scope), R25 (one nonce each), R27 (audited),
+R47 (signed by the authorization key), R58 (a technician authorizes on site).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from fwcommon.keyref import public_key_from_uri
+from repo_metadata.authorization import AuthorizationKeys, SignedAuthorization, check
+from tests.update_server.repo_world import World
+from update_server.audit.actions import Action
+from update_server.db import transaction
+from update_server.devices.models import Device, DeviceState, TechnicianSite
+from update_server.models import AuditEntry, Role, User
+
+URL = "/api/v1/authorizations"
+
+
+def add_device(world: World, device_id: str, *, site: str, state: str = "accepted") -> None:
+    with transaction(world.services.sessions) as db:
+        db.add(
+            Device(
+                id=device_id,
+                hardware_model="pump-x100",
+                site=site,
+                state=state,
+                public_key={"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": "00"}},
+                key_id="00" * 32,
+                registered_at=world.now,
+            )
+        )
+
+
+def technician(world: World, name: str, *sites: str) -> dict[str, str]:
+    headers = world.login(name, Role.TECHNICIAN)
+    with transaction(world.services.sessions) as db:
+        user = db.scalars(select(User).where(User.name == name)).one()
+        for site in sites:
+            db.add(TechnicianSite(user_id=user.id, site=site))
+    return headers
+
+
+def publish(world: World, version: str, *, requires_authorization: bool = True) -> str:
+    release = world.release("alice", version, requires_authorization=requires_authorization)
+    assert world.publish("alice", release).status_code == 200
+    return f"pump-x100/fw-{version}.bin"
+
+
+@pytest.fixture
+def ward(world: World) -> dict[str, Any]:
+    """Two pumps on the north ward, one in the south; tom works in the north."""
+    add_device(world, "pump-0001", site="north")
+    add_device(world, "pump-0002", site="north")
+    add_device(world, "pump-0009", site="south")
+    return {"tom": technician(world, "tom", "north"), "path": publish(world, "2.0.0")}
+
+
+def post(world: World, headers: dict[str, str], body: dict[str, Any], *, code: bool = True):  # type: ignore[no-untyped-def]
+    sent = {**headers, "X-OTP": world.otp.code()} if code else headers
+    return world.client.post(URL, json=body, headers=sent)
+
+
+def audit(world: World, action: str) -> list[AuditEntry]:
+    with transaction(world.services.sessions) as db:
+        return list(db.scalars(select(AuditEntry).where(AuditEntry.action == action)))
+
+
+def trusted(world: World) -> AuthorizationKeys:
+    key = public_key_from_uri(world.config.online_keys["authorization"])
+    return AuthorizationKeys({key.keyid: key})
+
+
+def test_one_code_authorizes_a_list_of_devices_each_bound_to_one_device_r9_r58(
+    world: World, ward: dict[str, Any]
+) -> None:
+    answer = post(
+        world, ward["tom"], {"device_ids": ["pump-0001", "pump-0002"], "target_path": ward["path"]}
+    )
+    assert answer.status_code == 201, answer.get_json()
+    issued = answer.get_json()["authorizations"]
+    assert [a["device_id"] for a in issued] == ["pump-0001", "pump-0002"]
+    published = world.role_json("pump-x100")["signed"]["targets"][ward["path"]]["hashes"]["sha256"]
+    nonces = set()
+    for item in issued:
+        document = SignedAuthorization.from_dict(item["document"])
+        auth = document.authorization
+        assert (auth.target_path, auth.sha256, auth.technician) == (ward["path"], published, "tom")
+        assert auth.expires - auth.issued == timedelta(minutes=15)
+        nonces.add(auth.nonce)
+        found = check(
+            document,
+            trusted=trusted(world),
+            device_id=item["device_id"],
+            target_path=ward["path"],
+            sha256=published,
+            at=auth.issued,
+            nonces={},
+        )
+        assert found is None, found
+        assert item["status"] == "pending"
+    assert len(nonces) == 2
+    entries = audit(world, Action.AUTHORIZATION_ISSUE)
+    assert [e.object for e in entries] == ["device:pump-0001", "device:pump-0002"]
+    assert {e.actor for e in entries} == {"tom"}
+    assert json.loads(entries[0].detail)["target"] == ward["path"]
+
+
+def test_without_a_fresh_code_nothing_is_issued_r9(world: World, ward: dict[str, Any]) -> None:
+    answer = post(
+        world, ward["tom"], {"device_ids": ["pump-0001"], "target_path": ward["path"]}, code=False
+    )
+    assert answer.status_code == 401
+    assert audit(world, Action.AUTHORIZATION_ISSUE) == []
+
+
+def test_a_device_out_of_the_technicians_scope_is_not_found_and_nothing_is_issued_r6(
+    world: World, ward: dict[str, Any]
+) -> None:
+    body = {"device_ids": ["pump-0001", "pump-0009"], "target_path": ward["path"]}
+    answer = post(world, ward["tom"], body)
+    assert answer.status_code == 404
+    assert "pump-0009" in answer.get_json()["detail"]
+    assert audit(world, Action.AUTHORIZATION_ISSUE) == []
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.RELEASE_MANAGER, Role.SECURITY_OFFICER])
+def test_only_a_technician_authorizes(world: World, ward: dict[str, Any], role: Role) -> None:
+    headers = world.login(f"someone-{role.value}"[:30], role)
+    answer = post(world, headers, {"device_ids": ["pump-0001"], "target_path": ward["path"]})
+    assert answer.status_code == 403
+
+
+def test_a_device_not_accepted_gets_nothing(world: World, ward: dict[str, Any]) -> None:
+    add_device(world, "pump-0003", site="north", state=DeviceState.PENDING)
+    answer = post(world, ward["tom"], {"device_ids": ["pump-0003"], "target_path": ward["path"]})
+    assert answer.status_code == 409
+    assert "pending" in answer.get_json()["detail"]
+
+
+def test_a_release_that_needs_no_authorization_or_is_not_published_is_refused(
+    world: World, ward: dict[str, Any]
+) -> None:
+    free = publish(world, "2.1.0", requires_authorization=False)
+    answer = post(world, ward["tom"], {"device_ids": ["pump-0001"], "target_path": free})
+    assert answer.status_code == 409
+    unknown = post(
+        world, ward["tom"], {"device_ids": ["pump-0001"], "target_path": "pump-x100/fw-9.bin"}
+    )
+    assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"device_ids": []}, "at least one"),
+        ({"device_ids": ["pump-0001", "pump-0001"]}, "twice"),
+        ({"device_ids": [f"pump-{i:04}" for i in range(21)]}, "at most 20"),
+        ({"device_ids": ["pump-0001"], "lifetime_minutes": 0}, "1 to 60"),
+        ({"device_ids": ["pump-0001"], "lifetime_minutes": 61}, "1 to 60"),
+    ],
+)
+def test_a_request_that_makes_no_sense_is_a_400_with_nothing_issued(
+    world: World, ward: dict[str, Any], body: dict[str, Any], message: str
+) -> None:
+    answer = post(world, ward["tom"], {"target_path": ward["path"], **body})
+    assert answer.status_code == 400, answer.get_json()
+    assert message in answer.get_json()["detail"]
+    assert audit(world, Action.AUTHORIZATION_ISSUE) == []
+
+
+def test_the_list_shows_a_technician_only_their_sites_and_the_status(
+    world: World, ward: dict[str, Any]
+) -> None:
+    body = {"device_ids": ["pump-0001"], "target_path": ward["path"], "lifetime_minutes": 1}
+    post(world, ward["tom"], body)
+    south = technician(world, "sue", "south")
+    assert world.client.get(URL, headers=south).get_json() == {"authorizations": []}
+    listed = world.client.get(URL, headers=ward["tom"]).get_json()["authorizations"]
+    assert [(a["device_id"], a["status"]) for a in listed] == [("pump-0001", "pending")]
+    one = world.client.get(f"{URL}/{listed[0]['id']}", headers=south)
+    assert one.status_code == 404
+    world.clock.advance(seconds=61)
+    listed = world.client.get(URL, headers=ward["tom"]).get_json()["authorizations"]
+    assert listed[0]["status"] == "expired"
+
+
+def test_the_document_is_shown_to_hand_over_as_a_file(world: World, ward: dict[str, Any]) -> None:
+    issued = post(world, ward["tom"], {"device_ids": ["pump-0001"], "target_path": ward["path"]})
+    item = issued.get_json()["authorizations"][0]
+    shown = world.client.get(f"{URL}/{item['id']}", headers=ward["tom"]).get_json()
+    assert shown["document"] == item["document"]
+    assert isinstance(datetime.fromisoformat(shown["expires_at"]), datetime)
