@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -32,7 +33,7 @@ from typing import Any
 import click
 from tuf.api.exceptions import RepositoryError
 
-from client import authorizations, provisioning
+from client import authorizations, device_api, provisioning
 from client import boot as boot_module
 from client import identity as identity_module
 from client.agent import Agent, Schedule
@@ -41,6 +42,7 @@ from client.errors import ClientError
 from client.events import EventType
 from client.fetcher import HttpsFetcher
 from client.readiness import Guard, ReadyCheck
+from client.report import Reporter, Sent
 from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
 from fwcommon.cli import Failure, ToolGroup, warn
@@ -230,6 +232,49 @@ def provision(
     click.echo(f"provisioned {device_id} ({hardware_model}) with root v{root.version}")
     key = identity_module.device_key(state)
     click.echo(f"device key {key.public_key.keyid} ({key.public_key.keytype}, {key.uri})")
+
+
+@main.command("register")
+@state_option
+@_with_server
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help=f"File holding the enrolment token (else {device_api.TOKEN_ENV}; never argv).",
+)
+def register_command(
+    state_dir: Path, server: str, ca: Path, timeout: float, token_file: Path | None
+) -> None:
+    """Register this device with the server once, with an enrolment token (R10).
+
+    The request is signed with the device key, proving the device holds it;
+    the server records the device pending (an administrator accepts it) or,
+    with a pre-authorized token, accepted.
+    """
+    token = device_api.enrolment_token(token_file, os.environ)
+    api = device_api.DeviceApi(_state(state_dir), server=server, ca=ca, timeout=timeout)
+    try:
+        answer = api.register(token)
+    finally:
+        api.close()
+    click.echo(f"registered {answer.get('device_id')}: {answer.get('state')}")
+
+
+@main.command("report")
+@state_option
+@_with_server
+def report_command(state_dir: Path, server: str, ca: Path, timeout: float) -> None:
+    """Report what the device runs and its new log entries, signed, on one connection (R38)."""
+    state = _state(state_dir)
+    api = device_api.DeviceApi(state, server=server, ca=ca, timeout=timeout)
+    try:
+        result = Reporter(state, api.send_report).report(now=_now())
+    finally:
+        api.close()
+    if result.outcome is not Sent.ACKNOWLEDGED:
+        click.echo(f"fwclient: report {result.outcome}: {result.message}", err=True)
+        sys.exit(1)
+    click.echo(f"reported: {result.message}")
 
 
 @main.command("check")

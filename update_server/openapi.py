@@ -532,18 +532,31 @@ PATHS: dict[str, dict[str, Any]] = {
     ),
     "/api/v1/device/reports": {
         "post": _device_op(
-            "Report what the device runs (R38)",
-            body=_body(
-                {},
-                {
-                    "running_version": {"type": ["string", "null"], "maxLength": 64},
-                    "slot": {"type": ["string", "null"], "maxLength": 8},
-                    "security_floor": {"type": ["integer", "null"], "minimum": 0},
-                    "mode": {"type": ["string", "null"], "maxLength": 16},
-                    "last_result": {"type": ["string", "null"], "maxLength": 64},
-                },
-            ),
-            answer=_object({"accepted": {"const": True}, "received_at": _INSTANT}),
+            "Report what the device runs and its event-log entries not acknowledged yet"
+            " (R37, R38; client.report.build_report). Answer: the head accepted"
+            " {acked_seq, acked_hash}, or {refused, seq, reason} when the entries do not"
+            " continue the device's chain from the head the server holds (malformed,"
+            " oversized, rewrite, gap, fork: update_server/device_log.py); a refusal is"
+            " the device's alert, shown in the inventory and audited",
+            body={"type": "object"},
+            checked_by_view=True,
+            answer={
+                "oneOf": [
+                    _object(
+                        {
+                            "acked_seq": _COUNT,
+                            "acked_hash": {"type": ["string", "null"]},
+                        }
+                    ),
+                    _object(
+                        {
+                            "refused": {"type": "string"},
+                            "seq": {"type": ["integer", "null"]},
+                            "reason": {"type": "string"},
+                        }
+                    ),
+                ]
+            },
         )
     },
     "/api/v1/device/authorizations": {

@@ -69,7 +69,19 @@ class FakeDevice:
         return self.signed(client, "POST", REGISTER, body, now=now)
 
     def report(self, client: FlaskClient, *, now: datetime, **fields: Any) -> TestResponse:
-        body = {"running_version": "1.0.0", "slot": "a", "mode": "normal", **fields}
+        """A report as ``client.report.build_report`` makes it (no log entries unless given)."""
+        body = {
+            "device_id": self.device_id,
+            "hardware_model": self.model,
+            "running_version": "1.0.0",
+            "slot": "a",
+            "security_floor": 0,
+            "mode": "normal",
+            "metadata_expires": {},
+            "last_update": None,
+            "entries": [],
+            **fields,
+        }
         return self.signed(client, "POST", REPORTS, body, now=now)
 
 

@@ -6,13 +6,16 @@ refusal is a 401 with an audit entry saying why.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from securesystemslib.signer import CryptoSigner
 
+from client.events import EventLog, EventType
 from tests.clocks import FakeClock
 from tests.update_server.devices_helpers import (
     REPORTS,
@@ -22,6 +25,7 @@ from tests.update_server.devices_helpers import (
     issue_token,
 )
 from tests.update_server.people import LoggedIn, enrolled_user
+from tests.update_server.test_device_log import rehash
 from update_server.access import OTP_HEADER
 from update_server.audit.actions import Action
 from update_server.db import transaction
@@ -185,7 +189,7 @@ def test_accepted_device_reports_what_it_runs_r38(
     app: Flask, client: FlaskClient, accepted: FakeDevice, admin: LoggedIn, clock: FakeClock
 ) -> None:
     response = accepted.report(client, now=clock.now, running_version="1.2.0", security_floor=3)
-    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"acked_seq": 0, "acked_hash": None}
     shown = client.get("/api/v1/devices/pump-1", headers=admin.headers).get_json()
     assert (shown["running_version"], shown["security_floor"], shown["mode"]) == (
         "1.2.0",
@@ -195,6 +199,55 @@ def test_accepted_device_reports_what_it_runs_r38(
     assert shown["last_seen_at"] is not None and shown["last_report_at"] is not None
     (entry,) = audit_entries(app, Action.DEVICE_REPORT)
     assert entry.actor == "device:pump-1"
+
+
+def _log(path: Path, count: int) -> list[dict[str, Any]]:
+    """``count`` entries of a device's real event log (``client.events``)."""
+    log = EventLog(path / "events.log")
+    for n in range(count):
+        log.append(EventType.NO_UPDATE, f"poll {n}", now=datetime(2027, 1, 1, n, tzinfo=UTC))
+    return list(log.entries())
+
+
+def test_report_entries_anchor_the_device_log_and_continue_it_r27(
+    client: FlaskClient, accepted: FakeDevice, admin: LoggedIn, clock: FakeClock, tmp_path: Path
+) -> None:
+    entries = _log(tmp_path, 5)
+    first = accepted.report(client, now=clock.now, entries=entries[:3]).get_json()
+    assert first == {"acked_seq": 3, "acked_hash": entries[2]["hash"]}
+    second = accepted.report(client, now=clock.now, entries=entries[3:]).get_json()
+    assert second == {"acked_seq": 5, "acked_hash": entries[4]["hash"]}
+    shown = client.get("/api/v1/devices/pump-1", headers=admin.headers).get_json()
+    assert (shown["log_head"], shown["log_anchored_from"], shown["log_alert"]) == (5, 1, None)
+
+
+def test_report_whose_event_chain_forks_is_refused_and_shown_as_an_alert_r27(
+    app: Flask,
+    client: FlaskClient,
+    accepted: FakeDevice,
+    admin: LoggedIn,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    """A device whose log was rewritten after the server anchored it: a second history."""
+    entries = _log(tmp_path, 4)
+    accepted.report(client, now=clock.now, entries=entries[:2], running_version="1.0.0")
+    forged = rehash(entries[2:], prev="0" * 64)  # re-chained: a second history
+    answer = accepted.report(client, now=clock.now, entries=forged, running_version="6.6.6")
+    assert answer.status_code == 200
+    assert answer.get_json()["refused"] == "fork"
+    shown = client.get("/api/v1/devices/pump-1", headers=admin.headers).get_json()
+    assert shown["log_alert"].startswith("fork") and shown["log_head"] == 2
+    assert shown["running_version"] == "1.0.0"  # nothing of a refused report is kept
+    refused = [e for e in audit_entries(app, Action.DEVICE_REPORT) if e.outcome == "refused"]
+    assert detail(refused[0])["refused"] == "fork"
+
+
+def test_a_report_naming_another_device_is_refused(
+    client: FlaskClient, accepted: FakeDevice, clock: FakeClock
+) -> None:
+    answer = accepted.report(client, now=clock.now, device_id="pump-2").get_json()
+    assert answer["refused"] == "malformed" and "signed by pump-1" in answer["reason"]
 
 
 def test_device_authorizations_answer_an_empty_list_for_now(

@@ -83,6 +83,15 @@ class Device(Base):
     last_result: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_report_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The expiry of each top-level role the device holds, as it reported them.
+    metadata_expires: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The device's event log as the server anchors it (``update_server.device_log``):
+    # the head last accepted, where the anchor began, and the last alert.
+    log_head_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    log_head_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    log_anchored_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    log_alert: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    log_alert_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DeviceNonce(Base):

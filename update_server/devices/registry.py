@@ -110,6 +110,11 @@ def summary(device: Device) -> dict[str, Any]:
         "last_result": device.last_result,
         "last_seen_at": _iso(device.last_seen_at),
         "last_report_at": _iso(device.last_report_at),
+        "metadata_expires": device.metadata_expires,
+        "log_head": device.log_head_seq,
+        "log_anchored_from": device.log_anchored_from,
+        "log_alert": device.log_alert,
+        "log_alert_at": _iso(device.log_alert_at),
         "state_changed_by": device.state_changed_by,
         "state_changed_at": _iso(device.state_changed_at),
     }

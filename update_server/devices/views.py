@@ -8,7 +8,7 @@ A device out of a technician's scope is 404, like one that does not exist.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -16,7 +16,9 @@ from flask.typing import ResponseReturnValue
 from securesystemslib.signer import Key
 from sqlalchemy import select
 
+from fwcommon.hashchain import Link
 from fwcommon.keyid import KeyIdError
+from update_server import device_log
 from update_server.access import allow, device_route, public
 from update_server.app import Services
 from update_server.audit import Actor
@@ -34,8 +36,6 @@ blueprint = Blueprint("devices", __name__)
 
 #: Who may see and accept or reject devices (a technician: their sites only).
 DEVICE_READERS = (Role.ADMIN, Role.TECHNICIAN)
-#: What a report may set on the device's row (R38), and the longest text of each.
-REPORT_FIELDS = {"running_version": 64, "slot": 8, "mode": 16, "last_result": 64}
 
 
 @blueprint.post("/api/v1/enrolment-tokens")
@@ -129,29 +129,73 @@ def decommission_device(device_id: str) -> ResponseReturnValue:
 @blueprint.post("/api/v1/device/reports")
 @device_route
 def device_report() -> ResponseReturnValue:
-    """R38: what the device runs; stored on its row (the event chain: device_log)."""
-    body = _json()
+    """R38: what the device runs, and its new log entries (``device_log``'s rules).
+
+    The report is kept only if its entries continue the chain from the head
+    last accepted; otherwise nothing of it is, the refusal is the device's
+    alert (shown in the inventory, audited) and the answer names it, so the
+    device keeps its entries (``client.report``).
+    """
     device: Device = g.device
-    services = _services()
-    now = services.clock()
-    for name in REPORT_FIELDS:
-        if name in body:
-            setattr(device, name, body[name])
-    if "security_floor" in body:
-        device.security_floor = body["security_floor"]
-    device.last_report_at = now
+    now = _services().clock()
+    body = request.get_json(silent=True)
+    decision = _report_decision(device, body)
+    if isinstance(decision, device_log.Refused):
+        device.log_alert = f"{decision.kind}: {decision.reason}"[:512]
+        device.log_alert_at = now
+        outcome, detail = "refused", {"refused": decision.kind.value, "seq": decision.seq}
+    else:
+        _keep_report(device, body, decision, now=now)
+        outcome = "success"
+        detail = {"running_version": device.running_version, "head": device.log_head_seq}
     record(
         request_event(
             Action.DEVICE_REPORT,
             object=f"device:{device.id}",
-            outcome="success",
-            detail={name: body.get(name) for name in (*REPORT_FIELDS, "security_floor")},
+            outcome=outcome,
+            detail=detail,
             actor=f"device:{device.id}"[:64],
             role="device",
         )
     )
     g.db.commit()
-    return jsonify({"accepted": True, "received_at": now.isoformat()})
+    return jsonify(device_log.answer(decision))
+
+
+def _report_decision(device: Device, body: Any) -> device_log.Decision:
+    reported = device_log.read_status(body)
+    if isinstance(reported, device_log.Refused):
+        return reported
+    if (reported.device_id, reported.hardware_model) != (device.id, device.hardware_model):
+        return device_log.Refused(
+            device_log.Refusal.MALFORMED,
+            None,
+            f"the report names {reported.device_id} ({reported.hardware_model}); it was signed"
+            f" by {device.id} ({device.hardware_model})",
+        )
+    head = None
+    if device.log_head_seq is not None and device.log_head_hash is not None:
+        head = Link(device.log_head_seq, device.log_head_hash)
+    return device_log.check_report(body.get("entries"), head=head)
+
+
+def _keep_report(
+    device: Device, body: Any, decision: device_log.Continues, *, now: datetime
+) -> None:
+    status = device_log.read_status(body)
+    if isinstance(status, device_log.Refused):  # read in _report_decision already
+        return
+    device.running_version = status.running_version
+    device.slot = status.slot
+    device.security_floor = status.security_floor
+    device.mode = status.mode
+    device.metadata_expires = dict(status.metadata_expires)
+    device.last_result = status.last_type
+    device.last_report_at = now
+    if decision.head is not None:
+        device.log_head_seq, device.log_head_hash = decision.head.seq, decision.head.digest
+    if decision.anchored_from is not None and device.log_anchored_from is None:
+        device.log_anchored_from = decision.anchored_from
 
 
 @blueprint.get("/api/v1/device/authorizations")

@@ -58,6 +58,12 @@ def upgrade() -> None:
         sa.Column("last_result", sa.String(length=64), nullable=True),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_report_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("metadata_expires", sa.JSON(), nullable=True),
+        sa.Column("log_head_seq", sa.Integer(), nullable=True),
+        sa.Column("log_head_hash", sa.String(length=64), nullable=True),
+        sa.Column("log_anchored_from", sa.Integer(), nullable=True),
+        sa.Column("log_alert", sa.String(length=512), nullable=True),
+        sa.Column("log_alert_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_devices_site", "devices", ["site"])
     op.create_table(
