@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.conftest import RunningServer, new_data_dir, start_server
@@ -27,7 +28,7 @@ from tests.e2e.people import call, step_now
 from tests.web.browser import PHONE, chromium, screenshot
 from update_server import cli
 from update_server.access import SESSION_COOKIE
-from update_server.mfa.totp import code_at
+from update_server.mfa.totp import INTERVAL, code_at
 from update_server.web import CSRF_COOKIE
 from update_server.web.views import PAGE_CSP
 
@@ -56,6 +57,18 @@ def browser(driver: webdriver.Chrome, server: RunningServer) -> webdriver.Chrome
     driver.get_log("performance")
     driver.get_log("browser")
     return driver
+
+
+def steady_step() -> int:
+    """The current TOTP step, with at least 5 s of it left: no step ends mid-flow.
+
+    The flows spend the code of the step before (enrolment) and of this one
+    (login); the server accepts one step either side of its own.
+    """
+    left = INTERVAL - time.time() % INTERVAL
+    if left < 5:
+        time.sleep(left)
+    return step_now()
 
 
 def add_person(server: RunningServer, name: str, role: str = "technician") -> str:
@@ -107,10 +120,19 @@ def fill(driver: webdriver.Chrome, **fields: str) -> None:
 
 
 def submit(driver: webdriver.Chrome, button: str) -> None:
-    """Click ``button`` and wait for the next page to replace this one."""
-    page = driver.find_element(By.TAG_NAME, "html")
+    """Click ``button`` and wait until the next page has replaced this one and loaded.
+
+    The mark is a variable of this page's window, which the next document
+    does not have (WebDriver's scripts are not the page's: the CSP does not
+    apply to them). A script run mid-navigation may fail: the wait retries.
+    """
+    driver.execute_script("window.fwPageBeforeSubmit = true")
     driver.find_element(By.CSS_SELECTOR, button).click()
-    WebDriverWait(driver, 15).until(staleness_of(page))
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return !window.fwPageBeforeSubmit && document.readyState === 'complete'"
+        )
+    )
 
 
 def text(driver: webdriver.Chrome) -> str:
@@ -136,7 +158,7 @@ def test_first_login_of_a_new_person_new_password_qr_code_then_logged_in(
     assert browser.execute_script("return arguments[0].naturalWidth", qr) > 0, "QR not drawn"
     secret = browser.find_element(By.ID, "secret").text.replace(" ", "")
     assert re.fullmatch(r"[A-Z2-7]{32,}", secret)
-    step = step_now()
+    step = steady_step()
     fill(
         browser,
         current_password=initial,
@@ -204,7 +226,7 @@ def _enrolled(server: RunningServer, name: str) -> tuple[str, int]:
     bearer = {"Authorization": f"Bearer {first['token']}"}
     status, enrol, _ = call(server, "POST", "/api/v1/auth/totp/enroll", None, bearer)
     assert status == 200, enrol
-    step = step_now()
+    step = steady_step()
     confirm = {
         "otp": code_at(enrol["secret"], step - 1),
         "current_password": initial,
