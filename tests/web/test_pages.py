@@ -12,14 +12,16 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 import update_server.web
 from tests.clocks import FakeClock
 from tests.update_server.people import bearer, create_user, otp_at
 from tests.web.pages import BASE, Browser, web_person
 from update_server.access import SESSION_COOKIE
+from update_server.audit.actions import Action
 from update_server.config import ServerConfig
-from update_server.models import Role
+from update_server.models import AuditEntry, Role
 from update_server.setup import web_secret_key
 from update_server.web.views import PAGE_CSP
 
@@ -243,3 +245,40 @@ def test_the_web_secret_key_is_0600_and_made_when_absent(config: ServerConfig) -
     assert made != key
     assert web_secret_key(config) == made
     assert stat.S_IMODE(config.web_secret_key_file.stat().st_mode) == 0o600
+
+
+def _audit(app: Flask) -> list[AuditEntry]:
+    with app.extensions["fw"].sessions() as db:
+        return list(db.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+
+
+def test_page_logins_logouts_and_refusals_are_audited_as_the_apis_r27(
+    app: Flask, browser: Browser, clock: FakeClock
+) -> None:
+    person = web_person(app, browser, clock, "tess")
+    clock.advance(seconds=30)
+    browser.log_in("tess", "not the password", otp_at(person.totp, clock))
+    clock.advance(seconds=30)  # that code was spent, the password wrong or not
+    again = browser.log_in("tess", person.password, otp_at(person.totp, clock))
+    assert again.status_code == 302
+    browser.get("/")
+    browser.post("/logout", {})
+    browser.get("/")  # no session any more: refused, then to the login page
+    seen = [(entry.action, entry.actor, entry.outcome) for entry in _audit(app)]
+    assert (Action.LOGIN, "tess", "failure") in seen
+    assert (Action.LOGIN, "tess", "success") in seen
+    assert (Action.LOGOUT, "tess", "success") in seen
+    assert (Action.TOTP_ENROL, "tess", "success") in seen
+    assert (Action.PASSWORD_CHANGE, "tess", "success") in seen
+    refusals = [entry for entry in _audit(app) if entry.action == Action.ACCESS_REFUSED]
+    assert any(entry.object == "GET /" for entry in refusals)
+
+
+def test_a_refusal_other_than_no_session_is_an_html_page_with_its_status_w5(
+    browser: Browser,
+) -> None:
+    answer = browser.get("/static/no-such-file.css")
+    assert answer.status_code == 404
+    assert answer.mimetype == "text/html"
+    assert answer.headers["Content-Security-Policy"] == PAGE_CSP
+    assert "<h1>Not Found</h1>" in browser.last_page
