@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from securesystemslib.signer import CryptoSigner, Signer
 
+from fwcommon.keyref import load_signer
 from fwcommon.message_signatures import Message, sign_request
+from tests.hsm_mock.helpers import USER_PIN
+from tests.softhsm import KeyConfig
 from update_server.devices.signatures import DeviceRequestRefused, Refusal, claimed_device, verify
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -114,3 +117,9 @@ def test_garbage_signature_headers_are_malformed_d1() -> None:
     with pytest.raises(DeviceRequestRefused) as refused:
         claimed_device(message.headers)
     assert refused.value.reason is Refusal.MALFORMED
+
+
+def test_a_secure_element_key_signs_requests_that_verify_s3(softhsm_key: KeyConfig) -> None:
+    """S3: a PKCS#11 signer (SoftHSM2, ECDSA P-256) signs DER; the profile sends r || s."""
+    signer = load_signer(softhsm_key.uri, lambda _secret: USER_PIN)
+    assert _verify(_signed(signer), signer) == "n-1"
