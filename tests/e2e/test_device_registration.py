@@ -20,6 +20,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
+from client.device_api import DeviceApi
 from client.identity import device_signer
 from client.state import StateDir
 from fwcommon.message_signatures import signed_headers
@@ -95,6 +96,7 @@ def test_provision_enrol_register_accept_report_replay_decommission(
     assert "state:             accepted" in shown and "mode:              normal" in shown
 
     _replayed_request_is_refused(server, tmp_path / "pump-e2e-1")
+    _requests_share_one_connection(server, tmp_path / "pump-e2e-1")
 
     gone = admin(server, "device", "decommission", "--yes", "pump-e2e-1")
     assert gone.exit_code == 0, gone.output
@@ -102,6 +104,17 @@ def test_provision_enrol_register_accept_report_replay_decommission(
     assert refused.returncode == 1 and "decommissioned" in refused.stderr
     kept = admin(server, "device", "show", "pump-e2e-1").output
     assert "state:             decommissioned" in kept and "site:              ward-3" in kept
+
+
+def _requests_share_one_connection(server: RunningServer, state_dir: Path) -> None:
+    """A1: the device's signed requests go on one reused TLS connection."""
+    api = DeviceApi(StateDir(state_dir), server=server.url, ca=server.ca, timeout=10)
+    try:
+        for _ in range(3):
+            assert api.authorizations() == []
+        assert api.connections == 1
+    finally:
+        api.close()
 
 
 def _replayed_request_is_refused(server: RunningServer, state_dir: Path) -> None:
