@@ -51,6 +51,8 @@ OTP_HEADER = "X-OTP"
 SESSION_COOKIE = "__Host-fw_session"
 #: Blueprints whose routes are web pages: session from the cookie only (W1).
 WEB_BLUEPRINTS = frozenset({"web"})
+#: The form field of a web page's fresh one-time code (``fresh_otp=True``).
+OTP_FIELD = "otp"
 
 
 class Refused(StrEnum):
@@ -155,6 +157,11 @@ def enforce() -> None:
         _confirm_with_fresh_code(user, session, services)
 
 
+def is_web_page() -> bool:
+    """Whether the request is for a web page: a route of ``WEB_BLUEPRINTS`` or nested in one."""
+    return any(name in WEB_BLUEPRINTS for name in request.blueprints)
+
+
 def _session_token() -> str:
     """The session token this route takes: the web cookie on pages, the bearer token elsewhere.
 
@@ -164,7 +171,7 @@ def _session_token() -> str:
     that opened an API route would make the API CSRF-able. The pages are
     protected by their CSRF tokens (``web``) and ``SameSite=Strict``.
     """
-    if request.blueprint in WEB_BLUEPRINTS:
+    if is_web_page():
         return request.cookies.get(SESSION_COOKIE, "")
     header = request.headers.get("Authorization", "")
     return header[7:] if header.startswith("Bearer ") else ""
@@ -225,15 +232,16 @@ def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -
     Without the count, a stolen session token could guess confirmation codes
     at a sensitive endpoint without limit. Each wrong code is audited and
     counted against the person's name; at the limit the name is locked and
-    every session of the person ends.
+    every session of the person ends. A web page's form sends its code in
+    the ``OTP_FIELD`` field instead of the header (a form sets no header).
     """
-    code = request.headers.get(OTP_HEADER, "")
+    web = is_web_page()
+    code = request.form.get(OTP_FIELD, "").strip() if web else request.headers.get(OTP_HEADER, "")
     if not code:
+        where = "the form's one-time code field" if web else f"the {OTP_HEADER} header"
         raise _refused(
             Refused.OTP_MISSING,
-            AuthenticationError(
-                f"this action needs a fresh one-time code in the {OTP_HEADER} header"
-            ),
+            AuthenticationError(f"this action needs a fresh one-time code in {where}"),
         )
     now = services.clock()
     try:

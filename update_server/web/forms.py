@@ -8,7 +8,12 @@ has a CSRF token (``FlaskForm``), checked before any view runs (W3).
 from __future__ import annotations
 
 from flask_wtf import FlaskForm  # type: ignore[import-untyped]
-from wtforms import PasswordField, StringField  # type: ignore[import-untyped]
+from wtforms import (  # type: ignore[import-untyped]
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    StringField,
+)
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
@@ -26,3 +31,18 @@ class FirstLoginForm(FlaskForm):  # type: ignore[misc]
 
 class LogoutForm(FlaskForm):  # type: ignore[misc]
     """Nothing but the CSRF token: logging out is a POST from this site only."""
+
+
+class ActionForm(FlaskForm):  # type: ignore[misc]
+    """A button that changes something (accept, reject): only the CSRF token."""
+
+
+class EnrolmentTokenForm(FlaskForm):  # type: ignore[misc]
+    """What ``POST /api/v1/enrolment-tokens`` takes, and the fresh code it needs."""
+
+    hardware_model = StringField("Hardware model")
+    device_id = StringField("Device id (optional: binds the token to one device)")
+    site = StringField("Site (optional)")
+    accept = BooleanField("Accept the device at once when it registers")
+    hours = IntegerField("Valid for (hours)", default=24)
+    otp = StringField("A new one-time code, to confirm")

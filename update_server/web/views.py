@@ -40,12 +40,15 @@ from update_server.auth import login, sessions
 from update_server.auth.views import confirm_enrolment, enrolment_secret, log_in, log_out
 from update_server.errors import AuthenticationError, ServerError
 from update_server.mfa import totp
-from update_server.models import User
+from update_server.models import Role, User
+from update_server.web import device_pages
 from update_server.web.forms import FirstLoginForm, LoginForm, LogoutForm
 
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder=None)
+# Nested: its routes are web pages (cookie session, CSRF, CSP, these error pages).
+blueprint.register_blueprint(device_pages.blueprint)
 csrf = CSRFProtect()
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -54,6 +57,14 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self';"
     " frame-ancestors 'none'; base-uri 'none'"
 )
+#: The pages each role finds on the home page: (endpoint, label).
+ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    Role.ADMIN: (
+        ("web.devices.pending", "Pending devices: accept or reject"),
+        ("web.devices.enrolment_token_form", "Issue an enrolment token"),
+    ),
+    Role.TECHNICIAN: (("web.devices.pending", "Pending devices of your sites"),),
+}
 #: The Flask session key of the R11 notice shown on the home page.
 PREVIOUS_LOGIN = "previous_login"
 CSRF_REFUSED = (
@@ -126,6 +137,7 @@ def home() -> ResponseReturnValue:
         previous=session.get(PREVIOUS_LOGIN),
         expires=_shown(expires),
         idle_minutes=int(_services().config.session_idle.total_seconds() // 60),
+        pages=ROLE_PAGES.get(user.role, ()),
         logout=LogoutForm(),
     )
 
@@ -179,9 +191,12 @@ def _grouped(secret: str) -> str:
 
 
 def error_page(exc: Exception) -> ResponseReturnValue:
-    """W5: the web blueprint's errors: to the login page without a session, else HTML."""
+    """W5: the web blueprint's errors: to the login page without a session, else HTML.
+
+    A refused fresh code (a session, but a wrong code) is a page of its own.
+    """
     exc = _as_server_error(exc)
-    if isinstance(exc, AuthenticationError):
+    if isinstance(exc, AuthenticationError) and g.get("user") is None:
         response = redirect(url_for("web.login_page"))
         response.delete_cookie(SESSION_COOKIE, path="/", secure=True, samesite="Strict")
         return response
