@@ -5,7 +5,9 @@ The one place that turns a private key URI into its public key and a
 from the software token to a hardware one is a configuration change only.
 Production code, hence not in the mock package; it knows the software
 token's scheme (``hsm_mock.signer``) as one of the two token kinds, and
-importing that module registers the scheme with securesystemslib.
+importing that module registers the scheme with securesystemslib. It is
+imported only when a ``fwhsm:`` URI is used: a device, whose key is a file
+or a secure element's (``hsm:``), carries no part of the mock token (R3).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from pkcs11.exceptions import PKCS11Error
 from securesystemslib.signer import HSMSigner, Key, SecretsHandler, Signer, SSlibKey
 
 from fwcommon.keyid import default_keyid
-from hsm_mock import signer as mock
-from hsm_mock.errors import HSMError
 
-TOKEN_SCHEMES = frozenset({mock.SCHEME, HSMSigner.SCHEME})
+#: The mock token's scheme (``hsm_mock.signer.SCHEME``, checked by a test).
+MOCK_SCHEME = "fwhsm"
+TOKEN_SCHEMES = frozenset({MOCK_SCHEME, HSMSigner.SCHEME})
 MAX_KEY_FILE = 64 * 1024
 
 
@@ -76,8 +78,8 @@ def public_key_from_uri(uri: str) -> Key:
     """Ask the token behind ``uri`` for its public key (no PIN needed)."""
     scheme = uri.partition(":")[0]
     try:
-        if scheme == mock.SCHEME:
-            return mock.public_key_from_uri(uri)
+        if scheme == MOCK_SCHEME:
+            return _mock_public_key(uri)
         if scheme == HSMSigner.SCHEME:
             parsed = urlparse(uri)
             label = dict(parse_qsl(parsed.query)).get("label")
@@ -85,9 +87,20 @@ def public_key_from_uri(uri: str) -> Key:
             _uri, key = HSMSigner.import_(keyid, label)
             found: Key = key
             return found
-    except (ValueError, OSError, HSMError, PKCS11Error) as exc:  # the token's own words
+    except (ValueError, OSError, PKCS11Error) as exc:  # the token's own words
         raise KeyRefError(f"cannot read the public key of {uri}: {exc}") from None
     raise KeyRefError(f"{uri}: not a token key URI (fwhsm:... or hsm:...)")
+
+
+def _mock_public_key(uri: str) -> Key:
+    """The mock token's public key; importing its signer registers the scheme."""
+    from hsm_mock import signer as mock  # noqa: PLC0415 - only for fwhsm: URIs (R3)
+    from hsm_mock.errors import HSMError  # noqa: PLC0415
+
+    try:
+        return mock.public_key_from_uri(uri)
+    except HSMError as exc:
+        raise KeyRefError(f"cannot read the public key of {uri}: {exc}") from None
 
 
 def load_signer(uri: str, secrets_handler: SecretsHandler) -> Signer:
