@@ -14,15 +14,18 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from securesystemslib.signer import CryptoSigner
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
+from fwcommon.message_signatures import new_nonce, public_key_dict, signed_headers
 from tests.e2e.conftest import RunningServer, new_data_dir, start_server
 from tests.e2e.people import call, step_now
 from tests.web.browser import PHONE, chromium, screenshot
@@ -216,9 +219,11 @@ def test_the_cookies_are_secure_httponly_samesite_strict_and_logout_revokes(
     assert browser.current_url == f"{server.url}/login"
 
 
-def _enrolled(server: RunningServer, name: str) -> tuple[str, int]:
-    """``name`` through first login over the API, logged in once; (secret, login step)."""
-    initial = add_person(server, name)
+def _enrolled(
+    server: RunningServer, name: str, *, role: str = "technician", api_login: bool = True
+) -> tuple[str, int]:
+    """``name`` through first login over the API (then logged in once); (secret, last step)."""
+    initial = add_person(server, name, role)
     status, first, _ = call(
         server, "POST", "/api/v1/auth/login", {"username": name, "password": initial}
     )
@@ -234,7 +239,70 @@ def _enrolled(server: RunningServer, name: str) -> tuple[str, int]:
     }
     status, answer, _ = call(server, "POST", "/api/v1/auth/totp/confirm", confirm, bearer)
     assert status == 200, answer
+    if not api_login:
+        return str(enrol["secret"]), step - 1
     body = {"username": name, "password": PASSWORD, "otp": code_at(enrol["secret"], step)}
     status, answer, _ = call(server, "POST", "/api/v1/auth/login", body)
     assert status == 200, answer
     return str(enrol["secret"]), step
+
+
+def test_an_admin_issues_an_enrolment_token_and_accepts_the_device_that_registers_with_it(
+    browser: webdriver.Chrome, server: RunningServer
+) -> None:
+    secret, step = _enrolled(server, "ada", role="admin", api_login=False)
+    log_in(browser, server, "ada", PASSWORD, code_at(secret, step + 1))
+    assert browser.current_url == f"{server.url}/"
+    seen(browser, "home-admin")
+    browser.find_element(By.LINK_TEXT, "Issue an enrolment token").click()
+    WebDriverWait(browser, 15).until(lambda d: d.current_url.endswith("/enrolment-token"))
+    seen(browser, "enrolment-token")
+    browser.find_element(By.ID, "site").send_keys("ward-3")
+    fill(browser, hardware_model="pump-x100", otp=code_at(secret, step + 2))
+    seen(browser, "enrolment-token-issued")
+    token = browser.find_element(By.ID, "token").text
+    _register(server, "pump-7", token)
+    browser.get(f"{server.url}/devices/pending")
+    seen(browser, "pending-devices")
+    assert "pump-7" in browser.find_element(By.ID, "device-pump-7").text
+    submit(browser, "#device-pump-7 button.accept")
+    seen(browser, "pending-devices-accepted")
+    assert "Device pump-7 accepted." in browser.find_element(By.ID, "notice").text
+    status, device, _ = call(server, "GET", "/api/v1/devices/pump-7", headers=_api_login(server))
+    assert status == 200
+    assert device["state"] == "accepted"
+
+
+def _register(server: RunningServer, device_id: str, token: str) -> None:
+    """A device registers with ``token``: its own key, the request signed (RFC 9421)."""
+    signer = CryptoSigner.generate_ed25519()
+    path = "/api/v1/devices/register"
+    body = {
+        "device_id": device_id,
+        "hardware_model": "pump-x100",
+        "public_key": public_key_dict(signer.public_key),
+        "token": token,
+    }
+    data = json.dumps(body).encode()
+    headers = signed_headers(
+        "POST",
+        f"{server.url}{path}",
+        body=data,
+        signer=signer,
+        key_id=device_id,
+        created=datetime.now(UTC),
+        nonce=new_nonce(),
+        headers={"Content-Type": "application/json"},
+    )
+    with server.pool() as pool:
+        answer = pool.request("POST", f"{server.url}{path}", body=data, headers=headers)
+    assert answer.status == 201, answer.data
+
+
+def _api_login(server: RunningServer) -> dict[str, str]:
+    """A second administrator's bearer session, to read the inventory through the API."""
+    secret, step = _enrolled(server, "adam", role="admin", api_login=False)
+    body = {"username": "adam", "password": PASSWORD, "otp": code_at(secret, step + 1)}
+    status, answer, _ = call(server, "POST", "/api/v1/auth/login", body)
+    assert status == 200, answer
+    return {"Authorization": f"Bearer {answer['token']}"}
