@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -45,6 +45,7 @@ from client.readiness import Guard
 from client.report import Reporter
 from client.state import StateDir
 from client.update import Outcome, Remote, UpdateResult, update
+from repo_metadata.authorization import SignedAuthorization
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,11 @@ class Agent:
         wait: Callable[[float], object] | None = None,
         reporter: Reporter | None = None,
         guard: Guard | None = None,
+        pickup: Callable[[], Sequence[SignedAuthorization]] | None = None,
     ) -> None:
         self.state = state
+        #: Flow 4: the technicians' authorizations the server holds for this device.
+        self._pickup = pickup
         self.guard = guard
         self.remote = remote
         self.schedule = schedule
@@ -216,8 +220,13 @@ class Agent:
 
     def _update(self) -> UpdateResult:
         try:
+            documents = self._pickup() if self._pickup is not None else ()
             return update(
-                self.state, self.remote, should_stop=self._stopped.is_set, guard=self.guard
+                self.state,
+                self.remote,
+                should_stop=self._stopped.is_set,
+                guard=self.guard,
+                authorizations=documents,
             )
         except Exception as exc:  # R52: an unforeseen error must not end the agent
             logger.exception("poll failed")

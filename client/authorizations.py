@@ -28,7 +28,8 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +44,8 @@ from repo_metadata.authorization import (
     NonceRecord,
     SignedAuthorization,
 )
+
+logger = logging.getLogger(__name__)
 
 FILE_NAME = "authorizations.json"
 #: A document handed over as a file larger than this is refused unread.
@@ -133,6 +136,34 @@ def read_file(path: Path) -> SignedAuthorization:
         return SignedAuthorization.from_bytes(data)
     except AuthorizationError as exc:
         raise ClientError(f"{path} is not a valid authorization: {exc}") from None
+
+
+def pick_up(
+    fetch: Callable[[], list[Any]], state: StateDir, *, at: datetime
+) -> list[SignedAuthorization]:
+    """The documents the server holds for this device (flow 4: picked up at each poll).
+
+    Nothing here is trusted: each document is only a candidate for policy
+    rule 5. A server that cannot be reached gives none (the device keeps
+    working and waits); a document that cannot be parsed is logged
+    (``authorization_malformed``) and left out.
+    """
+    try:
+        found = fetch()
+    except (ClientError, OSError) as exc:
+        logger.warning("no authorizations picked up: %s", exc)
+        return []
+    documents = []
+    for item in found:
+        try:
+            documents.append(SignedAuthorization.from_dict(item))
+        except AuthorizationError as exc:
+            state.events.append(
+                EventType.AUTHORIZATION_MALFORMED,
+                f"an authorization the server delivered is not valid: {exc}",
+                now=at,
+            )
+    return documents
 
 
 def _record_detail(record: NonceRecord) -> dict[str, Any]:

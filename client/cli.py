@@ -257,7 +257,25 @@ def register_command(
         answer = api.register(token)
     finally:
         api.close()
+    with _writing(state_dir) as state:
+        device_api.mark_registered(state, answer, server=server)
     click.echo(f"registered {answer.get('device_id')}: {answer.get('state')}")
+
+
+def _device_api(
+    state: StateDir, server: str, ca: Path, timeout: float
+) -> device_api.DeviceApi | None:
+    """The signed device API, once the device is registered (else None: nothing to ask)."""
+    if not device_api.is_registered(state):
+        return None
+    return device_api.DeviceApi(state, server=server, ca=ca, timeout=timeout)
+
+
+def _report_quietly(state: StateDir, api: device_api.DeviceApi) -> None:
+    """Report after an update; a failure is a warning (the device keeps working, R38)."""
+    result = Reporter(state, api.send_report).report(now=_now())
+    if result.outcome is not Sent.ACKNOWLEDGED:
+        warn(f"report {result.outcome}: {result.message} (sent again with the next report)")
 
 
 @main.command("report")
@@ -333,6 +351,9 @@ def update_command(
     guard = _guard(ready_check, ignore=ignore_ready_check)
     with _writing(state_dir) as state:  # install and reboot: no other command in between
         remote = _remote(server, ca, timeout)
+        api = _device_api(state, server, ca, timeout)
+        if api is not None:  # flow 4: what the server holds for this device
+            documents += authorizations.pick_up(api.authorizations, state, at=_now())
         result = update(
             state,
             remote,
@@ -341,6 +362,8 @@ def update_command(
             guard=guard,
             authorizations=documents,
         )
+        if api is not None:  # R38: the outcome reaches the server now, not at the next poll
+            _report_quietly(state, api)
         _finish(result)
         if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
             _boot(state, argv, guard)
@@ -379,8 +402,17 @@ def run(
     guard = _guard(ready_check)
     schedule = Schedule(interval, jitter, backoff, backoff_max)
     remote = _remote(server, ca, timeout)
+    api = _device_api(state, server, ca, timeout)
     agent = Agent(
-        state, remote, schedule, after_install=lambda: _boot(state, argv, guard), guard=guard
+        state,
+        remote,
+        schedule,
+        after_install=lambda: _boot(state, argv, guard),
+        guard=guard,
+        reporter=None if api is None else Reporter(state, api.send_report),
+        pickup=None
+        if api is None
+        else lambda: authorizations.pick_up(api.authorizations, state, at=_now()),
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -31,12 +31,16 @@ import urllib3
 from client.errors import ClientError
 from client.identity import device_key, device_signer
 from client.state import StateDir
+from fwcommon.files import atomic_write
 from fwcommon.message_signatures import public_key_dict, signed_headers
 
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "FWCLIENT_ENROLMENT_TOKEN"  # noqa: S105 - a variable's name, not a secret
 MAX_ANSWER = 1024 * 1024
+#: Written once the server answered a registration: the device then reports and
+#: picks up technicians' authorizations at every poll.
+REGISTERED_FILE = "registered.json"
 MAX_TOKEN_FILE = 4096
 REGISTER = "/api/v1/devices/register"
 REPORTS = "/api/v1/device/reports"
@@ -49,6 +53,16 @@ class DeviceApiError(ClientError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def is_registered(state: StateDir) -> bool:
+    return (state.root / REGISTERED_FILE).is_file()
+
+
+def mark_registered(state: StateDir, answer: Mapping[str, Any], *, server: str) -> None:
+    """Record that ``server`` registered this device (atomically; the answer's state)."""
+    record = {"server": server, "device_id": answer.get("device_id"), "state": answer.get("state")}
+    atomic_write(state.root / REGISTERED_FILE, (json.dumps(record) + "\n").encode(), mode=0o644)
 
 
 def enrolment_token(token_file: Path | None, env: Mapping[str, str]) -> str:

@@ -73,11 +73,11 @@ def _ok(server: RunningServer, path: str, body: dict[str, str] | None, token: st
     return answer
 
 
-def enrolled(server: RunningServer, name: str) -> Person:
-    """A release engineer added by ``fwserver user add``, first login done, logged in."""
+def enrolled(server: RunningServer, name: str, role: str = "release_engineer") -> Person:
+    """A person (a release engineer by default) added by ``fwserver user add``, logged in."""
     added = CliRunner().invoke(
         cli.main,
-        ["user", "add", "--data-dir", str(server.data_dir), "--role", "release_engineer", name],
+        ["user", "add", "--data-dir", str(server.data_dir), "--role", role, name],
     )
     assert added.exit_code == 0, added.output
     initial = added.output.strip().split()[-1]
