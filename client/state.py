@@ -26,6 +26,10 @@ Readers (``fwclient status``) need no lock: each record they read is whole.
       floor.json                Floor: security-version floor and installed version
       time_floor.json           the latest trusted time seen (clock sanity)
       events.log                the hash-chained event log (older entries in events.<seq>.log)
+      authorizations.json       technicians' authorizations accepted here: nonce, install, used
+                                (client.authorizations; outside the cache: a wipe forgets none)
+      registered.json           the server that registered this device (client.device_api)
+      report.json               the log entry the server last acknowledged (client.report)
       lock                      held by the one process changing the directory
 
 The floors live outside ``metadata/``: wiping the cache must not reset them.

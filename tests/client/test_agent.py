@@ -4,11 +4,12 @@ the state directory held for each poll and only then."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from securesystemslib.signer import CryptoSigner
 
 from client import agent as agent_module
 from client.agent import Agent, Schedule
@@ -16,7 +17,8 @@ from client.boot import boot
 from client.events import EventType
 from client.state import StateBusyError, StateDir
 from client.update import Outcome, UpdateResult
-from tests.client.sim import MODEL, Sim, event_types, provision
+from repo_metadata.authorization import Authorization, SignedAuthorization, sign
+from tests.client.sim import MODEL, Sim, event_types, provision, sha256
 
 
 @pytest.fixture
@@ -264,3 +266,34 @@ def test_a_poll_while_another_writer_holds_the_state_backs_off_and_writes_nothin
     assert report.last is not None and "is in use by pid" in report.last.message
     assert (event_types(device), sim.requests) == ([], [])
     assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
+
+
+def test_the_agent_waits_for_an_authorization_then_installs_with_the_one_picked_up_r58(
+    device: StateDir, sim: Sim
+) -> None:
+    """Flow 4: each poll picks up what the server holds; the release waits until one allows it."""
+    key = CryptoSigner.generate_ed25519()
+    sim.trust_authorization_key(key)
+    path = sim.release("2.0.0", 2, requires_authorization=True)
+    held: list[SignedAuthorization] = []
+    agent = Agent(
+        device, sim.remote(), Schedule(interval=10), wait=Waits(), pickup=lambda: list(held)
+    )
+    assert agent.run(max_polls=1).outcomes == [Outcome.WAITING]
+    issued = datetime.now(UTC).replace(microsecond=0)
+    held.append(
+        sign(
+            Authorization(
+                device_id=device.identity().device_id,
+                target_path=path,
+                sha256=sha256(sim.images[path]),
+                nonce="3e" * 32,
+                issued=issued,
+                expires=issued + timedelta(minutes=15),
+                technician="tom",
+            ),
+            key,
+        )
+    )
+    assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
+    assert event_types(device) == ["awaiting_authorization", "authorization_accepted", "installed"]
