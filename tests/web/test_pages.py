@@ -10,6 +10,7 @@ import re
 import stat
 from pathlib import Path
 
+import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -282,3 +283,37 @@ def test_a_refusal_other_than_no_session_is_an_html_page_with_its_status_w5(
     assert answer.mimetype == "text/html"
     assert answer.headers["Content-Security-Policy"] == PAGE_CSP
     assert "<h1>Not Found</h1>" in browser.last_page
+
+
+def test_a_source_over_its_login_limit_gets_429_with_retry_after_on_the_page_r9(
+    browser: Browser, config: ServerConfig
+) -> None:
+    for number in range(config.max_failed_logins_per_source):
+        assert browser.log_in(f"nobody-{number}", "wrong password here").status_code == 401
+    throttled = browser.log_in("nobody-else", "wrong password here")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert "too many failed logins from your address" in browser.last_page
+
+
+def test_first_login_half_done_through_the_api_asks_only_for_the_password(
+    app: Flask, browser: Browser, clock: FakeClock, client: FlaskClient
+) -> None:
+    initial = create_user(app, clock, "tess", Role.TECHNICIAN)
+    first = client.post("/api/v1/auth/login", json={"username": "tess", "password": initial})
+    token = first.get_json()["token"]
+    secret = client.post("/api/v1/auth/totp/enroll", headers=bearer(token)).get_json()["secret"]
+    code_source = pyotp.TOTP(secret)
+    confirm = {"otp": otp_at(code_source, clock, steps_ahead=-1)}
+    confirmed = client.post("/api/v1/auth/totp/confirm", json=confirm, headers=bearer(token))
+    assert confirmed.status_code == 200
+    answer = browser.log_in("tess", initial, otp_at(code_source, clock))
+    assert answer.headers["Location"] == "/first-login"
+    browser.get("/first-login")
+    assert 'id="qr"' not in browser.last_page
+    password = "violet-harbour-4-lantern-quietly"
+    form = {"current_password": initial, "new_password": password, "new_password_again": password}
+    done = browser.post("/first-login", form)
+    assert done.headers["Location"] == "/login"
+    clock.advance(seconds=30)
+    assert browser.log_in("tess", password, otp_at(code_source, clock)).headers["Location"] == "/"

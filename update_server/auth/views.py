@@ -201,16 +201,20 @@ def confirm_enrolment(
 @blueprint.post("/password")
 @allow(*ALL_ROLES, during_first_login=True)
 def change_password() -> ResponseReturnValue:
-    user: User = g.user
     body = _json_body()
     current, new = _text(body, "current_password"), _text(body, "new_password")
+    change_own_password(g.user, current=current, new=new)
+    return jsonify({"password_changed": True, "detail": _LOG_IN_AGAIN})
+
+
+def change_own_password(user: User, *, current: str, new: str) -> None:
+    """Replace ``user``'s password (API and web pages): every session ends; committed."""
     services = _services()
     now = services.clock()
     _check_password_change(user, current=current, new=new, now=now)
     ended = users.change_password(g.db, user, new=new, now=now, config=services.config)
     _audit(Action.PASSWORD_CHANGE, "success", user, detail={"sessions_ended": ended})
     g.db.commit()
-    return jsonify({"password_changed": True, "detail": _LOG_IN_AGAIN})
 
 
 _LOG_IN_AGAIN = "every session has ended: log in again with your new password and a new code"

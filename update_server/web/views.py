@@ -37,7 +37,13 @@ from update_server import bodies, users
 from update_server.access import ALL_ROLES, SESSION_COOKIE, allow, public
 from update_server.app import Services, _as_server_error
 from update_server.auth import login, sessions
-from update_server.auth.views import confirm_enrolment, enrolment_secret, log_in, log_out
+from update_server.auth.views import (
+    change_own_password,
+    confirm_enrolment,
+    enrolment_secret,
+    log_in,
+    log_out,
+)
 from update_server.errors import AuthenticationError, ServerError
 from update_server.mfa import totp
 from update_server.models import Role, User
@@ -148,8 +154,6 @@ def first_login() -> ResponseReturnValue:
     user: User = g.user
     if _finished(user):
         return redirect(url_for("web.home"))
-    if user.totp_enrolled:
-        return _password_only()
     return _first_login_page(user, FirstLoginForm())
 
 
@@ -158,16 +162,14 @@ def first_login() -> ResponseReturnValue:
 def first_login_submit() -> ResponseReturnValue:
     """The API's one-step confirm (C2): the code, and a new password when one is due."""
     user: User = g.user
-    if _finished(user) or user.totp_enrolled:
-        return first_login()
+    if _finished(user):
+        return redirect(url_for("web.home"))
     form = FirstLoginForm()
     current, new, problem = _typed_passwords(user, form)
     if problem:
         return _first_login_page(user, form, problem, 422)
     try:
-        changed = confirm_enrolment(
-            user, g.session, code=(form.otp.data or "").strip(), current=current, new=new
-        )
+        changed = _finish_first_login(user, form, current=current, new=new)
     except ServerError as refused:
         problems = refused.extra.get("problems", [])
         return _first_login_page(user, form, refused.detail, refused.status, problems)
@@ -255,10 +257,16 @@ def _first_login_page(
     status: int = 200,
     problems: list[str] | None = None,
 ) -> ResponseReturnValue:
-    """The enrolment form, with the pending secret as a QR code drawn here (no third party)."""
-    secret = enrolment_secret(user)
-    uri = totp.provisioning_uri(secret, name=user.name)
-    qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
+    """The enrolment form, with the pending secret as a QR code drawn here (no third party).
+
+    A person whose authenticator is enrolled already (through the API) sees
+    the password fields only.
+    """
+    secret, qr = "", ""
+    if not user.totp_enrolled:
+        secret = enrolment_secret(user)
+        uri = totp.provisioning_uri(secret, name=user.name)
+        qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
     page = render_template(
         "first_login.html",
         form=form,
@@ -273,14 +281,16 @@ def _first_login_page(
     return page, status
 
 
-def _password_only() -> ResponseReturnValue:
-    """TOTP enrolled, a new password still due: set through the API (fwsign account setup)."""
-    detail = (
-        "your authenticator is enrolled but your password must still be changed:"
-        " run 'fwsign account setup' (or ask an administrator to reset your account)"
-    )
-    page = render_template("error.html", title="Password change due", detail=detail, status=403)
-    return page, 403
+def _finish_first_login(user: User, form: FirstLoginForm, *, current: str, new: str) -> bool:
+    """The API's C2 confirm; or, TOTP already enrolled, its password change alone.
+
+    Returns whether the password changed (then every session has ended).
+    """
+    if user.totp_enrolled:
+        change_own_password(user, current=current, new=new)
+        return True
+    code = (form.otp.data or "").strip()
+    return confirm_enrolment(user, g.session, code=code, current=current, new=new)
 
 
 def _typed_passwords(user: User, form: FirstLoginForm) -> tuple[str, str, str]:
