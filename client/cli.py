@@ -362,11 +362,14 @@ def update_command(
             guard=guard,
             authorizations=documents,
         )
-        if api is not None:  # R38: the outcome reaches the server now, not at the next poll
-            _report_quietly(state, api)
-        _finish(result)
-        if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
-            _boot(state, argv, guard)
+        try:
+            _finish(result)
+            if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
+                _boot(state, argv, guard)
+        finally:
+            if api is not None:  # R38: the outcome (and the boot's) reaches the server now
+                _report_quietly(state, api)
+                api.close()
 
 
 @main.command()

@@ -11,8 +11,12 @@
 #   alice                adds firmware 2.4.0; alice and bob sign it (2 of 2)
 #   alice                publishes it with password + TOTP, confirmed by a fresh code
 #   a device             downloads and verifies it with a stock TUF client
-#   two pumps (fwclient)  update; one refuses a tampered file; one falls back
+#   two pumps (fwclient)  register with the server (device keys, enrolment tokens);
+#                        update; one refuses a tampered file; one falls back
 #                        from a firmware that fails its health check
+#   tom, a technician     authorizes pump-001's update to 2.6.0 with a fresh code;
+#                        only pump-001 installs it; the same authorization is
+#                        refused on pump-002
 #   the auditor          verifies the audit log of all of it
 set -euo pipefail
 
@@ -38,6 +42,7 @@ fwserver init --data-dir server
 CA=server/tls/ca.crt
 openssl x509 -in "$CA" -noout -subject -enddate
 fwhsm export-public --token server/hsm --label snapshot > snapshot.pub.json
+fwhsm export-public --token server/hsm --label authorization > authorization.pub.json
 fwhsm export-public --token server/hsm --label timestamp > timestamp.pub.json
 
 token() {  # token NAME LABEL PURPOSE ALGORITHM -> prints the key's URI
@@ -55,11 +60,13 @@ ALICE=$(token alice pump-alice delegation ed25519)
 BOB=$(token bob pump-bob delegation ecdsa-p256)
 fwhsm list --token tokens/officer1
 
-say "Security officers create the repository (root 2 of 3; the server's online keys as public keys)"
+say "Security officers create the repository (root 2 of 3; the server's online keys as public keys;"
+echo "   the server's authorization key listed in root: devices trust it because the officers say so)"
 fwsign init --repo repo \
     --root-key "$OFFICER1" --root-key "$OFFICER2" --root-key "$OFFICER3" \
     --targets-key "$MANAGER" \
     --snapshot-key snapshot.pub.json --timestamp-key timestamp.pub.json \
+    --authorization-key authorization.pub.json \
     --key "$OFFICER1" --key "$OFFICER2" --key "$MANAGER"
 
 say "The release manager delegates pump-x100/ to alice and bob (2 of 2, R9), in 16 hashed bins"
@@ -127,6 +134,14 @@ for DEVICE in pump-001 pump-002; do
         --hardware-model pump-x100 --device-id "$DEVICE"
 done
 
+say "The pumps register: each proves it holds its own device key, with a one-time enrolment token (R10)"
+for DEVICE in pump-001 pump-002; do
+    fwserver device enrol-token --data-dir server --model pump-x100 --device-id "$DEVICE" \
+        --site ward-3 --accept | tail -n 1 > "$DEVICE.token"
+    fwclient register --state "devices/$DEVICE" --server "$URL" --ca "$CA" --token-file "$DEVICE.token"
+done
+fwserver device list --data-dir server
+
 say "pump-001 updates: verified download into the inactive slot, trial boot, health check passes"
 fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
 fwclient status --state devices/pump-001
@@ -156,6 +171,47 @@ fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --tries 2 \
 for _ in 1 2; do fwclient boot --state devices/pump-002 --health-check false || true; done
 fwclient status --state devices/pump-002
 fwclient log verify --state devices/pump-002
+
+say "On pump-001 the same 2.5.0 passes its health check"
+fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
+
+say "Release 2.6.0 needs a technician's authorization on site (R58); alice and bob sign, alice publishes"
+head -c $((4 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.6.0.bin
+fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.6.0.bin --name pump-fw --version 2.6.0 \
+    --security-version 3 --hardware-model pump-x100 --requires-authorization
+fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
+fwsign sign --repo repo-bob --key "$BOB" >/dev/null
+FWSIGN_PASSWORD="$ALICE_PASSWORD" \
+FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+
+say "pump-001 waits for an authorization: it keeps running 2.5.0 and says so (exit 0)"
+fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
+fwclient status --state devices/pump-001 | grep -E '^(installed_version|last_update)'
+
+say "The administrator adds tom, a technician of ward 3; tom finishes first login"
+TOM_INITIAL=$(fwserver user add --data-dir server --role technician tom | tail -n 1 | awk '{print $NF}')
+TOM_PASSWORD="ward three pumps, checked twice 2026"
+python "$DEMO_DIR/phone.py" setup --server "$URL" --ca "$CA" --user tom \
+    --initial-password "$TOM_INITIAL" --new-password "$TOM_PASSWORD"
+fwserver user scope --data-dir server tom --site ward-3
+
+say "Tom authorizes pump-001 for 2.6.0, confirming with a fresh code (the API his browser uses)"
+python "$DEMO_DIR/technician.py" authorize --server "$URL" --ca "$CA" --user tom \
+    --password "$TOM_PASSWORD" --device pump-001 --target pump-x100/pump-fw-2.6.0.bin
+
+say "pump-001 picks the authorization up at its next update, installs 2.6.0 and reports"
+fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
+fwclient status --state devices/pump-001 | grep -E '^(installed_version|last_update)'
+
+say "The same authorization handed to pump-002 is refused: it names pump-001 (R25, R58)"
+if fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" \
+    --authorization authorization-pump-001.json; then
+    echo "UNEXPECTED: pump-002 installed with pump-001's authorization"; exit 1
+fi
+python "$DEMO_DIR/technician.py" list --server "$URL" --ca "$CA" --user tom --password "$TOM_PASSWORD"
+fwserver device show --data-dir server pump-001
 
 say "The auditor verifies the audit log of all of it (R27, R28)"
 fwserver audit verify --data-dir server
