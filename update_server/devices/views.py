@@ -8,6 +8,7 @@ A device out of a technician's scope is 404, like one that does not exist.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -25,6 +26,7 @@ from update_server.audit import Actor
 from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
 from update_server.auth import refusals
+from update_server.authorizations import issuing
 from update_server.devices import enrolment, registry, scope
 from update_server.devices.authentication import remember_nonce, verify_registration
 from update_server.devices.models import Device
@@ -196,13 +198,18 @@ def _keep_report(
         device.log_head_seq, device.log_head_hash = decision.head.seq, decision.head.digest
     if decision.anchored_from is not None and device.log_anchored_from is None:
         device.log_anchored_from = decision.anchored_from
+    # I6: what the device did with technicians' authorizations settles them.
+    issuing.note_outcomes(g.db, device, decision.new, now=now, source=request.remote_addr or "-")
 
 
 @blueprint.get("/api/v1/device/authorizations")
 @device_route
 def device_authorizations() -> ResponseReturnValue:
-    """Authorizations addressed to the signing device (issued by the server later)."""
-    return jsonify({"authorizations": []})
+    """The technicians' authorizations the signing device may still use (I5: delivery audited)."""
+    device: Device = g.device
+    rows = issuing.deliver(g.db, device, now=_services().clock(), source=request.remote_addr or "-")
+    g.db.commit()
+    return jsonify({"authorizations": [json.loads(row.document) for row in rows]})
 
 
 def _change(device_id: str, change: str) -> ResponseReturnValue:
