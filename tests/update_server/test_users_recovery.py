@@ -287,4 +287,5 @@ def test_only_the_documented_user_commands_exist() -> None:
         "enable",
         "unlock",
         "remove",
+        "scope",
     }
