@@ -17,6 +17,7 @@ from fwcommon.keyref import public_key_from_uri
 from repo_metadata.authorization import AuthorizationKeys, SignedAuthorization, check
 from tests.update_server.repo_world import World
 from update_server.audit.actions import Action
+from update_server.authorizations import issuing
 from update_server.db import transaction
 from update_server.devices.models import Device, DeviceState, TechnicianSite
 from update_server.models import AuditEntry, Role, User
@@ -198,3 +199,58 @@ def test_the_document_is_shown_to_hand_over_as_a_file(world: World, ward: dict[s
     shown = world.client.get(f"{URL}/{item['id']}", headers=ward["tom"]).get_json()
     assert shown["document"] == item["document"]
     assert isinstance(datetime.fromisoformat(shown["expires_at"]), datetime)
+
+
+def _issued(world: World, ward: dict[str, Any], *devices: str) -> list[dict[str, Any]]:
+    answer = post(world, ward["tom"], {"device_ids": list(devices), "target_path": ward["path"]})
+    assert answer.status_code == 201, answer.get_json()
+    items: list[dict[str, Any]] = answer.get_json()["authorizations"]
+    return items
+
+
+def _statuses(world: World, ward: dict[str, Any]) -> dict[str, str]:
+    listed = world.client.get(URL, headers=ward["tom"]).get_json()["authorizations"]
+    return {item["device_id"]: item["status"] for item in listed}
+
+
+def test_delivery_to_the_device_is_audited_once_and_an_expired_one_is_not_delivered_i5(
+    world: World, ward: dict[str, Any]
+) -> None:
+    _issued(world, ward, "pump-0001")
+    for _ in range(2):
+        with transaction(world.services.sessions) as db:
+            device = db.get(Device, "pump-0001")
+            assert device is not None
+            rows = issuing.deliver(db, device, now=world.now, source="10.0.0.7")
+            assert [row.device_id for row in rows] == ["pump-0001"]
+    assert _statuses(world, ward) == {"pump-0001": "delivered"}
+    [delivered] = audit(world, Action.AUTHORIZATION_DELIVER)
+    assert (delivered.actor, delivered.source) == ("device:pump-0001", "10.0.0.7")
+    world.clock.advance(seconds=16 * 60)
+    with transaction(world.services.sessions) as db:
+        device = db.get(Device, "pump-0001")
+        assert device is not None
+        assert issuing.deliver(db, device, now=world.now, source="-") == []
+
+
+def test_the_devices_report_marks_an_authorization_used_or_refused_with_its_event_i6(
+    world: World, ward: dict[str, Any]
+) -> None:
+    first, second = _issued(world, ward, "pump-0001", "pump-0002")
+    used_nonce = first["document"]["signed"]["nonce"]
+    entries = {
+        "pump-0001": [{"type": "authorization_accepted", "detail": {"nonce": used_nonce}}],
+        "pump-0002": [
+            {"type": "no_update", "detail": {}},
+            {"type": "authorization_expired", "detail": {"target": second["target_path"]}},
+        ],
+    }
+    for device_id, reported in entries.items():
+        with transaction(world.services.sessions) as db:
+            device = db.get(Device, device_id)
+            assert device is not None
+            changed = issuing.note_outcomes(db, device, reported, now=world.now, source="-")
+            assert changed == 1
+    assert _statuses(world, ward) == {"pump-0001": "used", "pump-0002": "refused"}
+    outcomes = [json.loads(e.detail)["outcome"] for e in audit(world, Action.AUTHORIZATION_OUTCOME)]
+    assert sorted(outcomes) == ["authorization_accepted", "authorization_expired"]
