@@ -47,7 +47,7 @@ from update_server.auth.views import (
 from update_server.errors import AuthenticationError, ServerError
 from update_server.mfa import totp
 from update_server.models import Role, User
-from update_server.web import device_pages
+from update_server.web import device_pages, technician_pages
 from update_server.web.forms import FirstLoginForm, LoginForm, LogoutForm
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder=None)
 # Nested: its routes are web pages (cookie session, CSRF, CSP, these error pages).
 blueprint.register_blueprint(device_pages.blueprint)
+blueprint.register_blueprint(technician_pages.blueprint)
 csrf = CSRFProtect()
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -68,8 +69,14 @@ ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     Role.ADMIN: (
         ("web.devices.pending", "Pending devices: accept or reject"),
         ("web.devices.enrolment_token_form", "Issue an enrolment token"),
+        ("web.technician.devices", "Devices and their offered releases"),
+        ("web.technician.authorizations", "Technicians' authorizations and their status"),
     ),
-    Role.TECHNICIAN: (("web.devices.pending", "Pending devices of your sites"),),
+    Role.TECHNICIAN: (
+        ("web.technician.devices", "Your devices: authorize an update"),
+        ("web.technician.authorizations", "Authorizations you issued and their status"),
+        ("web.devices.pending", "Pending devices of your sites"),
+    ),
 }
 #: The Flask session key of the R11 notice shown on the home page.
 PREVIOUS_LOGIN = "previous_login"
@@ -219,6 +226,11 @@ def error_page(exc: Exception) -> ResponseReturnValue:
 
 
 blueprint.register_error_handler(Exception, error_page)
+# T2: a refused code on the authorize form shows the form again (else as above).
+technician_pages.blueprint.register_error_handler(
+    AuthenticationError,
+    lambda exc: technician_pages.refused_code(exc) or error_page(exc),
+)
 
 
 def _attempt(form: LoginForm) -> login.Attempt:
