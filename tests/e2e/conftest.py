@@ -156,6 +156,19 @@ def _wait_for_workers(server: RunningServer, count: int) -> None:
         time.sleep(0.05)
 
 
+def fwclient(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``fwclient`` in its own process, as a device runs it (``env`` added to the caller's)."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    }
+    argv = [sys.executable, "-c", "from client.cli import main; main()", *args]
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=environment, timeout=120, check=False
+    )
+
+
 def new_data_dir(parent: Path) -> Path:
     """A data directory made by ``fwserver init`` (fast KDF for the test token)."""
     return init_data_dir(parent / "data", kdf=FAST_KDF).config.data_dir

@@ -35,7 +35,7 @@ from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository
-from tests.e2e.conftest import REPO_ROOT, RunningServer, new_data_dir, start_server
+from tests.e2e.conftest import REPO_ROOT, RunningServer, fwclient, new_data_dir, start_server
 from tests.hsm_mock.helpers import skip_or_fail
 from update_server import cli as fwserver
 from update_server.config import ServerConfig
@@ -106,16 +106,6 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     assert served.read_bytes() == data, "the import published the firmware"
     with start_server(data_dir) as server:
         yield Published(server, offline / "metadata" / "1.root.json", data, served)
-
-
-def fwclient(*args: str) -> subprocess.CompletedProcess[str]:
-    """``fwclient`` in its own process, as a device runs it."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    argv = [sys.executable, "-c", "from client.cli import main; main()", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def provisioned(published: Published, path: Path, device_id: str) -> list[str]:

@@ -12,9 +12,6 @@ and the records stay.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,23 +22,10 @@ from client.identity import device_signer
 from client.state import StateDir
 from fwcommon.message_signatures import signed_headers
 from tests.client.sim import Sim
-from tests.e2e.conftest import REPO_ROOT, RunningServer
+from tests.e2e.conftest import RunningServer, fwclient
 from update_server import cli as fwserver
 
 MODEL = "pump-x100"
-
-
-def fwclient(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``fwclient`` in its own process, as a device runs it."""
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-        **(env or {}),
-    }
-    argv = [sys.executable, "-c", "from client.cli import main; main()", *args]
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=environment, timeout=120, check=False
-    )
 
 
 def admin(server: RunningServer, *args: str) -> Result:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository
-from tests.e2e.conftest import REPO_ROOT, RunningServer, new_data_dir, start_server
+from tests.e2e.conftest import RunningServer, fwclient, new_data_dir, start_server
 from tests.e2e.people import call, enrolled
 from update_server import cli as fwserver
 from update_server.config import ServerConfig
@@ -85,16 +83,6 @@ def fwserver_cli(server: RunningServer, *args: str) -> str:
     result = CliRunner().invoke(fwserver.main, argv)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def fwclient(*args: str) -> subprocess.CompletedProcess[str]:
-    """``fwclient`` in its own process, as a device runs it."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    argv = [sys.executable, "-c", "from client.cli import main; main()", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
