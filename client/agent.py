@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from client.errors import ClientError
-from client.events import EventType
+from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.readiness import Guard
 from client.report import Reporter
 from client.state import StateDir
@@ -97,13 +97,7 @@ NORMAL_INTERVAL = frozenset(
         EventType.AWAITING_AUTHORIZATION,
         EventType.PREREQUISITE_MISSING,
         EventType.AUTHORIZATION_ACCEPTED,
-        EventType.AUTHORIZATION_REPLAYED,
-        EventType.AUTHORIZATION_EXPIRED,
-        EventType.AUTHORIZATION_WRONG_DEVICE,
-        EventType.AUTHORIZATION_WRONG_RELEASE,
-        EventType.AUTHORIZATION_BAD_SIGNATURE,
-        EventType.AUTHORIZATION_UNTRUSTED_KEY,
-        EventType.AUTHORIZATION_MALFORMED,
+        *AUTHORIZATION_REFUSALS,
         EventType.DEFERRED_IN_USE,
     }
 )

@@ -77,7 +77,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from client.errors import ClientError
-from client.events import EventLog, EventType
+from client.events import AUTHORIZATION_REFUSALS, EventLog, EventType
 from client.integrity import VerifyResult, verify_sealed, verify_slot
 from client.readiness import Activation, Decision, Guard, run_command
 from client.state import (
@@ -121,13 +121,7 @@ UPDATE_RESULTS = frozenset(
         EventType.RUNNING_NOT_LISTED,
         EventType.AWAITING_AUTHORIZATION,
         EventType.PREREQUISITE_MISSING,
-        EventType.AUTHORIZATION_REPLAYED,
-        EventType.AUTHORIZATION_EXPIRED,
-        EventType.AUTHORIZATION_WRONG_DEVICE,
-        EventType.AUTHORIZATION_WRONG_RELEASE,
-        EventType.AUTHORIZATION_BAD_SIGNATURE,
-        EventType.AUTHORIZATION_UNTRUSTED_KEY,
-        EventType.AUTHORIZATION_MALFORMED,
+        *AUTHORIZATION_REFUSALS,
         EventType.DEFERRED_IN_USE,
         EventType.ERROR,
     }

@@ -147,6 +147,20 @@ class EventType(StrEnum):
     ERROR = "error"
 
 
+#: A technician's authorization refused by the device, one type per threat.
+AUTHORIZATION_REFUSALS = frozenset(
+    {
+        EventType.AUTHORIZATION_REPLAYED,
+        EventType.AUTHORIZATION_EXPIRED,
+        EventType.AUTHORIZATION_WRONG_DEVICE,
+        EventType.AUTHORIZATION_WRONG_RELEASE,
+        EventType.AUTHORIZATION_BAD_SIGNATURE,
+        EventType.AUTHORIZATION_UNTRUSTED_KEY,
+        EventType.AUTHORIZATION_MALFORMED,
+    }
+)
+
+
 @dataclass(frozen=True)
 class LogReport:
     entries: int

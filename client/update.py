@@ -78,7 +78,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from client import authorizations, discovery
 from client.download import download_into
 from client.errors import ClientError, FailsafeError, UpdateRefusedError
-from client.events import EventType
+from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
 from client.policy import AUTHORIZATION_EVENTS, Candidate, Choice, Refusal, choose
@@ -158,7 +158,7 @@ _AUTHORIZATION_STEPS = (
     EventType.AUTHORIZATION_ACCEPTED,
     EventType.INSTALLED,
     EventType.DEFERRED_IN_USE,
-    *AUTHORIZATION_EVENTS.values(),
+    *AUTHORIZATION_REFUSALS,
 )
 # ngclient's version errors that compare a file with the version its listing
 # (timestamp or snapshot) names, rather than with the version already trusted:

@@ -10,7 +10,7 @@ from typing import Any
 from securesystemslib.signer import CryptoSigner
 
 from client import policy
-from client.events import EventType
+from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.policy import Candidate, Choice
 from client.state import Floor
 from repo_metadata.authorization import (
@@ -18,6 +18,7 @@ from repo_metadata.authorization import (
     AuthorizationContext,
     AuthorizationKeys,
     NonceRecord,
+    Problem,
     SignedAuthorization,
     sign,
 )
@@ -338,3 +339,10 @@ def test_a_replay_is_not_hidden_by_a_newer_release_this_device_never_takes_r25()
         floor=Floor(1, "2.1.0-rc.1"),
     )
     assert not running_prerelease.unlisted, "the running pre-release is listed"
+
+
+def test_every_refused_authorization_has_its_own_event_type() -> None:
+    """One event per threat, so the server and a person can tell them apart."""
+    assert set(policy.AUTHORIZATION_EVENTS) == set(Problem)
+    assert set(policy.AUTHORIZATION_EVENTS.values()) == AUTHORIZATION_REFUSALS
+    assert len(set(policy.AUTHORIZATION_EVENTS.values())) == len(Problem)
