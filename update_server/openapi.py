@@ -163,7 +163,15 @@ _DEVICE = _object(
         ),
         _OPTIONAL_TEXT,
     )
-    | {"security_floor": {"type": ["integer", "null"]}},
+    | {
+        "security_floor": {"type": ["integer", "null"]},
+        "offered_for_authorization": {
+            "oneOf": [
+                {"type": "null"},
+                _object({"target_path": {"type": "string"}, "version": {"type": "string"}}),
+            ]
+        },
+    },
 )
 _SIGNED = (
     " Signed by the device key (RFC 9421: @method, @path, @query, content-digest;"

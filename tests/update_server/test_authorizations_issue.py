@@ -254,3 +254,15 @@ def test_the_devices_report_marks_an_authorization_used_or_refused_with_its_even
     assert _statuses(world, ward) == {"pump-0001": "used", "pump-0002": "refused"}
     outcomes = [json.loads(e.detail)["outcome"] for e in audit(world, Action.AUTHORIZATION_OUTCOME)]
     assert sorted(outcomes) == ["authorization_accepted", "authorization_expired"]
+
+
+def test_the_inventory_shows_a_technician_what_each_device_is_offered_to_authorize(
+    world: World, ward: dict[str, Any]
+) -> None:
+    """A technician sees the devices in scope and the release each would be authorized for."""
+    listed = world.client.get("/api/v1/devices", headers=ward["tom"]).get_json()["devices"]
+    offered = {d["device_id"]: d["offered_for_authorization"] for d in listed}
+    assert offered == {
+        "pump-0001": {"target_path": ward["path"], "version": "2.0.0"},
+        "pump-0002": {"target_path": ward["path"], "version": "2.0.0"},
+    }

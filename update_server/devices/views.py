@@ -26,13 +26,14 @@ from update_server.audit import Actor
 from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
 from update_server.auth import refusals
-from update_server.authorizations import issuing
+from update_server.authorizations import issuing, offers
 from update_server.devices import enrolment, registry, scope
 from update_server.devices.authentication import remember_nonce, verify_registration
 from update_server.devices.models import Device
 from update_server.devices.signatures import DeviceRequestRefused
 from update_server.errors import AuthenticationError, BadRequestError, ServerError
 from update_server.models import Role
+from update_server.publication.repository import OnlineRepository
 
 blueprint = Blueprint("devices", __name__)
 
@@ -101,13 +102,31 @@ def register_device() -> ResponseReturnValue:
 @allow(*DEVICE_READERS)
 def list_devices() -> ResponseReturnValue:
     query = scope.visible_to(g.db, g.user, select(Device).order_by(Device.id))
-    return jsonify({"devices": [registry.summary(device) for device in g.db.scalars(query)]})
+    releases = _published_releases()
+    return jsonify({"devices": [_with_offer(device, releases) for device in g.db.scalars(query)]})
 
 
 @blueprint.get("/api/v1/devices/<device_id>")
 @allow(*DEVICE_READERS)
 def show_device(device_id: str) -> ResponseReturnValue:
-    return jsonify(registry.summary(_visible(device_id)))
+    return jsonify(_with_offer(_visible(device_id), _published_releases()))
+
+
+def _published_releases() -> list[issuing.Release]:
+    repository = OnlineRepository(_services().config.repository_dir, now=_services().clock())
+    return offers.published_releases(repository) if repository.is_initialised() else []
+
+
+def _with_offer(device: Device, releases: list[issuing.Release]) -> dict[str, Any]:
+    """The inventory's summary, and the release a technician would authorize for it (O1-O3)."""
+    offer = offers.offered(
+        releases,
+        hardware_model=device.hardware_model,
+        running_version=device.running_version,
+        security_floor=device.security_floor,
+    )
+    shown = None if offer is None else {"target_path": offer.path, "version": offer.info.version}
+    return {**registry.summary(device), "offered_for_authorization": shown}
 
 
 @blueprint.post("/api/v1/devices/<device_id>/accept")
