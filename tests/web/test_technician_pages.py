@@ -279,3 +279,23 @@ def test_the_wait_for_the_next_code_counts_to_the_next_step_after_the_last_used_
     assert seconds_until_next_code(1_000, now=step_start + timedelta(seconds=29.5)) == 1
     assert seconds_until_next_code(999, now=step_start) == 0
     assert seconds_until_next_code(998, now=step_start) == 0
+
+
+def test_without_a_session_each_page_leads_to_the_login_page_w5(browser: Browser) -> None:
+    for path in (DEVICES, AUTHORIZE, "/technician/authorizations/1.json"):
+        answer = browser.get(path)
+        assert answer.status_code == 302, path
+        assert answer.headers["Location"].endswith("/login")
+    browser.get("/login")
+    answer = browser.post(AUTHORIZE, {"target_path": TARGET, "device_ids": "x", "otp": "123456"})
+    assert answer.status_code == 302
+    assert answer.headers["Location"].endswith("/login")
+
+
+def test_another_role_sees_no_device_page_but_reads_the_list_as_the_api_t1(
+    app: Flask, browser: Browser, clock: FakeClock, ward: None
+) -> None:
+    logged_in(app, browser, clock, "ava", Role.AUDITOR)
+    assert browser.get(DEVICES).status_code == 403
+    assert browser.get(AUTHORIZE).status_code == 200
+    assert "No authorization issued yet." in browser.last_page
