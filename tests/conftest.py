@@ -8,12 +8,24 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from tests.softhsm import KeyConfig, make_softhsm_key
+from tests.update_server.people import fast_password_hashing
 
 
 @pytest.fixture(scope="session")
 def softhsm_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyConfig]:
     """One SoftHSM2 token with an ECDSA P-256 key, for the whole session."""
     yield from make_softhsm_key(tmp_path_factory)
+
+
+@pytest.fixture
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2id parameters, for a module that logs people in often.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("fast_hashing")``,
+    a package with an autouse fixture that requests it (not autouse for every
+    test: the password tests check the production parameters).
+    """
+    fast_password_hashing(monkeypatch)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -121,7 +121,7 @@ def test_cheap_password_hashing_is_one_fixture_of_the_server_tests() -> None:
     callers = [
         module for module, tree in _modules().items() if _calls(tree, "fast_password_hashing")
     ]
-    assert callers == ["update_server/conftest.py"], (
+    assert callers == ["conftest.py"], (
         'use the conftest fixture: pytestmark = pytest.mark.usefixtures("fast_hashing")'
     )
 

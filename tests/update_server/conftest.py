@@ -22,7 +22,6 @@ from tests.pg import (
     postgres_session,
 )
 from tests.update_server.openapi_contract import ContractRecorder
-from tests.update_server.people import fast_password_hashing
 from tests.update_server.repo_world import World, make_world
 from update_server.app import create_app
 from update_server.config import ServerConfig
@@ -37,16 +36,6 @@ START = RUN_START  # published metadata is read by a stock ngclient
 def clock() -> FakeClock:
     """The time the app sees; tests move it explicitly."""
     return FakeClock(START)
-
-
-@pytest.fixture
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cheap argon2id parameters, for a module that logs people in often.
-
-    A module opts in with ``pytestmark = pytest.mark.usefixtures("fast_hashing")``
-    (not autouse here: the password tests check the production parameters).
-    """
-    fast_password_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="session")

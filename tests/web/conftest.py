@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 
 from tests.clocks import RUN_START, FakeClock
 from tests.hsm_mock.helpers import FAST_KDF
-from tests.update_server.people import fast_password_hashing
 from tests.web.pages import Browser
 from update_server.app import create_app
 from update_server.config import ServerConfig
@@ -31,8 +30,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_password_hashing(monkeypatch)
+def _fast_hashing(fast_hashing: None) -> None:
+    """Every web test logs people in: cheap hashing (the root conftest's one fixture)."""
 
 
 @pytest.fixture
