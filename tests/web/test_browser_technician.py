@@ -15,48 +15,26 @@ with ``FW_SCREENSHOTS=1``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.e2e.conftest import new_data_dir, start_server
-from tests.e2e.test_technician_authorization import (
-    TARGET,
-    Ward,
-    _pump,
-    _repository,
-    fwclient,
-    fwserver_cli,
-)
+from tests.e2e.conftest import fwclient
+from tests.e2e.ward import TARGET, Ward, fwserver_cli, pump, serve_ward
 from tests.web.browser import chromium
 from tests.web.test_browser_pages import PASSWORD, _enrolled, fill, seen, text
-from update_server import cli as fwserver
-from update_server.config import ServerConfig
 from update_server.mfa.totp import code_at
 
 
 @pytest.fixture(scope="module")
 def ward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ward]:
     """The server publishing 2.0.0 (requires an authorization), its key listed in root."""
-    work = tmp_path_factory.mktemp("technician-browser")
-    data_dir = new_data_dir(work)
-    image = work / "pump-fw-2.0.0.bin"
-    image.write_bytes(os.urandom(16 * 1024))
-    offline = work / "offline"
-    _repository(offline, ServerConfig.load(data_dir), image)
-    imported = CliRunner().invoke(
-        fwserver.main,
-        ["import", "--data-dir", str(data_dir), "--targets-dir", str(work), str(offline)],
-    )
-    assert imported.exit_code == 0, imported.output
-    with start_server(data_dir) as server:
-        yield Ward(server, offline / "metadata" / "1.root.json", work)
+    with serve_ward(tmp_path_factory.mktemp("technician-browser"), image_size=16 * 1024) as served:
+        yield served
 
 
 @pytest.fixture
@@ -72,8 +50,8 @@ def test_a_technician_authorizes_a_pump_on_a_phone_and_sees_it_used_r9_r58(
     ward: Ward, driver: webdriver.Chrome
 ) -> None:
     url = ward.server.url
-    pump = _pump(ward, "pump-0001")
-    waiting = fwclient("update", *pump)
+    device = pump(ward, "pump-0001")
+    waiting = fwclient("update", *device)
     assert waiting.returncode == 0, waiting.stderr
     assert "needs a technician's authorization" in waiting.stdout
     secret, step = _enrolled(ward.server, "tom", api_login=False)
@@ -110,12 +88,12 @@ def test_a_technician_authorizes_a_pump_on_a_phone_and_sees_it_used_r9_r58(
     seen(driver, "technician-authorizations")
     assert "pending" in driver.find_element(By.ID, "authorizations").text
 
-    installed = fwclient("update", *pump)
+    installed = fwclient("update", *device)
     assert installed.returncode == 0, installed.stderr
     assert "in slot b" in installed.stdout
-    booted = fwclient("boot", "--state", pump[1])
+    booted = fwclient("boot", "--state", device[1])
     assert booted.returncode == 0, booted.stderr
-    assert fwclient("report", *pump).returncode == 0
+    assert fwclient("report", *device).returncode == 0
     driver.refresh()
     WebDriverWait(driver, 15).until(
         lambda d: "used" in d.find_element(By.ID, "authorizations").text
