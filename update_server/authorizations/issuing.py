@@ -47,7 +47,7 @@ from update_server.authorizations.models import IssuedAuthorization
 from update_server.devices import scope
 from update_server.devices.models import Device, DeviceState
 from update_server.errors import BadRequestError, ConflictError, NotFoundError
-from update_server.models import User
+from update_server.models import Role, User
 from update_server.publication.repository import OnlineRepository
 
 MAX_DEVICES = 20
@@ -134,6 +134,27 @@ def issue(
     ]
     db.flush()
     return issued
+
+
+def listed_for(db: Session, user: User, *, limit: int = 500) -> list[IssuedAuthorization]:
+    """The authorizations ``user`` may read, newest first (a technician: their sites')."""
+    query = select(IssuedAuthorization).order_by(IssuedAuthorization.id.desc()).limit(limit)
+    if user.role == Role.TECHNICIAN:
+        visible = scope.visible_to(db, user, select(Device.id))
+        query = query.where(IssuedAuthorization.device_id.in_(visible))
+    return list(db.scalars(query))
+
+
+def shown_to(db: Session, user: User, authorization_id: int) -> IssuedAuthorization:
+    """One authorization ``user`` may read; 404 otherwise (as if it did not exist)."""
+    row = db.get(IssuedAuthorization, authorization_id)
+    device = None if row is None else db.get(Device, row.device_id)
+    visible = device is not None and (
+        user.role != Role.TECHNICIAN or scope.in_scope(db, user, device)
+    )
+    if row is None or not visible:
+        raise NotFoundError(f"no authorization {authorization_id}")
+    return row
 
 
 def status(row: IssuedAuthorization, *, now: datetime) -> Status:

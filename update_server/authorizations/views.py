@@ -14,15 +14,12 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
 from update_server.access import allow
 from update_server.app import Services
 from update_server.authorizations import issuing
 from update_server.authorizations.models import IssuedAuthorization
-from update_server.devices import scope
-from update_server.devices.models import Device
-from update_server.errors import BadRequestError, NotFoundError
+from update_server.errors import BadRequestError
 from update_server.models import Role
 from update_server.publication.repository import OnlineRepository
 
@@ -62,11 +59,7 @@ def issue_authorizations() -> ResponseReturnValue:
 @allow(*READERS)
 def list_authorizations() -> ResponseReturnValue:
     now = _services().clock()
-    query = select(IssuedAuthorization).order_by(IssuedAuthorization.id.desc()).limit(500)
-    if g.user.role == Role.TECHNICIAN:
-        visible = scope.visible_to(g.db, g.user, select(Device.id))
-        query = query.where(IssuedAuthorization.device_id.in_(visible))
-    rows = g.db.scalars(query)
+    rows = issuing.listed_for(g.db, g.user)
     return jsonify({"authorizations": [issuing.summary(row, now=now) for row in rows]})
 
 
@@ -74,17 +67,7 @@ def list_authorizations() -> ResponseReturnValue:
 @allow(*READERS)
 def show_authorization(authorization_id: int) -> ResponseReturnValue:
     """One authorization with its signed document (to hand over as a file)."""
-    row = g.db.get(IssuedAuthorization, authorization_id)
-    device = None if row is None else g.db.get(Device, row.device_id)
-    if row is None or device is None or not _may_see(device):
-        raise NotFoundError(f"no authorization {authorization_id}")
-    return jsonify(_with_document(row))
-
-
-def _may_see(device: Device) -> bool:
-    if g.user.role == Role.TECHNICIAN:
-        return scope.in_scope(g.db, g.user, device)
-    return True
+    return jsonify(_with_document(issuing.shown_to(g.db, g.user, authorization_id)))
 
 
 def _with_document(row: IssuedAuthorization) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from update_server.authorizations.models import IssuedAuthorization
 from update_server.authorizations.views import READERS
 from update_server.devices import scope
 from update_server.devices.models import Device, DeviceState
-from update_server.errors import AuthenticationError, NotFoundError, ServerError
+from update_server.errors import AuthenticationError, ServerError
 from update_server.mfa.totp import INTERVAL
 from update_server.models import Role, User
 from update_server.publication.repository import OnlineRepository
@@ -148,11 +148,7 @@ def authorize() -> ResponseReturnValue:
 def authorizations() -> ResponseReturnValue:
     """T1: the authorizations issued for the devices in scope, newest first, with their status."""
     now = _services().clock()
-    query = select(IssuedAuthorization).order_by(IssuedAuthorization.id.desc()).limit(500)
-    if g.user.role == Role.TECHNICIAN:
-        visible = scope.visible_to(g.db, g.user, select(Device.id))
-        query = query.where(IssuedAuthorization.device_id.in_(visible))
-    rows = list(g.db.scalars(query))
+    rows = issuing.listed_for(g.db, g.user)
     devices = {device.id: device for device in _devices_of(rows)}
     return render_template(
         "technician_authorizations.html",
@@ -169,10 +165,7 @@ def authorizations() -> ResponseReturnValue:
 @allow(*READERS)
 def document(authorization_id: int) -> ResponseReturnValue:
     """T1, T3: the signed document as a file; 404 out of scope, as the API."""
-    row = g.db.get(IssuedAuthorization, authorization_id)
-    device = None if row is None else g.db.get(Device, row.device_id)
-    if row is None or device is None or not _may_see(device):
-        raise NotFoundError(f"no authorization {authorization_id}")
+    row = issuing.shown_to(g.db, g.user, authorization_id)
     name = f"authorization-{row.device_id}-{row.id}.json"
     return Response(
         row.document,
@@ -248,13 +241,6 @@ def _wait(now: datetime) -> int:
 def _devices_of(rows: Sequence[IssuedAuthorization]) -> list[Device]:
     ids = {row.device_id for row in rows}
     return list(g.db.scalars(select(Device).where(Device.id.in_(ids)))) if ids else []
-
-
-def _may_see(device: Device) -> bool:
-    """T1: the API's rule: a technician, the devices of their sites; the other readers, all."""
-    if g.user.role == Role.TECHNICIAN:
-        return scope.in_scope(g.db, g.user, device)
-    return True
 
 
 def _shown(moment: datetime | None) -> str:
