@@ -18,6 +18,7 @@ from repo_metadata.authorization import AuthorizationKeys, SignedAuthorization, 
 from tests.update_server.repo_world import World
 from update_server.audit.actions import Action
 from update_server.authorizations import issuing
+from update_server.authorizations.models import IssuedAuthorization
 from update_server.db import transaction
 from update_server.devices.models import Device, DeviceState, TechnicianSite
 from update_server.models import AuditEntry, Role, User
@@ -129,7 +130,15 @@ def test_a_device_out_of_the_technicians_scope_is_not_found_and_nothing_is_issue
     answer = post(world, ward["tom"], body)
     assert answer.status_code == 404
     assert "pump-0009" in answer.get_json()["detail"]
-    assert audit(world, Action.AUTHORIZATION_ISSUE) == []
+    [refused] = audit(world, Action.AUTHORIZATION_ISSUE)  # I5: the refusal, nothing issued
+    assert (refused.actor, refused.outcome, refused.object) == (
+        "tom",
+        "refused",
+        f"release:{ward['path']}",
+    )
+    assert json.loads(refused.detail)["devices"] == ["pump-0001", "pump-0009"]
+    with transaction(world.services.sessions) as db:
+        assert list(db.scalars(select(IssuedAuthorization))) == []
 
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.RELEASE_MANAGER, Role.SECURITY_OFFICER])
@@ -174,7 +183,7 @@ def test_a_request_that_makes_no_sense_is_a_400_with_nothing_issued(
     answer = post(world, ward["tom"], {"target_path": ward["path"], **body})
     assert answer.status_code == 400, answer.get_json()
     assert message in answer.get_json()["detail"]
-    assert audit(world, Action.AUTHORIZATION_ISSUE) == []
+    assert [e.outcome for e in audit(world, Action.AUTHORIZATION_ISSUE)] == ["refused"]
 
 
 def test_the_list_shows_a_technician_only_their_sites_and_the_status(

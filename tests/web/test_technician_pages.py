@@ -208,6 +208,21 @@ def test_a_refused_request_issues_nothing_and_says_why_t2(
     assert issued(app) == []
 
 
+def test_the_code_of_a_refused_request_stays_spent_and_the_refusal_is_audited_i5(
+    app: Flask, browser: Browser, clock: FakeClock, ward: None
+) -> None:
+    """R9, R25: a code confirms one attempt; a refused one cannot be tried again elsewhere."""
+    tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
+    clock.advance(seconds=30)
+    code = otp_at(tom.totp, clock)
+    assert authorize(browser, clock, tom, "pump-far", code=code).status_code == 404
+    again = authorize(browser, clock, tom, "pump-1", code=code)
+    assert again.status_code == 401
+    assert issued(app) == []
+    outcomes = [e.outcome for e in audit(app, "authorization.issue")]
+    assert outcomes == ["refused"]
+
+
 def test_a_form_without_its_csrf_token_is_refused_and_nothing_is_issued_w3(
     app: Flask, browser: Browser, clock: FakeClock, ward: None
 ) -> None:

@@ -18,7 +18,10 @@ this module decides when the server may sign one. Rules:
   ``MAX_LIFETIME_MINUTES`` minutes (15 by default); all or nothing.
 - I5 (R27): each document issued is one audit entry (who, which device,
   which release and hash, when, from where, until when); each delivery to
-  the device and each outcome the device reports too.
+  the device and each outcome the device reports too. A refused request is
+  one entry (``refused``: who, which devices, which release, why), and the
+  fresh code it came with stays spent: the caller commits the refusal, and
+  ``issue`` writes its rows inside a savepoint, so a refusal leaves none.
 - I6: the device's report decides the status: ``authorization_accepted``
   means the install it allows began; a refusal event names why the device
   refused it. A document not yet used after its expiry is ``expired``.
@@ -128,12 +131,37 @@ def issue(
                 f"{release.path} is not signed for {device.id}'s model {device.hardware_model}"
             )
     actor = Actor(technician.name, technician.role, source)
-    issued = [
-        _issue_one(db, actor, device, release, lifetime=lifetime, signer=signer, now=now)
-        for device in devices
-    ]
-    db.flush()
+    with db.begin_nested():
+        issued = [
+            _issue_one(db, actor, device, release, lifetime=lifetime, signer=signer, now=now)
+            for device in devices
+        ]
+        db.flush()
     return issued
+
+
+def audit_refusal(
+    db: Session,
+    *,
+    technician: User,
+    source: str,
+    device_ids: Sequence[str],
+    target_path: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    """I5: a refused request, audited in the caller's transaction (which keeps its code spent)."""
+    append(
+        db,
+        audit_event(
+            Action.AUTHORIZATION_ISSUE,
+            actor=Actor(technician.name, technician.role, source),
+            object=f"release:{target_path[:300]}",
+            outcome="refused",
+            time=now,
+            detail={"devices": [str(d)[:64] for d in device_ids[:MAX_DEVICES]], "reason": reason},
+        ),
+    )
 
 
 def listed_for(db: Session, user: User, *, limit: int = 500) -> list[IssuedAuthorization]:

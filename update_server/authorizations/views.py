@@ -19,7 +19,7 @@ from update_server.access import allow
 from update_server.app import Services
 from update_server.authorizations import issuing
 from update_server.authorizations.models import IssuedAuthorization
-from update_server.errors import BadRequestError
+from update_server.errors import BadRequestError, ServerError
 from update_server.models import Role
 from update_server.publication.repository import OnlineRepository
 
@@ -37,20 +37,33 @@ def issue_authorizations() -> ResponseReturnValue:
         raise BadRequestError("the body must be a JSON object")
     services = _services()
     now = services.clock()
-    repository = OnlineRepository(services.config.repository_dir, now=now)
-    repository.require_initialised()
-    release = issuing.published_release(repository, body["target_path"])
+    source = request.remote_addr or "-"
     minutes = body.get("lifetime_minutes", issuing.DEFAULT_LIFETIME_MINUTES)
-    rows = issuing.issue(
-        g.db,
-        technician=g.user,
-        device_ids=list(body["device_ids"]),
-        release=release,
-        lifetime=timedelta(minutes=minutes),
-        signer=services.signer("authorization"),
-        now=now,
-        source=request.remote_addr or "-",
-    )
+    try:
+        repository = OnlineRepository(services.config.repository_dir, now=now)
+        repository.require_initialised()
+        rows = issuing.issue(
+            g.db,
+            technician=g.user,
+            device_ids=list(body["device_ids"]),
+            release=issuing.published_release(repository, body["target_path"]),
+            lifetime=timedelta(minutes=minutes),
+            signer=services.signer("authorization"),
+            now=now,
+            source=source,
+        )
+    except ServerError as refused:  # I5: audited; the fresh code stays spent
+        issuing.audit_refusal(
+            g.db,
+            technician=g.user,
+            source=source,
+            device_ids=list(body["device_ids"]),
+            target_path=body["target_path"],
+            reason=refused.detail,
+            now=now,
+        )
+        g.db.commit()
+        raise
     g.db.commit()
     return jsonify({"authorizations": [_with_document(row) for row in rows]}), 201
 

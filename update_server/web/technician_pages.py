@@ -129,8 +129,17 @@ def authorize() -> ResponseReturnValue:
             now=now,
             source=request.remote_addr or "-",
         )
-    except ServerError as refused:
-        g.db.rollback()
+    except ServerError as refused:  # I5: audited as the API does; the fresh code stays spent
+        issuing.audit_refusal(
+            g.db,
+            technician=g.user,
+            source=request.remote_addr or "-",
+            device_ids=device_ids,
+            target_path=form.target_path.data or "",
+            reason=refused.detail,
+            now=now,
+        )
+        g.db.commit()
         return _devices_page(form, refused.detail, refused.status)
     g.db.commit()
     page = render_template(
