@@ -97,6 +97,7 @@ NORMAL_INTERVAL = frozenset(
         EventType.AWAITING_AUTHORIZATION,
         EventType.PREREQUISITE_MISSING,
         EventType.AUTHORIZATION_ACCEPTED,
+        EventType.AUTHORIZATION_USED,
         *AUTHORIZATION_REFUSALS,
         EventType.DEFERRED_IN_USE,
     }

@@ -9,11 +9,15 @@ Rules:
 
 - N1: a nonce is recorded, bound to the install it allows (target path and
   SHA-256) and with the time it may be used until (expiry plus grace), before
-  any byte of that install is written (``accept``); an interrupted or
+  any byte of that install is written (``accept``, logged first as
+  ``authorization_accepted``, so a rebuild knows it); an interrupted or
   deferred install may finish with the same document within that time, no
-  other install ever can.
-- N2: once the install is committed as pending, the record is marked used
-  (``mark_used``): the document never allows anything again.
+  other install ever can. The document itself is kept with the record while
+  it is bound and unused (``with_bound``): a device that picked it up at a
+  poll still holds it at the next, after the server stopped offering it.
+- N2: just before the install is marked pending, the record is marked used
+  (``mark_used``, logged ``authorization_used``): the document never allows
+  anything again.
 - N3: a record is dropped only once its time has passed at the device's
   trusted time, which never goes back (the time floor): a replayed document
   is then refused as expired by the same rule that drops the record.
@@ -98,8 +102,6 @@ def accept(
         accepted_at=at,
         usable_until=auth.usable_until,
     )
-    kept = {n: r for n, r in records.items() if r.usable_until >= at}
-    _save(state, {**kept, record.nonce: record})
     state.events.append(
         EventType.AUTHORIZATION_ACCEPTED,
         f"technician {auth.technician}'s authorization for {auth.target_path} accepted"
@@ -110,6 +112,9 @@ def accept(
         technician=auth.technician,
         issued=_iso(auth.issued),
     )
+    kept = {n: r for n, r in records.items() if r.usable_until >= at}
+    bound = {**_bound_documents(state), record.nonce: document}
+    _save(state, {**kept, record.nonce: record}, documents=bound)
     return record
 
 
@@ -119,8 +124,28 @@ def mark_used(state: StateDir, nonce: str, *, at: datetime) -> None:
     record = records.get(nonce)
     if record is None:
         raise ClientError(f"no accepted authorization with nonce {nonce[:16]}...")
+    state.events.append(
+        EventType.AUTHORIZATION_USED,
+        f"the authorization for {record.target_path} is spent: its install is being activated",
+        now=at,
+        nonce=nonce,
+        target=record.target_path,
+    )
     records[nonce] = replace(record, used_at=at)
-    _save(state, records)
+    _save(state, records, documents=_bound_documents(state))
+
+
+def with_bound(
+    state: StateDir, given: Iterable[SignedAuthorization], *, at: datetime
+) -> tuple[SignedAuthorization, ...]:
+    """``given``, plus the documents bound to an install not finished yet (N1), once each."""
+    records = load(state, at=at)
+    held = {document.authorization.nonce: document for document in given}
+    for nonce, document in _bound_documents(state).items():
+        record = records.get(nonce)
+        if record is not None and record.used_at is None:
+            held.setdefault(nonce, document)
+    return tuple(held.values())
 
 
 def read_file(path: Path) -> SignedAuthorization:
@@ -176,6 +201,22 @@ def _record_detail(record: NonceRecord) -> dict[str, Any]:
     }
 
 
+def _bound_documents(state: StateDir) -> dict[str, SignedAuthorization]:
+    """The documents kept with their records (N1); an unreadable one is simply not kept."""
+    try:
+        tree = json.loads(store_path(state).read_bytes())
+        kept = tree.get("documents", {}) if isinstance(tree, dict) else {}
+    except (OSError, ValueError):
+        return {}
+    documents = {}
+    for nonce, item in kept.items() if isinstance(kept, dict) else ():
+        try:
+            documents[nonce] = SignedAuthorization.from_dict(item)
+        except AuthorizationError:
+            continue
+    return documents
+
+
 def _parse(raw: bytes) -> dict[str, NonceRecord]:
     tree = json.loads(raw)
     if not isinstance(tree, dict) or not isinstance(tree.get("nonces"), dict):
@@ -224,8 +265,15 @@ def _accepted_entries(entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, A
                 yield entry
 
 
-def _save(state: StateDir, records: Mapping[str, NonceRecord]) -> None:
-    tree = {
+def _save(
+    state: StateDir,
+    records: Mapping[str, NonceRecord],
+    *,
+    documents: Mapping[str, SignedAuthorization] | None = None,
+) -> None:
+    """Write the records, and the documents of those still bound and unused (N1)."""
+    unused = {n for n, r in records.items() if r.used_at is None}
+    tree: dict[str, Any] = {
         "nonces": {
             nonce: {
                 "target": r.target_path,
@@ -235,7 +283,12 @@ def _save(state: StateDir, records: Mapping[str, NonceRecord]) -> None:
                 "used_at": None if r.used_at is None else _iso(r.used_at),
             }
             for nonce, r in sorted(records.items())
-        }
+        },
+        "documents": {
+            nonce: document.to_dict()
+            for nonce, document in sorted((documents or {}).items())
+            if nonce in unused
+        },
     }
     atomic_write(store_path(state), (json.dumps(tree, indent=1) + "\n").encode(), mode=0o600)
 

@@ -141,6 +141,7 @@ HOUSEKEEPING = frozenset(
         EventType.LOG_DAMAGED,
         EventType.LOG_ROTATED,
         EventType.AUTHORIZATION_ACCEPTED,
+        EventType.AUTHORIZATION_USED,
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")

@@ -134,6 +134,8 @@ class EventType(StrEnum):
     PREREQUISITE_MISSING = "prerequisite_missing"
     #: A technician's authorization verified and was bound to the install it allows.
     AUTHORIZATION_ACCEPTED = "authorization_accepted"
+    #: The install it allowed is being activated: the authorization is spent.
+    AUTHORIZATION_USED = "authorization_used"
     #: Refused authorizations, one type per threat (``fwcommon.authorization``).
     AUTHORIZATION_REPLAYED = "authorization_replayed"
     AUTHORIZATION_EXPIRED = "authorization_expired"

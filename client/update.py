@@ -75,7 +75,8 @@ from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from client import authorizations, discovery
+from client import authorizations as authorization_store
+from client import discovery
 from client.download import download_into
 from client.errors import ClientError, FailsafeError, UpdateRefusedError
 from client.events import AUTHORIZATION_REFUSALS, EventType
@@ -156,6 +157,7 @@ _WAITING = frozenset({EventType.AWAITING_AUTHORIZATION, EventType.PREREQUISITE_M
 _AUTHORIZATION_STEPS = (
     EventType.AWAITING_AUTHORIZATION,
     EventType.AUTHORIZATION_ACCEPTED,
+    EventType.AUTHORIZATION_USED,
     EventType.INSTALLED,
     EventType.DEFERRED_IN_USE,
     *AUTHORIZATION_REFUSALS,
@@ -468,14 +470,16 @@ class _Session:
     ) -> None:
         self.state = state
         self.remote = remote
-        #: The technicians' documents this session holds (policy rule 5).
-        self.held = tuple(authorizations)
+        self._given = tuple(authorizations)
         #: The one that allows the chosen release, once chosen.
         self.authorization: SignedAuthorization | None = None
         self.identity = state.identity()
         clock = datetime.now(UTC)
         self.at = session_time(state, clock=clock)
         self.clock = clock
+        #: The technicians' documents this session holds (policy rule 5): those given,
+        #: and those bound to an install not finished yet (N1: a deferral keeps them).
+        self.held = authorization_store.with_bound(state, self._given, at=self.at)
         self._updater: Updater | None = None
         self.roles: dict[str, discovery.SignedRole] = {}
         #: Policy rule 6 (R29): the running version signed with other bytes.
@@ -548,7 +552,7 @@ class _Session:
             self.identity.device_id,
             self.at,
             held=self.held,
-            nonces=authorizations.load(self.state, at=self.at),
+            nonces=authorization_store.load(self.state, at=self.at),
         )
 
     def _handed_over_refusals(
@@ -743,8 +747,8 @@ class _Session:
         target, evidence = self._confirm(chosen)
         document = self.authorization
         if document is not None:  # N1: bound before any byte is written
-            held = authorizations.load(self.state, at=self.at)
-            authorizations.accept(self.state, document, at=self.at, records=held)
+            held = authorization_store.load(self.state, at=self.at)
+            authorization_store.accept(self.state, document, at=self.at, records=held)
         ref = TargetRef(chosen.path, chosen.length, chosen.sha256)
         with open_inactive(self.state, ref, recovery=recovery) as writer:
             download_into(
@@ -771,7 +775,7 @@ class _Session:
                 return self._defer(chosen, writer.slot, decision)
             if document is not None:  # N2: spent before the install is activated (fail closed)
                 nonce = document.authorization.nonce
-                authorizations.mark_used(self.state, nonce, at=self.at)
+                authorization_store.mark_used(self.state, nonce, at=self.at)
             # Logs "installed" once the slot is pending.
             writer.mark_pending(
                 record=record, tries=tries, now=self.at, ready_check=decision.detail

@@ -128,7 +128,7 @@ _AUTHORIZATION = _object(
         "technician": {"type": "string"},
         "issued_at": _INSTANT,
         "expires_at": _INSTANT,
-        "status": {"enum": ["pending", "delivered", "used", "refused", "expired"]},
+        "status": {"enum": ["pending", "delivered", "accepted", "used", "refused", "expired"]},
         "outcome": {"type": ["string", "null"]},
     }
 )

@@ -296,4 +296,9 @@ def test_the_agent_waits_for_an_authorization_then_installs_with_the_one_picked_
         )
     )
     assert agent.run(max_polls=1).outcomes == [Outcome.INSTALLED]
-    assert event_types(device) == ["awaiting_authorization", "authorization_accepted", "installed"]
+    assert event_types(device) == [
+        "awaiting_authorization",
+        "authorization_accepted",
+        "authorization_used",
+        "installed",
+    ]

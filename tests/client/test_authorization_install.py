@@ -101,7 +101,11 @@ def test_an_authorization_for_this_device_and_release_installs_it_once_r58(
     result = update(device, sim.remote(), authorizations=[document])
     assert result.outcome is Outcome.INSTALLED
     assert device.bootenv().pending == "b"
-    assert event_types(device)[-2:] == ["authorization_accepted", "installed"]
+    assert event_types(device)[-3:] == [
+        "authorization_accepted",
+        "authorization_used",
+        "installed",
+    ]
     accepted = device.events.last(EventType.AUTHORIZATION_ACCEPTED)
     assert accepted is not None
     assert accepted["detail"]["technician"] == "tom"
@@ -228,6 +232,22 @@ def test_a_deferred_install_authorized_in_time_installs_after_the_expiry_within_
     result = update(device, sim.remote(), authorizations=[document])
     assert result.outcome is Outcome.INSTALLED
     assert device.bootenv().pending == "b"
+
+
+def test_a_deferred_install_finishes_with_its_kept_document_when_the_server_stops_offering_it(
+    device: StateDir, sim: Sim, authority: Signer
+) -> None:
+    """R52: picked up at one poll, deferred, installed at a later poll that brings no document."""
+    path = sim.release("2.0.0", 2, requires_authorization=True)
+    document = authorize(sim, path, authority)
+    assert update(device, sim.remote(), guard=BUSY, authorizations=[document]).outcome is (
+        Outcome.DEFERRED
+    )
+    device.raise_time_floor(datetime.now(UTC) + timedelta(minutes=20))
+    result = update(device, sim.remote())
+    assert result.outcome is Outcome.INSTALLED
+    assert event_types(device).count("authorization_accepted") == 1
+    assert "authorization_used" in event_types(device)
 
 
 def test_a_deferred_install_past_its_grace_is_refused_as_expired(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from client.events import AUTHORIZATION_REFUSALS, EventType
 from fwcommon.keyref import public_key_from_uri
 from repo_metadata.authorization import AuthorizationKeys, SignedAuthorization, check
 from tests.update_server.repo_world import World
@@ -246,23 +247,41 @@ def test_the_devices_report_marks_an_authorization_used_or_refused_with_its_even
     world: World, ward: dict[str, Any]
 ) -> None:
     first, second = _issued(world, ward, "pump-0001", "pump-0002")
-    used_nonce = first["document"]["signed"]["nonce"]
-    entries = {
-        "pump-0001": [{"type": "authorization_accepted", "detail": {"nonce": used_nonce}}],
-        "pump-0002": [
-            {"type": "no_update", "detail": {}},
-            {"type": "authorization_expired", "detail": {"target": second["target_path"]}},
-        ],
-    }
-    for device_id, reported in entries.items():
+    nonce = first["document"]["signed"]["nonce"]
+
+    def report(device_id: str, *entries: dict[str, Any]) -> int:
         with transaction(world.services.sessions) as db:
             device = db.get(Device, device_id)
             assert device is not None
-            changed = issuing.note_outcomes(db, device, reported, now=world.now, source="-")
-            assert changed == 1
+            return issuing.note_outcomes(db, device, entries, now=world.now, source="-")
+
+    assert report("pump-0001", {"type": "authorization_accepted", "detail": {"nonce": nonce}}) == 1
+    assert _statuses(world, ward)["pump-0001"] == "accepted"  # bound; maybe deferred (R52)
+    # pump-0002 is handed pump-0001's document: its refusal is shown, the row is unchanged.
+    assert (
+        report("pump-0002", {"type": "authorization_wrong_device", "detail": {"nonce": nonce}}) == 0
+    )
+    assert report("pump-0001", {"type": "authorization_used", "detail": {"nonce": nonce}}) == 1
+    expired = {"type": "authorization_expired", "detail": {"target": second["target_path"]}}
+    assert report("pump-0002", {"type": "no_update", "detail": {}}, expired) == 1
     assert _statuses(world, ward) == {"pump-0001": "used", "pump-0002": "refused"}
-    outcomes = [json.loads(e.detail)["outcome"] for e in audit(world, Action.AUTHORIZATION_OUTCOME)]
-    assert sorted(outcomes) == ["authorization_accepted", "authorization_expired"]
+    entries = audit(world, Action.AUTHORIZATION_OUTCOME)
+    seen = [(e.actor, json.loads(e.detail)["outcome"]) for e in entries]
+    assert seen == [
+        ("device:pump-0001", "authorization_accepted"),
+        ("device:pump-0002", "authorization_wrong_device"),
+        ("device:pump-0001", "authorization_used"),
+        ("device:pump-0002", "authorization_expired"),
+    ]
+
+
+def test_the_server_knows_every_authorization_event_the_device_logs() -> None:
+    """I6: a renamed device event must not leave the server's rows pending forever."""
+    device_events = {e.value for e in AUTHORIZATION_REFUSALS} | {
+        EventType.AUTHORIZATION_ACCEPTED.value,
+        EventType.AUTHORIZATION_USED.value,
+    }
+    assert issuing.OUTCOME_EVENTS | {"authorization_malformed"} == device_events
 
 
 def test_the_inventory_shows_a_technician_what_each_device_is_offered_to_authorize(

@@ -273,8 +273,11 @@ def test_the_list_shows_each_authorization_and_what_the_device_did_with_it_i6(
     with transaction(app.extensions["fw"].sessions) as db:
         pump = db.get(Device, "pump-1")
         assert pump is not None
-        entry = {"type": "authorization_accepted", "detail": {"nonce": first.nonce}}
-        issuing.note_outcomes(db, pump, [entry], now=clock.now, source="test")
+        entries = [
+            {"type": kind, "detail": {"nonce": first.nonce}}
+            for kind in ("authorization_accepted", "authorization_used")
+        ]
+        issuing.note_outcomes(db, pump, entries, now=clock.now, source="test")
     browser.get(AUTHORIZE)
     page = browser.last_page
     assert re.search(rf'id="status-{first.id}">used<', page)

@@ -23,8 +23,13 @@ this module decides when the server may sign one. Rules:
   fresh code it came with stays spent: the caller commits the refusal, and
   ``issue`` writes its rows inside a savepoint, so a refusal leaves none.
 - I6: the device's report decides the status: ``authorization_accepted``
-  means the install it allows began; a refusal event names why the device
-  refused it. A document not yet used after its expiry is ``expired``.
+  means the device bound it to the install it allows (``accepted``: the
+  install may still be deferred while the device is in use, R52);
+  ``authorization_used`` that the install is being activated (``used``); a
+  refusal event names why the device refused it (on the device it names,
+  the row's outcome; a refusal by another device is audited against it,
+  the row unchanged). A document never accepted after its expiry is
+  ``expired``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ MAX_LIFETIME_MINUTES = 60
 OUTCOME_EVENTS = frozenset(
     {
         "authorization_accepted",
+        "authorization_used",
         "authorization_replayed",
         "authorization_expired",
         "authorization_wrong_device",
@@ -75,6 +81,7 @@ class Status(StrEnum):
 
     PENDING = "pending"
     DELIVERED = "delivered"
+    ACCEPTED = "accepted"
     USED = "used"
     REFUSED = "refused"
     EXPIRED = "expired"
@@ -186,8 +193,10 @@ def shown_to(db: Session, user: User, authorization_id: int) -> IssuedAuthorizat
 
 
 def status(row: IssuedAuthorization, *, now: datetime) -> Status:
-    if row.outcome == "authorization_accepted":
+    if row.outcome == "authorization_used":
         return Status.USED
+    if row.outcome == "authorization_accepted":
+        return Status.ACCEPTED
     if row.outcome is not None:
         return Status.REFUSED
     if now > _aware(row.expires_at, now):
@@ -250,13 +259,21 @@ def note_outcomes(
         if kind not in OUTCOME_EVENTS or not isinstance(detail, Mapping):
             continue
         row = _named_by(db, device, detail)
-        if row is None or row.outcome is not None:
+        if row is None or row.outcome not in _SETTLES_FROM:
+            continue
+        actor = _device_actor(device, source)
+        if row.device_id != device.id:  # another device refused it: shown, the row unchanged
+            _audit(db, Action.AUTHORIZATION_OUTCOME, row, actor, now, outcome=str(kind))
             continue
         row.outcome = str(kind)
         row.outcome_at = now
-        _audit(db, Action.AUTHORIZATION_OUTCOME, row, _device_actor(device, source), now)
+        _audit(db, Action.AUTHORIZATION_OUTCOME, row, actor, now)
         changed += 1
     return changed
+
+
+#: I6: what a reported event may follow: nothing yet, or a bound (accepted) document.
+_SETTLES_FROM = frozenset({None, "authorization_accepted"})
 
 
 def _check_request(device_ids: Sequence[str], lifetime: timedelta) -> None:
@@ -321,10 +338,13 @@ def _issue_one(
 
 
 def _named_by(db: Session, device: Device, detail: Mapping[str, Any]) -> IssuedAuthorization | None:
-    query = select(IssuedAuthorization).where(IssuedAuthorization.device_id == device.id)
+    """The document an entry names: by nonce (unique, whichever device it was for), else the
+    newest unsettled one for that release on this device."""
     nonce = detail.get("nonce")
     if isinstance(nonce, str):
-        return db.scalars(query.where(IssuedAuthorization.nonce == nonce)).first()
+        found = select(IssuedAuthorization).where(IssuedAuthorization.nonce == nonce)
+        return db.scalars(found).first()
+    query = select(IssuedAuthorization).where(IssuedAuthorization.device_id == device.id)
     target = detail.get("target")
     if not isinstance(target, str):
         return None
@@ -336,7 +356,13 @@ def _named_by(db: Session, device: Device, detail: Mapping[str, Any]) -> IssuedA
 
 
 def _audit(
-    db: Session, action: Action, row: IssuedAuthorization, actor: Actor, now: datetime
+    db: Session,
+    action: Action,
+    row: IssuedAuthorization,
+    actor: Actor,
+    now: datetime,
+    *,
+    outcome: str | None = None,
 ) -> None:
     detail: dict[str, Any] = {
         "target": row.target_path,
@@ -346,8 +372,10 @@ def _audit(
         "expires": row.expires_at.isoformat(),
         "nonce": row.nonce[:16],
     }
-    if row.outcome is not None:
-        detail["outcome"] = row.outcome
+    if outcome is not None or row.outcome is not None:
+        detail["outcome"] = outcome or row.outcome
+    if outcome is not None:
+        detail["reported_by"] = actor.name
     append(
         db,
         audit_event(

@@ -51,7 +51,8 @@ blueprint = Blueprint("technician", __name__, url_prefix="/technician")
 DEVICE_READERS = (Role.TECHNICIAN, Role.ADMIN)
 #: What a device's reported outcome means, in words (I6).
 OUTCOMES = {
-    "authorization_accepted": "used: the device installed with it",
+    "authorization_accepted": "accepted: bound to its install, not activated yet",
+    "authorization_used": "used: the device installed with it",
     "authorization_replayed": "refused by the device: already used",
     "authorization_expired": "refused by the device: expired",
     "authorization_wrong_device": "refused by the device: for another device",
