@@ -428,7 +428,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                     "target_path": {"type": "string", "minLength": 1, "maxLength": 512},
                 },
-                {"lifetime_minutes": {"type": "integer"}},
+                {"lifetime_minutes": {"type": "integer", "minimum": 1, "maximum": 60}},
             ),
             errors=(400, 401, 403, 404, 409),
             answer=_object({"authorizations": {"type": "array", "items": _AUTHORIZATION_DOC}}),

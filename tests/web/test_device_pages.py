@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -120,3 +121,16 @@ def test_a_technician_decides_only_on_devices_of_their_sites_p1(
     assert _state(app, "pump-there") == "pending"
     assert browser.get("/devices/enrolment-token").status_code == 403
     assert "role technician may not do this" in browser.last_page
+
+
+@pytest.mark.parametrize("hours", ["0", "721", "99999999999999"])
+def test_a_token_lifetime_out_of_range_is_a_400_never_a_500(
+    app: Flask, browser: Browser, clock: FakeClock, hours: str
+) -> None:
+    admin = _logged_in(app, browser, clock, "ada", Role.ADMIN)
+    browser.get("/devices/enrolment-token")
+    clock.advance(seconds=30)
+    form = {"hardware_model": "pump-x100", "hours": hours, "otp": otp_at(admin.totp, clock)}
+    answer = browser.post("/devices/enrolment-token", form)
+    assert answer.status_code == 400
+    assert "1 to 720 hours" in browser.last_page

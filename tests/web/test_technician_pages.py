@@ -317,3 +317,22 @@ def test_another_role_sees_no_device_page_but_reads_the_list_as_the_api_t1(
     assert browser.get(DEVICES).status_code == 403
     assert browser.get(AUTHORIZE).status_code == 200
     assert "No authorization issued yet." in browser.last_page
+
+
+@pytest.mark.parametrize("minutes", ["0", "61", "99999999999999"])
+def test_a_lifetime_out_of_range_is_a_400_never_a_500(
+    app: Flask, browser: Browser, clock: FakeClock, ward: None, minutes: str
+) -> None:
+    tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
+    browser.get(DEVICES)
+    clock.advance(seconds=30)
+    form = {"target_path": TARGET, "minutes": minutes, "otp": otp_at(tom.totp, clock)}
+    answer = browser.client.post(
+        AUTHORIZE,
+        data={"csrf_token": _token(browser.last_page), **form, "device_ids": ["pump-1"]},
+        base_url="https://localhost",
+        headers={"Referer": "https://localhost/"},
+    )
+    assert answer.status_code == 400
+    assert "1 to 60 minutes" in answer.get_data(as_text=True)
+    assert issued(app) == []

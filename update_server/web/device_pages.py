@@ -24,6 +24,7 @@ from sqlalchemy import select
 from update_server.access import allow
 from update_server.app import Services
 from update_server.audit import Actor
+from update_server.config import ENROLMENT_TOKEN_MAX
 from update_server.devices import enrolment, registry, scope
 from update_server.devices.models import Device, DeviceState
 from update_server.errors import ServerError
@@ -83,8 +84,9 @@ def issue_enrolment_token() -> ResponseReturnValue:
     """P2: the fresh code was spent by ``access.enforce``; the token is shown once."""
     form = EnrolmentTokenForm()
     hours = form.hours.data
-    if hours is None:
-        return _token_page(form, "valid for: enter a whole number of hours", 400)
+    longest = ENROLMENT_TOKEN_MAX // timedelta(hours=1)
+    if hours is None or not 1 <= hours <= longest:
+        return _token_page(form, f"valid for: enter 1 to {longest} hours", 400)
     try:
         issued = enrolment.issue_token(
             g.db,

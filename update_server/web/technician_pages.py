@@ -113,8 +113,11 @@ def authorize() -> ResponseReturnValue:
     """T2: the fresh code was spent by ``access.enforce``; then the API's issuing, as a whole."""
     form = AuthorizeForm()
     device_ids = request.form.getlist("device_ids")
-    if form.minutes.data is None:
-        return _devices_page(form, "valid for: enter a whole number of minutes", 400)
+    minutes = form.minutes.data
+    if minutes is None or not 1 <= minutes <= issuing.MAX_LIFETIME_MINUTES:
+        return _devices_page(
+            form, f"valid for: enter 1 to {issuing.MAX_LIFETIME_MINUTES} minutes", 400
+        )
     services = _services()
     now = services.clock()
     try:
@@ -125,7 +128,7 @@ def authorize() -> ResponseReturnValue:
             technician=g.user,
             device_ids=device_ids,
             release=issuing.published_release(repository, form.target_path.data or ""),
-            lifetime=timedelta(minutes=form.minutes.data),
+            lifetime=timedelta(minutes=minutes),
             signer=services.signer("authorization"),
             now=now,
             source=request.remote_addr or "-",
