@@ -154,6 +154,9 @@ def enforce() -> None:
             ),
         )
     if access.fresh_otp:
+        if is_web_page() and request.method == "POST":
+            # W3 first: a forged form must neither spend a code nor count as a failure.
+            current_app.extensions["csrf"].protect()
         _confirm_with_fresh_code(user, session, services)
 
 

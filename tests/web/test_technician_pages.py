@@ -234,6 +234,22 @@ def test_a_form_without_its_csrf_token_is_refused_and_nothing_is_issued_w3(
     assert forged.status_code == 400
     assert "did not come from this site" in browser.last_page
     assert issued(app) == []
+    # Checked before the code: the forged form spent nothing, counted nothing.
+    assert audit(app, "otp.confirm") == []
+    assert authorize(browser, clock, tom, "pump-1", code=form["otp"]).status_code == 201
+
+
+def test_a_forged_form_with_a_wrong_code_counts_no_failure_against_the_person_w3(
+    app: Flask, browser: Browser, clock: FakeClock, ward: None
+) -> None:
+    """A same-site page cannot lock a technician out by posting wrong codes for them."""
+    tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
+    browser.get(DEVICES)
+    form = {"target_path": TARGET, "device_ids": "pump-1", "otp": "000000"}
+    for _ in range(6):
+        assert browser.post(AUTHORIZE, form, token="forged").status_code == 400
+    assert audit(app, "otp.confirm") == []
+    assert authorize(browser, clock, tom, "pump-1").status_code == 201
 
 
 def test_the_document_downloads_as_a_file_to_hand_over_in_scope_only_t3(
