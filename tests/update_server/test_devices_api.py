@@ -304,6 +304,21 @@ def test_device_request_from_an_unknown_device_is_refused(
     assert _refused_for(app, Refusal.UNKNOWN_DEVICE) == ["-"]
 
 
+def test_an_unknown_id_and_a_wrong_key_get_the_same_answer_so_ids_cannot_be_enumerated(
+    app: Flask, client: FlaskClient, admin: LoggedIn, clock: FakeClock
+) -> None:
+    """D6: only the audit tells the two apart, never the caller."""
+    FakeDevice("pump-1").register(
+        client, issue_token(client, admin, clock, accept=True), now=clock.now
+    )
+    impostor = FakeDevice("pump-1").report(client, now=clock.now)
+    ghost = FakeDevice("ghost").report(client, now=clock.now)
+    assert impostor.status_code == ghost.status_code == 401
+    assert impostor.get_json()["detail"] == ghost.get_json()["detail"]
+    assert _refused_for(app, Refusal.BAD_SIGNATURE) == ["-"]
+    assert _refused_for(app, Refusal.UNKNOWN_DEVICE) == ["-"]
+
+
 def test_pending_device_cannot_report_yet(
     app: Flask, client: FlaskClient, admin: LoggedIn, clock: FakeClock
 ) -> None:

@@ -67,12 +67,19 @@ class Refusal(StrEnum):
     DECOMMISSIONED = "device decommissioned"
 
 
+_UNKNOWN_OR_BAD = (
+    "no device registered under this id verifies this signature: a device that never"
+    " registered runs 'fwclient register'"
+)
+
 #: What the device is told (the 401's detail): what was wrong and what to do.
 ADVICE: Mapping[Refusal, str] = {
     Refusal.UNSIGNED: "device routes need an RFC 9421 signature by the device key",
     Refusal.MALFORMED: "the device signature cannot be read (keyid, created and nonce needed)",
-    Refusal.UNKNOWN_DEVICE: "no such device is registered: run 'fwclient register'",
-    Refusal.BAD_SIGNATURE: "the device signature does not verify with the registered key",
+    # One answer for both, so that an unsigned caller cannot tell registered ids from
+    # others (D6); the audit entry keeps which it was.
+    Refusal.UNKNOWN_DEVICE: _UNKNOWN_OR_BAD,
+    Refusal.BAD_SIGNATURE: _UNKNOWN_OR_BAD,
     Refusal.BODY_DIGEST: "the body does not match its signed Content-Digest",
     Refusal.STALE: "the signature's created time is outside the server's window:"
     " check the device clock",
