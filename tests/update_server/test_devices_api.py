@@ -250,7 +250,7 @@ def test_a_report_naming_another_device_is_refused(
     assert answer["refused"] == "malformed" and "signed by pump-1" in answer["reason"]
 
 
-def test_device_authorizations_answer_an_empty_list_for_now(
+def test_a_device_with_no_authorization_issued_picks_up_an_empty_list(
     client: FlaskClient, accepted: FakeDevice, clock: FakeClock
 ) -> None:
     response = accepted.signed(client, "GET", "/api/v1/device/authorizations", None, now=clock.now)
