@@ -12,6 +12,7 @@ makes a role of its own.
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,7 +34,9 @@ ROLE_CLASSES = frozenset(
 )
 
 
+@functools.cache
 def _modules() -> dict[str, ast.Module]:
+    """Every test module's syntax tree, parsed once per run (each check reads them all)."""
     return {
         path.relative_to(TESTS).as_posix(): ast.parse(path.read_text(encoding="utf-8"))
         for path in sorted(TESTS.rglob("*.py"))
