@@ -103,12 +103,16 @@ def seen(driver: webdriver.Chrome, page: str) -> None:
 
 
 def _documents(driver: webdriver.Chrome) -> list[tuple[str, dict[str, str]]]:
+    """The documents the server sent since the last call (the browser's own pages, such as a
+    ``chrome://`` new-tab page it may load in the background, are not the server's)."""
     found = []
     for entry in driver.get_log("performance"):
         message: dict[str, Any] = json.loads(entry["message"])["message"]
         params = message.get("params", {})
         if message.get("method") == "Network.responseReceived" and params["type"] == "Document":
             response = params["response"]
+            if not response["url"].startswith("https://"):
+                continue
             headers = {name.lower(): value for name, value in response["headers"].items()}
             found.append((response["url"], headers))
     return found
