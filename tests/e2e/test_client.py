@@ -23,26 +23,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from securesystemslib.signer import CryptoSigner
 
 from client.fetcher import HttpsFetcher
-from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
-from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
-from signer.repository import OfflineRepository
 from tests.e2e.conftest import REPO_ROOT, RunningServer, fwclient, new_data_dir, start_server
+from tests.e2e.offline import LINE, import_repository, make_repository
 from tests.hsm_mock.helpers import skip_or_fail
-from update_server import cli as fwserver
 from update_server.config import ServerConfig
 
-LINE = "pump-x100"
 TARGET = f"{LINE}/pump-fw-1.0.0.bin"
-PEOPLE = ("officer1", "officer2", "officer3", "manager", "alice", "bob")
 HEALTHY = f"{sys.executable} -c 'raise SystemExit(0)'"
 
 
@@ -55,33 +47,6 @@ class Published:
     served_file: Path
 
 
-def _repository(path: Path, config: ServerConfig, image: Path) -> None:
-    keys = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
-    now = datetime.now(UTC)
-    online = {r: public_key_from_uri(config.online_keys[r]) for r in ("snapshot", "timestamp")}
-    officers = [keys[n] for n in ("officer1", "officer2", "officer3")]
-    init_repository(
-        OfflineRepository(path, now=now, signers=[*officers[:2], keys["manager"]], create=True),
-        root=RoleKeys([k.public_key for k in officers], 2),
-        targets=RoleKeys([keys["manager"].public_key], 1),
-        snapshot=online["snapshot"],
-        timestamp=online["timestamp"],
-    )
-    delegate(
-        OfflineRepository(path, now=now, signers=[keys["manager"], keys["alice"], keys["bob"]]),
-        name=LINE,
-        path_prefix=f"{LINE}/",
-        keys=RoleKeys([keys["alice"].public_key, keys["bob"].public_key], 2),
-    )
-    info = FirmwareInfo(version="1.0.0", security_version=1, hardware_models=(LINE,))
-    add_firmware(
-        OfflineRepository(path, now=now, signers=[keys["alice"], keys["bob"]]),
-        image=image,
-        name="pump-fw",
-        info=info,
-    )
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     work = tmp_path_factory.mktemp("client-e2e")
@@ -90,12 +55,9 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     image = work / "pump-fw-1.0.0.bin"
     image.write_bytes(os.urandom(300 * 1024))
     offline = work / "offline"
-    _repository(offline, config, image)
-    imported = CliRunner().invoke(
-        fwserver.main,
-        ["import", "--data-dir", str(data_dir), "--targets-dir", str(work), str(offline)],
-    )
-    assert imported.exit_code == 0, imported.output
+    info = FirmwareInfo(version="1.0.0", security_version=1, hardware_models=(LINE,))
+    make_repository(offline, config, image, info, authorization=False)
+    import_repository(data_dir, offline, targets_dir=work)
     data = image.read_bytes()
     served = (
         config.repository_dir

@@ -12,23 +12,17 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
-from securesystemslib.signer import CryptoSigner
 
-from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
-from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
-from signer.repository import OfflineRepository
 from tests.e2e.conftest import RunningServer, fwclient, new_data_dir, start_server
+from tests.e2e.offline import LINE, import_repository, make_repository
 from update_server import cli as fwserver
 from update_server.config import ServerConfig
 
-LINE = "pump-x100"
 TARGET = f"{LINE}/pump-fw-2.0.0.bin"
-PEOPLE = ("officer1", "officer2", "officer3", "manager", "alice", "bob")
 
 
 @dataclass(frozen=True)
@@ -36,40 +30,6 @@ class Ward:
     server: RunningServer
     root: Path
     work: Path
-
-
-def repository(path: Path, config: ServerConfig, image: Path) -> None:
-    """Root 2 of 3 officers, with the server's authorization key listed (R47)."""
-    keys = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
-    now = datetime.now(UTC)
-    online = {
-        role: public_key_from_uri(config.online_keys[role])
-        for role in ("snapshot", "timestamp", "authorization")
-    }
-    officers = [keys[n] for n in ("officer1", "officer2", "officer3")]
-    init_repository(
-        OfflineRepository(path, now=now, signers=[*officers[:2], keys["manager"]], create=True),
-        root=RoleKeys([k.public_key for k in officers], 2),
-        targets=RoleKeys([keys["manager"].public_key], 1),
-        snapshot=online["snapshot"],
-        timestamp=online["timestamp"],
-        authorization=[online["authorization"]],
-    )
-    delegate(
-        OfflineRepository(path, now=now, signers=[keys["manager"], keys["alice"], keys["bob"]]),
-        name=LINE,
-        path_prefix=f"{LINE}/",
-        keys=RoleKeys([keys["alice"].public_key, keys["bob"].public_key], 2),
-    )
-    info = FirmwareInfo(
-        version="2.0.0", security_version=1, hardware_models=(LINE,), requires_authorization=True
-    )
-    add_firmware(
-        OfflineRepository(path, now=now, signers=[keys["alice"], keys["bob"]]),
-        image=image,
-        name="pump-fw",
-        info=info,
-    )
 
 
 def fwserver_cli(server: RunningServer, *args: str) -> str:
@@ -87,12 +47,11 @@ def serve_ward(work: Path, *, image_size: int = 64 * 1024) -> Iterator[Ward]:
     image = work / "pump-fw-2.0.0.bin"
     image.write_bytes(os.urandom(image_size))
     offline = work / "offline"
-    repository(offline, config, image)
-    imported = CliRunner().invoke(
-        fwserver.main,
-        ["import", "--data-dir", str(data_dir), "--targets-dir", str(work), str(offline)],
+    info = FirmwareInfo(
+        version="2.0.0", security_version=1, hardware_models=(LINE,), requires_authorization=True
     )
-    assert imported.exit_code == 0, imported.output
+    make_repository(offline, config, image, info, authorization=True)
+    import_repository(data_dir, offline, targets_dir=work)
     with start_server(data_dir) as server:
         yield Ward(server, offline / "metadata" / "1.root.json", work)
 
