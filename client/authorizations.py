@@ -13,7 +13,7 @@ Rules:
   ``authorization_accepted``, so a rebuild knows it); an interrupted or
   deferred install may finish with the same document within that time, no
   other install ever can. The document itself is kept with the record while
-  it is bound and unused (``with_bound``): a device that picked it up at a
+  it is bound and unused (``Store.held_with``): a device that picked it up at a
   poll still holds it at the next, after the server stopped offering it.
 - N2: just before the install is marked pending, the record is marked used
   (``mark_used``, logged ``authorization_used``): the document never allows
@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,17 +60,34 @@ def store_path(state: StateDir) -> Path:
     return state.root / FILE_NAME
 
 
-def load(state: StateDir, *, at: datetime) -> dict[str, NonceRecord]:
-    """The records (N3: those past their time dropped); a damaged file is rebuilt (N4)."""
+@dataclass(frozen=True)
+class Store:
+    """What ``authorizations.json`` holds, read once: the records and the bound documents."""
+
+    #: N3: those past their time are dropped.
+    records: dict[str, NonceRecord]
+    #: N1: the documents of records bound to an install and not used yet.
+    documents: dict[str, SignedAuthorization]
+
+    def held_with(self, given: Iterable[SignedAuthorization]) -> tuple[SignedAuthorization, ...]:
+        """``given``, plus the documents bound to an install not finished yet (N1), once each."""
+        held = {document.authorization.nonce: document for document in given}
+        for nonce, document in self.documents.items():
+            held.setdefault(nonce, document)
+        return tuple(held.values())
+
+
+def load(state: StateDir, *, at: datetime) -> Store:
+    """The store (N3: records past their time dropped); a damaged file is rebuilt (N4)."""
     path = store_path(state)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return {}
+        return Store({}, {})
     try:
-        records = _parse(raw)
+        records, documents = _parse(raw)
     except (ValueError, KeyError, TypeError):
-        records = _rebuild(state)
+        records, documents = _rebuild(state), {}
         state.events.append(
             EventType.INTEGRITY_FAILURE,
             f"{FILE_NAME} could not be read; rebuilt from the event log with every accepted"
@@ -79,8 +96,10 @@ def load(state: StateDir, *, at: datetime) -> dict[str, NonceRecord]:
             file=FILE_NAME,
             rebuilt=len(records),
         )
-        _save(state, records)
-    return {nonce: r for nonce, r in records.items() if r.usable_until >= at}
+        _save(state, records, documents)
+    kept = {nonce: r for nonce, r in records.items() if r.usable_until >= at}
+    bound = {n: d for n, d in documents.items() if n in kept and kept[n].used_at is None}
+    return Store(kept, bound)
 
 
 def accept(
@@ -88,13 +107,12 @@ def accept(
     document: SignedAuthorization,
     *,
     at: datetime,
-    records: Mapping[str, NonceRecord],
-) -> NonceRecord:
+    store: Store,
+) -> Store:
     """N1: bind ``document``'s nonce to the install it allows; log ``authorization_accepted``."""
     auth = document.authorization
-    existing = records.get(auth.nonce)
-    if existing is not None:
-        return existing  # the same install, resumed within its grace (already logged)
+    if auth.nonce in store.records:
+        return store  # the same install, resumed within its grace (already logged)
     record = NonceRecord(
         nonce=auth.nonce,
         target_path=auth.target_path,
@@ -112,16 +130,16 @@ def accept(
         technician=auth.technician,
         issued=_iso(auth.issued),
     )
-    kept = {n: r for n, r in records.items() if r.usable_until >= at}
-    bound = {**_bound_documents(state), record.nonce: document}
-    _save(state, {**kept, record.nonce: record}, documents=bound)
-    return record
+    accepted = Store(
+        {**store.records, record.nonce: record}, {**store.documents, record.nonce: document}
+    )
+    _save(state, accepted.records, accepted.documents)
+    return accepted
 
 
-def mark_used(state: StateDir, nonce: str, *, at: datetime) -> None:
-    """N2: the install this nonce allowed is committed; the document is spent."""
-    records = load(state, at=at)
-    record = records.get(nonce)
+def mark_used(state: StateDir, nonce: str, *, at: datetime, store: Store) -> None:
+    """N2: the install this nonce allowed is being activated; the document is spent."""
+    record = store.records.get(nonce)
     if record is None:
         raise ClientError(f"no accepted authorization with nonce {nonce[:16]}...")
     state.events.append(
@@ -131,21 +149,8 @@ def mark_used(state: StateDir, nonce: str, *, at: datetime) -> None:
         nonce=nonce,
         target=record.target_path,
     )
-    records[nonce] = replace(record, used_at=at)
-    _save(state, records, documents=_bound_documents(state))
-
-
-def with_bound(
-    state: StateDir, given: Iterable[SignedAuthorization], *, at: datetime
-) -> tuple[SignedAuthorization, ...]:
-    """``given``, plus the documents bound to an install not finished yet (N1), once each."""
-    records = load(state, at=at)
-    held = {document.authorization.nonce: document for document in given}
-    for nonce, document in _bound_documents(state).items():
-        record = records.get(nonce)
-        if record is not None and record.used_at is None:
-            held.setdefault(nonce, document)
-    return tuple(held.values())
+    records = {**store.records, nonce: replace(record, used_at=at)}
+    _save(state, records, {n: d for n, d in store.documents.items() if n != nonce})
 
 
 def read_file(path: Path) -> SignedAuthorization:
@@ -201,23 +206,7 @@ def _record_detail(record: NonceRecord) -> dict[str, Any]:
     }
 
 
-def _bound_documents(state: StateDir) -> dict[str, SignedAuthorization]:
-    """The documents kept with their records (N1); an unreadable one is simply not kept."""
-    try:
-        tree = json.loads(store_path(state).read_bytes())
-        kept = tree.get("documents", {}) if isinstance(tree, dict) else {}
-    except (OSError, ValueError):
-        return {}
-    documents = {}
-    for nonce, item in kept.items() if isinstance(kept, dict) else ():
-        try:
-            documents[nonce] = SignedAuthorization.from_dict(item)
-        except AuthorizationError:
-            continue
-    return documents
-
-
-def _parse(raw: bytes) -> dict[str, NonceRecord]:
+def _parse(raw: bytes) -> tuple[dict[str, NonceRecord], dict[str, SignedAuthorization]]:
     tree = json.loads(raw)
     if not isinstance(tree, dict) or not isinstance(tree.get("nonces"), dict):
         raise TypeError("not a record file")
@@ -232,44 +221,44 @@ def _parse(raw: bytes) -> dict[str, NonceRecord]:
             usable_until=datetime.fromisoformat(item["usable_until"]),
             used_at=None if used is None else datetime.fromisoformat(used),
         )
-    return out
+    documents = {}
+    for nonce, item in tree.get("documents", {}).items():
+        try:
+            documents[nonce] = SignedAuthorization.from_dict(item)
+        except AuthorizationError:
+            continue  # an unreadable document is simply not kept (its record still is)
+    return out, documents
 
 
 def _rebuild(state: StateDir) -> dict[str, NonceRecord]:
     """N4: every accepted authorization the log remembers, marked used."""
     found: dict[str, NonceRecord] = {}
-    for entry in _accepted_entries(state.events.entries()):
-        detail = entry["detail"]
-        accepted = datetime.fromisoformat(detail["accepted_at"])
-        found[detail["nonce"]] = NonceRecord(
-            nonce=detail["nonce"],
-            target_path=detail["target"],
-            sha256=detail["sha256"],
-            accepted_at=accepted,
-            usable_until=datetime.fromisoformat(detail["usable_until"]),
-            used_at=accepted,
-        )
-    return found
-
-
-def _accepted_entries(entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for entry in entries:
+    for entry in state.events.entries():
         detail = entry.get("detail")
-        if entry.get("type") == EventType.AUTHORIZATION_ACCEPTED.value and isinstance(detail, dict):
-            try:
-                datetime.fromisoformat(detail["accepted_at"])
-                datetime.fromisoformat(detail["usable_until"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if isinstance(detail.get("nonce"), str):
-                yield entry
+        if entry.get("type") != EventType.AUTHORIZATION_ACCEPTED.value or not isinstance(
+            detail, dict
+        ):
+            continue
+        try:
+            accepted = datetime.fromisoformat(detail["accepted_at"])
+            record = NonceRecord(
+                nonce=str(detail["nonce"]),
+                target_path=str(detail["target"]),
+                sha256=str(detail["sha256"]),
+                accepted_at=accepted,
+                usable_until=datetime.fromisoformat(detail["usable_until"]),
+                used_at=accepted,
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+        found[record.nonce] = record
+    return found
 
 
 def _save(
     state: StateDir,
     records: Mapping[str, NonceRecord],
-    *,
-    documents: Mapping[str, SignedAuthorization] | None = None,
+    documents: Mapping[str, SignedAuthorization],
 ) -> None:
     """Write the records, and the documents of those still bound and unused (N1)."""
     unused = {n for n, r in records.items() if r.used_at is None}
@@ -286,7 +275,7 @@ def _save(
         },
         "documents": {
             nonce: document.to_dict()
-            for nonce, document in sorted((documents or {}).items())
+            for nonce, document in sorted(documents.items())
             if nonce in unused
         },
     }

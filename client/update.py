@@ -470,16 +470,17 @@ class _Session:
     ) -> None:
         self.state = state
         self.remote = remote
-        self._given = tuple(authorizations)
         #: The one that allows the chosen release, once chosen.
         self.authorization: SignedAuthorization | None = None
         self.identity = state.identity()
         clock = datetime.now(UTC)
         self.at = session_time(state, clock=clock)
         self.clock = clock
+        #: What the device keeps of authorizations (N1-N4), read once per session.
+        self.kept = authorization_store.load(state, at=self.at)
         #: The technicians' documents this session holds (policy rule 5): those given,
         #: and those bound to an install not finished yet (N1: a deferral keeps them).
-        self.held = authorization_store.with_bound(state, self._given, at=self.at)
+        self.held = self.kept.held_with(authorizations)
         self._updater: Updater | None = None
         self.roles: dict[str, discovery.SignedRole] = {}
         #: Policy rule 6 (R29): the running version signed with other bytes.
@@ -552,7 +553,7 @@ class _Session:
             self.identity.device_id,
             self.at,
             held=self.held,
-            nonces=authorization_store.load(self.state, at=self.at),
+            nonces=self.kept.records,
         )
 
     def _handed_over_refusals(
@@ -747,8 +748,7 @@ class _Session:
         target, evidence = self._confirm(chosen)
         document = self.authorization
         if document is not None:  # N1: bound before any byte is written
-            held = authorization_store.load(self.state, at=self.at)
-            authorization_store.accept(self.state, document, at=self.at, records=held)
+            store = authorization_store.accept(self.state, document, at=self.at, store=self.kept)
         ref = TargetRef(chosen.path, chosen.length, chosen.sha256)
         with open_inactive(self.state, ref, recovery=recovery) as writer:
             download_into(
@@ -775,7 +775,7 @@ class _Session:
                 return self._defer(chosen, writer.slot, decision)
             if document is not None:  # N2: spent before the install is activated (fail closed)
                 nonce = document.authorization.nonce
-                authorization_store.mark_used(self.state, nonce, at=self.at)
+                authorization_store.mark_used(self.state, nonce, at=self.at, store=store)
             # Logs "installed" once the slot is pending.
             writer.mark_pending(
                 record=record, tries=tries, now=self.at, ready_check=decision.detail

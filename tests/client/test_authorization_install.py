@@ -110,7 +110,8 @@ def test_an_authorization_for_this_device_and_release_installs_it_once_r58(
     assert accepted is not None
     assert accepted["detail"]["technician"] == "tom"
     assert accepted["detail"]["nonce"] == document.authorization.nonce
-    record = authorizations.load(device, at=datetime.now(UTC))[document.authorization.nonce]
+    store = authorizations.load(device, at=datetime.now(UTC))
+    record = store.records[document.authorization.nonce]
     assert record.used_at is not None
 
 
