@@ -44,7 +44,6 @@ from typing import Any
 from securesystemslib.signer import Signer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tuf.api.metadata import TargetFile
 
 from repo_metadata.authorization import DEFAULT_GRACE, Authorization, sign
 from repo_metadata.errors import InvalidFieldError
@@ -98,15 +97,12 @@ class Release:
 
 def published_release(repository: OnlineRepository, path: str) -> Release:
     """I3: ``path`` as the published metadata signs it; 404 if no published role lists it."""
-    for role in repository.published_roles():
-        published = repository.published(role)
-        target = None if published is None else published.signed.targets.get(path)
-        if isinstance(target, TargetFile):
-            try:
-                info = FirmwareInfo.from_target(target)
-            except InvalidFieldError:
-                break
-            return Release(path, target.hashes["sha256"], info)
+    target = repository.published_target(path)
+    if target is not None:
+        try:
+            return Release(path, target.hashes["sha256"], FirmwareInfo.from_target(target))
+        except InvalidFieldError:
+            pass
     raise NotFoundError(f"{path[:300]!r} is not a published firmware release")
 
 

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
@@ -138,6 +138,16 @@ class OnlineRepository(Repository):
         if snapshot is None:
             return []
         return [name.removesuffix(".json") for name in snapshot.signed.meta]
+
+    def published_target(self, path: str) -> TargetFile | None:
+        """``path`` as the first published targets role that lists it signs it (None: none)."""
+        for role in self.published_roles():
+            published = self.published(role)
+            target = None if published is None else published.signed.targets.get(path)
+            if target is not None:
+                found: TargetFile = target
+                return found
+        return None
 
     def _published_file(self, role: str) -> str | None:
         if role == Root.type:

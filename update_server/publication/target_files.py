@@ -114,11 +114,9 @@ def published_target(config: ServerConfig, path: str, *, now: datetime) -> Expec
     """The target ``path`` as the published metadata signs it, or ``UnknownTargetError`` (F1)."""
     repo = OnlineRepository(config.repository_dir, now=now)
     repo.require_initialised()
-    for role in repo.published_roles():
-        published = repo.published(role)
-        listed = None if published is None else published.signed.targets.get(path)
-        if listed is not None:
-            return check_target(listed, max_bytes=config.max_upload_bytes)
+    listed = repo.published_target(path)
+    if listed is not None:
+        return check_target(listed, max_bytes=config.max_upload_bytes)
     raise UnknownTargetError(
         "unknown-target",
         f"{path[:300]!r} is not a target of the published repository: publish the release"
