@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from fwcommon.cli import Failure, ToolGroup
 from hsm_mock.errors import HSMError
@@ -24,7 +25,8 @@ from update_server.audit.errors import AuditError
 from update_server.audit.recording import bind_sessions
 from update_server.clock import Clock, system_clock
 from update_server.config import CONFIG_FILE, ConfigError, ServerConfig
-from update_server.db import DatabaseMissingError
+from update_server.db import DatabaseMissingError, transaction
+from update_server.errors import ServerError
 from update_server.keys import KeyConfigError, signer_loader
 from update_server.migrations import SchemaError
 from update_server.setup import SetupError
@@ -104,3 +106,13 @@ def cli_services(data_dir: Path) -> Iterator[Services]:
         yield services
     finally:
         services.engine.dispose()
+
+
+@contextmanager
+def database(data_dir: Path) -> Iterator[Session]:
+    """One transaction on the server's database; a refusal becomes one line (its detail)."""
+    try:
+        with cli_services(data_dir) as services, transaction(services.sessions) as db:
+            yield db
+    except ServerError as exc:
+        raise click.ClickException(exc.detail) from None

@@ -9,19 +9,16 @@ change is audited in a transaction of its own and exits 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.orm import Session
 
 from update_server import users
 from update_server.audit import append, audit_event
 from update_server.audit.actions import Action
-from update_server.cli_common import cli_services, command_now, data_dir_option
+from update_server.cli_common import cli_services, command_now, data_dir_option, database
 from update_server.cli_users import _actor as operator
 from update_server.config import ENROLMENT_TOKEN_MAX
 from update_server.db import transaction
@@ -59,7 +56,7 @@ def enrol_token(
     hours: int,
 ) -> None:
     """Issue a one-time enrolment token and print it (once)."""
-    with _database(data_dir) as db:
+    with database(data_dir) as db:
         issued = enrolment.issue_token(
             db,
             hardware_model=hardware_model,
@@ -83,7 +80,7 @@ def enrol_token(
 @data_dir_option
 def list_devices(data_dir: Path) -> None:
     """Every device: id, state, model, site, running version, last seen, last result, mode."""
-    with _database(data_dir) as db:
+    with database(data_dir) as db:
         rows = [registry.summary(row) for row in registry.all_devices(db)]
     for row in rows:
         click.echo(
@@ -108,7 +105,7 @@ def list_devices(data_dir: Path) -> None:
 @click.argument("device_id")
 def show(data_dir: Path, device_id: str) -> None:
     """Everything the inventory holds about DEVICE_ID."""
-    with _database(data_dir) as db:
+    with database(data_dir) as db:
         row = registry.summary(registry.get(db, device_id))
     for name, value in row.items():
         click.echo(f"{name + ':':<18} {_text(value)}")
@@ -150,7 +147,7 @@ def user_scope(data_dir: Path, sites: tuple[str, ...], clear: bool, name: str) -
     """Set the sites technician NAME sees (and may accept or reject devices of)."""
     if clear == bool(sites):
         raise click.UsageError("give --site S (one or more) or --clear, not both")
-    with _database(data_dir) as db:
+    with database(data_dir) as db:
         person = users.get(db, name)
         if person.role != Role.TECHNICIAN:
             raise BadRequestError(
@@ -202,16 +199,6 @@ def _change(data_dir: Path, device_id: str, change: str) -> None:
     except ServerError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"{device_id} is {state}")
-
-
-@contextmanager
-def _database(data_dir: Path) -> Iterator[Session]:
-    """One transaction on the server's database; errors become one line."""
-    try:
-        with cli_services(data_dir) as services, transaction(services.sessions) as db:
-            yield db
-    except ServerError as exc:
-        raise click.ClickException(exc.detail) from None
 
 
 def _confirmed(question: str) -> bool:

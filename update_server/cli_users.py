@@ -22,7 +22,7 @@ import click
 from sqlalchemy.orm import Session
 
 from update_server import users
-from update_server.cli_common import cli_services, command_now, data_dir_option
+from update_server.cli_common import cli_services, command_now, data_dir_option, database
 from update_server.config import ServerConfig
 from update_server.db import transaction
 from update_server.errors import ServerError
@@ -42,7 +42,7 @@ def user() -> None:
 @click.argument("name")
 def add(data_dir: Path, role: str, name: str) -> None:
     """Create NAME with ROLE and print a one-time initial password."""
-    with _database(data_dir) as db:
+    with database(data_dir) as db:
         password = users.add_user(db, name=name, role=role, now=command_now(), actor=_actor())
     click.echo(f"created {name} ({role})")
     click.echo(
@@ -55,7 +55,7 @@ def add(data_dir: Path, role: str, name: str) -> None:
 @data_dir_option
 def list_users(data_dir: Path) -> None:
     """List every person, their role and state."""
-    with _database(data_dir) as db:
+    with database(data_dir) as db:
         now = command_now()
         rows = [
             (person, users.locked_until(db, person.name, now=now)) for person in users.all_users(db)
@@ -129,16 +129,6 @@ def remove(data_dir: Path, yes: bool, name: str) -> None:
     with _change(data_dir, "remove", name) as (db, _):
         ended = users.remove(db, name, now=command_now(), actor=_actor())
     click.echo(f"removed {name}; {ended} session(s) ended")
-
-
-@contextmanager
-def _database(data_dir: Path) -> Iterator[Session]:
-    """One transaction on the server's database; errors become one line."""
-    try:
-        with cli_services(data_dir) as services, transaction(services.sessions) as db:
-            yield db
-    except ServerError as exc:
-        raise click.ClickException(exc.detail) from None
 
 
 @contextmanager
