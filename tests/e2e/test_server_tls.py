@@ -14,12 +14,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import urllib3
-from click.testing import CliRunner
 from cryptography import x509
 
-from tests.e2e.conftest import RunningServer, children_of, new_data_dir, start_server, stop_server
-from tests.e2e.test_client import LINE, _repository, fwclient
-from update_server import cli as fwserver
+from repo_metadata.firmware import FirmwareInfo
+from tests.e2e.conftest import (
+    RunningServer,
+    children_of,
+    fwclient,
+    new_data_dir,
+    start_server,
+    stop_server,
+)
+from tests.e2e.offline import LINE, import_repository, make_repository
 from update_server.config import ServerConfig
 from update_server.tls import DEFAULT_NAMES, LEAF_VALIDITY, fingerprint, issue_leaf, server_tls
 
@@ -177,13 +183,9 @@ def test_a_device_given_the_ca_still_updates_after_the_certificate_is_renewed(
     config = ServerConfig.load(data_dir)
     image = tmp_path / "pump-fw-1.0.0.bin"
     image.write_bytes(os.urandom(64 * 1024))
-    _repository(tmp_path / "offline", config, image)
-    imported = CliRunner().invoke(
-        fwserver.main,
-        ["import", "--data-dir", str(data_dir), "--targets-dir", str(tmp_path),
-         str(tmp_path / "offline")],
-    )  # fmt: skip
-    assert imported.exit_code == 0, imported.output
+    info = FirmwareInfo(version="1.0.0", security_version=1, hardware_models=(LINE,))
+    make_repository(tmp_path / "offline", config, image, info, authorization=False)
+    import_repository(data_dir, tmp_path / "offline", targets_dir=tmp_path)
     state, device_ca = tmp_path / "device", tmp_path / "device-ca.crt"
     shutil.copyfile(data_dir / "tls" / "ca.crt", device_ca)
     root = str(tmp_path / "offline" / "metadata" / "1.root.json")
