@@ -24,8 +24,13 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on every core (pytest-xdist); a test module stays on one
+# worker (--dist loadfile), so its module fixtures are built once.
+WORKERS ?= auto
+XDIST   := -n $(WORKERS) --dist loadfile
+
 unit: $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint types unit test-future
 
@@ -39,7 +44,7 @@ test-future: $(STAMP)
 		echo "test-future: datefudge is not installed (apt-get install datefudge)"; \
 		if [ "$$CI" = true ]; then exit 1; fi; exit 0; fi
 	datefudge "$$(date -u -d '+$(FUTURE_DAYS) days' '+%Y-%m-%d %H:%M:%S')" \
-		$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+		$(BIN)/pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/run.sh
