@@ -57,6 +57,7 @@ from benchmarks.server_release import LINE, Publication, ServerWorld
 from client import cli as fwclient_cli
 from client import slots
 from client import update as update_module
+from client.directive import STANDALONE
 from client.fetcher import HttpsFetcher, ResumableFetcher
 from client.slots import SlotWriter
 from client.state import StateDir
@@ -192,7 +193,7 @@ def _timed_update(
     try:
         with _timed(*phases) as spent:
             start = time.perf_counter()
-            result = update(StateDir(state), Remote(server.url, fetcher))
+            result = update(StateDir(state), Remote(server.url, fetcher), directive=STANDALONE)
             total = time.perf_counter() - start
     finally:
         fetcher.close()
@@ -338,7 +339,7 @@ def _idle_poll(options: ClientOptions, server: Service, devices: Path) -> list[C
     fetcher = HttpsFetcher(ca=server.ca)
     remote = Remote(server.url, fetcher)
     try:
-        warm = update(state, remote)  # the first poll opens the connection
+        warm = update(state, remote, directive=STANDALONE)  # the first poll opens the connection
         if warm.outcome is not Outcome.UP_TO_DATE:
             raise RuntimeError(f"the device is not up to date: {warm.message}")
         before = (fetcher.traffic.requests, fetcher.traffic.bytes, fetcher.connections)
@@ -346,7 +347,7 @@ def _idle_poll(options: ClientOptions, server: Service, devices: Path) -> list[C
         with _timed((HttpsFetcher, "fetch_unless"), (os, "fsync")) as spent:
             for _poll in range(options.polls):
                 start = time.perf_counter()
-                result = update(state, remote)
+                result = update(state, remote, directive=STANDALONE)
                 times.append(time.perf_counter() - start)
                 if result.outcome is not Outcome.UP_TO_DATE:
                     raise RuntimeError(f"a poll found the device not up to date: {result.message}")
@@ -479,7 +480,9 @@ def _metadata_part(options: ClientOptions, workdir: Path, people: People) -> lis
                 raise RuntimeError(f"provision failed: {provisioned.output}")
             fetcher = MirrorFetcher(mirror)
             start = time.perf_counter()
-            result = check(StateDir(state), Remote("https://mirror.invalid", fetcher))
+            result = check(
+                StateDir(state), Remote("https://mirror.invalid", fetcher), directive=STANDALONE
+            )
             seconds = time.perf_counter() - start
             if result.outcome is not Outcome.AVAILABLE:
                 raise RuntimeError(f"check found no update: {result.message}")

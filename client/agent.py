@@ -28,6 +28,14 @@ R52: every poll asks the clinical-use guard it was given (``guard``) before
 it activates anything; a deferred install is resumed from its verified bytes
 at the next poll, and a pending slot whose trial boot was deferred is
 rebooted into (``after_install``) at the next poll, which asks again.
+
+Issue 11: a registered device (``poll`` given) asks the server for its
+directive (``client.directive``) at the start of every poll, then picks up
+its authorizations, then updates as directed; an unregistered one follows
+``STANDALONE``. The same holds for a deferral outside the maintenance
+window (resumed at a later poll inside it) and for a freeze (the normal
+interval: nothing is wrong with the device or the network). A poll the
+server does not answer validly backs off like any server failure.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from client.directive import STANDALONE, Directive, obtain
 from client.errors import ClientError
 from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.readiness import Guard
@@ -62,6 +71,7 @@ BACKOFF = frozenset(
         EventType.FREEZE_ATTACK,
         EventType.MIX_AND_MATCH,
         EventType.BAD_SIGNATURE,
+        EventType.POLL_UNANSWERED,
         EventType.ERROR,
     }
 )
@@ -100,6 +110,10 @@ NORMAL_INTERVAL = frozenset(
         EventType.AUTHORIZATION_USED,
         *AUTHORIZATION_REFUSALS,
         EventType.DEFERRED_IN_USE,
+        EventType.ASSIGNMENT_REFUSED,
+        EventType.NO_ASSIGNMENT,
+        EventType.SERVER_FROZEN,
+        EventType.DEFERRED_WINDOW,
     }
 )
 
@@ -157,8 +171,11 @@ class Agent:
         reporter: Reporter | None = None,
         guard: Guard | None = None,
         pickup: Callable[[], Sequence[SignedAuthorization]] | None = None,
+        poll: Callable[[], Directive] | None = None,
     ) -> None:
         self.state = state
+        #: Issue 11: the server's directive for this device (None: not registered, STANDALONE).
+        self._poll_directive = poll
         #: Flow 4: the technicians' authorizations the server holds for this device.
         self._pickup = pickup
         self.guard = guard
@@ -215,10 +232,13 @@ class Agent:
 
     def _update(self) -> UpdateResult:
         try:
+            asked = self._poll_directive
+            directive = STANDALONE if asked is None else obtain(asked)
             documents = self._pickup() if self._pickup is not None else ()
             return update(
                 self.state,
                 self.remote,
+                directive=directive,
                 should_stop=self._stopped.is_set,
                 guard=self.guard,
                 authorizations=documents,

@@ -123,6 +123,11 @@ UPDATE_RESULTS = frozenset(
         EventType.PREREQUISITE_MISSING,
         *AUTHORIZATION_REFUSALS,
         EventType.DEFERRED_IN_USE,
+        EventType.ASSIGNMENT_REFUSED,
+        EventType.NO_ASSIGNMENT,
+        EventType.POLL_UNANSWERED,
+        EventType.SERVER_FROZEN,
+        EventType.DEFERRED_WINDOW,
         EventType.ERROR,
     }
 )

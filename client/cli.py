@@ -38,6 +38,7 @@ from client import boot as boot_module
 from client import identity as identity_module
 from client.agent import Agent, Schedule
 from client.boot import Outcome as BootOutcome
+from client.directive import STANDALONE, Directive, obtain
 from client.errors import ClientError
 from client.events import EventType
 from client.fetcher import HttpsFetcher
@@ -271,6 +272,11 @@ def _device_api(
     return device_api.DeviceApi(state, server=server, ca=ca, timeout=timeout)
 
 
+def _directive(api: device_api.DeviceApi | None) -> Directive:
+    """Issue 11: what the server directs (registered), else ``STANDALONE``."""
+    return STANDALONE if api is None else obtain(api.poll)
+
+
 def _report_quietly(state: StateDir, api: device_api.DeviceApi) -> None:
     """Report after an update; a failure is a warning (the device keeps working, R38)."""
     result = Reporter(state, api.send_report).report(now=_now())
@@ -299,9 +305,19 @@ def report_command(state_dir: Path, server: str, ca: Path, timeout: float) -> No
 @state_option
 @_with_server
 def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> None:
-    """Refresh the metadata and say which firmware would be installed."""
+    """Refresh the metadata and say which firmware would be installed.
+
+    A registered device asks the server for its directive first, as an
+    update does.
+    """
     with _writing(state_dir) as state:  # it writes the metadata cache and the time floor
-        _finish(check(state, _remote(server, ca, timeout)))
+        api = _device_api(state, server, ca, timeout)
+        try:
+            directive = _directive(api)
+        finally:
+            if api is not None:
+                api.close()
+        _finish(check(state, _remote(server, ca, timeout), directive=directive))
 
 
 @main.command("update")
@@ -343,6 +359,11 @@ def update_command(
     A release that requires a technician's authorization installs only with
     one that verifies for this device and this release (--authorization
     FILE); without one the device waits (awaiting_authorization, exit 0).
+    A registered device first asks the server for its directive: the
+    release a deployment assigns (or the newest, as its fleet is set), a
+    freeze (server_frozen, exit 0), a maintenance window (outside it:
+    deferred_window, exit 0); no valid answer installs nothing new
+    (poll_unanswered, exit 1). A device not registered takes the newest.
     """
     documents = [authorizations.read_file(path) for path in authorization_files]
     argv = _argv(health_check)
@@ -352,11 +373,13 @@ def update_command(
     with _writing(state_dir) as state:  # install and reboot: no other command in between
         remote = _remote(server, ca, timeout)
         api = _device_api(state, server, ca, timeout)
+        directive = _directive(api)
         if api is not None:  # flow 4: what the server holds for this device
             documents += authorizations.pick_up(api.authorizations, state, at=_now())
         result = update(
             state,
             remote,
+            directive=directive,
             recovery=recovery,
             tries=tries,
             guard=guard,
@@ -416,6 +439,7 @@ def run(
         pickup=None
         if api is None
         else lambda: authorizations.pick_up(api.authorizations, state, at=_now()),
+        poll=None if api is None else api.poll,
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

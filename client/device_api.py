@@ -1,4 +1,4 @@
-"""The device's signed requests to its server: registration, reports, authorizations (R10).
+"""The device's signed requests to its server: registration, polls, reports, authorizations (R10).
 
 Rules:
 
@@ -28,6 +28,7 @@ from typing import Any
 
 import urllib3
 
+from client import directive
 from client.errors import ClientError
 from client.identity import device_key, device_signer
 from client.state import StateDir
@@ -45,6 +46,7 @@ MAX_TOKEN_FILE = 4096
 REGISTER = "/api/v1/devices/register"
 REPORTS = "/api/v1/device/reports"
 AUTHORIZATIONS = "/api/v1/device/authorizations"
+POLL = "/api/v1/device/poll"
 
 
 class DeviceApiError(ClientError):
@@ -132,6 +134,10 @@ class DeviceApi:
     def send_report(self, body: dict[str, Any]) -> Mapping[str, Any]:
         """``client.report``'s ``send``: the server's answer to one report."""
         return self.request("POST", REPORTS, body)
+
+    def poll(self) -> directive.Directive:
+        """What the server directs this device to do now (``client.directive``, rule P1)."""
+        return directive.parse(self.request("GET", POLL, None))
 
     def authorizations(self) -> list[Any]:
         answer = self.request("GET", AUTHORIZATIONS, None)

@@ -146,6 +146,17 @@ class EventType(StrEnum):
     AUTHORIZATION_MALFORMED = "authorization_malformed"
     #: R52: the clinical-use guard said the device is in use; nothing activated, retried later.
     DEFERRED_IN_USE = "deferred_in_use"
+    #: Issue 11 (``client.directive``): what the server's poll directed, and what came of it.
+    #: A deployment's assigned target, refused by the device's own rules (policy rule 8).
+    ASSIGNMENT_REFUSED = "assignment_refused"
+    #: The device installs only what a deployment assigns, and none is assigned now.
+    NO_ASSIGNMENT = "no_assignment"
+    #: A registered device got no valid poll answer: nothing new installed this poll.
+    POLL_UNANSWERED = "poll_unanswered"
+    #: The server is in its failsafe freeze: nothing installed or activated this poll.
+    SERVER_FROZEN = "server_frozen"
+    #: Verified and kept, not activated: outside the maintenance window.
+    DEFERRED_WINDOW = "deferred_window"
     ERROR = "error"
 
 

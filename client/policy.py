@@ -49,13 +49,30 @@ The running release must be accounted for by the signed set:
    withdrawn release, the choice says so (``unlisted``): never a silent
    "no update". A release the device would never install does not count as
    newer.
+
+Which candidates may be chosen at all is the server's selection
+(``client.directive``), which the device never trusts further than this:
+
+8. R13, issue 11: with an assignment, only the signed candidate with exactly
+   the assigned path and SHA-256 may be chosen, and only if it is newer
+   than what runs (a recovery: not older), not a pre-release unless asked
+   for, and passes rules 1, 2 and 4 (``assignment_refused``, with the reason:
+   ``not_signed`` (never signed for this model, or withdrawn),
+   ``other_sha256``, ``not_newer``, ``prerelease``, ``integrity_failure``
+   (rule 6), or the refusing rule's event); rules 3 and 5 wait as for any
+   release. No other candidate is considered, so none is reported refused.
+   With "assigned" and no assignment, nothing is chosen (``unassigned``);
+   with "newest", the newest that passes (above). Rules 6 and 7 are computed
+   over the whole signed set whatever the selection, so a device running a
+   withdrawn release reports it whatever the server says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from client.directive import Assignment, Install, Selection
 from client.events import EventType
 from client.state import Floor
 from repo_metadata.authorization import AuthorizationContext, Problem, SignedAuthorization
@@ -114,6 +131,27 @@ class Choice:
     contradicted: tuple[Refusal, ...] = ()
     #: Rule 5: the technician's authorization that allows ``chosen`` (if it needs one).
     authorization: SignedAuthorization | None = None
+    #: Rule 8: "assigned", and nothing is assigned.
+    unassigned: bool = False
+    #: Rule 8: the assignment refused, and why.
+    assignment_refused: AssignmentRefusal | None = None
+
+
+@dataclass(frozen=True)
+class AssignmentRefusal:
+    """Rule 8: the server's assignment, refused by the device's own rules."""
+
+    assignment: Assignment
+    #: A short code (``not_signed``, ``other_sha256``, ...; or the refusing rule's event).
+    reason: str
+    #: What a person reads.
+    detail: str
+    #: The signed candidate at the assigned path (None: none is signed for this device).
+    candidate: Candidate | None = None
+
+    def describe(self) -> str:
+        a = self.assignment
+        return f"{a.target_path} (deployment {a.deployment}, version {a.version}): {self.detail}"
 
 
 def choose(
@@ -124,15 +162,17 @@ def choose(
     known_bad: Collection[str] = (),
     running_sha256: str | None,
     authorizations: AuthorizationContext,
+    selection: Selection,
     recovery: bool = False,
     prereleases: bool = False,
 ) -> Choice:
-    """The newest acceptable candidate, why newer ones were refused, and rules 6 and 7.
+    """The acceptable candidate the selection allows, why others were refused, rules 6 and 7.
 
     ``known_bad`` holds the SHA-256 of firmware that failed its health check
     on this device; ``running_sha256`` is the running slot's (None: unknown);
-    ``authorizations`` what rule 5 decides from (required: there is no
-    default that would let a release needing one through).
+    ``authorizations`` what rule 5 decides from and ``selection`` what rule 8
+    does (both required: there is no default that would let a release
+    through).
     """
     installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
     newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
@@ -142,6 +182,19 @@ def choose(
         for c in newest_first
     )
     excluded = {refusal.candidate.path for refusal in contradicted}
+    considered = len(newest_first)
+    if selection.assignment is not None:
+        return _assigned(
+            selection.assignment,
+            newest_first,
+            Choice(None, (), considered, unlisted, contradicted),
+            excluded=excluded,
+            rules=_Rules(hardware_model, floor, installed, known_bad, authorizations),
+            recovery=recovery,
+            prereleases=prereleases,
+        )
+    if selection.install is Install.ASSIGNED:
+        return Choice(None, (), considered, unlisted, contradicted, unassigned=True)
     refused: list[Refusal] = []
     for candidate in newest_first:
         if candidate.path in excluded or not _worth_considering(
@@ -153,11 +206,83 @@ def choose(
         if refusal is None and candidate.info.requires_authorization:
             document, refusal = _authorized(candidate, authorizations)
         if refusal is None:
-            return Choice(
-                candidate, tuple(refused), len(newest_first), unlisted, contradicted, document
-            )
+            return Choice(candidate, tuple(refused), considered, unlisted, contradicted, document)
         refused.append(refusal)
-    return Choice(None, tuple(refused), len(newest_first), unlisted, contradicted)
+    return Choice(None, tuple(refused), considered, unlisted, contradicted)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What rules 1 to 5 decide from."""
+
+    hardware_model: str
+    floor: Floor
+    installed: SemVer | None
+    known_bad: Collection[str]
+    authorizations: AuthorizationContext
+
+
+#: Rule 8: refusals of the assigned candidate that wait, as for any release (rules 3, 5).
+_WAITS = frozenset({EventType.PREREQUISITE_MISSING, EventType.AWAITING_AUTHORIZATION})
+
+
+def _assigned(
+    assignment: Assignment,
+    newest_first: list[Candidate],
+    base: Choice,
+    *,
+    excluded: Collection[str],
+    rules: _Rules,
+    recovery: bool,
+    prereleases: bool,
+) -> Choice:
+    """Rule 8: the assigned candidate, if it is signed as assigned and passes the rules."""
+    signed = next((c for c in newest_first if c.path == assignment.target_path), None)
+    reason, detail = _assignment_problem(
+        assignment, signed, excluded, rules.installed, recovery=recovery, prereleases=prereleases
+    )
+    if signed is None or reason is not None:
+        refusal = AssignmentRefusal(assignment, reason or "not_signed", detail, signed)
+        return replace(base, assignment_refused=refusal)
+    refused = _refusal(signed, rules.hardware_model, rules.floor, rules.installed, rules.known_bad)
+    document = None
+    if refused is None and signed.info.requires_authorization:
+        document, refused = _authorized(signed, rules.authorizations)
+    if refused is None:
+        return replace(base, chosen=signed, authorization=document)
+    if refused.event in _WAITS or refused.event in AUTHORIZATION_EVENTS.values():
+        return replace(base, refused=(refused,))
+    refusal = AssignmentRefusal(assignment, refused.event.value, refused.reason, signed)
+    return replace(base, assignment_refused=refusal)
+
+
+def _assignment_problem(
+    assignment: Assignment,
+    signed: Candidate | None,
+    excluded: Collection[str],
+    installed: SemVer | None,
+    *,
+    recovery: bool,
+    prereleases: bool,
+) -> tuple[str | None, str]:
+    """Rule 8's own checks of the assigned candidate: (reason, detail), or (None, "")."""
+    if signed is None:
+        return "not_signed", (
+            "no target is signed for this device at that path (never signed, or withdrawn)"
+        )
+    if signed.sha256 != assignment.sha256:
+        return "other_sha256", (
+            f"signed with SHA-256 {signed.sha256}, the assignment names {assignment.sha256}"
+        )
+    if signed.path in excluded:
+        return EventType.INTEGRITY_FAILURE.value, "the running version, signed with other bytes"
+    if signed.version.prerelease and not prereleases:
+        return "prerelease", f"version {signed.info.version} is a pre-release"
+    if not _worth_considering(signed, installed, recovery=recovery, prereleases=True):
+        return "not_newer", (
+            f"signed version {signed.info.version} is not newer than the installed {installed}"
+        )
+    return None, ""
 
 
 def _other_bytes(

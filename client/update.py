@@ -77,12 +77,20 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client import authorizations as authorization_store
 from client import discovery
+from client.directive import Directive, Window
 from client.download import download_into
 from client.errors import ClientError, FailsafeError, UpdateRefusedError
 from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
-from client.policy import AUTHORIZATION_EVENTS, Candidate, Choice, Refusal, choose
+from client.policy import (
+    AUTHORIZATION_EVENTS,
+    AssignmentRefusal,
+    Candidate,
+    Choice,
+    Refusal,
+    choose,
+)
 from client.provisioning import BUILT, time_floor
 from client.readiness import Activation, Decision, Guard
 from client.slots import TargetRef, open_inactive
@@ -147,6 +155,17 @@ MEANING: Mapping[EventType, str] = {
     " release withdrawn",
     EventType.INSUFFICIENT_SPACE: "the signed firmware does not fit this device's slot or"
     " free storage",
+    EventType.ASSIGNMENT_REFUSED: "the release the server assigns to this device is refused by"
+    " the device's own rules (signed set, install policy); the current firmware keeps running",
+    EventType.NO_ASSIGNMENT: "this device installs only what a deployment assigns to it, and"
+    " none is assigned now",
+    EventType.POLL_UNANSWERED: "the server gave this registered device no valid poll answer:"
+    " nothing new is installed this poll, the metadata is still refreshed",
+    EventType.SERVER_FROZEN: "the update server is in its failsafe freeze: nothing is installed"
+    " or activated, the current verified firmware keeps running",
+    EventType.DEFERRED_WINDOW: "outside the maintenance window: the verified firmware waits in"
+    " the inactive slot, the current firmware keeps running, a poll inside the window"
+    " activates it",
     EventType.ERROR: "the update could not proceed",
 }
 
@@ -191,8 +210,11 @@ class Outcome(StrEnum):
     #: Waiting for something outside the device, nothing wrong: a technician's
     #: authorization, or an intermediate release to install first.
     WAITING = "waiting"
-    #: R52: verified and kept, not activated: the device is in use (``candidate`` says what).
+    #: R52: verified and kept, not activated: the device is in use, or outside the
+    #: maintenance window (``candidate`` says what, ``event`` which).
     DEFERRED = "deferred"
+    #: The server's failsafe freeze: nothing installed or activated, nothing wrong here.
+    FROZEN = "frozen"
     REFUSED = "refused"
     FAILED = "failed"
 
@@ -382,17 +404,25 @@ def check(
     state: StateDir,
     remote: Remote,
     *,
+    directive: Directive,
     recovery: bool = False,
     authorizations: Sequence[SignedAuthorization] = (),
 ) -> UpdateResult:
-    """Refresh the metadata and say what would be installed; change no slot."""
-    return _guarded(state, lambda session: session.check(recovery=recovery), remote, authorizations)
+    """Refresh the metadata and say what ``directive`` would have installed; change no slot."""
+    return _guarded(
+        state,
+        lambda session: session.check(recovery=recovery),
+        remote,
+        directive,
+        authorizations,
+    )
 
 
 def update(
     state: StateDir,
     remote: Remote,
     *,
+    directive: Directive,
     recovery: bool = False,
     tries: int = DEFAULT_TRIES,
     should_stop: Callable[[], bool] = lambda: False,
@@ -418,6 +448,14 @@ def update(
     spent once the slot is pending (N2). A deferral keeps it bound, so the
     next update finishes the same install within the document's grace. A
     document handed over that allows nothing is logged with the reason.
+
+    Issue 11: ``directive`` is what the server's poll said, or
+    ``client.directive.STANDALONE`` for a device with no server to ask
+    (required: rule P4 of ``client.directive``). Frozen, nothing is
+    installed or activated (``server_frozen``); the selection is policy
+    rule 8's; outside the window, the verified firmware is sealed, not
+    pending (``deferred_window``, before the clinical-use guard is asked),
+    and a pending slot waits for the window before the agent reboots into it.
     """
 
     def run(session: _Session) -> UpdateResult:
@@ -435,17 +473,18 @@ def update(
         finally:
             session.log_contradicted()
 
-    return _guarded(state, run, remote, authorizations)
+    return _guarded(state, run, remote, directive, authorizations)
 
 
 def _guarded(
     state: StateDir,
     action: Callable[[_Session], UpdateResult],
     remote: Remote,
+    directive: Directive,
     authorizations: Sequence[SignedAuthorization] = (),
 ) -> UpdateResult:
     state.require_provisioned()
-    session = _Session(state, remote, authorizations)
+    session = _Session(state, remote, directive, authorizations)
     try:
         return action(session)
     except BaseException as exc:
@@ -466,10 +505,13 @@ class _Session:
         self,
         state: StateDir,
         remote: Remote,
+        directive: Directive,
         authorizations: Sequence[SignedAuthorization] = (),
     ) -> None:
         self.state = state
         self.remote = remote
+        #: What the server's poll said (``client.directive``).
+        self.directive = directive
         #: The one that allows the chosen release, once chosen.
         self.authorization: SignedAuthorization | None = None
         self.identity = state.identity()
@@ -503,8 +545,11 @@ class _Session:
             raise FailsafeError("refusing to update; a technician can install a signed recovery")
         if recovery and env.mode is not Mode.FAILSAFE:
             raise ClientError("--recovery is only for a device in failsafe mode")
-        if env.pending is not None:
+        if env.pending is not None and not self.directive.frozen:
             message = f"slot {env.pending} is installed and waits for a reboot (fwclient boot)"
+            closed = self._closed_window()
+            if closed is not None:
+                return self._defer_window(closed, message, slot=env.pending)
             return UpdateResult(Outcome.PENDING_REBOOT, EventType.INSTALLED, message)
         if self.clock < self.at:
             self.log(
@@ -523,6 +568,10 @@ class _Session:
             # A line lists only its current releases (discovery.py): one that failed
             # here may hide an older release that is right for this device.
             choice = self._choose(recovery=False, archive=True)
+        if self.directive.unanswered is not None:
+            self._log_unanswered(self.directive.unanswered)
+        if self.directive.frozen:
+            return self._frozen(choice, pending=env.pending)
         return self._report(choice, log_available=log_available)
 
     def _choose(self, *, recovery: bool, archive: bool) -> Choice:
@@ -535,6 +584,7 @@ class _Session:
             known_bad=set(self.state.known_bad()),
             running_sha256=self._running_sha256(),
             authorizations=context,
+            selection=self.directive.selection,
             recovery=recovery,
         )
         self.authorization = choice.authorization
@@ -652,11 +702,16 @@ class _Session:
         for refusal in choice.refused:
             if not self._already_awaiting(refusal):
                 self._log_refusal(refusal)
+        assignment = self._report_assignment(choice.assignment_refused)
         unlisted = self._report_unlisted(choice)
         self.contradicted = choice.contradicted
         chosen = choice.chosen
         if chosen is None and unlisted is not None:
             return UpdateResult(Outcome.REFUSED, EventType.RUNNING_NOT_LISTED, unlisted)
+        if assignment is not None:
+            self.log_contradicted()
+            message = self._noting_contradicted(assignment)
+            return UpdateResult(Outcome.REFUSED, EventType.ASSIGNMENT_REFUSED, message)
         if chosen is None and (choice.contradicted or choice.refused):
             self.log_contradicted()
             first = (*choice.contradicted, *choice.refused)[0]
@@ -665,6 +720,8 @@ class _Session:
             return UpdateResult(
                 Outcome.WAITING if waiting else Outcome.REFUSED, first.event, message
             )
+        if chosen is None and (choice.unassigned or self.directive.unanswered is not None):
+            return self._unassigned(choice)
         if chosen is None:
             running = self.state.floor().installed_version or "no recorded version"
             message = explain(
@@ -685,6 +742,91 @@ class _Session:
         return UpdateResult(
             Outcome.AVAILABLE, EventType.CHECKED, self._noting_contradicted(message), chosen
         )
+
+    def _report_assignment(self, refusal: AssignmentRefusal | None) -> str | None:
+        """Policy rule 8: log the refused assignment with its reason; its message."""
+        if refusal is None:
+            return None
+        message = explain(EventType.ASSIGNMENT_REFUSED, refusal.describe())
+        assignment = refusal.assignment
+        signed = refusal.candidate
+        self.log(
+            EventType.ASSIGNMENT_REFUSED,
+            message,
+            deployment=assignment.deployment,
+            target=assignment.target_path,
+            sha256=assignment.sha256,
+            version=assignment.version,
+            reason=refusal.reason,
+            **({} if signed is None else {"signed_version": signed.info.version}),
+        )
+        return message
+
+    def _unassigned(self, choice: Choice) -> UpdateResult:
+        """Policy rule 8 with nothing assigned: ``no_assignment``, or the unanswered poll (P3)."""
+        running = self.state.floor().installed_version or "no recorded version"
+        if self.directive.unanswered is not None:
+            message = explain(EventType.POLL_UNANSWERED, self.directive.unanswered)
+            return UpdateResult(Outcome.FAILED, EventType.POLL_UNANSWERED, message)
+        message = explain(
+            EventType.NO_ASSIGNMENT,
+            f"{self.identity.hardware_model} runs {running};"
+            f" {choice.considered} signed release(s) looked at",
+        )
+        self.log(EventType.NO_ASSIGNMENT, message, considered=choice.considered)
+        return UpdateResult(Outcome.UP_TO_DATE, EventType.NO_ASSIGNMENT, message)
+
+    def _log_unanswered(self, reason: str) -> None:
+        """P3 of ``client.directive``: why this poll follows no answer of the server."""
+        self.log(EventType.POLL_UNANSWERED, explain(EventType.POLL_UNANSWERED, reason))
+
+    def _frozen(self, choice: Choice, *, pending: str | None) -> UpdateResult:
+        """P5: log rules 6 and 7 (facts about what runs), ``server_frozen``; install nothing."""
+        unlisted = self._report_unlisted(choice)
+        self.contradicted = choice.contradicted
+        self.log_contradicted()
+        held = choice.chosen
+        notes = [] if held is None else [f"{held.path} version {held.info.version} is held back"]
+        if pending is not None:
+            notes.append(f"slot {pending} stays pending until the device reboots")
+        detail = "; ".join(notes) or "nothing to hold back"
+        message = explain(EventType.SERVER_FROZEN, detail)
+        self.log(
+            EventType.SERVER_FROZEN,
+            message,
+            **({} if held is None else {"target": held.path, "version": held.info.version}),
+            **({} if pending is None else {"pending": pending}),
+        )
+        if unlisted is not None:
+            return UpdateResult(Outcome.REFUSED, EventType.RUNNING_NOT_LISTED, unlisted)
+        return UpdateResult(Outcome.FROZEN, EventType.SERVER_FROZEN, message)
+
+    def _closed_window(self) -> Window | None:
+        """P6 of ``client.directive``: the window, if the session's own time is outside it."""
+        window = self.directive.window
+        return None if window is None or window.is_open(self.at) else window
+
+    def _defer_window(
+        self, window: Window, what: str, *, slot: str, chosen: Candidate | None = None
+    ) -> UpdateResult:
+        """P6: log ``deferred_window`` for ``slot`` (sealed, or pending); the result."""
+        message = explain(
+            EventType.DEFERRED_WINDOW,
+            f"{what}; the maintenance window is {window.describe()}, the device's time is"
+            f" {self.at.isoformat()}",
+        )
+        assignment = self.directive.selection.assignment
+        self.log(
+            EventType.DEFERRED_WINDOW,
+            message,
+            slot=slot,
+            opens=window.opens.isoformat(),
+            closes=window.closes.isoformat(),
+            **({} if chosen is None else {"target": chosen.path, "version": chosen.info.version}),
+            **({} if assignment is None else {"deployment": assignment.deployment}),
+        )
+        message = self._noting_contradicted(message)
+        return UpdateResult(Outcome.DEFERRED, EventType.DEFERRED_WINDOW, message, chosen)
 
     def _already_awaiting(self, refusal: Refusal) -> bool:
         """``awaiting_authorization`` is logged once per release, not at every poll."""
@@ -767,6 +909,10 @@ class _Session:
                 verified_at=self.at.isoformat(),
             )
             writer.seal(record=record, evidence=evidence)
+            closed = self._closed_window()  # P6: scheduling first, then the device's guard
+            if closed is not None:
+                what = f"{chosen.path} version {chosen.info.version} verified in slot {writer.slot}"
+                return self._defer_window(closed, what, slot=writer.slot, chosen=chosen)
             # R52: the last step before activation; nothing is pending until it says idle.
             decision = guard.decide(
                 Activation.INSTALL, version=chosen.info.version, recovery=recovery

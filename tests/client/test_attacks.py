@@ -22,6 +22,7 @@ from tuf.api.metadata import Metadata, MetaFile, TargetFile
 
 from client import update as update_module
 from client.boot import boot
+from client.directive import STANDALONE
 from client.state import Floor, StateDir
 from client.update import Outcome, UpdateResult, update
 from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision, sha256, tree
@@ -39,7 +40,7 @@ def device(tmp_path: Path, sim: Sim) -> StateDir:
     """A device running 1.0.0 (security version 1) from slot b."""
     sim.release("1.0.0", 1)
     state = provision(tmp_path / "device", sim)
-    assert update(state, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(state, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(state, health_check=None, now=datetime.now(UTC))
     assert state.floor() == Floor(1, "1.0.0")
     return state
@@ -76,7 +77,7 @@ def running_untouched(device: StateDir) -> Iterator[None]:
 
 
 def refused(device: StateDir, sim: Sim, event: str) -> UpdateResult:
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert not result.ok
     assert result.event == event, result.message
     assert event_types(device)[-1] == event
@@ -88,7 +89,7 @@ def refused(device: StateDir, sim: Sim, event: str) -> UpdateResult:
 
 def test_rollback_of_timestamp(device: StateDir, sim: Sim) -> None:
     sim.publish()
-    update(device, sim.remote())
+    update(device, sim.remote(), directive=STANDALONE)
     trusted = cached_version(device, "timestamp")
     sim.replay(0)
     with untouched(device):
@@ -354,7 +355,7 @@ def test_a_firmware_larger_than_the_free_storage_is_refused_before_the_slot_is_t
     """TUF endless data, signed: a length the slot may hold but the disk cannot."""
     device = provision(tmp_path / "device", sim, slot_capacity=1024**6)
     sim.release("1.0.0", 1)
-    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(device, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(device, health_check=None, now=datetime.now(UTC))
     path = sim.release("1.1.0", 1)
     _sign_length(sim, device, path, 1024**6)  # 1 EiB: more than any test machine has free
@@ -413,7 +414,7 @@ def test_file_swapped_between_verification_and_install(
 
 def test_validly_signed_downgrade(device: StateDir, sim: Sim) -> None:
     sim.release("2.0.0", 3)
-    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(device, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(device, health_check=None, now=datetime.now(UTC))
     sim.release("2.1.0", 2)  # newer version, older security version
     with untouched(device):

@@ -16,6 +16,7 @@ import pytest
 from securesystemslib.signer import CryptoSigner, Signer
 
 from client import authorizations
+from client.directive import STANDALONE
 from client.events import EventType
 from client.readiness import Guard, ReadyCheck
 from client.slots import SlotWriter
@@ -81,8 +82,8 @@ def test_without_an_authorization_the_device_waits_logs_it_once_and_exits_zero_r
     device: StateDir, sim: Sim
 ) -> None:
     sim.release("2.0.0", 2, requires_authorization=True)
-    first = update(device, sim.remote())
-    again = update(device, sim.remote())
+    first = update(device, sim.remote(), directive=STANDALONE)
+    again = update(device, sim.remote(), directive=STANDALONE)
     assert (first.outcome, first.event, first.ok) == (
         Outcome.WAITING,
         EventType.AWAITING_AUTHORIZATION,
@@ -98,7 +99,7 @@ def test_an_authorization_for_this_device_and_release_installs_it_once_r58(
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority)
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert device.bootenv().pending == "b"
     assert event_types(device)[-3:] == [
@@ -134,11 +135,11 @@ def test_a_used_authorization_is_refused_as_a_replay_after_a_restart_or_a_cache_
     with monkeypatch.context() as patch:
         patch.setattr(SlotWriter, "mark_pending", power_cut)
         with pytest.raises(KeyboardInterrupt):
-            update(device, sim.remote(), authorizations=[document])
+            update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     restarted = StateDir(device.root)
     if wipe_cache:
         shutil.rmtree(restarted.metadata_dir)
-    result = update(restarted, sim.remote(), authorizations=[document])
+    result = update(restarted, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, EventType.AUTHORIZATION_REPLAYED)
     assert restarted.bootenv().pending is None
 
@@ -148,7 +149,7 @@ def test_an_authorization_for_another_device_is_refused_r58(
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority, device="pump-0002")
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, EventType.AUTHORIZATION_WRONG_DEVICE)
     assert device.bootenv().pending is None
 
@@ -159,7 +160,7 @@ def test_an_authorization_for_another_release_is_refused(
     older = sim.release("2.0.0", 2, requires_authorization=True)
     sim.release("2.1.0", 2, requires_authorization=True)
     document = authorize(sim, older, authority)
-    result = check(device, sim.remote(), authorizations=[document])
+    result = check(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     # 2.1.0 is refused for want of its own authorization; 2.0.0 is the one allowed.
     assert result.outcome is Outcome.AVAILABLE
     assert result.candidate is not None and result.candidate.path == older
@@ -171,7 +172,7 @@ def test_an_authorization_for_the_same_path_with_other_bytes_is_refused(
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority, digest="00" * 32)
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.event is EventType.AUTHORIZATION_WRONG_RELEASE
     assert device.bootenv().pending is None
 
@@ -180,7 +181,7 @@ def test_an_expired_authorization_is_refused(device: StateDir, sim: Sim, authori
     path = sim.release("2.0.0", 2, requires_authorization=True)
     issued = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     document = authorize(sim, path, authority, issued=issued)
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.event is EventType.AUTHORIZATION_EXPIRED
 
 
@@ -191,7 +192,7 @@ def test_an_authorization_expired_by_the_time_floor_is_refused_even_if_the_clock
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority)
     device.raise_time_floor(datetime.now(UTC) + timedelta(minutes=20))
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.event is EventType.AUTHORIZATION_EXPIRED
 
 
@@ -200,7 +201,7 @@ def test_a_tampered_authorization_is_refused(device: StateDir, sim: Sim, authori
     tree = authorize(sim, path, authority, device="pump-0002").to_dict()
     tree["signed"]["device_id"] = DEVICE
     tampered = SignedAuthorization.from_dict(tree)
-    result = update(device, sim.remote(), authorizations=[tampered])
+    result = update(device, sim.remote(), authorizations=[tampered], directive=STANDALONE)
     assert result.event is EventType.AUTHORIZATION_BAD_SIGNATURE
 
 
@@ -209,14 +210,21 @@ def test_an_authorization_signed_by_an_untrusted_or_rotated_out_key_is_refused_r
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
     stranger = CryptoSigner.generate_ed25519()
-    result = update(device, sim.remote(), authorizations=[authorize(sim, path, stranger)])
+    result = update(
+        device, sim.remote(), authorizations=[authorize(sim, path, stranger)], directive=STANDALONE
+    )
     assert result.event is EventType.AUTHORIZATION_UNTRUSTED_KEY
     successor = CryptoSigner.generate_ed25519()
     sim.trust_authorization_key(successor)  # the officers rotate the authorization key out
-    result = update(device, sim.remote(), authorizations=[authorize(sim, path, authority)])
+    result = update(
+        device, sim.remote(), authorizations=[authorize(sim, path, authority)], directive=STANDALONE
+    )
     assert result.event is EventType.AUTHORIZATION_UNTRUSTED_KEY
     result = update(
-        device, sim.remote(), authorizations=[authorize(sim, path, successor, nonce="6b" * 32)]
+        device,
+        sim.remote(),
+        authorizations=[authorize(sim, path, successor, nonce="6b" * 32)],
+        directive=STANDALONE,
     )
     assert result.outcome is Outcome.INSTALLED
 
@@ -226,11 +234,13 @@ def test_a_deferred_install_authorized_in_time_installs_after_the_expiry_within_
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority)
-    deferred = update(device, sim.remote(), guard=BUSY, authorizations=[document])
+    deferred = update(
+        device, sim.remote(), guard=BUSY, authorizations=[document], directive=STANDALONE
+    )
     assert deferred.outcome is Outcome.DEFERRED
     # Twenty minutes later (the document expired five minutes ago), the device is idle.
     device.raise_time_floor(datetime.now(UTC) + timedelta(minutes=20))
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert device.bootenv().pending == "b"
 
@@ -241,11 +251,11 @@ def test_a_deferred_install_finishes_with_its_kept_document_when_the_server_stop
     """R52: picked up at one poll, deferred, installed at a later poll that brings no document."""
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority)
-    assert update(device, sim.remote(), guard=BUSY, authorizations=[document]).outcome is (
-        Outcome.DEFERRED
-    )
+    assert update(
+        device, sim.remote(), guard=BUSY, authorizations=[document], directive=STANDALONE
+    ).outcome is (Outcome.DEFERRED)
     device.raise_time_floor(datetime.now(UTC) + timedelta(minutes=20))
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert event_types(device).count("authorization_accepted") == 1
     assert "authorization_used" in event_types(device)
@@ -256,9 +266,9 @@ def test_a_deferred_install_past_its_grace_is_refused_as_expired(
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority)
-    update(device, sim.remote(), guard=BUSY, authorizations=[document])
+    update(device, sim.remote(), guard=BUSY, authorizations=[document], directive=STANDALONE)
     device.raise_time_floor(datetime.now(UTC) + timedelta(hours=2))
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.event is EventType.AUTHORIZATION_EXPIRED
     assert device.bootenv().pending is None
 
@@ -267,7 +277,9 @@ def test_the_nonce_record_is_kept_outside_the_metadata_cache(
     device: StateDir, sim: Sim, authority: Signer
 ) -> None:
     path = sim.release("2.0.0", 2, requires_authorization=True)
-    update(device, sim.remote(), authorizations=[authorize(sim, path, authority)])
+    update(
+        device, sim.remote(), authorizations=[authorize(sim, path, authority)], directive=STANDALONE
+    )
     store = authorizations.store_path(device)
     assert store.is_file()
     assert device.metadata_dir not in store.parents
@@ -279,8 +291,10 @@ def test_a_damaged_nonce_record_is_rebuilt_from_the_log_with_every_nonce_spent_r
     """Fail closed: damage never makes a used or bound document usable again."""
     path = sim.release("2.0.0", 2, requires_authorization=True)
     document = authorize(sim, path, authority)
-    update(device, sim.remote(), guard=BUSY, authorizations=[document])  # bound, not used
+    update(
+        device, sim.remote(), guard=BUSY, authorizations=[document], directive=STANDALONE
+    )  # bound, not used
     authorizations.store_path(device).write_bytes(b"{ damaged")
-    result = update(device, sim.remote(), authorizations=[document])
+    result = update(device, sim.remote(), authorizations=[document], directive=STANDALONE)
     assert result.event is EventType.AUTHORIZATION_REPLAYED
     assert "integrity_failure" in event_types(device)

@@ -25,6 +25,7 @@ import pytest
 from client import cli
 from client.agent import Agent, Schedule
 from client.boot import boot
+from client.directive import STANDALONE
 from client.fetcher import Pace
 from client.state import StateBusyError, StateDir
 from client.update import Outcome, Remote, update
@@ -130,7 +131,7 @@ def device(tmp_path: Path, sim: Pausing) -> StateDir:
 def running(device: StateDir, sim: Pausing) -> StateDir:
     """The device running 1.0.0 from slot b, with 2.0.0 published."""
     sim.release("1.0.0", 1)
-    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(device, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(device, health_check=None, now=datetime.now(UTC))
     sim.release("2.0.0", 2)
     return device
@@ -252,6 +253,6 @@ def test_a_killed_agent_leaves_no_stale_lock_and_its_download_resumes(
     result = fwclient("--lock-wait", "0", "boot", "--state", str(running.root))
     assert result.exit_code == 0, result.output
     assert "slot b: booted" in result.stdout
-    assert update(running, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(running, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     resumed = [offset for path, offset in sim.requests if path.endswith("fw-2.0.0.bin")]
     assert resumed == [CUT]

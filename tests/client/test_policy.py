@@ -10,6 +10,7 @@ from typing import Any
 from securesystemslib.signer import CryptoSigner
 
 from client import policy
+from client.directive import NEWEST, Selection
 from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.policy import Candidate, Choice
 from client.state import Floor
@@ -37,10 +38,11 @@ def choose(
     candidates: Iterable[Candidate],
     *,
     authorizations: AuthorizationContext = NOTHING_HELD,
+    selection: Selection = NEWEST,
     **kwargs: Any,
 ) -> Choice:
-    """``policy.choose`` with no authorization held unless a test gives one."""
-    return policy.choose(candidates, authorizations=authorizations, **kwargs)
+    """``policy.choose`` with no authorization held and the newest selected, unless a test says."""
+    return policy.choose(candidates, authorizations=authorizations, selection=selection, **kwargs)
 
 
 def authorized(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from client.boot import boot
+from client.directive import STANDALONE
 from client.fetcher import Fetched
 from client.state import StateDir
 from client.update import ROOT_PROBE_MAX_AGE, Outcome, PollMemory, Remote, UpdateResult, update
@@ -62,7 +63,7 @@ def device(tmp_path: Path, sim: Sim, remote: Remote) -> StateDir:
     """A device running 1.0.0, after one full poll on ``remote``."""
     state = provision(tmp_path / "device", sim)
     sim.release("1.0.0", 1)
-    assert update(state, remote).outcome is Outcome.INSTALLED
+    assert update(state, remote, directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(state, health_check=None, now=datetime.now(UTC))
     assert poll(state, remote, sim).outcome is Outcome.UP_TO_DATE
     return state
@@ -71,7 +72,7 @@ def device(tmp_path: Path, sim: Sim, remote: Remote) -> StateDir:
 def poll(state: StateDir, remote: Remote, sim: Sim) -> UpdateResult:
     """One poll, with only its own requests left in ``sim.requests``."""
     sim.requests.clear()
-    return update(state, remote)
+    return update(state, remote, directive=STANDALONE)
 
 
 def refused_by_a_full_refresh(device: StateDir, remote: Remote, sim: Sim, event: str) -> None:
@@ -179,7 +180,7 @@ def test_an_idle_poll_decides_again_from_the_devices_own_state(
     device: StateDir, remote: Remote, sim: Sim
 ) -> None:
     sim.release("1.1.0", 1)
-    assert update(device, remote, tries=1).outcome is Outcome.INSTALLED
+    assert update(device, remote, tries=1, directive=STANDALONE).outcome is Outcome.INSTALLED
     failing = ("python3", "-c", "raise SystemExit(1)")
     assert boot(device, health_check=failing, now=datetime.now(UTC)).outcome.value == "rolled_back"
     result = poll(device, remote, sim)

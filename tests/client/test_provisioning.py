@@ -19,6 +19,7 @@ import pytest
 
 from client import provisioning
 from client import update as update_module
+from client.directive import STANDALONE
 from client.errors import ProvisioningError
 from client.state import DeviceIdentity, StateDir
 from client.update import Outcome, update
@@ -51,7 +52,7 @@ def test_freeze_attack_after_a_clock_reset_below_the_factory_time_r52(
     state = provision(tmp_path, sim, now=factory_time)
     sim.release("1.0.0", 1, publish=False)
     sim.publish(timestamp_expires=timedelta(days=7), snapshot_expires=timedelta(days=7))
-    result = update(state, sim.remote())
+    result = update(state, sim.remote(), directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, "freeze_attack")
     assert event_types(state) == ["provisioned", "clock_skew", "freeze_attack"]
     assert state.time_floor() == factory_time
@@ -90,7 +91,7 @@ def test_freeze_attack_on_a_device_provisioned_without_a_time_floor_r52(
     monkeypatch.setattr(update_module, "BUILT", datetime.now(UTC) + timedelta(days=12))
     sim.release("1.0.0", 1, publish=False)
     sim.publish(timestamp_expires=timedelta(days=7), snapshot_expires=timedelta(days=7))
-    result = update(state, sim.remote())
+    result = update(state, sim.remote(), directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, "freeze_attack")
     assert event_types(state) == ["clock_skew", "freeze_attack"]
 

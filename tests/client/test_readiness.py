@@ -15,6 +15,7 @@ import pytest
 
 from client.boot import Outcome as BootOutcome
 from client.boot import boot, enter_failsafe
+from client.directive import STANDALONE
 from client.events import EventType
 from client.integrity import verify_sealed
 from client.readiness import (
@@ -146,7 +147,7 @@ def test_an_update_on_a_device_in_use_keeps_the_verified_slot_and_activates_noth
 ) -> None:
     path = sim.release("1.0.0", 1)
     clinic.busy()
-    result = run_update(device, sim.remote(), guard=clinic.guard())
+    result = run_update(device, sim.remote(), guard=clinic.guard(), directive=STANDALONE)
     assert (result.outcome, result.event, result.ok) == (
         Outcome.DEFERRED,
         EventType.DEFERRED_IN_USE,
@@ -167,9 +168,9 @@ def test_once_idle_the_deferred_update_installs_without_a_second_download_r52(
 ) -> None:
     sim.release("1.0.0", 1)
     clinic.busy()
-    run_update(device, sim.remote(), guard=clinic.guard())
+    run_update(device, sim.remote(), guard=clinic.guard(), directive=STANDALONE)
     clinic.idle()
-    result = run_update(device, sim.remote(), guard=clinic.guard())
+    result = run_update(device, sim.remote(), guard=clinic.guard(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert device.bootenv().pending == "b"
     assert len(sim.fetched("/targets/")) == 1, "the target was downloaded again"
@@ -184,7 +185,7 @@ def test_an_update_with_a_ready_check_that_hangs_or_is_missing_is_deferred(
     device: StateDir, sim: Sim, check: ReadyCheck
 ) -> None:
     sim.release("1.0.0", 1)
-    result = run_update(device, sim.remote(), guard=Guard(check))
+    result = run_update(device, sim.remote(), guard=Guard(check), directive=STANDALONE)
     assert result.outcome is Outcome.DEFERRED
     assert device.bootenv().pending is None
 
@@ -195,7 +196,9 @@ def test_a_recovery_in_failsafe_mode_respects_the_guard_r52(
     sim.release("1.0.0", 1)
     device.write_bootenv(device.bootenv().with_changes(mode=Mode.FAILSAFE))
     clinic.busy()
-    deferred = run_update(device, sim.remote(), recovery=True, guard=clinic.guard())
+    deferred = run_update(
+        device, sim.remote(), recovery=True, guard=clinic.guard(), directive=STANDALONE
+    )
     assert deferred.outcome is Outcome.DEFERRED
     assert device.bootenv().pending is None
 
@@ -207,7 +210,7 @@ def test_a_person_may_install_a_recovery_on_a_device_in_use_and_it_is_logged_r52
     device.write_bootenv(device.bootenv().with_changes(mode=Mode.FAILSAFE))
     clinic.busy()
     guard = clinic.guard(ignore_for_recovery=True)
-    result = run_update(device, sim.remote(), recovery=True, guard=guard)
+    result = run_update(device, sim.remote(), recovery=True, guard=guard, directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert device.bootenv().recovery
     installed = device.events.last(EventType.INSTALLED)
@@ -220,7 +223,9 @@ def test_the_override_does_not_open_an_ordinary_update_r52(
 ) -> None:
     sim.release("1.0.0", 1)
     clinic.busy()
-    result = run_update(device, sim.remote(), guard=clinic.guard(ignore_for_recovery=True))
+    result = run_update(
+        device, sim.remote(), guard=clinic.guard(ignore_for_recovery=True), directive=STANDALONE
+    )
     assert result.outcome is Outcome.DEFERRED
     assert device.bootenv().pending is None
 

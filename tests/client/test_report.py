@@ -18,6 +18,7 @@ import pytest
 
 from client.agent import Agent, Schedule
 from client.boot import boot
+from client.directive import STANDALONE
 from client.events import EventType
 from client.report import (
     Acked,
@@ -88,7 +89,7 @@ def test_a_report_says_what_the_device_runs_and_carries_its_log_r38(
 ) -> None:
     sim.release("1.0.0", 3)
     with device.lock():
-        update(device, sim.remote())
+        update(device, sim.remote(), directive=STANDALONE)
         boot(device, health_check=None, now=datetime.now(UTC))
     body = build_report(device, after=0)
     assert body["device_id"] == DEVICE
@@ -296,7 +297,7 @@ def test_the_agent_reports_daily_when_nothing_changes_r38(device: StateDir, sim:
     server = Server()
     sim.release("1.0.0", 1)
     with device.lock():
-        update(device, sim.remote())
+        update(device, sim.remote(), directive=STANDALONE)
     polling = agent(device, sim, Reporter(device, server))
     polling.run(max_polls=1)  # nothing new, but never reported: reports
     assert len(server.reports) == 1

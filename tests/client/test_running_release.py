@@ -24,6 +24,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization.json import JSONSerializer
 
 from client.boot import boot, status
+from client.directive import STANDALONE
 from client.state import Floor, StateDir
 from client.update import Outcome, UpdateResult, check, update
 from tests.client.sim import MODEL, Sim, event_types, image_bytes, provision
@@ -44,7 +45,7 @@ def device(tmp_path: Path, sim: Sim) -> StateDir:
 
 
 def install_and_boot(state: StateDir, sim: Sim) -> None:
-    assert update(state, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(state, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(state, health_check=None, now=datetime.now(UTC))
 
 
@@ -76,7 +77,7 @@ def firmware(sim: Sim, version: str, security_version: int, *, path: str, size: 
 
 def refused(state: StateDir, sim: Sim, event: str) -> UpdateResult:
     slots = {slot: state.slot_record(slot) for slot in ("a", "b")}
-    result = update(state, sim.remote())
+    result = update(state, sim.remote(), directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, event), result.message
     assert event_types(state)[-1] == event
     last = status(state)["last_update"]
@@ -161,11 +162,11 @@ def test_one_mis_signed_build_does_not_freeze_the_fleet_away_from_a_security_fix
     )
     sign_line(sim, lambda line: line.targets.update({rebuilt.path: rebuilt, fix.path: fix}))
 
-    checked = check(device, sim.remote())
+    checked = check(device, sim.remote(), directive=STANDALONE)
     assert checked.outcome is Outcome.AVAILABLE and fix.path in checked.message
     assert event_types(device)[-2:] == ["checked", "integrity_failure"]
 
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED, result.message
     assert rebuilt.path in result.message and "the same version, other bytes" in result.message
     assert event_types(device)[-2:] == ["installed", "integrity_failure"]

@@ -23,6 +23,7 @@ from tuf.api.metadata import Metadata
 
 from client import cli, provisioning
 from client.boot import boot
+from client.directive import STANDALONE
 from client.state import DeviceIdentity, StateDir
 from client.update import Outcome, Remote, update
 from tests.client.sim import DEVICE, MODEL, Sim, event_types
@@ -86,7 +87,7 @@ def test_a_damaged_time_floor_is_rebuilt_from_the_provisioning_floor_r52(
     damage(state, kind)
     sim.release("1.0.0", 1, publish=False)
     sim.publish(timestamp_expires=timedelta(days=7), snapshot_expires=timedelta(days=7))
-    result = update(state, sim.remote())
+    result = update(state, sim.remote(), directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, "freeze_attack")
     assert event_types(state) == ["provisioned", "integrity_failure", "clock_skew", "freeze_attack"]
     assert "the provisioning floor" in str(rebuilt_entry(state)["message"])
@@ -106,7 +107,7 @@ def test_a_damaged_time_floor_is_rebuilt_from_the_verified_evidence_r52(
     """
     state = legacy_provision(tmp_path / "device", sim)
     sim.release("1.0.0", 1)
-    assert update(state, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(state, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(state, health_check=None, now=datetime.now(UTC))
     record = state.slot_record("b")
     assert record is not None
@@ -114,7 +115,7 @@ def test_a_damaged_time_floor_is_rebuilt_from_the_verified_evidence_r52(
     floor, _sources = provisioning.proven_time(state, built=provisioning.BUILT)
     assert floor == max(provisioning.BUILT, datetime.fromisoformat(record.verified_at))
     sim.release("2.0.0", 2)
-    result = update(state, sim.remote())
+    result = update(state, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED, result.message
     rebuilt_entry(state)
     moved = state.time_floor()
@@ -132,7 +133,7 @@ def test_a_damaged_verified_time_cannot_push_the_floor_past_the_signed_expiry_r5
     """
     state = legacy_provision(tmp_path / "device", sim)
     sim.release("1.0.0", 1)
-    assert update(state, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(state, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     boot(state, health_check=None, now=datetime.now(UTC))
     record_file = state.slot_record_file("b")
     data = json.loads(record_file.read_text())
@@ -145,7 +146,7 @@ def test_a_damaged_verified_time_cannot_push_the_floor_past_the_signed_expiry_r5
     # The next timestamp is signed later than the cached one, so it expires later.
     sim.release("2.0.0", 2, publish=False)
     sim.publish(timestamp_expires=timedelta(days=2))
-    result = update(state, sim.remote())
+    result = update(state, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED, result.message
 
 

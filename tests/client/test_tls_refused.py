@@ -21,6 +21,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from client import cli
+from client.directive import STANDALONE
 from client.fetcher import HttpsFetcher
 from client.state import StateDir
 from client.update import Outcome, Remote, update
@@ -71,7 +72,9 @@ def serving(directory: Path) -> Iterator[HandshakeServer]:
 def attempt(state: StateDir, server: HandshakeServer, ca: Path) -> str:
     fetcher = HttpsFetcher(ca=ca, timeout=5)
     try:
-        result = update(state, Remote(f"https://127.0.0.1:{server.port}", fetcher))
+        result = update(
+            state, Remote(f"https://127.0.0.1:{server.port}", fetcher), directive=STANDALONE
+        )
     finally:
         fetcher.close()
     assert (result.outcome, result.event) == (Outcome.FAILED, "unreachable")

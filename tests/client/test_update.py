@@ -10,6 +10,7 @@ import pytest
 from client import download
 from client.boot import Outcome as BootOutcome
 from client.boot import boot
+from client.directive import STANDALONE
 from client.evidence import verify_evidence
 from client.integrity import verify_slot
 from client.state import Floor, Mode, StateDir
@@ -30,7 +31,7 @@ def device(tmp_path: Path, sim: Sim) -> StateDir:
 
 
 def install_and_boot(device: StateDir, sim: Sim) -> None:
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED, result.message
     boot(device, health_check=None, now=datetime.now(UTC))
 
@@ -40,7 +41,7 @@ def test_a_provisioned_device_installs_the_newest_release_into_the_inactive_slot
 ) -> None:
     sim.release("1.0.0", 1)
     path = sim.release("1.1.0", 1)
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert result.candidate is not None and result.candidate.path == path
     env = device.bootenv()
@@ -66,7 +67,7 @@ def test_the_installed_firmware_boots_commits_and_raises_the_floors(
 
 def test_check_says_what_is_available_and_touches_no_slot(device: StateDir, sim: Sim) -> None:
     sim.release("1.0.0", 1)
-    result = check(device, sim.remote())
+    result = check(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.AVAILABLE
     assert "1.0.0" in result.message
     assert not device.slots_dir.exists()
@@ -76,23 +77,23 @@ def test_check_says_what_is_available_and_touches_no_slot(device: StateDir, sim:
 def test_nothing_newer_is_no_update(device: StateDir, sim: Sim) -> None:
     sim.release("1.0.0", 1)
     install_and_boot(device, sim)
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.UP_TO_DATE
     assert result.ok
     assert event_types(device)[-1] == "no_update"
 
 
 def test_an_empty_product_line_is_no_update(device: StateDir, sim: Sim) -> None:
-    assert update(device, sim.remote()).outcome is Outcome.UP_TO_DATE
+    assert update(device, sim.remote(), directive=STANDALONE).outcome is Outcome.UP_TO_DATE
 
 
 def test_an_installed_update_waits_for_its_reboot_without_going_online(
     device: StateDir, sim: Sim
 ) -> None:
     sim.release("1.0.0", 1)
-    update(device, sim.remote())
+    update(device, sim.remote(), directive=STANDALONE)
     sim.requests.clear()
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.PENDING_REBOOT
     assert sim.requests == []
 
@@ -101,7 +102,7 @@ def test_the_evidence_is_the_signed_metadata_the_target_was_verified_with(
     device: StateDir, sim: Sim
 ) -> None:
     sim.release("1.0.0", 1)
-    update(device, sim.remote())
+    update(device, sim.remote(), directive=STANDALONE)
     record = device.slot_record("b")
     assert record is not None
     evidence = tree(device.slot_evidence("b"))
@@ -123,7 +124,7 @@ def test_a_product_line_in_hashed_bins_is_read_from_its_current_list_without_any
     sim.release("1.0.0", 1)
     newest = sim.release("1.2.0", 1)
     sim.release("1.1.0", 1)
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.candidate is not None and result.candidate.path == newest
     record = device.slot_record("b")
     assert record is not None and record.role == MODEL
@@ -137,7 +138,7 @@ def test_a_second_check_with_nothing_changed_fetches_only_root_and_timestamp(
     sim.release("1.0.0", 1)
     install_and_boot(device, sim)
     sim.requests.clear()
-    assert check(device, sim.remote()).outcome is Outcome.UP_TO_DATE
+    assert check(device, sim.remote(), directive=STANDALONE).outcome is Outcome.UP_TO_DATE
     assert sim.fetched() == ["/metadata/2.root.json", "/metadata/timestamp.json"]
 
 
@@ -149,7 +150,7 @@ def test_an_sbom_beside_the_firmware_is_not_a_candidate(device: StateDir, sim: S
     sim.repo.add_target(MODEL, f"{MODEL}/fw-1.0.0.bin", image, custom, "alice", "bob")
     sim.images[f"{MODEL}/fw-1.0.0.bin"] = image
     sim.publish()
-    result = check(device, sim.remote())
+    result = check(device, sim.remote(), directive=STANDALONE)
     assert result.candidate is not None
     assert result.candidate.path == f"{MODEL}/fw-1.0.0.bin"
 
@@ -159,7 +160,7 @@ def test_root_rotation_is_followed_and_kept_as_evidence(device: StateDir, sim: S
         "root", add=["carol"], remove=["officer3"], signers=["officer1", "officer2", "carol"]
     )
     sim.release("1.0.0", 1)
-    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(device, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     assert (device.metadata_dir / "root_history" / "2.root.json").read_bytes() == sim.root(2)
     assert device.trusted_root.read_bytes() == sim.root(1), "the provisioned root never changes"
     evidence = tree(device.slot_evidence("b"))
@@ -174,11 +175,11 @@ def test_an_interrupted_download_resumes_with_a_range_request(
     path = sim.release("1.0.0", 1, size=200_000)
     url = sim.target_url(path)
     sim.cut[url] = 100_000
-    first = update(device, sim.remote())
+    first = update(device, sim.remote(), directive=STANDALONE)
     assert first.outcome is Outcome.FAILED
     assert first.event == "unreachable"
     assert device.bootenv().pending is None
-    second = update(device, sim.remote())
+    second = update(device, sim.remote(), directive=STANDALONE)
     assert second.outcome is Outcome.INSTALLED, second.message
     offsets = [offset for fetched, offset in sim.requests if fetched == url]
     assert offsets[0] == 0
@@ -191,7 +192,7 @@ def test_an_unreachable_server_leaves_the_device_running_r52(device: StateDir, s
     install_and_boot(device, sim)
     before = tree(device.root / "slots"), device.bootenv(), device.floor()
     sim.down = True
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.FAILED, "unreachable")
     assert "keeps running" in result.message
     assert (tree(device.root / "slots"), device.bootenv(), device.floor()) == before
@@ -200,7 +201,7 @@ def test_an_unreachable_server_leaves_the_device_running_r52(device: StateDir, s
 
 def test_a_successful_refresh_raises_the_time_floor(device: StateDir, sim: Sim) -> None:
     before = datetime.now(UTC)
-    check(device, sim.remote())
+    check(device, sim.remote(), directive=STANDALONE)
     floor = device.time_floor()
     assert floor is not None and before <= floor <= datetime.now(UTC)
 
@@ -210,17 +211,17 @@ def test_a_device_in_failsafe_mode_refuses_updates_but_takes_a_signed_recovery(
 ) -> None:
     sim.release("1.0.0", 1)
     device.write_bootenv(device.bootenv().with_changes(mode=Mode.FAILSAFE))
-    refused = update(device, sim.remote())
+    refused = update(device, sim.remote(), directive=STANDALONE)
     assert (refused.outcome, refused.event) == (Outcome.REFUSED, "failsafe_refused")
     assert not device.slots_dir.exists()
-    recovered = update(device, sim.remote(), recovery=True)
+    recovered = update(device, sim.remote(), recovery=True, directive=STANDALONE)
     assert recovered.outcome is Outcome.INSTALLED
     assert device.bootenv().recovery
 
 
 def test_recovery_is_refused_outside_failsafe_mode(device: StateDir, sim: Sim) -> None:
     sim.release("1.0.0", 1)
-    result = update(device, sim.remote(), recovery=True)
+    result = update(device, sim.remote(), recovery=True, directive=STANDALONE)
     assert result.outcome is Outcome.FAILED
     assert "failsafe" in result.message
 
@@ -231,10 +232,10 @@ def test_a_firmware_that_failed_its_health_check_is_not_installed_again(
     sim.release("1.0.0", 1)
     install_and_boot(device, sim)
     sim.release("2.0.0", 2)
-    update(device, sim.remote(), tries=1)
+    update(device, sim.remote(), tries=1, directive=STANDALONE)
     fail = ("python3", "-c", "raise SystemExit(1)")
     assert boot(device, health_check=fail, now=datetime.now(UTC)).outcome.value == "rolled_back"
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert (result.outcome, result.event) == (Outcome.REFUSED, "known_bad")
     assert device.bootenv().pending is None
     assert device.floor() == Floor(1, "1.0.0")
@@ -247,11 +248,11 @@ def test_a_pending_slot_corrupted_at_rest_is_downloaded_again_by_the_next_update
     sim.release("1.0.0", 1)
     install_and_boot(device, sim)  # runs from slot b
     path = sim.release("1.1.0", 1)
-    assert update(device, sim.remote()).outcome is Outcome.INSTALLED
+    assert update(device, sim.remote(), directive=STANDALONE).outcome is Outcome.INSTALLED
     corrupt(device, "a")
     assert boot(device, health_check=None, now=datetime.now(UTC)).outcome is BootOutcome.ROLLED_BACK
     fetched = len(sim.fetched(sim.target_url(path)))
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED, result.message
     assert len(sim.fetched(sim.target_url(path))) == fetched + 1
     assert device.slot_image("a").read_bytes() == sim.images[path]
@@ -262,7 +263,7 @@ def test_the_clock_behind_the_time_floor_is_logged_and_the_floor_used(
 ) -> None:
     sim.release("1.0.0", 1)
     device.raise_time_floor(datetime.now(UTC) + timedelta(hours=1))
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.INSTALLED
     assert event_types(device) == ["clock_skew", "installed"]
 
@@ -276,7 +277,7 @@ def test_a_release_that_failed_here_does_not_hide_the_one_it_superseded(tmp_path
     install_and_boot(device, sim)
     sim.release("1.1.0", 1)
     bad = sim.release("1.2.0", 1)
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
     assert result.candidate is not None and result.candidate.path == bad
     outcomes = [boot(device, health_check=UNHEALTHY, now=datetime.now(UTC)).outcome]
     for _ in range(5):  # a reboot per boot try, until the fall back
@@ -285,7 +286,7 @@ def test_a_release_that_failed_here_does_not_hide_the_one_it_superseded(tmp_path
     assert outcomes[-1] is BootOutcome.ROLLED_BACK
     sim.requests.clear()
 
-    result = update(device, sim.remote())
+    result = update(device, sim.remote(), directive=STANDALONE)
 
     assert result.outcome is Outcome.INSTALLED, result.message
     assert result.candidate is not None and result.candidate.info.version == "1.1.0"
