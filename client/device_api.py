@@ -15,6 +15,9 @@ Rules:
   sent once, in the signed registration body, and never logged.
 - A4 An answer is JSON of at most ``MAX_ANSWER`` bytes; a refusal (4xx,
   5xx) raises ``DeviceApiError`` with the server's own ``detail``.
+- A5 The poll's answer is read by ``client.directive.parse`` (rule P1) and
+  nothing else: a directive the device still checks against its signed
+  metadata and its own install policy.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def obtain(poll: Callable[[], Directive]) -> Directive:
     try:
         return poll()
     except ClientError as exc:
-        logger.warning("poll: no valid directive: %s", exc)
+        logger.info("poll: no valid directive: %s", exc)  # the event log and the result say it
         return Directive.no_answer(str(exc))
 
 
