@@ -137,6 +137,7 @@ def _register_blueprints(app: Flask) -> None:
     from update_server.audit import views as audit_views  # noqa: PLC0415
     from update_server.auth import views as auth_views  # noqa: PLC0415
     from update_server.authorizations import views as authorization_views  # noqa: PLC0415
+    from update_server.deployments import views as deployment_views  # noqa: PLC0415
     from update_server.devices import views as device_views  # noqa: PLC0415
     from update_server.publication import views as publication_views  # noqa: PLC0415
     from update_server.web import init_app as init_web  # noqa: PLC0415
@@ -149,6 +150,7 @@ def _register_blueprints(app: Flask) -> None:
         publication_views.blueprint,
         device_views.blueprint,
         authorization_views.blueprint,
+        deployment_views.blueprint,
         distribution.blueprint,
     ):
         app.register_blueprint(blueprint)

@@ -165,6 +165,7 @@ _DEVICE = _object(
     )
     | {
         "security_floor": {"type": ["integer", "null"]},
+        "running_withdrawn": {"type": ["boolean", "null"]},
         "offered_for_authorization": {
             "oneOf": [
                 {"type": "null"},
@@ -595,6 +596,326 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
 }
+
+# -- Fleet operations (issue 11, update_server.deployments) ----------------------------
+_GROUP_NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": _NAME}
+_DEPLOYMENT_ID_PARAM = {
+    "name": "deployment_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+_FLEET_ROLES = "release_manager, release_engineer, admin, security_officer, auditor"
+_CRITERIA = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"enum": ["hardware_model", "site", "running_version", "mode", "slot"]},
+    "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 64},
+}
+_WINDOW_BODY = _body(
+    {
+        "days": {
+            "type": "array",
+            "items": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+            "minItems": 1,
+            "maxItems": 7,
+            "uniqueItems": True,
+        },
+        "start": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+        "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 1440},
+        "timezone": {"type": "string", "minLength": 1, "maxLength": 64},
+    }
+)
+_WINDOW = {"oneOf": [{"type": "null"}, _object({k: {} for k in _WINDOW_BODY["properties"]})]}
+_GROUP = _object(
+    {
+        "name": {"type": "string"},
+        "kind": {"enum": ["static", "dynamic"]},
+        "criteria": {"type": ["object", "null"]},
+        "window": _WINDOW,
+    },
+    {"devices": {"type": "array", "items": {"type": "string"}}},
+)
+_FLEET = _object(
+    {"hardware_model": {"type": "string"}, "install": {"enum": ["assigned", "newest"]}},
+    {"changed_by": _OPTIONAL_TEXT},
+)
+_DEPLOYMENT_STATES = ["awaiting_approval", "running", "paused", "completed", "stopped", "aborted"]
+_DEVICE_STATUSES = [
+    "assigned",
+    "downloading",
+    "activating",
+    "deferred",
+    "installed",
+    "failed",
+    "refused",
+]
+_DEPLOYMENT = _object(
+    {
+        "id": {"type": "integer"},
+        "target_path": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "version": {"type": "string"},
+        "state": {"enum": _DEPLOYMENT_STATES},
+        "reason": _OPTIONAL_TEXT,
+        "groups": {"type": "array", "items": {"type": "string"}},
+        "fleets": {"type": "array", "items": {"type": "string"}},
+        "waves": {
+            "type": "array",
+            "items": _object(
+                {
+                    "wave": {"type": "integer", "minimum": 1},
+                    "devices": _COUNT,
+                    "installed": _COUNT,
+                    "failed": _COUNT,
+                    "started": {"type": "boolean"},
+                }
+            ),
+        },
+        "success_percent": {"type": "integer"},
+        "failure_percent": {"type": "integer"},
+        "statuses": {"type": "object", "additionalProperties": _COUNT},
+        "created_by": {"type": "string"},
+        "created_at": _INSTANT,
+    },
+    {
+        "approved_by": _OPTIONAL_TEXT,
+        "approved_at": _OPTIONAL_TEXT,
+        "devices": {
+            "type": "array",
+            "items": _object(
+                {
+                    "device_id": {"type": "string"},
+                    "wave": {"type": "integer", "minimum": 1},
+                    "status": {"enum": _DEVICE_STATUSES},
+                },
+                dict.fromkeys(
+                    ("event", "reason", "status_at", "assigned_at", "checked_in_at"),
+                    _OPTIONAL_TEXT,
+                ),
+            ),
+        },
+    },
+)
+
+
+def _deployment_change(summary: str, *, fresh_otp: bool = False) -> dict[str, Any]:
+    return {
+        "parameters": [_DEPLOYMENT_ID_PARAM],
+        "post": _op(
+            summary,
+            roles="release_manager",
+            fresh_otp=fresh_otp,
+            errors=(400, 401, 403, 404, 409, 423),
+            answer=_DEPLOYMENT,
+        ),
+    }
+
+
+def _group_edit(summary: str, **kwargs: Any) -> dict[str, Any]:
+    return _op(
+        summary,
+        roles="release_manager, admin",
+        errors=(400, 401, 403, 404, 409),
+        answer=_GROUP,
+        **kwargs,
+    )
+
+
+PATHS.update(
+    {
+        "/api/v1/groups": {
+            "get": _op(
+                "Device groups: static (members by id) and dynamic (by model, site or a"
+                " device field), with their maintenance windows",
+                roles=_FLEET_ROLES,
+                answer=_object({"groups": {"type": "array", "items": _GROUP}}),
+            ),
+            "post": _group_edit(
+                "Make a group (GR1): static, or dynamic with criteria",
+                ok=201,
+                body=_body(
+                    {"name": _NAME, "kind": {"enum": ["static", "dynamic"]}},
+                    {"criteria": _CRITERIA},
+                ),
+            ),
+        },
+        "/api/v1/groups/{name}": {
+            "parameters": [_GROUP_NAME_PARAM],
+            "get": _op(
+                "One group with its devices now",
+                roles=_FLEET_ROLES,
+                errors=(400, 401, 403, 404),
+                answer=_GROUP,
+            ),
+            "delete": _op(
+                "Delete a group (deployments made with it keep their devices)",
+                roles="release_manager, admin",
+                ok=204,
+                errors=(400, 401, 403, 404),
+            ),
+        },
+        "/api/v1/groups/{name}/members": {
+            "parameters": [_GROUP_NAME_PARAM],
+            "post": _group_edit(
+                "Add registered devices to a static group (GR2)",
+                body=_body(
+                    {
+                        "device_ids": {
+                            "type": "array",
+                            "items": _NAME,
+                            "minItems": 1,
+                            "maxItems": 1000,
+                        }
+                    }
+                ),
+            ),
+        },
+        "/api/v1/groups/{name}/members/{device_id}": {
+            "parameters": [_GROUP_NAME_PARAM, _DEVICE_ID_PARAM],
+            "delete": _group_edit("Remove a device from a static group (GR2)"),
+        },
+        "/api/v1/groups/{name}/window": {
+            "parameters": [_GROUP_NAME_PARAM],
+            "put": _group_edit(
+                "Set the group's maintenance window: days, local start time, duration, the"
+                " site's IANA time zone (MW1-MW4); devices activate only inside it",
+                body=_WINDOW_BODY,
+            ),
+            "delete": _group_edit("Remove the group's maintenance window"),
+        },
+        "/api/v1/fleets": {
+            "get": _op(
+                "Per-fleet (hardware model) install settings; a model not listed is 'assigned'",
+                roles=_FLEET_ROLES,
+                answer=_object(
+                    {
+                        "default": {"const": "assigned"},
+                        "fleets": {"type": "array", "items": _FLEET},
+                    }
+                ),
+            ),
+        },
+        "/api/v1/fleets/{hardware_model}": {
+            "parameters": [
+                {"name": "hardware_model", "in": "path", "required": True, "schema": _NAME}
+            ],
+            "put": _op(
+                "Set a fleet's install setting (GR4): 'assigned' (only what a deployment"
+                " assigns) or 'newest' (the newest eligible release)",
+                roles="release_manager",
+                fresh_otp=True,
+                body=_body({"install": {"enum": ["assigned", "newest"]}}),
+                answer=_FLEET,
+            ),
+        },
+        "/api/v1/deployments": {
+            "get": _op(
+                "Deployments, newest first, with their waves and device counts by status",
+                roles=_FLEET_ROLES,
+                answer=_object({"deployments": {"type": "array", "items": _DEPLOYMENT}}),
+            ),
+            "post": _op(
+                "Deploy a published target to groups and fleets, in waves (D1, W1); it waits"
+                " for another release manager's approval (R9). 404: no such group or"
+                " published target; 409: no device left, or devices in another open deployment",
+                roles="release_manager",
+                ok=201,
+                body=_body(
+                    {
+                        "target_path": {"type": "string", "minLength": 1, "maxLength": 512},
+                        "success_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "failure_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                    },
+                    {
+                        "groups": {"type": "array", "items": _NAME, "maxItems": 100},
+                        "fleets": {"type": "array", "items": _NAME, "maxItems": 100},
+                        "waves": {
+                            "type": "array",
+                            "maxItems": 20,
+                            "items": {
+                                "oneOf": [
+                                    _body({"count": {"type": "integer", "minimum": 1}}),
+                                    _body(
+                                        {
+                                            "percent": {
+                                                "type": "integer",
+                                                "minimum": 1,
+                                                "maximum": 100,
+                                            }
+                                        }
+                                    ),
+                                ]
+                            },
+                        },
+                    },
+                ),
+                errors=(400, 401, 403, 404, 409),
+                answer=_DEPLOYMENT,
+            ),
+        },
+        "/api/v1/deployments/{deployment_id}": {
+            "parameters": [_DEPLOYMENT_ID_PARAM],
+            "get": _op(
+                "One deployment with each device's status (assigned, downloading, activating,"
+                " deferred, installed, failed, refused)",
+                roles=_FLEET_ROLES,
+                errors=(400, 401, 403, 404),
+                answer=_DEPLOYMENT,
+            ),
+        },
+        "/api/v1/deployments/{deployment_id}/approve": _deployment_change(
+            "Approve (four eyes, R9): another release manager than the creator (403)",
+            fresh_otp=True,
+        ),
+        "/api/v1/deployments/{deployment_id}/pause": _deployment_change(
+            "Pause a running deployment: no wave starts, no assignment is served"
+        ),
+        "/api/v1/deployments/{deployment_id}/resume": _deployment_change(
+            "Resume a paused deployment"
+        ),
+        "/api/v1/deployments/{deployment_id}/abort": _deployment_change(
+            "Abort a deployment for good", fresh_otp=True
+        ),
+        "/api/v1/device/poll": {
+            "get": _device_op(
+                "The device's directive (update_server/deployments/poll.py P1-P5): mode,"
+                " install setting, the signed target a deployment assigns it now, and its"
+                " maintenance window (open now or next)",
+                answer={
+                    **_body(
+                        {
+                            "mode": {"enum": ["normal", "frozen"]},
+                            "install": {"enum": ["assigned", "newest"]},
+                            "assignment": {
+                                "oneOf": [
+                                    {"type": "null"},
+                                    _body(
+                                        {
+                                            "deployment": {"type": "integer", "minimum": 1},
+                                            "target_path": {"type": "string", "minLength": 1},
+                                            "sha256": {
+                                                "type": "string",
+                                                "pattern": "^[0-9a-f]{64}$",
+                                            },
+                                            "version": {"type": "string", "minLength": 1},
+                                        }
+                                    ),
+                                ]
+                            },
+                            "window": {
+                                "oneOf": [
+                                    {"type": "null"},
+                                    _body({"opens": _INSTANT, "closes": _INSTANT}),
+                                ]
+                            },
+                        }
+                    )
+                },
+            )
+        },
+    }
+)
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -47,3 +47,22 @@ class Action(StrEnum):
     AUTHORIZATION_DELIVER = "authorization.deliver"
     #: R27: the device reported it used (an install began) or refused it, and why.
     AUTHORIZATION_OUTCOME = "authorization.outcome"
+    #: Issue 11: a device group made, deleted, its members or its maintenance window changed.
+    GROUP_CHANGE = "group.change"
+    #: Issue 11: a fleet's (hardware model's) install setting: assigned or newest.
+    FLEET_INSTALL = "fleet.install"
+    #: R9: a deployment made (waiting for another release manager's approval), or refused.
+    DEPLOYMENT_CREATE = "deployment.create"
+    #: R9: a deployment approved by a second release manager (the creator's own: refused).
+    DEPLOYMENT_APPROVE = "deployment.approve"
+    DEPLOYMENT_PAUSE = "deployment.pause"
+    DEPLOYMENT_RESUME = "deployment.resume"
+    DEPLOYMENT_ABORT = "deployment.abort"
+    #: A wave of a deployment started (by the server, when the previous one succeeded).
+    DEPLOYMENT_WAVE = "deployment.wave"
+    #: A deployment stopped by the server: a wave's failures, or its release withdrawn (R56).
+    DEPLOYMENT_STOPPED = "deployment.stopped"
+    #: Every wave started and succeeded.
+    DEPLOYMENT_COMPLETE = "deployment.complete"
+    #: A device picked its assignment up at a poll for the first time.
+    DEPLOYMENT_ASSIGN = "deployment.assign"

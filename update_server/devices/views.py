@@ -27,6 +27,8 @@ from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
 from update_server.auth import refusals
 from update_server.authorizations import issuing, offers
+from update_server.deployments import views as deployment_views
+from update_server.deployments.withdrawn import running_withdrawn
 from update_server.devices import enrolment, registry, scope
 from update_server.devices.authentication import remember_nonce, verify_registration
 from update_server.devices.models import Device
@@ -126,7 +128,15 @@ def _with_offer(device: Device, releases: list[issuing.Release]) -> dict[str, An
         security_floor=device.security_floor,
     )
     shown = None if offer is None else {"target_path": offer.path, "version": offer.info.version}
-    return {**registry.summary(device), "offered_for_authorization": shown}
+    withdrawn = running_withdrawn(
+        releases, hardware_model=device.hardware_model, running_version=device.running_version
+    )
+    return {
+        **registry.summary(device),
+        "offered_for_authorization": shown,
+        # R56, R57 (deployments.withdrawn WD1); unknown before any repository is published.
+        "running_withdrawn": withdrawn if releases else None,
+    }
 
 
 @blueprint.post("/api/v1/devices/<device_id>/accept")
@@ -219,6 +229,8 @@ def _keep_report(
         device.log_anchored_from = decision.anchored_from
     # I6: what the device did with technicians' authorizations settles them.
     issuing.note_outcomes(g.db, device, decision.new, now=now, source=request.remote_addr or "-")
+    # S1-S3, D5: the device's status in its deployments, and their waves.
+    deployment_views.note_report(device, decision.new)
 
 
 @blueprint.get("/api/v1/device/authorizations")
