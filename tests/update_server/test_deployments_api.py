@@ -31,6 +31,8 @@ from tests.update_server.repo_world import World
 from update_server.audit.actions import Action
 from update_server.db import transaction
 from update_server.deployments.models import Deployment
+from update_server.freeze import state as freeze_state
+from update_server.freeze.rules import Freeze, Mode
 from update_server.models import Role
 
 PATH = "pump-x100/fw-2.0.0.bin"
@@ -393,3 +395,35 @@ def test_gr4_a_fleet_installs_only_what_is_assigned_unless_newest_is_set_explici
     assert [row["install"] for row in listed["fleets"]] == ["newest"]
     [changed] = audit_entries(world.app, Action.FLEET_INSTALL)
     assert detail(changed) == {"from": "assigned", "to": "newest"}
+
+
+def _set_mode(world: World, mode: Mode) -> None:
+    """The failsafe freeze entered or left through its own state module (part A's rules)."""
+    with transaction(world.services.sessions) as db:
+        row = freeze_state.locked(db, now=world.now)
+        freeze_state.write(row, Freeze(mode, since=world.now, frozen_by="officer1", reason="test"))
+
+
+def test_d7_frozen_no_wave_starts_nothing_is_assigned_and_the_poll_says_frozen(
+    world: World, fleet: dict[str, Pump]
+) -> None:
+    made = create(world, "manager1", target_path=PATH, fleets=["pump-x100"],
+                  waves=[{"count": 2}], success_percent=50, failure_percent=50)  # fmt: skip
+    number = made.get_json()["id"]
+    _set_mode(world, Mode.FROZEN)
+
+    refused = act(world, "manager2", number, "approve")
+
+    assert refused.status_code == 423
+    assert shown(world, number)["state"] == "awaiting_approval"
+    assert fleet["pump-00"].poll().get_json()["mode"] == "frozen"
+    _set_mode(world, Mode.NORMAL)
+    assert act(world, "manager2", number, "approve").status_code == 200
+    first, _rest = in_waves(world, number)
+    _set_mode(world, Mode.FROZEN)
+    fleet[first[0]].logs("updated", version="2.0.0").report(running="2.0.0")
+    polled = fleet[first[1]].poll().get_json()
+    assert (polled["mode"], polled["assignment"]) == ("frozen", None)
+    assert [wave["started"] for wave in shown(world, number)["waves"]] == [True, False]
+    _set_mode(world, Mode.NORMAL)
+    assert [wave["started"] for wave in shown(world, number)["waves"]] == [True, True]
