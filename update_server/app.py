@@ -139,6 +139,7 @@ def _register_blueprints(app: Flask) -> None:
     from update_server.authorizations import views as authorization_views  # noqa: PLC0415
     from update_server.deployments import views as deployment_views  # noqa: PLC0415
     from update_server.devices import views as device_views  # noqa: PLC0415
+    from update_server.freeze import views as freeze_views  # noqa: PLC0415
     from update_server.publication import views as publication_views  # noqa: PLC0415
     from update_server.web import init_app as init_web  # noqa: PLC0415
 
@@ -150,6 +151,7 @@ def _register_blueprints(app: Flask) -> None:
         publication_views.blueprint,
         device_views.blueprint,
         authorization_views.blueprint,
+        freeze_views.blueprint,
         deployment_views.blueprint,
         distribution.blueprint,
     ):

@@ -36,6 +36,8 @@ UPLOAD_LIFETIME_RANGE = (timedelta(minutes=10), timedelta(days=30))
 
 #: R25: how far a device request's signed ``created`` may be from the server's clock.
 DEVICE_SKEW_RANGE = (timedelta(seconds=5), timedelta(minutes=10))
+#: R24: how long the first security officer's vote to lift the freeze waits for the second.
+UNFREEZE_WINDOW_RANGE = (timedelta(minutes=5), timedelta(hours=24))
 #: How long an enrolment token may be valid at most (``fwserver device enrol-token``).
 ENROLMENT_TOKEN_MAX = timedelta(days=30)
 
@@ -94,6 +96,9 @@ class ServerConfig:
     upload_lifetime: timedelta = timedelta(hours=24)
     #: R25: signed device requests created further than this from now are stale.
     device_request_skew: timedelta = timedelta(seconds=60)
+    #: R24: a vote to lift the freeze lapses unless another security officer
+    #: confirms it within this time (``freeze.rules`` F2).
+    unfreeze_window: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -114,6 +119,7 @@ class ServerConfig:
             raise ConfigError("renew_at_fraction: must be between 0.05 and 0.9")
         _check_duration("upload_lifetime", self.upload_lifetime, *UPLOAD_LIFETIME_RANGE)
         _check_duration("device_request_skew", self.device_request_skew, *DEVICE_SKEW_RANGE)
+        _check_duration("unfreeze_window", self.unfreeze_window, *UNFREEZE_WINDOW_RANGE)
         unknown = set(self.online_keys) - set(ONLINE_ROLES)
         if unknown:
             raise ConfigError(f"online_keys: unknown role(s) {sorted(unknown)}")

@@ -315,12 +315,13 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/releases": {
         "post": _op(
-            "Upload signed roles; verified against the trusted state",
+            "Upload signed roles; verified against the trusted state. 423: the system is"
+            " frozen (freeze.rules F3)",
             roles=_RELEASE_ROLES,
             ok=201,
             body=_body({"metadata": {"type": "object", "minProperties": 1}}),
             checked_by_view=True,
-            errors=(400, 401, 403, 409, 413, 422, 503),
+            errors=(400, 401, 403, 409, 413, 422, 423, 503),
             answer=_object(
                 {
                     "id": {"type": "string", "minLength": 1},
@@ -368,10 +369,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/releases/{id}/publish": {
         "parameters": [_ID_PARAM],
         "post": _op(
-            "Publish: new snapshot and timestamp, switched atomically",
+            "Publish: new snapshot and timestamp, switched atomically. 423: the system is"
+            " frozen (freeze.rules F3)",
             roles="the uploader",
             fresh_otp=True,
-            errors=(400, 401, 403, 404, 409, 410, 422, 503),
+            errors=(400, 401, 403, 404, 409, 410, 422, 423, 503),
             answer=_object(
                 {
                     "published": _VERSIONS,
@@ -416,7 +418,7 @@ PATHS: dict[str, dict[str, Any]] = {
             " one signed document per device (device id, target path and SHA-256, a nonce, an"
             " expiry of minutes), R9/R58. 404: a device out of scope or a release not"
             " published; 409: a device not accepted, another model, or a release that needs no"
-            " authorization",
+            " authorization; 423: the system is frozen (freeze.rules F3)",
             roles="technician",
             fresh_otp=True,
             ok=201,
@@ -431,7 +433,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
                 {"lifetime_minutes": {"type": "integer", "minimum": 1, "maximum": 60}},
             ),
-            errors=(400, 401, 403, 404, 409),
+            errors=(400, 401, 403, 404, 409, 423),
             answer=_object({"authorizations": {"type": "array", "items": _AUTHORIZATION_DOC}}),
         ),
         "get": _op(
@@ -912,6 +914,62 @@ PATHS.update(
                         }
                     )
                 },
+            )
+        },
+    }
+)
+
+_VOTE = _object({"by": {"type": "string"}, "at": _INSTANT, "lapses_at": _INSTANT})
+_FREEZE = _object(
+    {
+        "mode": {"enum": ["normal", "frozen"]},
+        "since": {"oneOf": [{"type": "null"}, _INSTANT]},
+        "by": _OPTIONAL_TEXT,
+        "reason": _OPTIONAL_TEXT,
+        "lifted_by": {"type": "array", "items": {"type": "string"}},
+        "pending_vote": {"oneOf": [{"type": "null"}, _VOTE]},
+        "unfreeze_window_seconds": _COUNT,
+    }
+)
+_FREEZE_VOTE = {
+    **_FREEZE,
+    "properties": {
+        **_FREEZE["properties"],
+        "vote": {"enum": ["first", "lifted"]},
+        "message": {"type": "string"},
+    },
+    "required": [*_FREEZE["required"], "vote", "message"],
+}
+PATHS.update(
+    {
+        "/api/v1/freeze": {
+            "get": _op(
+                "The failsafe freeze (R24): the mode, who froze, since when and why, and the"
+                " pending vote to lift it",
+                roles="any role",
+                answer=_FREEZE,
+            ),
+            "post": _op(
+                "Freeze the system (R24, freeze.rules F1): no publication, no authorization, no"
+                " deployment progress until two security officers lift it; the online roles are"
+                " still renewed. 409: already frozen (nothing changes)",
+                roles="security_officer",
+                fresh_otp=True,
+                body=_body({"reason": {"type": "string", "minLength": 1, "maxLength": 500}}),
+                errors=(400, 401, 403, 409),
+                answer=_FREEZE,
+            ),
+        },
+        "/api/v1/freeze/lift": {
+            "post": _op(
+                "Vote to lift the freeze (freeze.rules F2): the first vote is recorded, a second"
+                " by a different security officer within unfreeze_window lifts it; a vote older"
+                " than that has lapsed and this one is a new first vote. 409: not frozen, or the"
+                " pending vote is the caller's own",
+                roles="security_officer",
+                fresh_otp=True,
+                errors=(400, 401, 403, 409),
+                answer=_FREEZE_VOTE,
             )
         },
     }

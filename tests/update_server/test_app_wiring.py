@@ -37,6 +37,7 @@ os._exit(0)
         "update_server.audit.views",
         "update_server.publication.views",
         "update_server.distribution",
+        "update_server.freeze.views",
     ],
 )
 def test_a_server_missing_a_part_does_not_start_fail_open(

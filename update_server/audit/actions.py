@@ -66,3 +66,9 @@ class Action(StrEnum):
     DEPLOYMENT_COMPLETE = "deployment.complete"
     #: A device picked its assignment up at a poll for the first time.
     DEPLOYMENT_ASSIGN = "deployment.assign"
+    #: R24, R33: a security officer froze the system (or was refused: already frozen, no reason).
+    FREEZE_ENTER = "freeze.enter"
+    #: R9: a security officer's vote to lift the freeze (first, lapsed and replaced, or refused).
+    FREEZE_VOTE = "freeze.vote"
+    #: R24: a second security officer's vote lifted the freeze: the system is normal again.
+    FREEZE_LEAVE = "freeze.leave"

@@ -94,7 +94,7 @@ class VoteResult:
     lapsed: Vote | None = None
 
 
-def enter(state: Freeze, *, officer: str, role: str, reason: str, now: datetime) -> Freeze:
+def enter(state: Freeze, *, officer: str, role: str, reason: object, now: datetime) -> Freeze:
     """F1, F4: the frozen state ``officer`` enters, or raise."""
     _require_officer(role, "freeze the system")
     reason = checked_reason(reason)

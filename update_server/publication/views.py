@@ -37,6 +37,8 @@ from update_server.errors import (
     ServiceUnavailableError,
     UnprocessableError,
 )
+from update_server.freeze import state as freeze_state
+from update_server.freeze.errors import FrozenError
 from update_server.models import Role, User
 from update_server.publication.errors import (
     BrokenRepositoryError,
@@ -129,6 +131,7 @@ def upload_release() -> ResponseReturnValue:
     g.db.commit()  # no database lock while the body arrives and is verified
     services = _services()
     config, now = services.config, services.clock()
+    _refuse_if_frozen(Action.UPLOAD, "release")
     _sweep_if_free(services)
     try:
         proposed = parse_release(
@@ -243,6 +246,7 @@ def publish(id: str) -> ResponseReturnValue:  # noqa: A002 - as in docs/api.md
     g.db.commit()  # R25: the fresh code is spent whatever happens next
     services = _services()
     user: User = g.user
+    _refuse_if_frozen(Action.PUBLISH, f"release:{upload_id}"[:512])
     try:
         _check_upload_id(upload_id)
         published = publish_release(
@@ -365,6 +369,19 @@ def _audit(
         action, actor=_actor(), object=obj, outcome=outcome, time=_services().clock(), detail=detail
     )
     record(event, commit=commit)
+
+
+def _refuse_if_frozen(action: Action, obj: str) -> None:
+    """Freeze F3: nothing is published while frozen; the refusal audited (committed), 423."""
+    try:
+        freeze_state.refuse_if_frozen(g.db)
+    except FrozenError as frozen:
+        g.db.rollback()
+        _audit(action, obj, "refused", commit=True, rule="freeze-F3", reason=frozen.detail[:500])
+        raise
+    # It wrote nothing: ends the read's transaction (no lock held while a body
+    # arrives or publication works) without expiring the session's user.
+    g.db.commit()
 
 
 def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
