@@ -34,6 +34,7 @@ from update_server.errors import (
     problem,
 )
 from update_server.migrations import check_schema
+from update_server.observability import counting
 from update_server.storage import storage_failure
 from update_server.tls import certificate_names
 
@@ -113,7 +114,10 @@ def create_app(
     # No redirect at all: '//' is not merged into a redirect, it is not found.
     app.url_map.merge_slashes = False
     app.extensions["fw"] = build_services(config, clock=clock, signer_loader=signer_loader)
-    app.before_request(bodies.bound)  # first: before authentication and the database
+    # The metrics' clock first (counting H1), then the body bound: before
+    # authentication and the database.
+    app.before_request(counting.start_clock)
+    app.before_request(bodies.bound)
     app.before_request(_open_db)
     app.before_request(access.enforce)
     # After authentication: the document's rules are told to callers who may call.
@@ -140,6 +144,7 @@ def _register_blueprints(app: Flask) -> None:
     from update_server.deployments import views as deployment_views  # noqa: PLC0415
     from update_server.devices import views as device_views  # noqa: PLC0415
     from update_server.freeze import views as freeze_views  # noqa: PLC0415
+    from update_server.observability import views as observability_views  # noqa: PLC0415
     from update_server.publication import views as publication_views  # noqa: PLC0415
     from update_server.web import init_app as init_web  # noqa: PLC0415
 
@@ -156,6 +161,8 @@ def _register_blueprints(app: Flask) -> None:
         distribution.blueprint,
     ):
         app.register_blueprint(blueprint)
+    # Status, readiness, metrics: their blueprint, the metrics' access, the counting hooks.
+    observability_views.init_app(app)
     # The web pages: their blueprint, CSRF protection and cookie settings.
     init_web(app, app.extensions["fw"].config)
 

@@ -20,6 +20,7 @@ from update_server.cli_deployments import deployment, group
 from update_server.cli_devices import device, user_scope
 from update_server.cli_repo import import_repo, renew, repo
 from update_server.cli_serve import serve
+from update_server.cli_status import status
 from update_server.cli_users import user
 from update_server.setup import init_data_dir
 from update_server.tls import CA_CERT_FILE, TLS_DIR
@@ -52,7 +53,7 @@ def init(data_dir: Path, database_url: str) -> None:
         )
 
 
-for _command in (user, audit, import_repo, renew, repo, serve, db, device):
+for _command in (user, audit, import_repo, renew, repo, serve, status, db, device):
     main.add_command(_command)
 user.add_command(user_scope)
 main.add_command(deployment)

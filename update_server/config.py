@@ -41,6 +41,8 @@ UNFREEZE_WINDOW_RANGE = (timedelta(minutes=5), timedelta(hours=24))
 #: How long an enrolment token may be valid at most (``fwserver device enrol-token``).
 ENROLMENT_TOKEN_MAX = timedelta(days=30)
 
+#: Who may read the metrics (``observability.metrics_access`` A1, A2).
+METRICS_ACCESS = frozenset({"loopback", "token"})
 #: Counting windows (failed logins per source, coalesced refusals).
 WINDOW_RANGE = (timedelta(seconds=1), timedelta(hours=1))
 
@@ -76,6 +78,11 @@ class ServerConfig:
     #: certificate is valid for (``tls.certificate_names``). Any other Host
     #: is refused (400).
     trusted_hosts: str = ""
+    #: Who may read ``GET /metrics``: ``loopback`` (requests from this host
+    #: only) or ``token`` (``Authorization: Bearer`` with the content of
+    #: ``metrics_token_file``, 0600); ``observability.metrics_access``.
+    metrics_access: str = "loopback"
+    metrics_token_file: Path | None = None
     session_idle: timedelta = timedelta(minutes=15)
     session_absolute: timedelta = timedelta(hours=8)
     max_failed_logins: int = 5
@@ -105,6 +112,7 @@ class ServerConfig:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'server.db'}")
         _check_range("port", self.port, 0, 65535)
         _check_range("workers", self.workers, 1, 64)
+        _check_metrics_access(self.metrics_access, self.metrics_token_file)
         _check_range("max_failed_logins", self.max_failed_logins, 1, 100)
         _check_range("max_failed_logins_per_source", self.max_failed_logins_per_source, 1, 10_000)
         _check_duration("login_source_window", self.login_source_window, *WINDOW_RANGE)
@@ -281,6 +289,16 @@ def _mapping(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise TypeError("expected an object")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _check_metrics_access(mode: str, token_file: Path | None) -> None:
+    if mode not in METRICS_ACCESS:
+        raise ConfigError(f"metrics_access: must be one of {sorted(METRICS_ACCESS)}, got {mode!r}")
+    if (mode == "token") != (token_file is not None):
+        raise ConfigError(
+            "metrics_token_file: set it with metrics_access token, and only then"
+            " (loopback access takes no token)"
+        )
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

@@ -201,6 +201,103 @@ def _device_change(summary: str, *, roles: str, fresh_otp: bool = False) -> dict
     }
 
 
+_READINESS = _object(
+    {
+        "ready": {"type": "boolean"},
+        "checks": _object(
+            {
+                check: {"enum": ["ok", "failed"]}
+                for check in ("database", "repository", "online_keys")
+            }
+        ),
+    }
+)
+_STATUS = _object(
+    {
+        "server": _object(
+            {
+                "version": {"type": "string"},
+                "schema": {"type": ["string", "null"]},
+                "schema_expected": {"type": "string"},
+            }
+        ),
+        "mode": _object(
+            {"mode": {"enum": ["normal", "frozen"]}},
+            dict.fromkeys(("since", "frozen_by", "reason"), _OPTIONAL_TEXT),
+        ),
+        "ready": {
+            **_READINESS,
+            "properties": {
+                **_READINESS["properties"],
+                "reasons": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "online_keys": {
+            "type": "object",
+            "additionalProperties": _object(
+                {},
+                {
+                    "keyid": {"type": "string"},
+                    "trusted_by_root": {"type": "boolean"},
+                    "error": {"type": "string"},
+                },
+            ),
+        },
+        "metadata": _object(
+            {
+                "roles": {
+                    "type": "object",
+                    "additionalProperties": _object(
+                        {"version": {"type": "integer", "minimum": 1}, "expires": _INSTANT},
+                        {"renew_at": _INSTANT},
+                    ),
+                },
+                "warnings": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "role": {"type": "string"},
+                            "kind": {"enum": ["expired", "expiring", "renewal_overdue"]},
+                            "severity": {"enum": ["warning", "critical"]},
+                            "expires": _INSTANT,
+                            "message": {"type": "string"},
+                        }
+                    ),
+                },
+            }
+        ),
+        "fleet": _object(
+            {
+                "devices": _COUNT,
+                "by_state": {"type": "object", "additionalProperties": _COUNT},
+                "by_model": {"type": "object", "additionalProperties": _COUNT},
+                "by_running_version": {"type": "object", "additionalProperties": _COUNT},
+            }
+        ),
+        "deployments": {"type": ["array", "null"]},
+        "alerts": {"type": ["object", "null"]},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    }
+)
+
+
+def _readiness_op() -> dict[str, Any]:
+    """``/readyz``: 200 ready, 503 not, each with which checks passed (no reasons: public)."""
+    operation = _op(
+        "Readiness: database reachable at this code's schema, repository published, online"
+        " keys usable (observability.readiness Y1-Y3); beside the liveness /api/v1/health",
+        roles="anyone",
+        errors=(),
+        database=False,
+        answer=_READINESS,
+    )
+    operation["responses"]["503"] = {
+        "description": "not ready: the checks that failed",
+        "content": {"application/json": {"schema": _READINESS}},
+    }
+    return operation
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/health": {
         "get": _op(
@@ -209,6 +306,30 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(),
             database=False,
             answer=_object({"status": {"const": "ok"}}),
+        )
+    },
+    "/readyz": {
+        "get": _readiness_op(),
+    },
+    "/metrics": {
+        "get": _op(
+            "Prometheus metrics (text format): requests and latency by route, publications,"
+            " device check-ins, update results and refusals by event type, alerts sent and"
+            " failed; the totals of every worker (observability.metrics P1-P5)",
+            roles="the server's host (metrics_access loopback, the default), or the bearer"
+            " token of metrics_token_file (metrics_access token); 403 off the loopback, 401"
+            " without the token",
+            errors=(401, 403),
+            ok_type="text/plain",
+        )
+    },
+    "/api/v1/status": {
+        "get": _op(
+            "Server and schema versions, mode, readiness, online key ids, metadata versions"
+            " and expiries with warnings, fleet summary, deployments, alert backlog (R38)",
+            roles="every role",
+            errors=(401, 403),
+            answer=_STATUS,
         )
     },
     "/api/v1/openapi.json": {

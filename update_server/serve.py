@@ -10,18 +10,24 @@ TLS context is built from the certificate on disk, which the worker renews
 from the server's CA when it is due (``tls.LeafKeeper``).
 SIGTERM is a graceful stop: requests in flight finish (up to
 ``GRACEFUL_TIMEOUT``), then the workers and the master exit.
+Each run counts its metrics in a fresh, empty directory the master makes
+before it forks and removes when it exits; a worker that exits is marked
+dead there, its counts kept (``observability.metrics`` P2).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import socket
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -34,6 +40,7 @@ from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.db import DatabaseMissingError, make_engine
 from update_server.mfa import passwords
 from update_server.migrations import check_schema
+from update_server.observability import metrics
 from update_server.tls import (
     TLS_DIR,
     WILDCARD_HOSTS,
@@ -190,9 +197,16 @@ def tls_context(plan: ServePlan) -> TlsContext:
 class FirmwareServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code: no command line, no config file read."""
 
-    def __init__(self, plan: ServePlan, *, app_factory: Callable[[ServerConfig], Flask]) -> None:
+    def __init__(
+        self,
+        plan: ServePlan,
+        *,
+        app_factory: Callable[[ServerConfig], Flask],
+        metrics_dir: Path | None = None,
+    ) -> None:
         self.plan = plan
         self.app_factory = app_factory
+        self.metrics_dir = metrics_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -213,12 +227,19 @@ class FirmwareServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": "info",
             "when_ready": self._when_ready,
+            "child_exit": _child_exit,
+            "on_exit": self._on_exit,
         }
         for name, value in settings.items():
             self.cfg.set(name, value)
 
     def load(self) -> Flask:
         return self.app_factory(self.plan.config)
+
+    def _on_exit(self, _arbiter: Any) -> None:
+        """In the master only, once every worker has stopped: this run's metrics go."""
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _when_ready(self, arbiter: Any) -> None:
         port = arbiter.LISTENERS[0].getsockname()[1]
@@ -237,6 +258,16 @@ def describe_tls(plan: ServePlan) -> None:
     click.echo(plan.status)
 
 
+def _child_exit(_arbiter: Any, worker: Any) -> None:
+    metrics.worker_exited(worker.pid)
+
+
 def run(plan: ServePlan, *, app_factory: Callable[[ServerConfig], Flask] = build_app) -> None:
-    """Run until SIGTERM or SIGINT; gunicorn exits the process when it stops."""
-    FirmwareServer(plan, app_factory=app_factory).run()
+    """Run until SIGTERM or SIGINT; gunicorn exits the process when it stops.
+
+    The metrics directory is made and named before gunicorn forks a worker
+    (P2, P3), and removed by the master's ``on_exit``.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="fwserver-metrics-"))
+    metrics.use_multiprocess_dir(directory)
+    FirmwareServer(plan, app_factory=app_factory, metrics_dir=directory).run()
