@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
@@ -45,10 +45,58 @@ ENROLMENT_TOKEN_MAX = timedelta(days=30)
 METRICS_ACCESS = frozenset({"loopback", "token"})
 #: Counting windows (failed logins per source, coalesced refusals).
 WINDOW_RANGE = (timedelta(seconds=1), timedelta(hours=1))
+#: R31: the longest wait between two attempts to deliver one alert.
+ALERT_RETRY_CAP_RANGE = (timedelta(seconds=10), timedelta(days=1))
+#: Hosts a webhook may be reached on over plain http (this machine only).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Webhook:
+    """Where critical alerts are POSTed (R31, ``update_server.alerts``).
+
+    Signed with the HMAC secret read from ``secret_file`` (0600, at least 32
+    bytes; never logged, never in this file). ``url`` is https, verified
+    against ``ca_file`` (None: the system's CAs); plain http only to a
+    loopback address (a relay on this machine), since the body is not
+    encrypted.
+    """
+
+    name: str
+    url: str
+    secret_file: Path
+    ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        where = f"alert_webhooks[{self.name!r}]"
+        if not self.name or len(self.name) > 32 or not self.name.replace("-", "").isalnum():
+            raise ConfigError(f"{where}: name must be 1 to 32 letters, digits or '-'")
+        parts = urlsplit(self.url)
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            raise ConfigError(f"{where}: url {self.url!r} has a bad port") from None
+        plain = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        if not parts.hostname or not (parts.scheme == "https" or plain):
+            raise ConfigError(
+                f"{where}: url must be https://... (http:// only to 127.0.0.1, ::1 or localhost)"
+            )
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "secret_file": str(self.secret_file),
+            "ca_file": None if self.ca_file is None else str(self.ca_file),
+        }
+
+    def with_paths(self, change: Callable[[Path], Path]) -> Webhook:
+        ca_file = None if self.ca_file is None else change(self.ca_file)
+        return replace(self, secret_file=change(self.secret_file), ca_file=ca_file)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +145,10 @@ class ServerConfig:
     password_history: int = 5
     audit_checkpoint_every: int = 100
     syslog_address: str = ""
+    #: R31: the webhooks critical alerts go to (``Webhook``); none: syslog only.
+    alert_webhooks: tuple[Webhook, ...] = ()
+    #: R31: the longest back-off between two attempts to deliver one alert.
+    alert_retry_cap: timedelta = timedelta(hours=1)
     #: Renew timestamp and snapshot once this fraction of their life is gone.
     renew_at_fraction: float = 0.5
     #: An upload not published by then expires: staging removed, row kept.
@@ -120,6 +172,10 @@ class ServerConfig:
         _check_range("password_min_length", self.password_min_length, 8, 1024)
         _check_range("password_history", self.password_history, 0, 100)
         _check_range("audit_checkpoint_every", self.audit_checkpoint_every, 1, 1_000_000)
+        _check_duration("alert_retry_cap", self.alert_retry_cap, *ALERT_RETRY_CAP_RANGE)
+        names = [hook.name for hook in self.alert_webhooks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"alert_webhooks: each needs its own name, got {names}")
         _check_range("max_request_bytes", self.max_request_bytes, 1024, 16 * 1024**2)
         if not 0.5 <= self.database_timeout <= 60:
             raise ConfigError("database_timeout: must be from 0.5 to 60 seconds")
@@ -176,6 +232,10 @@ class ServerConfig:
         out["database_url"] = _map_sqlite_path(
             self.database_url, lambda path: _relative(path, base)
         )
+        out["alert_webhooks"] = [
+            hook.with_paths(lambda path: _relative(path, base)).to_json()
+            for hook in self.alert_webhooks
+        ]
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -188,6 +248,8 @@ class ServerConfig:
                 value = str(value)
             elif isinstance(value, Mapping):
                 value = dict(value)
+            elif isinstance(value, tuple):
+                value = [hook.to_json() for hook in value]
             out[item.name] = value
         return out
 
@@ -244,7 +306,20 @@ def _anchored(cls: type[ServerConfig], values: dict[str, Any], base: Path) -> di
         }
     if isinstance(out.get("database_url"), str):
         out["database_url"] = _map_sqlite_path(out["database_url"], lambda path: base / path)
+    if isinstance(out.get("alert_webhooks"), list):
+        out["alert_webhooks"] = [_anchored_hook(hook, base) for hook in out["alert_webhooks"]]
     return out
+
+
+def _anchored_hook(hook: Any, base: Path) -> Any:
+    """A webhook's relative file paths against ``base`` (C1)."""
+    if not isinstance(hook, dict):
+        return hook
+    files = ("secret_file", "ca_file")
+    return {
+        name: str(base / value) if name in files and isinstance(value, str) and value else value
+        for name, value in hook.items()
+    }
 
 
 def _relative(path: Path, base: Path) -> Path:
@@ -291,6 +366,29 @@ def _mapping(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _webhooks(value: Any) -> tuple[Webhook, ...]:
+    """``alert_webhooks``: a list of {name, url, secret_file[, ca_file]}."""
+    if not isinstance(value, list):
+        raise TypeError("expected a list of {name, url, secret_file[, ca_file]}")
+    hooks = []
+    for item in value:
+        if not isinstance(item, dict) or not {"name", "url", "secret_file"} <= set(item):
+            raise TypeError("each webhook is an object with name, url and secret_file")
+        unknown = set(item) - {"name", "url", "secret_file", "ca_file"}
+        if unknown:
+            raise TypeError(f"unknown webhook field(s) {sorted(unknown)}")
+        ca_file = item.get("ca_file")
+        hooks.append(
+            Webhook(
+                name=str(item["name"]),
+                url=str(item["url"]),
+                secret_file=Path(item["secret_file"]),
+                ca_file=Path(ca_file) if ca_file else None,
+            )
+        )
+    return tuple(hooks)
+
+
 def _check_metrics_access(mode: str, token_file: Path | None) -> None:
     if mode not in METRICS_ACCESS:
         raise ConfigError(f"metrics_access: must be one of {sorted(METRICS_ACCESS)}, got {mode!r}")
@@ -325,8 +423,9 @@ def _parse(name: str, kind: str, raw: Any) -> Any:
             return float(raw)
         if kind == "timedelta":
             return timedelta(seconds=int(raw))
-        if kind.startswith("Mapping"):
-            return _mapping(json.loads(raw) if isinstance(raw, str) else raw)
+        if kind.startswith(("Mapping", "tuple[Webhook")):
+            value = json.loads(raw) if isinstance(raw, str) else raw
+            return _mapping(value) if kind.startswith("Mapping") else _webhooks(value)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: cannot read {raw!r} ({exc})") from None

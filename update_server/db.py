@@ -358,6 +358,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def table_metadata() -> MetaData:
     """Every table the models describe (the schema is made by migrations, not from this)."""
     from update_server import models  # noqa: F401, PLC0415 - registers the tables
+    from update_server.alerts import models as _alerts  # noqa: F401, PLC0415
     from update_server.authorizations import models as _authorizations  # noqa: F401, PLC0415
     from update_server.deployments import models as _deployments  # noqa: F401, PLC0415
     from update_server.devices import models as _devices  # noqa: F401, PLC0415

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from update_server.alerts.worker import AlertWorker, start_alert_worker
 from update_server.app import create_app
 from update_server.config import ConfigError, ServerConfig
 from update_server.keys import signer_loader
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 DATA_DIR_ENV = "FWSERVER_DATA_DIR"
 #: Where a worker's app keeps its renewal thread (to stop it, in tests).
 RENEWAL_EXTENSION = "fw_renewal"
+#: Where a worker's app keeps its alert delivery thread.
+ALERTS_EXTENSION = "fw_alerts"
 
 
 def create(data_dir: str | None = None) -> Flask:
@@ -40,10 +43,23 @@ def create(data_dir: str | None = None) -> Flask:
 
 
 def build_app(config: ServerConfig) -> Flask:
-    """One worker's app, with the online signers, and timestamp renewal started."""
+    """One worker's app, with the online signers, timestamp renewal and alert delivery started."""
     app = create_app(config, signer_loader=signer_loader(config))
     app.extensions[RENEWAL_EXTENSION] = start_renewal(app)
+    app.extensions[ALERTS_EXTENSION] = start_alerts(app)
     return app
+
+
+def start_alerts(app: Flask) -> AlertWorker:
+    """Start this worker's alert delivery thread (R31); return it.
+
+    Imported by name like the renewer: a server without it would keep its
+    alerts in the outbox for ever. A webhook's secret file that is missing
+    or unsafe fails the start (``AlertConfigError``).
+    """
+    worker = start_alert_worker(app)
+    logger.info("alert delivery started in worker %d", os.getpid())
+    return worker
 
 
 def start_renewal(app: Flask) -> RenewalThread:

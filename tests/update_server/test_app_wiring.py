@@ -33,6 +33,7 @@ os._exit(0)
     "module",
     [
         "update_server.publication.renewal",
+        "update_server.alerts.worker",
         "update_server.auth.views",
         "update_server.audit.views",
         "update_server.publication.views",

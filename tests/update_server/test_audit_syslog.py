@@ -100,10 +100,16 @@ def test_message_follows_rfc5424_r31() -> None:
     assert '{"version":"1.2.0"}' in parsed["msg"]
 
 
-@pytest.mark.parametrize("outcome", ["failure", "refused", "replay"])
-def test_failures_refusals_and_replays_are_warnings(outcome: str) -> None:
+@pytest.mark.parametrize("outcome", ["failure", "refused"])
+def test_failures_and_refusals_are_warnings(outcome: str) -> None:
     parsed = parse_rfc5424(format_message(entry(outcome=outcome), hostname="h", procid=1))
     assert parsed["pri"] == str(13 * 8 + 4)
+
+
+def test_a_replayed_code_is_critical_as_its_alert_r25_r31() -> None:
+    """An alert's entry has the alert's severity (``alerts.critical``): a replay is critical."""
+    parsed = parse_rfc5424(format_message(entry(outcome="replay"), hostname="h", procid=1))
+    assert parsed["pri"] == str(13 * 8 + 2)
 
 
 def test_sd_param_values_escape_quote_backslash_and_bracket() -> None:

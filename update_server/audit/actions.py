@@ -25,6 +25,8 @@ class Action(StrEnum):
     UPLOAD_EXPIRE = "release.expire"
     PUBLISH = "release.publish"
     RENEW = "repository.renew"
+    #: R31: signed metadata or a TLS certificate close to its expiry (``alerts.expiry``), once each.
+    EXPIRY_WARNING = "expiry.warning"
     KEY_USE = "key.use"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     AUDIT_EXPORT = "audit.export"

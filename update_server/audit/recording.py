@@ -25,6 +25,7 @@ from securesystemslib.signer import Signer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from update_server.alerts.outbox import alerting
 from update_server.audit.anchor import HeadAnchor, anchor_file
 from update_server.audit.checkpoint import cadence
 from update_server.audit.errors import AnchorError
@@ -116,11 +117,14 @@ def bind_sessions(
 
 
 def sink_for(config: ServerConfig, signer: Callable[[], Signer]) -> AuditSink:
-    """The sink ``config`` asks for: checkpoints every N entries, the head
-    anchored in the data directory after each commit, syslog if set."""
+    """The sink ``config`` asks for: checkpoints every N entries, alerts in
+    the outbox for the webhooks, the head anchored in the data directory
+    after each commit, syslog if set."""
     sender = sender_for(config.syslog_address)
+    webhooks = [hook.name for hook in config.alert_webhooks]
     return AuditSink(
-        appended=cadence(config.audit_checkpoint_every, signer),
+        # R31: a critical entry's alert rows are written in its transaction.
+        appended=alerting(cadence(config.audit_checkpoint_every, signer), webhooks),
         committed=sender.send_entries if sender is not None else None,
         anchor=HeadAnchor(anchor_file(config.data_dir), signer),
     )

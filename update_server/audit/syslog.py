@@ -5,7 +5,8 @@
     <PRI>1 TIMESTAMP HOSTNAME fwserver PROCID MSGID [fwaudit@32473 seq=".." ...] BOM MSG
 
 Facility 13 ("log audit"); severity notice for a success, warning for a
-failure or refusal; MSGID is the action. ``SyslogSender`` delivers over UDP
+failure or refusal, and a critical entry's own (``alerts.critical``: from
+alert, 1, to warning, 4); MSGID is the action. ``SyslogSender`` delivers over UDP
 (RFC 5426) or to a local datagram socket (``/dev/log``).
 
 Invariants:
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from update_server.alerts.critical import classify, detail_of
 from update_server.audit.chain import ChainedEntry, canonical_time
 from update_server.config import ConfigError
 
@@ -55,7 +57,7 @@ def format_message(
     facility: int = FACILITY_LOG_AUDIT,
 ) -> bytes:
     """The RFC 5424 message of one audit entry."""
-    severity = SEVERITY_NOTICE if entry.outcome == "success" else SEVERITY_WARNING
+    severity = severity_of(entry)
     header = " ".join(
         (
             f"<{facility * 8 + severity}>1",
@@ -80,6 +82,14 @@ def format_message(
     text += f" from {entry.source}" + ("" if entry.detail == "{}" else f" {entry.detail}")
     prefix = f"{header} [{SD_ID}{data}] ".encode() + BOM
     return prefix + _cut(_CONTROL.sub("\ufffd", text), MAX_OCTETS - len(prefix))
+
+
+def severity_of(entry: ChainedEntry) -> int:
+    """An alert's own severity (``alerts.critical``); else notice for a success, warning if not."""
+    alert = classify(entry.action, entry.outcome, detail_of(entry.detail))
+    if alert is not None:
+        return int(alert.severity)
+    return SEVERITY_NOTICE if entry.outcome == "success" else SEVERITY_WARNING
 
 
 def _header_field(value: str, limit: int) -> str:

@@ -21,6 +21,7 @@ from fwcommon.hashchain import Link
 from fwcommon.keyid import KeyIdError
 from update_server import device_log
 from update_server.access import allow, device_route, public
+from update_server.alerts import critical
 from update_server.app import Services
 from update_server.audit import Actor
 from update_server.audit.actions import Action
@@ -171,6 +172,7 @@ def device_report() -> ResponseReturnValue:
     now = _services().clock()
     body = request.get_json(silent=True)
     decision = _report_decision(device, body)
+    detail: dict[str, Any]
     if isinstance(decision, device_log.Refused):
         device.log_alert = f"{decision.kind}: {decision.reason}"[:512]
         device.log_alert_at = now
@@ -178,7 +180,12 @@ def device_report() -> ResponseReturnValue:
     else:
         _keep_report(device, body, decision, now=now)
         outcome = "success"
-        detail = {"running_version": device.running_version, "head": device.log_head_seq}
+        detail = {
+            "running_version": device.running_version,
+            "head": device.log_head_seq,
+            # R31: the new entries' types, which critical.RULES alert on (A3).
+            "events": critical.event_types(decision.new),
+        }
     record(
         request_event(
             Action.DEVICE_REPORT,
