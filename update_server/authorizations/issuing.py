@@ -30,6 +30,9 @@ this module decides when the server may sign one. Rules:
   the row's outcome; a refusal by another device is audited against it,
   the row unchanged). A document never accepted after its expiry is
   ``expired``.
+- I7 (freeze F3, R24): nothing is issued while the system is frozen (423,
+  saying who froze it, since when and why), on the API and the
+  technician's page alike; the refusal is audited as in I5.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from update_server.authorizations.models import IssuedAuthorization
 from update_server.devices import scope
 from update_server.devices.models import Device, DeviceState
 from update_server.errors import BadRequestError, ConflictError, NotFoundError
+from update_server.freeze import state as freeze_state
 from update_server.models import Role, User
 from update_server.publication.repository import OnlineRepository
 
@@ -117,7 +121,8 @@ def issue(
     now: datetime,
     source: str,
 ) -> list[IssuedAuthorization]:
-    """I2 to I5: one signed document per device, recorded and audited; nothing on refusal."""
+    """I2 to I7: one signed document per device, recorded and audited; nothing on refusal."""
+    freeze_state.refuse_if_frozen(db)  # I7
     _check_request(device_ids, lifetime)
     if not release.info.requires_authorization:
         raise ConflictError(

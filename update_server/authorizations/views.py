@@ -20,7 +20,6 @@ from update_server.app import Services
 from update_server.authorizations import issuing
 from update_server.authorizations.models import IssuedAuthorization
 from update_server.errors import BadRequestError, ServerError
-from update_server.freeze import state as freeze_state
 from update_server.models import Role
 from update_server.publication.repository import OnlineRepository
 
@@ -41,7 +40,6 @@ def issue_authorizations() -> ResponseReturnValue:
     source = request.remote_addr or "-"
     minutes = body.get("lifetime_minutes", issuing.DEFAULT_LIFETIME_MINUTES)
     try:
-        freeze_state.refuse_if_frozen(g.db)  # freeze F3: no authorization while frozen
         repository = OnlineRepository(services.config.repository_dir, now=now)
         repository.require_initialised()
         rows = issuing.issue(
