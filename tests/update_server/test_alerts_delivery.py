@@ -9,6 +9,7 @@ twice; back-off grows, capped, with jitter.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -38,6 +39,7 @@ from update_server.alerts.retry import RetryPolicy, ceiling, delay
 from update_server.alerts.worker import LEASE
 from update_server.config import ServerConfig
 from update_server.db import transaction
+from update_server.observability.metrics import exposition
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -227,3 +229,22 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the worker never reached the webhook")
         time.sleep(0.01)
+
+
+def _alerts_counted(outcome: str) -> float:
+    text = exposition()[0].decode()
+    found = re.search(rf'^fwserver_alerts_total{{outcome="{outcome}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_k5_deliveries_sent_and_failed_are_counted_in_metrics(
+    app: Flask, receiver: WebhookReceiver, clock: FakeClock
+) -> None:
+    sent, failed = _alerts_counted("sent"), _alerts_counted("failed")
+    lock_out(app.test_client(), "mallory")
+    receiver.mode = "failing"
+    worker(app).drain()
+    receiver.mode = "up"
+    clock.advance(seconds=RETRY_CAP.total_seconds())
+    worker(app).drain()
+    assert (_alerts_counted("sent") - sent, _alerts_counted("failed") - failed) == (1, 1)

@@ -13,6 +13,7 @@ Rules:
   one timeout per pass, not one per row, and never delays the others.
 * K4 The thread survives anything a pass raises (a database down, a
   receiver's nonsense): logged, and the next pass retries.
+* K5 Each attempt is counted in ``/metrics`` (sent or failed).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from update_server.alerts.delivery import CONNECT_TIMEOUT, READ_TIMEOUT, Sender
 from update_server.alerts.retry import RetryPolicy
 from update_server.app import Services
 from update_server.db import transaction
+from update_server.observability import metrics
+from update_server.observability.metrics import AlertOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ class AlertWorker(threading.Thread):
                 timestamp=int(self.services.clock().timestamp()),
             )
             self._settle(claimed, error)
+            # R38: alerts sent and failed, in /metrics.
+            metrics.count_alert(AlertOutcome.SENT if error is None else AlertOutcome.FAILED)
             if error is None:
                 delivered += 1
             else:

@@ -25,7 +25,8 @@ class Action(StrEnum):
     UPLOAD_EXPIRE = "release.expire"
     PUBLISH = "release.publish"
     RENEW = "repository.renew"
-    #: R31: signed metadata or a TLS certificate close to its expiry (``alerts.expiry``), once each.
+    #: R31: signed metadata or a TLS certificate close to its expiry, once each; detail
+    #: ``what`` names it, ``metadata:<role>`` or ``tls:<certificate>`` (an alert: alerts.critical).
     EXPIRY_WARNING = "expiry.warning"
     KEY_USE = "key.use"
     AUDIT_CHECKPOINT = "audit.checkpoint"
