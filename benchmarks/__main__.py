@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import client, large_image, scale, server
+from benchmarks import client, fleet, large_image, scale, server
 from benchmarks.fixtures import People
 from benchmarks.report import MIB, Check, summary
 
 DEFAULT_SIZES = (10, 1_000, 10_000, 100_000)
-ONLY = ("signer", "server", "large-image", "scale", "client")
+ONLY = ("signer", "server", "large-image", "scale", "client", "fleet")
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -102,10 +102,40 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         help="client: product line sizes for the metadata bytes per update (default 1000,100000)",
     )
     parser.add_argument(
+        "--fleet-sizes",
+        type=_counts,
+        default=fleet.FleetOptions.sizes,
+        help="fleet: numbers of devices, comma-separated (default 100,1000,10000)",
+    )
+    parser.add_argument(
+        "--fleet-databases",
+        type=_databases,
+        default=fleet.FleetOptions.databases,
+        help="fleet: sqlite, postgresql or both, comma-separated (default both)",
+    )
+    parser.add_argument(
+        "--fleet-rate",
+        type=_positive,
+        default=int(fleet.FleetOptions.rate),
+        help="fleet: polls per second the whole fleet offers (default 1000)",
+    )
+    parser.add_argument(
+        "--fleet-seconds",
+        type=_positive,
+        default=int(fleet.FleetOptions.seconds),
+        help="fleet: length of the check-in phase at each size (default 10)",
+    )
+    parser.add_argument(
+        "--fleet-threads",
+        type=_positive,
+        default=fleet.FleetOptions.threads,
+        help="fleet: polls at a time, one keep-alive TLS connection each (default 16)",
+    )
+    parser.add_argument(
         "--only",
         choices=ONLY,
         help="run only some benchmarks: signer (large-image and scale), server, client,"
-        " or one of them",
+        " fleet, or one of them",
     )
     parser.add_argument("--tmp-dir", type=Path, help="where to build files (default: system temp)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -120,6 +150,24 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or sizes[0] < 2:
         raise argparse.ArgumentTypeError("product line sizes must be at least 2")
     return sizes
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("fleet sizes must be at least 1")
+    return counts
+
+
+def _databases(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",")))
+    unknown = [name for name in names if name not in fleet.DATABASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"databases are {' and '.join(fleet.DATABASES)}")
+    return names
 
 
 def _positive(text: str) -> int:
@@ -182,6 +230,18 @@ def main(argv: Sequence[str]) -> int:
                     update_mib=args.client_update_mib,
                     rounds=args.rounds,
                     releases=args.client_releases,
+                ),
+                workdir=workdir,
+                people=people,
+            )
+        if _selected(args.only, "fleet"):
+            checks += fleet.run(
+                options=fleet.FleetOptions(
+                    sizes=args.fleet_sizes,
+                    databases=args.fleet_databases,
+                    rate=args.fleet_rate,
+                    seconds=args.fleet_seconds,
+                    threads=args.fleet_threads,
                 ),
                 workdir=workdir,
                 people=people,

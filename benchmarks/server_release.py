@@ -81,10 +81,10 @@ def _no_watch(_phase: str) -> AbstractContextManager[object]:
 class ServerWorld:
     """The data directory, the offline repository and the people who publish to it."""
 
-    def __init__(self, workdir: Path, people: People) -> None:
+    def __init__(self, workdir: Path, people: People, *, database_url: str = "") -> None:
         self.workdir = workdir
         self.people = people
-        self.data_dir = init_data_dir(workdir / "data").config.data_dir
+        self.data_dir = init_data_dir(workdir / "data", database_url=database_url).config.data_dir
         self.config = ServerConfig.load(self.data_dir)
         self.offline = workdir / "offline"
         self.build = workdir / "build"

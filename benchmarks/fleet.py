@@ -1,0 +1,554 @@
+"""The fleet simulator: N devices against the real server on this machine (issue 11).
+
+For each database (SQLite, PostgreSQL) one server data directory is made as
+in production (``server_release.ServerWorld``: repository imported, release
+engineers who publish through ``fwsign``'s client) and ``fwserver serve``
+runs exactly as an operator starts it (gunicorn, TLS, 127.0.0.1). For each
+fleet size N, smallest first, the fleet grows to N devices, then:
+
+1. enrolment: one pre-accepted enrolment token per new device, issued with
+   the code of ``fwserver device enrol-token --accept`` (``enrolment.
+   issue_token`` through ``cli_common.database``, all in one transaction),
+   then each device registers with a request signed by its own new Ed25519
+   key (``fleet_device``), polls once (its first TUF refresh) and reports;
+2. check-ins: every device polls, with jitter, for ``seconds``: the fleet
+   offers ``rate`` polls per second in all (each device every N / rate
+   seconds, its first poll at a random point of that period, each next one
+   the period later +/- 10 %), ``threads`` polls at a time over one pool of
+   keep-alive TLS connections. A poll is one signed check-in and one
+   conditional ``timestamp.json`` (``fleet_device`` F1, F2). Measured:
+   check-ins per second, their p50 and p99 latency, errors, the CPU of the
+   server's processes (gunicorn master and workers; PostgreSQL's server)
+   and of the load generator, the workers' peak RSS;
+3. the wave: a release is published, and the time until every device
+   reports running it is measured (each device sees the new timestamp, runs
+   its TUF refresh, verifies and downloads the target into its other slot,
+   activates it and reports). STAND-IN, until deployments exist
+   (``update_server/deployments``): the benchmark names the release to the
+   devices itself, as a deployment's assignment would; the step that will
+   create a deployment in waves and have a second release manager approve
+   it is ``_deploy``, marked below.
+
+Then the server side of one check-in is profiled in this process
+(``fleet_profile``): where its time goes.
+
+Bounds: every phase has a deadline (a multiple of its planned length);
+polls not run by then are counted and printed, never waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import math
+import os
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from benchmarks import fleet_pg
+from benchmarks.fixtures import People, write_image
+from benchmarks.fleet_device import (
+    AUTHORIZATIONS,
+    POLL,
+    Assignment,
+    DeviceError,
+    Link,
+    SimDevice,
+)
+from benchmarks.fleet_profile import Split, profile_checkins
+from benchmarks.report import Check, heading, table
+from benchmarks.server import Skipped
+from benchmarks.server_procs import (
+    KIB,
+    RssSampler,
+    Service,
+    fwserver_command,
+    gunicorn_server,
+)
+from benchmarks.server_release import LINE, ServerWorld
+from signer import layout
+from update_server.audit import Actor
+from update_server.cli_common import command_now, database
+from update_server.devices import enrolment
+
+RATE_TARGET = 1000.0
+P99_TARGET = 0.100
+MODEL = LINE
+DATABASES = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """What the run simulates; every loop is bounded by these."""
+
+    sizes: tuple[int, ...] = (100, 1_000, 10_000)
+    databases: tuple[str, ...] = DATABASES
+    #: Polls per second the whole fleet offers during the check-in phase.
+    rate: float = RATE_TARGET
+    #: Length of the check-in phase.
+    seconds: float = 10.0
+    #: Polls (and connections) at a time.
+    threads: int = 16
+    image_kib: int = 64
+    #: The longest a wave may take before it is reported as not reaching every device.
+    wave_limit: float = 300.0
+    #: Check-ins profiled in this process after the load.
+    profiled: int = 300
+    seed: int = 11
+
+
+@dataclass(frozen=True)
+class Latency:
+    count: int
+    p50: float
+    p99: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Latency:
+        if not samples:
+            return cls(0, float("nan"), float("nan"))
+        ordered = sorted(samples)
+        return cls(len(ordered), _percentile(ordered, 0.50), _percentile(ordered, 0.99))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one driven phase did: polls run, polls not run, wall time, errors by kind."""
+
+    polls: int
+    not_run: int
+    seconds: float
+    errors: dict[str, int]
+    samples: dict[str, str]
+    latencies: dict[str, Latency]
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds of the server's and this process's work during a phase, peak worker RSS."""
+
+    server_cpu: float
+    database_cpu: float
+    generator_cpu: float
+    worker_rss: int
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    database: str
+    devices: int
+    enrol_seconds: float
+    checkins: Phase
+    usage: Usage
+    wave: Phase
+    wave_seconds: float | None
+    reached: int
+
+
+@dataclass
+class Fleet:
+    """The devices so far, and how to reach the server."""
+
+    link: Link
+    directory: Path
+    rng: random.Random
+    threads: int
+    devices: list[SimDevice] = field(default_factory=list)
+
+    def grow(self, size: int, data_dir: Path) -> float:
+        """Enrol devices until there are ``size``; the wall time it took (step 1)."""
+        start = time.perf_counter()
+        new = [
+            SimDevice(f"sim-{i:05d}", MODEL, self.directory / f"sim-{i:05d}")
+            for i in range(len(self.devices), size)
+        ]
+        tokens = issue_tokens(data_dir, len(new))
+        with ThreadPoolExecutor(self.threads) as pool:
+            list(pool.map(lambda pair: _enrol(self.link, *pair), zip(new, tokens, strict=True)))
+        self.devices += new
+        return time.perf_counter() - start
+
+
+def run(*, options: FleetOptions, workdir: Path, people: People) -> list[Check]:
+    heading("fleet simulator: N devices against fwserver serve (gunicorn, TLS, 127.0.0.1)")
+    results: list[SizeResult] = []
+    splits: dict[str, Split] = {}
+    skipped: list[Check] = []
+    for name in options.databases:
+        reason = fleet_pg.missing() if name == "postgresql" else None
+        if reason is not None:
+            skipped.append(Skipped(f"fleet {name}", reason, "PostgreSQL installed", met=False))
+            continue
+        with _database(name, workdir) as database:
+            leg = Leg.start(
+                name, database, options=options, workdir=workdir / f"fleet-{name}", people=people
+            )
+            with leg.serving() as running:
+                results += [running.size(size, number) for number, size in enumerate(options.sizes)]
+                splits[name] = running.profile()
+    _print_results(results, options)
+    for name, split in splits.items():
+        split.print(name)
+    return [*_checks(results), *skipped]
+
+
+@contextlib.contextmanager
+def _database(name: str, workdir: Path) -> Iterator[tuple[str, Callable[[], list[int]]]]:
+    """(SQLAlchemy URL, the database server's processes); URL ``""`` is the SQLite default."""
+    if name == "sqlite":
+        yield "", list
+        return
+    with fleet_pg.postgres(workdir) as server:
+        yield server.url, server.processes
+
+
+@dataclass
+class Leg:
+    """One database: its server world, and once serving, the server and the fleet."""
+
+    name: str
+    world: ServerWorld
+    database_pids: Callable[[], list[int]]
+    options: FleetOptions
+    workdir: Path
+    server: Service | None = None
+    fleet: Fleet | None = None
+
+    @classmethod
+    def start(
+        cls,
+        name: str,
+        database: tuple[str, Callable[[], list[int]]],
+        *,
+        options: FleetOptions,
+        workdir: Path,
+        people: People,
+    ) -> Leg:
+        workdir.mkdir(parents=True, exist_ok=True)
+        url, database_pids = database
+        world = ServerWorld(workdir, people, database_url=url)
+        return cls(name, world, database_pids, options, workdir)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Running]:
+        world, options = self.world, self.options
+        root = layout.root_version_file(world.offline, 1).read_bytes()
+        serve = fwserver_command("serve", "--data-dir", str(world.data_dir), "--port", "0")
+        with gunicorn_server(
+            f"fleet-{self.name}", serve, logdir=self.workdir, workers=world.config.workers
+        ) as server:
+            checkin = _checkin_route(server)
+            link = Link.open(
+                server=server.url,
+                ca=server.ca,
+                root=root,
+                connections=options.threads,
+                checkin=checkin,
+            )
+            print(f"{self.name}: fwserver serve at {server.url}, {len(server.workers())} workers;"
+                  f" check-in: GET {checkin}"
+                  + ("" if checkin == POLL else " (the server has no poll route yet)"))  # fmt: skip
+            rng = random.Random(options.seed)  # noqa: S311 - jitter, not a secret
+            fleet = Fleet(link, self.workdir / "devices", rng, options.threads)
+            yield Running(self, server, fleet)
+
+
+@dataclass(frozen=True)
+class Running:
+    leg: Leg
+    server: Service
+    fleet: Fleet
+
+    def size(self, size: int, number: int) -> SizeResult:
+        """Steps 1 to 3 of the module docstring for a fleet of ``size`` devices."""
+        fleet, options, world = self.fleet, self.leg.options, self.leg.world
+        recorder = fleet.link.recorder
+        enrol_seconds = fleet.grow(size, world.data_dir)
+        devices = fleet.devices[:size]
+        first = [d for d in devices if d.reported_version is None]
+        _drive(fleet, first, polls=1, period=len(first) / options.rate, threads=options.threads)
+        print(f"  N={size}: {len(first)} enrolled in {enrol_seconds:.1f} s, and polled once")
+        period = size / options.rate
+        polls = max(1, round(options.seconds / period))
+        recorder.reset()
+        with _usage(self.server, self.leg.database_pids) as usage:
+            checkins = _drive(fleet, devices, polls=polls, period=period, threads=options.threads)
+        version = f"2.{number}.0"
+        write_image(world.image_path(version), size=options.image_kib * KIB)
+        publication = world.publish(self.server, world.new_engineer(self.server), version)
+        published = time.monotonic()
+        _deploy(devices, Assignment(publication.path, publication.sha256))
+        recorder.reset()
+        wave = _drive(
+            fleet,
+            devices,
+            polls=10**9,
+            period=period,
+            threads=options.threads,
+            until=lambda: all(d.reported_version == version for d in devices),
+            limit=options.wave_limit,
+        )
+        reached = sum(d.reported_version == version for d in devices)
+        wave_seconds = time.monotonic() - published if reached == size else None
+        return SizeResult(
+            self.leg.name, size, enrol_seconds, checkins, usage[0], wave, wave_seconds, reached
+        )
+
+    def profile(self) -> Split:
+        return profile_checkins(
+            self.leg.world.config,
+            self.fleet.devices,
+            count=self.leg.options.profiled,
+            url=self.server.url,
+            route=self.fleet.link.checkin,
+        )
+
+
+def _deploy(devices: Sequence[SimDevice], wanted: Assignment) -> None:
+    """STAND-IN for a deployment of ``wanted`` to the fleet in waves (see the module docstring).
+
+    TODO(issue 11, part B): once ``update_server/deployments`` and ``fwserver
+    deployment`` exist, create the deployment in waves here as one release
+    manager, approve it as a second (fresh one-time code), and let the poll's
+    assignment carry ``wanted``; the devices then read it from their check-in.
+    """
+    for device in devices:
+        device.stand_in = wanted
+
+
+def _checkin_route(server: Service) -> str:
+    """F1: the poll where the server serves it, else the authorizations route."""
+    with server.pool() as pool:
+        status = pool.request("GET", f"{server.url}{POLL}").status
+    return AUTHORIZATIONS if status == 404 else POLL
+
+
+def issue_tokens(data_dir: Path, count: int) -> list[str]:
+    """``fwserver device enrol-token --accept``'s code, ``count`` times, in one transaction."""
+    actor = Actor(name="cli:fleet-benchmark", role="operator", source="local")
+    with database(data_dir) as db:
+        now = command_now()
+        return [
+            enrolment.issue_token(
+                db,
+                hardware_model=MODEL,
+                device_id=None,
+                site=None,
+                pre_authorized=True,
+                lifetime=timedelta(hours=24),
+                now=now,
+                actor=actor,
+            ).token
+            for _ in range(count)
+        ]
+
+
+def _enrol(link: Link, device: SimDevice, token: str) -> None:
+    try:
+        device.register(link, token)
+    except DeviceError as exc:
+        link.recorder.failed("register", str(exc))
+
+
+# --- the driver: polls with jitter, a bounded number at a time ----------------------------
+
+
+def _drive(
+    fleet: Fleet,
+    devices: Sequence[SimDevice],
+    *,
+    polls: int,
+    period: float,
+    threads: int,
+    until: Callable[[], bool] = lambda: False,
+    limit: float | None = None,
+) -> Phase:
+    """Poll each device ``polls`` times, every ``period`` s with jitter (module docstring, 2)."""
+    recorder, rng = fleet.link.recorder, fleet.rng
+    start = time.monotonic()
+    deadline = start + (limit if limit is not None else 3 * polls * period + 60)
+    queue = [(start + rng.uniform(0, period), i, 0) for i in range(len(devices))]
+    heapq.heapify(queue)
+    lock, done = threading.Lock(), [0]
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                if not queue or time.monotonic() > deadline:
+                    return
+                due, index, count = heapq.heappop(queue)
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the load, not waiting for a result
+            _poll(fleet.link, devices[index])
+            with lock:
+                done[0] += 1
+                if count + 1 < polls:
+                    step = period * rng.uniform(0.9, 1.1)
+                    heapq.heappush(queue, (max(due + step, time.monotonic()), index, count + 1))
+            if until():
+                stop.set()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()) + 120)
+    stop.set()
+    seconds = time.monotonic() - start
+    with recorder._lock:
+        latencies = {kind: Latency.of(values) for kind, values in recorder.latencies.items()}
+        errors, samples = dict(recorder.errors), dict(recorder.samples)
+    return Phase(done[0], len(queue), seconds, errors, samples, latencies)
+
+
+def _poll(link: Link, device: SimDevice) -> None:
+    try:
+        device.poll(link)
+    except DeviceError as exc:
+        link.recorder.failed("poll", f"{device.device_id}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a simulator bug is an error too, never a stop
+        link.recorder.failed("poll", f"{device.device_id}: {type(exc).__name__}: {exc}")
+
+
+# --- usage of the server's processes -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _usage(server: Service, database_pids: Callable[[], list[int]]) -> Iterator[list[Usage]]:
+    """CPU seconds of gunicorn (master and workers) and the database server, over the block."""
+    out: list[Usage] = []
+    workers = server.workers()
+    gunicorn = [server.process.pid, *workers]
+    before = (_cpu(gunicorn), _cpu(database_pids()), time.process_time())
+    with RssSampler(workers, interval=0.2) as sampler:
+        yield out
+    after = (_cpu(gunicorn), _cpu(database_pids()), time.process_time())
+    out.append(
+        Usage(
+            server_cpu=after[0] - before[0],
+            database_cpu=max(0.0, after[1] - before[1]),
+            generator_cpu=after[2] - before[2],
+            worker_rss=max(sampler.peaks.values(), default=0),
+        )
+    )
+
+
+def _cpu(pids: Sequence[int]) -> float:
+    """User and system CPU seconds of ``pids`` (from /proc/<pid>/stat)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# --- printing ------------------------------------------------------------------------------
+
+
+def _print_results(results: Sequence[SizeResult], options: FleetOptions) -> None:
+    heading("fleet: check-ins and waves")
+    print(
+        f"offered {options.rate:.0f} polls/s, {options.threads} at a time over keep-alive TLS;"
+        " a poll = 1 signed check-in + 1 conditional timestamp.json"
+    )
+    rows = []
+    for r in results:
+        c, u = r.checkins, r.usage
+        checkin = c.latencies.get("checkin", Latency.of([]))
+        stamp = c.latencies.get("timestamp", Latency.of([]))
+        rows.append(
+            (
+                r.database,
+                f"{r.devices:,}",
+                f"{checkin.count / c.seconds:.0f}" if c.seconds else "-",
+                _ms(checkin.p50),
+                _ms(checkin.p99),
+                _ms(stamp.p99),
+                str(c.error_count + r.wave.error_count),
+                str(c.not_run),
+                f"{u.server_cpu / c.seconds:.2f}",
+                f"{u.database_cpu / c.seconds:.2f}",
+                f"{u.generator_cpu / c.seconds:.2f}",
+                f"{u.worker_rss / KIB / KIB:.0f} MiB",
+                "-" if r.wave_seconds is None else f"{r.wave_seconds:.1f} s",
+                f"{r.reached}/{r.devices}",
+            )
+        )
+    table(
+        (
+            "db",
+            "N",
+            "check-ins/s",
+            "p50",
+            "p99",
+            "ts p99",
+            "errors",
+            "late",
+            "server cores",
+            "pg cores",
+            "loadgen cores",
+            "worker RSS",
+            "wave",
+            "reached",
+        ),
+        rows,
+    )
+    for r in results:
+        for phase, what in ((r.checkins, "check-ins"), (r.wave, "wave")):
+            for kind, count in phase.errors.items():
+                print(f"  {r.database} N={r.devices} {what}: {count} {kind} errors, e.g. "
+                      f"{phase.samples.get(kind, '')}")  # fmt: skip
+        extra = r.wave.latencies
+        parts = [f"{k} p50 {_ms(v.p50)} p99 {_ms(v.p99)} ({v.count})" for k, v in extra.items()]
+        print(f"  {r.database} N={r.devices} wave (STAND-IN for a deployment): {'; '.join(parts)}")
+
+
+def _checks(results: Sequence[SizeResult]) -> list[Check]:
+    checks = []
+    for r in results:
+        errors = r.checkins.error_count + r.wave.error_count
+        checks.append(
+            Check(
+                f"fleet {r.database} N={r.devices:,}: errors",
+                f"{errors} errors, {r.reached}/{r.devices} reached by the wave",
+                "0 errors, every device reached",
+                errors == 0 and r.reached == r.devices,
+            )
+        )
+        if r.database != "postgresql":
+            continue
+        checkin = r.checkins.latencies.get("checkin", Latency.of([]))
+        rate = checkin.count / r.checkins.seconds if r.checkins.seconds else 0.0
+        checks.append(
+            Check(
+                f"fleet postgresql N={r.devices:,}: check-ins/s and p99",
+                f"{rate:.0f}/s, p99 {_ms(checkin.p99)}",
+                f">= {RATE_TARGET:.0f}/s, p99 < {_ms(P99_TARGET)}",
+                rate >= RATE_TARGET and checkin.p99 < P99_TARGET,
+            )
+        )
+    return checks
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def _ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
