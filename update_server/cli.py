@@ -16,7 +16,7 @@ import click
 from update_server.cli_audit import audit
 from update_server.cli_common import ErrorGroup, data_dir_option
 from update_server.cli_db import db
-from update_server.cli_deployments import deployment, group
+from update_server.cli_deployments import deployment, fleet, group
 from update_server.cli_devices import device, user_scope
 from update_server.cli_repo import import_repo, renew, repo
 from update_server.cli_serve import serve
@@ -58,3 +58,4 @@ for _command in (user, audit, import_repo, renew, repo, serve, status, db, devic
 user.add_command(user_scope)
 main.add_command(deployment)
 main.add_command(group)
+main.add_command(fleet)

@@ -1,4 +1,4 @@
-"""``fwserver deployment`` and ``fwserver group``: fleet operations from the server's host.
+"""``fwserver deployment``, ``group`` and ``fleet``: fleet operations from the server's host.
 
 Thin commands over ``update_server.deployments`` for an operator on the
 server's host, audited as the operator (``cli:<login>``) like ``fwserver
@@ -267,6 +267,46 @@ def window(
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+@click.group("fleet")
+def fleet() -> None:
+    """Per hardware model: what a registered device installs (assigned by default)."""
+
+
+@fleet.command("list")
+@data_dir_option
+def list_fleets(data_dir: Path) -> None:
+    """Each model whose setting was changed; every other model installs only what is assigned."""
+    with cli_services(data_dir) as services, transaction(services.sessions) as db:
+        rows = [
+            (row.hardware_model, row.install, row.changed_by) for row in groups.fleet_settings(db)
+        ]
+    click.echo(f"default: {groups.Install.ASSIGNED.value}")
+    for model, install, changed_by in rows:
+        click.echo(f"{model}  {install}  (set by {changed_by})")
+
+
+@fleet.command("install")
+@data_dir_option
+@click.argument("hardware_model")
+@click.argument("install", type=click.Choice([item.value for item in groups.Install]))
+def fleet_install(data_dir: Path, hardware_model: str, install: str) -> None:
+    """HARDWARE_MODEL's devices install what is assigned, or the newest eligible release."""
+    try:
+        with cli_services(data_dir) as services:
+            try:
+                with transaction(services.sessions) as db:
+                    groups.set_install(db, hardware_model, install, actor=operator(),
+                                       now=command_now())  # fmt: skip
+            except ServerError as refused:
+                with transaction(services.sessions) as db:
+                    groups.audit_install_refusal(db, hardware_model, reason=refused.detail,
+                                                 actor=operator(), now=command_now())  # fmt: skip
+                raise
+    except ServerError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"fleet {hardware_model}: {install}")
 
 
 def _apply(

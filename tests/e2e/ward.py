@@ -53,6 +53,9 @@ def serve_ward(work: Path, *, image_size: int = 64 * 1024) -> Iterator[Ward]:
     make_repository(offline, config, image, info, authorization=True)
     import_repository(data_dir, offline, targets_dir=work)
     with start_server(data_dir) as server:
+        # The ward's pumps take the newest release a technician authorizes, with no
+        # deployment (issue 11: an explicit per-fleet setting; "assigned" by default).
+        fwserver_cli(server, "fleet", "install", LINE, "newest")
         yield Ward(server, offline / "metadata" / "1.root.json", work)
 
 

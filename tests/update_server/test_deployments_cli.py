@@ -78,3 +78,18 @@ def test_a_groups_window_is_set_and_checked_on_the_cli(world: World, pumps: list
     assert done.exit_code == 0, done.output
     shown = fwserver(world, "group", "show", "north").output
     assert "Europe/Paris" in shown and "pump-03" in shown
+
+
+def test_a_fleets_install_setting_is_set_on_the_cli_and_audited(world: World) -> None:
+    """Issue 11: "newest eligible release" is explicit, per fleet; "assigned" is the default."""
+    assert fwserver(world, "fleet", "list").output.strip() == "default: assigned"
+    wrong = fwserver(world, "fleet", "install", "pump x100", "newest")
+    assert wrong.exit_code == 1
+    assert fwserver(world, "fleet", "list").output.strip() == "default: assigned"
+
+    done = fwserver(world, "fleet", "install", "pump-x100", "newest")
+
+    assert (done.exit_code, done.output.strip()) == (0, "fleet pump-x100: newest")
+    assert "pump-x100  newest" in fwserver(world, "fleet", "list").output
+    outcomes = [(e.object, e.outcome) for e in audit_entries(world.app, Action.FLEET_INSTALL)]
+    assert outcomes == [("fleet:pump x100", "refused"), ("fleet:pump-x100", "success")]
