@@ -141,6 +141,9 @@ for DEVICE in pump-001 pump-002; do
     fwclient register --state "devices/$DEVICE" --server "$URL" --ca "$CA" --token-file "$DEVICE.token"
 done
 fwserver device list --data-dir server
+# A registered pump installs only what a deployment assigns it, unless its model's
+# fleet takes the newest eligible release: this ward's pumps do (an explicit setting).
+fwserver fleet install --data-dir server pump-x100 newest
 
 say "pump-001 updates: verified download into the inactive slot, trial boot, health check passes"
 fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
