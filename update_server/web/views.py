@@ -47,7 +47,7 @@ from update_server.auth.views import (
 from update_server.errors import AuthenticationError, ServerError
 from update_server.mfa import totp
 from update_server.models import Role, User
-from update_server.web import device_pages, technician_pages
+from update_server.web import device_pages, freeze_pages, technician_pages
 from update_server.web.forms import FirstLoginForm, LoginForm, LogoutForm
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ blueprint = Blueprint("web", __name__, template_folder="templates", static_folde
 # Nested: its routes are web pages (cookie session, CSRF, CSP, these error pages).
 blueprint.register_blueprint(device_pages.blueprint)
 blueprint.register_blueprint(technician_pages.blueprint)
+blueprint.register_blueprint(freeze_pages.blueprint)
 csrf = CSRFProtect()
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -77,6 +78,7 @@ ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("web.technician.authorizations", "Authorizations you issued and their status"),
         ("web.devices.pending", "Pending devices of your sites"),
     ),
+    Role.SECURITY_OFFICER: (("web.freeze.page", "The failsafe freeze: freeze, or vote to lift"),),
 }
 #: The Flask session key of the R11 notice shown on the home page.
 PREVIOUS_LOGIN = "previous_login"
@@ -230,6 +232,11 @@ blueprint.register_error_handler(Exception, error_page)
 technician_pages.blueprint.register_error_handler(
     AuthenticationError,
     lambda exc: technician_pages.refused_code(exc) or error_page(exc),
+)
+# FP2: a refused code on a freeze form shows the freeze page again (else as above).
+freeze_pages.blueprint.register_error_handler(
+    AuthenticationError,
+    lambda exc: freeze_pages.refused_code(exc) or error_page(exc),
 )
 
 
