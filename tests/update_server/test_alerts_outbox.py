@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from client.events import EventLog, EventType
 from tests.clocks import FakeClock
 from tests.update_server.alerts_helpers import lock_out, outbox, server, with_webhooks, write_secret
+from tests.update_server.devices_helpers import FakeDevice, issue_token
+from tests.update_server.people import enrolled_user
 from update_server.alerts import backlog
 from update_server.alerts.critical import alert_id
 from update_server.audit import Actor, append, audit_event
@@ -22,7 +25,7 @@ from update_server.audit.chain import entry_hash
 from update_server.audit.vocabulary import FIELD_NAMES
 from update_server.config import ServerConfig
 from update_server.db import transaction
-from update_server.models import AuditEntry
+from update_server.models import AuditEntry, Role
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -160,3 +163,23 @@ def test_backlog_names_a_webhook_removed_from_the_configuration_that_still_has_r
         ("siem", 1),
         ("pager", 1),
     ]
+
+
+def test_a3_a_device_reporting_an_attack_refused_raises_its_alert(
+    alerting: ServerConfig, clock: FakeClock, tmp_path: Path
+) -> None:
+    """R31: the device's own log says it refused a bad hash; the report's entry is the alert."""
+    log = EventLog(tmp_path / "events.log")
+    log.append(EventType.CHECKED, "checked", now=clock.now)
+    log.append(EventType.BAD_HASH, "target hash mismatch", now=clock.now)
+    with server(alerting, clock) as app:
+        client = app.test_client()
+        admin = enrolled_user(app, client, clock, "alice", Role.ADMIN)
+        device = FakeDevice("pump-1")
+        device.register(client, issue_token(client, admin, clock, accept=True), now=clock.now)
+        assert device.report(client, now=clock.now, entries=list(log.entries())).status_code == 200
+        rows = outbox(app)
+    assert {row.alert_class for row in rows} == {"device_attack_refused"}
+    sent = json.loads(rows[0].payload)
+    assert sent["detail"]["events"] == ["bad_hash", "checked"]
+    assert sent["audit"]["object"] == "device:pump-1"
