@@ -20,14 +20,13 @@ fleet size N, smallest first, the fleet grows to N devices, then:
    check-ins per second, their p50 and p99 latency, errors, the CPU of the
    server's processes (gunicorn master and workers; PostgreSQL's server)
    and of the load generator, the workers' peak RSS;
-3. the wave: a release is published, and the time until every device
-   reports running it is measured (each device sees the new timestamp, runs
-   its TUF refresh, verifies and downloads the target into its other slot,
-   activates it and reports). STAND-IN, until deployments exist
-   (``update_server/deployments``): the benchmark names the release to the
-   devices itself, as a deployment's assignment would; the step that will
-   create a deployment in waves and have a second release manager approve
-   it is ``_deploy``, marked below.
+3. the wave: a release is published, one release manager creates a
+   deployment of it to the whole fleet in waves (10 %, then the rest, each
+   next wave once 90 % of the last runs it), a second approves it with a
+   fresh one-time code (R9), and the time until every device reports running
+   it is measured: each device gets its assignment in its poll, sees the new
+   timestamp, runs its TUF refresh, verifies and downloads the target into
+   its other slot, activates it and reports.
 
 Then the server side of one check-in is profiled in this process
 (``fleet_profile``): where its time goes.
@@ -40,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import math
 import os
 import random
@@ -51,13 +51,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import urllib3
 
 from benchmarks import fleet_pg
 from benchmarks.fixtures import People, write_image
 from benchmarks.fleet_device import (
-    AUTHORIZATIONS,
     POLL,
-    Assignment,
     DeviceError,
     Link,
     SimDevice,
@@ -72,11 +73,12 @@ from benchmarks.server_procs import (
     fwserver_command,
     gunicorn_server,
 )
-from benchmarks.server_release import LINE, ServerWorld
+from benchmarks.server_release import LINE, Engineer, ServerWorld
 from signer import layout
 from update_server.audit import Actor
 from update_server.cli_common import command_now, database
 from update_server.devices import enrolment
+from update_server.mfa.totp import INTERVAL, code_at
 
 RATE_TARGET = 1000.0
 P99_TARGET = 0.100
@@ -248,17 +250,10 @@ class Leg:
         with gunicorn_server(
             f"fleet-{self.name}", serve, logdir=self.workdir, workers=world.config.workers
         ) as server:
-            checkin = _checkin_route(server)
             link = Link.open(
-                server=server.url,
-                ca=server.ca,
-                root=root,
-                connections=options.threads,
-                checkin=checkin,
+                server=server.url, ca=server.ca, root=root, connections=options.threads
             )
-            print(f"{self.name}: fwserver serve at {server.url}, {len(server.workers())} workers;"
-                  f" check-in: GET {checkin}"
-                  + ("" if checkin == POLL else " (the server has no poll route yet)"))  # fmt: skip
+            print(f"{self.name}: fwserver serve at {server.url}, {len(server.workers())} workers")
             rng = random.Random(options.seed)  # noqa: S311 - jitter, not a secret
             fleet = Fleet(link, self.workdir / "devices", rng, options.threads)
             yield Running(self, server, fleet)
@@ -288,7 +283,7 @@ class Running:
         write_image(world.image_path(version), size=options.image_kib * KIB)
         publication = world.publish(self.server, world.new_engineer(self.server), version)
         published = time.monotonic()
-        _deploy(devices, Assignment(publication.path, publication.sha256))
+        _deploy(world, self.server, publication.path)
         recorder.reset()
         wave = _drive(
             fleet,
@@ -311,27 +306,70 @@ class Running:
             self.fleet.devices,
             count=self.leg.options.profiled,
             url=self.server.url,
-            route=self.fleet.link.checkin,
+            route=POLL,
         )
 
 
-def _deploy(devices: Sequence[SimDevice], wanted: Assignment) -> None:
-    """STAND-IN for a deployment of ``wanted`` to the fleet in waves (see the module docstring).
+def _deploy(world: ServerWorld, server: Service, target_path: str) -> int:
+    """A deployment of ``target_path`` to the whole fleet in waves, approved by a second manager.
 
-    TODO(issue 11, part B): once ``update_server/deployments`` and ``fwserver
-    deployment`` exist, create the deployment in waves here as one release
-    manager, approve it as a second (fresh one-time code), and let the poll's
-    assignment carry ``wanted``; the devices then read it from their check-in.
+    Waves: 10 % of the fleet, then the rest, each next wave starting once 90 %
+    of the last one runs the target; stopped if over 10 % of a wave fails.
+    Two release managers, each new (so each one-time code is fresh): one
+    creates, the other approves with a fresh code (R9).
     """
-    for device in devices:
-        device.stand_in = wanted
-
-
-def _checkin_route(server: Service) -> str:
-    """F1: the poll where the server serves it, else the authorizations route."""
+    creator, approver = (world.new_engineer(server, role="release_manager") for _ in range(2))
+    plan = {
+        "target_path": target_path,
+        "fleets": [MODEL],
+        "waves": [{"percent": 10}],
+        "success_percent": 90,
+        "failure_percent": 10,
+    }
     with server.pool() as pool:
-        status = pool.request("GET", f"{server.url}{POLL}").status
-    return AUTHORIZATIONS if status == 404 else POLL
+        token = _login(pool, server, creator)
+        created = _api(pool, server, "POST", "/deployments", plan, token=token)
+        step = _step()
+        token = _login(pool, server, approver, step=step)
+        fresh = {"X-OTP": code_at(approver.secret, step + 1)}  # not the login's code
+        approve = f"/deployments/{created['id']}/approve"
+        _api(pool, server, "POST", approve, {}, token=token, headers=fresh)
+    deployment: int = created["id"]
+    return deployment
+
+
+def _login(
+    pool: urllib3.PoolManager, server: Service, person: Engineer, *, step: int | None = None
+) -> str:
+    code = code_at(person.secret, _step() if step is None else step)
+    body = {"username": person.name, "password": person.password, "otp": code}
+    token: str = _api(pool, server, "POST", "/auth/login", body, token=None)["token"]
+    return token
+
+
+def _api(
+    pool: urllib3.PoolManager,
+    server: Service,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    token: str | None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    url = f"{server.url}/api/v1{path}"
+    response = pool.request(method, url, body=json.dumps(body), headers=sent)
+    if response.status not in (200, 201):
+        raise RuntimeError(f"{method} {path}: HTTP {response.status} {response.data[:300]!r}")
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _step() -> int:
+    return int(time.time()) // INTERVAL
 
 
 def issue_tokens(data_dir: Path, count: int) -> list[str]:
@@ -481,6 +519,7 @@ def _print_results(results: Sequence[SizeResult], options: FleetOptions) -> None
                 str(c.error_count + r.wave.error_count),
                 str(c.not_run),
                 f"{u.server_cpu / c.seconds:.2f}",
+                f"{1000 * (u.server_cpu + u.database_cpu) / max(1, c.polls):.1f} ms",
                 f"{u.database_cpu / c.seconds:.2f}",
                 f"{u.generator_cpu / c.seconds:.2f}",
                 f"{u.worker_rss / KIB / KIB:.0f} MiB",
@@ -499,6 +538,7 @@ def _print_results(results: Sequence[SizeResult], options: FleetOptions) -> None
             "errors",
             "late",
             "server cores",
+            "server CPU/poll",
             "pg cores",
             "loadgen cores",
             "worker RSS",
@@ -514,7 +554,7 @@ def _print_results(results: Sequence[SizeResult], options: FleetOptions) -> None
                       f"{phase.samples.get(kind, '')}")  # fmt: skip
         extra = r.wave.latencies
         parts = [f"{k} p50 {_ms(v.p50)} p99 {_ms(v.p99)} ({v.count})" for k, v in extra.items()]
-        print(f"  {r.database} N={r.devices} wave (STAND-IN for a deployment): {'; '.join(parts)}")
+        print(f"  {r.database} N={r.devices} wave: {'; '.join(parts)}")
 
 
 def _checks(results: Sequence[SizeResult]) -> list[Check]:

@@ -7,9 +7,8 @@ It does what ``client`` does at each poll, by the same rules:
 
 - F1 A check-in is ONE request signed with the device key by the profile
   ``client.device_api`` uses (``fwcommon.message_signatures``: RFC 9421,
-  fresh nonce, ``created`` now): ``GET /api/v1/device/poll`` where the
-  server has it, else ``GET /api/v1/device/authorizations`` (what a
-  registered device asked at each poll before the poll existed).
+  fresh nonce, ``created`` now): ``GET /api/v1/device/poll``, whose answer
+  (mode, install, assignment, window) is read as issue 11's contract says.
 - F2 Then one conditional ``GET metadata/timestamp.json`` (``If-None-Match``
   with the last ETag): a ``304`` ends the poll (``no_update`` logged, as
   the client does). Only a new timestamp, or an assignment not yet
@@ -17,8 +16,7 @@ It does what ``client`` does at each poll, by the same rules:
   device's own metadata directory, trusting only the provisioned root
   (``bootstrap=``), handed the timestamp bytes just fetched (no second
   request), every signature and version checked by python-tuf.
-- F3 An assignment (the poll's, or the benchmark's stand-in while the
-  server has no deployments) is installed only if ngclient finds its path
+- F3 The poll's assignment is installed only if ngclient finds its path
   in the signed metadata with the same SHA-256, for this hardware model,
   at a version above the running one. The target is downloaded by
   ngclient (length and hashes verified) into the inactive slot's file;
@@ -35,7 +33,6 @@ It does what ``client`` does at each poll, by the same rules:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -58,7 +55,6 @@ from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.semver import SemVer
 
 POLL = "/api/v1/device/poll"
-AUTHORIZATIONS = "/api/v1/device/authorizations"
 REGISTER = "/api/v1/devices/register"
 REPORTS = "/api/v1/device/reports"
 TIMESTAMP = "/metadata/timestamp.json"
@@ -106,11 +102,10 @@ class Link:
     pool: urllib3.PoolManager
     root: bytes
     recorder: Recorder
-    checkin: str
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @classmethod
-    def open(cls, *, server: str, ca: Path, root: bytes, connections: int, checkin: str) -> Link:
+    def open(cls, *, server: str, ca: Path, root: bytes, connections: int) -> Link:
         pool = urllib3.PoolManager(
             num_pools=1,
             maxsize=connections,
@@ -120,7 +115,7 @@ class Link:
             retries=False,
             timeout=urllib3.Timeout(connect=30, read=60),
         )
-        return cls(server.rstrip("/"), pool, root, Recorder(), checkin)
+        return cls(server.rstrip("/"), pool, root, Recorder())
 
     def get(self, path: str, headers: Mapping[str, str]) -> urllib3.BaseHTTPResponse:
         return self.pool.request(
@@ -130,7 +125,7 @@ class Link:
 
 @dataclass(frozen=True)
 class Assignment:
-    """A signed target the server (or the stand-in) names for this device."""
+    """A signed target a deployment assigns to this device (the server's word, F3)."""
 
     target_path: str
     sha256: str
@@ -138,7 +133,7 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Directive:
-    """What a check-in answered (F1): the poll's fields, or none before the poll existed."""
+    """What a check-in answered (F1): the freeze, the assignment, the maintenance window."""
 
     frozen: bool = False
     assignment: Assignment | None = None
@@ -175,8 +170,6 @@ class SimDevice:
     active: str = "a"
     #: Verified in the inactive slot, waiting for an open window or the end of a freeze.
     pending: Assignment | None = None
-    #: A stand-in assignment, set by the benchmark while the server has no deployments.
-    stand_in: Assignment | None = None
     reported_version: str | None = None
     #: Check-ins answered, reports acknowledged.
     checkins: int = 0
@@ -293,16 +286,9 @@ class SimDevice:
         )
 
     def check_in(self, link: Link) -> Directive:
-        answer = self.signed(link, "GET", link.checkin, None, kind="checkin")
+        answer = self.signed(link, "GET", POLL, None, kind="checkin")
         self.checkins += 1
-        if link.checkin != POLL:
-            if not isinstance(answer.get("authorizations"), list):
-                raise DeviceError("the check-in's answer holds no list of authorizations")
-            return Directive(assignment=self.stand_in)
-        directive = _directive(answer)
-        if directive.assignment is None and self.stand_in is not None:  # see ``stand_in``
-            return dataclasses.replace(directive, assignment=self.stand_in)
-        return directive
+        return _directive(answer)
 
     # --- F2, F3: one poll --------------------------------------------------------------
 

@@ -135,13 +135,11 @@ class ServerWorld:
         )
         sign_roles(OfflineRepository(self.offline, now=_now(), signers=[bob]), roles=[LINE])
 
-    def new_engineer(self, server: Service) -> Engineer:
+    def new_engineer(self, server: Service, *, role: str = "release_engineer") -> Engineer:
         """``fwserver user add``, then first login over HTTPS: enrol TOTP, new password."""
         self._count += 1
-        name = f"engineer{self._count}"
-        added = run_fwserver(
-            "user", "add", "--data-dir", str(self.data_dir), "--role", "release_engineer", name
-        )
+        name = f"{role.rsplit('_', maxsplit=1)[-1]}{self._count}"
+        added = run_fwserver("user", "add", "--data-dir", str(self.data_dir), "--role", role, name)
         initial = added.rsplit(": ", 1)[1].strip()
         with server.pool() as pool:
             login = _post(pool, server, "/auth/login", {"username": name, "password": initial})

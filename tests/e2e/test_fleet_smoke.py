@@ -4,9 +4,11 @@
 real ``fwserver serve`` (gunicorn, TLS, 127.0.0.1, SQLite), 50 simulated
 devices, each with its own Ed25519 key, enrolled with a one-time token and
 registered by a signed request, polling with jitter (a signed check-in and
-a conditional ``timestamp.json``), then a release published and taken by
-every device (its TUF refresh, the verified download into its other slot,
-activation, a report the server acknowledges). No figure is checked here:
+a conditional ``timestamp.json``), then a release published, deployed to
+the fleet in waves by one release manager and approved by another with a
+fresh code, and taken by every device (its assignment in its poll, its TUF
+refresh, the verified download into its other slot, activation, a report
+the server acknowledges). No figure is checked here:
 speed is the benchmark's business; this checks the simulator and the
 protocol it speaks still work, with 0 errors.
 """
@@ -30,7 +32,7 @@ OPTIONS = FleetOptions(
 )
 
 
-def test_fifty_devices_check_in_report_and_take_a_release_without_error(tmp_path: Path) -> None:
+def test_fifty_devices_check_in_report_and_take_a_wave_without_error(tmp_path: Path) -> None:
     leg = Leg.start(
         "sqlite", ("", list), options=OPTIONS, workdir=tmp_path, people=People.generate()
     )
@@ -44,7 +46,7 @@ def test_fifty_devices_check_in_report_and_take_a_release_without_error(tmp_path
     )
     assert len(devices) == DEVICES
     assert all(device.checkins >= 2 for device in devices), "every device checked in"
-    assert all(device.reports >= 2 for device in devices), "first report, and the wave's"
+    assert all(device.reports >= 2 for device in devices), "a first report, and the wave's"
     assert result.reached == DEVICES
     assert {device.running_version for device in devices} == {"2.0.0"}
     assert result.wave_seconds is not None
