@@ -245,6 +245,8 @@ class FirmwareServer(BaseApplication):  # type: ignore[misc]
         port = arbiter.LISTENERS[0].getsockname()[1]
         click.echo(f"serving {url_of(self.plan.config.host, port)}")
         describe_tls(self.plan)
+        if self.metrics_dir is not None:
+            click.echo(f"metrics: every worker counts in {self.metrics_dir} (removed at exit)")
         sys.stdout.flush()
 
 

@@ -32,10 +32,10 @@ text format for ``GET /metrics``. Rules:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -126,9 +126,23 @@ class _Instruments:
     alerts: Counter
 
 
-@cache
+#: P3: this process's instruments, once made; the lock makes them once, however
+#: many threads of a worker ask first (two sets would overwrite each other's
+#: counts in the worker's file).
+_MADE: list[_Instruments] = []
+_MAKING = threading.Lock()
+
+
 def _instruments() -> _Instruments:
     """P3: this process's instruments, made on first use."""
+    if not _MADE:
+        with _MAKING:
+            if not _MADE:
+                _MADE.append(_make())
+    return _MADE[0]
+
+
+def _make() -> _Instruments:
     registry = CollectorRegistry(auto_describe=True)
     return _Instruments(
         registry=registry,
@@ -184,7 +198,7 @@ def use_multiprocess_dir(directory: Path) -> None:
     before the directory existed, so the choice is made again here, the way
     the library makes it.
     """
-    if _instruments.cache_info().currsize:
+    if _MADE:
         raise MetricsError("this process has counted already; its counts cannot move to files")
     if any(directory.iterdir()):
         raise MetricsError(f"{directory} is not empty: the metrics of each run start from zero")
