@@ -261,13 +261,34 @@ class LeafKeeper:
         return min(max(due, now + timedelta(minutes=1)), now + timedelta(days=1))
 
 
-def expiry_warnings(files: TlsFiles, *, now: datetime) -> list[str]:
-    """T5, T6, T7: one line for each certificate served or chained to that needs action."""
-    warnings = [
-        _expiry_warning(role, certificate, files, now)
+@dataclass(frozen=True)
+class Expiring:
+    """T5: a certificate served or chained to that expires within its notice, and what to do."""
+
+    role: str
+    #: The certificate's SHA-256 fingerprint (hex): which one, for an alert raised once.
+    fingerprint: str
+    not_after: datetime
+    message: str
+
+
+def expiring(files: TlsFiles, *, now: datetime) -> list[Expiring]:
+    """T5: the certificates within their notice (``WARN_BEFORE``, ``CA_WARN_BEFORE``)."""
+    return [
+        Expiring(
+            role,
+            _digest(certificate).hex(),
+            certificate.not_valid_after_utc,
+            _expiry_warning(role, certificate, files, now),
+        )
         for role, certificate in _certificates(files)
         if certificate.not_valid_after_utc - now <= _warn_before(role)
     ]
+
+
+def expiry_warnings(files: TlsFiles, *, now: datetime) -> list[str]:
+    """T5, T6, T7: one line for each certificate served or chained to that needs action."""
+    warnings = [found.message for found in expiring(files, now=now)]
     leaf = _read_certificate(files.cert)
     if not files.managed and _self_issued(leaf):
         warnings.append(_pinned_warning(files, leaf))

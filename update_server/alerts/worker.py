@@ -14,6 +14,9 @@ Rules:
 * K4 The thread survives anything a pass raises (a database down, a
   receiver's nonsense): logged, and the next pass retries.
 * K5 Each attempt is counted in ``/metrics`` (sent or failed).
+* K6 Once every ``WATCH_EVERY``, before a pass, the watch raises what
+  comes close to its expiry (``watch``: metadata, TLS certificates), each
+  once, with or without webhooks (syslog has every alert).
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ import os
 import socket
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from random import Random, SystemRandom
 from typing import Final
 
 from flask import Flask
 
-from update_server.alerts import outbox
+from update_server.alerts import outbox, watch
 from update_server.alerts.delivery import CONNECT_TIMEOUT, READ_TIMEOUT, Sender
 from update_server.alerts.retry import RetryPolicy
 from update_server.app import Services
@@ -43,6 +46,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_INTERVAL: Final = 2.0
 #: How long a claim holds (O3): well past one attempt's longest wait.
 LEASE: Final = timedelta(seconds=4 * (CONNECT_TIMEOUT + READ_TIMEOUT))
+#: K6: how often the watch looks for expiries.
+WATCH_EVERY: Final = timedelta(minutes=1)
 
 
 class AlertWorker(threading.Thread):
@@ -65,11 +70,29 @@ class AlertWorker(threading.Thread):
         self.interval = interval
         self.worker_id = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._stopping = threading.Event()
+        self._next_watch: datetime | None = None
 
     def run(self) -> None:
         while not self._stopping.is_set():
+            self.watch()
             self.drain()
             self._stopping.wait(self.interval)
+
+    def watch(self) -> int:
+        """K6: raise what comes close to its expiry, if the watch is due; never raises."""
+        now = self.services.clock()
+        if self._next_watch is not None and now < self._next_watch:
+            return 0
+        self._next_watch = now + WATCH_EVERY
+        try:
+            items = watch.coming(self.services, now=now)
+            if not items:
+                return 0
+            with transaction(self.services.sessions) as db:
+                return len(watch.raise_new(db, items, now=now))
+        except Exception:
+            logger.exception("expiry watch failed; retrying in %s", WATCH_EVERY)
+            return 0
 
     def drain(self) -> int:
         """One pass (K2, K3): deliver what is due; the number delivered. Never raises (K4)."""

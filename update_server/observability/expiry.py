@@ -59,6 +59,7 @@ class RoleExpiry:
 @dataclass(frozen=True)
 class ExpiryWarning:
     role: str
+    version: int
     kind: Kind
     severity: Severity
     expires: datetime
@@ -99,7 +100,7 @@ def _offline_message(role: RoleExpiry, left: timedelta) -> str:
 def _made(role: RoleExpiry, kind: Kind, left: timedelta, message: str) -> ExpiryWarning:
     critical = kind is Kind.EXPIRED or left < CRITICAL_WITHIN
     severity = Severity.CRITICAL if critical else Severity.WARNING
-    return ExpiryWarning(role.role, kind, severity, role.expires, message)
+    return ExpiryWarning(role.role, role.version, kind, severity, role.expires, message)
 
 
 def _duration(span: timedelta) -> str:

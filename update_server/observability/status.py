@@ -65,7 +65,7 @@ def server_status(services: Services, db: Session) -> dict[str, Any]:
     now = services.clock()
     repo = OnlineRepository(services.config.repository_dir, now=now)
     ready = readiness(services, db)
-    metadata, metadata_warnings = _metadata(repo, services, now)
+    metadata, metadata_warnings = metadata_status(repo, services, now)
     keys = _online_keys(services, repo)
     # A key that does not load is a readiness failure already (Y3): said once.
     warnings = [*_readiness_warnings(ready), *(w.message for w in metadata_warnings)]
@@ -144,7 +144,7 @@ def _root_keyids(repo: OnlineRepository) -> dict[str, list[str]] | None:
     return {role: list(root.signed.roles[role].keyids) for role in ROOT_LISTED}
 
 
-def _metadata(
+def metadata_status(
     repo: OnlineRepository, services: Services, now: datetime
 ) -> tuple[dict[str, Any], list[ExpiryWarning]]:
     """S5: ``published_status``'s roles and the warnings about them (none published: empty)."""

@@ -11,7 +11,8 @@ and the others find nothing due. ``start_renewal_thread`` runs it in the
 background of a worker, each tick followed by the upload ``sweep``
 (expired uploads, orphaned staging) and the audit of the refusal counts
 whose window has ended (R27: they reach the log with no traffic,
-``auth.refusals`` C3); ``fwserver renew`` runs it once.
+``auth.refusals`` C3); the first failure of a run of failed renewals is
+audited, an alert (R31); ``fwserver renew`` runs it once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from flask import Flask
@@ -27,7 +29,9 @@ from tuf.api.metadata import Snapshot, Timestamp
 
 from repo_metadata.policy import Policy
 from update_server.app import Services
+from update_server.audit import append, audit_event
 from update_server.audit.actions import Action
+from update_server.audit.vocabulary import Outcome
 from update_server.auth import refusals
 from update_server.db import transaction
 from update_server.publication import switch
@@ -123,6 +127,8 @@ class RenewalThread(threading.Thread):
         self.services = services
         self.interval = interval
         self._stopping = threading.Event()
+        #: A renewal failed and none succeeded since (its alert is raised).
+        self._failing = False
 
     def run(self) -> None:
         while True:
@@ -132,10 +138,46 @@ class RenewalThread(threading.Thread):
 
     def tick(self) -> list[str]:
         """One check, then housekeeping; never raises (what fails is retried next tick)."""
-        renewed = self._guarded(lambda: renew_if_due(self.services, self.services.clock(), wait=0))
+        renewed = self._renew()
         self._guarded(self._sweep)
         self._guarded(self._audit_ended_refusals)
         return renewed or []
+
+    def _renew(self) -> list[str] | None:
+        """A renewal if due; the first failure of a run of failures is audited (R31).
+
+        Its alert says the renewal fails once; the failures that follow are
+        logged until a renewal succeeds (in each worker that tried).
+        """
+        try:
+            renewed = renew_if_due(self.services, self.services.clock(), wait=0)
+        except BusyError:
+            return None  # another worker or a publication holds the lock: it renews
+        except Exception as exc:  # a daemon loop must survive; the next tick retries
+            logger.exception("renewal failed; retrying in %.0f s", self.interval)
+            if not self._failing:
+                self._failing = self._guarded(partial(self._audit_failure, exc)) is not None
+            return None
+        self._failing = False
+        return renewed
+
+    def _audit_failure(self, error: Exception) -> bool:
+        """R31: a ``repository.renew`` failure entry (an alert: ``alerts.critical``).
+
+        The error's class and text only: HSM errors quote no PIN, and a key
+        never reaches an exception's text.
+        """
+        event = audit_event(
+            Action.RENEW,
+            actor=system_actor(),
+            object="repository",
+            outcome=Outcome.FAILURE,
+            time=self.services.clock(),
+            detail={"error": f"{type(error).__name__}: {error}"[:300]},
+        )
+        with transaction(self.services.sessions) as db:
+            append(db, event)
+        return True
 
     def _sweep(self) -> Swept:
         return sweep(self.services, now=self.services.clock())
