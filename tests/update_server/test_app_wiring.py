@@ -38,6 +38,7 @@ os._exit(0)
         "update_server.audit.views",
         "update_server.publication.views",
         "update_server.distribution",
+        "update_server.observability.views",
         "update_server.freeze.views",
     ],
 )
