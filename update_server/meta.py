@@ -1,4 +1,8 @@
-"""Public meta endpoints: health."""
+"""Public meta endpoints: health (liveness).
+
+Readiness (``/readyz``: database, repository, online keys) lives beside it
+in ``observability.views``, with the status and the metrics.
+"""
 
 from __future__ import annotations
 
