@@ -73,8 +73,8 @@ def _print(report: dict[str, Any]) -> None:
         click.echo(f"  {role:<14} {_key_line(key)}")
     _print_metadata(report["metadata"]["roles"])
     _print_fleet(report["fleet"])
-    _print_part("deployments in progress", report["deployments"])
-    _print_part("alert delivery backlog", report["alerts"])
+    _print_deployments(report["deployments"])
+    _print_alerts(report["alerts"])
 
 
 def _key_line(key: dict[str, Any]) -> str:
@@ -113,8 +113,26 @@ def _print_fleet(fleet: dict[str, Any]) -> None:
             click.echo(f"  accepted, {title}: {counts}")
 
 
-def _print_part(title: str, value: Any) -> None:
-    if value is None:
-        click.echo(f"{title}: not available in this fwserver")
-    else:
-        click.echo(f"{title}: {json.dumps(value)}")
+def _print_deployments(deployments: list[dict[str, Any]]) -> None:
+    click.echo(f"deployments in progress: {len(deployments) or 'none'}")
+    for row in deployments:
+        started = sum(wave["started"] for wave in row["waves"])
+        counts = ", ".join(f"{name} {n}" for name, n in row["statuses"].items() if n)
+        click.echo(
+            f"  {row['id']:>5} {row['state']:<18} {row['target_path']}: waves {started}"
+            f"/{len(row['waves'])}" + (f"; {counts}" if counts else "")
+        )
+
+
+def _print_alerts(alerts: dict[str, Any]) -> None:
+    if not alerts["webhooks"]:
+        click.echo("alert webhooks: none configured (alerts go to syslog only)")
+        return
+    click.echo(f"alert delivery backlog: {alerts['undelivered']} undelivered")
+    for hook in alerts["webhooks"]:
+        line = f"  {hook['webhook']}: {hook['undelivered']} undelivered"
+        if hook["oldest"] is not None:
+            line += f", oldest {hook['oldest']}"
+        if hook["last_error"]:
+            line += f", last error: {hook['last_error']}"
+        click.echo(line)

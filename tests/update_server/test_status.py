@@ -10,7 +10,9 @@ from flask.testing import FlaskClient
 from securesystemslib.signer import CryptoSigner, Signer
 
 from tests.clocks import FakeClock
+from tests.update_server.alerts_helpers import lock_out, server, with_webhooks, write_secret
 from tests.update_server.conftest import FAST_KDF
+from tests.update_server.deployments_helpers import add_pump, create, publish
 from tests.update_server.devices_helpers import FakeDevice, issue_token
 from tests.update_server.people import enrolled_user
 from tests.update_server.repo_world import World
@@ -195,3 +197,38 @@ def test_a_server_signing_with_a_key_root_does_not_trust_is_not_ready_y3(
         assert "not the one root trusts" in body["ready"]["reasons"]["online_keys"]
     finally:
         app.extensions["fw"].engine.dispose()
+
+
+def test_status_lists_the_deployments_in_progress_s7(world: World) -> None:
+    """S7: an open deployment, with its waves and its devices' statuses; none when none open."""
+    assert _status(world)["deployments"] == []
+    path = publish(world, "2.0.0")
+    add_pump(world, "pump-00")
+    made = create(
+        world, "manager1", target_path=path, fleets=["pump-x100"], waves=[{"count": 1}],
+        success_percent=100, failure_percent=0,
+    )  # fmt: skip
+    assert made.status_code == 201, made.get_json()
+
+    (shown,) = _status(world)["deployments"]
+
+    assert (shown["target_path"], shown["state"]) == (path, "awaiting_approval")
+    assert shown["statuses"]["assigned"] == 1
+
+
+def test_status_shows_the_alert_backlog_of_each_webhook_s7(
+    config: ServerConfig, clock: FakeClock, tmp_path: Path
+) -> None:
+    """S7: a configured webhook with an alert waiting (a lockout): one undelivered."""
+    secret = tmp_path / "hook.secret"
+    write_secret(secret)
+    hooked = with_webhooks(config, ("siem", "http://127.0.0.1:9/alerts", secret))
+    with server(hooked, clock) as app:
+        client = app.test_client()
+        admin = enrolled_user(app, client, clock, "alice", Role.ADMIN)
+        enrolled_user(app, client, clock, "mallory", Role.RELEASE_ENGINEER)
+        lock_out(client, "mallory")
+        alerts = client.get(STATUS, headers=admin.headers).get_json()["alerts"]
+    assert alerts["undelivered"] == 1
+    (hook,) = alerts["webhooks"]
+    assert (hook["webhook"], hook["undelivered"], hook["last_error"]) == ("siem", 1, None)

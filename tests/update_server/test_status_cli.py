@@ -33,6 +33,8 @@ def test_a_published_ready_server_prints_its_status_and_exits_0(
     snapshot = world.services.signer("snapshot").public_key.keyid
     assert f"keyid {snapshot} (trusted by root)" in result.output
     assert "timestamp" in result.output and "fleet: 0 device(s)" in result.output
+    assert "deployments in progress: none" in result.output
+    assert "alert webhooks: none configured (alerts go to syslog only)" in result.output
 
 
 def test_the_json_status_is_the_apis(world: World, config: ServerConfig, clock: FakeClock) -> None:

@@ -15,9 +15,9 @@ object (docs/api.md):
   warnings of ``expiry`` (X1-X4) at the server's ``now``.
 - S6 ``fleet``: the devices by state; the accepted ones by hardware model
   and by the version they last reported (``unknown``: none reported yet).
-- S7 ``deployments`` in progress and the ``alerts`` delivery backlog, from
-  their parts (null until those parts are wired in: ``deployments_in_progress``,
-  ``alert_backlog``).
+- S7 ``deployments`` in progress (awaiting approval, running, paused: each
+  with its waves and device statuses) and the ``alerts`` delivery backlog
+  of each configured webhook (``alerts.backlog``).
 - S8 ``warnings``: every warning above as one line a person can act on; the
   CLI prints them and exits non-zero (``cli_status``).
 
@@ -37,7 +37,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Root, Snapshot, Timestamp
 
+from update_server.alerts import backlog
 from update_server.app import Services
+from update_server.deployments import rollout
+from update_server.deployments.models import Deployment
 from update_server.devices.models import Device, DeviceState
 from update_server.freeze.state import current as current_freeze
 from update_server.migrations import current as current_revision
@@ -77,7 +80,7 @@ def server_status(services: Services, db: Session) -> dict[str, Any]:
         "metadata": metadata,
         "fleet": fleet_summary(db),
         "deployments": deployments_in_progress(db),
-        "alerts": alert_backlog(db),
+        "alerts": alert_backlog(db, services),
         "warnings": warnings,
     }
 
@@ -215,17 +218,17 @@ def fleet_summary(db: Session) -> dict[str, Any]:
     }
 
 
-def deployments_in_progress(db: Session) -> list[dict[str, Any]] | None:
-    """S7 HOOK (issue 11, part B): the deployments in progress; None until wired.
+def deployments_in_progress(db: Session) -> list[dict[str, Any]]:
+    """S7: each open deployment (awaiting approval, running, paused): its waves and statuses."""
+    rows = db.scalars(
+        select(Deployment)
+        .where(Deployment.state.in_([state.value for state in rollout.OPEN]))
+        .order_by(Deployment.id)
+    )
+    return [rollout.summary(db, row) for row in rows]
 
-    The lead replaces the body with the deployments package's own summary
-    (an explicit import: nothing is looked up by name and skipped).
-    """
-    del db
-    return None
 
-
-def alert_backlog(db: Session) -> dict[str, Any] | None:
-    """S7 HOOK (issue 11, part D): ``update_server.alerts.backlog(db)``; None until wired."""
-    del db
-    return None
+def alert_backlog(db: Session, services: Services) -> dict[str, Any]:
+    """S7: per configured webhook, what waits to be delivered (``alerts.backlog``)."""
+    webhooks = [hook.name for hook in services.config.alert_webhooks]
+    return backlog(db, webhooks=webhooks, now=services.clock()).to_json()
