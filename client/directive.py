@@ -5,14 +5,14 @@ answers one JSON object::
 
     {"mode": "normal" | "frozen",
      "install": "assigned" | "newest",
-     "assignment": null | {"deployment": <int>, "target_path": <str>,
+     "assignment": null | {"deployment": <int> | null, "target_path": <str>,
                            "sha256": <64 hex>, "version": <str>},
      "window": null | {"opens": <ISO 8601 UTC>, "closes": <ISO 8601 UTC>}}
 
 Rules:
 
 - P1 The answer is parsed strictly (``parse``): exactly those keys, known
-  values only, a positive deployment number, a target path relative to the
+  values only, a positive deployment number or null (P7), a target path relative to the
   repository, a lowercase 64-hex SHA-256, a semantic version, times with a
   UTC offset and ``opens`` before ``closes``. Anything else is a
   ``DirectiveError`` naming the field, what was wrong and what was expected.
@@ -45,6 +45,13 @@ Rules:
   refuses, and the clinical-use guard (``client.readiness``) still decides
   after it. Outside the window the firmware is downloaded and verified into
   the inactive slot and its activation deferred (``deferred_window``).
+- P7 ``"deployment": null`` is the server's own offer to leave a withdrawn
+  release (R56, R57): the successor of the release this device runs, which
+  the signed set no longer lists, with no deployment behind it. It is an
+  assignment like any other (P2, policy rule 8: signed with exactly that
+  path and SHA-256, newer, rules 1-5); a device the server does not offer
+  one still reports its running release missing from the signed set
+  (policy rule 7).
 """
 
 from __future__ import annotations
@@ -97,7 +104,8 @@ class Install(StrEnum):
 class Assignment:
     """The signed target a deployment assigns to this device now (P2: to be verified)."""
 
-    deployment: int
+    #: P7: None for the server's offer to leave a withdrawn release.
+    deployment: int | None
     target_path: str
     sha256: str
     version: str
@@ -201,8 +209,12 @@ def _choice(value: object, kind: type[_E], field: str) -> _E:
 def _assignment(value: object) -> Assignment:
     body = _object(value, "assignment", _ASSIGNMENT_KEYS)
     deployment = body["deployment"]
-    if isinstance(deployment, bool) or not isinstance(deployment, int) or deployment < 1:
-        raise DirectiveError(f"assignment.deployment {deployment!r} is not a positive integer")
+    if deployment is not None and (
+        isinstance(deployment, bool) or not isinstance(deployment, int) or deployment < 1
+    ):
+        raise DirectiveError(
+            f"assignment.deployment {deployment!r} is not a positive integer or null"
+        )
     return Assignment(
         deployment,
         _target_path(body["target_path"]),

@@ -151,7 +151,10 @@ class AssignmentRefusal:
 
     def describe(self) -> str:
         a = self.assignment
-        return f"{a.target_path} (deployment {a.deployment}, version {a.version}): {self.detail}"
+        why = f"deployment {a.deployment}"
+        if a.deployment is None:  # client.directive P7
+            why = "offered to leave a withdrawn release"
+        return f"{a.target_path} ({why}, version {a.version}): {self.detail}"
 
 
 def choose(

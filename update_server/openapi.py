@@ -1002,7 +1002,7 @@ PATHS.update(
         ),
         "/api/v1/device/poll": {
             "get": _device_op(
-                "The device's directive (update_server/deployments/poll.py P1-P5): mode,"
+                "The device's directive (update_server/deployments/poll.py P1-P6): mode,"
                 " install setting, the signed target a deployment assigns it now, and its"
                 " maintenance window (open now or next)",
                 answer={
@@ -1015,7 +1015,12 @@ PATHS.update(
                                     {"type": "null"},
                                     _body(
                                         {
-                                            "deployment": {"type": "integer", "minimum": 1},
+                                            # null: the server's offer to leave a
+                                            # withdrawn release (poll P6).
+                                            "deployment": {
+                                                "type": ["integer", "null"],
+                                                "minimum": 1,
+                                            },
                                             "target_path": {"type": "string", "minLength": 1},
                                             "sha256": {
                                                 "type": "string",

@@ -53,6 +53,14 @@ def test_a_full_answer_is_parsed() -> None:
     assert directive.unanswered is None
 
 
+def test_p7_an_offer_to_leave_a_withdrawn_release_has_no_deployment() -> None:
+    """P7 (R56, R57): ``"deployment": null`` is the server's offer of a successor."""
+    directive = parse(with_assignment(deployment=None))
+    assert directive.selection.assignment == Assignment(
+        None, "pump-x100/fw-2.0.0.bin", SHA, "2.0.0"
+    )
+
+
 def test_a_frozen_newest_answer_without_assignment_or_window() -> None:
     directive = parse(answer(mode="frozen", install="newest", assignment=None, window=None))
     assert directive.frozen
@@ -73,7 +81,7 @@ def test_a_frozen_newest_answer_without_assignment_or_window() -> None:
         (with_assignment(sha256=SHA[:-1]), "not 64 lowercase hex digits"),
         (with_assignment(deployment=0), "not a positive integer"),
         (with_assignment(deployment=True), "not a positive integer"),
-        (with_assignment(deployment="12"), "not a positive integer"),
+        (with_assignment(deployment="12"), "not a positive integer or null"),
         (with_assignment(target_path="/etc/passwd"), "is not a target path"),
         (with_assignment(target_path="pump-x100/../x.bin"), "is not a target path"),
         (with_assignment(target_path=""), "is not a target path"),

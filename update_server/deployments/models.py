@@ -128,3 +128,23 @@ class DeploymentDevice(Base):
     #: First and last poll that handed the device its assignment (check-in).
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WithdrawalOffer(Base):
+    """The successor the poll offers a device on a withdrawn release (``poll`` P6).
+
+    One row per device: the offer last made, so the first poll that makes it
+    is audited once (a new successor replaces it, and is audited too).
+    """
+
+    __tablename__ = "withdrawal_offers"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    #: The withdrawn version the device ran when it was offered the successor.
+    running_version: Mapped[str] = mapped_column(String(64))
+    target_path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    #: First and last poll that handed it.
+    offered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checked_in_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -16,6 +16,15 @@
   (MW3): the one open now, else the next; null when its groups have none.
 - P5 Each poll that hands an assignment records the check-in time; the
   first one records the assignment's delivery and is audited.
+- P6 (R56, R57) On an ``assigned`` fleet, a device that no deployment
+  assigns anything now and that runs a withdrawn release
+  (``withdrawn`` WD3) is assigned its successor (WD4) with
+  ``"deployment": null``: the server's own offer to leave a withdrawn
+  release, which needs no deployment (leaving it is not optional). The
+  first poll that hands a successor to a device is audited
+  (``deployment.assign``, reason ``withdrawn``), like P5. On a ``newest``
+  fleet the device takes the newest eligible release itself, the successor
+  among them. No successor signed: null, and the device stays flagged.
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ from sqlalchemy.orm import Session
 
 from update_server.audit import Actor, append, audit_event
 from update_server.audit.actions import Action
-from update_server.deployments import groups, rollout, windows
-from update_server.deployments.models import Deployment, DeploymentDevice
+from update_server.authorizations.issuing import Release
+from update_server.deployments import groups, rollout, signed_releases, windows, withdrawn
+from update_server.deployments.groups import Install
+from update_server.deployments.models import Deployment, DeploymentDevice, WithdrawalOffer
 from update_server.devices.models import Device
 
 
@@ -42,12 +53,16 @@ def directive(
     frozen: bool,
     source: str,
 ) -> dict[str, Any]:
-    """P1-P5: the poll's answer for ``device``."""
+    """P1-P6: the poll's answer for ``device``."""
     window = windows.earliest(groups.windows_of(db, device), now)
+    install = groups.install_of(db, device.hardware_model)
+    assignment = None if frozen else _assignment(db, device, now, signed, source)
+    if assignment is None and not frozen and install is Install.ASSIGNED:
+        assignment = _successor(db, device, now, signed, source)
     return {
         "mode": "frozen" if frozen else "normal",
-        "install": groups.install_of(db, device.hardware_model).value,
-        "assignment": None if frozen else _assignment(db, device, now, signed, source),
+        "install": install.value,
+        "assignment": assignment,
         "window": None
         if window is None
         else {"opens": _utc(window.opens), "closes": _utc(window.closes)},
@@ -114,6 +129,72 @@ def _assigned(
         "sha256": deployment.sha256,
         "version": deployment.version,
     }
+
+
+def _successor(
+    db: Session, device: Device, now: datetime, signed: rollout.SignedTargets, source: str
+) -> dict[str, Any] | None:
+    """P6: the successor of the withdrawn release ``device`` runs, if it runs one."""
+    releases = signed_releases.read(signed.repository)
+    model, running = device.hardware_model, device.running_version
+    if not withdrawn.running_withdrawn(
+        releases.now,
+        hardware_model=model,
+        running_version=running,
+        once_signed=releases.once_signed(model),
+    ):
+        return None
+    release = withdrawn.successor(
+        releases.now,
+        hardware_model=model,
+        running_version=running,
+        security_floor=device.security_floor,
+    )
+    if release is None or running is None:
+        return None
+    _note_offer(db, device, running, release, now=now, source=source)
+    return {
+        "deployment": None,
+        "target_path": release.path,
+        "sha256": release.sha256,
+        "version": release.info.version,
+    }
+
+
+def _note_offer(
+    db: Session, device: Device, running: str, release: Release, *, now: datetime, source: str
+) -> None:
+    """P6: record the check-in; the first offer of this successor is audited."""
+    offer = db.get(WithdrawalOffer, device.id)
+    if offer is not None and (offer.target_path, offer.sha256) == (release.path, release.sha256):
+        offer.checked_in_at = now
+        return
+    if offer is None:
+        offer = WithdrawalOffer(device_id=device.id)
+        db.add(offer)
+    offer.running_version, offer.offered_at, offer.checked_in_at = running, now, now
+    offer.target_path, offer.sha256, offer.version = (
+        release.path,
+        release.sha256,
+        release.info.version,
+    )
+    append(
+        db,
+        audit_event(
+            Action.DEPLOYMENT_ASSIGN,
+            actor=Actor(f"device:{device.id}"[:64], "device", source),
+            object=f"device:{device.id}",
+            outcome="success",
+            time=now,
+            detail={
+                "device": device.id,
+                "target": release.path,
+                "version": release.info.version,
+                "running": running,
+                "reason": rollout.WITHDRAWN,
+            },
+        ),
+    )
 
 
 def _utc(moment: datetime) -> str:

@@ -28,6 +28,7 @@ from update_server.audit.actions import Action
 from update_server.audit.recording import record, request_event
 from update_server.auth import refusals
 from update_server.authorizations import issuing, offers
+from update_server.deployments import signed_releases
 from update_server.deployments import views as deployment_views
 from update_server.deployments.withdrawn import running_withdrawn
 from update_server.devices import enrolment, registry, scope
@@ -129,15 +130,28 @@ def _with_offer(device: Device, releases: list[issuing.Release]) -> dict[str, An
         security_floor=device.security_floor,
     )
     shown = None if offer is None else {"target_path": offer.path, "version": offer.info.version}
+    signed = _signed_releases()
     withdrawn = running_withdrawn(
-        releases, hardware_model=device.hardware_model, running_version=device.running_version
+        releases,
+        hardware_model=device.hardware_model,
+        running_version=device.running_version,
+        once_signed=signed.once_signed(device.hardware_model),
     )
     return {
         **registry.summary(device),
         "offered_for_authorization": shown,
-        # R56, R57 (deployments.withdrawn WD1); unknown before any repository is published.
+        # R56, R57 (deployments.withdrawn WD3); unknown before any repository is published.
         "running_withdrawn": withdrawn if releases else None,
     }
+
+
+def _signed_releases() -> signed_releases.SignedReleases:
+    """What the published metadata signs now and once (WD2), read once per request."""
+    if "fw_signed_releases" not in g:
+        repository = OnlineRepository(_services().config.repository_dir, now=_services().clock())
+        g.fw_signed_releases = signed_releases.read(repository)
+    found: signed_releases.SignedReleases = g.fw_signed_releases
+    return found
 
 
 @blueprint.post("/api/v1/devices/<device_id>/accept")
