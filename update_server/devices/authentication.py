@@ -3,18 +3,31 @@
 ``access.enforce`` calls ``authenticate`` for a view marked
 ``@device_route``: it looks the signing device up, verifies the request
 (D1-D4), refuses any device but an accepted one (D6), and records the
-nonce (D5): a row whose primary key is (device, nonce), so a second use is
-refused atomically across workers; rows older than twice the skew window
-are pruned as new ones arrive. The device's ``last_seen_at`` is updated.
+nonce (D5). The device's ``last_seen_at`` is updated. The nonce store:
+
+- N1 A nonce is a row whose primary key is (device, nonce), inserted with
+  ``ON CONFLICT DO NOTHING``: the database, shared by every worker, says
+  in one statement whether it was new; none inserted is ``replayed``. (No
+  savepoint: one round trip instead of three on PostgreSQL.) A concurrent
+  insert of the same nonce waits for the other transaction; the loser
+  finds the row and is refused.
+- N2 A row older than twice the skew window is deleted: a request that
+  reused its nonce now would be ``stale`` (D4: its ``created`` lies within
+  the window of the first use, so now outside it), so the row stops
+  nothing. Each process prunes at most once per ``PRUNE_EVERY`` (by the
+  request's clock) rather than at every request: rows are kept a little
+  longer, never less, and workers rarely delete the same rows at once.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 from flask import g, request
 from securesystemslib.signer import Key
-from sqlalchemy import delete
+from sqlalchemy import Insert, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +40,9 @@ from update_server.devices.signatures import (
     claimed_device,
     verify,
 )
+
+#: N2: how often one process prunes the nonces past the window.
+PRUNE_EVERY = timedelta(seconds=10)
 
 _STATE_REFUSALS = {
     DeviceState.PENDING.value: Refusal.PENDING,
@@ -85,10 +101,53 @@ def registered_key(device: Device) -> Key:
 
 
 def remember_nonce(db: Session, signed: SignedRequest, *, now: datetime, skew: timedelta) -> None:
-    """D5: record the nonce, or refuse it as replayed; prune those past the window."""
-    db.execute(delete(DeviceNonce).where(DeviceNonce.seen_at < now - 2 * skew))
+    """D5 (N1, N2): record the nonce, or refuse it as replayed; prune those past the window."""
+    if _pruner.due(db, now):
+        db.execute(delete(DeviceNonce).where(DeviceNonce.seen_at < now - 2 * skew))
+    row = {"device_id": signed.device_id, "nonce": signed.nonce, "seen_at": now}
+    insert = _insert_if_new(db)
+    if insert is not None:
+        new = db.execute(insert.values(row).returning(DeviceNonce.nonce)).first() is not None
+    else:  # pragma: no cover - a database without ON CONFLICT: the savepoint
+        new = _insert_in_savepoint(db, row)
+    if not new:
+        raise DeviceRequestRefused(Refusal.REPLAYED, device_id=signed.device_id)
+
+
+def _insert_if_new(db: Session) -> Insert | None:
+    """N1: ``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect (None: not known)."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(DeviceNonce).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(DeviceNonce).on_conflict_do_nothing()
+    return None
+
+
+def _insert_in_savepoint(db: Session, row: dict[str, object]) -> bool:  # pragma: no cover
     try:
         with db.begin_nested():
-            db.add(DeviceNonce(device_id=signed.device_id, nonce=signed.nonce, seen_at=now))
+            db.add(DeviceNonce(**row))
     except IntegrityError:
-        raise DeviceRequestRefused(Refusal.REPLAYED, device_id=signed.device_id) from None
+        return False
+    return True
+
+
+class _Pruner:
+    """N2: when this process last pruned each database's nonces."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, datetime] = {}
+
+    def due(self, db: Session, now: datetime) -> bool:
+        key = db.get_bind().engine.url.render_as_string(hide_password=True)
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and last <= now < last + PRUNE_EVERY:
+                return False
+            self._last[key] = now
+            return True
+
+
+_pruner = _Pruner()
