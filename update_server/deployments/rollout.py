@@ -39,14 +39,17 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from tuf.api.metadata import Timestamp
 
 from repo_metadata.semver import SemVer
 from update_server.audit import Actor, append, audit_event
@@ -87,23 +90,61 @@ WITHDRAWN = "withdrawn"
 
 
 class SignedTargets:
-    """D1, D6: targets as the published metadata signs them now, read once per use."""
+    """D1, D6: targets as the published metadata signs them now.
+
+    ST1 What a target path reads as (``published_release``) is kept per
+    process for each published ``timestamp.json``, keyed on its exact
+    bytes: each request reads that one small file (once, through its own
+    ``repository``), and reads the snapshot and targets roles only on a
+    timestamp not seen before. A publication or a withdrawal writes a new
+    timestamp, so the next request sees it; the published files a timestamp
+    names are never rewritten (consistent snapshots), so the same bytes mean
+    the same targets.
+    """
 
     def __init__(self, repository: OnlineRepository) -> None:
         self.repository = repository
-        self._read: dict[str, Release | None] = {}
+        self._read: dict[str, Release | None] | None = None
 
     def release(self, path: str) -> Release | None:
-        if path not in self._read:
+        read = self._releases()
+        if path not in read:
             try:
-                self._read[path] = published_release(self.repository, path)
+                read[path] = published_release(self.repository, path)
             except NotFoundError:
-                self._read[path] = None
-        return self._read[path]
+                read[path] = None
+        return read[path]
 
     def signs(self, deployment: Deployment) -> bool:
         release = self.release(deployment.target_path)
         return release is not None and release.sha256 == deployment.sha256
+
+    def _releases(self) -> dict[str, Release | None]:
+        if self._read is None:
+            self._read = _by_timestamp.releases(self.repository)
+        return self._read
+
+
+class _ByTimestamp:
+    """ST1: per repository directory, the timestamp last read and its targets read so far."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[Path, tuple[bytes, dict[str, Release | None]]] = {}
+
+    def releases(self, repository: OnlineRepository) -> dict[str, Release | None]:
+        timestamp = repository.published_bytes(Timestamp.type)
+        if timestamp is None:
+            return {}  # nothing published: nothing kept
+        with self._lock:
+            kept = self._kept.get(repository.directory)
+            if kept is None or kept[0] != timestamp:
+                kept = (timestamp, {})
+                self._kept[repository.directory] = kept
+            return kept[1]
+
+
+_by_timestamp = _ByTimestamp()
 
 
 @dataclass(frozen=True)
