@@ -47,7 +47,15 @@ from update_server.auth.views import (
 from update_server.errors import AuthenticationError, ServerError
 from update_server.mfa import totp
 from update_server.models import Role, User
-from update_server.web import device_pages, freeze_pages, technician_pages
+from update_server.web import (
+    alert_pages,
+    audit_pages,
+    deployment_pages,
+    device_pages,
+    fleet_pages,
+    freeze_pages,
+    technician_pages,
+)
 from update_server.web.forms import FirstLoginForm, LoginForm, LogoutForm
 
 logger = logging.getLogger(__name__)
@@ -57,6 +65,10 @@ blueprint = Blueprint("web", __name__, template_folder="templates", static_folde
 blueprint.register_blueprint(device_pages.blueprint)
 blueprint.register_blueprint(technician_pages.blueprint)
 blueprint.register_blueprint(freeze_pages.blueprint)
+blueprint.register_blueprint(audit_pages.blueprint)
+blueprint.register_blueprint(alert_pages.blueprint)
+blueprint.register_blueprint(deployment_pages.blueprint)
+blueprint.register_blueprint(fleet_pages.blueprint)
 csrf = CSRFProtect()
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -72,13 +84,32 @@ ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("web.devices.enrolment_token_form", "Issue an enrolment token"),
         ("web.technician.devices", "Devices and their offered releases"),
         ("web.technician.authorizations", "Technicians' authorizations and their status"),
+        ("web.fleet.inventory", "Fleet inventory: versions, withdrawn releases, deployments"),
+        ("web.deployments.listed", "Deployments and their waves"),
     ),
     Role.TECHNICIAN: (
         ("web.technician.devices", "Your devices: authorize an update"),
         ("web.technician.authorizations", "Authorizations you issued and their status"),
         ("web.devices.pending", "Pending devices of your sites"),
+        ("web.fleet.inventory", "Fleet inventory of your sites"),
     ),
-    Role.SECURITY_OFFICER: (("web.freeze.page", "The failsafe freeze: freeze, or vote to lift"),),
+    Role.RELEASE_MANAGER: (
+        ("web.deployments.listed", "Deployments: approve, pause, abort, watch the waves"),
+        ("web.deployments.new", "Deploy a published release in waves"),
+    ),
+    Role.RELEASE_ENGINEER: (("web.deployments.listed", "Deployments and their waves"),),
+    Role.SECURITY_OFFICER: (
+        ("web.freeze.page", "The failsafe freeze: freeze, or vote to lift"),
+        ("web.alerts.page", "Alerts and their delivery to the webhooks"),
+        ("web.audit.search", "Search the audit log"),
+        ("web.audit.verify", "Check the audit log against its signed checkpoint"),
+    ),
+    Role.AUDITOR: (
+        ("web.audit.search", "Search the audit log"),
+        ("web.audit.verify", "Check the audit log against its signed checkpoint"),
+        ("web.audit.export_form", "Export the audit log"),
+        ("web.alerts.page", "Alerts and their delivery to the webhooks"),
+    ),
 }
 #: The Flask session key of the R11 notice shown on the home page.
 PREVIOUS_LOGIN = "previous_login"
@@ -237,6 +268,11 @@ technician_pages.blueprint.register_error_handler(
 freeze_pages.blueprint.register_error_handler(
     AuthenticationError,
     lambda exc: freeze_pages.refused_code(exc) or error_page(exc),
+)
+# DP3: a refused code on an approve or abort form shows the deployment again (else as above).
+deployment_pages.blueprint.register_error_handler(
+    AuthenticationError,
+    lambda exc: deployment_pages.refused_code(exc) or error_page(exc),
 )
 
 
