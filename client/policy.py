@@ -48,7 +48,17 @@ The running release must be accounted for by the signed set:
    for), as after a replay of old metadata after a cache wipe or a
    withdrawn release, the choice says so (``unlisted``): never a silent
    "no update". A release the device would never install does not count as
-   newer.
+   newer. R56, R57: candidates cannot tell a withdrawn release from a
+   superseded one (a line in hashed bins lists only its current releases),
+   so when the running slot's own target path is not among them, the
+   caller looks that path up in the verified metadata (``RunningEntry``,
+   ngclient's walk to the one role delegated for it) and hands the answer
+   in. Signed there no more for this model with the running version, the
+   running release is withdrawn: ``unlisted`` too (with ``withdrawn``, its
+   path), even with newer releases signed, so a server that keeps a device
+   on a withdrawn release by assigning it nothing cannot keep it quiet. A
+   superseded release, still signed in its bin, is quiet; one signed there
+   with other bytes than the running slot's is rule 6's.
 
 Which candidates may be chosen at all is the server's selection
 (``client.directive``), which the device never trusts further than this:
@@ -108,6 +118,15 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class RunningEntry:
+    """Rule 7's lookup: what the verified metadata signs now at the running slot's own path."""
+
+    path: str
+    #: The firmware signed there now (None: nothing, or nothing that is firmware).
+    signed: Candidate | None
+
+
+@dataclass(frozen=True)
 class Refusal:
     candidate: Candidate
     event: EventType
@@ -135,6 +154,8 @@ class Choice:
     unassigned: bool = False
     #: Rule 8: the assignment refused, and why.
     assignment_refused: AssignmentRefusal | None = None
+    #: Rule 7: the running slot's own path, which the verified metadata signs no more.
+    withdrawn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +185,7 @@ def choose(
     floor: Floor,
     known_bad: Collection[str] = (),
     running_sha256: str | None,
+    running_entry: RunningEntry | None,
     authorizations: AuthorizationContext,
     selection: Selection,
     recovery: bool = False,
@@ -173,31 +195,41 @@ def choose(
 
     ``known_bad`` holds the SHA-256 of firmware that failed its health check
     on this device; ``running_sha256`` is the running slot's (None: unknown);
-    ``authorizations`` what rule 5 decides from and ``selection`` what rule 8
-    does (both required: there is no default that would let a release
-    through).
+    ``running_entry`` rule 7's lookup of the running slot's path (None: not
+    looked up, because a candidate has that path or the device has no
+    record of it); ``authorizations`` what rule 5 decides from and
+    ``selection`` what rule 8 does (all required: there is no default that
+    would let a release through or keep a withdrawal quiet).
     """
     installed = SemVer.parse(floor.installed_version) if floor.installed_version else None
     newest_first = sorted(candidates, key=lambda c: (c.version, c.path), reverse=True)
-    contradicted = _other_bytes(newest_first, hardware_model, installed, running_sha256)
-    unlisted = installed is not None and not any(
-        _accounts_for_running(c, hardware_model, installed, prereleases=prereleases)
-        for c in newest_first
+    looked_up = _looked_up(running_entry, newest_first)
+    contradicted = _other_bytes(
+        [*newest_first, *looked_up], hardware_model, installed, running_sha256
+    )
+    withdrawn = _withdrawn(running_entry, hardware_model, installed)
+    unlisted = installed is not None and (
+        withdrawn is not None
+        or not any(
+            _accounts_for_running(c, hardware_model, installed, prereleases=prereleases)
+            for c in newest_first
+        )
     )
     excluded = {refusal.candidate.path for refusal in contradicted}
     considered = len(newest_first)
+    base = Choice(None, (), considered, unlisted, contradicted, withdrawn=withdrawn)
     if selection.assignment is not None:
         return _assigned(
             selection.assignment,
             newest_first,
-            Choice(None, (), considered, unlisted, contradicted),
+            base,
             excluded=excluded,
             rules=_Rules(hardware_model, floor, installed, known_bad, authorizations),
             recovery=recovery,
             prereleases=prereleases,
         )
     if selection.install is Install.ASSIGNED:
-        return Choice(None, (), considered, unlisted, contradicted, unassigned=True)
+        return replace(base, unassigned=True)
     refused: list[Refusal] = []
     for candidate in newest_first:
         if candidate.path in excluded or not _worth_considering(
@@ -209,9 +241,9 @@ def choose(
         if refusal is None and candidate.info.requires_authorization:
             document, refusal = _authorized(candidate, authorizations)
         if refusal is None:
-            return Choice(candidate, tuple(refused), considered, unlisted, contradicted, document)
+            return replace(base, chosen=candidate, refused=tuple(refused), authorization=document)
         refused.append(refusal)
-    return Choice(None, tuple(refused), considered, unlisted, contradicted)
+    return replace(base, refused=tuple(refused))
 
 
 @dataclass(frozen=True)
@@ -309,6 +341,29 @@ def _other_bytes(
         and hardware_model in candidate.info.hardware_models
         and candidate.sha256 != running_sha256
     )
+
+
+def _looked_up(entry: RunningEntry | None, candidates: list[Candidate]) -> tuple[Candidate, ...]:
+    """Rule 6 over the lookup too: the running path's entry, unless a candidate already has it."""
+    if entry is None or entry.signed is None:
+        return ()
+    return () if any(c.path == entry.path for c in candidates) else (entry.signed,)
+
+
+def _withdrawn(
+    entry: RunningEntry | None, hardware_model: str, installed: SemVer | None
+) -> str | None:
+    """Rule 7: the running path, if the lookup found it signed no more as the running release."""
+    if entry is None or installed is None:
+        return None
+    signed = entry.signed
+    if (
+        signed is not None
+        and hardware_model in signed.info.hardware_models
+        and signed.version == installed
+    ):
+        return None  # still signed (with the running bytes, or other ones: rule 6)
+    return entry.path
 
 
 def _accounts_for_running(

@@ -89,6 +89,7 @@ from client.policy import (
     Candidate,
     Choice,
     Refusal,
+    RunningEntry,
     choose,
 )
 from client.provisioning import BUILT, time_floor
@@ -150,9 +151,9 @@ MEANING: Mapping[EventType, str] = {
     " the inactive slot, the current firmware keeps running, the next poll tries again",
     EventType.NO_UPDATE: "no newer firmware for this device",
     EventType.CHECKED: "a newer firmware is available",
-    EventType.RUNNING_NOT_LISTED: "the signed release set lists neither the firmware this"
-    " device runs nor a newer one: old metadata replayed (after a cache wipe) or the"
-    " release withdrawn",
+    EventType.RUNNING_NOT_LISTED: "the signed release set does not account for the firmware"
+    " this device runs (it lists neither it nor a newer one, or signs it no more): old"
+    " metadata replayed (after a cache wipe) or the release withdrawn",
     EventType.INSUFFICIENT_SPACE: "the signed firmware does not fit this device's slot or"
     " free storage",
     EventType.ASSIGNMENT_REFUSED: "the release the server assigns to this device is refused by"
@@ -583,6 +584,7 @@ class _Session:
             floor=self.state.floor(),
             known_bad=set(self.state.known_bad()),
             running_sha256=self._running_sha256(),
+            running_entry=self._running_entry(candidates),
             authorizations=context,
             selection=self.directive.selection,
             recovery=recovery,
@@ -628,13 +630,34 @@ class _Session:
                 technician=auth.technician,
             )
 
-    def _running_sha256(self) -> str | None:
-        """The SHA-256 the running slot was verified with (None: no readable record)."""
+    def _running_record(self) -> SlotRecord | None:
+        """What the running slot was verified as (None: no readable record)."""
         try:
-            record = self.state.slot_record(self.state.bootenv().active)
+            return self.state.slot_record(self.state.bootenv().active)
         except ClientError:
             return None
+
+    def _running_sha256(self) -> str | None:
+        """The SHA-256 the running slot was verified with (None: no readable record)."""
+        record = self._running_record()
         return record.sha256 if record is not None else None
+
+    def _running_entry(self, candidates: Sequence[Candidate]) -> RunningEntry | None:
+        """Policy rule 7's lookup (R56, R57): the running slot's own path, as signed now.
+
+        Only when no candidate has that path: a superseded release sits in
+        its bin, a withdrawn one nowhere. ``get_targetinfo`` walks to the one
+        role delegated for the path (a bin: one small download, then cached),
+        so the answer is ngclient's, from signed metadata alone.
+        """
+        record = self._running_record()
+        if record is None or any(c.path == record.target_path for c in candidates):
+            return None
+        path = record.target_path
+        if self.updater.get_targetinfo(path) is None:
+            return RunningEntry(path, None)
+        roles, target = discovery.signing_roles(self.state.metadata_dir, path, at=self.at)
+        return RunningEntry(path, _candidate(path, target, roles[-1].name))
 
     def _refresh(self) -> None:
         memory = self.remote.memory
@@ -866,13 +889,25 @@ class _Session:
         if not choice.unlisted:
             return None
         running = self.state.floor().installed_version
-        message = explain(
-            EventType.RUNNING_NOT_LISTED,
-            f"{self.identity.hardware_model} runs {running}; none of the {choice.considered}"
-            " signed release(s) for it is that version or a newer one this device takes",
-        )
+        model, considered = self.identity.hardware_model, choice.considered
+        if choice.withdrawn is None:
+            detail = (
+                f"{model} runs {running}; none of the {considered} signed release(s) for it"
+                " is that version or a newer one this device takes"
+            )
+        else:
+            detail = (
+                f"{model} runs {running}, and the verified metadata does not sign its target"
+                f" {choice.withdrawn} (any more); {considered} signed release(s) looked at"
+            )
+        message = explain(EventType.RUNNING_NOT_LISTED, detail)
+        where = {} if choice.withdrawn is None else {"target": choice.withdrawn}
         self.log(
-            EventType.RUNNING_NOT_LISTED, message, running=running, considered=choice.considered
+            EventType.RUNNING_NOT_LISTED,
+            message,
+            running=running,
+            considered=considered,
+            **where,
         )
         return message
 

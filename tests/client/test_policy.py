@@ -39,10 +39,18 @@ def choose(
     *,
     authorizations: AuthorizationContext = NOTHING_HELD,
     selection: Selection = NEWEST,
+    running_entry: policy.RunningEntry | None = None,
     **kwargs: Any,
 ) -> Choice:
-    """``policy.choose`` with no authorization held and the newest selected, unless a test says."""
-    return policy.choose(candidates, authorizations=authorizations, selection=selection, **kwargs)
+    """``policy.choose`` with no authorization held, the newest selected and no rule 7 lookup,
+    unless a test says."""
+    return policy.choose(
+        candidates,
+        authorizations=authorizations,
+        selection=selection,
+        running_entry=running_entry,
+        **kwargs,
+    )
 
 
 def authorized(
