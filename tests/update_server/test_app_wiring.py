@@ -42,6 +42,8 @@ os._exit(0)
         "update_server.freeze.views",
         "update_server.web.deployment_pages",
         "update_server.web.fleet_pages",
+        "update_server.web.audit_pages",
+        "update_server.web.alert_pages",
     ],
 )
 def test_a_server_missing_a_part_does_not_start_fail_open(
