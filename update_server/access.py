@@ -8,7 +8,8 @@ keeps a person who has not finished first login (new password, TOTP
 enrolment) to the endpoints that finish it, and for sensitive actions
 (``fresh_otp=True``) consumes a fresh TOTP code from the ``X-OTP`` header:
 one not used before, not even for this session's login (two-step
-confirmation, R9).
+confirmation, R9), and commits its use before the view runs, so that a
+view's rollback never makes it good again (R25).
 
 A view marked ``@device_route`` is a device's, not a person's: it opens
 only to an RFC 9421 signature by an accepted device's key
@@ -262,6 +263,10 @@ def _confirm_with_fresh_code(user: User, session: SessionToken, services: Any) -
             commit=True,
         )
         raise
+    # R25: the code is spent now, whatever the view does next: a view that refuses
+    # and rolls its work back must not roll back the code's use with it (a refused
+    # approval would otherwise leave the same code good for another try).
+    g.db.commit()
 
 
 def secrets_box() -> SecretBox:

@@ -222,3 +222,24 @@ def test_refusal_flood_from_one_ipv6_network_is_one_window_not_one_per_address(
     entries = [entry for entry in refusals(app) if entry[3] != "192.0.2.9"]
     assert [entry[3] for entry in entries] == ["2001:db8:5:7::1", "2001:db8:5:7::/64"]
     assert total(entries) == 40
+
+
+def test_a_fresh_code_spent_on_a_refused_action_stays_spent_r25(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    """R25: a view that refuses rolls back its own work, never the code's use.
+
+    Decommissioning a device that does not exist is refused (404) after the
+    access layer took the fresh code; the same code again is a replay (401),
+    not a second try.
+    """
+    admin = enrolled_user(app, client, clock, "alice", Role.ADMIN)
+    code = admin.next_otp(clock)
+    headers = {**admin.headers, OTP_HEADER: code}
+
+    first = client.post("/api/v1/devices/no-such-pump/decommission", headers=headers)
+    again = client.post("/api/v1/devices/no-such-pump/decommission", headers=headers)
+
+    assert first.status_code == 404
+    assert again.status_code == 401
+    assert "refused" in again.get_json()["detail"]
