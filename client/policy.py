@@ -71,6 +71,9 @@ Which candidates may be chosen at all is the server's selection
    ``other_sha256``, ``not_newer``, ``prerelease``, ``integrity_failure``
    (rule 6), or the refusing rule's event); rules 3 and 5 wait as for any
    release. No other candidate is considered, so none is reported refused.
+   An assignment of exactly what runs (its path signed with the running
+   slot's SHA-256) is up to date, not a refusal: a deployment keeps
+   assigning its release to the devices that installed it.
    With "assigned" and no assignment, nothing is chosen (``unassigned``);
    with "newest", the newest that passes (above). Rules 6 and 7 are computed
    over the whole signed set whatever the selection, so a device running a
@@ -224,7 +227,9 @@ def choose(
             newest_first,
             base,
             excluded=excluded,
-            rules=_Rules(hardware_model, floor, installed, known_bad, authorizations),
+            rules=_Rules(
+                hardware_model, floor, installed, known_bad, authorizations, running_sha256
+            ),
             recovery=recovery,
             prereleases=prereleases,
         )
@@ -255,6 +260,7 @@ class _Rules:
     installed: SemVer | None
     known_bad: Collection[str]
     authorizations: AuthorizationContext
+    running_sha256: str | None
 
 
 #: Rule 8: refusals of the assigned candidate that wait, as for any release (rules 3, 5).
@@ -273,6 +279,12 @@ def _assigned(
 ) -> Choice:
     """Rule 8: the assigned candidate, if it is signed as assigned and passes the rules."""
     signed = next((c for c in newest_first if c.path == assignment.target_path), None)
+    if (
+        signed is not None
+        and signed.sha256 == assignment.sha256 == rules.running_sha256
+        and not recovery
+    ):
+        return base  # it runs the assigned release already: up to date, nothing refused
     reason, detail = _assignment_problem(
         assignment, signed, excluded, rules.installed, recovery=recovery, prereleases=prereleases
     )

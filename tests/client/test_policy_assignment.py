@@ -80,6 +80,17 @@ def test_the_running_release_assigned_again_is_refused_as_not_newer() -> None:
     assert refused_because(decide(running, selection=assign(running))) == "not_newer"
 
 
+def test_the_release_it_runs_assigned_again_is_up_to_date_not_refused() -> None:
+    """A deployment keeps assigning its release to devices that installed it: no refusal."""
+    running = candidate("2.0.0", 2)
+    choice = choose(
+        [running], hardware_model=MODEL, running_sha256=running.sha256, floor=RUNNING,
+        selection=assign(running),
+    )  # fmt: skip
+    assert (choice.chosen, choice.assignment_refused, choice.refused) == (None, None, ())
+    assert not choice.unassigned and not choice.unlisted
+
+
 def test_an_assigned_release_below_the_security_floor_is_refused_r25() -> None:
     below = candidate("2.5.0", 1)
     choice = decide(below, selection=assign(below))
