@@ -17,6 +17,8 @@
 #   tom, a technician     authorizes pump-001's update to 2.6.0 with a fresh code;
 #                        only pump-001 installs it; the same authorization is
 #                        refused on pump-002
+#   mona, max            deploy 2.7.0 in waves, four eyes (release managers)
+#   olga, oscar, otto    freeze the system; two others' votes lift it (officers)
 #   the auditor          verifies the audit log of all of it
 set -euo pipefail
 
@@ -215,6 +217,56 @@ if fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" \
 fi
 python "$DEMO_DIR/technician.py" list --server "$URL" --ca "$CA" --user tom --password "$TOM_PASSWORD"
 fwserver device show --data-dir server pump-001
+
+say "Fleet operations (issue 11): the ward's fleet goes back to 'assigned': a pump installs only"
+echo "   what a deployment gives it; alice and bob sign 2.7.0 and alice publishes it"
+fwserver fleet install --data-dir server pump-x100 assigned
+head -c $((4 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.7.0.bin
+fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.7.0.bin --name pump-fw --version 2.7.0 \
+    --security-version 3 --hardware-model pump-x100
+fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
+fwsign sign --repo repo-bob --key "$BOB" >/dev/null
+FWSIGN_PASSWORD="$ALICE_PASSWORD" \
+FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --health-check true
+
+say "Two release managers and three security officers finish their first login"
+declare -A PASSWORD
+N=0
+for PERSON in mona:release_manager max:release_manager olga:security_officer \
+        oscar:security_officer otto:security_officer; do
+    NAME=${PERSON%%:*} N=$((N + 1))
+    PASSWORD[$NAME]="infusion fleet steward number $N, ward three 2026"
+    INITIAL=$(fwserver user add --data-dir server --role "${PERSON#*:}" "$NAME" | tail -n 1 | awk '{print $NF}')
+    python "$DEMO_DIR/phone.py" setup --server "$URL" --ca "$CA" --user "$NAME" \
+        --initial-password "$INITIAL" --new-password "${PASSWORD[$NAME]}"
+done
+FLEET=(--server "$URL" --ca "$CA")
+
+say "Mona deploys 2.7.0 to the pump-x100 fleet in two waves; max approves (four eyes, R9)"
+python "$DEMO_DIR/fleet.py" deploy "${FLEET[@]}" --user mona --password "${PASSWORD[mona]}" \
+    --target pump-x100/pump-fw-2.7.0.bin --fleet pump-x100
+python "$DEMO_DIR/fleet.py" approve "${FLEET[@]}" --user max --password "${PASSWORD[max]}" \
+    --deployment 1
+for _ in 1 2; do  # each poll: the pump in a started wave installs, reports, and the next wave starts
+    for DEVICE in pump-001 pump-002; do
+        fwclient update --state "devices/$DEVICE" --server "$URL" --ca "$CA" --health-check true
+    done
+done
+fwserver deployment show --data-dir server 1
+
+say "Olga freezes everything with a fresh code; a pump's poll learns it and holds (R24, R59)"
+python "$DEMO_DIR/fleet.py" freeze "${FLEET[@]}" --user olga --password "${PASSWORD[olga]}" \
+    --reason "drill: a signing token was reported lost"
+fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
+fwserver status --data-dir server | grep -E '^(mode|ready|deployments)' || true
+
+say "Leaving it takes two other officers' votes, each with a fresh code"
+python "$DEMO_DIR/fleet.py" lift "${FLEET[@]}" --user oscar --password "${PASSWORD[oscar]}"
+python "$DEMO_DIR/fleet.py" lift "${FLEET[@]}" --user otto --password "${PASSWORD[otto]}"
+fwserver status --data-dir server | grep -E '^mode'
 
 say "The auditor verifies the audit log of all of it (R27, R28)"
 fwserver audit verify --data-dir server
