@@ -22,6 +22,7 @@ from tests.clocks import FakeClock
 from tests.update_server.people import otp_at
 from tests.web.pages import Browser, WebPerson, web_person
 from update_server.audit import Actor, append, audit_event
+from update_server.audit.checkpoint import checkpoint_now
 from update_server.audit.export import verify_export, write_export
 from update_server.audit.public_key import audit_public_key
 from update_server.config import ServerConfig
@@ -196,6 +197,10 @@ def test_ap3_an_intact_log_says_how_many_entries_which_checkpoint_and_which_key_
 ) -> None:
     browser.get("/")
     assert 'href="/audit/export"' in browser.last_page
+    services = app.extensions["fw"]
+    signed = add_entry(app, clock, "release.publish")
+    with transaction(services.sessions) as db:
+        checkpoint_now(db, services.signer("audit"), now=clock.now)
     add_entry(app, clock, "release.publish")
     key = audit_public_key(config)
     head = entries(app)[-1].seq
@@ -204,8 +209,10 @@ def test_ap3_an_intact_log_says_how_many_entries_which_checkpoint_and_which_key_
     page = browser.last_page
     assert 'data-ok="yes"' in page
     assert f"{head} entries, hash-chained from the first to entry {head}" in page
-    assert f"the audit key {key.keyid}" in page
-    assert 'Anchored head</dt><dd id="anchor">entry ' in page
+    assert f"signed up to entry {signed}, the head anchored at entry {head}" in page
+    assert f'<dd id="checkpoint">entry {signed}, signed ' in page
+    assert f'by key <span class="mono">{key.keyid[:16]}' in page
+    assert f'<p class="mono" id="key">{key.keyid}</p>' in page
     checked = entries(app, action="audit.verify")
     assert [row.outcome for row in checked] == ["success"]
     assert json.loads(checked[0].detail) == {"first_bad": None, "head": head}
