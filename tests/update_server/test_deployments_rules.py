@@ -180,6 +180,14 @@ def test_s1_entries_about_other_targets_or_none_change_nothing() -> None:
     assert _fold(_entry("no_update", considered=3)) == ASSIGNED
 
 
+def test_s1_a_release_held_back_by_the_freeze_is_no_verdict_on_it_r24() -> None:
+    """The freeze makes every device log server_frozen naming the target: no refusal counted."""
+    held = _entry("server_frozen", "frozen", target=PATH, version="2.0.0")
+    assert _fold(held) == ASSIGNED
+    assert _fold(_entry("checked", target=PATH), held).status is Status.DOWNLOADING
+    assert _fold(_entry("poll_unanswered", target=PATH)) == ASSIGNED
+
+
 def test_s2_progress_deferral_and_success_in_the_order_logged() -> None:
     assert _fold(_entry("checked", target=PATH)).status is Status.DOWNLOADING
     deferred = _fold(

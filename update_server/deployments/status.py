@@ -7,7 +7,9 @@ device's status for one deployment's target. Rules:
 - S1 An entry is about the target when its detail names the target path
   (``target``), or, for ``updated`` and ``rolled_back`` (which name the
   version only), the target's version. Other entries change nothing: a
-  metadata attack or an unreachable server is no verdict on the target.
+  metadata attack or an unreachable server is no verdict on the target, and
+  neither is a release held back by the freeze or by a poll left unanswered
+  (``NO_VERDICT``): the freeze must not make a deployment stop itself.
 - S2 In the order the device logged them, the last entry about the target
   sets the status: ``checked``, ``downloaded`` and ``verified`` mean
   downloading; ``installed`` means activating (written to the inactive
@@ -72,6 +74,9 @@ FAILURES = frozenset(
     }
 )
 _BY_VERSION = frozenset({"updated", "rolled_back"})
+#: S1: entries that name the target but are no verdict on it: the device holds it
+#: back because the server said so (the freeze) or said nothing valid.
+NO_VERDICT = frozenset({"server_frozen", "poll_unanswered", "running_not_listed"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ def about_target(entry: Mapping[str, Any], *, target_path: str, version: str) ->
     """S1."""
     detail = entry.get("detail")
     if not isinstance(detail, Mapping):
+        return False
+    if entry.get("type") in NO_VERDICT:
         return False
     if detail.get("target") == target_path:
         return True

@@ -48,8 +48,21 @@ def is_frozen(db: Session) -> bool:
 
 
 def refuse_if_frozen(db: Session) -> None:
-    """F3: raise ``FrozenError`` (423) while frozen, saying by whom, since when, why."""
-    state = current(db)
+    """F3: raise ``FrozenError`` (423) while frozen, saying by whom, since when, why.
+
+    The row is read ``FOR SHARE`` (PostgreSQL; SQLite's write lock is taken
+    at ``BEGIN``): a freeze being entered waits for the change this check
+    lets through to commit, or the change waits for the freeze and sees it,
+    so no approval or publication slips in between the check and its commit.
+    """
+    query = (
+        select(FreezeState)
+        .where(FreezeState.id == ROW_ID)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    row = db.scalars(query).one_or_none()
+    state = NEVER_FROZEN if row is None else snapshot(row)
     if state.mode is Mode.FROZEN:
         raise FrozenError(refusal(state), rule="F3")
 
