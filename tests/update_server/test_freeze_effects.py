@@ -18,9 +18,12 @@ from sqlalchemy import select
 
 from tests.clocks import FakeClock
 from tests.update_server.repo_world import World
+from update_server.audit import Actor
 from update_server.db import transaction
 from update_server.devices.models import Device, TechnicianSite
+from update_server.freeze.errors import FrozenError
 from update_server.models import AuditEntry, Role, User
+from update_server.publication.publish import publish_release
 from update_server.publication.renewal import renew_if_due
 
 REASON = "investigating a suspected signing key leak"
@@ -146,3 +149,28 @@ def test_f3_any_role_reads_who_froze_since_when_and_why(world: World, reader: Ro
     _freeze(world)
     shown = world.client.get("/api/v1/freeze", headers=world.login("reader", reader)).get_json()
     assert (shown["mode"], shown["by"], shown["reason"]) == ("frozen", "olga", REASON)
+
+
+def test_f3_a_publication_checked_before_the_freeze_is_stopped_at_its_commit(
+    world: World,
+) -> None:
+    """The view's check passed, then an officer froze: the switch refuses, nothing published.
+
+    ``publish_release`` is what the publish view runs after its own freeze
+    check; called once the freeze is on, it stands for a publication that
+    was being checked and signed while the freeze was entered.
+    """
+    release = world.release("alice", "1.1.0")
+    before = (world.repository / "metadata" / "timestamp.json").read_bytes()
+    _freeze(world)
+    with transaction(world.services.sessions) as db:
+        alice = db.scalars(select(User).where(User.name == "alice")).one()
+        user_id = alice.id
+    with pytest.raises(FrozenError):
+        publish_release(
+            world.services, release, user_id=user_id,
+            actor=Actor("alice", "release_engineer", "-"), now=world.now,
+        )  # fmt: skip
+    assert (world.repository / "metadata" / "timestamp.json").read_bytes() == before
+    _lift(world)
+    assert world.publish("alice", release).status_code == 200

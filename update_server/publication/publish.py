@@ -29,6 +29,7 @@ from update_server.audit import Actor, audit_event
 from update_server.audit.actions import Action
 from update_server.config import ServerConfig
 from update_server.db import after_commit_error, transaction
+from update_server.freeze.state import refuse_if_frozen
 from update_server.publication import switch
 from update_server.publication.errors import (
     ExpiredError,
@@ -239,6 +240,10 @@ def switch_with_audit(
     unanchored: Exception | None = None
     try:
         if change.upload_id is not None:
+            # F3 again, in the transaction that commits the publication: a freeze
+            # entered while this release was being checked and signed stops it
+            # here (the renewal, which has no upload, goes on while frozen).
+            refuse_if_frozen(db)
             upload = db.get(ReleaseUpload, change.upload_id)
             if upload is not None:
                 upload.state = UploadState.PUBLISHED
