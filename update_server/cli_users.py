@@ -13,7 +13,8 @@ there is no HTTP API for it (a stolen session cannot reset anyone).
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,11 +158,19 @@ def _confirmed(question: str) -> bool:
 
 
 def _actor() -> users.Actor:
+    return users.Actor(name=f"cli:{operator_login()}"[:64], role="operator", source="local")
+
+
+def operator_login() -> str:
+    """Who runs this command: the login of the process's effective user id.
+
+    Never ``getpass.getuser()``: it believes ``LOGNAME`` and ``USER``, so
+    ``USER=someone-else fwserver deployment approve`` would pass four eyes.
+    """
     try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = "unknown"
-    return users.Actor(name=f"cli:{who}"[:64], role="operator", source="local")
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid-{os.geteuid()}"
 
 
 def _state(person: User, locked: bool) -> str:

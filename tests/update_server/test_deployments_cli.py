@@ -6,17 +6,17 @@ their own deployment), each change and refusal audited as the operator.
 
 from __future__ import annotations
 
-import getpass
-
 import pytest
 from click.testing import CliRunner, Result
 
 from tests.update_server.deployments_helpers import Pump, add_pump, publish
 from tests.update_server.devices_helpers import audit_entries
 from tests.update_server.repo_world import World
+from update_server import cli_users
 from update_server.audit.actions import Action
 from update_server.cli import main
 from update_server.cli_common import CommandClock
+from update_server.deployments.rollout import same_person
 
 PATH = "pump-x100/fw-2.0.0.bin"
 
@@ -35,7 +35,7 @@ def pumps(world: World) -> list[Pump]:
 def test_r9_a_deployment_made_on_the_cli_is_approved_by_another_operator_only(
     world: World, pumps: list[Pump], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(getpass, "getuser", lambda: "ops-anna")
+    monkeypatch.setattr(cli_users, "operator_login", lambda: "ops-anna")
     assert fwserver(world, "group", "create", "canary").exit_code == 0
     added = fwserver(world, "group", "add", "canary", "pump-00", "pump-01")
     assert added.output.strip() == "added: pump-00, pump-01"
@@ -50,7 +50,7 @@ def test_r9_a_deployment_made_on_the_cli_is_approved_by_another_operator_only(
 
     assert own.exit_code == 1
     assert "another release manager approves it" in own.output
-    monkeypatch.setattr(getpass, "getuser", lambda: "ops-ben")
+    monkeypatch.setattr(cli_users, "operator_login", lambda: "ops-ben")
     approved = fwserver(world, "deployment", "approve", "1")
     assert (approved.exit_code, approved.output.strip()) == (0, "deployment 1 is running")
     shown = fwserver(world, "deployment", "show", "1").output
@@ -93,3 +93,19 @@ def test_a_fleets_install_setting_is_set_on_the_cli_and_audited(world: World) ->
     assert "pump-x100  newest" in fwserver(world, "fleet", "list").output
     outcomes = [(e.object, e.outcome) for e in audit_entries(world.app, Action.FLEET_INSTALL)]
     assert outcomes == [("fleet:pump x100", "refused"), ("fleet:pump-x100", "success")]
+
+
+def test_r9_the_operator_is_the_effective_user_not_the_user_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """USER=someone-else does not make another operator (four eyes would fall to one person)."""
+    real = cli_users.operator_login()
+    monkeypatch.setenv("USER", "not-" + real)
+    monkeypatch.setenv("LOGNAME", "not-" + real)
+    assert cli_users.operator_login() == real
+
+
+def test_r9_the_same_name_through_the_api_and_on_the_host_is_one_person() -> None:
+    """D3: mona creates through the API; cli:mona (her shell login) may not approve it."""
+    assert same_person("cli:mona", "mona") and same_person("mona", "cli:mona")
+    assert not same_person("cli:max", "mona")

@@ -268,7 +268,7 @@ def approve(
     """D3: approved by another release manager; its first wave starts (unless frozen)."""
     if deployment.state != State.AWAITING_APPROVAL:
         raise ConflictError(f"deployment {deployment.id} is {deployment.state}: nothing to approve")
-    if actor.name == deployment.created_by:
+    if same_person(actor.name, deployment.created_by):
         raise ForbiddenError(
             f"you created deployment {deployment.id}: another release manager approves it"
             " (four eyes, R9)"
@@ -279,6 +279,20 @@ def approve(
     db.flush()
     _audit(db, Action.DEPLOYMENT_APPROVE, deployment, actor, now, created_by=deployment.created_by)
     evaluate(db, deployment, now=now, signed=signed, frozen=frozen)
+
+
+#: D3: the prefix of an operator's name on the server's host (``cli_users``).
+CLI_PREFIX = "cli:"
+
+
+def same_person(one: str, other: str) -> bool:
+    """D3: whether two audited names are one person: ``cli:mona`` on the host is ``mona``.
+
+    The host's login and the server's account are taken to be one name: a
+    person who created a deployment through the API cannot approve it from
+    the server's shell under their login, nor the other way round.
+    """
+    return one.removeprefix(CLI_PREFIX) == other.removeprefix(CLI_PREFIX)
 
 
 def change(
