@@ -7,7 +7,7 @@ what is checked is what the database holds after each transaction.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,8 @@ from tests.update_server.devices_helpers import FakeDevice, issue_token
 from tests.update_server.people import enrolled_user
 from update_server.alerts import backlog
 from update_server.alerts.critical import alert_id
+from update_server.alerts.models import AlertDelivery
+from update_server.alerts.outbox import DELIVERED_KEPT, prune
 from update_server.audit import Actor, append, audit_event
 from update_server.audit.chain import entry_hash
 from update_server.audit.vocabulary import FIELD_NAMES
@@ -183,3 +185,21 @@ def test_a3_a_device_reporting_an_attack_refused_raises_its_alert(
     sent = json.loads(rows[0].payload)
     assert sent["detail"]["events"] == ["bad_hash", "checked"]
     assert sent["audit"]["object"] == "device:pump-1"
+
+
+def test_o6_rows_delivered_long_ago_are_pruned_undelivered_ones_never(
+    alerting: ServerConfig, clock: FakeClock
+) -> None:
+    """O6: the outbox holds what waits; a delivered row goes after DELIVERED_KEPT."""
+    with server(alerting, clock) as app:
+        lock_out(app.test_client(), "mallory")
+        with transaction(app.extensions["fw"].sessions) as db:
+            siem = db.scalars(select(AlertDelivery).where(AlertDelivery.webhook == "siem")).one()
+            siem.delivered_at = clock()
+        clock.advance(seconds=(DELIVERED_KEPT - timedelta(minutes=1)).total_seconds())
+        with transaction(app.extensions["fw"].sessions) as db:
+            assert prune(db, now=clock(), keep=DELIVERED_KEPT) == 0
+        clock.advance(minutes=2)
+        with transaction(app.extensions["fw"].sessions) as db:
+            assert prune(db, now=clock(), keep=DELIVERED_KEPT) == 1
+        assert [row.webhook for row in outbox(app)] == ["pager"]  # still waiting: kept

@@ -19,6 +19,9 @@ Rules:
   after ``retry.delay`` (exponential back-off, full jitter, capped).
 * O5 Delivery is at least once (a 2xx lost on its way back is retried); a
   receiver that dedups on the alert id sees each alert exactly once.
+* O6 ``prune`` deletes rows delivered more than ``DELIVERED_KEPT`` ago (the
+  worker's watch, once a minute): the outbox holds what waits, not a second
+  copy of the log. Undelivered rows stay until delivered.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from update_server.alerts import retry
@@ -219,6 +222,24 @@ class Backlog:
             "undelivered": self.undelivered,
             "webhooks": [hook.to_json() for hook in self.webhooks],
         }
+
+
+#: O6: how long a delivered row is kept (for the alerts page's delivery column).
+DELIVERED_KEPT = timedelta(days=30)
+
+
+def prune(session: Session, *, now: datetime, keep: timedelta) -> int:
+    """O6: delete the rows delivered more than ``keep`` ago; how many.
+
+    A delivered row has done its work: the alert itself stays in the audit
+    log (its entry is the alert). Undelivered rows are never pruned.
+    """
+    result = session.execute(
+        delete(AlertDelivery).where(
+            AlertDelivery.delivered_at.is_not(None), AlertDelivery.delivered_at < now - keep
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def backlog(session: Session, *, webhooks: Iterable[str], now: datetime) -> Backlog:

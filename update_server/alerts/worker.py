@@ -16,7 +16,8 @@ Rules:
 * K5 Each attempt is counted in ``/metrics`` (sent or failed).
 * K6 Once every ``WATCH_EVERY``, before a pass, the watch raises what
   comes close to its expiry (``watch``: metadata, TLS certificates), each
-  once, with or without webhooks (syslog has every alert).
+  once, with or without webhooks (syslog has every alert), and prunes the
+  rows delivered long ago (``outbox`` O6).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class AlertWorker(threading.Thread):
             return 0
         self._next_watch = now + WATCH_EVERY
         try:
+            with transaction(self.services.sessions) as db:
+                outbox.prune(db, now=now, keep=outbox.DELIVERED_KEPT)  # O6
             items = watch.coming(self.services, now=now)
             if not items:
                 return 0
