@@ -173,10 +173,10 @@ def shipped_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     ("damage", "why"),
     [
         (b"", "holds 0 entries, not at least 100000"),
-        (gzip.compress(b"123456\npassword\nleavemealone\n"), "holds 3 entries"),
-        (gzip.compress(b"leavemealone\n" * 1000)[:-40], "cannot be read"),
+        (gzip.compress(b"123456\npassword\nleavemealone\n", mtime=0), "holds 3 entries"),
+        (gzip.compress(b"leavemealone\n" * 1000, mtime=0)[:-40], "cannot be read"),
         (b"not gzip at all", "cannot be read"),
-        (gzip.compress(b"\xff\xfe\xfd\n"), "cannot be read"),
+        (gzip.compress(b"\xff\xfe\xfd\n", mtime=0), "cannot be read"),
         (None, "cannot be read"),
     ],
 )
