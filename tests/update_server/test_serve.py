@@ -120,6 +120,7 @@ def test_each_worker_builds_its_own_app_with_the_online_signers(
         assert application.test_client().get("/api/v1/health").status_code == 200
     finally:
         application.extensions[wsgi.RENEWAL_EXTENSION].stop()
+        application.extensions[wsgi.ALERTS_EXTENSION].stop()
         application.extensions["fw"].engine.dispose()
 
 
@@ -156,6 +157,7 @@ def test_the_wsgi_factory_reads_the_data_directory_from_the_environment(
         assert application.extensions["fw"].config.data_dir == config.data_dir
     finally:
         application.extensions[wsgi.RENEWAL_EXTENSION].stop()
+        application.extensions[wsgi.ALERTS_EXTENSION].stop()
         application.extensions["fw"].engine.dispose()
 
 
