@@ -108,21 +108,10 @@ def _assigned(
     row.checked_in_at = now
     if row.assigned_at is None:
         row.assigned_at = now
-        append(
-            db,
-            audit_event(
-                Action.DEPLOYMENT_ASSIGN,
-                actor=Actor(f"device:{device.id}"[:64], "device", source),
-                object=f"deployment:{deployment.id}",
-                outcome="success",
-                time=now,
-                detail={
-                    "device": device.id,
-                    "target": deployment.target_path,
-                    "wave": row.wave + 1,
-                },
-            ),
-        )
+        _audit_assign(
+            db, device, f"deployment:{deployment.id}", now=now, source=source,
+            detail={"target": deployment.target_path, "wave": row.wave + 1},
+        )  # fmt: skip
     return {
         "deployment": deployment.id,
         "target_path": deployment.target_path,
@@ -178,21 +167,36 @@ def _note_offer(
         release.sha256,
         release.info.version,
     )
+    _audit_assign(
+        db, device, f"device:{device.id}", now=now, source=source,
+        detail={
+            "target": release.path,
+            "version": release.info.version,
+            "running": running,
+            "reason": rollout.WITHDRAWN,
+        },
+    )  # fmt: skip
+
+
+def _audit_assign(
+    db: Session,
+    device: Device,
+    object: str,  # noqa: A002 - the audit field's name
+    *,
+    now: datetime,
+    source: str,
+    detail: dict[str, Any],
+) -> None:
+    """The first hand-out of a target to ``device``, audited as the device's own act."""
     append(
         db,
         audit_event(
             Action.DEPLOYMENT_ASSIGN,
             actor=Actor(f"device:{device.id}"[:64], "device", source),
-            object=f"device:{device.id}",
+            object=object,
             outcome="success",
             time=now,
-            detail={
-                "device": device.id,
-                "target": release.path,
-                "version": release.info.version,
-                "running": running,
-                "reason": rollout.WITHDRAWN,
-            },
+            detail={"device": device.id, **detail},
         ),
     )
 
