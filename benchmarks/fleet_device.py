@@ -50,7 +50,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater
 
 from fwcommon.hashchain import GENESIS, compact_json, entry_digest
-from fwcommon.message_signatures import public_key_dict, signed_headers
+from fwcommon.message_signatures import public_key_dict, signed_json
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.semver import SemVer
 
@@ -238,16 +238,9 @@ class SimDevice:
         self, link: Link, method: str, path: str, body: Any | None, *, kind: str
     ) -> dict[str, Any]:
         """One signed request (F1); its JSON object, or ``DeviceError``; timed as ``kind``."""
-        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         url = link.server + path
-        headers = signed_headers(
-            method,
-            url,
-            body=data,
-            signer=self.signer,
-            key_id=self.device_id,
-            created=link.clock(),
-            headers={"Content-Type": "application/json"} if body is not None else None,
+        data, headers = signed_json(
+            method, url, body, signer=self.signer, key_id=self.device_id, created=link.clock()
         )
         start = time.perf_counter()
         try:

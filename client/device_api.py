@@ -36,7 +36,7 @@ from client.errors import ClientError
 from client.identity import device_key, device_signer
 from client.state import StateDir
 from fwcommon.files import atomic_write
-from fwcommon.message_signatures import public_key_dict, signed_headers
+from fwcommon.message_signatures import public_key_dict, signed_json
 
 logger = logging.getLogger(__name__)
 
@@ -151,16 +151,9 @@ class DeviceApi:
 
     def request(self, method: str, path: str, body: Any | None) -> dict[str, Any]:
         """One signed request (A2); its JSON answer, or ``DeviceApiError`` (A4)."""
-        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         url = self._base + path
-        headers = signed_headers(
-            method,
-            url,
-            body=data,
-            signer=self._signer,
-            key_id=self._device_id,
-            created=self._clock(),
-            headers={"Content-Type": "application/json"} if body is not None else None,
+        data, headers = signed_json(
+            method, url, body, signer=self._signer, key_id=self._device_id, created=self._clock()
         )
         try:
             response = self._pool.request(

@@ -22,6 +22,7 @@ No I/O, no clock: callers pass the time and the nonce.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,6 +140,23 @@ def signed_headers(
         nonce=nonce if nonce is not None else new_nonce(),
     )
     return message.headers
+
+
+def signed_json(
+    method: str, url: str, body: Any | None, *, signer: Signer, key_id: str, created: datetime
+) -> tuple[bytes, dict[str, str]]:
+    """A device request's body (compact JSON; empty without ``body``) and its signed headers."""
+    data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+    headers = signed_headers(
+        method,
+        url,
+        body=data,
+        signer=signer,
+        key_id=key_id,
+        created=created,
+        headers={"Content-Type": "application/json"} if body is not None else None,
+    )
+    return data, headers
 
 
 def public_key_dict(key: Key) -> dict[str, Any]:
