@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from update_server import access, bodies, request_validation
+from update_server import access, bodies, proxy, request_validation
 from update_server.audit.errors import AnchorError
 from update_server.clock import Clock, system_clock
 from update_server.config import ServerConfig
@@ -126,6 +126,8 @@ def create_app(
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _error)
     _register_blueprints(app)
+    # R9, R27, R31: the client's address from exactly the configured proxies (proxy P1-P4).
+    proxy.trust_proxies(app, hops=config.trusted_proxy_hops)
     return app
 
 

@@ -47,6 +47,9 @@ METRICS_ACCESS = frozenset({"loopback", "token"})
 WINDOW_RANGE = (timedelta(seconds=1), timedelta(hours=1))
 #: R31: the longest wait between two attempts to deliver one alert.
 ALERT_RETRY_CAP_RANGE = (timedelta(seconds=10), timedelta(days=1))
+#: Proxies in front of the server whose forwarding headers are trusted
+#: (``update_server.proxy``): none, or nginx, a load balancer, a CDN.
+TRUSTED_PROXY_HOPS_RANGE = (0, 5)
 #: Hosts a webhook may be reached on over plain http (this machine only).
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -126,6 +129,12 @@ class ServerConfig:
     #: certificate is valid for (``tls.certificate_names``). Any other Host
     #: is refused (400).
     trusted_hosts: str = ""
+    #: R9, R27, R31: how many proxies in front of the server append the
+    #: address they saw to ``X-Forwarded-For`` (nginx alone: 1). 0: no
+    #: forwarding header is trusted, the source of each request is its TCP
+    #: peer. Set it only when the server is reachable through those proxies
+    #: alone (``update_server.proxy`` P1 to P4).
+    trusted_proxy_hops: int = 0
     #: Who may read ``GET /metrics``: ``loopback`` (requests from this host
     #: only) or ``token`` (``Authorization: Bearer`` with the content of
     #: ``metrics_token_file``, 0600); ``observability.metrics_access``.
@@ -164,6 +173,7 @@ class ServerConfig:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'server.db'}")
         _check_range("port", self.port, 0, 65535)
         _check_range("workers", self.workers, 1, 64)
+        _check_range("trusted_proxy_hops", self.trusted_proxy_hops, *TRUSTED_PROXY_HOPS_RANGE)
         _check_metrics_access(self.metrics_access, self.metrics_token_file)
         _check_range("max_failed_logins", self.max_failed_logins, 1, 100)
         _check_range("max_failed_logins_per_source", self.max_failed_logins_per_source, 1, 10_000)
@@ -413,12 +423,19 @@ def _check_duration(name: str, value: timedelta, low: timedelta, high: timedelta
         )
 
 
+def _integer(raw: Any) -> int:
+    """An integer setting: 3 or "3", never true or 1.5 (which int() would take as 1)."""
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise TypeError("expected a whole number")
+    return int(raw)
+
+
 def _parse(name: str, kind: str, raw: Any) -> Any:
     try:
         if kind.startswith("Path"):
             return None if raw in (None, "") else Path(raw)
         if kind == "int":
-            return int(raw)
+            return _integer(raw)
         if kind == "float":
             return float(raw)
         if kind == "timedelta":
