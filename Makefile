@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all test test-future lint types unit demo bench lock clean
+.PHONY: all test test-future lint types unit traceability demo bench lock clean
 
 all: test
 
@@ -20,6 +20,12 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/traceability.py check
+
+# docs/traceability.md is generated from the code and the tests (R36): run
+# this after naming a recommendation in a test or the code (lint fails until then).
+traceability: $(STAMP)
+	$(BIN)/python tools/traceability.py generate
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -29,8 +35,17 @@ types: $(STAMP)
 WORKERS ?= auto
 XDIST   := -n $(WORKERS) --dist loadfile
 
+# Each run's results per ANSM recommendation go to $(REPORT)
+# (traceability-results.md, .json); an addressed recommendation with no
+# passing test fails the build. A run narrowed by PYTEST_ARGS only reports.
+REPORT := build/report
 unit: $(STAMP)
-	$(BIN)/pytest $(XDIST) --cov --cov-report=term $(PYTEST_ARGS)
+	@mkdir -p $(REPORT) && rm -f $(REPORT)/junit.xml
+	$(BIN)/pytest $(XDIST) --cov --cov-report=term --junitxml=$(REPORT)/junit.xml $(PYTEST_ARGS); \
+		status=$$?; \
+		$(BIN)/python tools/traceability.py results $(REPORT)/junit.xml --out $(REPORT) \
+			$(if $(PYTEST_ARGS),--no-gate) || status=1; \
+		exit $$status
 
 test: lint types unit test-future
 
