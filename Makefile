@@ -69,10 +69,22 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Regenerate the locks after changing requirements*.in (needs pip-tools).
+# The device's lock (requirements-device.lock) takes its versions from the
+# server's; the locks name no index or wheel directory of the machine they
+# were made on.
+COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 lock:
 	$(BIN)/pip install --quiet pip-tools
-	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o requirements.lock requirements.in
-	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o requirements-dev.lock requirements-dev.in
+	$(COMPILE) -o requirements.lock requirements.in
+	$(COMPILE) -o requirements-device.lock requirements-device.in
+	$(COMPILE) -o requirements-dev.lock requirements-dev.in
+
+# The wheels of both distributions, built from this checkout into build/dist:
+# fwupdate (everything) and fwupdate-device (what a device installs).
+.PHONY: dist
+dist: $(STAMP)
+	$(BIN)/python tools/dist.py build/dist
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

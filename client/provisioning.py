@@ -61,9 +61,9 @@ from fwcommon.files import atomic_write
 #: and the device simulators run), and a fallback for its absence would be
 #: the very constant that can be forgotten. An older ``BUILT`` is never
 #: unsafe for a device, only weaker: it bounds a reset clock less tightly.
-BUILT = datetime(2026, 12, 1, tzinfo=UTC)
+BUILT = datetime(2026, 12, 3, tzinfo=UTC)
 #: The project version ``BUILT`` was set for (see above).
-BUILT_RELEASE = "0.1.0"
+BUILT_RELEASE = "0.4.0"
 
 
 def provision(
