@@ -3,8 +3,9 @@
 R36 asks for requirement-based tests: the page ``docs/traceability.md`` is
 generated from what the tests and the code name, and a run whose tests do
 not prove an addressed recommendation fails. The tool is tested on small
-trees written here; the repository's own threat model (R1) and network
-flows (R21, R22) are checked against the real tests and the real app.
+trees written here; the repository's own threat model and network flows are
+checked against the real tests and the real app (each test names its own
+recommendation).
 """
 
 from __future__ import annotations
@@ -446,3 +447,20 @@ def test_every_locked_component_is_pinned_to_one_version_with_its_hashes_r4_r45(
         name = entry.split()[0]
         assert re.fullmatch(r"[A-Za-z0-9._-]+==[^=\s]+", name), f"{lock}: {name} is not pinned"
         assert "--hash=sha256:" in entry, f"{lock}: {name} has no hash"
+
+
+def test_the_strings_of_a_data_file_name_nothing_but_its_docstrings_do_r36(tmp_path: Path) -> None:
+    """TR4: ``strings_are_data``: this module's own test data names no recommendation."""
+    extra = '\n[strings_are_data]\nfiles = ["tests/test_data.py"]\n'
+    source = 'def test_x_r36():\n    """Answers R1."""\n    assert "R9" != "R24"\n'
+    root = _tree(
+        tmp_path,
+        {
+            "tools/traceability.toml": _registry({1: "Risk"}, extra),
+            "tests/test_data.py": source,
+            "tests/test_other.py": source,
+        },
+    )
+    evidence = tr.scan(root, tr.load_registry((root / "tools/traceability.toml").read_text()))
+    named = {t.path: t.direct for t in evidence.tests}
+    assert named == {"tests/test_data.py": {36, 1}, "tests/test_other.py": {36, 1, 9, 24}}
