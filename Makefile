@@ -86,5 +86,11 @@ lock:
 dist: $(STAMP)
 	$(BIN)/python tools/dist.py build/dist
 
+# The product's SBOMs (CycloneDX JSON) from the hash-locked dependencies:
+# build/sbom/fwupdate.cdx.json and build/sbom/fwupdate-device.cdx.json.
+.PHONY: sbom
+sbom: $(STAMP)
+	$(BIN)/python tools/sbom.py build/sbom
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
