@@ -34,6 +34,19 @@ Rules:
 - D8 Serving: the devices of the started waves of a running or completed
   deployment are assigned its target (``poll``); a paused, stopped or
   aborted one assigns nothing.
+- D9 Concurrent changes apply one after the other, the later seeing the
+  earlier (PostgreSQL; SQLite's writers are serialised by ``BEGIN
+  IMMEDIATE``). Every change of a deployment (approve, pause, resume,
+  abort, and ``evaluate``'s wave, stop and completion) re-reads its row
+  ``FOR UPDATE`` before deciding, so two at once never both apply from
+  the state they read before the other committed, and each audit entry
+  states the state it really started from. ``evaluate`` decides first
+  without a lock, and takes it only when something is to change (a poll
+  that changes nothing locks nothing). A creation checks D2 holding the
+  audit log's lock, which every audited change holds until it commits:
+  two creations naming the same devices at once are checked one after
+  the other, and the second sees the first. The lock order is always the
+  audit log's lock, then the deployment's row: no deadlock between them.
 """
 
 from __future__ import annotations
@@ -54,6 +67,7 @@ from tuf.api.metadata import Timestamp
 from repo_metadata.semver import SemVer
 from update_server.audit import Actor, append, audit_event
 from update_server.audit.actions import Action
+from update_server.audit.store import lock_log
 from update_server.authorizations.issuing import Release, published_release
 from update_server.deployments import groups, status, waves
 from update_server.deployments.models import Deployment, DeploymentDevice
@@ -87,6 +101,7 @@ CHANGES: Mapping[str, tuple[frozenset[State], State, Action]] = {
     "abort": (LIVE, State.ABORTED, Action.DEPLOYMENT_ABORT),
 }
 WITHDRAWN = "withdrawn"
+NO_LONGER_SIGNED = "the published metadata no longer signs the target"
 
 
 class SignedTargets:
@@ -187,6 +202,7 @@ def plan_of(
 
 def create(db: Session, *, release: Release, plan: Plan, actor: Actor, now: datetime) -> Deployment:
     """D1, D2: the deployment, awaiting approval, with its devices in waves; audited."""
+    lock_log(db)  # D9: D2 is checked against every creation committed before this one
     chosen = _devices(db, release, plan)
     if not chosen:
         raise ConflictError(
@@ -266,6 +282,7 @@ def approve(
     frozen: bool,
 ) -> None:
     """D3: approved by another release manager; its first wave starts (unless frozen)."""
+    locked(db, deployment)
     if deployment.state != State.AWAITING_APPROVAL:
         raise ConflictError(f"deployment {deployment.id} is {deployment.state}: nothing to approve")
     if same_person(actor.name, deployment.created_by):
@@ -307,6 +324,7 @@ def change(
 ) -> None:
     """D4: pause, resume or abort."""
     sources, target, action = CHANGES[change]
+    locked(db, deployment)
     if State(deployment.state) not in sources:
         final = " (it has ended)" if deployment.state in {State.STOPPED, State.ABORTED} else ""
         raise ConflictError(
@@ -349,32 +367,28 @@ def audit_refusal(
 def evaluate(
     db: Session, deployment: Deployment, *, now: datetime, signed: SignedTargets, frozen: bool
 ) -> None:
-    """D5-D7: stop a withdrawn target, then apply the wave rules until nothing changes."""
-    if deployment.state not in LIVE:
+    """D5-D7: stop a withdrawn target, then apply the wave rules until nothing changes.
+
+    D9: decided without a lock; a change is decided again, and made, under it.
+    """
+    if _pending(db, deployment, signed=signed, frozen=frozen) is None:
         return
-    if not signed.signs(deployment):
-        _stop(db, deployment, now, WITHDRAWN, "the published metadata no longer signs the target")
-        return
-    if deployment.state not in {State.RUNNING, State.PAUSED}:
-        return
-    thresholds = Thresholds(deployment.success_percent, deployment.failure_percent)
+    locked(db, deployment)
     for _ in range(len(deployment.wave_sizes) + 1):
-        decision = waves.next_step(
-            wave_counts(db, deployment)[: deployment.waves_started],
-            planned=len(deployment.wave_sizes),
-            thresholds=thresholds,
-            progressing=deployment.state == State.RUNNING and not frozen,
-        )
-        if decision.step is waves.Step.WAIT:
+        pending = _pending(db, deployment, signed=signed, frozen=frozen)
+        if pending is None:
             return
-        if decision.step is waves.Step.STOP:
-            _stop(db, deployment, now, "failures", decision.reason)
+        if isinstance(pending, str):  # WITHDRAWN
+            _stop(db, deployment, now, WITHDRAWN, NO_LONGER_SIGNED)
             return
-        if decision.step is waves.Step.COMPLETE:
+        if pending.step is waves.Step.STOP:
+            _stop(db, deployment, now, "failures", pending.reason)
+            return
+        if pending.step is waves.Step.COMPLETE:
             deployment.state = State.COMPLETED.value
             _changed(deployment, system_actor(), now)
             _audit(
-                db, Action.DEPLOYMENT_COMPLETE, deployment, system_actor(), now, why=decision.reason
+                db, Action.DEPLOYMENT_COMPLETE, deployment, system_actor(), now, why=pending.reason
             )
             return
         deployment.waves_started += 1
@@ -387,8 +401,40 @@ def evaluate(
             now,
             wave=deployment.waves_started,
             devices=deployment.wave_sizes[deployment.waves_started - 1],
-            why=decision.reason,
+            why=pending.reason,
         )
+
+
+def locked(db: Session, deployment: Deployment) -> Deployment:
+    """D9: ``deployment`` read again under its row lock, taken after the audit log's."""
+    lock_log(db)
+    query = (
+        select(Deployment)
+        .where(Deployment.id == deployment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    fresh: Deployment = db.scalars(query).one()  # the same object, its columns read anew
+    return fresh
+
+
+def _pending(
+    db: Session, deployment: Deployment, *, signed: SignedTargets, frozen: bool
+) -> waves.Decision | str | None:
+    """D5-D7: what is to change now: ``WITHDRAWN``, a wave step, or None (nothing)."""
+    if deployment.state not in LIVE:
+        return None
+    if not signed.signs(deployment):
+        return WITHDRAWN
+    if deployment.state not in {State.RUNNING, State.PAUSED}:
+        return None
+    decision = waves.next_step(
+        wave_counts(db, deployment)[: deployment.waves_started],
+        planned=len(deployment.wave_sizes),
+        thresholds=Thresholds(deployment.success_percent, deployment.failure_percent),
+        progressing=deployment.state == State.RUNNING and not frozen,
+    )
+    return None if decision.step is waves.Step.WAIT else decision
 
 
 def evaluate_live(db: Session, *, now: datetime, signed: SignedTargets, frozen: bool) -> None:
