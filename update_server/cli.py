@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from update_server.cli_audit import audit
+from update_server.cli_backup import backup, restore
 from update_server.cli_common import ErrorGroup, data_dir_option
 from update_server.cli_db import db
 from update_server.cli_deployments import deployment, fleet, group
@@ -53,7 +54,7 @@ def init(data_dir: Path, database_url: str) -> None:
         )
 
 
-for _command in (user, audit, import_repo, renew, repo, serve, status, db, device):
+for _command in (user, audit, import_repo, renew, repo, serve, status, db, device, backup, restore):
     main.add_command(_command)
 user.add_command(user_scope)
 main.add_command(deployment)

@@ -34,6 +34,10 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
     SERVER_INIT = "server.init"
+    #: R32, R61: ``fwserver backup`` wrote an archive (detail: its SHA-256), or failed.
+    SERVER_BACKUP = "server.backup"
+    #: R32: ``fwserver restore`` made this server from an archive (entry of the restored log).
+    SERVER_RESTORE = "server.restore"
     #: R10: an enrolment token issued (never the token itself).
     ENROLMENT_TOKEN = "device.enrol_token"  # noqa: S105 - an action name, not a secret
     #: R10: a device registered with an enrolment token (or refused).
