@@ -94,8 +94,16 @@ def public_key_from_uri(uri: str) -> Key:
 
 def _mock_public_key(uri: str) -> Key:
     """The mock token's public key; importing its signer registers the scheme."""
-    from hsm_mock import signer as mock  # noqa: PLC0415 - only for fwhsm: URIs (R3)
-    from hsm_mock.errors import HSMError  # noqa: PLC0415
+    try:
+        from hsm_mock import signer as mock  # noqa: PLC0415 - only for fwhsm: URIs (R3)
+        from hsm_mock.errors import HSMError  # noqa: PLC0415
+    except ModuleNotFoundError as exc:  # fwupdate-device ships no software token
+        if exc.name != "hsm_mock":
+            raise
+        raise KeyRefError(
+            f"{uri}: the software token (fwhsm:) is not installed here; a device's key is"
+            " its own file or a secure element's (hsm:...)"
+        ) from None
 
     try:
         return mock.public_key_from_uri(uri)

@@ -216,3 +216,17 @@ def test_a_device_only_install_registers_updates_boots_and_reports(
     assert "acknowledged up to entry" in reported.stdout
     shown = fwserver_cli(running, "device", "show", DEVICE_ID)
     assert "1.0.0" in shown, shown
+
+
+def test_a_software_token_key_is_refused_in_one_line_on_a_device(
+    device_env: DeviceEnv, server: tuple[RunningServer, Path], tmp_path: Path
+) -> None:
+    """R3: the device install has no software token; fwhsm: is refused, no traceback."""
+    _running, root = server
+    refused = device_env.fwclient(
+        "provision", "--state", tmp_path / "pump", "--root", root, "--hardware-model", LINE,
+        "--device-id", "pump-dev-2", "--device-key", "fwhsm:/nonexistent/token?key=device",
+    )  # fmt: skip
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "software token (fwhsm:) is not installed here" in lines[0], lines
