@@ -12,6 +12,10 @@ Three servers over TLS on 127.0.0.1, each on a port the kernel picks:
 
 Every wait is bounded; ``stop`` sends SIGTERM, waits, then kills the whole
 process group (each server runs in a session of its own).
+
+``fwserver serve`` refuses root (R6): run as root, the gunicorn servers and
+the ``fwserver`` commands run as the unprivileged user that owns the data
+directory (``tests.unprivileged``), as the tests run them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import urllib3
+
+from tests.unprivileged import as_server_user
 
 PROJECT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
@@ -82,7 +88,7 @@ def fwserver_command(*args: str) -> list[str]:
 def run_fwserver(*args: str, timeout: float = 120) -> str:
     """Run one ``fwserver`` command to completion and return its standard output."""
     result = subprocess.run(
-        fwserver_command(*args),
+        as_server_user(fwserver_command(*args)),
         capture_output=True,
         text=True,
         env=_python_env(),
@@ -103,7 +109,7 @@ def gunicorn_server(
     out, err = logdir / f"{name}.out", logdir / f"{name}.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            list(argv),
+            as_server_user(list(argv)),
             stdout=stdout,
             stderr=stderr,
             env=_python_env(),

@@ -42,6 +42,7 @@ from signer.publish import (
 )
 from signer.repository import OfflineRepository
 from signer.signing import sign_roles
+from tests.unprivileged import hand_over
 from update_server.config import ServerConfig
 from update_server.mfa.totp import INTERVAL, code_at
 from update_server.publication.repository import target_file
@@ -85,6 +86,7 @@ class ServerWorld:
         self.workdir = workdir
         self.people = people
         self.data_dir = init_data_dir(workdir / "data", database_url=database_url).config.data_dir
+        hand_over(self.data_dir)  # the server's user's, as in production (R6)
         self.config = ServerConfig.load(self.data_dir)
         self.offline = workdir / "offline"
         self.build = workdir / "build"

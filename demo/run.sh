@@ -24,7 +24,23 @@ set -euo pipefail
 
 DEMO_DIR="$(cd "$(dirname "$0")" && pwd)"
 OUT="${DEMO_OUT:-$DEMO_DIR/out}"
-rm -rf "$OUT" && mkdir -p "$OUT"
+if [ "$(id -u)" = 0 ]; then
+    # fwserver serve refuses root (R6). Run as root, the whole demo runs as an
+    # unprivileged user ($FW_DEMO_USER, default nobody) that owns its output
+    # directory, as a deployment runs the server as its own user.
+    DEMO_USER="${FW_DEMO_USER:-nobody}"
+    rm -rf "$OUT" && mkdir -p "$OUT" && chown "$DEMO_USER:" "$OUT"
+    as_user() { setpriv --reuid="$DEMO_USER" --regid="$(id -g "$DEMO_USER")" --init-groups -- "$@"; }
+    as_user test -r "$DEMO_DIR/run.sh" -a -w "$OUT" || {
+        echo "run as root, the demo runs as $DEMO_USER, who cannot reach $DEMO_DIR or $OUT:"
+        echo "run it from a directory others can read, or as an unprivileged user"
+        exit 1
+    } >&2
+    as_user env HOME="$OUT" DEMO_OUT="$OUT" DEMO_PREPARED=1 \
+        PYTHONPYCACHEPREFIX="$OUT/.pycache" bash "$DEMO_DIR/run.sh" "$@"
+    exit
+fi
+[ -n "${DEMO_PREPARED:-}" ] || { rm -rf "$OUT" && mkdir -p "$OUT"; }
 cd "$OUT"
 export PYTHONPATH="$DEMO_DIR/..${PYTHONPATH:+:$PYTHONPATH}"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -8,6 +8,10 @@ until ``/api/v1/health`` answers over HTTPS, verified against that CA (the
 these tests is given, never the served certificate). On leaving it sends
 SIGTERM (a graceful stop) and waits; a server that does not stop in time is
 killed with its whole process group. Every wait is bounded.
+
+The server refuses root (R6): when the tests run as root (CI), the data
+directory is handed to an unprivileged user and the server runs as that
+user (``tests.unprivileged``), as the deployment's systemd unit runs it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import urllib3
 from cryptography import x509
 
 from tests.hsm_mock.helpers import FAST_KDF
+from tests.unprivileged import as_server_user, hand_over
 from update_server.setup import init_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -88,9 +93,15 @@ def start_server(data_dir: Path, *, workers: int = 2) -> Iterator[RunningServer]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     argv = [*server_command(), "serve", "--data-dir", str(data_dir), "--port", "0"]
     argv += ["--workers", str(workers)]
+    hand_over(data_dir)
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            argv, stdout=stdout, stderr=stderr, env=env, cwd=data_dir.parent, start_new_session=True
+            as_server_user(argv),
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=data_dir.parent,
+            start_new_session=True,
         )
     try:
         url, ca = _wait_for_url(process, out, err)

@@ -12,14 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner
 
 from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository
-from update_server import cli as fwserver
+from tests.unprivileged import invoke_fwserver
 from update_server.config import ServerConfig
 
 LINE = "pump-x100"
@@ -59,8 +58,7 @@ def make_repository(
 
 def import_repository(data_dir: Path, offline: Path, *, targets_dir: Path) -> None:
     """``fwserver import``, as the operator runs it; the firmware's bytes from ``targets_dir``."""
-    imported = CliRunner().invoke(
-        fwserver.main,
-        ["import", "--data-dir", str(data_dir), "--targets-dir", str(targets_dir), str(offline)],
+    imported = invoke_fwserver(
+        ["import", "--data-dir", str(data_dir), "--targets-dir", str(targets_dir), str(offline)]
     )
     assert imported.exit_code == 0, imported.output

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from click.testing import CliRunner
 
 from tests.e2e.conftest import RunningServer
-from update_server import cli
+from tests.unprivileged import invoke_fwserver
 from update_server.mfa.totp import INTERVAL, code_at
 
 PASSWORD = "a long passphrase nobody guesses 42"
@@ -75,9 +74,8 @@ def _ok(server: RunningServer, path: str, body: dict[str, str] | None, token: st
 
 def enrolled(server: RunningServer, name: str, role: str = "release_engineer") -> Person:
     """A person (a release engineer by default) added by ``fwserver user add``, logged in."""
-    added = CliRunner().invoke(
-        cli.main,
-        ["user", "add", "--data-dir", str(server.data_dir), "--role", role, name],
+    added = invoke_fwserver(
+        ["user", "add", "--data-dir", str(server.data_dir), "--role", role, name]
     )
     assert added.exit_code == 0, added.output
     initial = added.output.strip().split()[-1]

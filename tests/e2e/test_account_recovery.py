@@ -9,18 +9,18 @@ person for good.
 
 from __future__ import annotations
 
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from tests.e2e.conftest import RunningServer
 from tests.e2e.people import LOGIN, call, enrolled, step_now
-from update_server import cli
+from tests.unprivileged import invoke_fwserver
 from update_server.mfa.totp import code_at
 
 NEW_PASSWORD = "a different long passphrase 77"
 
 
 def fwserver_user(server: RunningServer, *args: str) -> Result:
-    return CliRunner().invoke(cli.main, ["user", *args, "--data-dir", str(server.data_dir)])
+    return invoke_fwserver(["user", *args, "--data-dir", str(server.data_dir)])
 
 
 def test_r47_a_reset_person_finishes_first_login_again_in_one_step(server: RunningServer) -> None:

@@ -12,23 +12,21 @@ from __future__ import annotations
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from signer.account import first_login
 from signer.errors import SignerError
 from signer.publish import Credentials, ServerSession
 from tests.e2e.conftest import RunningServer
 from tests.e2e.people import call
-from update_server import cli
+from tests.unprivileged import invoke_fwserver
 from update_server.mfa.totp import INTERVAL, code_at
 
 NEW_PASSWORD = "correct horse battery staple 1962"
 
 
 def _add_user(server: RunningServer, name: str) -> str:
-    result = CliRunner().invoke(
-        cli.main,
-        ["user", "add", "--data-dir", str(server.data_dir), "--role", "release_engineer", name],
+    result = invoke_fwserver(
+        ["user", "add", "--data-dir", str(server.data_dir), "--role", "release_engineer", name]
     )
     assert result.exit_code == 0, result.output
     return result.output.strip().split()[-1]

@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from client.device_api import DeviceApi
 from client.identity import device_signer
@@ -23,7 +23,7 @@ from client.state import StateDir
 from fwcommon.message_signatures import signed_headers
 from tests.client.sim import Sim
 from tests.e2e.conftest import RunningServer, fwclient
-from update_server import cli as fwserver
+from tests.unprivileged import invoke_fwserver
 
 MODEL = "pump-x100"
 
@@ -31,7 +31,7 @@ MODEL = "pump-x100"
 def admin(server: RunningServer, *args: str) -> Result:
     """``fwserver`` as the administrator runs it on the server's host."""
     argv = [args[0], args[1], "--data-dir", str(server.data_dir), *args[2:]]
-    return CliRunner().invoke(fwserver.main, argv)
+    return invoke_fwserver(argv)
 
 
 def provision(tmp_path: Path, root: Path, device_id: str) -> list[str]:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner, Signer
 
 from demo.device import stock_updater
@@ -38,7 +37,7 @@ from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
 from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 from tests.e2e.conftest import REPO_ROOT, RunningServer, new_data_dir, start_server
-from update_server import cli
+from tests.unprivileged import invoke_fwserver
 from update_server.config import ServerConfig
 from update_server.mfa.totp import INTERVAL, code_at
 
@@ -82,7 +81,7 @@ def _now() -> datetime:
 
 def _fwserver(*args: str) -> str:
     """Run an ``fwserver`` command in this process (the server is not running yet)."""
-    result = CliRunner().invoke(cli.main, list(args))
+    result = invoke_fwserver(args)
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import urllib3
-from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner
 
 from fwcommon.keyref import public_key_from_uri
@@ -30,7 +29,7 @@ from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 from tests.e2e.conftest import RunningServer, new_data_dir, start_server
 from tests.e2e.people import LOGIN, Person, call, enrolled
-from update_server import cli
+from tests.unprivileged import invoke_fwserver
 from update_server.config import ServerConfig
 
 LINE = "pump-x100"
@@ -72,9 +71,7 @@ def _offline_release(directory: Path, config: ServerConfig, firmware: bytes) -> 
         keys=RoleKeys([engineer.public_key], 1),
     )
     sign_roles(OfflineRepository(directory, now=now, signers=[engineer]), roles=[LINE])
-    result = CliRunner().invoke(
-        cli.main, ["import", "--data-dir", str(config.data_dir), str(directory)]
-    )
+    result = invoke_fwserver(["import", "--data-dir", str(config.data_dir), str(directory)])
     assert result.exit_code == 0, result.output
     image = directory.parent / "fw.bin"
     image.write_bytes(firmware)

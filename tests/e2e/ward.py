@@ -14,12 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from click.testing import CliRunner
-
 from repo_metadata.firmware import FirmwareInfo
 from tests.e2e.conftest import RunningServer, fwclient, new_data_dir, start_server
 from tests.e2e.offline import LINE, import_repository, make_repository
-from update_server import cli as fwserver
+from tests.unprivileged import invoke_fwserver
 from update_server.config import ServerConfig
 
 TARGET = f"{LINE}/pump-fw-2.0.0.bin"
@@ -34,7 +32,7 @@ class Ward:
 
 def fwserver_cli(server: RunningServer, *args: str) -> str:
     argv = [args[0], args[1], "--data-dir", str(server.data_dir), *args[2:]]
-    result = CliRunner().invoke(fwserver.main, argv)
+    result = invoke_fwserver(argv)
     assert result.exit_code == 0, result.output
     return result.output
 

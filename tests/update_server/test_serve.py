@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from flask import Flask
 
+from tests.unprivileged import pretend_unprivileged
 from update_server import cli, wsgi
 from update_server.cli_common import CommandClock
 from update_server.cli_serve import serve
@@ -33,6 +34,12 @@ from update_server.serve import (
 from update_server.tls import MIN_TLS
 
 WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
+
+
+@pytest.fixture(autouse=True)
+def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
+    pretend_unprivileged(monkeypatch)
 
 
 def test_serve_is_a_fwserver_command() -> None:
@@ -187,18 +194,6 @@ def test_the_command_names_a_bad_setting(config: ServerConfig) -> None:
     result = CliRunner().invoke(serve, ["--data-dir", str(config.data_dir), "--workers", "0"])
     assert result.exit_code == 1
     assert "workers: must be an integer" in result.output
-
-
-def test_running_as_root_is_warned_about(
-    monkeypatch: pytest.MonkeyPatch, config: ServerConfig
-) -> None:
-    monkeypatch.setattr("update_server.cli_serve.run", lambda _plan: None)
-    monkeypatch.setattr("update_server.cli_serve.os.geteuid", lambda: 0)
-    result = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(config.data_dir)])
-    assert result.exit_code == 0
-    assert "fwserver: warning: running as root; run the server as an unprivileged user\n" in (
-        result.stderr
-    )
 
 
 def test_the_command_starts_gunicorn_with_the_plan(

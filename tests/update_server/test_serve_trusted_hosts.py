@@ -11,14 +11,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from tests.unprivileged import pretend_unprivileged
 from update_server.cli import main
 from update_server.config import ServerConfig
 from update_server.serve import prepare
 from update_server.tls import CERT_FILE, KEY_FILE, generate_self_signed
 
 WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
+
+
+@pytest.fixture(autouse=True)
+def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
+    pretend_unprivileged(monkeypatch)
 
 
 def _host_warnings(warnings: list[str] | tuple[str, ...]) -> list[str]:

@@ -9,12 +9,19 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fwcommon import files
+from tests.unprivileged import pretend_unprivileged
 from tests.update_server.conftest import FAST_KDF
 from update_server import setup
 from update_server.cli import main
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.setup import SetupError, init_data_dir
 from update_server.tls import CA_CERT_FILE, CERT_FILE, TLS_DIR
+
+
+@pytest.fixture(autouse=True)
+def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
+    pretend_unprivileged(monkeypatch)
 
 
 def _fwserver(*args: str) -> Result:

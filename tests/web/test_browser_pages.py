@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
@@ -28,8 +27,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from fwcommon.message_signatures import new_nonce, public_key_dict, signed_headers
 from tests.e2e.conftest import RunningServer, new_data_dir, start_server
 from tests.e2e.people import call, step_now
+from tests.unprivileged import invoke_fwserver
 from tests.web.browser import PHONE, chromium, screenshot
-from update_server import cli
 from update_server.access import SESSION_COOKIE
 from update_server.mfa.totp import INTERVAL, code_at
 from update_server.web import CSRF_COOKIE
@@ -76,8 +75,8 @@ def steady_step() -> int:
 
 def add_person(server: RunningServer, name: str, role: str = "technician") -> str:
     """``fwserver user add``; returns the one-time initial password."""
-    added = CliRunner().invoke(
-        cli.main, ["user", "add", "--data-dir", str(server.data_dir), "--role", role, name]
+    added = invoke_fwserver(
+        ["user", "add", "--data-dir", str(server.data_dir), "--role", role, name]
     )
     assert added.exit_code == 0, added.output
     return str(added.output.strip().split()[-1])
