@@ -75,6 +75,7 @@ from benchmarks.server_procs import (
 )
 from benchmarks.server_release import LINE, Engineer, ServerWorld
 from signer import layout
+from tests.unprivileged import owner_of
 from update_server.audit import Actor
 from update_server.cli_common import command_now, database
 from update_server.devices import enrolment
@@ -375,7 +376,7 @@ def _step() -> int:
 def issue_tokens(data_dir: Path, count: int) -> list[str]:
     """``fwserver device enrol-token --accept``'s code, ``count`` times, in one transaction."""
     actor = Actor(name="cli:fleet-benchmark", role="operator", source="local")
-    with database(data_dir) as db:
+    with owner_of(data_dir), database(data_dir) as db:  # as the server's user (R6)
         now = command_now()
         return [
             enrolment.issue_token(
