@@ -117,7 +117,6 @@ def production_layout() -> Iterator[Layout]:
         with start_server(data_dir, workers=WORKERS) as gunicorn:
             fwserver_cli(gunicorn, "fleet", "install", LINE, "newest")
             grant_repository(data_dir)
-            readable_targets(data_dir)
             tls = data_dir / TLS_DIR
             values = {
                 "SERVER_NAME": "localhost",
@@ -144,19 +143,6 @@ def production_layout() -> Iterator[Layout]:
                 alice = enrolled(front, "alice")
                 yield Layout(gunicorn, front, nginx, ward, keys, offline, alice, work)
         postgres.drop_schema(schema)
-
-
-def readable_targets(data_dir: Path) -> None:
-    """Published firmware made readable by nginx's group, which the server does not do yet.
-
-    The server stages firmware with mkstemp (0600) and publishes the staged
-    file as a hard link, so nginx, another user, cannot read it; see
-    ``test_published_firmware_is_readable_by_the_web_servers_group``, an
-    expected failure until it does. Call after each publication.
-    """
-    for file in (data_dir / "repository" / "targets").rglob("*"):
-        if file.is_file():
-            file.chmod(file.stat().st_mode | 0o044)
 
 
 def sign_release(layout: Layout, version: str, *, security_version: int) -> Path:

@@ -35,7 +35,6 @@ from tests.production.layout import (
     SOURCE_LIMIT,
     Layout,
     production_layout,
-    readable_targets,
     sign_release,
 )
 from update_server.mfa.totp import INTERVAL, code_at
@@ -74,7 +73,6 @@ def test_a_technician_authorization_an_update_and_a_publication_all_go_through_n
     build = sign_release(layout, "2.1.0", security_version=2)
     published = _fwsign_publish(layout, build)
     assert published.returncode == 0, published.stderr
-    readable_targets(layout.gunicorn.data_dir)
     _install(pump1, "2.1.0")
 
     log = layout.access_log()
@@ -205,12 +203,6 @@ def test_nginx_speaks_http2_over_tls_12_or_13_only(layout: Layout) -> None:
         old.wrap_socket(raw, server_hostname="localhost")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="publication stages firmware with mkstemp (0600) and links it into the repository,"
-    " so nginx (another user) cannot read it; tests.production.layout.readable_targets"
-    " makes up for it until update_server/publication/upload.py publishes it 0644",
-)
 def test_published_firmware_is_readable_by_the_web_servers_group(tmp_path: Path) -> None:
     """deploy/README.md: nginx reads the repository as a group member; firmware is public anyway."""
     data = os.urandom(1024)

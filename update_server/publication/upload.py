@@ -92,6 +92,9 @@ def receive(
                 out.flush()
                 os.fsync(out.fileno())
             _compare(target, digests)
+            # Firmware is public (TUF makes any mirror safe): readable by the
+            # web server's group like the metadata (fwcommon.files, 0644).
+            Path(tmp).chmod(0o644)
             Path(tmp).replace(destination)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
