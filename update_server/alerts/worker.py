@@ -34,7 +34,7 @@ from typing import Final
 from flask import Flask
 
 from update_server.alerts import outbox, watch
-from update_server.alerts.delivery import CONNECT_TIMEOUT, READ_TIMEOUT, Sender
+from update_server.alerts.delivery import CONNECT_TIMEOUT, DEADLINE, Sender
 from update_server.alerts.retry import RetryPolicy
 from update_server.app import Services
 from update_server.db import transaction
@@ -45,8 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two passes over the outbox.
 DEFAULT_INTERVAL: Final = 2.0
-#: How long a claim holds (O3): well past one attempt's longest wait.
-LEASE: Final = timedelta(seconds=4 * (CONNECT_TIMEOUT + READ_TIMEOUT))
+#: How long a claim holds (O3): more than three times one delivery's deadline (W5).
+LEASE: Final = timedelta(seconds=3 * DEADLINE + CONNECT_TIMEOUT)
 #: K6: how often the watch looks for expiries.
 WATCH_EVERY: Final = timedelta(minutes=1)
 
