@@ -27,6 +27,10 @@ text format for ``GET /metrics``. Rules:
   run``), the instruments live in this module's own registry, exposed as is.
 - P5 Counting never fails or changes an answer: the hooks read the request
   and response, and write nothing but the counts.
+- P6 ``fwserver_clock_synchronized`` is read when scraped, not counted: 1
+  when the kernel says the system clock is synchronized, 0 when it says it
+  is not or cannot say (``clock_sync`` C1-C3); absent for a server on another
+  clock than the system's (C4).
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from update_server.observability.clock_sync import ClockSync, SyncState
 
 #: The environment variable prometheus_client reads for its multiprocess directory.
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -218,14 +226,34 @@ def worker_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics in the Prometheus text format, and its content type (P2, P4)."""
+def exposition(*, clock: ClockSync | None = None) -> tuple[bytes, str]:
+    """The metrics in the Prometheus text format, and its content type (P2, P4, P6)."""
     directory = multiprocess_dir()
     if directory is None:
-        return generate_latest(_instruments().registry), CONTENT_TYPE_LATEST
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        counted = generate_latest(_instruments().registry)
+    else:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        counted = generate_latest(registry)
+    read = CollectorRegistry()
+    if clock is not None and clock.state is not SyncState.NOT_SYSTEM_CLOCK:
+        read.register(_ClockCollector(clock))
+    return counted + generate_latest(read), CONTENT_TYPE_LATEST
+
+
+class _ClockCollector(Collector):
+    """P6: one reading, as a gauge (no value class: nothing written to the workers' files)."""
+
+    def __init__(self, clock: ClockSync) -> None:
+        self.clock = clock
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        synchronized = self.clock.state is SyncState.SYNCHRONIZED
+        yield GaugeMetricFamily(
+            f"{PREFIX}_clock_synchronized",
+            "1 when the kernel says the system clock is synchronized (NTP), else 0.",
+            value=1.0 if synchronized else 0.0,
+        )
 
 
 def count_request(*, route: str, method: str, status: int, seconds: float) -> None:

@@ -20,6 +20,9 @@ object (docs/api.md):
   of each configured webhook (``alerts.backlog``).
 - S8 ``warnings``: every warning above as one line a person can act on; the
   CLI prints them and exits non-zero (``cli_status``).
+- S9 ``clock``: whether the system clock is synchronized (``clock_sync``
+  C1-C4): one-time codes allow 30 seconds of skew, so a clock that is not
+  synchronized, or whose state cannot be read, is a warning.
 
 Nothing here changes anything: reads only, and no secret is shown (a key
 that fails to load is named with its error, never its PIN).
@@ -45,6 +48,7 @@ from update_server.devices.models import Device, DeviceState
 from update_server.freeze.state import current as current_freeze
 from update_server.migrations import current as current_revision
 from update_server.migrations import head as head_revision
+from update_server.observability.clock_sync import sync_of
 from update_server.observability.expiry import ExpiryWarning, RoleExpiry, expiry_warnings
 from update_server.observability.readiness import (
     KEY_ERRORS,
@@ -64,14 +68,16 @@ _INSTANT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def server_status(services: Services, db: Session) -> dict[str, Any]:
-    """S1-S8 at the server's ``now``."""
+    """S1-S9 at the server's ``now``."""
     now = services.clock()
     repo = OnlineRepository(services.config.repository_dir, now=now)
     ready = readiness(services, db)
     metadata, metadata_warnings = metadata_status(repo, services, now)
     keys = _online_keys(services, repo)
     # A key that does not load is a readiness failure already (Y3): said once.
+    clock = sync_of(services.clock)
     warnings = [*_readiness_warnings(ready), *(w.message for w in metadata_warnings)]
+    warnings += [clock.warning] if clock.warning else []
     return {
         "server": _server(db),
         "mode": _mode(db),
@@ -81,6 +87,7 @@ def server_status(services: Services, db: Session) -> dict[str, Any]:
         "fleet": fleet_summary(db),
         "deployments": deployments_in_progress(db),
         "alerts": alert_backlog(db, services),
+        "clock": clock.to_json(),
         "warnings": warnings,
     }
 

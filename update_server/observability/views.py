@@ -27,7 +27,7 @@ from update_server.audit.actions import Action
 from update_server.audit.recording import record
 from update_server.auth import refusals
 from update_server.errors import AuthenticationError, ForbiddenError, ServerError
-from update_server.observability import counting, metrics
+from update_server.observability import clock_sync, counting, metrics
 from update_server.observability.metrics_access import MetricsAccess, Refused
 from update_server.observability.readiness import readiness
 from update_server.observability.status import server_status
@@ -69,7 +69,7 @@ def metrics_text() -> ResponseReturnValue:
     )
     if refused is not None:
         raise _refused(refused)
-    body, content_type = metrics.exposition()
+    body, content_type = metrics.exposition(clock=clock_sync.sync_of(_services().clock))
     return Response(body, content_type=content_type)
 
 
