@@ -297,6 +297,7 @@ def fleet_install(data_dir: Path, hardware_model: str, install: str) -> None:
         with cli_services(data_dir) as services:
             try:
                 with transaction(services.sessions) as db:
+                    rollout.refuse_newest_if_frozen(db, install)
                     groups.set_install(db, hardware_model, install, actor=operator(),
                                        now=command_now())  # fmt: skip
             except ServerError as refused:

@@ -21,6 +21,8 @@ from update_server.audit.actions import Action
 from update_server.cli_common import cli_services, command_now, data_dir_option, load_config
 from update_server.config import ServerConfig
 from update_server.db import after_commit_error, commit_checked
+from update_server.freeze import state as freeze_state
+from update_server.freeze.errors import FrozenError
 from update_server.publication.bootstrap import ImportResult, import_repository
 from update_server.publication.errors import PublicationError
 from update_server.publication.renewal import due_roles, renew_at, renew_if_due
@@ -192,6 +194,8 @@ def _import(
     now = services.clock()
     db = services.sessions()
     try:
+        # Freeze F3: held (FOR SHARE) until the commit before the timestamp is published.
+        freeze_state.refuse_if_frozen(db)
         entry = audit_event(
             Action.PUBLISH,
             actor=_cli_actor(),
@@ -214,9 +218,13 @@ def _import(
             targets_dir=targets_dir,
             allow_missing_files=allow_missing_files,
         )
+    except FrozenError as frozen:
+        db.rollback()
+        _audit_refusal(services, Action.PUBLISH, "repository:import", "freeze-F3", frozen.detail)
+        raise click.ClickException(frozen.detail) from None
     except PublicationError as exc:
         db.rollback()
-        _audit_refusal(services, Action.PUBLISH, "repository:import", exc)
+        _audit_refusal(services, Action.PUBLISH, "repository:import", exc.rule, exc.message)
         raise _fail(exc) from None
     finally:
         unanchored = after_commit_error(db)  # R27/R28: imported, but not reported done
@@ -226,7 +234,7 @@ def _import(
     return result
 
 
-def _audit_refusal(services: Services, action: Action, obj: str, exc: PublicationError) -> None:
+def _audit_refusal(services: Services, action: Action, obj: str, rule: str, reason: str) -> None:
     db = services.sessions()
     try:
         audit.append(
@@ -237,7 +245,7 @@ def _audit_refusal(services: Services, action: Action, obj: str, exc: Publicatio
                 object=obj,
                 outcome="refused",
                 time=services.clock(),
-                detail={"rule": exc.rule, "reason": exc.message[:500]},
+                detail={"rule": rule, "reason": reason[:500]},
             ),
         )
         commit_checked(db)

@@ -478,12 +478,13 @@ PATHS: dict[str, dict[str, Any]] = {
             " stored whole or not at all. 201: stored; 404 (rule unknown-target): the"
             " published metadata lists no such target; 409 (rule target-present): the server"
             " has its file already, (target-changed) it was signed anew meanwhile; 413: more"
-            " bytes than signed; 422 (wrong-length, wrong-hash): not the signed bytes",
+            " bytes than signed; 422 (wrong-length, wrong-hash): not the signed bytes; 423:"
+            " the system is frozen (freeze.rules F3)",
             roles=_RELEASE_ROLES,
             ok=201,
             body={"type": "string", "format": "binary"},
             body_type="application/octet-stream",
-            errors=(400, 401, 403, 404, 409, 413, 422, 503),
+            errors=(400, 401, 403, 404, 409, 413, 422, 423, 503),
             answer=_TARGET,
         ),
     },
@@ -925,9 +926,11 @@ PATHS.update(
             ],
             "put": _op(
                 "Set a fleet's install setting (GR4): 'assigned' (only what a deployment"
-                " assigns) or 'newest' (the newest eligible release)",
+                " assigns) or 'newest' (the newest eligible release). 423: 'newest' while the"
+                " system is frozen (rollout D10)",
                 roles="release_manager",
                 fresh_otp=True,
+                errors=(400, 401, 403, 423),
                 body=_body({"install": {"enum": ["assigned", "newest"]}}),
                 answer=_FLEET,
             ),

@@ -47,6 +47,10 @@ Rules:
   two creations naming the same devices at once are checked one after
   the other, and the second sees the first. The lock order is always the
   audit log's lock, then the deployment's row: no deadlock between them.
+- D10 Frozen: a fleet is not set to take the newest release
+  (``refuse_newest_if_frozen``, 423): its devices would move on with no
+  deployment, which the freeze stops (freeze F3). Back to ``assigned``
+  stays allowed: it only narrows what devices take.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from update_server.deployments.waves import Thresholds
 from update_server.devices.enrolment import check_name
 from update_server.devices.models import Device, DeviceState
 from update_server.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
+from update_server.freeze.state import refuse_if_frozen
 from update_server.publication.publish import system_actor
 from update_server.publication.repository import OnlineRepository
 
@@ -258,6 +263,12 @@ def create(db: Session, *, release: Release, plan: Plan, actor: Actor, now: date
         left_out=plan.left_out,
     )
     return deployment
+
+
+def refuse_newest_if_frozen(db: Session, install: object) -> None:
+    """D10: ``FrozenError`` (423) for a fleet set to ``newest`` while frozen."""
+    if install == groups.Install.NEWEST:
+        refuse_if_frozen(db)
 
 
 def get(db: Session, deployment_id: int) -> Deployment:

@@ -162,6 +162,7 @@ def list_fleets() -> ResponseReturnValue:
 def set_fleet_install(hardware_model: str) -> ResponseReturnValue:
     body = _json()
     try:
+        rollout.refuse_newest_if_frozen(g.db, body["install"])
         row = groups.set_install(g.db, hardware_model, body["install"], actor=_actor(), now=_now())
     except ServerError as refused:
         g.db.rollback()

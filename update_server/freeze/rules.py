@@ -14,8 +14,10 @@
   answer says which vote lapsed). A vote dated after ``now`` (the clock
   stepped back) counts as lapsed too, never as a valid first vote. Voting
   while normal is refused (409).
-- F3 While frozen, no publication, no authorization and no deployment
-  progress: ``refusal`` is the message each refusal gives (who froze, since
+- F3 While frozen, no publication (a release uploaded or published, the
+  file of a published target, the first import), no authorization, no
+  deployment progress and no fleet set to take the newest release
+  (``rollout`` D10): ``refusal`` is the message each refusal gives (who froze, since
   when, why, and how it ends). The online roles' renewal goes on (devices
   must not see a freeze attack, R40), and devices keep what they run.
 - F4 Entering and leaving start a new mode: ``since`` is the time of the

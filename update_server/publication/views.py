@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import shutil
 from collections.abc import Mapping
 from typing import NoReturn
 
@@ -219,6 +220,7 @@ def upload_published_target(path: str) -> ResponseReturnValue:
     g.db.commit()  # no database lock while the bytes arrive
     services = _services()
     config, what = services.config, f"target:{path}"[:512]
+    _refuse_if_frozen(Action.UPLOAD_TARGET, what)  # freeze F3: it makes a target downloadable
     try:
         expected = published_target(config, path, now=services.clock())
         check_missing(config, expected)
@@ -227,6 +229,11 @@ def upload_published_target(path: str) -> ResponseReturnValue:
         staged = receive_published(
             config, request.stream, expected, declared=request.content_length
         )
+        try:  # F3 again, held (FOR SHARE) until the commit: a freeze entered meanwhile
+            _refuse_if_frozen(Action.UPLOAD_TARGET, what, hold=True)
+        except FrozenError:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+            raise
         linked = link_published(config, expected, staged, now=services.clock())
     except RequestEntityTooLarge:  # a chunked body cut by werkzeug (bodies.py)
         too_large = TooLargeError("upload-too-large", f"more than {config.max_upload_bytes}")
@@ -371,17 +378,21 @@ def _audit(
     record(event, commit=commit)
 
 
-def _refuse_if_frozen(action: Action, obj: str) -> None:
-    """Freeze F3: nothing is published while frozen; the refusal audited (committed), 423."""
+def _refuse_if_frozen(action: Action, obj: str, *, hold: bool = False) -> None:
+    """Freeze F3: nothing is published while frozen; the refusal audited (committed), 423.
+
+    ``hold``: the freeze row stays locked (FOR SHARE) until the action commits.
+    """
     try:
         freeze_state.refuse_if_frozen(g.db)
     except FrozenError as frozen:
         g.db.rollback()
         _audit(action, obj, "refused", commit=True, rule="freeze-F3", reason=frozen.detail[:500])
         raise
-    # It wrote nothing: ends the read's transaction (no lock held while a body
-    # arrives or publication works) without expiring the session's user.
-    g.db.commit()
+    if not hold:
+        # It wrote nothing: ends the read's transaction (no lock held while a body
+        # arrives or publication works) without expiring the session's user.
+        g.db.commit()
 
 
 def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
