@@ -20,6 +20,7 @@ from update_server.cli_db import db
 from update_server.cli_deployments import deployment, fleet, group
 from update_server.cli_devices import device, user_scope
 from update_server.cli_repo import import_repo, renew, repo
+from update_server.cli_sbom import sbom
 from update_server.cli_serve import serve
 from update_server.cli_status import status
 from update_server.cli_users import user
@@ -60,3 +61,4 @@ user.add_command(user_scope)
 main.add_command(deployment)
 main.add_command(group)
 main.add_command(fleet)
+main.add_command(sbom)
