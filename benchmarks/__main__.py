@@ -126,6 +126,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         help="fleet: length of the check-in phase at each size (default 10)",
     )
     parser.add_argument(
+        "--fleet-wave-seconds",
+        type=_positive,
+        default=int(fleet.FleetOptions.wave_limit),
+        help="fleet: the wave's bound; devices not running the release by then are counted"
+        " (default 120)",
+    )
+    parser.add_argument(
         "--fleet-threads",
         type=_positive,
         default=fleet.FleetOptions.threads,
@@ -242,6 +249,7 @@ def main(argv: Sequence[str]) -> int:
                     rate=args.fleet_rate,
                     seconds=args.fleet_seconds,
                     threads=args.fleet_threads,
+                    wave_limit=args.fleet_wave_seconds,
                 ),
                 workdir=workdir,
                 people=people,

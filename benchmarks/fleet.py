@@ -28,11 +28,18 @@ fleet size N, smallest first, the fleet grows to N devices, then:
    timestamp, runs its TUF refresh, verifies and downloads the target into
    its other slot, activates it and reports.
 
+Each size's row is printed as soon as it is measured (enrolment timed by
+part: tokens, registrations, first polls), the whole table at the end.
 Then the server side of one check-in is profiled in this process
-(``fleet_profile``): where its time goes.
+(``fleet_profile``), and "where the time goes" sets the two beside each
+other: the machine's cores under load (server, database, load generator,
+the rest), the server's CPU per poll, the part of it the app spends
+in-process by part, and the rest (gunicorn, TLS, HTTP).
 
-Bounds: every phase has a deadline (a multiple of its planned length);
-polls not run by then are counted and printed, never waited for.
+Bounds: every phase has a deadline (a multiple of its planned length; the
+wave's is ``wave_limit``, ``--fleet-wave-seconds``); polls not run by then
+are counted and printed, and devices the wave has not reached by then are
+counted (``reached``), never waited for.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -100,8 +107,9 @@ class FleetOptions:
     #: Polls (and connections) at a time.
     threads: int = 16
     image_kib: int = 64
-    #: The longest a wave may take before it is reported as not reaching every device.
-    wave_limit: float = 300.0
+    #: The wave phase's bound: the devices not running the release by then are
+    #: counted (``reached``), never waited for.
+    wave_limit: float = 120.0
     #: Check-ins profiled in this process after the load.
     profiled: int = 300
     seed: int = 11
@@ -148,15 +156,33 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Enrolment:
+    """Wall seconds of step 1's parts for the devices new at this size."""
+
+    devices: int
+    tokens: float
+    registrations: float
+    first_polls: float
+    errors: dict[str, int]
+    samples: dict[str, str]
+
+    @property
+    def seconds(self) -> float:
+        return self.tokens + self.registrations + self.first_polls
+
+
+@dataclass(frozen=True)
 class SizeResult:
     database: str
     devices: int
-    enrol_seconds: float
+    enrolment: Enrolment
     checkins: Phase
     usage: Usage
     wave: Phase
     wave_seconds: float | None
     reached: int
+    #: The 1-minute load average at the end of the check-in phase (the machine is shared).
+    load: float
 
 
 @dataclass
@@ -169,18 +195,19 @@ class Fleet:
     threads: int
     devices: list[SimDevice] = field(default_factory=list)
 
-    def grow(self, size: int, data_dir: Path) -> float:
-        """Enrol devices until there are ``size``; the wall time it took (step 1)."""
+    def grow(self, size: int, data_dir: Path) -> tuple[float, float]:
+        """Enrol devices until there are ``size`` (step 1): seconds for the tokens, the rest."""
         start = time.perf_counter()
         new = [
             SimDevice(f"sim-{i:05d}", MODEL, self.directory / f"sim-{i:05d}")
             for i in range(len(self.devices), size)
         ]
         tokens = issue_tokens(data_dir, len(new))
+        issued = time.perf_counter()
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(lambda pair: _enrol(self.link, *pair), zip(new, tokens, strict=True)))
         self.devices += new
-        return time.perf_counter() - start
+        return issued - start, time.perf_counter() - issued
 
 
 def run(*, options: FleetOptions, workdir: Path, people: People) -> list[Check]:
@@ -198,11 +225,13 @@ def run(*, options: FleetOptions, workdir: Path, people: People) -> list[Check]:
                 name, database, options=options, workdir=workdir / f"fleet-{name}", people=people
             )
             with leg.serving() as running:
-                results += [running.size(size, number) for number, size in enumerate(options.sizes)]
+                for number, size in enumerate(options.sizes):
+                    results.append(running.size(size, number))
+                    _print_row(results[-1], options)
                 splits[name] = running.profile()
+                splits[name].print(name)
     _print_results(results, options)
-    for name, split in splits.items():
-        split.print(name)
+    _print_where_time_goes(results, splits)
     return [*_checks(results), *skipped]
 
 
@@ -270,16 +299,28 @@ class Running:
         """Steps 1 to 3 of the module docstring for a fleet of ``size`` devices."""
         fleet, options, world = self.fleet, self.leg.options, self.leg.world
         recorder = fleet.link.recorder
-        enrol_seconds = fleet.grow(size, world.data_dir)
+        tokens, registrations = fleet.grow(size, world.data_dir)
         devices = fleet.devices[:size]
         first = [d for d in devices if d.reported_version is None]
+        started = time.perf_counter()
         _drive(fleet, first, polls=1, period=len(first) / options.rate, threads=options.threads)
-        print(f"  N={size}: {len(first)} enrolled in {enrol_seconds:.1f} s, and polled once")
+        with recorder._lock:
+            errors, samples = dict(recorder.errors), dict(recorder.samples)
+        enrolment = Enrolment(
+            len(first), tokens, registrations, time.perf_counter() - started, errors, samples
+        )
+        print(
+            f"  {self.leg.name} N={size:,}: {len(first):,} enrolled in {enrolment.seconds:.1f} s"
+            f" (tokens {tokens:.1f} s, registrations {registrations:.1f} s, first polls"
+            f" {enrolment.first_polls:.1f} s)",
+            flush=True,
+        )
         period = size / options.rate
         polls = max(1, round(options.seconds / period))
         recorder.reset()
         with _usage(self.server, self.leg.database_pids) as usage:
             checkins = _drive(fleet, devices, polls=polls, period=period, threads=options.threads)
+        load = os.getloadavg()[0]
         version = f"2.{number}.0"
         write_image(world.image_path(version), size=options.image_kib * KIB)
         publication = world.publish(self.server, world.new_engineer(self.server), version)
@@ -298,13 +339,21 @@ class Running:
         reached = sum(d.reported_version == version for d in devices)
         wave_seconds = time.monotonic() - published if reached == size else None
         return SizeResult(
-            self.leg.name, size, enrol_seconds, checkins, usage[0], wave, wave_seconds, reached
+            self.leg.name,
+            size,
+            enrolment,
+            checkins,
+            usage[0],
+            wave,
+            wave_seconds,
+            reached,
+            load,
         )
 
     def profile(self) -> Split:
         return profile_checkins(
             self.leg.world.config,
-            self.fleet.devices,
+            [device for device in self.fleet.devices if device.registered],
             count=self.leg.options.profiled,
             url=self.server.url,
             route=POLL,
@@ -437,14 +486,20 @@ def _drive(
                 if count + 1 < polls:
                     step = period * rng.uniform(0.9, 1.1)
                     heapq.heappush(queue, (max(due + step, time.monotonic()), index, count + 1))
-            if until():
-                stop.set()
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     for thread in pool:
         thread.start()
-    for thread in pool:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()) + 120)
+    # ``until`` is asked here twice a second, not after each poll: it may look
+    # at every device, and the polls' thread time is the load generator's.
+    joined_by = deadline + 120  # a poll under way at the deadline ends within its timeouts
+    while time.monotonic() < joined_by:
+        alive = [thread for thread in pool if thread.is_alive()]
+        if not alive:
+            break
+        alive[0].join(timeout=0.5)
+        if not stop.is_set() and until():
+            stop.set()
     stop.set()
     seconds = time.monotonic() - start
     with recorder._lock:
@@ -498,70 +553,143 @@ def _cpu(pids: Sequence[int]) -> float:
 # --- printing ------------------------------------------------------------------------------
 
 
+HEADER = (
+    "db",
+    "N",
+    "enrol",
+    "check-ins/s",
+    "p50",
+    "p99",
+    "ts p99",
+    "errors",
+    "late",
+    "server cores",
+    "server CPU/poll",
+    "pg cores",
+    "loadgen cores",
+    "load avg",
+    "worker RSS",
+    "wave",
+    "reached",
+)
+
+
+def _row(r: SizeResult, options: FleetOptions) -> tuple[str, ...]:
+    c, u = r.checkins, r.usage
+    checkin = c.latencies.get("checkin", Latency.of([]))
+    stamp = c.latencies.get("timestamp", Latency.of([]))
+    return (
+        r.database,
+        f"{r.devices:,}",
+        f"{r.enrolment.seconds:.0f} s",
+        f"{checkin.count / c.seconds:.0f}" if c.seconds else "-",
+        _ms(checkin.p50),
+        _ms(checkin.p99),
+        _ms(stamp.p99),
+        str(_errors(r)),
+        str(c.not_run),
+        f"{u.server_cpu / c.seconds:.2f}",
+        f"{_per_poll(r) * 1000:.1f} ms",
+        f"{u.database_cpu / c.seconds:.2f}",
+        f"{u.generator_cpu / c.seconds:.2f}",
+        f"{r.load:.1f}",
+        f"{u.worker_rss / KIB / KIB:.0f} MiB",
+        f"{r.wave_seconds:.1f} s"
+        if r.wave_seconds is not None
+        else f"> {options.wave_limit:.0f} s",
+        f"{r.reached:,}/{r.devices:,}",
+    )
+
+
+def _errors(r: SizeResult) -> int:
+    return sum(r.enrolment.errors.values()) + r.checkins.error_count + r.wave.error_count
+
+
+def _per_poll(r: SizeResult) -> float:
+    """Server CPU seconds (gunicorn and the database server) per poll of the check-in phase."""
+    return (r.usage.server_cpu + r.usage.database_cpu) / max(1, r.checkins.polls)
+
+
+def _print_row(r: SizeResult, options: FleetOptions) -> None:
+    """One size's figures as soon as they are measured (the whole table comes at the end)."""
+    table(HEADER, [_row(r, options)])
+    _print_errors(r)
+    print(flush=True)
+
+
+def _print_errors(r: SizeResult) -> None:
+    phases = (
+        (r.enrolment.errors, r.enrolment.samples, "enrolment"),
+        (r.checkins.errors, r.checkins.samples, "check-ins"),
+        (r.wave.errors, r.wave.samples, "wave"),
+    )
+    for errors, samples, what in phases:
+        for kind, count in errors.items():
+            print(f"  {r.database} N={r.devices} {what}: {count} {kind} errors, e.g. "
+                  f"{samples.get(kind, '')}")  # fmt: skip
+
+
 def _print_results(results: Sequence[SizeResult], options: FleetOptions) -> None:
     heading("fleet: check-ins and waves")
     print(
         f"offered {options.rate:.0f} polls/s, {options.threads} at a time over keep-alive TLS;"
-        " a poll = 1 signed check-in + 1 conditional timestamp.json"
+        " a poll = 1 signed check-in + 1 conditional timestamp.json; the wave is bounded by"
+        f" {options.wave_limit:.0f} s (reached: devices running the release by then);"
+        " load avg: the machine's 1-minute load after the check-ins (it is shared)"
     )
-    rows = []
+    table(HEADER, [_row(r, options) for r in results])
     for r in results:
-        c, u = r.checkins, r.usage
-        checkin = c.latencies.get("checkin", Latency.of([]))
-        stamp = c.latencies.get("timestamp", Latency.of([]))
-        rows.append(
-            (
-                r.database,
-                f"{r.devices:,}",
-                f"{checkin.count / c.seconds:.0f}" if c.seconds else "-",
-                _ms(checkin.p50),
-                _ms(checkin.p99),
-                _ms(stamp.p99),
-                str(c.error_count + r.wave.error_count),
-                str(c.not_run),
-                f"{u.server_cpu / c.seconds:.2f}",
-                f"{1000 * (u.server_cpu + u.database_cpu) / max(1, c.polls):.1f} ms",
-                f"{u.database_cpu / c.seconds:.2f}",
-                f"{u.generator_cpu / c.seconds:.2f}",
-                f"{u.worker_rss / KIB / KIB:.0f} MiB",
-                "-" if r.wave_seconds is None else f"{r.wave_seconds:.1f} s",
-                f"{r.reached}/{r.devices}",
-            )
+        _print_errors(r)
+        e = r.enrolment
+        print(
+            f"  {r.database} N={r.devices}: enrolment of {e.devices} devices: tokens"
+            f" {e.tokens:.1f} s, registrations {e.registrations:.1f} s, first polls"
+            f" {e.first_polls:.1f} s"
         )
-    table(
-        (
-            "db",
-            "N",
-            "check-ins/s",
-            "p50",
-            "p99",
-            "ts p99",
-            "errors",
-            "late",
-            "server cores",
-            "server CPU/poll",
-            "pg cores",
-            "loadgen cores",
-            "worker RSS",
-            "wave",
-            "reached",
-        ),
-        rows,
-    )
-    for r in results:
-        for phase, what in ((r.checkins, "check-ins"), (r.wave, "wave")):
-            for kind, count in phase.errors.items():
-                print(f"  {r.database} N={r.devices} {what}: {count} {kind} errors, e.g. "
-                      f"{phase.samples.get(kind, '')}")  # fmt: skip
         extra = r.wave.latencies
         parts = [f"{k} p50 {_ms(v.p50)} p99 {_ms(v.p99)} ({v.count})" for k, v in extra.items()]
         print(f"  {r.database} N={r.devices} wave: {'; '.join(parts)}")
 
 
+def _print_where_time_goes(results: Sequence[SizeResult], splits: Mapping[str, Split]) -> None:
+    """Where a check-in's time goes (issue 11): the cores under load, then one poll's CPU."""
+    heading("fleet: where the time goes")
+    cores = os.cpu_count() or 1
+    for r in results:
+        c, u = r.checkins, r.usage
+        if not c.seconds:
+            continue
+        server, database, generator = (
+            u.server_cpu / c.seconds,
+            u.database_cpu / c.seconds,
+            u.generator_cpu / c.seconds,
+        )
+        rest = max(0.0, cores - server - database - generator)
+        per_poll = _per_poll(r)
+        line = (
+            f"{r.database} N={r.devices:,}: the {cores} cores: server {server:.2f}, database"
+            f" {database:.2f}, load generator {generator:.2f}, other processes or idle {rest:.2f}"
+            f" (load avg {r.load:.1f}); server CPU {per_poll * 1000:.1f} ms a poll, so at most"
+            f" {cores / per_poll:.0f} polls/s on {cores} cores for the server alone"
+            if per_poll
+            else f"{r.database} N={r.devices:,}: no poll measured"
+        )
+        print(line)
+        split = splits.get(r.database)
+        if split is not None and per_poll:
+            in_process = split.total_cpu + split.not_modified_cpu
+            print(
+                f"  of which the app's own CPU in-process {in_process * 1000:.1f} ms (check-in"
+                f" {split.total_cpu * 1000:.1f} ms, by part in the split above; 304"
+                f" {split.not_modified_cpu * 1000:.1f} ms), the rest (gunicorn, TLS, HTTP,"
+                f" the database server) {(per_poll - in_process) * 1000:.1f} ms"
+            )
+
+
 def _checks(results: Sequence[SizeResult]) -> list[Check]:
     checks = []
     for r in results:
-        errors = r.checkins.error_count + r.wave.error_count
+        errors = _errors(r)
         checks.append(
             Check(
                 f"fleet {r.database} N={r.devices:,}: errors",

@@ -171,6 +171,8 @@ class SimDevice:
     #: Verified in the inactive slot, waiting for an open window or the end of a freeze.
     pending: Assignment | None = None
     reported_version: str | None = None
+    #: Its registration was accepted.
+    registered: bool = False
     #: Check-ins answered, reports acknowledged.
     checkins: int = 0
     reports: int = 0
@@ -270,6 +272,7 @@ class SimDevice:
         answer = self.signed(link, "POST", REGISTER, body, kind="register")
         if answer.get("state") != "accepted":
             raise DeviceError(f"registered as {answer.get('state')!r}, not accepted")
+        self.registered = True
         self.log(
             "provisioned",
             f"provisioned as {self.device_id} ({self.hardware_model})",
