@@ -1,0 +1,1 @@
+"""Several gunicorn workers and two server instances on one PostgreSQL, behaving as one."""
