@@ -8,7 +8,7 @@ first (committed), whatever the answer: a refused attempt costs its code
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -87,14 +87,36 @@ def vote_message(result: VoteResult, now: datetime) -> str:
     lapsed = ""
     if result.lapsed is not None:
         lapsed = (
-            f"the earlier vote by {result.lapsed.officer} ({_iso(result.lapsed.at)}) had lapsed;"
+            f"the earlier vote by {result.lapsed.officer} ({shown_time(result.lapsed.at)}) had"
+            " lapsed;"
             " this is a new first vote: "
         )
     ends = now + _window()
     return (
         f"{lapsed}your vote to lift the freeze is recorded; a different security officer"
-        f" must confirm it with a fresh code before {_iso(ends)}, or it lapses"
+        f" must confirm it with a fresh code before {shown_time(ends)}, or it lapses"
     )
+
+
+def for_people(freeze: Freeze, *, now: datetime, window: timedelta) -> dict[str, Any]:
+    """``describe`` with its times as people read them (``shown_time``), for the page."""
+    pending = rules.pending_vote(freeze, now=now, window=window)
+    return {
+        **describe(freeze, now=now, window=window),
+        "since": None if freeze.since is None else shown_time(freeze.since),
+        "pending_vote": None
+        if pending is None
+        else {
+            "by": pending.officer,
+            "at": shown_time(pending.at),
+            "lapses_at": shown_time(pending.at + window),
+        },
+    }
+
+
+def shown_time(at: datetime) -> str:
+    """A time for people: UTC, to the second, labelled (the API's fields stay ISO 8601)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _vote_json(pending: rules.Vote, window: timedelta) -> dict[str, Any]:

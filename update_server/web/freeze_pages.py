@@ -5,7 +5,8 @@ same steps (``freeze.changes``: the rules F1-F4, the row lock, the audit).
 Rules:
 
 FP1 Anyone logged in sees the mode: who froze, since when, why, and the
-    vote pending to lift it; only a security officer gets the forms.
+    vote pending to lift it; only a security officer gets the forms. Times
+    are shown in UTC, to the second, labelled (``freeze.views.shown_time``).
 FP2 (R9) Freezing takes a reason and a fresh one-time code typed in the
     form; voting to lift takes a fresh code. The code is spent whatever
     happens next (``fresh_otp``, committed first). A refused code or a
@@ -28,7 +29,7 @@ from update_server.audit import Actor
 from update_server.errors import AuthenticationError, ServerError
 from update_server.freeze import changes, state
 from update_server.freeze.rules import REASON_LENGTH, Mode
-from update_server.freeze.views import describe, vote_message
+from update_server.freeze.views import for_people, vote_message
 from update_server.models import Role
 from update_server.web.forms import ActionForm
 
@@ -101,7 +102,7 @@ def refused_code(exc: AuthenticationError) -> ResponseReturnValue | None:
 def _page(*, error: str | None = None, status: int = 200) -> ResponseReturnValue:
     services = _services()
     now, window = services.clock(), services.config.unfreeze_window
-    shown = describe(state.current(g.db), now=now, window=window)
+    shown = for_people(state.current(g.db), now=now, window=window)
     page = render_template(
         "freeze.html",
         freeze=shown,
