@@ -25,7 +25,11 @@ wait long nor answer as if all were well (rules D1-D3):
   again): it answers ``DatabaseUnavailableError``. A COMMIT is not armed:
   cut, it may still have landed, and a publication would undo its files
   while the database says published; a hung one waits for gunicorn's
-  worker timeout instead.
+  worker timeout instead. A connection back in the pool for less than
+  ``PING_IDLE`` is not pinged (a request's second transaction takes the
+  connection its first one just gave back): it answered a moment ago, its
+  first statement is armed like every other, and if the server died in
+  that moment the request answers 503 like one that was under way then.
 - D2 The SQLite file a worker opened is the one it keeps writing: before
   each transaction and each commit, the file must still be there, be the
   same file (device, inode), and not be shorter than it has been seen by
@@ -73,6 +77,10 @@ DEFAULT_TIMEOUT = 5.0
 #: D4: a connection is cut this long after ``timeout``; a server that runs
 #: answers first with its own lock or statement timeout.
 CUT_GRACE = 0.5
+#: D4: a connection idle in the pool at least this long (s) is pinged at checkout.
+PING_IDLE = 1.0
+#: D4: where a pooled connection's record keeps when it was given back.
+_RETURNED = "fw.returned"
 #: libpq's PQTRANS_ACTIVE (psycopg and psycopg2 alike): a command is in progress.
 _PQTRANS_ACTIVE = 1
 #: SQLSTATE class 53: insufficient resources (53100: disk full).
@@ -256,6 +264,12 @@ class _Deadlines:
     idle connection. Shutting the socket down wakes the thread waiting on it
     with a broken connection, which SQLAlchemy then discards. The thread
     starts with the first arm in each process (gunicorn forks workers).
+
+    Every deadline is ``now + bound``, so a new one is never earlier than
+    those armed already: the watchdog, asleep until the soonest of them (or,
+    with none armed, for ``bound``), wakes in time for it without being told.
+    An arm wakes it only when its deadline comes before that wake-up (never,
+    in a running process); otherwise each statement would wake the thread.
     """
 
     def __init__(self, bound: float, driver_error: type[Exception]) -> None:
@@ -265,15 +279,20 @@ class _Deadlines:
         self._cut: set[int] = set()
         self._changed = threading.Condition()
         self._watcher_pid = 0
+        #: When the watchdog wakes next (it sets this each time it goes to sleep).
+        self._wake_at = -math.inf
 
     def arm(self, dbapi_connection: Any) -> None:
+        deadline = time.monotonic() + self.bound
         with self._changed:
-            self._armed[id(dbapi_connection)] = (time.monotonic() + self.bound, dbapi_connection)
+            self._armed[id(dbapi_connection)] = (deadline, dbapi_connection)
             self._cut.discard(id(dbapi_connection))
             if self._watcher_pid != os.getpid():
                 self._watcher_pid = os.getpid()
+                self._wake_at = -math.inf  # forked: the parent's watchdog is not here
                 threading.Thread(target=self._watch, name="db-deadlines", daemon=True).start()
-            self._changed.notify()
+            elif deadline < self._wake_at:
+                self._changed.notify()
 
     def disarm(self, dbapi_connection: Any) -> bool:
         """No deadline any more; True if the connection was cut."""
@@ -284,8 +303,11 @@ class _Deadlines:
                 return True
             return False
 
-    def ping(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def ping(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         """At checkout: a dead connection is replaced, a server that hangs is a 503."""
+        returned = record.info.get(_RETURNED)
+        if returned is not None and time.monotonic() - returned < PING_IDLE:
+            return
         self.arm(dbapi_connection)
         try:
             cursor = dbapi_connection.cursor()
@@ -304,9 +326,10 @@ class _Deadlines:
     def arm_pooled(self, dbapi_connection: Any, *_args: Any) -> None:
         self.arm(dbapi_connection)
 
-    def disarm_pooled(self, dbapi_connection: Any, *_args: Any) -> None:
+    def disarm_pooled(self, dbapi_connection: Any, record: Any) -> None:
         if dbapi_connection is not None:
             self.disarm(dbapi_connection)
+            record.info[_RETURNED] = time.monotonic()
 
     def arm_cursor(self, _conn: Any, cursor: Any, *_args: Any) -> None:
         self.arm(cursor.connection)
@@ -329,8 +352,11 @@ class _Deadlines:
                         del self._armed[key]
                         if _busy(dbapi_connection) and _shut_down(dbapi_connection):
                             self._cut.add(key)
-                soonest = min((deadline for deadline, _ in self._armed.values()), default=None)
-                self._changed.wait(None if soonest is None else soonest - now)
+                soonest = min(
+                    (deadline for deadline, _ in self._armed.values()), default=now + self.bound
+                )
+                self._wake_at = soonest
+                self._changed.wait(max(0.0, soonest - now))
 
 
 def _busy(dbapi_connection: Any) -> bool:
