@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from update_server.audit import Actor, append, audit_event
@@ -187,14 +187,22 @@ def matches(group: DeviceGroup, device: Device, static_ids: set[int]) -> bool:
 
 
 def windows_of(db: Session, device: Device) -> list[Schedule]:
-    """MW3's input: the schedules of every group ``device`` is in."""
-    with_window = db.scalars(select(DeviceGroup).where(DeviceGroup.window_days.is_not(None)))
-    static_ids = set(
-        db.scalars(select(GroupMember.group_id).where(GroupMember.device_id == device.id))
+    """MW3's input: the schedules of every group ``device`` is in.
+
+    One query (the poll asks at each check-in): the groups with a window that
+    are dynamic, or static with ``device`` among their members; the dynamic
+    ones are then matched here (GR1).
+    """
+    static_ids = select(GroupMember.group_id).where(GroupMember.device_id == device.id)
+    with_window = db.scalars(
+        select(DeviceGroup)
+        .where(DeviceGroup.window_days.is_not(None))
+        .where(or_(DeviceGroup.kind != Kind.STATIC.value, DeviceGroup.id.in_(static_ids)))
     )
     schedules = []
     for group in with_window:
-        schedule = schedule_of(group) if matches(group, device, static_ids) else None
+        member = group.kind == Kind.STATIC or matches(group, device, set())
+        schedule = schedule_of(group) if member else None
         if schedule is not None:
             schedules.append(schedule)
     return schedules

@@ -13,10 +13,14 @@ server's own published files. Rules:
   (a publication that did not complete) is not read; nor is a role the
   snapshot no longer lists.
 - SR3 A target whose firmware fields do not read is no release (an SBOM).
-- SR4 Read once per published snapshot version in each server process (the
-  poll asks at each check-in); an earlier version's file once per process,
-  as published files never change. Nothing is read before a repository is
-  published: no release, none ever signed.
+- SR4 Read once per published ``timestamp.json`` in each server process,
+  keyed on its exact bytes (as ``rollout.SignedTargets`` ST1): the poll asks
+  at each check-in, and then reads that one small file only, parsing
+  nothing. A publication or a withdrawal writes a new timestamp (a new
+  snapshot version), so the next request reads anew; the files a timestamp
+  names are never rewritten (consistent snapshots). An earlier version's
+  file is read once per process, as published files never change. Nothing
+  is read before a repository is published: no release, none ever signed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuf.api.metadata import Metadata, Snapshot, Targets
+from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
 
 from repo_metadata.frontier import firmware_info
@@ -50,23 +54,25 @@ class SignedReleases:
 NONE = SignedReleases((), frozenset())
 
 _lock = threading.Lock()
-#: SR4: per repository directory, the snapshot version read and what it signs.
-_current: dict[Path, tuple[int, SignedReleases]] = {}
+#: SR4: per repository directory, the timestamp's bytes read and what it signs.
+_current: dict[Path, tuple[bytes, SignedReleases]] = {}
 #: SR4: an earlier version's file, read once.
 _earlier: dict[Path, frozenset[tuple[str, SemVer]]] = {}
 
 
 def read(repository: OnlineRepository) -> SignedReleases:
     """SR1-SR4 for the published state of ``repository``."""
-    version = repository.published_version(Snapshot.type) if repository.is_initialised() else None
-    if version is None:
+    timestamp = repository.published_bytes(Timestamp.type) if repository.is_initialised() else None
+    if timestamp is None:
         return NONE
     with _lock:
         cached = _current.get(repository.directory)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == timestamp:
             return cached[1]
+        if repository.published_version(Snapshot.type) is None:
+            return NONE
         found = _read(repository)
-        _current[repository.directory] = (version, found)
+        _current[repository.directory] = (timestamp, found)
         return found
 
 
