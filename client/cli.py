@@ -36,6 +36,7 @@ from tuf.api.exceptions import RepositoryError
 from client import authorizations, device_api, provisioning
 from client import boot as boot_module
 from client import identity as identity_module
+from client import sbom as sbom_module
 from client.agent import Agent, Schedule
 from client.boot import Outcome as BootOutcome
 from client.directive import STANDALONE, Directive, obtain
@@ -47,6 +48,7 @@ from client.report import Reporter, Sent
 from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
 from fwcommon.cli import Failure, ToolGroup, warn
+from fwcommon.files import atomic_write
 from repo_metadata.errors import InvalidFieldError
 
 _ERRORS = (ClientError, OSError, RepositoryError, InvalidFieldError, ValueError)
@@ -509,6 +511,38 @@ def verify(state_dir: Path) -> None:
         sys.exit(1)
     version = result.record.version if result.record else "?"
     click.echo(f"slot {result.slot}: firmware {version} verified")
+
+
+@main.command("sbom")
+@state_option
+@_with_server
+@click.option("--release", metavar="TARGET_PATH", help="The release [the running one].")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the SBOM to this file instead of standard output.",
+)
+def sbom_command(
+    state_dir: Path, server: str, ca: Path, timeout: float, release: str | None, output: Path | None
+) -> None:
+    """Fetch a release's SBOM, verified like any signed target (R41, R56).
+
+    The SBOM the release's signed metadata names, downloaded and checked
+    against its signed length and hashes (client.sbom B1-B6); refused, and
+    logged, if the metadata does not sign it.
+    """
+    with _writing(state_dir) as state:  # it writes the metadata cache and the time floor
+        found = sbom_module.fetch_sbom(
+            state, _remote(server, ca, timeout), release=release, clock=_now()
+        )
+    if output is None:
+        click.echo(found.data, nl=False)  # bytes: written as they were verified
+        return
+    atomic_write(output, found.data)
+    click.echo(
+        f"{found.path} (SBOM of {found.release}, version {found.version}) verified,"
+        f" written to {output}"
+    )
 
 
 @main.command()
