@@ -13,6 +13,7 @@ never reported clean (I3, ``report`` R3).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -194,3 +195,18 @@ def test_a_refused_advisories_file_exits_2_and_says_why(world: World) -> None:
     unknown = sbom_match(world, [cvss])
     assert unknown.exit_code == 2 and "range type 'CVSS' is not supported" in unknown.output
     assert "Traceback" not in unknown.output + bad_json.output
+
+
+def test_a_published_sbom_is_served_as_a_target_a_stock_ngclient_verifies_r41(
+    world: World,
+) -> None:
+    sbom = cyclonedx(("zlib", "1.2.11"))
+    path = publish(world, "1.0.0", sbom)
+    updater = world.updater(world.tmp / "device")
+    updater.refresh()
+    release = updater.get_targetinfo(path)
+    target = updater.get_targetinfo(sbom_target_path(path))
+    assert release is not None and target is not None
+    assert release.custom["sbom"]["sha256"] == target.hashes["sha256"]
+    downloaded = updater.download_target(target, filepath=str(world.tmp / "sbom.json"))
+    assert json.loads(Path(downloaded).read_bytes()) == sbom
