@@ -9,16 +9,24 @@ V1-V4 and ``matching`` M1-M4.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tuf.api.metadata import TargetFile
 
+from repo_metadata.firmware import SbomRef
+from update_server.publication.repository import target_file
 from update_server.sbom.advisories import Advisory, load_advisories
 from update_server.sbom.documents import Component, parse_purl, read_components
-from update_server.sbom.errors import AdvisoryError, DocumentError
+from update_server.sbom.errors import AdvisoryError, DocumentError, UncheckedError
+from update_server.sbom.inventory import verified_sbom
 from update_server.sbom.matching import judge, match
 from update_server.sbom.versions import Verdict, verdict
+
+SBOM_BYTES = b'{"bomFormat": "CycloneDX", "components": []}'
 
 
 def osv(*records: dict[str, Any], wrap: bool = True) -> tuple[Advisory, ...]:
@@ -249,3 +257,46 @@ def test_findings_list_every_release_holding_the_component_affected_first_m3_m4(
         ("B-2", "zlib@1.2.11", Verdict.AFFECTED, ("m/fw-1.bin", "m/fw-3.bin")),
         ("A-1", "busybox@1.36.1-r0", Verdict.UNKNOWN, ("m/fw-1.bin",)),
     ]
+
+
+# --- inventory I2: the server's copy trusted only as the metadata signs it ------------
+
+
+class _Published:
+    """The two things ``verified_sbom`` asks of the published repository."""
+
+    def __init__(self, directory: Path, targets: dict[str, TargetFile]) -> None:
+        self.directory = directory
+        self.targets = targets
+
+    def published_target(self, path: str) -> TargetFile | None:
+        return self.targets.get(path)
+
+
+@pytest.mark.parametrize(
+    ("listed", "named", "on_disk", "says"),
+    [
+        (False, SBOM_BYTES, SBOM_BYTES, "is not a published target"),
+        (True, b"other document", SBOM_BYTES, "signed with other bytes than the release names"),
+        (True, SBOM_BYTES, None, "the server has no file for its SBOM"),
+        (True, SBOM_BYTES, SBOM_BYTES + b" ", "is not the signed one"),
+    ],
+    ids=["unlisted", "other-bytes", "no-file", "changed-file"],
+)
+def test_an_sbom_is_read_only_as_the_signed_metadata_lists_it_i2(
+    tmp_path: Path, listed: bool, named: bytes, on_disk: bytes | None, says: str
+) -> None:
+    path = "pump-x100/fw-1.0.0.sbom.json"
+    target = TargetFile.from_data(path, SBOM_BYTES, ["sha256"])
+    digest = target.hashes["sha256"]
+    if on_disk is not None:
+        file = tmp_path / target_file(path, digest)
+        file.parent.mkdir(parents=True)
+        file.write_bytes(on_disk)
+    repository = _Published(tmp_path, {path: target} if listed else {})
+    ref = SbomRef(path=path, sha256=hashlib.sha256(named).hexdigest())
+    with pytest.raises(UncheckedError, match=says):
+        verified_sbom(repository, ref)  # type: ignore[arg-type]  # a stand-in
+    repository.targets[path] = target
+    if on_disk == SBOM_BYTES:
+        assert verified_sbom(repository, SbomRef(path=path, sha256=digest)) == SBOM_BYTES  # type: ignore[arg-type]
