@@ -53,6 +53,8 @@ DATABASE_UNAVAILABLE = (
     "the database is unavailable (locked, unreachable or failing); nothing was done:"
     " try again later, and tell the administrator if it lasts"
 )
+#: A locked or restarting database usually answers again within seconds.
+DATABASE_RETRY_AFTER = 5
 STORAGE_FULL = "the server's storage is full; nothing was changed: tell the administrator"
 STORAGE_READ_ONLY = "the server's storage is read-only; nothing was changed: tell the administrator"
 #: The answer to an untrusted Host (werkzeug's would quote the name back).
@@ -201,6 +203,8 @@ def _error(exc: Exception) -> Response:
     if isinstance(exc, ServerError):
         body = problem(exc.status, exc.title, exc.detail, **exc.extra)
         status = exc.status
+        if exc.retry_after is not None:
+            headers.append(("Retry-After", str(exc.retry_after)))
     elif isinstance(exc, HTTPException):
         status = exc.code or 500
         detail = UNTRUSTED_HOST if isinstance(exc, SecurityError) else exc.description
@@ -234,4 +238,4 @@ def _as_server_error(exc: Exception) -> Exception:
         return InsufficientStorageError(STORAGE_FULL)
     if failure == "read-only":
         return ServiceUnavailableError(STORAGE_READ_ONLY)
-    return ServiceUnavailableError(DATABASE_UNAVAILABLE)
+    return ServiceUnavailableError(DATABASE_UNAVAILABLE, retry_after=DATABASE_RETRY_AFTER)

@@ -16,10 +16,13 @@ class ServerError(Exception):
     status = 500
     title = "Internal server error"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: Any) -> None:
+        """``retry_after``: seconds after which the same request may succeed (a busy
+        lock or database), sent as ``Retry-After``; None when retrying is no answer."""
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.retry_after = retry_after
 
 
 class BadRequestError(ServerError):

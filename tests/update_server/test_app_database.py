@@ -54,6 +54,7 @@ def _refused_in_time(send: Callable[[], TestResponse]) -> None:
     assert response.status_code == 503, response.get_json()
     assert response.mimetype == "application/problem+json"
     assert "database" in response.get_json()["detail"]
+    assert response.headers["Retry-After"] == "5"  # a lock or a restart: ask again soon
     assert time.monotonic() - started < TIMEOUT + MARGIN
 
 

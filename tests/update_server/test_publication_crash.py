@@ -13,6 +13,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,23 @@ def test_the_lock_excludes_other_writers_renewal_included(world: World, clock: F
             pass
         assert renewal.tick() == []  # busy: another writer holds the lock
     assert renewal.tick() == ["timestamp"]
+
+
+def test_a_publication_that_finds_the_lock_busy_is_told_when_to_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R5: a lock held past the wait is a 503 with ``Retry-After``; nothing is published."""
+    release = world.release("alice", "2.4.0")
+    # The real lock, held by another writer; only the publication's wait is shortened.
+    monkeypatch.setattr(
+        publish, "publication_lock", partial(publication_lock, timeout=0.1), raising=True
+    )
+    with publication_lock(world.config.data_dir):
+        answer = world.publish("alice", release)
+    assert answer.status_code == 503, answer.get_json()
+    assert answer.headers["Retry-After"] == "5"
+    assert answer.get_json()["rule"] == "busy"
+    with world.services.sessions() as db:
+        upload = db.get(ReleaseUpload, release)
+        assert upload is not None
+        assert upload.state == "open"

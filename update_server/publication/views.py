@@ -97,6 +97,8 @@ MAY_UPLOAD: Mapping[str, frozenset[str]] = {
     Role.RELEASE_MANAGER: frozenset({"targets", "delegated"}),
     Role.SECURITY_OFFICER: frozenset({"root", "targets"}),
 }
+# A publication holding the lock past the wait is rare and short: ask again soon.
+BUSY_RETRY_AFTER = 5
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
 
 _HTTP_ERRORS: tuple[tuple[type[PublicationError], type[ServerError]], ...] = (
@@ -413,5 +415,6 @@ def _refuse(action: Action, obj: str, exc: PublicationError) -> NoReturn:
 def _http_error(exc: PublicationError) -> ServerError:
     for kind, http in _HTTP_ERRORS:
         if isinstance(exc, kind):
-            return http(exc.message, rule=exc.rule)
+            retry = BUSY_RETRY_AFTER if isinstance(exc, BusyError) else None
+            return http(exc.message, rule=exc.rule, retry_after=retry)
     return ServerError(exc.message, rule=exc.rule)
