@@ -351,13 +351,14 @@ class Running:
         )
 
     def profile(self) -> Split:
-        return profile_checkins(
-            self.leg.world.config,
-            [device for device in self.fleet.devices if device.registered],
-            count=self.leg.options.profiled,
-            url=self.server.url,
-            route=POLL,
-        )
+        with owner_of(self.leg.world.data_dir):  # as the server's user, if run as root (R6)
+            return profile_checkins(
+                self.leg.world.config,
+                [device for device in self.fleet.devices if device.registered],
+                count=self.leg.options.profiled,
+                url=self.server.url,
+                route=POLL,
+            )
 
 
 def _deploy(world: ServerWorld, server: Service, target_path: str) -> int:
