@@ -10,6 +10,11 @@ the user and groups and nothing else (the environment, with the test run's
   operator's ``chown -R fwupdate`` would, and lets that user reach it
   (search permission on each directory above it, up to the temporary
   directory: pytest makes its own private).
+- ``served(data_dir)`` is ``hand_over`` for the duration of a block, with
+  the directory moved out of pytest's private temporary tree meanwhile (a
+  symbolic link left in its place, for the tests): every pytest session
+  that starts takes the search permission off that tree's root again, and
+  the server must reach its files all along.
 - ``as_server_user(argv)`` is ``argv`` run as that user.
 - ``invoke_fwserver(argv)`` runs an ``fwserver`` command in this process as
   the owner of its ``--data-dir`` (its effective user and group switched for
@@ -35,6 +40,7 @@ import ctypes
 import os
 import pwd
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,6 +153,41 @@ def _raise_capability(capability: int) -> None:
     data[capability // 32].effective |= 1 << (capability % 32)
     if libc.capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset")
+
+
+#: served(): original path -> (where it is served from, how many blocks use it)
+_SERVED: dict[Path, tuple[Path, int]] = {}
+_SERVING = threading.Lock()
+
+
+@contextlib.contextmanager
+def served(data_dir: Path) -> Iterator[Path]:
+    """The path the server user reaches ``data_dir`` by, for the block (nested blocks share)."""
+    if server_user() is None:
+        yield data_dir
+        return
+    with _SERVING:
+        if data_dir in _SERVED:
+            target, count = _SERVED[data_dir]
+        else:
+            home = Path(tempfile.mkdtemp(prefix="fwtest-served-", dir="/tmp"))
+            home.chmod(0o711)  # enter, not list
+            target, count = home / data_dir.name, 0
+            data_dir.rename(target)
+            data_dir.symlink_to(target, target_is_directory=True)
+            hand_over(target)
+        _SERVED[data_dir] = (target, count + 1)
+    try:
+        yield target
+    finally:
+        with _SERVING:
+            target, count = _SERVED.pop(data_dir)
+            if count > 1:
+                _SERVED[data_dir] = (target, count - 1)
+            else:
+                data_dir.unlink()
+                target.rename(data_dir)
+                target.parent.rmdir()
 
 
 def pretend_unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ killed with its whole process group. Every wait is bounded.
 
 The server refuses root (R6): when the tests run as root (CI), the data
 directory is handed to an unprivileged user and the server runs as that
-user (``tests.unprivileged``), as the deployment's systemd unit runs it.
+user (``tests.unprivileged.served``), as the deployment's systemd unit runs
+it; the tests keep using ``data_dir`` (a link to it while it is served).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import urllib3
 from cryptography import x509
 
 from tests.hsm_mock.helpers import FAST_KDF
-from tests.unprivileged import as_server_user, hand_over
+from tests.unprivileged import as_server_user, served
 from update_server.setup import init_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,27 +92,28 @@ def start_server(data_dir: Path, *, workers: int = 2) -> Iterator[RunningServer]
     env["PYTHONUNBUFFERED"] = "1"
     # The server runs this checkout's code, as the tests do.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    argv = [*server_command(), "serve", "--data-dir", str(data_dir), "--port", "0"]
-    argv += ["--workers", str(workers)]
-    hand_over(data_dir)
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            as_server_user(argv),
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-            cwd=data_dir.parent,
-            start_new_session=True,
-        )
-    try:
-        url, ca = _wait_for_url(process, out, err)
-        _require_ca(ca)
-        server = RunningServer(url, ca, data_dir, process, log=err, stdout=out)
-        _wait_for_health(server)
-        _wait_for_workers(server, workers)
-        yield server
-    finally:
-        stop_server(process)
+    with served(data_dir) as reachable:
+        argv = [*server_command(), "serve", "--data-dir", str(reachable), "--port", "0"]
+        argv += ["--workers", str(workers)]
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(
+                as_server_user(argv),
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                cwd=reachable.parent,
+                start_new_session=True,
+            )
+        try:
+            url, ca = _wait_for_url(process, out, err)
+            ca = data_dir / ca.relative_to(reachable) if ca.is_relative_to(reachable) else ca
+            _require_ca(ca)
+            server = RunningServer(url, ca, data_dir, process, log=err, stdout=out)
+            _wait_for_health(server)
+            _wait_for_workers(server, workers)
+            yield server
+        finally:
+            stop_server(process)
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> int:
