@@ -39,11 +39,16 @@ XDIST   := -n $(WORKERS) --dist loadfile
 # (traceability-results.md, .json); an addressed recommendation with no
 # passing test fails the build. A run narrowed by PYTEST_ARGS only reports.
 REPORT := build/report
+# The same run's coverage (.coverage) goes through tools/coverage_gate.py
+# (R36): a security core under 95% branch coverage, or a line of one that the
+# tests do not run and tools/coverage_gate.toml gives no reason for, fails it.
 unit: $(STAMP)
-	@mkdir -p $(REPORT) && rm -f $(REPORT)/junit.xml
+	@mkdir -p $(REPORT) && rm -f $(REPORT)/junit.xml .coverage
 	$(BIN)/pytest $(XDIST) --cov --cov-report=term --junitxml=$(REPORT)/junit.xml $(PYTEST_ARGS); \
 		status=$$?; \
 		$(BIN)/python tools/traceability.py results $(REPORT)/junit.xml --out $(REPORT) \
+			$(if $(PYTEST_ARGS),--no-gate) || status=1; \
+		$(BIN)/python tools/coverage_gate.py .coverage --out $(REPORT) \
 			$(if $(PYTEST_ARGS),--no-gate) || status=1; \
 		exit $$status
 
