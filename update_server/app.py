@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.routing import IntegerConverter, Map
 
 from update_server import access, bodies, proxy, request_validation
 from update_server.audit.errors import AnchorError
@@ -59,6 +60,20 @@ STORAGE_FULL = "the server's storage is full; nothing was changed: tell the admi
 STORAGE_READ_ONLY = "the server's storage is read-only; nothing was changed: tell the administrator"
 #: The answer to an untrusted Host (werkzeug's would quote the name back).
 UNTRUSTED_HOST = "this server does not answer for that host name; use its own name"
+#: The largest id the tables hold (their ids are Integer: PostgreSQL's 4-byte integer).
+LARGEST_ID = 2**31 - 1
+
+
+class DatabaseInteger(IntegerConverter):
+    """``<int:...>`` bounded to the databases' integers: a larger number matches no route.
+
+    werkzeug's converter takes any number of digits; PostgreSQL fails on an id
+    past ``LARGEST_ID`` and SQLite past 2**63 - 1 (a 500; found by the API
+    fuzz, R42). Unmatched, it is not found (404), like any unknown id.
+    """
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=LARGEST_ID)
 
 
 @dataclass
@@ -115,6 +130,8 @@ def create_app(
     )
     # No redirect at all: '//' is not merged into a redirect, it is not found.
     app.url_map.merge_slashes = False
+    # Before any route is added: routes bind their converters when added.
+    app.url_map.converters["int"] = DatabaseInteger
     app.extensions["fw"] = build_services(config, clock=clock, signer_loader=signer_loader)
     # The metrics' clock first (counting H1), then the body bound: before
     # authentication and the database.

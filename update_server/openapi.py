@@ -28,6 +28,8 @@ _FRESH = " Needs a fresh TOTP code in X-OTP (two-step confirmation, R9)."
 _TEXT: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 1024}
 _INSTANT: dict[str, Any] = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T"}
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+#: An id in a path: a larger one is no route (404; app.DatabaseInteger).
+_ID: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 
 
 def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -577,7 +579,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "name": "authorization_id",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer"},
+                "schema": _ID,
             }
         ],
     },
@@ -727,7 +729,7 @@ _DEPLOYMENT_ID_PARAM = {
     "name": "deployment_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer"},
+    "schema": _ID,
 }
 _FLEET_ROLES = "release_manager, release_engineer, admin, security_officer, auditor"
 _CRITERIA = {
