@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 from tests.e2e.conftest import RunningServer, new_data_dir, start_server
 from tests.e2e.people import LOGIN, Person, call, enrolled
-from tests.unprivileged import invoke_fwserver
+from tests.unprivileged import as_server_user, invoke_fwserver
 from update_server.config import ServerConfig
 
 LINE = "pump-x100"
@@ -41,15 +41,28 @@ SERVER_TROUBLE = (503, 507)
 def workers_file_size_limit(server: RunningServer, limit: int) -> Iterator[None]:
     """No file of any worker grows past ``limit`` bytes in the block."""
     pids = server.worker_pids()
-    before = {pid: resource.prlimit(pid, resource.RLIMIT_FSIZE) for pid in pids}
+    before = {pid: _file_size_limit(pid) for pid in pids}
     for pid, (_soft, hard) in before.items():
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, hard))
+        _file_size_limit(pid, f"{limit}:{hard}")
     try:
         yield
     finally:
-        for pid, limits in before.items():
-            with contextlib.suppress(ProcessLookupError):
-                resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+        for pid, (soft, hard) in before.items():
+            with contextlib.suppress(subprocess.CalledProcessError):  # the worker is gone
+                _file_size_limit(pid, f"{soft}:{hard}")
+
+
+def _file_size_limit(pid: int, new: str | None = None) -> tuple[str, str]:
+    """A worker's RLIMIT_FSIZE (soft, hard), set to ``new`` if given, by util-linux prlimit.
+
+    Run as the workers' own user (the server runs unprivileged, R6): root
+    itself may lack CAP_SYS_RESOURCE over another user's process (a container).
+    """
+    argv = ["prlimit", "--pid", str(pid), "--fsize" + ("" if new is None else f"={new}")]
+    argv += ["--raw", "--noheadings", "--output=SOFT,HARD"] if new is None else []
+    done = subprocess.run(as_server_user(argv), capture_output=True, text=True, check=True)
+    soft, hard = done.stdout.split() if new is None else new.split(":")
+    return soft, hard
 
 
 def _offline_release(directory: Path, config: ServerConfig, firmware: bytes) -> Path:
