@@ -140,7 +140,7 @@ def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout: float) 
     """Run ``argv`` without input or output; one that hangs is killed with its process group."""
     with tempfile.TemporaryFile() as errors:
         try:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # nosec B603 # the device configuration's argv, no shell
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

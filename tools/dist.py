@@ -58,7 +58,7 @@ def build(out: Path, *, device: bool) -> Path:
         project = stage(Path(work), device=device)
         wheels = Path(work) / "wheels"
         pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index"]
-        subprocess.run(
+        subprocess.run(  # nosec B603 # this interpreter's pip, fixed argv, no shell
             [*pip, "--no-build-isolation", "--wheel-dir", str(wheels), str(project)], check=True
         )
         (wheel,) = wheels.glob("*.whl")
