@@ -1,0 +1,1 @@
+"""Attack simulation (R42): the API fuzzed from its document, the static and dependency checks."""
