@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all test test-future lint types unit traceability demo bench lock clean
+.PHONY: all test test-future lint types unit traceability demo bench lock clean security attack
 
 all: test
 
@@ -52,19 +52,50 @@ unit: $(STAMP)
 			$(if $(PYTEST_ARGS),--no-gate) || status=1; \
 		exit $$status
 
-test: lint types unit test-future
+# Static analysis and the dependency check (R42): bandit (its settings in
+# pyproject.toml) and semgrep with the repository's own rules (tools/semgrep;
+# their cases checked first), both offline, no registry and no metrics; then
+# the shipped locks against PyPI's vulnerability data (tools/vulncheck.py,
+# decisions in tools/vulncheck.toml). semgrep has a virtual environment of its
+# own (build/tools/semgrep, from tools/semgrep/requirements.lock): it pins
+# click and jsonschema below the versions the product locks.
+SEMGREP_VENV := build/tools/semgrep
+SEMGREP      := $(SEMGREP_VENV)/bin/semgrep
+SEMGREP_ARGS := --metrics=off --disable-version-check --quiet
+SCANNED      := fwcommon repo_metadata hsm_mock signer update_server client tools deploy
+
+$(SEMGREP): tools/semgrep/requirements.lock
+	$(PYTHON) -m venv $(SEMGREP_VENV)
+	$(SEMGREP_VENV)/bin/pip install --quiet --require-hashes --no-deps -r $<
+	touch $@
+
+security: $(STAMP) $(SEMGREP)
+	$(BIN)/bandit -q -c pyproject.toml -r $(SCANNED)
+	$(SEMGREP) --test $(SEMGREP_ARGS) tools/semgrep
+	$(SEMGREP) scan $(SEMGREP_ARGS) --error --config tools/semgrep/rules.yml \
+		--exclude tools/semgrep $(SCANNED)
+	$(BIN)/python tools/vulncheck.py
+
+# The attack simulation alone: the checks above, then the API fuzzed from its
+# OpenAPI document against a real server, with and without a session
+# (tests/attack; pass 1 of make unit runs it too, make test-future does not).
+attack: security
+	$(BIN)/pytest -p no:cacheprovider tests/attack
+
+test: lint types security unit test-future
 
 # The whole suite again with the wall clock FUTURE_DAYS ahead, so that no test
 # depends on the date it runs. datefudge moves the wall clock only: the
 # monotonic clock that timeouts and sleeps use stays true (libfaketime 0.9.10
 # shifts it too, and Python's lock timeouts then wait for the shifted time).
+# The API fuzz (tests/attack) runs once, in pass 1: its inputs have no date.
 FUTURE_DAYS ?= 400
 test-future: $(STAMP)
 	@if ! command -v datefudge >/dev/null; then \
 		echo "test-future: datefudge is not installed (apt-get install datefudge)"; \
 		if [ "$$CI" = true ]; then exit 1; fi; exit 0; fi
 	datefudge "$$(date -u -d '+$(FUTURE_DAYS) days' '+%Y-%m-%d %H:%M:%S')" \
-		$(BIN)/pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
+		$(BIN)/pytest -q -p no:cacheprovider $(XDIST) --ignore=tests/attack $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/run.sh
