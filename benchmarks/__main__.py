@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import client, fleet, large_image, scale, server
+from benchmarks import client, fleet, large_image, nginx_layout, scale, server
 from benchmarks.fixtures import People
 from benchmarks.report import MIB, Check, summary
 
 DEFAULT_SIZES = (10, 1_000, 10_000, 100_000)
-ONLY = ("signer", "server", "large-image", "scale", "client", "fleet")
+ONLY = ("signer", "server", "large-image", "scale", "client", "fleet", "nginx")
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -139,10 +139,36 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         help="fleet: polls at a time, one keep-alive TLS connection each (default 16)",
     )
     parser.add_argument(
+        "--nginx-seconds",
+        type=_positive,
+        default=nginx_layout.NginxOptions.seconds,
+        help="nginx: length of each wrk and h2load run on the metadata (default 5)",
+    )
+    parser.add_argument(
+        "--nginx-rounds",
+        type=_positive,
+        default=nginx_layout.NginxOptions.rounds,
+        help="nginx: load rounds and updates per client, the best kept (default 3)",
+    )
+    parser.add_argument(
+        "--nginx-update-mib",
+        type=_positive,
+        default=nginx_layout.NginxOptions.update_mib,
+        help="nginx: size of the firmware fwclient updates to through nginx (default 64)",
+    )
+    parser.add_argument(
+        "--nginx-fleet-sizes",
+        type=_counts,
+        default=(100,),
+        help="nginx: fleet sizes run direct and through nginx, on PostgreSQL when installed"
+        " (default 100; --fleet-rate, --fleet-seconds, --fleet-threads and"
+        " --fleet-wave-seconds apply)",
+    )
+    parser.add_argument(
         "--only",
         choices=ONLY,
         help="run only some benchmarks: signer (large-image and scale), server, client,"
-        " fleet, or one of them",
+        " fleet, nginx (the production layout), or one of them",
     )
     parser.add_argument("--tmp-dir", type=Path, help="where to build files (default: system temp)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -250,6 +276,23 @@ def main(argv: Sequence[str]) -> int:
                     seconds=args.fleet_seconds,
                     threads=args.fleet_threads,
                     wave_limit=args.fleet_wave_seconds,
+                ),
+                workdir=workdir,
+                people=people,
+            )
+        if _selected(args.only, "nginx"):
+            checks += nginx_layout.run(
+                options=nginx_layout.NginxOptions(
+                    seconds=args.nginx_seconds,
+                    rounds=args.nginx_rounds,
+                    update_mib=args.nginx_update_mib,
+                    fleet=fleet.FleetOptions(
+                        sizes=args.nginx_fleet_sizes,
+                        rate=args.fleet_rate,
+                        seconds=args.fleet_seconds,
+                        threads=args.fleet_threads,
+                        wave_limit=args.fleet_wave_seconds,
+                    ),
                 ),
                 workdir=workdir,
                 people=people,
