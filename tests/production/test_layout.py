@@ -172,6 +172,27 @@ def test_nginx_serves_metadata_and_firmware_with_tufs_caching_and_the_servers_he
     pool.clear()
 
 
+def test_nginx_follows_no_symbolic_link_in_the_repository(layout: Layout) -> None:
+    """R6: a link planted in the repository under a name nginx serves reveals nothing.
+
+    ``disable_symlinks on from=$document_root``: only the repository's own
+    path (the operator's) is exempt from the check.
+    """
+    data_dir = layout.gunicorn.data_dir
+    secret = data_dir / "not-published.json"  # readable by nginx's group, outside the repository
+    secret.write_bytes(b'{"planted": "secret"}')
+    secret.chmod(0o644)
+    planted = data_dir / "repository" / "metadata" / "999.snapshot.json"
+    planted.symlink_to(secret)
+    try:
+        answer = layout.front.pool().request("GET", f"{layout.front.url}/metadata/{planted.name}")
+    finally:
+        planted.unlink()
+        secret.unlink()
+    assert answer.status in (403, 404), answer.status
+    assert b"planted" not in answer.data
+
+
 def test_nginx_speaks_http2_over_tls_12_or_13_only(layout: Layout) -> None:
     """A modern TLS profile: HTTP/2 by ALPN, TLS 1.3 by default, nothing below 1.2."""
     context = ssl.create_default_context(cafile=str(layout.front.ca))
