@@ -226,7 +226,12 @@ def run(*, options: FleetOptions, workdir: Path, people: People) -> list[Check]:
             )
             with leg.serving() as running:
                 for number, size in enumerate(options.sizes):
-                    results.append(running.size(size, number))
+                    try:
+                        results.append(running.size(size, number))
+                    except Exception as exc:  # noqa: BLE001 - printed; the other database runs
+                        print(f"  {name} N={size:,} failed: {type(exc).__name__}: {exc}")
+                        skipped.append(Check(f"fleet {name} N={size:,}", "failed", "run", False))
+                        break
                     _print_row(results[-1], options)
                 splits[name] = running.profile()
                 splits[name].print(name)
@@ -325,7 +330,7 @@ class Running:
         write_image(world.image_path(version), size=options.image_kib * KIB)
         publication = world.publish(self.server, world.new_engineer(self.server), version)
         published = time.monotonic()
-        _deploy(world, self.server, publication.path)
+        deployment = _deploy(world, self.server, publication.path)
         recorder.reset()
         wave = _drive(
             fleet,
@@ -338,6 +343,8 @@ class Running:
         )
         reached = sum(d.reported_version == version for d in devices)
         wave_seconds = time.monotonic() - published if reached == size else None
+        if reached < size:  # bounded: the next size's deployment names these devices (D2)
+            _abort(world, self.server, deployment)
         return SizeResult(
             self.leg.name,
             size,
@@ -387,6 +394,24 @@ def _deploy(world: ServerWorld, server: Service, target_path: str) -> int:
         _api(pool, server, "POST", approve, {}, token=token, headers=fresh)
     deployment: int = created["id"]
     return deployment
+
+
+def _abort(world: ServerWorld, server: Service, deployment: int) -> None:
+    """A wave stopped at its bound: aborted by a new release manager with a fresh code (D4).
+
+    Already stopped by the server (its failure threshold): nothing to abort (409).
+    """
+    manager = world.new_engineer(server, role="release_manager")
+    with server.pool() as pool:
+        step = _step()
+        token = _login(pool, server, manager, step=step)
+        fresh = {"X-OTP": code_at(manager.secret, step + 1)}  # not the login's code
+        sent = {"Content-Type": "application/json", "Authorization": f"Bearer {token}", **fresh}
+        url = f"{server.url}/api/v1/deployments/{deployment}/abort"
+        response = pool.request("POST", url, body=b"{}", headers=sent)
+    if response.status not in (200, 409):
+        raise RuntimeError(f"abort of deployment {deployment}: HTTP {response.status}")
+    print(f"  deployment {deployment} aborted at the wave's bound ({response.status})", flush=True)
 
 
 def _login(
