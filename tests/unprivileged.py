@@ -72,16 +72,25 @@ def server_user() -> pwd.struct_passwd | None:
         ) from None
 
 
-def as_server_user(argv: list[str]) -> list[str]:
-    """``argv`` as ``server_user()`` runs it (unchanged when not root)."""
+def as_server_user(argv: list[str], *, read_everywhere: bool = False) -> list[str]:
+    """``argv`` as ``server_user()`` runs it (unchanged when not root).
+
+    ``read_everywhere``: it and every program it starts keep one capability,
+    reading and searching any directory (CAP_DAC_READ_SEARCH, ambient), and
+    nothing else of root's. For a shell that runs the venv's scripts: their
+    interpreter may live under root's home (pyenv on the CI machines), which
+    a script's ``#!`` line cannot reach as another user.
+    """
     user = server_user()
     if user is None:
         return argv
+    keep = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
     return [
         "setpriv",
         f"--reuid={user.pw_uid}",
         f"--regid={user.pw_gid}",
         "--clear-groups",
+        *(keep if read_everywhere else []),
         "--",
         *argv,
     ]

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
+from tests.unprivileged import as_server_user, hand_over, server_user
 from update_server.mfa.totp import INTERVAL, code_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +136,8 @@ def run_in_terminal(script: Path, *, env: dict[str, str], person: Person) -> tup
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child becomes bash at once
         os.chdir(REPO_ROOT)
-        os.execve("/bin/bash", ["bash", str(script)], env)  # noqa: S606
+        argv = as_server_user(["/bin/bash", str(script)], read_everywhere=True)
+        os.execvpe(argv[0], argv, env)  # noqa: S606
     transcript, pending = "", ""
     deadline = time.monotonic() + TIMEOUT
     try:
@@ -178,12 +180,17 @@ def test_the_readme_walkthrough_runs_by_hand_from_a_fresh_directory_to_a_device_
     tmp_path: Path,
 ) -> None:
     """A newcomer following the README by hand reaches a device update (issue 9)."""
-    home = tmp_path / "home"
-    home.mkdir()
+    run = tmp_path / "run"
+    home = run / "home"
+    home.mkdir(parents=True)
     port = free_port()
-    script = tmp_path / "walkthrough.sh"
+    script = run / "walkthrough.sh"
     blocks = walkthrough_blocks(README.read_text())
-    script.write_text(walkthrough_script(blocks, port=port, log_dir=tmp_path))
+    script.write_text(walkthrough_script(blocks, port=port, log_dir=run))
+    # R6: fwserver serve refuses root, so a newcomer is not root; run as root
+    # (CI), the walkthrough is typed as an unprivileged user, who owns it all.
+    hand_over(run)
+    user = server_user()
     # A new user's shell: no project variables, nothing of this test run's but
     # its clock. Under `make test-future` datefudge moves this process's clock
     # through LD_PRELOAD, LD_LIBRARY_PATH and DATEFUDGE; the person computes
@@ -194,6 +201,8 @@ def test_the_readme_walkthrough_runs_by_hand_from_a_fresh_directory_to_a_device_
     venv_bin = str(REPO_ROOT / ".venv" / "bin")
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
     env |= {"HOME": str(home), "FWSERVER_PORT": str(port), "TERM": "dumb"}
+    if user is not None:
+        env |= {"USER": user.pw_name, "LOGNAME": user.pw_name}
     person = Person()
 
     status, transcript = run_in_terminal(script, env=env, person=person)
