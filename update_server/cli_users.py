@@ -161,16 +161,41 @@ def _actor() -> users.Actor:
     return users.Actor(name=f"cli:{operator_login()}"[:64], role="operator", source="local")
 
 
-def operator_login() -> str:
-    """Who runs this command: the login of the process's effective user id.
+#: The kernel's record of who logged in (pam_loginuid): kept across sudo,
+#: su and runuser, and settable only with CAP_AUDIT_CONTROL.
+LOGINUID_FILE = Path("/proc/self/loginuid")
+#: The loginuid of a process no login started (a daemon, some containers).
+NO_LOGINUID = 2**32 - 1
 
-    Never ``getpass.getuser()``: it believes ``LOGNAME`` and ``USER``, so
-    ``USER=someone-else fwserver deployment approve`` would pass four eyes.
+
+def operator_login() -> str:
+    """Who runs this command (R9): the person who logged in, else the effective user.
+
+    Host commands run as the data directory's owner (``runuser -u fwupdate
+    -- fwserver ...``, R6), so the effective user alone would make every
+    operator ``fwupdate`` and four eyes would refuse two different people (or
+    one person under two accounts would pass). The login uid names the person
+    whose session it is. Never ``getpass.getuser()``: it believes ``LOGNAME``
+    and ``USER``, so ``USER=someone-else fwserver deployment approve`` would
+    pass four eyes.
     """
+    return login_name(_login_uid(), os.geteuid())
+
+
+def login_name(login_uid: int | None, effective_uid: int) -> str:
+    """The name of ``login_uid`` if a login set one, else of ``effective_uid``."""
+    uid = effective_uid if login_uid in (None, NO_LOGINUID) else login_uid
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return f"uid-{os.geteuid()}"
+        return f"uid-{uid}"
+
+
+def _login_uid() -> int | None:
+    try:
+        return int(LOGINUID_FILE.read_text().strip())
+    except (OSError, ValueError):  # no audit support in this kernel: the effective user
+        return None
 
 
 def _state(person: User, locked: bool) -> str:

@@ -6,6 +6,8 @@ their own deployment), each change and refusal audited as the operator.
 
 from __future__ import annotations
 
+import pwd
+
 import pytest
 from click.testing import CliRunner, Result
 
@@ -109,3 +111,16 @@ def test_r9_the_same_name_through_the_api_and_on_the_host_is_one_person() -> Non
     """D3: mona creates through the API; cli:mona (her shell login) may not approve it."""
     assert same_person("cli:mona", "mona") and same_person("mona", "cli:mona")
     assert not same_person("cli:max", "mona")
+
+
+def test_r9_the_operator_is_who_logged_in_not_the_account_a_command_runs_as() -> None:
+    """mona and max both run ``runuser -u fwupdate -- fwserver ...``: still two people.
+
+    The login uid (kept across sudo and runuser) names the person; a process
+    no login started (loginuid unset) is its effective user.
+    """
+    root, nobody = pwd.getpwnam("root"), pwd.getpwnam("nobody")
+    assert cli_users.login_name(root.pw_uid, nobody.pw_uid) == "root"
+    assert cli_users.login_name(cli_users.NO_LOGINUID, nobody.pw_uid) == "nobody"
+    assert cli_users.login_name(None, nobody.pw_uid) == "nobody"
+    assert cli_users.login_name(2**31 - 7, nobody.pw_uid) == f"uid-{2**31 - 7}"
