@@ -427,3 +427,20 @@ def test_d7_frozen_no_wave_starts_nothing_is_assigned_and_the_poll_says_frozen(
     assert [wave["started"] for wave in shown(world, number)["waves"]] == [True, False]
     _set_mode(world, Mode.NORMAL)
     assert [wave["started"] for wave in shown(world, number)["waves"]] == [True, True]
+
+
+def test_p7_a_device_already_past_the_deployments_release_is_not_assigned_it(
+    world: World, fleet: dict[str, Pump]
+) -> None:
+    """P7, R13: a pump that reports a newer release than assigned is told nothing to do.
+
+    It got there another way (a later deployment, since aborted; a
+    technician); handing it the older target would be refused as a downgrade
+    at every poll. The others still get it.
+    """
+    _running(world, fleets=["pump-x100"], success_percent=90, failure_percent=10)
+    fleet["pump-00"].report(running="2.1.0")
+    assert _assignment(fleet["pump-00"]) is None
+    assert _assignment(fleet["pump-01"])["target_path"] == PATH
+    fleet["pump-01"].report(running="2.0.0")  # installed: what it runs is assigned, up to date
+    assert _assignment(fleet["pump-01"])["target_path"] == PATH

@@ -25,6 +25,10 @@
   (``deployment.assign``, reason ``withdrawn``), like P5. On a ``newest``
   fleet the device takes the newest eligible release itself, the successor
   among them. No successor signed: null, and the device stays flagged.
+- P7 A deployment's target older than the version the device reports it
+  runs is not handed out (null): the device got past it another way (a
+  later deployment since aborted, a technician's authorization), would
+  refuse it as a downgrade at every poll, and stays counted where it was.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from repo_metadata.semver import SemVer
 from update_server.audit import Actor, append, audit_event
 from update_server.audit.actions import Action
 from update_server.authorizations.issuing import Release
@@ -105,6 +110,8 @@ def _assigned(
         return None  # P3: evaluate stopped it already; never assigned, whatever happens
     if device.hardware_model not in release.info.hardware_models:
         return None
+    if _behind(deployment.version, device.running_version):
+        return None  # P7: the device is past it (another deployment, a technician)
     row.checked_in_at = now
     if row.assigned_at is None:
         row.assigned_at = now
@@ -199,6 +206,14 @@ def _audit_assign(
             detail={"device": device.id, **detail},
         ),
     )
+
+
+def _behind(assigned: str, running: str | None) -> bool:
+    """P7: ``assigned`` is older than the version the device reports it runs."""
+    try:
+        return running is not None and SemVer.parse(assigned) < SemVer.parse(running)
+    except ValueError:  # a version the device reported that is not one: let it decide
+        return False
 
 
 def _utc(moment: datetime) -> str:
