@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +53,7 @@ from tests.e2e.offline import LINE
 from tests.e2e.people import Person, call, step_now
 from tests.hsm_mock.helpers import FAST_KDF
 from tests.pg import DATABASE, SUPERUSER, PostgresServer
+from tests.unprivileged import served
 from tests.update_server.webhook_receiver import WebhookReceiver
 from update_server import cli as fwserver
 from update_server.cli_common import CommandClock
@@ -200,12 +202,24 @@ def shared_data_dir(work: Path, database_url: str) -> Path:
 
 @contextlib.contextmanager
 def serving_pair(data_dir: Path, *, workers: int) -> Iterator[tuple[RunningServer, RunningServer]]:
-    """Instance a on ``data_dir``, b on a second path to it; started and stopped together."""
-    mount = data_dir.parent.parent / f"{data_dir.parent.name}-b"
-    mount.mkdir()
-    (mount / data_dir.name).symlink_to(data_dir, target_is_directory=True)
+    """Instance a on ``data_dir``, b on a second path to it; started and stopped together.
+
+    b's path leads to where the servers' user reaches the directory
+    (``served``), not through the tests' temporary tree, which only root may
+    enter (pytest keeps it 0700).
+    """
+    with served(data_dir) as reachable, tempfile.TemporaryDirectory(prefix="fwtest-b-") as b:
+        mount = Path(b)
+        mount.chmod(0o711)  # enter, not list
+        (mount / data_dir.name).symlink_to(reachable, target_is_directory=True)
+        with _started(data_dir, mount / data_dir.name, workers=workers) as pair:
+            yield pair
+
+
+@contextlib.contextmanager
+def _started(a: Path, b: Path, *, workers: int) -> Iterator[tuple[RunningServer, RunningServer]]:
     stacks = (contextlib.ExitStack(), contextlib.ExitStack())
-    paths = (data_dir, mount / data_dir.name)
+    paths = (a, b)
     with ThreadPoolExecutor(max_workers=2) as threads:
         starting = [
             threads.submit(stack.enter_context, start_server(path, workers=workers))
