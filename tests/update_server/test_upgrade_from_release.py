@@ -70,6 +70,14 @@ def load_dump(server: PostgresServer, dump: Path, schema: str) -> None:
     )
 
 
+def _private_as_written(data_dir: Path) -> None:
+    """The modes 0.3.0 wrote, which git does not keep: all private but the repository."""
+    public = data_dir / "repository"
+    for path in (data_dir, *data_dir.rglob("*")):
+        if path != public and public not in path.parents:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def old_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A copy of the 0.3.0 data directory of the leg, its database in place; and the leg."""
@@ -77,6 +85,7 @@ def old_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     data_dir = tmp_path / "data"
     shutil.copytree(FIXTURES / engine, data_dir, ignore=shutil.ignore_patterns("dump.sql"))
     (data_dir / "staging").mkdir(exist_ok=True)  # empty at 0.3.0's init: git keeps none
+    _private_as_written(data_dir)
     if engine == "sqlite":
         yield data_dir, engine
         return
