@@ -56,7 +56,7 @@ class EventKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Event:
+class RangeEvent:
     kind: EventKind
     version: str
 
@@ -64,7 +64,7 @@ class Event:
 @dataclass(frozen=True)
 class Range:
     type: RangeType
-    events: tuple[Event, ...]
+    events: tuple[RangeEvent, ...]
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _ranges(ranges: Sequence[Any], where: str) -> Iterator[Range]:
         yield Range(RangeType(kind), _events(item.get("events"), RangeType(kind), here))
 
 
-def _events(events: object, kind: RangeType, where: str) -> tuple[Event, ...]:
+def _events(events: object, kind: RangeType, where: str) -> tuple[RangeEvent, ...]:
     if not isinstance(events, list) or not events:
         raise AdvisoryError(f"{where}.events must be a non-empty list")
     parsed = tuple(_event(event, kind, f"{where}.events[{n}]") for n, event in enumerate(events))
@@ -205,13 +205,13 @@ def _events(events: object, kind: RangeType, where: str) -> tuple[Event, ...]:
     return parsed
 
 
-def _event(event: object, kind: RangeType, where: str) -> Event:
+def _event(event: object, kind: RangeType, where: str) -> RangeEvent:
     if not isinstance(event, Mapping) or len(event) != 1:
         raise AdvisoryError(f"{where} must hold exactly one of {', '.join(EventKind)}")
     ((name, version),) = event.items()
     if name not in EventKind._value2member_map_ or not isinstance(version, str) or not version:
         raise AdvisoryError(f"{where}: {name!r} is not an event with a version string")
-    parsed = Event(EventKind(name), version)
+    parsed = RangeEvent(EventKind(name), version)
     if kind is RangeType.SEMVER and not (parsed.kind is EventKind.INTRODUCED and version == "0"):
         try:
             SemVer.parse(version)

@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from repo_metadata.semver import SemVer
-from update_server.sbom.advisories import Affected, Event, EventKind, Range, RangeType
+from update_server.sbom.advisories import Affected, EventKind, Range, RangeEvent, RangeType
 
 _DOTTED = re.compile(r"\d{1,9}(?:\.\d{1,9}){0,15}\Z", re.ASCII)
 #: Events that share a version apply in this order (V2: introduced, then the ends).
@@ -74,7 +74,7 @@ def in_range(version: str, range_: Range) -> bool | None:
     return held and all(at < limit for limit in limits)
 
 
-def _after(held: bool, event: Event, at: Any, key: Key) -> bool:
+def _after(held: bool, event: RangeEvent, at: Any, key: Key) -> bool:
     """V2: whether the range holds ``at`` once ``event`` is passed."""
     if _zero(event):
         return True
@@ -96,13 +96,13 @@ def ordering(kind: RangeType, versions: Sequence[str]) -> Key | None:
     return None
 
 
-def _place(event: Event, key: Key) -> tuple[int, object, int]:
+def _place(event: RangeEvent, key: Key) -> tuple[int, object, int]:
     if _zero(event):
         return (0, (), 0)
     return (1, key(_bare(event.version)), _ORDER[event.kind])
 
 
-def _zero(event: Event) -> bool:
+def _zero(event: RangeEvent) -> bool:
     return event.kind is EventKind.INTRODUCED and event.version == "0"
 
 
