@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 RUN_START = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -39,6 +40,9 @@ class FakeClock:
 
     now: datetime = RUN_START
     tick: timedelta = timedelta(0)
+    #: What the clock says of its own synchronization (the server's
+    #: ``clock_sync.ReportsSynchronization``): None, it says nothing.
+    synchronized: Any = None
 
     def __post_init__(self) -> None:
         if self.now.utcoffset() != timedelta(0):
@@ -52,6 +56,10 @@ class FakeClock:
         """Move the clock on by ``timedelta(**delta)``; return the new time."""
         self.now += timedelta(**delta)
         return self.now
+
+    def synchronization(self) -> Any:
+        """The ``clock_sync.ClockSync`` a test stated, or None (C4: not the system clock)."""
+        return self.synchronized
 
     def monotonic(self) -> float:
         """``now`` in seconds since the epoch (monotonic while ``now`` only moves on)."""

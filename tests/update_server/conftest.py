@@ -21,6 +21,7 @@ from tests.pg import (
     PostgresUnavailableError,
     postgres_session,
 )
+from tests.unprivileged import pretend_unprivileged
 from tests.update_server.openapi_contract import ContractRecorder
 from tests.update_server.repo_world import World, make_world
 from update_server.app import create_app
@@ -30,6 +31,16 @@ from update_server.setup import init_data_dir
 
 FAST_KDF = KdfParams(memory_kib=8192, iterations=1, lanes=1)
 START = RUN_START  # published metadata is read by a stock ngclient
+
+
+@pytest.fixture
+def unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process ``fwserver serve`` sees an unprivileged user (R6: it refuses root).
+
+    For the modules that test serve's other rules (``pytestmark``);
+    ``test_serve_root`` tests the refusal itself, with the real user id.
+    """
+    pretend_unprivileged(monkeypatch)
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ that states its own synchronization (C4: a test's clock is not the kernel's).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from datetime import datetime
 
 import pytest
 from click.testing import CliRunner
@@ -43,20 +41,6 @@ TIME_OK = 0
 STA_PLL, STA_NANO = 0x0001, 0x2000
 UNSYNCED = ClockSync(SyncState.UNSYNCHRONIZED, max_error_us=16_000_000)
 SYNCED = ClockSync(SyncState.SYNCHRONIZED, max_error_us=12_000)
-
-
-@dataclass
-class StatedClock:
-    """A fixed clock that says whether it is synchronized (``ReportsSynchronization``)."""
-
-    now: datetime
-    state: ClockSync
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def synchronization(self) -> ClockSync:
-        return self.state
 
 
 @pytest.mark.parametrize(
@@ -99,7 +83,7 @@ def test_the_kernel_really_answers_c1() -> None:
 
 def test_another_clock_is_not_the_kernels_c4(clock: FakeClock) -> None:
     assert sync_of(clock) == ClockSync(SyncState.NOT_SYSTEM_CLOCK)
-    assert sync_of(StatedClock(clock.now, UNSYNCED)) is UNSYNCED
+    assert sync_of(FakeClock(clock.now, synchronized=UNSYNCED)) is UNSYNCED
 
 
 def test_the_status_warns_of_an_unsynchronized_clock_s9(
@@ -107,7 +91,9 @@ def test_the_status_warns_of_an_unsynchronized_clock_s9(
 ) -> None:
     for stated, warned in ((UNSYNCED, True), (SYNCED, False)):
         services = build_services(
-            config, clock=StatedClock(clock.now, stated), signer_loader=signer_loader(config)
+            config,
+            clock=FakeClock(clock.now, synchronized=stated),
+            signer_loader=signer_loader(config),
         )
         with transaction(services.sessions) as db:
             report = server_status(services, db)
@@ -124,7 +110,7 @@ def test_fwserver_status_exits_3_on_an_unsynchronized_clock(
         result = CliRunner().invoke(
             main,
             ["status", "--data-dir", str(config.data_dir)],
-            obj=CommandClock(StatedClock(clock.now, stated)),
+            obj=CommandClock(FakeClock(clock.now, synchronized=stated)),
         )
         assert result.exit_code == code, result.output
         assert ("not synchronized (NTP)" in result.stderr) is (stated is UNSYNCED)

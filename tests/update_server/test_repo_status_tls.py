@@ -14,17 +14,13 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
 
-from tests.unprivileged import pretend_unprivileged
 from tests.update_server.repo_world import World
 from update_server.cli import main
 from update_server.cli_common import CommandClock
 from update_server.tls import CA_CERT_FILE, LEAF_VALIDITY, RENEW_BEFORE, TLS_DIR, server_tls
 
-
-@pytest.fixture(autouse=True)
-def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
-    pretend_unprivileged(monkeypatch)
+# R6: fwserver serve refuses root (test_serve_root); here its other rules are tested.
+pytestmark = pytest.mark.usefixtures("unprivileged")
 
 
 def _ca_end(data_dir: Path) -> datetime:

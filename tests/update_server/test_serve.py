@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from cryptography import x509
 from flask import Flask
 
-from tests.unprivileged import pretend_unprivileged
 from update_server import cli, wsgi
 from update_server.cli_common import CommandClock
 from update_server.cli_serve import serve
@@ -36,10 +35,8 @@ from update_server.tls import MIN_TLS
 WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
 
 
-@pytest.fixture(autouse=True)
-def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
-    pretend_unprivileged(monkeypatch)
+# R6: fwserver serve refuses root (test_serve_root); here its other rules are tested.
+pytestmark = pytest.mark.usefixtures("unprivileged")
 
 
 def test_serve_is_a_fwserver_command() -> None:

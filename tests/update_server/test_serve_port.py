@@ -8,16 +8,12 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from tests.unprivileged import pretend_unprivileged
 from update_server.cli import main
 from update_server.config import ServerConfig
 from update_server.serve import ServeError, check_port
 
-
-@pytest.fixture(autouse=True)
-def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
-    pretend_unprivileged(monkeypatch)
+# R6: fwserver serve refuses root (test_serve_root); here its other rules are tested.
+pytestmark = pytest.mark.usefixtures("unprivileged")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.unprivileged import pretend_unprivileged
 from update_server.cli import main
 from update_server.config import ServerConfig
 from update_server.serve import prepare
@@ -23,10 +22,8 @@ from update_server.tls import CERT_FILE, KEY_FILE, generate_self_signed
 WILDCARD = "0.0.0.0"  # noqa: S104 - the address under test
 
 
-@pytest.fixture(autouse=True)
-def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
-    pretend_unprivileged(monkeypatch)
+# R6: fwserver serve refuses root (test_serve_root); here its other rules are tested.
+pytestmark = pytest.mark.usefixtures("unprivileged")
 
 
 def _host_warnings(warnings: list[str] | tuple[str, ...]) -> list[str]:

@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fwcommon import files
-from tests.unprivileged import pretend_unprivileged
 from tests.update_server.conftest import FAST_KDF
 from update_server import setup
 from update_server.cli import main
@@ -17,11 +16,8 @@ from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.setup import SetupError, init_data_dir
 from update_server.tls import CA_CERT_FILE, CERT_FILE, TLS_DIR
 
-
-@pytest.fixture(autouse=True)
-def _unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fwserver serve`` refuses root (R6: test_serve_root); here its other rules are tested."""
-    pretend_unprivileged(monkeypatch)
+# R6: fwserver serve refuses root (test_serve_root); here its other rules are tested.
+pytestmark = pytest.mark.usefixtures("unprivileged")
 
 
 def _fwserver(*args: str) -> Result:

@@ -80,7 +80,8 @@ class ReportsSynchronization(Protocol):
 
     def __call__(self) -> datetime: ...
 
-    def synchronization(self) -> ClockSync: ...
+    def synchronization(self) -> ClockSync | None:
+        """Its state, or None when it does not know (then: not the system clock)."""
 
 
 def classify(result: int, status: int, max_error_us: int | None = None) -> ClockSync:
@@ -143,6 +144,5 @@ def sync_of(clock: Callable[[], datetime]) -> ClockSync:
     """C4: the kernel's state for the system clock; another clock's own, or none."""
     if clock is system_clock:
         return read_kernel()
-    if isinstance(clock, ReportsSynchronization):
-        return clock.synchronization()
-    return ClockSync(SyncState.NOT_SYSTEM_CLOCK)
+    stated = clock.synchronization() if isinstance(clock, ReportsSynchronization) else None
+    return ClockSync(SyncState.NOT_SYSTEM_CLOCK) if stated is None else stated
