@@ -44,6 +44,7 @@ from repo_metadata.firmware import FirmwareInfo
 from tests.e2e.conftest import RunningServer, new_data_dir, start_server
 from tests.e2e.offline import LINE, import_repository, make_repository
 from tests.e2e.people import Person, call, enrolled
+from tests.hsm_mock.helpers import skip_or_fail
 from tests.unprivileged import invoke_fwserver
 from update_server.config import CONFIG_FILE, ServerConfig
 
@@ -73,7 +74,7 @@ class Fuzzed:
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     """A server with a published repository and a logged-in release manager."""
     if not SCHEMATHESIS.exists():
-        pytest.skip(f"schemathesis is not installed ({SCHEMATHESIS}): make venv")
+        skip_or_fail(f"schemathesis is not installed ({SCHEMATHESIS}): make venv")
     work = tmp_path_factory.mktemp("attack")
     data_dir = new_data_dir(work)
     config = ServerConfig.load(data_dir).with_changes(max_failed_logins=100)
