@@ -104,6 +104,7 @@ NORMAL_INTERVAL = frozenset(
         EventType.LOG_TAIL_REPAIRED,
         EventType.LOG_DAMAGED,
         EventType.LOG_ROTATED,
+        EventType.DELTA_FAILED,
         EventType.AWAITING_AUTHORIZATION,
         EventType.PREREQUISITE_MISSING,
         EventType.AUTHORIZATION_ACCEPTED,

@@ -147,6 +147,7 @@ HOUSEKEEPING = frozenset(
         EventType.LOG_ROTATED,
         EventType.AUTHORIZATION_ACCEPTED,
         EventType.AUTHORIZATION_USED,
+        EventType.DELTA_FAILED,
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")

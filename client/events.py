@@ -157,6 +157,9 @@ class EventType(StrEnum):
     SERVER_FROZEN = "server_frozen"
     #: Verified and kept, not activated: outside the maintenance window.
     DEFERRED_WINDOW = "deferred_window"
+    #: Issue 13 (``client.delta``): a delta could not carry the release (the reason says
+    #: why); the full image is downloaded in the same session.
+    DELTA_FAILED = "delta_failed"
     ERROR = "error"
 
 

@@ -304,18 +304,25 @@ class SlotWriter:
         self._sealed = True
 
     def mark_pending(
-        self, *, record: SlotRecord, tries: int, now: datetime, ready_check: str | None = None
+        self,
+        *,
+        record: SlotRecord,
+        tries: int,
+        now: datetime,
+        ready_check: str | None = None,
+        transfer: Mapping[str, object] | None = None,
     ) -> None:
         """Switch the boot environment to "pending, ``tries`` tries"; log ``installed``.
 
         Only after ``seal``; ``ready_check`` is what the clinical-use guard
-        answered (R52), kept in the log entry.
+        answered (R52), kept in the log entry, and ``transfer`` how the bytes
+        came (issue 13: ``client.delta``), added to its detail.
         """
         if not 1 <= tries <= MAX_TRIES:
             raise ValueError(f"tries must be between 1 and {MAX_TRIES}")
         if not self._sealed:
             raise InstallError(f"slot {self.slot} is not sealed: nothing to mark pending")
-        self._mark_pending(record, tries, now, ready_check)
+        self._mark_pending(record, tries, now, ready_check, transfer or {})
 
     def _seal(self, record: SlotRecord, evidence: Mapping[str, bytes]) -> None:
         """Verify the bytes on disk and the evidence, then store evidence and record."""
@@ -337,7 +344,12 @@ class SlotWriter:
         _clear_progress(state, self.slot)
 
     def _mark_pending(
-        self, record: SlotRecord, tries: int, now: datetime, ready_check: str | None
+        self,
+        record: SlotRecord,
+        tries: int,
+        now: datetime,
+        ready_check: str | None,
+        transfer: Mapping[str, object],
     ) -> None:
         env = self.state.bootenv()
         if env.mode is Mode.FAILSAFE and not self.recovery:
@@ -356,6 +368,7 @@ class SlotWriter:
             security_version=record.security_version,
             recovery=self.recovery,
             **({} if ready_check is None else {"ready_check": ready_check}),
+            **transfer,
         )
         self.state.write_bootenv(
             env.with_changes(

@@ -76,7 +76,7 @@ from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client import authorizations as authorization_store
-from client import discovery
+from client import delta, discovery
 from client.directive import Directive, Window
 from client.download import download_into
 from client.errors import ClientError, FailsafeError, UpdateRefusedError
@@ -164,6 +164,8 @@ MEANING: Mapping[EventType, str] = {
     " nothing new is installed this poll, the metadata is still refreshed",
     EventType.SERVER_FROZEN: "the update server is in its failsafe freeze: nothing is installed"
     " or activated, the current verified firmware keeps running",
+    EventType.DELTA_FAILED: "a delta could not carry the chosen release; its full image is"
+    " downloaded instead",
     EventType.DEFERRED_WINDOW: "outside the maintenance window: the verified firmware waits in"
     " the inactive slot, the current firmware keeps running, a poll inside the window"
     " activates it",
@@ -927,7 +929,9 @@ class _Session:
         if document is not None:  # N1: bound before any byte is written
             store = authorization_store.accept(self.state, document, at=self.at, store=self.kept)
         ref = TargetRef(chosen.path, chosen.length, chosen.sha256)
+        transfer = self._carry_by_delta(chosen, recovery=recovery)  # issue 13: chosen first
         with open_inactive(self.state, ref, recovery=recovery) as writer:
+            fetched = ref.length - writer.offset
             download_into(
                 writer,
                 fetcher=self.remote.fetcher,
@@ -959,7 +963,11 @@ class _Session:
                 authorization_store.mark_used(self.state, nonce, at=self.at, store=store)
             # Logs "installed" once the slot is pending.
             writer.mark_pending(
-                record=record, tries=tries, now=self.at, ready_check=decision.detail
+                record=record,
+                tries=tries,
+                now=self.at,
+                ready_check=decision.detail,
+                transfer=transfer.detail(fetched=fetched),
             )
         message = explain(
             EventType.INSTALLED,
@@ -968,6 +976,38 @@ class _Session:
         )
         message = self._noting_contradicted(message)
         return UpdateResult(Outcome.INSTALLED, EventType.INSTALLED, message, chosen)
+
+    def _carry_by_delta(self, chosen: Candidate, *, recovery: bool) -> delta.Transfer:
+        """Issue 13: the chosen release's bytes carried by a delta when one fits.
+
+        The release is already chosen, confirmed and authorized on its full
+        image; a delta only fills the inactive slot with its bytes (rules in
+        ``client.delta``). Any delta failure is logged ``delta_failed`` and
+        the full image's download follows in this session.
+        """
+        try:
+            return delta.by_delta(
+                self.state,
+                self.updater,
+                chosen,
+                running=self._running_record(),
+                at=self.at,
+                download=self._download_target,
+                recovery=recovery,
+            )
+        except delta.DeltaFailedError as exc:
+            self.log(
+                EventType.DELTA_FAILED,
+                explain(EventType.DELTA_FAILED, str(exc)),
+                target=chosen.path,
+                delta=exc.path,
+                reason=str(exc),
+            )
+            return delta.Transfer(downloaded=exc.downloaded)
+
+    def _download_target(self, target: TargetFile, file: Path) -> None:
+        """ngclient's download of a (small) target to ``file``: length and hashes checked."""
+        self.updater.download_target(target, str(file))
 
     def _defer(self, chosen: Candidate, slot: str, decision: Decision) -> UpdateResult:
         """R52: log ``deferred_in_use`` for the sealed, not pending ``slot``; its result."""

@@ -1,0 +1,483 @@
+"""Delta updates on the device (issue 13, ``client.delta``): a delta only carries bytes.
+
+Each test names the rule (X1 to X6 of ``client.delta``), the ANSM
+recommendation or the attack it answers. The repository is the client's
+simulator (python-tuf's Metadata API, published as the server does); deltas
+are made with ``fwcommon.delta.make_delta`` and signed in the product line
+with the contract's ``delta`` field, written out here field by field.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from client import delta as delta_module
+from client.boot import boot
+from client.directive import STANDALONE
+from client.integrity import verify_slot
+from client.state import StateDir
+from client.update import Outcome, UpdateResult, update
+from fwcommon.delta import make_delta
+from tests.client.helpers_state import assert_consistent
+from tests.client.sim import MODEL, Sim, event_types, provision, sha256
+from tests.client.test_power import PowerCut, fuse
+from tests.client.tuf_repo import firmware_custom
+
+SIZE = 256 * 1024
+BLOCK = 64
+
+
+def base_image() -> bytes:
+    return random.Random(1).randbytes(SIZE)  # noqa: S311  test data, not secrets
+
+
+def evolve(image: bytes, *, seed: int, share: float = 0.01) -> bytes:
+    """``image`` with ``share`` of its bytes changed, in scattered blocks of ``BLOCK``."""
+    rng = random.Random(seed)  # noqa: S311  test data, not secrets
+    data = bytearray(image)
+    for _block in range(int(len(image) * share) // BLOCK):
+        start = rng.randrange(0, len(image) - BLOCK)
+        data[start : start + BLOCK] = rng.randbytes(BLOCK)
+    return bytes(data)
+
+
+def sign_release(sim: Sim, version: str, security_version: int, image: bytes, **custom: Any) -> str:
+    models = custom.pop("models", (MODEL,))
+    path = f"{MODEL}/fw-{version}.bin"
+    info = firmware_custom(version, security_version, models, **custom)
+    sim.repo.add_target(MODEL, path, image, info, "alice", "bob")
+    sim.images[path] = image
+    sim.publish()
+    return path
+
+
+def sign_delta(
+    sim: Sim,
+    tmp_path: Path,
+    *,
+    image_path: str,
+    base_path: str,
+    base_version: str,
+    made_from: bytes,
+    made_to: bytes,
+    listed_base: bytes | None = None,
+    role: str = MODEL,
+    signers: tuple[str, ...] = ("alice", "bob"),
+) -> str:
+    """Sign ``<image_path>.from-<base_version>.bsdiff``: ``made_from`` to ``made_to``.
+
+    Its ``delta`` field names ``listed_base`` (default ``made_from``) as the base.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "old").write_bytes(made_from)
+    (tmp_path / "new").write_bytes(made_to)
+    make_delta(tmp_path / "old", tmp_path / "new", tmp_path / "delta")
+    data = (tmp_path / "delta").read_bytes()
+    base = made_from if listed_base is None else listed_base
+    custom = {
+        "delta": {
+            "image": image_path,
+            "base": base_path,
+            "base_sha256": sha256(base),
+            "base_length": len(base),
+            "format": "bsdiff4",
+        }
+    }
+    path = f"{image_path}.from-{base_version}.bsdiff"
+    sim.repo.add_target(role, path, data, custom, *signers)
+    sim.images[path] = data
+    sim.publish()
+    return path
+
+
+def installed_detail(device: StateDir) -> dict[str, Any]:
+    entries = [e for e in device.events.entries() if e["type"] == "installed"]
+    assert entries, "nothing installed"
+    detail: dict[str, Any] = entries[-1]["detail"]
+    return detail
+
+
+def delta_failures(device: StateDir) -> list[dict[str, Any]]:
+    return [e["detail"] for e in device.events.entries() if e["type"] == "delta_failed"]
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Sim:
+    return Sim(tmp_path / "sim")
+
+
+@pytest.fixture
+def base() -> bytes:
+    return base_image()
+
+
+@pytest.fixture
+def new() -> bytes:
+    return evolve(base_image(), seed=2)
+
+
+@pytest.fixture
+def device(tmp_path: Path, sim: Sim, base: bytes) -> StateDir:
+    """A device running release 1.0.0 (``base``) from slot b, committed."""
+    state = provision(tmp_path / "device", sim)
+    sign_release(sim, "1.0.0", 1, base)
+    result = update(state, sim.remote(), directive=STANDALONE)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    boot(state, health_check=None, now=datetime.now(UTC))
+    assert state.bootenv().active == "b"
+    return state
+
+
+@pytest.fixture
+def release(sim: Sim, new: bytes) -> str:
+    """Release 1.1.0 (``new``), its full image signed."""
+    return sign_release(sim, "1.1.0", 2, new)
+
+
+@pytest.fixture
+def matching_delta(sim: Sim, tmp_path: Path, base: bytes, new: bytes, release: str) -> str:
+    """The delta from 1.0.0 (what the device runs) to 1.1.0."""
+    return sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=new,
+    )
+
+
+def run(device: StateDir, sim: Sim) -> UpdateResult:
+    return update(device, sim.remote(), directive=STANDALONE)
+
+
+def assert_installed_full(device: StateDir, sim: Sim, release: str, result: UpdateResult) -> None:
+    """The full image was downloaded, and the slot holds exactly the signed image."""
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert sim.fetched(sim.target_url(release)), "the full image was not downloaded"
+    assert device.slot_image("a").read_bytes() == sim.images[release]
+    assert verify_slot(device, "a").ok
+    detail = installed_detail(device)
+    assert detail["transfer"] == "full"
+    assert detail["downloaded"] >= len(sim.images[release])
+
+
+# -- X1: which delta -------------------------------------------------------------------
+
+
+def test_a_delta_from_the_running_release_carries_the_update_in_far_fewer_bytes(
+    device: StateDir, sim: Sim, release: str, matching_delta: str
+) -> None:
+    """X1-X4: the delta is preferred; the slot holds the signed image byte for byte (R29)."""
+    result = run(device, sim)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert result.candidate is not None and result.candidate.path == release
+    assert sim.fetched(sim.target_url(release)) == [], "the full image was downloaded"
+    assert len(sim.fetched(sim.target_url(matching_delta))) == 1
+    assert device.slot_image("a").read_bytes() == sim.images[release]
+    assert verify_slot(device, "a").ok
+    assert device.bootenv().pending == "a"
+    detail = installed_detail(device)
+    assert detail["transfer"] == "delta"
+    assert detail["delta"] == matching_delta
+    assert detail["downloaded"] == len(sim.images[matching_delta]) < SIZE // 10
+    assert delta_failures(device) == []
+    assert not device.slot_progress("a").exists()
+    assert [p.name for p in device.slots_dir.glob("*.delta")] == []
+    assert_consistent(device)
+
+
+def test_a_delta_from_another_base_is_not_used_and_is_not_a_failure(
+    device: StateDir, sim: Sim, tmp_path: Path, release: str, new: bytes
+) -> None:
+    """X1: the running firmware's SHA-256 differs from the delta's base: full image."""
+    other = evolve(base_image(), seed=3)
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=other,
+        made_to=new,
+    )
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    assert sim.fetched(sim.target_url(path)) == [], "a delta for another base was downloaded"
+    assert delta_failures(device) == []
+
+
+def test_a_delta_signed_outside_the_releases_role_is_not_used(
+    device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes, release: str
+) -> None:
+    """X1: a delta the top-level targets role signs, not the product line: full image."""
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=new,
+        role="targets",
+        signers=("manager",),
+    )
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    assert sim.fetched(sim.target_url(path)) == []
+
+
+def test_a_delta_is_never_installed_on_its_own(
+    device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes
+) -> None:
+    """A delta target is no install candidate: with no full image signed, nothing installs."""
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=f"{MODEL}/fw-1.1.0.bin",
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=new,
+    )
+    result = run(device, sim)
+    assert result.outcome is Outcome.UP_TO_DATE, result.message
+    assert sim.fetched(sim.target_url(path)) == []
+    assert device.bootenv().pending is None
+
+
+@pytest.mark.parametrize(
+    ("security_version", "custom", "event"),
+    [
+        (2, {"models": ("pump-y200",)}, "hardware_mismatch"),
+        (0, {}, "firmware_downgrade"),
+    ],
+)
+def test_a_delta_never_installs_a_release_the_policy_refuses(
+    device: StateDir,
+    sim: Sim,
+    tmp_path: Path,
+    base: bytes,
+    new: bytes,
+    security_version: int,
+    custom: dict[str, Any],
+    event: str,
+) -> None:
+    """R25, hardware model: the choice is made on the full image; its delta changes nothing."""
+    release = sign_release(sim, "1.1.0", security_version, new, **custom)
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=new,
+    )
+    result = run(device, sim)
+    assert result.outcome is not Outcome.INSTALLED
+    assert event in event_types(device)
+    assert sim.fetched(sim.target_url(path)) == []
+    assert device.bootenv().pending is None
+    assert not device.slot_image("a").exists()
+
+
+# -- X5: any failure falls back to the full image -----------------------------------------
+
+
+def test_a_corrupted_delta_fails_tufs_hash_check_and_the_full_image_installs(
+    device: StateDir, sim: Sim, release: str, matching_delta: str
+) -> None:
+    """TUF arbitrary-package attack on the delta: bad hash, delta_failed, full image."""
+    url = sim.target_url(matching_delta)
+    data = bytearray(sim.images[matching_delta])
+    data[len(data) // 2] ^= 0xFF
+    sim.override[url] = bytes(data)
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert failure["delta"] == matching_delta
+    assert failure["target"] == release
+    assert "hash" in failure["reason"].lower()
+    types = event_types(device)
+    assert types.index("delta_failed") < len(types) - 1 - types[::-1].index("installed")
+
+
+def test_an_unreachable_delta_falls_back_to_the_full_image(
+    device: StateDir, sim: Sim, release: str, matching_delta: str
+) -> None:
+    """X5: a download error on the delta (connection cut), then the full image."""
+    sim.cut[sim.target_url(matching_delta)] = 100
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert "downloading" in failure["reason"]
+
+
+def test_a_signed_delta_rebuilding_other_bytes_is_never_pending(
+    device: StateDir, sim: Sim, tmp_path: Path, base: bytes, release: str
+) -> None:
+    """X4: a validly signed delta whose output is not the signed image: delta_failed, full.
+
+    The mismatch is caught before the slot is checkpointed or sealed: the
+    only ``installed`` entry is the full image's, after the failure.
+    """
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=evolve(base, seed=4),
+    )
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert failure["delta"] == path
+    assert "not" in failure["reason"] and "as signed" in failure["reason"]
+    types = event_types(device)
+    assert types.count("installed") == 2  # 1.0.0 at provisioning, then 1.1.0 in full
+    assert types[-2:] == ["delta_failed", "installed"]
+
+
+def test_a_running_slot_decayed_since_it_was_verified_is_not_patched_r29(
+    device: StateDir, sim: Sim, release: str, matching_delta: str
+) -> None:
+    """X3 (R29): the running slot's bytes no longer match the delta's base: full image."""
+    image = device.slot_image("b")
+    data = bytearray(image.read_bytes())
+    data[1000] ^= 0xFF
+    image.write_bytes(bytes(data))
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert "running slot no longer holds" in failure["reason"]
+    assert failure["delta"] == matching_delta
+
+
+def test_a_malformed_delta_fails_to_apply_and_the_full_image_installs(
+    device: StateDir, sim: Sim, tmp_path: Path, base: bytes, release: str
+) -> None:
+    """X5: a validly signed delta that is not a bsdiff4 patch (DeltaError): full image."""
+    path = f"{release}.from-1.0.0.bsdiff"
+    data = b"NOTBSDIFF" * 100
+    custom = {
+        "delta": {
+            "image": release,
+            "base": f"{MODEL}/fw-1.0.0.bin",
+            "base_sha256": sha256(base),
+            "base_length": len(base),
+            "format": "bsdiff4",
+        }
+    }
+    sim.repo.add_target(MODEL, path, data, custom, "alice", "bob")
+    sim.images[path] = data
+    sim.publish()
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert "BSDIFF40" in failure["reason"]
+
+
+# -- X6: power cuts -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cut_while_applying(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The power goes once half the rebuilt image has reached the slot."""
+    real = delta_module.apply_delta
+
+    def half_then_cut(base: Path, delta: Path, out: BinaryIO, *, max_output: int) -> int:
+        class Half:
+            def write(self, data: bytes) -> int:
+                out.write(data[: len(data) // 2])
+                raise PowerCut("power cut while applying the delta")
+
+        return real(base, delta, Half(), max_output=max_output)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(delta_module, "apply_delta", half_then_cut)
+
+
+def test_a_power_cut_while_applying_leaves_the_running_slot_and_the_next_session_installs(
+    device: StateDir,
+    sim: Sim,
+    release: str,
+    matching_delta: str,
+    monkeypatch: pytest.MonkeyPatch,
+    cut_while_applying: None,
+) -> None:
+    """X6 (R24): half an image in the inactive slot is never booted; the next update installs."""
+    running = device.slot_image("b").read_bytes()
+    with pytest.raises(PowerCut):
+        run(device, sim)
+    monkeypatch.undo()  # the power is back
+    assert device.slot_record("a") is None, "a half-written slot has a record"
+    assert boot(device, health_check=None, now=datetime.now(UTC)).slot == "b"
+    assert device.slot_image("b").read_bytes() == running
+    assert_consistent(device)
+    result = run(device, sim)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert device.slot_image("a").read_bytes() == sim.images[release]
+    assert installed_detail(device)["transfer"] == "delta"
+    assert_consistent(device)
+
+
+def test_a_power_cut_at_each_durable_step_of_a_delta_install_x6(
+    device: StateDir, sim: Sim, release: str, matching_delta: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X6 (R24, R33): cut at every durable step from the delta's slot opening to pending.
+
+    After each cut the device boots a verified image (1.0.0, or 1.1.0 once
+    pending), and the update then completes: the running slot is never
+    changed by a delta, and nothing left behind wedges the next session.
+    """
+    template = device.root
+    began: list[int] = []
+    real_carry = delta_module.carry
+
+    def noted(counter: Any) -> Callable[..., int | None]:
+        def carry(*args: Any, **kwargs: Any) -> int | None:
+            began.append(counter.steps)
+            return real_carry(*args, **kwargs)
+
+        return carry
+
+    counting = fresh(template, "count")
+    with fuse(None) as counter:
+        monkeypatch.setattr(delta_module, "carry", noted(counter))
+        assert run(counting, sim).outcome is Outcome.INSTALLED
+    monkeypatch.undo()
+    assert installed_detail(counting)["transfer"] == "delta"
+    total, first = counter.steps, began[0] + 1
+    assert total - first > 10, "the delta install should have many durable steps"
+    for k in range(first, total + 1):
+        state = fresh(template, f"cut-{k}")
+        with pytest.raises(PowerCut), fuse(k):
+            run(state, sim)
+        assert_consistent(state)
+        booted = boot(state, health_check=None, now=datetime.now(UTC))
+        assert verify_slot(state, booted.slot).ok, f"step {k}"
+        if state.bootenv().active == "b":
+            assert state.slot_image("b").read_bytes() == sim.images[f"{MODEL}/fw-1.0.0.bin"]
+            result = run(state, sim)
+            assert result.outcome is Outcome.INSTALLED, f"step {k}: {result.message}"
+            boot(state, health_check=None, now=datetime.now(UTC))
+        assert state.bootenv().active == "a", f"step {k}"
+        assert state.slot_image("a").read_bytes() == sim.images[release], f"step {k}"
+        assert_consistent(state)
+        shutil.rmtree(state.root)
+
+
+def fresh(template: Path, name: str) -> StateDir:
+    path = template.parent / name
+    shutil.copytree(template, path)
+    return StateDir(path)
