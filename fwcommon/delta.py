@@ -15,8 +15,9 @@ for CPython 3.11 so a device installs it from the locked wheels with
 an 8-byte magic, three signed 64-bit lengths (compressed control block,
 compressed diff block, size of the new file), then three bz2 streams. See
 docs/adr/0008-delta-updates-with-bsdiff.md for the choice and its memory cost
-(bsdiff holds the base, the image and the patch in memory: applying peaks at
-about three times the image; making a delta at about nine times the image).
+(bsdiff holds the base, the image and the patch in memory; measured on a
+64 MiB image: applying peaks at 210 MiB RSS, about three times the image, in
+1.5 s; making a delta at 1,165 MiB, about eighteen times the image, in 89 s).
 
 We do not use bsdiff4's own reader (``bsdiff4.patch``): it checks only seven
 bytes of the magic, decompresses each block without a bound (a bz2 bomb) and

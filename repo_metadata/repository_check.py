@@ -22,6 +22,12 @@ The rules, in this order (ids as in ``validation``, ``frontier`` and
     of its bins) lists copies of its current releases, and every release its
     bins gain or its list drops is listed or superseded (``frontier``):
     devices read only that list.
+``delta-release``
+    each delta target the change adds or changes (issue 13) rebuilds a
+    release that a device's walk of the repository finds once the change
+    lands, starts from another one, and names that base's signed length and
+    SHA-256 (``repo_metadata.delta.check_delta_target``, DI1-DI7): a device
+    picks a delta by those fields, and only the full release is installed.
 
 What differs between the two callers is a matter of policy, and the policy
 is a required keyword (``completeness``): a release the server publishes
@@ -49,7 +55,8 @@ from typing import Any
 
 from tuf.api.metadata import Metadata, Root, SuccinctRoles, TargetFile, Targets
 
-from repo_metadata.errors import InvalidMetadataError, UpdateRejectedError
+from repo_metadata.delta import check_delta_target, is_delta
+from repo_metadata.errors import InvalidFieldError, InvalidMetadataError, UpdateRejectedError
 from repo_metadata.frontier import check_complete, check_copies, check_line_change
 from repo_metadata.validation import check_delegation_graph
 from repo_metadata.verify import check_signatures
@@ -65,6 +72,7 @@ RULES = (
     "delegation-broken",
     "current-release-copy",
     "current-release-missing",
+    "delta-release",
 )
 
 
@@ -114,6 +122,7 @@ def check_repository(
     lines = _check_lines(
         changed, before=before, after=after, whole=completeness is Completeness.WHOLE
     )
+    _check_deltas(changed, before=before, after=after)
     return RepositoryCheck(tree, lines, to_resign)
 
 
@@ -289,3 +298,76 @@ def _check_whole_line(line: str, signed: Targets, bins: SuccinctRoles, after: Ro
         signed.targets,
         [t for b in held.values() if b is not None for t in b.targets.values()],
     )
+
+
+# --- delta-release ------------------------------------------------------------------
+
+
+def _check_deltas(
+    changed: Mapping[str, Metadata[Any]], *, before: RoleLookup, after: RoleLookup
+) -> None:
+    for role, md in changed.items():
+        signed = _targets_of(md)
+        old = _targets_of(before(role))
+        for path, target in (signed.targets if signed is not None else {}).items():
+            if is_delta(target) and (old is None or old.targets.get(path) != target):
+                _check_delta(target, after)
+
+
+def _check_delta(delta: TargetFile, after: RoleLookup) -> None:
+    fields = delta.custom["delta"]
+    image, base = (
+        find_target(after, fields.get(name) if isinstance(fields, dict) else None)
+        for name in ("image", "base")
+    )
+    if image is None or base is None:
+        raise UpdateRejectedError(
+            "delta-release",
+            f"delta {delta.path}: its {'image' if image is None else 'base'} is not a target a"
+            " device finds in this repository; add that release first, or leave the delta out",
+        )
+    try:
+        check_delta_target(delta, image, base)
+    except InvalidFieldError as exc:
+        raise UpdateRejectedError("delta-release", f"delta {exc}") from None
+
+
+def find_target(after: RoleLookup, path: object) -> TargetFile | None:
+    """The target at ``path`` as a device's walk from ``targets`` finds it, or None.
+
+    Preorder and depth first, a role's own targets before its delegations,
+    a terminating delegation ending the walk after its role (TUF 5.6.7);
+    each role once.
+    """
+    if not isinstance(path, str):
+        return None
+    stack, seen = [Targets.type], set()
+    while stack:
+        name = stack.pop()
+        signed = None if name in seen else _targets_of(after(name))
+        seen.add(name)
+        if signed is None:
+            continue
+        if path in signed.targets:
+            return signed.targets[path]
+        children, terminating = _delegated_for(signed, path)
+        if terminating:
+            stack.clear()
+        stack.extend(reversed(children))
+    return None
+
+
+def _delegated_for(signed: Targets, path: str) -> tuple[list[str], bool]:
+    """The roles ``signed`` delegates ``path`` to, in order, and whether the last ends the walk."""
+    delegations = signed.delegations
+    if delegations is None:
+        return [], False
+    if delegations.succinct_roles is not None:
+        return [delegations.succinct_roles.get_role_for_target(path)], False
+    children = []
+    for role in (delegations.roles or {}).values():
+        if role.is_delegated_path(path):
+            children.append(role.name)
+            if role.terminating:
+                return children, True
+    return children, False

@@ -51,6 +51,9 @@ Content, ``check_metadata``:
 - ``firmware-fields``: a target whose signed custom fields are not valid
   ``FirmwareInfo`` (a typo must not drop the anti-rollback counter); SBOM
   targets (see ``is_sbom_path``) with no custom fields are exempt.
+- ``delta-fields``: a delta target (a ``delta`` custom field, issue 13)
+  whose field is not valid ``DeltaInfo`` (``repo_metadata.delta`` DI1-DI6):
+  a delta has no firmware fields, so it can never pass for a release.
 - ``authorization-keys``: root's list of the keys that authorize installs
   (``repo_metadata.authorization``, rules A1 and A2) is malformed, or shares
   a key with a root role (R47).
@@ -99,6 +102,7 @@ from tuf.api.metadata import (
 )
 
 from fwcommon.keyid import KeyIdError, default_keyid_of
+from repo_metadata.delta import DeltaInfo, is_delta
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.paths import MAX_TARGET_PATH, check_role_name, check_target_path
@@ -419,6 +423,12 @@ def _check_target(path: str, target: TargetFile) -> None:
             "target-path", f"target listed as {path!r} names path {target.path!r}"
         )
     if is_sbom_path(path) and not target.custom:
+        return
+    if is_delta(target):
+        try:
+            DeltaInfo.from_target(target)
+        except InvalidFieldError as exc:
+            raise InvalidMetadataError("delta-fields", str(exc)) from None
         return
     try:
         FirmwareInfo.from_target(target)

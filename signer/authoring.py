@@ -26,11 +26,15 @@ from tuf.api.metadata import (
     Targets,
 )
 
+from fwcommon.delta import DeltaError, make_delta
 from repo_metadata.authorization import AuthorizationKeys
+from repo_metadata.delta import FIELD as DELTA
+from repo_metadata.delta import DeltaInfo, delta_path, is_delta
 from repo_metadata.errors import InvalidFieldError, InvalidMetadataError
 from repo_metadata.firmware import FirmwareInfo, SbomRef
 from repo_metadata.frontier import current_releases, firmware_info, with_release
-from repo_metadata.paths import check_role_name, check_target_path
+from repo_metadata.paths import check_role_name, check_target_path, local_target_file
+from repo_metadata.semver import SemVer
 from repo_metadata.validation import check_product_line_patterns
 from signer import layout
 from signer.errors import SignerError
@@ -189,6 +193,21 @@ def _overlaps(patterns: Sequence[str], pattern: str) -> bool:
     return any(p[:-1].startswith(prefix) or prefix.startswith(p[:-1]) for p in patterns)
 
 
+@dataclass(frozen=True)
+class DeltaSources:
+    """Where ``add_firmware`` finds base releases and writes the deltas it makes.
+
+    ``versions``: the earlier releases to diff from; ``base_dir``: the build
+    directory holding their files (found as ``local_target_file`` finds
+    them); ``work_dir``: an empty directory for the delta files, which the
+    caller copies to its targets directory once the release is added.
+    """
+
+    versions: Sequence[str]
+    base_dir: Path
+    work_dir: Path
+
+
 def add_firmware(
     repo: OfflineRepository,
     *,
@@ -198,17 +217,114 @@ def add_firmware(
     target_path: str | None = None,
     sbom: Path | None = None,
     progress: Callable[[int], object] | None = None,
+    deltas: DeltaSources | None = None,
 ) -> list[str]:
-    """Add a firmware image (and its SBOM) to the role that signs its path."""
+    """Add a firmware image (its SBOM, its deltas) to the role that signs its path.
+
+    With ``deltas``, a delta target from each base release is signed beside
+    the release (``repo_metadata.delta``); each base is checked before
+    anything is made (``make_release_deltas``).
+    """
     path = release_target_path(name, info, target_path)
     if not image.is_file():
         raise SignerError(f"{image}: no such firmware file")
+    made = [] if deltas is None else make_release_deltas(repo, path, image, info, deltas)
     if sbom is not None:
         sbom_path = sbom_target_path(path)
         sbom_digest = _add_target(repo, sbom_path, sbom, {}, None)
         info = replace(info, sbom=SbomRef(path=sbom_path, sha256=sbom_digest))
     _add_target(repo, path, image, info.to_custom(), progress)
+    for delta in made:
+        _add_target(repo, delta.path, delta.file, delta.info.to_custom(), None)
     return repo.commit()
+
+
+@dataclass(frozen=True)
+class MadeDelta:
+    """A delta file made for a release, with the signed field it gets."""
+
+    path: str
+    file: Path
+    info: DeltaInfo
+
+
+def make_release_deltas(
+    repo: OfflineRepository, path: str, image: Path, info: FirmwareInfo, sources: DeltaSources
+) -> list[MadeDelta]:
+    """Make the delta from each base release to ``image``; refuse before making any.
+
+    Each base is a signed release of the same product line for one of the
+    release's models, older than it, whose file in ``sources.base_dir`` has
+    the signed length and SHA-256: a delta made from other bytes would never
+    apply on a device.
+    """
+    if len(set(sources.versions)) != len(sources.versions):
+        raise SignerError("--delta-from names a release twice")
+    bases = [_base_release(repo, path, info, version) for version in sources.versions]
+    files = [_base_file(base, sources.base_dir) for base in bases]
+    made = []
+    for base, file in zip(bases, files, strict=True):
+        version = FirmwareInfo.from_target(base).version
+        target = delta_path(path, version)
+        out = sources.work_dir / target
+        try:
+            make_delta(file, image, out)
+        except DeltaError as exc:
+            raise SignerError(f"delta from {version}: {exc}") from None
+        delta = DeltaInfo(
+            image=path, base=base.path, base_sha256=base.hashes["sha256"], base_length=base.length
+        )
+        made.append(MadeDelta(target, out, delta))
+    return made
+
+
+def _base_release(
+    repo: OfflineRepository, path: str, info: FirmwareInfo, version: str
+) -> TargetFile:
+    try:
+        if not SemVer.parse(version) < info.semver:
+            raise SignerError(
+                f"--delta-from {version}: a delta starts from a release earlier than {info.version}"
+            )
+    except ValueError as exc:
+        raise SignerError(f"--delta-from {version}: {exc}") from None
+    _check_path(path)
+    role = repo.leaf_role_for(path)
+    line = repo.line_of_bin(role) or role
+    signed = [*repo.targets(line).targets.values(), *repo.archived_releases(line)]
+    found = {
+        target.path: target
+        for target in signed
+        if (known := firmware_info(target)) is not None
+        and known.version == version
+        and set(known.hardware_models) & set(info.hardware_models)
+    }
+    if len(found) != 1:
+        which = "no release" if not found else f"{len(found)} releases ({', '.join(sorted(found))})"
+        raise SignerError(
+            f"--delta-from {version}: {which} of version {version} for"
+            f" {', '.join(info.hardware_models)} in {line}; name one signed release"
+            " ('fwsign status' lists them)"
+        )
+    return next(iter(found.values()))
+
+
+def _base_file(base: TargetFile, base_dir: Path) -> Path:
+    file = local_target_file(base_dir, base.path)
+    if file is None:
+        raise SignerError(
+            f"the file of base release {base.path} is not in {base_dir} (looked for"
+            f" {base_dir / base.path} and {base_dir / base.path.rpartition('/')[2]});"
+            " give the build directory that holds it with --delta-base-dir"
+        )
+    digest = hash_file(file)
+    if digest.length != base.length or digest.sha256 != base.hashes.get("sha256"):
+        raise SignerError(
+            f"{file} is not the signed base release {base.path} (its length or SHA-256"
+            " differs from the signed ones): a delta from it would never apply on a device;"
+            " give the signed build"
+        )
+    return file
 
 
 def release_target_path(name: str, info: FirmwareInfo, target_path: str | None) -> str:
@@ -255,7 +371,11 @@ def higher_floors(repo: OfflineRepository, *, path: str, info: FirmwareInfo) -> 
 
 
 def withdrawn_paths(repo: OfflineRepository, *, path: str) -> list[str]:
-    """The target paths ``revoke_release(path)`` removes: the release and its SBOM."""
+    """The target paths ``revoke_release(path)`` removes: the release, its SBOM, its deltas.
+
+    Its deltas: those that rebuild it and those that start from it, so no
+    delta names a release that is no longer signed (``delta-release``).
+    """
     role = repo.leaf_role_for(path)
     target = repo.targets(role).targets.get(path)
     if target is None:
@@ -266,7 +386,19 @@ def withdrawn_paths(repo: OfflineRepository, *, path: str) -> list[str]:
         sbom_role = repo.leaf_role_for(sbom["path"])
         if sbom["path"] in repo.targets(sbom_role).targets:
             paths.append(sbom["path"])
-    return paths
+    return paths + _deltas_naming(repo, path)
+
+
+def _deltas_naming(repo: OfflineRepository, path: str) -> list[str]:
+    role = repo.leaf_role_for(path)
+    line = repo.line_of_bin(role) or role
+    held = [*repo.targets(line).targets.values(), *repo.archived_releases(line)]
+    named = []
+    for target in held:
+        fields = target.custom.get(DELTA) if is_delta(target) else None
+        if isinstance(fields, dict) and path in (fields.get("image"), fields.get("base")):
+            named.append(target.path)
+    return sorted(named)
 
 
 def _add_target(
@@ -311,8 +443,8 @@ def _set_current(repo: OfflineRepository, line: str, current: dict[str, TargetFi
 
 
 def revoke_release(repo: OfflineRepository, *, path: str) -> list[str]:
-    """Withdraw a release (R56/R57): remove it, and its SBOM, from its role."""
-    release, *sbom = withdrawn_paths(repo, path=path)
+    """Withdraw a release (R56/R57): remove it, its SBOM and its deltas from their roles."""
+    release, *others = withdrawn_paths(repo, path=path)
     role = repo.leaf_role_for(release)
     with repo.edit_targets(role) as signed:
         del signed.targets[release]
@@ -320,9 +452,9 @@ def revoke_release(repo: OfflineRepository, *, path: str) -> list[str]:
     if line is not None and release in repo.targets(line).targets:
         # A current release withdrawn: the releases it superseded may be current again.
         _set_current(repo, line, current_releases(repo.archived_releases(line)))
-    for sbom_path in sbom:
-        with repo.edit_targets(repo.leaf_role_for(sbom_path)) as signed:
-            del signed.targets[sbom_path]
+    for other in others:
+        with repo.edit_targets(repo.leaf_role_for(other)) as signed:
+            del signed.targets[other]
     return repo.commit()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from fwcommon import cli
 from fwcommon.cli import ToolGroup
 from hsm_mock.errors import HSMError
 from repo_metadata.authorization import AuthorizationKeys
+from repo_metadata.delta import delta_path
 from repo_metadata.errors import RepositoryError
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.policy import Policy
@@ -266,6 +268,25 @@ def delegate(
         " and 'publish --targets-dir DIR' look for it."
     ),
 )
+@click.option(
+    "--delta-from",
+    "delta_from",
+    multiple=True,
+    metavar="VERSION",
+    help=(
+        "Also sign a delta from this earlier release of the product line (devices running it"
+        " download only the difference); repeatable. Needs --targets-dir, where the delta is"
+        " written."
+    ),
+)
+@click.option(
+    "--delta-base-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=(
+        "Build directory holding the --delta-from releases' files, checked against their"
+        " signed length and SHA-256 [default: --targets-dir]."
+    ),
+)
 @key_option
 def add(
     repo: Path,
@@ -280,6 +301,8 @@ def add(
     release_notes: str,
     target_path: str | None,
     targets_dir: Path | None,
+    delta_from: tuple[str, ...],
+    delta_base_dir: Path | None,
     keys: tuple[str, ...],
 ) -> None:
     """Add a firmware IMAGE to the product line that owns its path.
@@ -293,6 +316,12 @@ def add(
     line for the same hardware model is added with a warning: devices that
     installed the other release never go below its floor (R25), so it only
     reaches devices still below it.
+
+    Each --delta-from VERSION signs, beside the release, a delta target
+    <target path>.from-VERSION.bsdiff made from that release's file (found in
+    --delta-base-dir, else --targets-dir, and refused unless it has the signed
+    length and SHA-256); a device running VERSION may download it instead of
+    the image, and still installs only bytes with the image's signed hashes.
     """
     info = FirmwareInfo(
         version=version,
@@ -309,8 +338,13 @@ def add(
         for target, file in files.items():
             if file.is_file():
                 authoring.check_copy_destination(targets_dir / target, file)
+    _check_delta_options(path, delta_from, targets_dir)
     floors = authoring.higher_floors(repository, path=path, info=info)
-    with _progress(image) as bar:
+    with tempfile.TemporaryDirectory(prefix="fwsign-delta-") as work, _progress(image) as bar:
+        base_dir = delta_base_dir or targets_dir
+        deltas = None
+        if delta_from and base_dir is not None:
+            deltas = authoring.DeltaSources(delta_from, base_dir, Path(work))
         written = authoring.add_firmware(
             repository,
             image=image,
@@ -319,10 +353,12 @@ def add(
             target_path=target_path,
             sbom=sbom,
             progress=bar.update if bar is not None else None,
+            deltas=deltas,
         )
-    added = OfflineRepository(repo, now=_now())
-    for target, file in files.items():
-        _show_added(added, target, file, targets_dir)
+        files |= {delta_path(path, v): Path(work) / delta_path(path, v) for v in delta_from}
+        added = OfflineRepository(repo, now=_now())
+        for target, file in files.items():
+            _show_added(added, target, file, targets_dir)
     for floor in floors:
         click.echo(
             f"warning: {path} has security version {security_version}, below"
@@ -332,6 +368,23 @@ def add(
             err=True,
         )
     _show_to_sign(added, written, repository.to_resign)
+
+
+def _check_delta_options(path: str, delta_from: Sequence[str], targets_dir: Path | None) -> None:
+    if not delta_from:
+        return
+    if targets_dir is None:
+        raise SignerError(
+            "--delta-from needs --targets-dir DIR: each delta is written to DIR/<its target"
+            " path>, where 'verify' and 'publish' look for it (nothing was added)"
+        )
+    for version in delta_from:
+        dest = targets_dir / delta_path(path, version)
+        if dest.exists():
+            raise SignerError(
+                f"{dest} already exists; move it away or give another --targets-dir"
+                " (nothing was added)"
+            )
 
 
 def _show_added(
@@ -608,7 +661,7 @@ def revoke_key(repo: Path, keyid: str, keys: tuple[str, ...]) -> None:
 @click.argument("target_path")
 @key_option
 def revoke_release(repo: Path, target_path: str, keys: tuple[str, ...]) -> None:
-    """Withdraw a released TARGET_PATH (and its SBOM) so devices move off it (R56, R57)."""
+    """Withdraw a released TARGET_PATH (its SBOM, its deltas) so devices move off it (R56, R57)."""
     repository = _open(repo, keys)
     removed = authoring.withdrawn_paths(repository, path=target_path)
     written = authoring.revoke_release(repository, path=target_path)

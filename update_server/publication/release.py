@@ -18,7 +18,10 @@ form a tree), ``delegation-broken`` (a published role left out of the
 release still meets the threshold of its changed delegator: a key rotation
 must re-sign what it affects), ``current-release-copy`` and
 ``current-release-missing`` (a product line with hashed bins lists copies of
-its current releases, covering what its bins gain or its list drops).
+its current releases, covering what its bins gain or its list drops) and
+``delta-release`` (a delta target it adds rebuilds a release the repository
+holds, from a signed base it names exactly; issue 13). A delta's bytes are
+uploaded and checked against its signed hashes like any target's.
 
 Beyond these, rules of the server itself:
 
