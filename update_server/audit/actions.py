@@ -79,3 +79,6 @@ class Action(StrEnum):
     FREEZE_VOTE = "freeze.vote"
     #: R24: a second security officer's vote lifted the freeze: the system is normal again.
     FREEZE_LEAVE = "freeze.leave"
+    #: R13, R27 (issue 13): an offline bundle made for a model or a device (model, device,
+    #: release, the bundle's SHA-256 and size, who), or refused on the technician's page.
+    BUNDLE_CREATE = "bundle.create"

@@ -1,0 +1,236 @@
+"""Offline bundles, the server's side (``update_server.bundles``): what one carries (R13, R25).
+
+A bundle is only another way to carry bytes, so the tests hold it to two
+standards: it carries exactly the files the device's update asks for (the
+root chain after the root it trusts, timestamp, snapshot, the targets roles
+its walks visit, the firmware and its SBOM: S1-S4), and a stock ngclient
+whose only source is the bundle verifies and downloads the release
+byte for byte. The choice of release (S5) is tested on its pure core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from tuf.api.metadata import Metadata
+
+from fwcommon.bundle import MANIFEST, Bundle, BundleError
+from repo_metadata.firmware import FirmwareInfo
+from tests.update_server.bundle_world import (
+    BundleFetcher,
+    Published,
+    bundle_updater,
+    publish,
+    rotate_root,
+)
+from tests.update_server.repo_world import World
+from update_server.authorizations.issuing import Release
+from update_server.bundles import making, selection
+from update_server.bundles.errors import BadRootError, NothingToCarryError, UnknownError
+from update_server.bundles.making import Request
+from update_server.bundles.selection import DeviceFacts
+from update_server.publication.repository import OnlineRepository
+
+BOUND = 64 * 1024 * 1024
+
+
+def _make(world: World, request: Request, out: Path, *, max_bytes: int = BOUND) -> Path:
+    contents = making.collect(world.config, request, now=world.now, wait=0)
+    making.write(contents, out, now=world.now, max_bytes=max_bytes)
+    return out
+
+
+def _published_version(world: World, role: str) -> int:
+    version = OnlineRepository(world.repository, now=world.now).published_version(role)
+    assert version is not None
+    return version
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def releases(world: World) -> tuple[Published, Published]:
+    """Pump 1.0.0, then 2.0.0 with its SBOM; a monitor release beside them; root at v3."""
+    old = publish(world, "1.0.0")
+    publish(world, "1.0.0", line="monitor-m20")
+    new = publish(world, "2.0.0", sbom=True)
+    assert rotate_root(world, "officer4") == 2
+    assert rotate_root(world, "officer5") == 3
+    return old, new
+
+
+def test_a_bundle_holds_exactly_the_root_chain_roles_firmware_and_sbom_r13_r25_s1_s4(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    """Root chain after v1, timestamp, the versioned snapshot and targets, the pump line's
+    role (not the monitor's), the newest release and its SBOM, under ngclient's names."""
+    _, new = releases
+    out = _make(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
+    assert new.sbom is not None and new.sbom_path is not None
+    expected = {
+        MANIFEST,
+        "metadata/2.root.json",
+        "metadata/3.root.json",
+        "metadata/timestamp.json",
+        f"metadata/{_published_version(world, 'snapshot')}.snapshot.json",
+        f"metadata/{_published_version(world, 'targets')}.targets.json",
+        f"metadata/{_published_version(world, 'pump-x100')}.pump-x100.json",
+        new.member(_sha256(new.data)),
+        Published(new.sbom_path, new.sbom).member(_sha256(new.sbom)),
+    }
+    with Bundle.open(out, max_bytes=BOUND) as bundle:
+        assert set(bundle.names()) == expected
+        assert bundle.names()[0] == MANIFEST
+        manifest = bundle.manifest
+        for name in expected - {MANIFEST}:
+            assert bundle.read(name, limit=BOUND) == (world.repository / name).read_bytes(), name
+        assert bundle.read(new.member(_sha256(new.data)), limit=BOUND) == new.data
+    assert (manifest.hardware_model, manifest.device, manifest.root_from) == ("pump-x100", None, 1)
+    assert manifest.release == new.path
+    assert manifest.authorization is None
+
+
+def test_a_stock_ngclient_on_root_1_updates_from_the_bundle_alone_r13(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    """TUF 5.3-5.7 run on the bundle's bytes only: every file the device asks for is there
+    (a 404 ends the root chain only), and the firmware and SBOM verify byte for byte."""
+    _, new = releases
+    out = _make(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
+    root_1 = (world.repository / "metadata" / "1.root.json").read_bytes()
+    with Bundle.open(out, max_bytes=BOUND) as bundle:
+        updater = bundle_updater(bundle, tmp_path / "device", root_1)
+        updater.refresh()
+        found = updater.get_targetinfo(new.path)
+        assert found is not None
+        got = Path(updater.download_target(found, str(tmp_path / "fw.bin"))).read_bytes()
+        assert new.sbom_path is not None
+        sbom = updater.get_targetinfo(new.sbom_path)
+        assert sbom is not None
+        got_sbom = Path(updater.download_target(sbom, str(tmp_path / "sbom.json"))).read_bytes()
+        fetcher = updater._fetcher
+        assert isinstance(fetcher, BundleFetcher)
+        missing = [name for name in fetcher.asked if name not in fetcher.names]
+    assert got == new.data
+    assert got_sbom == new.sbom
+    assert missing == ["metadata/4.root.json"], "only the end of the root chain is absent"
+    trusted = Metadata.from_file(str(tmp_path / "device" / "metadata" / "root.json"))
+    assert trusted.signed.version == 3
+
+
+def test_the_chain_starts_after_the_root_the_device_trusts_r25_s1(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    out = _make(world, Request(hardware_model="pump-x100", root_from=2), tmp_path / "b.tar")
+    with Bundle.open(out, max_bytes=BOUND) as bundle:
+        roots = sorted(name for name in bundle.names() if name.endswith(".root.json"))
+        assert bundle.manifest.root_from == 2
+    assert roots == ["metadata/3.root.json"]
+    current = _make(world, Request(hardware_model="pump-x100", root_from=3), tmp_path / "c.tar")
+    with Bundle.open(current, max_bytes=BOUND) as bundle:
+        assert not [name for name in bundle.names() if name.endswith(".root.json")]
+    with pytest.raises(BadRootError, match="up to 3, not 4"):
+        _make(world, Request(hardware_model="pump-x100", root_from=4), tmp_path / "d.tar")
+    assert not (tmp_path / "d.tar").exists()
+
+
+def test_a_named_older_release_is_carried_with_its_own_file_s5(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    old, _ = releases
+    request = Request(hardware_model="pump-x100", version="1.0.0")
+    out = _make(world, request, tmp_path / "b.tar")
+    with Bundle.open(out, max_bytes=BOUND) as bundle:
+        targets = [name for name in bundle.names() if name.startswith("targets/")]
+        assert bundle.manifest.release == old.path
+    assert targets == [old.member(_sha256(old.data))], "no SBOM named: none carried"
+
+
+def test_an_unknown_model_or_release_is_refused_and_nothing_is_written_s5(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    with pytest.raises(UnknownError, match="ventilator-v9"):
+        _make(world, Request(hardware_model="ventilator-v9"), tmp_path / "a.tar")
+    with pytest.raises(UnknownError, match=r"no release 9\.9\.9 .*1\.0\.0, 2\.0\.0"):
+        _make(world, Request(hardware_model="pump-x100", version="9.9.9"), tmp_path / "b.tar")
+    assert list(tmp_path.glob("*.tar")) == []
+
+
+def test_a_bundle_over_its_bound_is_refused_and_leaves_no_file_r13(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    with pytest.raises(BundleError, match=r"bound|larger|max"):
+        _make(world, Request(hardware_model="pump-x100"), media / "b.tar", max_bytes=16 * 1024)
+    assert list(media.iterdir()) == [], "neither the bundle nor a temporary file is left"
+
+
+def test_a_release_whose_file_the_server_lacks_is_refused(
+    world: World, releases: tuple[Published, Published], tmp_path: Path
+) -> None:
+    _, new = releases
+    (world.repository / new.member(_sha256(new.data))).unlink()
+    with pytest.raises(making.UnusableError, match="upload the signed file"):
+        _make(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
+    assert not (tmp_path / "b.tar").exists()
+
+
+# -- S5 on its pure core ----------------------------------------------------------------
+
+
+def _release(version: str, **fields: object) -> Release:
+    info = FirmwareInfo(version=version, hardware_models=("pump-x100",), **fields)  # type: ignore[arg-type]
+    return Release(f"pump-x100/fw-{version}.bin", "ab" * 32, info)
+
+
+def _device(running: str | None, floor: int | None = None) -> DeviceFacts:
+    return DeviceFacts("pump-1", "pump-x100", running, floor)
+
+
+RELEASES = (
+    _release("1.0.0", security_version=1),
+    _release("2.0.0", security_version=1, min_installed_version="1.0.0"),
+    _release("2.1.0", security_version=3, min_installed_version="2.0.0"),
+    _release("3.0.0-rc.1", security_version=3),
+)
+
+
+def _choose(device: DeviceFacts | None, assigned: Release | None = None) -> str:
+    chosen = selection.choose(
+        RELEASES, model="pump-x100", version=None, device=device, assigned=assigned
+    )
+    return chosen.info.version
+
+
+def test_a_model_bundle_carries_its_newest_release_never_a_pre_release_s5() -> None:
+    assert _choose(None) == "2.1.0"
+
+
+def test_a_device_bundle_carries_what_the_device_takes_next_r25_s5() -> None:
+    """The device's own rules: its min_installed_version met, newer than it runs."""
+    assert _choose(_device("1.0.0")) == "2.0.0"
+    assert _choose(_device("2.0.0")) == "2.1.0"
+    assert _choose(_device(None)) == "1.0.0"
+    with pytest.raises(NothingToCarryError, match="name one with --release"):
+        _choose(_device("2.1.0"))
+
+
+def test_a_device_below_its_floor_gets_nothing_below_the_floor_r25_s5() -> None:
+    with pytest.raises(NothingToCarryError):
+        _choose(_device("2.0.0", floor=4))
+
+
+def test_a_deployments_assignment_wins_for_a_device_s5() -> None:
+    assert _choose(_device("1.0.0"), assigned=RELEASES[0]) == "1.0.0"
+
+
+def test_the_root_chain_is_the_versions_after_the_trusted_one_s1() -> None:
+    assert selection.root_chain(1, 3) == ["metadata/2.root.json", "metadata/3.root.json"]
+    assert selection.root_chain(3, 3) == []
+    with pytest.raises(BadRootError):
+        selection.root_chain(0, 3)
