@@ -15,6 +15,7 @@ import click
 
 from update_server.cli_audit import audit
 from update_server.cli_backup import backup, restore
+from update_server.cli_bundle import bundle
 from update_server.cli_common import ErrorGroup, data_dir_option
 from update_server.cli_db import db
 from update_server.cli_deployments import deployment, fleet, group
@@ -62,3 +63,4 @@ main.add_command(deployment)
 main.add_command(group)
 main.add_command(fleet)
 main.add_command(sbom)
+main.add_command(bundle)
