@@ -50,6 +50,7 @@ from update_server.models import Role, User
 from update_server.web import (
     alert_pages,
     audit_pages,
+    bundle_pages,
     deployment_pages,
     device_pages,
     fleet_pages,
@@ -69,6 +70,7 @@ blueprint.register_blueprint(audit_pages.blueprint)
 blueprint.register_blueprint(alert_pages.blueprint)
 blueprint.register_blueprint(deployment_pages.blueprint)
 blueprint.register_blueprint(fleet_pages.blueprint)
+blueprint.register_blueprint(bundle_pages.blueprint)
 csrf = CSRFProtect()
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -273,6 +275,11 @@ freeze_pages.blueprint.register_error_handler(
 deployment_pages.blueprint.register_error_handler(
     AuthenticationError,
     lambda exc: deployment_pages.refused_code(exc) or error_page(exc),
+)
+# BP2: a refused code on a device's bundle form shows its page again (else as above).
+bundle_pages.blueprint.register_error_handler(
+    AuthenticationError,
+    lambda exc: bundle_pages.refused_code(exc) or error_page(exc),
 )
 
 
