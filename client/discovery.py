@@ -27,6 +27,12 @@ device's trusted time (``at``, which may be the time floor when the clock
 is behind it). A stale cached file fails these checks and is skipped; a
 forged one raises.
 
+A delta target (``repo_metadata.delta``, issue 13) is never an install
+candidate: it only carries a release's bytes, and the release is chosen and
+verified on its own full image. ``install_targets`` leaves deltas out of
+what a role offers; a delta's custom has no firmware fields, so
+``FirmwareInfo`` refuses it as well (DI1).
+
 The chosen target is confirmed with ``get_targetinfo`` on its real path
 before anything is downloaded (``update.py``), so ngclient's walk, with its
 terminating delegations and ordering, has the last word.
@@ -54,6 +60,7 @@ from tuf.api.metadata import (
 from tuf.ngclient import Updater
 
 from client.walk import walk_to_target
+from repo_metadata.delta import is_delta
 
 PROBE = ".fwclient-probe"
 #: Upper bound on roles walked (2**14 bins plus named roles).
@@ -132,6 +139,13 @@ def walk(
         if role is not None:
             yield role
             stack.extend(reversed(list(_children(role, prefix, archive=archive))))
+
+
+def install_targets(role: SignedRole, prefix: str) -> Iterator[tuple[str, TargetFile]]:
+    """The targets ``role`` signs under ``prefix`` that may be installed: no delta (issue 13)."""
+    for path, target in role.signed.targets.items():
+        if path.startswith(prefix) and not is_delta(target):
+            yield path, target
 
 
 def _load_with_ngclient(updater: Updater, child: _Child) -> None:

@@ -60,6 +60,12 @@ The running release must be accounted for by the signed set:
    superseded release, still signed in its bin, is quiet; one signed there
    with other bytes than the running slot's is rule 6's.
 
+A delta target (issue 13) is never a candidate: a ``Candidate`` carries the
+``FirmwareInfo`` of a full image, which a delta's signed field is not
+(``repo_metadata.delta`` DI1), and discovery leaves deltas out
+(``client.discovery.install_targets``). A delta only carries the chosen
+release's bytes; these rules decide on the release alone.
+
 Which candidates may be chosen at all is the server's selection
 (``client.directive``), which the device never trusts further than this:
 

@@ -1,0 +1,116 @@
+"""A delta target is never an install candidate (issue 13; client.discovery, client.policy).
+
+A delta only carries the bytes of a release chosen on its own full image. The
+repository is the simulator's (python-tuf's Metadata API, published as the
+server does), so the delta targets here are signed as the contract writes
+them, and one as a confused or malicious signer might: firmware fields
+beside its ``delta`` field, at a version above every release (TUF arbitrary
+software attack: bytes that are not a signed image must never be installed).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tuf.api.metadata import TargetFile, Targets
+
+from client import discovery
+from client.directive import STANDALONE
+from client.state import StateDir
+from client.update import Outcome, check, refresh_metadata
+from tests.client.sim import MODEL, Sim, provision, sha256
+from tests.client.tuf_repo import firmware_custom
+
+BASE = f"{MODEL}/fw-1.0.0.bin"
+RELEASE = f"{MODEL}/fw-1.1.0.bin"
+DELTA = f"{RELEASE}.from-1.0.0.bsdiff"
+
+
+def _delta_field(sim: Sim) -> dict[str, Any]:
+    base = sim.images[BASE]
+    return {
+        "image": RELEASE,
+        "base": BASE,
+        "base_sha256": sha256(base),
+        "base_length": len(base),
+        "format": "bsdiff4",
+    }
+
+
+def _sign(sim: Sim, path: str, custom: dict[str, Any]) -> None:
+    data = b"BSDIFF40 not really a patch, never installed"
+    sim.repo.add_target(MODEL, path, data, custom, "alice", "bob")
+    sim.images[path] = data
+    sim.publish()
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Sim:
+    sim = Sim(tmp_path / "sim")
+    sim.release("1.0.0", 1)
+    sim.release("1.1.0", 1)
+    _sign(sim, DELTA, {"delta": _delta_field(sim)})
+    return sim
+
+
+@pytest.fixture
+def device(tmp_path: Path, sim: Sim) -> StateDir:
+    return provision(tmp_path / "device", sim)
+
+
+def _offered(device: StateDir, sim: Sim) -> list[str]:
+    now = datetime.now(UTC)  # ngclient reads the real clock; the simulator signs from it
+    cache = device.metadata_dir
+    updater, _ = refresh_metadata(sim.remote(), cache=cache, root=sim.root(1), at=now, state=device)
+    offered = []
+    for role in discovery.walk(updater, cache, prefix=f"{MODEL}/", at=now):
+        offered += [path for path, _ in discovery.install_targets(role, f"{MODEL}/")]
+    return sorted(offered)
+
+
+def test_discovery_offers_the_releases_and_never_a_delta(device: StateDir, sim: Sim) -> None:
+    """Issue 13: the delta is signed in the line beside its release, but not offered."""
+    assert _offered(device, sim) == [BASE, RELEASE]
+
+
+def test_a_delta_is_never_chosen_the_full_release_is(device: StateDir, sim: Sim) -> None:
+    result = check(device, sim.remote(), directive=STANDALONE)
+    assert result.outcome is Outcome.AVAILABLE, result.message
+    assert result.candidate is not None
+    assert result.candidate.path == RELEASE
+
+
+def test_a_delta_carrying_firmware_fields_is_never_a_candidate(device: StateDir, sim: Sim) -> None:
+    """TUF arbitrary software: a delta signed as if it were release 9.9.9 is not installable."""
+    forged = f"{MODEL}/fw-9.9.9.bin.from-1.0.0.bsdiff"
+    custom = {**firmware_custom("9.9.9", 1, (MODEL,)), "delta": _delta_field(sim)}
+    _sign(sim, forged, custom)
+    assert forged not in _offered(device, sim)
+    result = check(device, sim.remote(), directive=STANDALONE)
+    assert result.candidate is not None
+    assert result.candidate.path == RELEASE
+
+
+def test_install_targets_leaves_out_paths_outside_the_prefix_and_deltas() -> None:
+    def target(path: str, custom: dict[str, Any]) -> TargetFile:
+        return TargetFile(1, {"sha256": "0" * 64}, path, {"custom": custom})
+
+    role = discovery.SignedRole(
+        "line",
+        b"",
+        _targets(
+            target(RELEASE, firmware_custom("1.1.0", 1, (MODEL,))),
+            target("other/fw-1.0.0.bin", firmware_custom("1.0.0", 1, ("other",))),
+            target(DELTA, {"delta": {}}),
+        ),
+    )
+    assert [path for path, _ in discovery.install_targets(role, f"{MODEL}/")] == [RELEASE]
+
+
+def _targets(*targets: TargetFile) -> Targets:
+    signed = Targets()
+    signed.targets = {t.path: t for t in targets}
+    return signed
