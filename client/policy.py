@@ -62,9 +62,10 @@ The running release must be accounted for by the signed set:
 
 A delta target (issue 13) is never a candidate: a ``Candidate`` carries the
 ``FirmwareInfo`` of a full image, which a delta's signed field is not
-(``repo_metadata.delta`` DI1), and discovery leaves deltas out
-(``client.discovery.install_targets``). A delta only carries the chosen
-release's bytes; these rules decide on the release alone.
+(``repo_metadata.delta`` DI1), so the client skips it as any target that is
+not firmware; ``client.discovery.install_targets`` lists what a role offers
+without its deltas. A delta only carries the chosen release's bytes; these
+rules decide on the release alone.
 
 Which candidates may be chosen at all is the server's selection
 (``client.directive``), which the device never trusts further than this:
