@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import client, fleet, large_image, nginx_layout, scale, server
+from benchmarks import client, delta, fleet, large_image, nginx_layout, scale, server
 from benchmarks.fixtures import People
 from benchmarks.report import MIB, Check, summary
 
 DEFAULT_SIZES = (10, 1_000, 10_000, 100_000)
-ONLY = ("signer", "server", "large-image", "scale", "client", "fleet", "nginx")
+ONLY = ("signer", "server", "large-image", "scale", "client", "fleet", "nginx", "delta")
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -165,10 +165,16 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         " --fleet-wave-seconds apply)",
     )
     parser.add_argument(
+        "--delta-image-mib",
+        type=_positive,
+        default=delta.DeltaOptions.image_mib,
+        help="delta: size of the image a release changes by 1%%, delta vs full (default 64)",
+    )
+    parser.add_argument(
         "--only",
         choices=ONLY,
         help="run only some benchmarks: signer (large-image and scale), server, client,"
-        " fleet, nginx (the production layout), or one of them",
+        " fleet, nginx (the production layout), delta (delta vs full update), or one of them",
     )
     parser.add_argument("--tmp-dir", type=Path, help="where to build files (default: system temp)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -295,6 +301,12 @@ def main(argv: Sequence[str]) -> int:
                     ),
                 ),
                 workdir=workdir,
+                people=people,
+            )
+        if _selected(args.only, "delta"):
+            checks += delta.run(
+                options=delta.DeltaOptions(image_mib=args.delta_image_mib, rounds=args.rounds),
+                workdir=workdir / "delta",
                 people=people,
             )
     measured = [check for check in checks if not isinstance(check, server.Skipped)]
