@@ -38,6 +38,7 @@ RULE_HOMES = frozenset(
         "repo_metadata/validation.py",
         "repo_metadata/verify.py",
         "repo_metadata/repository_check.py",
+        "repo_metadata/delta.py",
     }
 )
 PACKAGES = ("repo_metadata", "signer", "update_server", "client", "fwcommon", "hsm_mock")
@@ -50,6 +51,7 @@ RULE_FUNCTIONS = frozenset(
         "check_covered",
         "check_complete",
         "check_signatures",
+        "check_delta_target",
     }
 )
 EXPIRES = RUN_START + timedelta(days=30)
@@ -87,7 +89,12 @@ def test_no_other_module_calls_the_rule_functions() -> None:
 
 def test_the_shared_check_is_where_the_rule_functions_are_orchestrated() -> None:
     names = _imported_names(ROOT / "repo_metadata" / "repository_check.py")
-    assert {"check_delegation_graph", "check_line_change", "check_signatures"} <= names
+    assert {
+        "check_delegation_graph",
+        "check_line_change",
+        "check_signatures",
+        "check_delta_target",
+    } <= names
 
 
 # --- the check's contract, on plain python-tuf metadata ----------------------------
