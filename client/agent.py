@@ -105,6 +105,7 @@ NORMAL_INTERVAL = frozenset(
         EventType.LOG_DAMAGED,
         EventType.LOG_ROTATED,
         EventType.DELTA_FAILED,
+        EventType.OFFLINE_INSTALL,
         EventType.AWAITING_AUTHORIZATION,
         EventType.PREREQUISITE_MISSING,
         EventType.AUTHORIZATION_ACCEPTED,

@@ -148,6 +148,7 @@ HOUSEKEEPING = frozenset(
         EventType.AUTHORIZATION_ACCEPTED,
         EventType.AUTHORIZATION_USED,
         EventType.DELTA_FAILED,
+        EventType.OFFLINE_INSTALL,
     }
 )
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")

@@ -25,7 +25,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import click
 from tuf.api.exceptions import RepositoryError
 
-from client import authorizations, device_api, provisioning
+from client import authorizations, bundle_source, device_api, offline, provisioning
 from client import boot as boot_module
 from client import identity as identity_module
 from client import sbom as sbom_module
@@ -47,6 +47,7 @@ from client.readiness import Guard, ReadyCheck
 from client.report import Reporter, Sent
 from client.state import DEFAULT_SLOT_CAPACITY, LOCK_WAIT, DeviceIdentity, StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, check, explain, update
+from fwcommon import bundle as bundle_format
 from fwcommon.cli import Failure, ToolGroup, warn
 from fwcommon.files import atomic_write
 from repo_metadata.errors import InvalidFieldError
@@ -161,6 +162,59 @@ def _with_server(func: Any) -> Any:
     for option in reversed(server_options):
         func = option(func)
     return func
+
+
+#: ``update``'s server options: required, unless it installs from a bundle (no network).
+update_server_options = [
+    click.option("--server", metavar="URL", help="The update server (https://)."),
+    click.option(
+        "--ca",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="CA certificate the server's certificate must chain to.",
+    ),
+    click.option("--timeout", default=30.0, show_default=True, help="Network timeout, seconds."),
+    click.option(
+        "--bundle",
+        "bundle_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="Install from an offline bundle (removable media), with no network at all.",
+    ),
+    click.option(
+        "--bundle-max-bytes",
+        default=bundle_format.DEFAULT_MAX_BYTES,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="A bundle larger than this is refused before it is read.",
+    ),
+    click.option(
+        "--offline-max-age",
+        default=offline.DEFAULT_MAX_AGE.days,
+        show_default=True,
+        envvar="FWCLIENT_OFFLINE_MAX_AGE",
+        type=click.FloatRange(
+            min=offline.SHORTEST_MAX_AGE / timedelta(days=1),
+            max=offline.LONGEST_MAX_AGE / timedelta(days=1),
+        ),
+        help="Days a bundle's metadata may have expired, never before the device's time"
+        " floor (client.offline O2).",
+    ),
+]
+
+
+def _with_update_source(func: Any) -> Any:
+    for option in reversed(update_server_options):
+        func = option(func)
+    return func
+
+
+def _no_server_with_bundle(server: str | None, ca: Path | None) -> None:
+    """``update --bundle`` uses no network: a server named with it is a mistake."""
+    if server is not None or ca is not None:
+        raise click.UsageError(
+            "--bundle installs with no network: leave out --server and --ca"
+            " (the next 'fwclient report' carries the install to the server)"
+        )
 
 
 @click.group(cls=_Group)
@@ -324,7 +378,7 @@ def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> Non
 
 @main.command("update")
 @state_option
-@_with_server
+@_with_update_source
 @click.option("--tries", default=DEFAULT_TRIES, show_default=True, help="Trial boots allowed.")
 @click.option("--recovery", is_flag=True, help="Install a signed recovery in failsafe mode.")
 @click.option("--boot", "then_boot", is_flag=True, help="Reboot into it once installed.")
@@ -341,9 +395,12 @@ def check_command(state_dir: Path, server: str, ca: Path, timeout: float) -> Non
 )
 def update_command(
     state_dir: Path,
-    server: str,
-    ca: Path,
+    server: str | None,
+    ca: Path | None,
     timeout: float,
+    bundle_file: Path | None,
+    bundle_max_bytes: int,
+    offline_max_age: float,
     tries: int,
     recovery: bool,
     then_boot: bool,
@@ -366,12 +423,37 @@ def update_command(
     freeze (server_frozen, exit 0), a maintenance window (outside it:
     deferred_window, exit 0); no valid answer installs nothing new
     (poll_unanswered, exit 1). A device not registered takes the newest.
+
+    With --bundle FILE instead of --server and --ca, the same update runs
+    from a bundle on removable media with no network (client.bundle_source,
+    client.offline): the bundle's release, verified as online, its metadata
+    expired at most --offline-max-age days ago and never before the
+    device's time floor; its authorization, if the release requires one.
     """
     documents = [authorizations.read_file(path) for path in authorization_files]
     argv = _argv(health_check)
     if ignore_ready_check and not recovery:
         raise click.BadParameter("only a signed recovery (--recovery) may ignore the ready-check")
     guard = _guard(ready_check, ignore=ignore_ready_check)
+    if bundle_file is not None:
+        _no_server_with_bundle(server, ca)
+        with _writing(state_dir) as state:
+            result = bundle_source.update_from_bundle(
+                state,
+                bundle_file,
+                max_bytes=bundle_max_bytes,
+                max_age=timedelta(days=offline_max_age),
+                recovery=recovery,
+                tries=tries,
+                guard=guard,
+                authorizations=documents,
+            )
+            _finish(result)
+            if result.outcome is Outcome.INSTALLED and (then_boot or argv is not None):
+                _boot(state, argv, guard)
+        return
+    if server is None or ca is None:
+        raise click.UsageError("give --server URL and --ca FILE, or --bundle FILE")
     with _writing(state_dir) as state:  # install and reboot: no other command in between
         remote = _remote(server, ca, timeout)
         api = _device_api(state, server, ca, timeout)

@@ -157,6 +157,9 @@ class EventType(StrEnum):
     SERVER_FROZEN = "server_frozen"
     #: Verified and kept, not activated: outside the maintenance window.
     DEFERRED_WINDOW = "deferred_window"
+    #: Issue 13 (``client.offline`` O8): the install that follows came from a bundle, with
+    #: no network; the next online report carries it to the server.
+    OFFLINE_INSTALL = "offline_install"
     #: Issue 13 (``client.delta``): a delta could not carry the release (the reason says
     #: why); the full image is downloaded in the same session.
     DELTA_FAILED = "delta_failed"

@@ -83,6 +83,7 @@ from client.errors import ClientError, FailsafeError, UpdateRefusedError
 from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.evidence import role_file_name, root_file_name
 from client.fetcher import ResumableFetcher
+from client.offline import Offline
 from client.policy import (
     AUTHORIZATION_EVENTS,
     AssignmentRefusal,
@@ -134,6 +135,7 @@ MEANING: Mapping[EventType, str] = {
     EventType.FAILSAFE_REFUSED: "the device is in failsafe mode: only a signed recovery may"
     " change it",
     EventType.INSTALLED: "a verified firmware is in the inactive slot, pending a reboot",
+    EventType.OFFLINE_INSTALL: "a verified firmware from a bundle, installed with no network",
     EventType.AWAITING_AUTHORIZATION: "this release needs a technician's authorization for this"
     " device (R9); the current firmware keeps running until one arrives",
     EventType.PREREQUISITE_MISSING: "this release needs an intermediate release installed first",
@@ -366,6 +368,7 @@ def refresh_metadata(
     at: datetime,
     state: StateDir,
     network: FetcherInterface | None = None,
+    reference: datetime | None = None,
 ) -> tuple[Updater, dict[str, datetime]]:
     """One TUF refresh (spec 5.3 to 5.5) as every session runs it; the top-level expiries.
 
@@ -374,6 +377,10 @@ def refresh_metadata(
     ``network`` (by default a ``_SessionFetcher`` over its paced fetcher).
     Every top-level expiry is then checked again at the trusted time ``at``,
     and only then does ``state``'s time floor rise to ``at``.
+
+    An offline session (``client.offline``) gives its ``reference`` time
+    instead (O2): ngclient's expiry checks and the check above run at it,
+    and the time floor is left to the install (O6).
     """
     cache.mkdir(parents=True, exist_ok=True)
     updater = Updater(
@@ -384,10 +391,30 @@ def refresh_metadata(
         config=_CONFIG,
         bootstrap=root,
     )
+    if reference is not None:
+        set_reference_time(updater, reference)
     updater.refresh()
-    expiries = discovery.check_fresh(cache, at)
-    state.raise_time_floor(at)
+    expiries = discovery.check_fresh(cache, at if reference is None else reference)
+    if reference is None:
+        state.raise_time_floor(at)
     return updater, expiries
+
+
+def set_reference_time(updater: Updater, reference: datetime) -> None:
+    """O2 of ``client.offline``: ngclient checks every expiry at ``reference``, not its clock.
+
+    python-tuf 7.0.1 has no public way to give ngclient its reference time;
+    its ``TrustedMetadataSet`` reads the one attribute set here, the only
+    private attribute this client touches (ADR 0007). A python-tuf without
+    it fails here, closed, rather than check at its own clock unnoticed.
+    """
+    trusted = updater._trusted_set
+    if not hasattr(trusted, "reference_time"):
+        raise RuntimeError(
+            "this python-tuf has no Updater._trusted_set.reference_time: offline updates"
+            " need python-tuf 7.0.1's (ADR 0007)"
+        )
+    trusted.reference_time = reference
 
 
 def target_url(remote: Remote, target: TargetFile, *, consistent_snapshot: bool) -> str:
@@ -431,6 +458,7 @@ def update(
     should_stop: Callable[[], bool] = lambda: False,
     guard: Guard | None = None,
     authorizations: Sequence[SignedAuthorization] = (),
+    offline: Offline | None = None,
 ) -> UpdateResult:
     """Check, then download, verify and install the chosen firmware as pending.
 
@@ -459,6 +487,10 @@ def update(
     rule 8's; outside the window, the verified firmware is sealed, not
     pending (``deferred_window``, before the clinical-use guard is asked),
     and a pending slot waits for the window before the agent reboots into it.
+
+    Issue 13: ``offline`` makes it an offline session over a bundle
+    (``remote`` is ``client.bundle_source``'s), with ``client.offline``'s
+    reference time (O2) and floor (O6), and its install logged (O8).
     """
 
     def run(session: _Session) -> UpdateResult:
@@ -476,7 +508,7 @@ def update(
         finally:
             session.log_contradicted()
 
-    return _guarded(state, run, remote, directive, authorizations)
+    return _guarded(state, run, remote, directive, authorizations, offline=offline)
 
 
 def _guarded(
@@ -485,9 +517,11 @@ def _guarded(
     remote: Remote,
     directive: Directive,
     authorizations: Sequence[SignedAuthorization] = (),
+    *,
+    offline: Offline | None = None,
 ) -> UpdateResult:
     state.require_provisioned()
-    session = _Session(state, remote, directive, authorizations)
+    session = _Session(state, remote, directive, authorizations, offline)
     try:
         return action(session)
     except BaseException as exc:
@@ -510,6 +544,7 @@ class _Session:
         remote: Remote,
         directive: Directive,
         authorizations: Sequence[SignedAuthorization] = (),
+        offline: Offline | None = None,
     ) -> None:
         self.state = state
         self.remote = remote
@@ -521,6 +556,13 @@ class _Session:
         clock = datetime.now(UTC)
         self.at = session_time(state, clock=clock)
         self.clock = clock
+        #: Issue 13: an offline session's bundle and freshness bound (None: online).
+        self.offline = offline
+        #: When the metadata's expiries are checked: ``at``, or offline O2's reference time.
+        self.metadata_at = self.at
+        if offline is not None:
+            floor = time_floor(state, clock=clock, built=BUILT)
+            self.metadata_at = offline.reference_time(clock=clock, floor=floor)
         #: What the device keeps of authorizations (N1-N4), read once per session.
         self.kept = authorization_store.load(state, at=self.at)
         #: The technicians' documents this session holds (policy rule 5): those given,
@@ -658,7 +700,7 @@ class _Session:
         path = record.target_path
         if self.updater.get_targetinfo(path) is None:
             return RunningEntry(path, None)
-        roles, target = discovery.signing_roles(self.state.metadata_dir, path, at=self.at)
+        roles, target = discovery.signing_roles(self.state.metadata_dir, path, at=self.metadata_at)
         return RunningEntry(path, _candidate(path, target, roles[-1].name))
 
     def _refresh(self) -> None:
@@ -672,6 +714,7 @@ class _Session:
             at=self.at,
             state=self.state,
             network=network,
+            reference=None if self.offline is None else self.metadata_at,
         )
         # After a skipped probe the age still counts from the last full refresh.
         if not network.skipped_root and network.timestamp is not None:
@@ -708,7 +751,9 @@ class _Session:
         prefix = f"{self.identity.hardware_model}/"
         cache = self.state.metadata_dir
         seen: set[str] = set()
-        walk = discovery.walk(self.updater, cache, prefix=prefix, at=self.at, archive=archive)
+        walk = discovery.walk(
+            self.updater, cache, prefix=prefix, at=self.metadata_at, archive=archive
+        )
         for role in walk:
             self.roles[role.name] = role
             for path, target in role.signed.targets.items():
@@ -961,6 +1006,8 @@ class _Session:
             if document is not None:  # N2: spent before the install is activated (fail closed)
                 nonce = document.authorization.nonce
                 authorization_store.mark_used(self.state, nonce, at=self.at, store=store)
+            if self.offline is not None:
+                self._note_offline(chosen)
             # Logs "installed" once the slot is pending.
             writer.mark_pending(
                 record=record,
@@ -991,7 +1038,7 @@ class _Session:
                 self.updater,
                 chosen,
                 running=self._running_record(),
-                at=self.at,
+                at=self.metadata_at,
                 download=self._download_target,
                 recovery=recovery,
             )
@@ -1008,6 +1055,24 @@ class _Session:
     def _download_target(self, target: TargetFile, file: Path) -> None:
         """ngclient's download of a (small) target to ``file``: length and hashes checked."""
         self.updater.download_target(target, str(file))
+
+    def _note_offline(self, chosen: Candidate) -> None:
+        """O8, O6 of ``client.offline``: log the offline install, raise the floor to T."""
+        offline = self.offline
+        if offline is None:
+            return
+        reference = self.metadata_at
+        self.log(
+            EventType.OFFLINE_INSTALL,
+            f"{chosen.path} version {chosen.info.version} installed from a bundle, with no"
+            f" network; its metadata was checked at {reference.isoformat()}",
+            target=chosen.path,
+            version=chosen.info.version,
+            reference_time=reference.isoformat(),
+            max_age_seconds=int(offline.max_age.total_seconds()),
+            **dict(offline.source),
+        )
+        self.state.raise_time_floor(reference)
 
     def _defer(self, chosen: Candidate, slot: str, decision: Decision) -> UpdateResult:
         """R52: log ``deferred_in_use`` for the sealed, not pending ``slot``; its result."""
@@ -1038,7 +1103,7 @@ class _Session:
         """
         found = self.updater.get_targetinfo(chosen.path)
         cache = self.state.metadata_dir
-        roles, target = discovery.signing_roles(cache, chosen.path, at=self.at)
+        roles, target = discovery.signing_roles(cache, chosen.path, at=self.metadata_at)
         listed = self.roles[chosen.role].signed.targets.get(chosen.path)
         if found is None or found != target or roles[-1].name != chosen.role or target != listed:
             raise UpdateRefusedError(

@@ -70,6 +70,7 @@ RESULT_EVENTS: Final = frozenset(
     {
         "updated",
         "installed",
+        "offline_install",
         "rolled_back",
         "health_check_failed",
         "insufficient_space",

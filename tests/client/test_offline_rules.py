@@ -1,0 +1,70 @@
+"""The offline freshness rules, pure (``client.offline`` O2-O4, O6, O7; ADR 0007)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from client.offline import (
+    DEFAULT_MAX_AGE,
+    LONGEST_MAX_AGE,
+    SHORTEST_MAX_AGE,
+    BundleMismatchError,
+    Offline,
+    check_manifest,
+    reference_time,
+)
+
+CLOCK = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+MONTH = timedelta(days=30)
+
+
+def test_the_reference_time_is_the_clock_less_the_bound_when_the_floor_is_older_o2() -> None:
+    floor = CLOCK - timedelta(days=90)
+    assert reference_time(clock=CLOCK, floor=floor, max_age=MONTH) == CLOCK - MONTH
+
+
+def test_the_reference_time_is_never_before_the_time_floor_o2() -> None:
+    """Never older than what the device already trusts."""
+    floor = CLOCK - timedelta(days=3)
+    assert reference_time(clock=CLOCK, floor=floor, max_age=MONTH) == floor
+
+
+def test_a_clock_set_back_behind_the_floor_revives_nothing_o4() -> None:
+    floor = CLOCK
+    assert reference_time(clock=CLOCK - timedelta(days=400), floor=floor, max_age=MONTH) == floor
+
+
+def test_a_clock_set_forward_only_refuses_more_o4() -> None:
+    floor = CLOCK - timedelta(days=90)
+    honest = reference_time(clock=CLOCK, floor=floor, max_age=MONTH)
+    ahead = reference_time(clock=CLOCK + timedelta(days=400), floor=floor, max_age=MONTH)
+    assert ahead > honest
+
+
+@pytest.mark.parametrize(
+    "max_age",
+    [timedelta(0), -MONTH, SHORTEST_MAX_AGE - timedelta(seconds=1), LONGEST_MAX_AGE * 2],
+    ids=["zero", "negative", "too-short", "too-long"],
+)
+def test_the_bound_is_a_device_setting_within_limits_and_never_unbounded_o3(
+    max_age: timedelta,
+) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        Offline(max_age=max_age)
+
+
+def test_the_default_bound_is_thirty_days_o3() -> None:
+    assert Offline().max_age == DEFAULT_MAX_AGE == MONTH
+    floor = CLOCK - timedelta(days=365)
+    assert Offline().reference_time(clock=CLOCK, floor=floor) == CLOCK - MONTH
+
+
+def test_a_manifest_for_another_model_or_device_is_refused_o7() -> None:
+    check_manifest(model="pump", device=None, hardware_model="pump", device_id="p-1")
+    check_manifest(model="pump", device="p-1", hardware_model="pump", device_id="p-1")
+    with pytest.raises(BundleMismatchError, match="for model pump-z; this device is model pump"):
+        check_manifest(model="pump-z", device=None, hardware_model="pump", device_id="p-1")
+    with pytest.raises(BundleMismatchError, match="for device p-2; this device is p-1"):
+        check_manifest(model="pump", device="p-2", hardware_model="pump", device_id="p-1")
