@@ -278,19 +278,28 @@ class Manifest:
 # --- B2: opening a file -----------------------------------------------------------------
 
 
+def _not_regular(what: str, path: Path) -> BundleError:
+    return BundleError(f"{what} {path} is not a regular file; give the path of the file")
+
+
 def _open_regular(path: Path, what: str) -> tuple[int, int]:
     """A descriptor on ``path`` and its size, refused unless a regular file (B2).
 
-    ``O_NONBLOCK`` so a FIFO is refused at once instead of blocking the open.
+    A device is refused before it is opened (opening some, a watchdog or a
+    tape, acts); ``fstat`` on the descriptor is the check that holds if the
+    path changes in between, and ``O_NONBLOCK`` makes a FIFO swapped in then
+    a refusal instead of an open that blocks.
     """
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            raise _not_regular(what, path)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise BundleError(f"cannot open {what} {path}: {exc.strerror}; check the path") from None
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
         os.close(fd)
-        raise BundleError(f"{what} {path} is not a regular file; give the path of the file")
+        raise _not_regular(what, path)
     os.set_blocking(fd, True)
     return fd, status.st_size
 
@@ -641,7 +650,10 @@ def write_bundle(
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise BundleError(f"cannot write the bundle {path}: {exc}") from exc
+            raise BundleError(
+                f"cannot write the bundle {path}: {exc}; check the member files, the free space "
+                f"and the directory, then make it again"
+            ) from exc
         raise
     fsync_dir(path.parent)
     return size

@@ -293,6 +293,22 @@ def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     refused(tmp_path / "missing.tar", "cannot open bundle", "check the path")
 
 
+def test_a_path_swapped_for_a_fifo_after_its_check_is_refused_by_fstat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B2 (a race on the media): the check on the opened descriptor holds, and never blocks."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    regular_status = made(tmp_path).stat()
+    real_stat = Path.stat
+
+    def stat_at_check(self: Path, **kwargs: Any) -> os.stat_result:
+        return regular_status if self == fifo else real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat_at_check)
+    refused(fifo, "is not a regular file")
+
+
 # --- B1: no compression ---------------------------------------------------------------------
 
 
