@@ -23,7 +23,9 @@ repository's layout under its base URL). Rules:
   length and SHA-256. Any ``BundleError`` refuses the bundle with its
   reason, before the state directory is touched.
 - S4 The manifest is read first and refuses a bundle for another model or
-  device (``client.offline`` O7), before any other member is read. Its
+  device (``client.offline`` O7), or whose root chain starts after a root
+  version this device does not trust yet (it would end in a bad signature),
+  before any other member is read. Its
   ``release`` narrows the choice to that target, with the SHA-256 its
   member's name carries (consistent snapshots): advice, checked by policy
   rule 8 like a server's assignment.
@@ -48,13 +50,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tuf.api.exceptions import DownloadError, DownloadHTTPError
+from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization import DeserializationError
 
 from client import authorizations as authorization_files
 from client.directive import Assignment, Directive, Install, Selection, ServerMode
 from client.errors import ClientError
 from client.events import EventType
 from client.fetcher import BLOCK, ResumableFetcher
-from client.offline import DEFAULT_MAX_AGE, Offline, check_manifest
+from client.offline import DEFAULT_MAX_AGE, Offline, check_manifest, check_root_chain
 from client.readiness import Guard
 from client.state import StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, update
@@ -166,6 +170,7 @@ def prepare(bundle: Bundle, state: StateDir, *, max_age: timedelta, name: str) -
         hardware_model=identity.hardware_model,
         device_id=identity.device_id,
     )
+    check_root_chain(root_from=manifest.root_from, trusted=_trusted_root_version(state))
     source: dict[str, Any] = {
         "bundle": name,
         "bundle_created": manifest.created.isoformat(),
@@ -178,6 +183,20 @@ def prepare(bundle: Bundle, state: StateDir, *, max_age: timedelta, name: str) -
         authorizations=_authorizations(bundle),
         offline=Offline(max_age=max_age, source=source),
     )
+
+
+def _trusted_root_version(state: StateDir) -> int:
+    """The newest root this device verified (the cache's), else the provisioned one's.
+
+    Only for S4's message: a wrong answer refuses a bundle, never accepts one
+    (ngclient verifies the chain from the provisioned root either way).
+    """
+    for source in (state.metadata_dir / "root.json", state.trusted_root):
+        try:
+            return int(Metadata[Root].from_bytes(source.read_bytes()).signed.version)
+        except (OSError, DeserializationError, ValueError):
+            continue
+    return 1
 
 
 def _selection(bundle: Bundle, manifest: Manifest) -> Selection:

@@ -46,7 +46,9 @@ Rules:
   installs nothing (refused, up to date, waiting) leaves the floor as it
   was.
 - O7 The manifest (``bundle.json``) is not signed: it can only refuse. A
-  bundle whose manifest names another hardware model or another device is
+  bundle whose manifest names another hardware model or another device, or
+  a root chain that starts after the newest root this device trusts (the
+  roots in between missing, it could only end in ``bad_signature``), is
   refused before any other member is read, with both named. The release it
   names narrows the choice to that target, with the SHA-256 its member's
   name carries, exactly as a server's assignment does (policy rule 8: only
@@ -113,4 +115,14 @@ def check_manifest(*, model: str, device: str | None, hardware_model: str, devic
         raise BundleMismatchError(
             f"this bundle is for device {device}; this device is {device_id}: nothing was"
             " installed; bring a bundle made for this device"
+        )
+
+
+def check_root_chain(*, root_from: int, trusted: int) -> None:
+    """O7: refuse a bundle whose root chain starts after the newest root this device trusts."""
+    if root_from > trusted:
+        raise BundleMismatchError(
+            f"this bundle's root chain starts after root version {root_from}; this device"
+            f" trusts root version {trusted}: nothing was installed; make the bundle for this"
+            f" device, with the chain from root version {trusted}"
         )

@@ -40,9 +40,15 @@ def make_bundle(
     authorization: SignedAuthorization | None = None,
     changed: Mapping[str, bytes] | None = None,
     dropped: Iterable[str] = (),
+    root_from: int = 1,
 ) -> Path:
-    """A bundle of what ``sim`` serves (or ``files``), ``changed`` and without ``dropped``."""
+    """A bundle of what ``sim`` serves (or ``files``), ``changed`` and without ``dropped``.
+
+    The root chain starts after ``root_from``: the roots up to it are left out.
+    """
     served = {url.removeprefix("/"): data for url, data in (files or sim.files).items()}
+    for version in range(1, root_from + 1):
+        served.pop(f"metadata/{version}.root.json", None)
     served |= changed or {}
     for name in dropped:
         del served[name]
@@ -53,7 +59,7 @@ def make_bundle(
         hardware_model=model,
         device=device,
         created=datetime.now(UTC).replace(microsecond=0),
-        root_from=1,
+        root_from=root_from,
         release=release,
         authorization=AUTHORIZATION if authorization is not None else None,
     )

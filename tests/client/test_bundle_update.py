@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from securesystemslib.signer import CryptoSigner
 
 from client import bundle_source
 from client.boot import boot
@@ -335,6 +336,29 @@ def test_a_manifest_that_lies_about_the_model_gains_nothing_o7(
     )
     assert f"signed for infusion-z9, not for this device's model {MODEL}" in result.message
     assert device.floor() == Floor(1, "1.0.0")
+
+
+def test_a_root_chain_starting_after_the_trusted_root_is_refused_then_accepted_once_trusted_o7(
+    tmp_path: Path, device: StateDir, sim: Sim
+) -> None:
+    """A bundle made for a device that already trusts root 2: named, not a bad signature."""
+    sim.trust_authorization_key(CryptoSigner.generate_ed25519())  # root version 2
+    path = sim.release("1.1.0", 2)
+    short = make_bundle(tmp_path / "short.fwbundle", sim, release=path, root_from=2)
+    refused_unread(
+        device,
+        short,
+        BundleMismatchError,
+        "this bundle's root chain starts after root version 2; this device trusts root"
+        " version 1: nothing was installed",
+    )
+    whole = make_bundle(tmp_path / "whole.fwbundle", sim, release=path)
+    assert offline(device, whole).outcome is Outcome.INSTALLED
+    boot(device, health_check=None, now=datetime.now(UTC))
+    later = make_bundle(
+        tmp_path / "later.fwbundle", sim, release=sim.release("1.2.0", 2), root_from=2
+    )
+    assert offline(device, later).outcome is Outcome.INSTALLED
 
 
 # -- the network (S1) ------------------------------------------------------------------------

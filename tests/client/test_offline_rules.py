@@ -13,6 +13,7 @@ from client.offline import (
     BundleMismatchError,
     Offline,
     check_manifest,
+    check_root_chain,
     reference_time,
 )
 
@@ -68,3 +69,10 @@ def test_a_manifest_for_another_model_or_device_is_refused_o7() -> None:
         check_manifest(model="pump-z", device=None, hardware_model="pump", device_id="p-1")
     with pytest.raises(BundleMismatchError, match="for device p-2; this device is p-1"):
         check_manifest(model="pump", device="p-2", hardware_model="pump", device_id="p-1")
+
+
+def test_a_root_chain_starting_after_the_trusted_root_is_refused_o7() -> None:
+    check_root_chain(root_from=1, trusted=1)
+    check_root_chain(root_from=1, trusted=3)
+    with pytest.raises(BundleMismatchError, match="starts after root version 3; this device"):
+        check_root_chain(root_from=3, trusted=2)
