@@ -117,7 +117,8 @@ def apply_delta(base: Path, delta: BinaryIO | Path, out: BinaryIO, *, max_output
 
     The result is NOT verified here: the caller checks it against the full
     image's signed length and hashes. Raises ``DeltaError`` (rules D1 to D6)
-    for anything malformed, oversized or not matching the base.
+    for anything malformed, oversized or not matching the base; an error
+    writing to ``out`` (the caller's stream) passes through as it is.
     """
     if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 0:
         raise DeltaError("max_output must be an integer, zero or more")

@@ -27,8 +27,9 @@ its ``TargetFile.custom`` holds exactly one field::
   suffix; ``check_delta_target``, which knows the base release, the whole path).
 - DI7: ``check_delta_target``, the one check the signer and the server both
   run: ``image`` and ``base`` are firmware targets (``FirmwareInfo`` reads
-  them), and ``base_sha256``/``base_length`` are the base target's signed
-  SHA-256 and length.
+  them) for at least one common hardware model (a device runs the base and
+  may install the image), and ``base_sha256``/``base_length`` are the base
+  target's signed SHA-256 and length.
 
 Only the FULL image's signed length and hashes decide what a device installs;
 these fields only say which bytes the delta starts from.
@@ -169,8 +170,12 @@ def check_delta_target(delta: TargetFile, image: TargetFile, base: TargetFile) -
             )
         if is_delta(target):
             raise InvalidFieldError(f"{delta.path}: delta.{name}", "is a delta, not a release")
-        FirmwareInfo.from_target(target)
-    expected = delta_path(info.image, FirmwareInfo.from_target(base).version)
+    release, start = FirmwareInfo.from_target(image), FirmwareInfo.from_target(base)
+    if not set(release.hardware_models) & set(start.hardware_models):
+        raise InvalidFieldError(
+            f"{delta.path}: delta.base", f"{base.path} shares no hardware model with {image.path}"
+        )
+    expected = delta_path(info.image, start.version)
     if delta.path != expected:
         raise InvalidFieldError(f"{delta.path}: path", f"must be {expected} for this base")
     if info.base_length != base.length or info.base_sha256 != base.hashes.get("sha256"):

@@ -152,3 +152,11 @@ def test_di7_a_delta_whose_base_is_not_the_signed_base_is_refused(
     image, base = releases()
     with pytest.raises(InvalidFieldError, match="signed SHA-256 and length"):
         check_delta_target(delta_target(**overrides), image, base)
+
+
+def test_di7_a_delta_from_a_release_for_other_hardware_is_refused() -> None:
+    """R15: no device runs the base and may install the image."""
+    image, _ = releases()
+    other = target(BASE, firmware_custom(hardware_models=["monitor-m20"]))
+    with pytest.raises(InvalidFieldError, match="shares no hardware model"):
+        check_delta_target(delta_target(), image, other)
