@@ -7,8 +7,9 @@ bundle for this device"; the code he logged in with is refused (nothing is
 issued, the page says why and when the next code comes); a fresh code
 downloads the file. The file is the bundle: the pump's release, and an
 authorization bound to this pump and to the SHA-256 the published metadata
-signs. Pages are checked as ``test_browser_pages.seen`` checks them and
-saved as ``docs/screenshots/bundle-*.png`` with ``FW_SCREENSHOTS=1``.
+signs; the pump, with no network, installs from it. Pages are checked as
+``test_browser_pages.seen`` checks them and saved as
+``docs/screenshots/bundle-*.png`` with ``FW_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from fwcommon.bundle import AUTHORIZATION, Bundle
 from repo_metadata.authorization import SignedAuthorization
+from tests.e2e.conftest import fwclient
 from tests.e2e.ward import TARGET, Ward, fwserver_cli, pump, serve_ward
 from tests.web.browser import chromium
 from tests.web.test_browser_pages import PASSWORD, _enrolled, fill, seen, text
@@ -71,7 +73,7 @@ def test_a_technician_downloads_a_pumps_bundle_on_a_phone_after_a_fresh_code_r9_
     ward: Ward, driver: webdriver.Chrome, tmp_path: Path
 ) -> None:
     url = ward.server.url
-    pump(ward, "pump-0002")
+    device = pump(ward, "pump-0002")
     secret, step = _enrolled(ward.server, "tom", api_login=False)
     fwserver_cli(ward.server, "user", "scope", "tom", "--site", "ward-3")
 
@@ -115,3 +117,9 @@ def test_a_technician_downloads_a_pumps_bundle_on_a_phone_after_a_fresh_code_r9_
     listed = driver.find_element(By.ID, "authorizations").text
     assert "pump-0002" in listed and "pending" in listed, "issued as the authorize form does"
     assert json.loads(document)["signed"]["nonce"] == signed.nonce
+
+    # The pump, with no network, installs from the file (the issue's "done when").
+    state = device[device.index("--state") + 1]
+    installed = fwclient("update", "--state", state, "--bundle", str(file))
+    assert installed.returncode == 0, installed.stderr
+    assert "in slot b" in installed.stdout
