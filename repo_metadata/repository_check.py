@@ -28,6 +28,9 @@ The rules, in this order (ids as in ``validation``, ``frontier`` and
     lands, starts from another one, and names that base's signed length and
     SHA-256 (``repo_metadata.delta.check_delta_target``, DI1-DI7): a device
     picks a delta by those fields, and only the full release is installed.
+    A delta the change keeps is not checked again (a release withdrawn by
+    ``fwsign revoke-release`` takes its deltas with it); ``fwsign verify``
+    (``Completeness.WHOLE``) checks every one.
 
 What differs between the two callers is a matter of policy, and the policy
 is a required keyword (``completeness``): a release the server publishes

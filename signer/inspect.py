@@ -173,6 +173,11 @@ _FIXES = {
         " 'fwsign revoke-release', which keep the list and its bins in step"
     ),
     "delegation-broken": "sign the role again with the keys its delegator now lists",
+    "delta-release": (
+        "make deltas only with 'fwsign add --delta-from', from the signed build of an"
+        " earlier release; withdraw a release with 'fwsign revoke-release', which takes its"
+        " deltas with it"
+    ),
 }
 
 

@@ -121,3 +121,28 @@ def test_a_delta_naming_another_base_length_is_refused_by_the_shared_check(
         bin_.targets[DELTA] = forged
     with unchanged(binned), pytest.raises(SignerError, match=r"\[rule: delta-release\]"):
         session.commit()
+
+
+def test_verify_names_a_delta_left_without_its_release_and_how_to_fix_it(
+    binned: Path, open_repo: Opener, tmp_path: Path, now: datetime
+) -> None:
+    """A release removed by hand, not by revoke-release, leaves its delta naming nothing."""
+    session = open_repo(binned, "alice", "bob")
+    sources = DeltaSources(["2.4.0"], tmp_path / "builds", tmp_path / "work")
+    add_firmware(
+        session, image=_new_image(tmp_path), name="pump-fw", info=_info("2.5.0"), deltas=sources
+    )
+    session = open_repo(binned, "alice", "bob")
+    for role in ("pump-x100", session.leaf_role_for(NEW)):
+        with session.edit_targets(role) as signed:
+            del signed.targets[NEW]
+    with session.edit_targets("pump-x100") as line:
+        line.targets[OLD] = session.targets(session.leaf_role_for(OLD)).targets[OLD]
+    session.commit()  # the delta's bin is unchanged: a change checks only the deltas it adds
+    sign_roles(open_repo(binned, "alice", "bob"))
+    report = verify_repository(binned, now=now)  # the whole repository: every delta
+    assert not report.ok
+    (failure,) = report.failures
+    assert "its image is not a target a device finds" in failure
+    assert "withdraw a release with 'fwsign revoke-release'" in failure
+    assert failure.endswith("[rule: delta-release]")
