@@ -12,19 +12,23 @@ from __future__ import annotations
 import random
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+from tuf.api.metadata import TargetFile
 
 from client import delta as delta_module
 from client.boot import boot
 from client.directive import STANDALONE
 from client.integrity import verify_slot
-from client.state import StateDir
+from client.policy import Candidate
+from client.state import SlotRecord, StateDir
 from client.update import Outcome, UpdateResult, update
 from fwcommon.delta import make_delta
+from repo_metadata.firmware import FirmwareInfo
 from tests.client.helpers_state import assert_consistent
 from tests.client.sim import MODEL, Sim, event_types, provision, sha256
 from tests.client.test_power import PowerCut, fuse
@@ -481,3 +485,65 @@ def fresh(template: Path, name: str) -> StateDir:
     path = template.parent / name
     shutil.copytree(template, path)
     return StateDir(path)
+
+
+# -- X1, the pure choice ------------------------------------------------------------------
+
+
+def _offered(
+    *, image: str = "m/fw-1.1.0.bin", length: int = 100, roles: tuple[str, ...] = ("targets", "m")
+) -> delta_module.OfferedDelta:
+    custom = {
+        "delta": {
+            "image": image,
+            "base": "m/fw-1.0.0.bin",
+            "base_sha256": "a" * 64,
+            "base_length": 5000,
+            "format": "bsdiff4",
+        }
+    }
+    path = f"{image}.from-1.0.0.bsdiff"
+    target = TargetFile(length, {"sha256": "b" * 64}, path, {"custom": custom})
+    return delta_module.OfferedDelta(target, roles)
+
+
+def _release(path: str = "m/fw-1.1.0.bin", length: int = 6000) -> Candidate:
+    info = FirmwareInfo(version="1.1.0", security_version=1, hardware_models=("m",))
+    return Candidate(path, length, "c" * 64, info, "m")
+
+
+def _running(**changes: Any) -> SlotRecord:
+    record = SlotRecord("m/fw-1.0.0.bin", 5000, "a" * 64, "1.0.0", 1, "m", "2026-01-01T00:00:00")
+    return replace(record, **changes)
+
+
+def test_choose_takes_the_delta_that_names_the_release_and_the_running_record() -> None:
+    plan = delta_module.choose(_offered(), release=_release(), running=_running())
+    assert plan is not None and plan.path == "m/fw-1.1.0.bin.from-1.0.0.bsdiff"
+
+
+@pytest.mark.parametrize(
+    ("offered", "release", "running"),
+    [
+        (None, _release(), _running()),  # nothing signed at the delta's path
+        (_offered(), _release(), None),  # no record of what runs
+        (_offered(), _release(), _running(failed=True)),  # what runs failed its trial
+        (_offered(), _release(), _running(sha256="d" * 64)),  # another base (X1)
+        (_offered(), _release(), _running(length=4999)),
+        (_offered(), _release(), _running(target_path="m/fw-0.9.0.bin")),
+        (_offered(image="m/fw-1.2.0.bin"), _release(), _running()),  # another release
+        (_offered(roles=("targets",)), _release(), _running()),  # not the release's role
+        (_offered(length=6000), _release(), _running()),  # no smaller than the image
+        (_offered(length=0), _release(), _running()),
+    ],
+)
+def test_choose_refuses_any_delta_that_does_not_fit_x1(
+    offered: delta_module.OfferedDelta | None, release: Candidate, running: SlotRecord | None
+) -> None:
+    assert delta_module.choose(offered, release=release, running=running) is None
+
+
+def test_choose_refuses_a_delta_target_with_a_malformed_field() -> None:
+    offered = _offered()
+    offered.target.unrecognized_fields["custom"]["delta"]["format"] = "xdelta3"
+    assert delta_module.choose(offered, release=_release(), running=_running()) is None
