@@ -5,7 +5,9 @@ standards: it carries exactly the files the device's update asks for (the
 root chain after the root it trusts, timestamp, snapshot, the targets roles
 its walks visit, the firmware and its SBOM: S1-S4), and a stock ngclient
 whose only source is the bundle verifies and downloads the release
-byte for byte. The choice of release (S5) is tested on its pure core.
+byte for byte. The choice of release (S5) is tested on its pure core; a
+device's bundle carries the delta from the version it runs (S6), and a line
+with hashed bins brings a bin only when the release lives in it alone (S3).
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ from tests.update_server.bundle_world import (
     rotate_root,
 )
 from tests.update_server.repo_world import World
+from tests.update_server.test_publication_deltas import (
+    DELTA,
+    _add_with_delta,
+    _base_published,
+    _publish,
+)
+from tests.update_server.test_publication_deltas import IMAGE as DELTA_IMAGE
+from tests.update_server.test_publication_roles import _add_vent, _binned_line
 from update_server.authorizations.issuing import Release
 from update_server.bundles import making, selection
 from update_server.bundles.errors import BadRootError, NothingToCarryError, UnknownError
@@ -234,3 +244,70 @@ def test_the_root_chain_is_the_versions_after_the_trusted_one_s1() -> None:
     assert selection.root_chain(3, 3) == []
     with pytest.raises(BadRootError):
         selection.root_chain(0, 3)
+
+
+# -- S6: deltas; S3: hashed bins -----------------------------------------------------------
+
+
+def _device_request(version: str | None, running: str | None) -> Request:
+    facts = DeviceFacts("pump-1", "pump-x100", running, None)
+    return Request(hardware_model="pump-x100", version=version, device=facts)
+
+
+def test_a_device_bundle_carries_the_delta_from_the_version_it_runs_s6(
+    world: World, tmp_path: Path
+) -> None:
+    """Offline, the device's delta lookup finds what it finds online: the signed delta's
+    roles and bytes are in the bundle; a model's bundle, not knowing the base, has none."""
+    base = _base_published(world)
+    image, delta = _add_with_delta(world, base)
+    _publish(world, {DELTA_IMAGE: image, DELTA: delta})
+    delta_member = Published(DELTA, delta).member(_sha256(delta))
+    out = _make(world, _device_request(None, "1.0.0"), tmp_path / "device.tar")
+    with Bundle.open(out, max_bytes=BOUND) as bundle:
+        assert bundle.manifest.release == DELTA_IMAGE
+        assert bundle.read(delta_member, limit=BOUND) == delta
+    model = _make(world, Request(hardware_model="pump-x100"), tmp_path / "model.tar")
+    with Bundle.open(model, max_bytes=BOUND) as bundle:
+        assert delta_member not in bundle.names()
+    unknown = _make(world, _device_request("1.1.0", None), tmp_path / "unknown.tar")
+    with Bundle.open(unknown, max_bytes=BOUND) as bundle:
+        assert delta_member not in bundle.names()
+
+
+def _publish_vent(world: World, tmp_path: Path, version: str) -> tuple[str, str, bytes]:
+    path, bin_role, data = _add_vent(world, tmp_path, version)
+    world.login("erin", "release_engineer")
+    answer = world.upload("erin", {r: world.role_json(r) for r in (bin_role, "ventilator-v5")})
+    assert answer.status_code == 201, answer.get_json()
+    upload = answer.get_json()["id"]
+    assert world.put("erin", upload, path, data).status_code == 201
+    assert world.publish("erin", upload).status_code == 200
+    return path, bin_role, data
+
+
+def test_a_binned_lines_bundle_leaves_its_bins_out_unless_the_release_is_in_one_only_s3(
+    world: World, tmp_path: Path
+) -> None:
+    """TAP 15: the device's discovery reads the line's current list, not the bins; a
+    superseded release named on purpose is reached through its bin, which comes along."""
+    _binned_line(world)
+    old_path, old_bin, old_data = _publish_vent(world, tmp_path, "1.0.0")
+    _publish_vent(world, tmp_path, "2.0.0")
+    newest = _make(world, Request(hardware_model="ventilator-v5"), tmp_path / "new.tar")
+    with Bundle.open(newest, max_bytes=BOUND) as bundle:
+        assert not [name for name in bundle.names() if "-bins-" in name]
+        assert bundle.manifest.release == "ventilator-v5/vent-fw-2.0.0.bin"
+    request = Request(hardware_model="ventilator-v5", version="1.0.0")
+    named = _make(world, request, tmp_path / "old.tar")
+    with Bundle.open(named, max_bytes=BOUND) as bundle:
+        bins = [name for name in bundle.names() if "-bins-" in name]
+        assert bundle.manifest.release == old_path
+        root_1 = (world.repository / "metadata" / "1.root.json").read_bytes()
+        updater = bundle_updater(bundle, tmp_path / "device", root_1)
+        updater.refresh()
+        found = updater.get_targetinfo(old_path)
+        assert found is not None
+        got = Path(updater.download_target(found, str(tmp_path / "old.bin"))).read_bytes()
+    assert [name.split(".", 1)[1] for name in bins] == [f"{old_bin}.json"]
+    assert got == old_data

@@ -7,7 +7,7 @@
   Metadata is small and read into memory; a target file is never rewritten
   (consistent snapshots), so it is only checked there (a regular file of
   its signed length) and read by the writer after.
-- M2 The release comes from the device's own walks (``selection`` S3, S5):
+- M2 The release comes from the device's own walks (``selection`` S3, S5, S6):
   the release a deployment assigns, or a named version, is taken only as
   the walk for its path finds it signed, with the same SHA-256.
 - M3 ``write`` goes through ``fwcommon.bundle.write_bundle``: names checked,
@@ -36,6 +36,8 @@ from sqlalchemy.orm import Session
 from tuf.api.metadata import Targets
 
 from fwcommon.bundle import AUTHORIZATION, Manifest, write_bundle
+from repo_metadata.delta import delta_path
+from repo_metadata.errors import InvalidFieldError
 from update_server.audit import Actor, append, audit_event
 from update_server.audit.actions import Action
 from update_server.authorizations.issuing import Release
@@ -246,14 +248,17 @@ def _collect(repository: OnlineRepository, request: Request) -> Contents:
         assigned=_assigned(request, load),
     )
     roles, targets = _walked(chosen, load)
-    names = [*discovered, *(role for role in roles if role not in discovered)]
+    delta_roles, deltas = _delta(chosen, request.device, load)
+    names = list(dict.fromkeys([*discovered, *roles, *delta_roles]))
     root_version = repository.published_version("root") or 0
     metadata = [
         *_root_chain(repository, selection.root_chain(request.root_from, root_version)),
         (selection.TIMESTAMP_MEMBER, _bytes(repository, "timestamp")),
         *(_role(repository, role) for role in ["snapshot", *names]),
     ]
-    files = tuple(_target_file(repository.directory, name, length) for name, length in targets)
+    directory = repository.directory
+    deltas = [(name, length) for name, length in deltas if _present(directory, name, length)]
+    files = tuple(_target_file(directory, name, length) for name, length in [*targets, *deltas])
     return Contents(request, chosen, tuple(metadata), files)
 
 
@@ -274,6 +279,21 @@ def _walked(release: Release, load: selection.Loader) -> tuple[list[str], list[t
             )
         roles += [role for role in walked[0] if role not in roles]
         files.append((selection.target_member(walked[1]), walked[1].length))
+    return roles, files
+
+
+def _delta(
+    release: Release, device: DeviceFacts | None, load: selection.Loader
+) -> tuple[list[str], list[tuple[str, int]]]:
+    """S6: what the device's delta lookup from the version it runs walks, and the delta."""
+    if device is None or device.running_version is None:
+        return [], []
+    try:
+        path = delta_path(release.path, device.running_version)
+    except InvalidFieldError:
+        return [], []  # a running version no delta can name: the device looks none up
+    roles, target = selection.walk(path, load)
+    files = [] if target is None else [(selection.target_member(target), target.length)]
     return roles, files
 
 
@@ -322,16 +342,20 @@ def _file_bytes(directory: Path, name: str) -> bytes:
     raise UnusableError(f"{name} is not a file of the published repository")
 
 
-def _target_file(directory: Path, name: str, length: int) -> tuple[str, Path]:
-    """M1: a target's published file, a regular file of its signed length."""
-    file = directory / name
+def _present(directory: Path, name: str, length: int) -> bool:
+    """Whether a target's published file is there: a regular file of its signed length."""
     try:
-        info = os.lstat(file)
+        info = os.lstat(directory / name)
     except FileNotFoundError:
-        info = None
-    if info is None or not stat.S_ISREG(info.st_mode) or info.st_size != length:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == length
+
+
+def _target_file(directory: Path, name: str, length: int) -> tuple[str, Path]:
+    """M1: a target's published file, which must be there (S6: a delta is left out instead)."""
+    if not _present(directory, name, length):
         raise UnusableError(
             f"the server holds no file of {length} bytes for {name}: upload the signed file"
             " (PUT /api/v1/targets/<path>), then make the bundle again"
         )
-    return name, file
+    return name, directory / name

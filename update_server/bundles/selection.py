@@ -22,6 +22,12 @@ the server does not publish. Rules:
 - S4 The targets: the release's file and, when its signed firmware fields
   name one, its SBOM's, each under the consistent-snapshot name ngclient
   downloads (``targets/<dir>/<first hash>.<name>``).
+- S6 (issue 13, deltas) For a device whose running version is known, the
+  roles the device's delta lookup walks (``<release>.from-<running>.bsdiff``,
+  ``client.delta``) and, when one is signed, that delta's file: offline the
+  device takes the same path as online, never failing on a missing file.
+  A model's bundle cannot know the running versions and carries no delta
+  (a device then logs ``delta_failed`` and installs the full image).
 - S5 The release: the version named (of a release signed for the model),
   else for a device the release a serving deployment assigns it (if the
   published metadata still signs it with that SHA-256), else the newest the
@@ -104,6 +110,15 @@ def discovery_roles(model: str, load: Loader) -> list[str]:
 
 def path_roles(path: str, load: Loader) -> tuple[list[str], TargetFile] | None:
     """S3: the roles ngclient's walk visits for ``path`` (the last signs it), or None."""
+    visited, target = walk(path, load)
+    return None if target is None else (visited, target)
+
+
+def walk(path: str, load: Loader) -> tuple[list[str], TargetFile | None]:
+    """S3: the roles ngclient's walk for ``path`` visits, and the target if one signs it.
+
+    A role the snapshot does not list ends the walk (ngclient would fail there).
+    """
     stack = ["targets"]
     visited: list[str] = []
     while stack and len(visited) < MAX_ROLES:
@@ -112,7 +127,7 @@ def path_roles(path: str, load: Loader) -> tuple[list[str], TargetFile] | None:
             continue
         signed = load(name)
         if signed is None:
-            return None
+            return visited, None
         visited.append(name)
         target = signed.targets.get(path)
         if target is not None:
@@ -126,7 +141,7 @@ def path_roles(path: str, load: Loader) -> tuple[list[str], TargetFile] | None:
                 stack = []
                 break
         stack.extend(reversed(children))
-    return None
+    return visited, None
 
 
 def target_member(target: TargetFile) -> str:
