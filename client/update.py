@@ -1030,8 +1030,12 @@ class _Session:
         The release is already chosen, confirmed and authorized on its full
         image; a delta only fills the inactive slot with its bytes (rules in
         ``client.delta``). Any delta failure is logged ``delta_failed`` and
-        the full image's download follows in this session.
+        the full image's download follows in this session. An offline
+        session takes the full image its bundle carries: removable media
+        saves nothing by a delta, and a bundle holds none.
         """
+        if self.offline is not None:
+            return delta.Transfer()
         try:
             return delta.by_delta(
                 self.state,

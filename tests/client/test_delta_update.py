@@ -22,6 +22,7 @@ from tuf.api.metadata import TargetFile
 
 from client import delta as delta_module
 from client.boot import boot
+from client.bundle_source import update_from_bundle
 from client.directive import STANDALONE
 from client.integrity import verify_slot
 from client.policy import Candidate
@@ -29,6 +30,7 @@ from client.state import SlotRecord, StateDir
 from client.update import Outcome, UpdateResult, update
 from fwcommon.delta import make_delta
 from repo_metadata.firmware import FirmwareInfo
+from tests.client.bundles import make_bundle, offline_device
 from tests.client.helpers_state import assert_consistent
 from tests.client.sim import MODEL, Sim, event_types, provision, sha256
 from tests.client.test_power import PowerCut, fuse
@@ -547,3 +549,37 @@ def test_choose_refuses_a_delta_target_with_a_malformed_field() -> None:
     offered = _offered()
     offered.target.unrecognized_fields["custom"]["delta"]["format"] = "xdelta3"
     assert delta_module.choose(offered, release=_release(), running=_running()) is None
+
+
+# -- offline bundles ----------------------------------------------------------------------
+
+
+def test_an_offline_bundle_install_takes_the_full_image_it_carries_and_no_delta(
+    tmp_path: Path,
+) -> None:
+    """A bundle carries the full image (``client.offline``): a signed delta is not looked for.
+
+    Removable media saves nothing by a delta, and the bundle holds none:
+    trying one would only log a ``delta_failed`` for a member never meant
+    to be there.
+    """
+    sim = Sim(tmp_path / "sim")
+    device = offline_device(tmp_path, sim)
+    release = sim.release("1.1.0", 2)
+    old = sim.images[f"{MODEL}/fw-1.0.0.bin"]
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=old,
+        made_to=sim.images[release],
+    )
+    member = sim.target_url(path).removeprefix("/")
+    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=release, dropped=[member])
+    result = update_from_bundle(device, bundle)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert delta_failures(device) == []
+    assert installed_detail(device)["transfer"] == "full"
+    assert device.slot_image(device.bootenv().pending or "").read_bytes() == sim.images[release]
