@@ -29,6 +29,7 @@ from update_server.authorizations import issuing
 from update_server.cli import main
 from update_server.cli_common import CommandClock
 from update_server.db import transaction
+from update_server.deployments.models import Deployment, DeploymentDevice
 from update_server.devices import scope
 from update_server.devices.models import Device
 from update_server.models import AuditEntry, Role, User
@@ -230,3 +231,45 @@ def test_an_authorization_for_another_device_or_forged_is_refused_r9(
     assert "not an authorization this server issued" in refused.output
     assert not out.exists()
     assert bundle_entries(world) == []
+
+
+def _deploy(world: World, release: Published, *, state: str, waves_started: int) -> None:
+    """A deployment of ``release`` whose first wave holds pump-1 (rows as ``rollout`` has them)."""
+    with transaction(world.services.sessions) as db:
+        deployment = Deployment(
+            target_path=release.path,
+            sha256=hashlib.sha256(release.data).hexdigest(),
+            version=release.path.rsplit("-", 1)[1].removesuffix(".bin"),
+            state=state,
+            groups=[],
+            fleets=["pump-x100"],
+            waves=[{"percent": 100}],
+            wave_sizes=[1],
+            success_percent=90,
+            failure_percent=10,
+            waves_started=waves_started,
+            created_by="mia",
+            created_at=world.now,
+        )
+        db.add(deployment)
+        db.flush()
+        db.add(
+            DeploymentDevice(
+                deployment_id=deployment.id, device_id="pump-1", wave=0, status="assigned"
+            )
+        )
+
+
+def test_a_devices_bundle_carries_the_release_a_running_deployment_assigns_it(
+    world: World, pumps: tuple[Published, Published], tmp_path: Path
+) -> None:
+    """The server's own choice for the device (a serving deployment's started wave), not merely
+    the newest; a deployment waiting for approval assigns nothing yet (D8)."""
+    old, new = pumps
+    _deploy(world, new, state="awaiting_approval", waves_started=0)
+    _deploy(world, old, state="running", waves_started=1)
+    out = tmp_path / "b.tar"
+    result = fwserver_bundle(world, "--device", "pump-1", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    with Bundle.open(out, max_bytes=BOUND) as bundle:
+        assert bundle.manifest.release == old.path
