@@ -49,7 +49,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tuf.api.exceptions import DownloadError, DownloadHTTPError
+from tuf.api.exceptions import DownloadHTTPError
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization import DeserializationError
 
@@ -83,10 +83,6 @@ class MissingMemberError(DownloadHTTPError, ClientError):
         super().__init__(message, 404)
 
 
-class MemberUnreadableError(DownloadError, ClientError):
-    """A member the reader indexed cannot be read (a download error, named as the bundle's)."""
-
-
 class BundleFetcher(ResumableFetcher):
     """S1, S2: ngclient's network for an offline session: the bundle's members by URL."""
 
@@ -104,30 +100,18 @@ class BundleFetcher(ResumableFetcher):
         return name
 
     def _fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
-        name = self.member(url)  # before the first byte: a missing member raises now
-        try:
-            stream = self._bundle.open_member(name)
-        except (BundleError, OSError) as exc:
-            raise MemberUnreadableError(f"the bundle's {name} cannot be read: {exc}") from None
-        return _chunks(stream, offset)
+        # The lookup runs now, before the first byte: a missing member raises here.
+        # A read that fails later (a failing medium) is the download's error.
+        return _chunks(self._bundle.open_member(self.member(url)), offset)
 
 
 def _chunks(stream: BinaryIO, offset: int) -> Iterator[bytes]:
+    """The member's bytes from ``offset`` on (a resumed download skips what it holds)."""
     with stream:
-        if offset and stream.seekable():
-            stream.seek(offset)
-        else:
-            _skip(stream, offset)
+        while offset > 0 and (skipped := len(stream.read(min(offset, BLOCK)))):
+            offset -= skipped
         while chunk := stream.read(BLOCK):
             yield chunk
-
-
-def _skip(stream: BinaryIO, count: int) -> None:
-    while count > 0:
-        skipped = len(stream.read(min(count, BLOCK)))
-        if not skipped:
-            return
-        count -= skipped
 
 
 def _missing(name: str) -> str:
@@ -188,15 +172,17 @@ def prepare(bundle: Bundle, state: StateDir, *, max_age: timedelta, name: str) -
 def _trusted_root_version(state: StateDir) -> int:
     """The newest root this device verified (the cache's), else the provisioned one's.
 
-    Only for S4's message: a wrong answer refuses a bundle, never accepts one
+    Only for S4's refusal: a wrong answer refuses a bundle, never accepts one
     (ngclient verifies the chain from the provisioned root either way).
     """
-    for source in (state.metadata_dir / "root.json", state.trusted_root):
-        try:
-            return int(Metadata[Root].from_bytes(source.read_bytes()).signed.version)
-        except (OSError, DeserializationError, ValueError):
-            continue
-    return 1
+    try:
+        return _root_version(state.metadata_dir / "root.json")
+    except (OSError, DeserializationError):
+        return _root_version(state.trusted_root)
+
+
+def _root_version(path: Path) -> int:
+    return int(Metadata[Root].from_bytes(path.read_bytes()).signed.version)
 
 
 def _selection(bundle: Bundle, manifest: Manifest) -> Selection:

@@ -37,7 +37,7 @@ def make_bundle(
     files: Mapping[str, bytes] | None = None,
     model: str = MODEL,
     device: str | None = None,
-    authorization: SignedAuthorization | None = None,
+    authorization: SignedAuthorization | bytes | None = None,
     changed: Mapping[str, bytes] | None = None,
     dropped: Iterable[str] = (),
     root_from: int = 1,
@@ -53,8 +53,10 @@ def make_bundle(
     for name in dropped:
         del served[name]
     members: list[tuple[str, Path | bytes]] = sorted(served.items())
+    if isinstance(authorization, SignedAuthorization):
+        authorization = authorization.to_bytes()
     if authorization is not None:
-        members.append((AUTHORIZATION, authorization.to_bytes()))
+        members.append((AUTHORIZATION, authorization))
     manifest = Manifest(
         hardware_model=model,
         device=device,

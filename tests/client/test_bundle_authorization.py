@@ -18,11 +18,11 @@ from securesystemslib.signer import CryptoSigner, Signer
 
 from client import authorizations
 from client.boot import boot
-from client.bundle_source import update_from_bundle
+from client.bundle_source import BundleRefusedError, update_from_bundle
 from client.events import EventType
 from client.state import StateDir
 from client.update import Outcome, UpdateResult
-from tests.client.bundles import make_bundle, offline_device
+from tests.client.bundles import make_bundle, offline_device, snapshot_of
 from tests.client.sim import Sim, event_types, tree
 from tests.client.test_authorization_install import authorize
 
@@ -135,3 +135,22 @@ def test_a_spent_authorization_replayed_in_a_second_bundle_is_refused_r25(
     reused = authorize(sim, later, authority, nonce=document.authorization.nonce)
     second = make_bundle(tmp_path / "b.fwbundle", sim, release=later, authorization=reused)
     refused(device, second, EventType.AUTHORIZATION_REPLAYED)
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        (b'{"signed": {}}', "is not a valid authorization"),
+        (b" " * (authorizations.MAX_FILE + 1), "more than the"),
+    ],
+    ids=["malformed", "oversized"],
+)
+def test_an_authorization_member_that_is_not_one_refuses_the_bundle_unread_s5(
+    tmp_path: Path, device: StateDir, sim: Sim, release: str, document: bytes, words: str
+) -> None:
+    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=release, authorization=document)
+    before = snapshot_of(device)
+    with pytest.raises(BundleRefusedError) as caught:
+        update_from_bundle(device, bundle)
+    assert words in str(caught.value)
+    assert snapshot_of(device) == before

@@ -9,6 +9,7 @@ nothing on the device: slots, boot environment, floors, authorizations.
 
 from __future__ import annotations
 
+import errno
 import socket
 import tarfile
 from datetime import UTC, datetime, timedelta
@@ -118,6 +119,15 @@ def test_the_bundle_s_release_is_the_one_chosen_even_when_newer_ones_are_signed_
     result = offline(device, make_bundle(tmp_path / "b.fwbundle", sim, release=carried))
     assert result.outcome is Outcome.INSTALLED, result.message
     assert result.candidate is not None and result.candidate.path == carried
+
+
+def test_a_bundle_naming_no_release_installs_the_newest_it_carries_s4(
+    tmp_path: Path, device: StateDir, sim: Sim
+) -> None:
+    path = sim.release("1.1.0", 2)
+    result = offline(device, make_bundle(tmp_path / "b.fwbundle", sim, release=None))
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert result.candidate is not None and result.candidate.path == path
 
 
 # -- freshness (O2-O6) -------------------------------------------------------------------
@@ -434,3 +444,39 @@ def refused_unread_with(device: StateDir, bundle: Path, *, max_bytes: int, words
         offline(device, bundle, max_bytes=max_bytes)
     assert words in str(caught.value)
     assert snapshot_of(device) == before
+
+
+def test_a_resumed_download_reads_the_member_from_its_offset(tmp_path: Path, sim: Sim) -> None:
+    """An interrupted firmware copy continues where the slot's checkpoint is (as online)."""
+    path = sim.release("1.0.0", 1)
+    url = f"{bundle_source.BUNDLE_URL}{sim.target_url(path)}"
+    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path)
+    with bundle_source.open_bundle(bundle, max_bytes=10**9) as opened:
+        fetcher = bundle_source.BundleFetcher(opened)
+        image = sim.images[path]
+        assert b"".join(fetcher.fetch_from(url, 0)) == image
+        assert b"".join(fetcher.fetch_from(url, 1000)) == image[1000:]
+        assert b"".join(fetcher.fetch_from(url, len(image) + 5)) == b""
+
+
+def test_a_medium_that_fails_while_the_bundle_is_opened_is_refused_by_name(
+    tmp_path: Path, device: StateDir, sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=sim.release("1.1.0", 2))
+
+    def failing(*_args: object) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("fwcommon.bundle.os.pread", failing)
+    refused_unread(device, bundle, BundleRefusedError, "cannot read the bundle")
+
+
+def test_a_damaged_cached_root_falls_back_to_the_provisioned_one_for_the_chain_check_o7(
+    tmp_path: Path, device: StateDir, sim: Sim
+) -> None:
+    sim.trust_authorization_key(CryptoSigner.generate_ed25519())  # root version 2
+    cached = device.metadata_dir / "root.json"
+    cached.unlink()
+    cached.write_bytes(b"not a root")
+    short = make_bundle(tmp_path / "s.fwbundle", sim, release=sim.release("1.1.0", 2), root_from=2)
+    refused_unread(device, short, BundleMismatchError, "this device trusts root version 1")
