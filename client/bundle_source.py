@@ -139,7 +139,8 @@ def open_bundle(path: Path, *, max_bytes: int) -> Bundle:
     try:
         return Bundle.open(path, max_bytes=max_bytes)
     except BundleError as exc:
-        raise BundleRefusedError(f"{path}: {exc}") from None
+        said = str(exc)  # the reader names the file when the file itself is refused
+        raise BundleRefusedError(said if str(path) in said else f"{path}: {said}") from None
     except OSError as exc:
         raise BundleRefusedError(f"cannot read the bundle {path}: {exc.strerror}") from None
 
