@@ -32,6 +32,8 @@ from update_server.db import transaction
 from update_server.deployments.models import Deployment, DeploymentDevice
 from update_server.devices import scope
 from update_server.devices.models import Device
+from update_server.freeze import rules as freeze_rules
+from update_server.freeze import state as freeze_state
 from update_server.models import AuditEntry, Role, User
 from update_server.publication.repository import OnlineRepository
 
@@ -273,3 +275,25 @@ def test_a_devices_bundle_carries_the_release_a_running_deployment_assigns_it(
     assert result.exit_code == 0, result.output
     with Bundle.open(out, max_bytes=BOUND) as bundle:
         assert bundle.manifest.release == old.path
+
+
+def test_no_bundle_is_made_while_the_system_is_frozen_r24(
+    world: World, pumps: tuple[Published, Published], tmp_path: Path
+) -> None:
+    """Frozen, nothing progresses (F3): a bundle would carry an update past the freeze."""
+    with transaction(world.services.sessions) as db:
+        row = freeze_state.locked(db, now=world.now)
+        frozen = freeze_rules.enter(
+            freeze_state.snapshot(row),
+            officer="olga",
+            role="security_officer",
+            reason="key compromise suspected",
+            now=world.now,
+        )
+        freeze_state.write(row, frozen)
+    out = tmp_path / "b.tar"
+    result = fwserver_bundle(world, "--model", "pump-x100", "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert "frozen" in result.output and "olga" in result.output
+    assert not out.exists()
+    assert bundle_entries(world) == []

@@ -21,7 +21,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from fwcommon.bundle import AUTHORIZATION, Bundle
-from repo_metadata.authorization import SignedAuthorization
+from repo_metadata.authorization import DEFAULT_GRACE, SignedAuthorization
 from tests.clocks import FakeClock
 from tests.update_server.people import otp_at
 from tests.update_server.repo_world import make_world
@@ -30,6 +30,7 @@ from tests.web.test_technician_pages import add_device, audit, issued, logged_in
 from update_server.audit.actions import Action
 from update_server.config import ServerConfig
 from update_server.models import Role
+from update_server.web import bundle_pages
 
 TARGET = "pump-x100/fw-2.0.0.bin"
 PAGE = "/technician/devices/pump-1/bundle"
@@ -181,3 +182,38 @@ def test_a_forged_form_spends_no_code_w3(
     assert forged.status_code == 400
     assert issued(app) == []
     assert download(browser, clock, tom, code=code).status_code == 200, "the code is unspent"
+
+
+def test_a_bundle_refused_after_its_authorization_issues_nothing_bp4(
+    app: Flask,
+    browser: Browser,
+    clock: FakeClock,
+    ward: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All or nothing: a bundle over its bound rolls its authorization back, the refusal is
+    audited, the page says why, and the code stays spent (R25)."""
+    monkeypatch.setattr(bundle_pages, "DEFAULT_MAX_BYTES", 16 * 1024)
+    tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
+    refused = download(browser, clock, tom)
+    assert refused.status_code == 409
+    assert "No bundle was made:" in refused.get_data(as_text=True)
+    assert issued(app) == []
+    assert audit(app, Action.AUTHORIZATION_ISSUE) == []
+    (entry,) = audit(app, Action.BUNDLE_CREATE)
+    assert (entry.actor, entry.outcome, entry.object) == ("tom", "refused", "device:pump-1")
+    spent = otp_at(tom.totp, clock)
+    assert download(browser, clock, tom, code=spent).status_code == 401
+
+
+def test_the_bundles_authorization_keeps_its_grace_for_a_device_in_use_r52(
+    app: Flask, browser: Browser, clock: FakeClock, ward: bytes, tmp_path: Path
+) -> None:
+    """A device in clinical use defers the install (R52): the document carries the grace
+    the authorize form gives, so the deferred install may still complete."""
+    tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
+    answer = download(browser, clock, tom)
+    with opened(answer, tmp_path) as bundle:
+        document = bundle.read(AUTHORIZATION, limit=16 * 1024)
+    signed = SignedAuthorization.from_bytes(document).authorization
+    assert signed.grace == DEFAULT_GRACE
