@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import tarfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from client.boot import boot
 from client.bundle_source import update_from_bundle
@@ -125,3 +128,16 @@ def offline_device(path: Path, sim: Sim) -> StateDir:
     boot(state, health_check=None, now=datetime.now(UTC))
     assert state.floor() == Floor(1, "1.0.0")
     return state
+
+
+def refuse_connections(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """S1: every socket connection fails the test; the addresses tried are recorded."""
+    attempts: list[object] = []
+
+    def refuse(_sock: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise AssertionError(f"an offline update tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts

@@ -26,7 +26,12 @@ from client.events import EventType
 from client.report import Reporter, Sent
 from client.state import StateDir
 from client.update import set_reference_time
-from tests.client.bundles import make_bundle, offline_device, snapshot_of
+from tests.client.bundles import (
+    make_bundle,
+    offline_device,
+    refuse_connections,
+    snapshot_of,
+)
 from tests.client.sim import MODEL, Sim, event_types
 from tests.client.test_report import Server
 
@@ -41,16 +46,23 @@ def device(tmp_path: Path, sim: Sim) -> StateDir:
     return offline_device(tmp_path, sim)
 
 
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """S1: any attempt to open a connection fails the test (and is recorded)."""
+    return refuse_connections(monkeypatch)
+
+
 def fwclient(*args: str) -> Result:
     return CliRunner().invoke(cli.main, list(args))
 
 
 def test_update_from_a_bundle_on_the_command_line_r13(
-    tmp_path: Path, device: StateDir, sim: Sim
+    tmp_path: Path, device: StateDir, sim: Sim, no_network: list[object]
 ) -> None:
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=sim.release("1.1.0", 2))
     result = fwclient("update", "--state", str(device.root), "--bundle", str(bundle), "--boot")
     assert result.exit_code == 0, result.output
+    assert no_network == []
     assert f"{MODEL}/fw-1.1.0.bin version 1.1.0 in slot" in result.stdout
     assert "offline_install" in event_types(device)
     assert device.floor().installed_version == "1.1.0"

@@ -10,7 +10,6 @@ nothing on the device: slots, boot environment, floors, authorizations.
 from __future__ import annotations
 
 import errno
-import socket
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.client.bundles import (
     link,
     make_bundle,
     offline_device,
+    refuse_connections,
     set_time_floor,
     snapshot_of,
 )
@@ -48,15 +48,7 @@ def sim(tmp_path: Path) -> Sim:
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """S1: any attempt to open a connection fails the test (and is recorded)."""
-    attempts: list[object] = []
-
-    def refuse(_sock: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise AssertionError(f"an offline update tried to connect to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
+    return refuse_connections(monkeypatch)
 
 
 @pytest.fixture
