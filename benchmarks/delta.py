@@ -269,6 +269,16 @@ def _report(runs: dict[str, list[Run]], *, size: int, lengths: dict[str, int]) -
         f"ratios delta / full: bytes {ratio:.4f}, time {best['delta'] / best['full']:.2f},"
         f" peak memory {peak['delta'] / peak['full']:.2f}"
     )
+    extra = best["delta"] - best["full"]
+    if extra > 0:
+        even = (downloaded["full"] - downloaded["delta"]) / extra
+        print(
+            f"on this loopback link the full image is {extra:.2f} s faster; the delta saves"
+            f" {downloaded['full'] - downloaded['delta']:,} bytes, so it is faster on any link"
+            f" slower than {even * 8 / 1e6:,.0f} Mbit/s (break-even from the figures above)"
+        )
+    else:
+        print(f"the delta is {-extra:.2f} s faster even on this loopback link")
     print(
         "Why: the delta carries only the changed blocks (bsdiff4, bz2-compressed) and the"
         " device rebuilds the image from the slot it runs; applying holds the base, the"

@@ -16,7 +16,8 @@ The rules:
   delegation path (the release's role, or a bin that role delegates to: the
   same signers' say); and when it is smaller than the full image. Anything
   else is not a failure, only no delta: the full image is downloaded and
-  nothing is logged for it.
+  nothing is logged for it. An offline session (a bundle) looks for none:
+  the bundle carries the full image (``client.update``).
 - X2 Carried into the inactive slot (``carry``): only when the slot starts
   from zero. A slot holding part of the same image (a resumed download) or all
   of it (sealed, deferred by R52 or a power cut) goes on with the full

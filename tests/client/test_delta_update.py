@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pytest
 from tuf.api.metadata import TargetFile
@@ -583,3 +583,83 @@ def test_an_offline_bundle_install_takes_the_full_image_it_carries_and_no_delta(
     assert delta_failures(device) == []
     assert installed_detail(device)["transfer"] == "full"
     assert device.slot_image(device.bootenv().pending or "").read_bytes() == sim.images[release]
+
+
+# -- hashed bins --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def binned(tmp_path: Path, base: bytes, new: bytes) -> tuple[Sim, StateDir, str, str]:
+    """A line in hashed bins: the device runs 1.0.0; 1.1.0 and its delta are signed.
+
+    The release is listed in the line's own role (its current releases); the
+    delta only in the bin its path hashes to.
+    """
+    sim = Sim(tmp_path / "binned", bin_bits=3)
+    device = provision(tmp_path / "binned-device", sim)
+    sign_release(sim, "1.0.0", 1, base)
+    assert run(device, sim).outcome is Outcome.INSTALLED
+    boot(device, health_check=None, now=datetime.now(UTC))
+    release = sign_release(sim, "1.1.0", 2, new)
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=new,
+    )
+    assert sim.repo.leaf_role(MODEL, path) != MODEL
+    return sim, device, release, path
+
+
+def test_a_delta_in_a_bin_of_the_releases_line_is_used(
+    binned: tuple[Sim, StateDir, str, str],
+) -> None:
+    """X1: the line that signs the release delegates the delta's bin: the same signers."""
+    sim, device, release, path = binned
+    result = run(device, sim)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert sim.fetched(sim.target_url(release)) == []
+    assert installed_detail(device)["delta"] == path
+    assert device.slot_image("a").read_bytes() == sim.images[release]
+
+
+def test_a_delta_whose_bin_fails_to_verify_falls_back_to_the_full_image(
+    binned: tuple[Sim, StateDir, str, str],
+) -> None:
+    """X5, TUF arbitrary-metadata attack on the delta's bin: delta_failed, then the full image."""
+    sim, device, release, path = binned
+    role = sim.repo.leaf_role(MODEL, path)
+    url = f"/metadata/{sim.repo.read(role).signed.version}.{role}.json"
+    sim.resign(url, lambda signed: None, "carol")  # not the bin's keys
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert failure["reason"].startswith(f"looking up {path}")
+    assert sim.fetched(sim.target_url(path)) == []
+
+
+def test_no_delta_signed_is_the_full_image_and_nothing_logged(
+    device: StateDir, sim: Sim, release: str
+) -> None:
+    """X1: nothing at the delta's path: the full image, as before deltas existed."""
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    assert delta_failures(device) == []
+    assert installed_detail(device)["downloaded"] == len(sim.images[release])
+
+
+def test_a_running_version_no_delta_path_can_name_is_the_full_image(tmp_path: Path) -> None:
+    """X1: a running version that is not a semantic version names no delta (none looked up)."""
+    transfer = delta_module.by_delta(
+        StateDir(tmp_path),
+        cast(Any, None),  # never asked: nothing is looked up
+        _release(),
+        running=_running(version="factory"),
+        at=datetime.now(UTC),
+        download=lambda _target, _file: None,
+        recovery=False,
+    )
+    assert transfer == delta_module.Transfer()
