@@ -472,3 +472,25 @@ def test_a_damaged_cached_root_falls_back_to_the_provisioned_one_for_the_chain_c
     cached.write_bytes(b"not a root")
     short = make_bundle(tmp_path / "s.fwbundle", sim, release=sim.release("1.1.0", 2), root_from=2)
     refused_unread(device, short, BundleMismatchError, "this device trusts root version 1")
+
+
+def test_with_hashed_bins_a_bundle_must_carry_the_running_release_s_bin_s2(
+    tmp_path: Path,
+) -> None:
+    """Policy rule 7 looks the running release up in its bin: a bundle without it is named.
+
+    The device never skips that lookup offline (a withdrawn running release
+    is still reported); the bundle for a device carries its running
+    release's bin, and one that does not is refused with the role's name.
+    """
+    sim = Sim(tmp_path / "sim", bin_bits=4)
+    device = offline_device(tmp_path, sim)
+    running = sim.repo.leaf_role(MODEL, f"{MODEL}/fw-1.0.0.bin")
+    path = sim.release("1.1.0", 2)
+    assert sim.repo.leaf_role(MODEL, path) != running
+    bins = [url.removeprefix("/") for url in sim.files if url.endswith(f".{running}.json")]
+    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, dropped=bins)
+    result = refused(device, bundle, "error")
+    assert f".{running}.json, which this device needs" in result.message
+    whole = make_bundle(tmp_path / "whole.fwbundle", sim, release=path)
+    assert offline(device, whole).outcome is Outcome.INSTALLED
