@@ -103,6 +103,11 @@ class Transfer:
             detail["delta"] = self.delta
         return detail
 
+    def describe(self, *, fetched: int) -> str:
+        """The same, in words for the person running the update."""
+        total = f"{self.downloaded + fetched:,} bytes downloaded"
+        return f"{total}, full image" if self.delta is None else f"{total}, by delta {self.delta}"
+
 
 @dataclass(frozen=True)
 class OfferedDelta:

@@ -1018,8 +1018,9 @@ class _Session:
             )
         message = explain(
             EventType.INSTALLED,
-            f"{chosen.path} version {chosen.info.version} in slot {writer.slot};"
-            " it runs after the next boot (fwclient boot)",
+            f"{chosen.path} version {chosen.info.version} in slot {writer.slot}"
+            f" ({transfer.describe(fetched=fetched)}); it runs after the next boot"
+            " (fwclient boot)",
         )
         message = self._noting_contradicted(message)
         return UpdateResult(Outcome.INSTALLED, EventType.INSTALLED, message, chosen)

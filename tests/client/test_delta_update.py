@@ -174,6 +174,7 @@ def assert_installed_full(device: StateDir, sim: Sim, release: str, result: Upda
     detail = installed_detail(device)
     assert detail["transfer"] == "full"
     assert detail["downloaded"] >= len(sim.images[release])
+    assert f"{detail['downloaded']:,} bytes downloaded, full image" in result.message
 
 
 # -- X1: which delta -------------------------------------------------------------------
@@ -195,6 +196,7 @@ def test_a_delta_from_the_running_release_carries_the_update_in_far_fewer_bytes(
     assert detail["transfer"] == "delta"
     assert detail["delta"] == matching_delta
     assert detail["downloaded"] == len(sim.images[matching_delta]) < SIZE // 10
+    assert f"{detail['downloaded']:,} bytes downloaded, by delta {matching_delta}" in result.message
     assert delta_failures(device) == []
     assert not device.slot_progress("a").exists()
     assert [p.name for p in device.slots_dir.glob("*.delta")] == []
