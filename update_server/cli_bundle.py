@@ -29,7 +29,11 @@ from sqlalchemy.orm import Session
 
 from fwcommon.bundle import DEFAULT_MAX_BYTES, BundleError
 from fwcommon.cli import say
-from repo_metadata.authorization import AuthorizationError, SignedAuthorization
+from repo_metadata.authorization import (
+    MAX_DOCUMENT_SIZE,
+    AuthorizationError,
+    SignedAuthorization,
+)
 from update_server.app import Services
 from update_server.audit import Actor
 from update_server.authorizations.models import IssuedAuthorization
@@ -173,6 +177,7 @@ def _make(
 
 def _request(
     db: Session,
+    *,
     model: str | None,
     device_id: str | None,
     from_root: int | None,
@@ -197,7 +202,8 @@ def _authorization(
     device = contents.request.device
     if device is None:
         raise BundleRefusedError("an authorization is for one device: give --device too")
-    data = file.read_bytes()
+    with file.open("rb") as handle:
+        data = handle.read(MAX_DOCUMENT_SIZE + 1)  # the parser refuses more, unread beyond
     try:
         signed = SignedAuthorization.from_bytes(data).authorization
     except AuthorizationError as exc:

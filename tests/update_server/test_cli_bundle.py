@@ -74,6 +74,7 @@ def pumps(world: World) -> tuple[Published, Published]:
     old = publish(world, "1.0.0")
     new = publish(world, "2.0.0", requires_authorization=True)
     add_device(world, "pump-1", "1.0.0")
+    add_device(world, "pump-gone", "1.0.0", state="decommissioned")
     return old, new
 
 
@@ -125,6 +126,7 @@ def test_a_device_bundle_carries_what_the_device_takes_r25(
     [
         (["--model", "ventilator-v9"], "ventilator-v9"),
         (["--device", "pump-404"], "no device 'pump-404'"),
+        (["--device", "pump-gone"], "is decommissioned: only an accepted device"),
         (["--model", "pump-x100", "--release", "9.9.9"], "no release 9.9.9"),
         (["--device", "pump-1", "--model", "monitor-m20"], "is a pump-x100, not a monitor-m20"),
         (["--model", "pump-x100", "--from-root", "7"], "root versions up to 1, not 7"),

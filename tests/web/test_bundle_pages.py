@@ -54,6 +54,7 @@ def published(
 def ward(app: Flask, clock: FakeClock, published: bytes) -> bytes:
     add_device(app, clock, "pump-1", "ward-3")
     add_device(app, clock, "pump-far", "other-hospital")
+    add_device(app, clock, "pump-new", "ward-3", state="pending")
     return published
 
 
@@ -217,3 +218,24 @@ def test_the_bundles_authorization_keeps_its_grace_for_a_device_in_use_r52(
         document = bundle.read(AUTHORIZATION, limit=16 * 1024)
     signed = SignedAuthorization.from_bytes(document).authorization
     assert signed.grace == DEFAULT_GRACE
+
+
+def test_a_pending_device_gets_no_bundle_and_nothing_is_issued_bp1(
+    app: Flask, browser: Browser, clock: FakeClock, ward: bytes
+) -> None:
+    tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
+    assert 'id="bundle-pump-new"' not in browser.get("/technician/devices").get_data(as_text=True)
+    page = "/technician/devices/pump-new/bundle"
+    assert browser.get(page).status_code == 200
+    assert "Nothing to bundle: device pump-new is pending" in browser.last_page
+    assert 'id="bundle-form"' not in browser.last_page
+    clock.advance(seconds=30)
+    refused = browser.client.post(
+        page,
+        data={"csrf_token": csrf_token(browser.last_page), "minutes": "15",
+              "otp": otp_at(tom.totp, clock)},
+        base_url=BASE,
+        headers={"Referer": f"{BASE}/"},
+    )  # fmt: skip
+    assert refused.status_code == 409
+    assert issued(app) == []

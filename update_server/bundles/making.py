@@ -47,8 +47,8 @@ from update_server.bundles.selection import DeviceFacts
 from update_server.config import ServerConfig
 from update_server.deployments.models import Deployment, DeploymentDevice
 from update_server.deployments.rollout import SERVING
-from update_server.devices.models import Device
-from update_server.errors import ServiceUnavailableError
+from update_server.devices.models import Device, DeviceState
+from update_server.errors import ConflictError, ServiceUnavailableError
 from update_server.publication.errors import BusyError, PublicationError
 from update_server.publication.lock import publication_lock
 from update_server.publication.repository import OnlineRepository, role_file
@@ -100,10 +100,14 @@ class Made:
 def device_request(
     db: Session, device_id: str, *, root_from: int | None, version: str | None
 ) -> Request:
-    """A request for one registered device: its model, facts and assignment (S5)."""
+    """A request for one accepted device: its model, facts and assignment (S5)."""
     device = db.get(Device, device_id)
     if device is None:
         raise UnknownError(f"no device {device_id[:64]!r} is registered on this server")
+    if device.state != DeviceState.ACCEPTED:
+        raise ConflictError(
+            f"device {device.id} is {device.state}: only an accepted device gets a bundle"
+        )
     facts = DeviceFacts(
         device.id, device.hardware_model, device.running_version, device.security_floor
     )

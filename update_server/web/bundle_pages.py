@@ -46,7 +46,7 @@ from update_server.authorizations import issuing
 from update_server.bundles import making
 from update_server.bundles.errors import UnusableError
 from update_server.devices import scope
-from update_server.devices.models import Device, DeviceState
+from update_server.devices.models import Device
 from update_server.errors import AuthenticationError, ConflictError, NotFoundError, ServerError
 from update_server.freeze import state as freeze_state
 from update_server.models import Role
@@ -158,14 +158,13 @@ def _authorization(
 
 
 def _device(device_id: str) -> Device:
-    """BP1: the device, if in this technician's scope (404 otherwise) and accepted (409)."""
+    """BP1: the device, if in this technician's scope (404 otherwise, as if it did not exist).
+
+    Whether it may have a bundle (accepted: 409 otherwise) is ``making.device_request``'s.
+    """
     device: Device | None = g.db.get(Device, device_id)
     if device is None or not scope.in_scope(g.db, g.user, device):
         raise NotFoundError(f"no device {device_id[:64]}")
-    if device.state != DeviceState.ACCEPTED:
-        raise ConflictError(
-            f"device {device.id} is {device.state}: only an accepted device gets a bundle"
-        )
     return device
 
 
