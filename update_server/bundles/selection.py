@@ -17,17 +17,12 @@ the server does not publish. Rules:
   left out: a product line's role lists its current releases, as
   ``client.discovery`` walks), then ngclient's walk for the release's path and
   for its SBOM's path (pre-order, depth first, a terminating delegation ends
-  it: TUF 5.6.7, as ``client.walk``). A role the walk needs but the snapshot
-  does not list is refused: the repository is not one a device can use.
+  it: TUF 5.6.7, as ``client.walk``). A release the walk for its path does
+  not resolve (a role the snapshot does not list) is refused: no device could
+  install it.
 - S4 The targets: the release's file and, when its signed firmware fields
   name one, its SBOM's, each under the consistent-snapshot name ngclient
   downloads (``targets/<dir>/<first hash>.<name>``).
-- S6 (issue 13, deltas) For a device whose running version is known, the
-  roles the device's delta lookup walks (``<release>.from-<running>.bsdiff``,
-  ``client.delta``) and, when one is signed, that delta's file: offline the
-  device takes the same path as online, never failing on a missing file.
-  A model's bundle cannot know the running versions and carries no delta
-  (a device then logs ``delta_failed`` and installs the full image).
 - S5 The release: the version named (of a release signed for the model),
   else for a device the release a serving deployment assigns it (if the
   published metadata still signs it with that SHA-256), else the newest the
@@ -36,6 +31,13 @@ the server does not publish. Rules:
   ``client.policy``, as ``authorizations.offers`` O1 reads them), else for a
   model the newest release signed for it that is not a pre-release. Nothing
   to carry is refused, saying what to name.
+- S6 (issue 13, deltas) For a device whose running version is known, the
+  roles the device's delta lookup walks (``<release>.from-<running>.bsdiff``,
+  ``client.delta``) and, when one is signed, that delta's file: offline the
+  device takes the same path as online (``making`` leaves out a delta whose
+  file the server lacks: the device then falls back, as online). A model's
+  bundle cannot know the running versions and carries no delta (a device
+  then logs ``delta_failed`` and installs the full image).
 
 Pure: role loaders and values in, names or a refusal (``bundles.errors``) out.
 """
