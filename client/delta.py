@@ -68,6 +68,8 @@ from fwcommon.delta import FORMAT, DeltaError, apply_delta
 from repo_metadata.delta import DeltaInfo, delta_path
 from repo_metadata.errors import InvalidFieldError
 
+#: The downloaded delta, beside the slot it rebuilds (``slot_<s>.delta``), while it is applied.
+SPOOL = ".delta"
 #: What a download of the full image is called in the ``installed`` event.
 FULL = "full"
 #: ... and one carried by a delta.
@@ -221,8 +223,13 @@ def carry(
     ref = TargetRef(release.path, release.length, release.sha256)
     with open_inactive(state, ref, recovery=recovery) as writer:
         if writer.offset != 0:
+            # X2: opening cleared a sealed slot's record; its bytes are kept for the
+            # install that follows, as a resume from here (seal checks them again).
+            writer.checkpoint()
             return None
-        spool = state.slots_dir / f"slot_{writer.slot}.delta"
+        for leftover in state.slots_dir.glob(f"slot_*{SPOOL}"):
+            leftover.unlink()  # X6: a delta file a power cut left behind
+        spool = state.slots_dir / f"slot_{writer.slot}{SPOOL}"
         try:
             _download(plan, spool, download)
             _rebuild(state, plan, writer, spool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from client.bundle_source import update_from_bundle
 from client.directive import STANDALONE
 from client.integrity import verify_slot
 from client.policy import Candidate
+from client.readiness import Guard, ReadyCheck
 from client.state import SlotRecord, StateDir
 from client.update import Outcome, UpdateResult, update
 from fwcommon.delta import make_delta
@@ -665,3 +667,39 @@ def test_a_running_version_no_delta_path_can_name_is_the_full_image(tmp_path: Pa
         recovery=False,
     )
     assert transfer == delta_module.Transfer()
+
+
+# -- the clinical-use guard (R52) ---------------------------------------------------------
+
+
+def test_a_delta_install_deferred_in_use_resumes_sealed_without_downloading_again_r52(
+    device: StateDir, sim: Sim, release: str, matching_delta: str
+) -> None:
+    """R52: the guard is asked after the delta's image is sealed, as for a full image.
+
+    In use, the slot stays sealed, not pending; the next update hashes it
+    again and marks it pending, fetching neither the delta nor the image.
+    """
+    busy = Guard(ReadyCheck((sys.executable, "-c", "raise SystemExit(1)")))
+    deferred = update(device, sim.remote(), directive=STANDALONE, guard=busy)
+    assert deferred.outcome is Outcome.DEFERRED, deferred.message
+    assert device.bootenv().pending is None
+    assert device.slot_record("a") is not None, "the rebuilt image was not sealed"
+    fetched = len(sim.fetched("/targets/"))
+    result = run(device, sim)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert len(sim.fetched("/targets/")) == fetched, "downloaded again after the deferral"
+    assert device.slot_image("a").read_bytes() == sim.images[release]
+    assert installed_detail(device)["downloaded"] == 0
+    assert_consistent(device)
+
+
+def test_a_delta_file_left_by_a_power_cut_is_removed_by_the_next_delta_session_x6(
+    device: StateDir, sim: Sim, release: str, matching_delta: str
+) -> None:
+    """X6: the downloaded delta a cut left beside the slots does not stay there."""
+    leftover = device.slots_dir / "slot_a.delta"
+    leftover.write_bytes(b"half a delta")
+    (device.slots_dir / "slot_b.delta").write_bytes(b"older still")
+    assert run(device, sim).outcome is Outcome.INSTALLED
+    assert sorted(p.name for p in device.slots_dir.glob("*.delta")) == []
