@@ -21,7 +21,8 @@ The rules:
 - X2 Carried into the inactive slot (``carry``): only when the slot starts
   from zero. A slot holding part of the same image (a resumed download) or all
   of it (sealed, deferred by R52 or a power cut) goes on with the full
-  image's usual path, which has less left to fetch.
+  image's usual path, which has less left to fetch: its bytes are kept as a
+  resume (a checkpoint), and ``seal`` checks them again.
 - X3 Before applying: ngclient downloads the delta as any target (its signed
   length and hashes, TUF 5.7.3), and the running slot's bytes are hashed
   again against the delta's ``base_sha256`` and ``base_length`` (R29: a base
@@ -42,7 +43,9 @@ The rules:
 - X6 Power cut while applying: applying writes no checkpoint, so the slot's
   progress record stays at offset zero and the slot has no record; the next
   session starts the slot over (by delta or in full), and the running slot is
-  only ever read.
+  only ever read. The downloaded delta (``slot_<s>.delta`` beside the slots)
+  is removed once applied or failed, and one a cut left behind by the next
+  session that carries a delta.
 """
 
 from __future__ import annotations
