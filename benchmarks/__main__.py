@@ -224,6 +224,22 @@ def _selected(only: str | None, name: str) -> bool:
     return only is None or only == name or name in groups.get(only, ())
 
 
+def _fleet_options(
+    args: argparse.Namespace,
+    sizes: tuple[int, ...],
+    databases: tuple[str, ...] = fleet.DATABASES,
+) -> fleet.FleetOptions:
+    """The fleet simulator's settings from the command line, for ``sizes`` on ``databases``."""
+    return fleet.FleetOptions(
+        sizes=sizes,
+        databases=databases,
+        rate=args.fleet_rate,
+        seconds=args.fleet_seconds,
+        threads=args.fleet_threads,
+        wave_limit=args.fleet_wave_seconds,
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, {_cpus()} CPUs")
@@ -275,14 +291,7 @@ def main(argv: Sequence[str]) -> int:
             )
         if _selected(args.only, "fleet"):
             checks += fleet.run(
-                options=fleet.FleetOptions(
-                    sizes=args.fleet_sizes,
-                    databases=args.fleet_databases,
-                    rate=args.fleet_rate,
-                    seconds=args.fleet_seconds,
-                    threads=args.fleet_threads,
-                    wave_limit=args.fleet_wave_seconds,
-                ),
+                options=_fleet_options(args, args.fleet_sizes, args.fleet_databases),
                 workdir=workdir,
                 people=people,
             )
@@ -292,13 +301,7 @@ def main(argv: Sequence[str]) -> int:
                     seconds=args.nginx_seconds,
                     rounds=args.nginx_rounds,
                     update_mib=args.nginx_update_mib,
-                    fleet=fleet.FleetOptions(
-                        sizes=args.nginx_fleet_sizes,
-                        rate=args.fleet_rate,
-                        seconds=args.fleet_seconds,
-                        threads=args.fleet_threads,
-                        wave_limit=args.fleet_wave_seconds,
-                    ),
+                    fleet=_fleet_options(args, args.nginx_fleet_sizes),
                 ),
                 workdir=workdir,
                 people=people,

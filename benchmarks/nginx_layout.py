@@ -85,7 +85,7 @@ from benchmarks.server_procs import (
 from benchmarks.server_release import Publication, ServerWorld
 from fwcommon.files import atomic_write
 from signer import layout
-from tests.production.nginx import NGINX_USER, grant_repository, renderer
+from tests.production.nginx import NGINX_USER, grant_repository, prepare, renderer
 from tests.unprivileged import owner_of
 from update_server.config import CONFIG_FILE, ServerConfig
 from update_server.tls import CA_CERT_FILE, CERT_FILE, KEY_FILE, TLS_DIR
@@ -108,22 +108,6 @@ LOAD_TIMEOUT = 60
 #: 1000 a connection (keepalive_requests), so no connection is ended under it.
 H2_REQUESTS_PER_CONNECTION = 900
 PROCESS_TIMEOUT = 300
-
-MAIN_CONFIG = """\
-worker_processes {workers};
-daemon off;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {directory}/temp/body;
-    proxy_temp_path {directory}/temp/proxy;
-    fastcgi_temp_path {directory}/temp/fastcgi;
-    uwsgi_temp_path {directory}/temp/uwsgi;
-    scgi_temp_path {directory}/temp/scgi;
-    include {directory}/site.conf;
-}}
-"""
 
 #: Stand-ins in a site's configuration for what each nginx gets at its start:
 #: its address and its own directory. Each is one nginx word, as render.py wants.
@@ -332,16 +316,15 @@ def _nginx(name: str, site: str, world: ServerWorld, workers: int) -> Iterator[N
             filled = site.replace(LISTEN_MARK, f"127.0.0.1:{port}")
             filled = filled.replace(DIRECTORY_MARK, str(directory))
             (directory / "site.conf").write_text(filled)
-            main = MAIN_CONFIG.format(workers=workers, directory=directory)
-            (directory / "nginx.conf").write_text(main)
-            if user is not None:
-                for path in (directory, *directory.rglob("*")):
-                    os.chown(path, user.pw_uid, user.pw_gid)
-            argv = [binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]
-            argv += ["-e", str(directory / "error.log")]
-            if user is not None:
-                ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-                argv = ["setpriv", *ids, "--", *argv]
+            argv = prepare(
+                directory,
+                "site.conf",
+                user,
+                binary=binary,
+                workers=workers,
+                connections=1024,
+                level="warn",
+            )
             with (directory / "stderr.log").open("wb") as stderr:
                 process = subprocess.Popen(
                     argv, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import CryptoSigner, Signer
 
 from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
@@ -27,9 +27,10 @@ PEOPLE = ("officer1", "officer2", "officer3", "manager", "alice", "bob")
 
 def make_repository(
     path: Path, config: ServerConfig, image: Path, info: FirmwareInfo, *, authorization: bool
-) -> None:
-    """Root, targets, the line, and ``image`` signed by both engineers as ``pump-fw``."""
-    keys = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
+) -> dict[str, Signer]:
+    """Root, targets, the line, and ``image`` signed by both engineers as ``pump-fw``;
+    returns the keys by person (``PEOPLE``), for tests that sign more."""
+    keys: dict[str, Signer] = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
     now = datetime.now(UTC)
     roles = ("snapshot", "timestamp", "authorization")
     online = {role: public_key_from_uri(config.online_keys[role]) for role in roles}
@@ -54,6 +55,7 @@ def make_repository(
         name="pump-fw",
         info=info,
     )
+    return keys
 
 
 def import_repository(data_dir: Path, offline: Path, *, targets_dir: Path) -> None:

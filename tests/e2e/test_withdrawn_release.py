@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from securesystemslib.signer import CryptoSigner, Signer
+from securesystemslib.signer import Signer
 
 from client.state import StateDir
-from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
 from signer import layout
-from signer.authoring import RoleKeys, add_firmware, delegate, init_repository, revoke_release
+from signer.authoring import add_firmware, revoke_release
 from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 from tests.e2e.conftest import RunningServer, fwclient, new_data_dir, start_server
-from tests.e2e.offline import LINE, PEOPLE, import_repository
+from tests.e2e.offline import LINE, import_repository, make_repository
 from tests.e2e.people import Person, call, enrolled
 from tests.e2e.ward import Ward, fwserver_cli, pump
 from update_server.config import ServerConfig
@@ -49,28 +48,8 @@ ONLINE = ("snapshot", "timestamp")
 
 def _offline(path: Path, config: ServerConfig, image: Path) -> dict[str, Signer]:
     """``tests.e2e.offline.make_repository``'s repository with 2.0.0, keeping the keys."""
-    keys: dict[str, Signer] = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
-    now = datetime.now(UTC)
-    online = {
-        role: public_key_from_uri(config.online_keys[role]) for role in ("snapshot", "timestamp")
-    }
-    officers = [keys[n] for n in ("officer1", "officer2", "officer3")]
-    init_repository(
-        OfflineRepository(path, now=now, signers=[*officers[:2], keys["manager"]], create=True),
-        root=RoleKeys([k.public_key for k in officers], 2),
-        targets=RoleKeys([keys["manager"].public_key], 1),
-        snapshot=online["snapshot"],
-        timestamp=online["timestamp"],
-        authorization=[],
-    )
-    delegate(
-        OfflineRepository(path, now=now, signers=[keys["manager"], keys["alice"], keys["bob"]]),
-        name=LINE,
-        path_prefix=f"{LINE}/",
-        keys=RoleKeys([keys["alice"].public_key, keys["bob"].public_key], 2),
-    )
-    _sign_release(path, keys, image, "2.0.0")
-    return keys
+    info = FirmwareInfo(version="2.0.0", security_version=1, hardware_models=(LINE,))
+    return make_repository(path, config, image, info, authorization=False)
 
 
 def _sign_release(path: Path, keys: Mapping[str, Signer], image: Path, version: str) -> None:

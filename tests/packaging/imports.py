@@ -87,8 +87,19 @@ def imports(packages: Iterable[str]) -> Iterator[Import]:
             yield from collector.found
 
 
+#: Not in ``sys.stdlib_module_names`` but no third party either: ``_typeshed`` is
+#: the type checker's own stub module of the standard library, imported only
+#: under ``TYPE_CHECKING`` (it does not exist at run time).
+TYPING_ONLY = frozenset({"_typeshed"})
+
+
 def is_third_party(top: str) -> bool:
-    return top not in sys.stdlib_module_names and top not in PACKAGES and top != "__future__"
+    return (
+        top not in sys.stdlib_module_names
+        and top not in TYPING_ONLY
+        and top not in PACKAGES
+        and top != "__future__"
+    )
 
 
 @cache

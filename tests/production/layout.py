@@ -34,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from securesystemslib.signer import CryptoSigner, Signer
+from securesystemslib.signer import Signer
 from sqlalchemy import select
 
 from fwcommon.files import atomic_write
-from fwcommon.keyref import public_key_from_uri
 from repo_metadata.firmware import FirmwareInfo
-from signer.authoring import RoleKeys, add_firmware, delegate, init_repository
+from signer.authoring import add_firmware
 from signer.repository import OfflineRepository
 from tests.e2e.conftest import RunningServer, start_server
-from tests.e2e.offline import LINE, PEOPLE, import_repository
+from tests.e2e.offline import LINE, import_repository, make_repository
 from tests.e2e.people import Person, enrolled
 from tests.e2e.ward import Ward, fwserver_cli
 from tests.hsm_mock.helpers import FAST_KDF, skip_or_fail
@@ -160,35 +159,12 @@ def sign_release(layout: Layout, version: str, *, security_version: int) -> Path
 
 def _offline_release(path: Path, config: ServerConfig, work: Path) -> dict[str, Signer]:
     """tests.e2e.offline's repository (2.0.0, authorization required), its keys kept."""
-    keys: dict[str, Signer] = {name: CryptoSigner.generate_ed25519() for name in PEOPLE}
-    now = datetime.now(UTC)
-    roles = ("snapshot", "timestamp", "authorization")
-    online = {role: public_key_from_uri(config.online_keys[role]) for role in roles}
-    officers = [keys[n] for n in ("officer1", "officer2", "officer3")]
-    init_repository(
-        OfflineRepository(path, now=now, signers=[*officers[:2], keys["manager"]], create=True),
-        root=RoleKeys([k.public_key for k in officers], 2),
-        targets=RoleKeys([keys["manager"].public_key], 1),
-        snapshot=online["snapshot"],
-        timestamp=online["timestamp"],
-        authorization=[online["authorization"]],
-    )
-    engineers = [keys["alice"], keys["bob"]]
-    delegate(
-        OfflineRepository(path, now=now, signers=[keys["manager"], *engineers]),
-        name=LINE,
-        path_prefix=f"{LINE}/",
-        keys=RoleKeys([k.public_key for k in engineers], 2),
-    )
     image = work / "pump-fw-2.0.0.bin"
     image.write_bytes(os.urandom(64 * 1024))
     info = FirmwareInfo(
         version="2.0.0", security_version=1, hardware_models=(LINE,), requires_authorization=True
     )
-    add_firmware(
-        OfflineRepository(path, now=now, signers=engineers), image=image, name="pump-fw", info=info
-    )
-    return keys
+    return make_repository(path, config, image, info, authorization=True)
 
 
 def _configure(data_dir: Path, **settings: Any) -> None:

@@ -46,18 +46,18 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 
 MAIN_CONFIG = """\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {directory}/nginx.pid;
-error_log {directory}/error.log info;
-events {{ worker_connections 256; }}
+error_log {directory}/error.log {level};
+events {{ worker_connections {connections}; }}
 http {{
     client_body_temp_path {directory}/temp/body;
     proxy_temp_path {directory}/temp/proxy;
     fastcgi_temp_path {directory}/temp/fastcgi;
     uwsgi_temp_path {directory}/temp/uwsgi;
     scgi_temp_path {directory}/temp/scgi;
-    include {directory}/fwupdate.conf;
+    include {directory}/{site};
 }}
 """
 
@@ -147,15 +147,10 @@ def start_nginx(
             }
         )
         (directory / "fwupdate.conf").write_text(config)
-        (directory / "nginx.conf").write_text(MAIN_CONFIG.format(directory=directory))
-        if user is not None:
-            for path in (directory, *directory.rglob("*")):
-                os.chown(path, user.pw_uid, user.pw_gid)
-        argv = [binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]
-        argv += ["-e", str(directory / "error.log")]
+        argv = prepare(directory, "fwupdate.conf", user, binary=binary)
         with (directory / "stderr.log").open("wb") as stderr:
             process = subprocess.Popen(
-                _as_user(user, argv),
+                argv,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 cwd=directory,
@@ -171,7 +166,27 @@ def start_nginx(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _as_user(user: pwd.struct_passwd | None, argv: list[str]) -> list[str]:
+def prepare(
+    directory: Path,
+    site: str,
+    user: pwd.struct_passwd | None,
+    *,
+    binary: str,
+    workers: int = 1,
+    connections: int = 256,
+    level: str = "info",
+) -> list[str]:
+    """Write the main configuration around ``directory/site``, hand ``directory``
+    to ``user`` and return the argv that starts nginx as that user."""
+    main = MAIN_CONFIG.format(
+        directory=directory, site=site, workers=workers, connections=connections, level=level
+    )
+    (directory / "nginx.conf").write_text(main)
+    if user is not None:
+        for path in (directory, *directory.rglob("*")):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    argv = [binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]
+    argv += ["-e", str(directory / "error.log")]
     if user is None:
         return argv
     ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
