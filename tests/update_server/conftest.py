@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from hsm_mock import KdfParams
 from tests.clocks import RUN_START, FakeClock
+from tests.datadirs import Templates
 from tests.hsm_mock.helpers import skip_or_fail
 from tests.pg import (
     PostgresServer,
@@ -27,7 +28,6 @@ from tests.update_server.repo_world import World, make_world
 from update_server.app import create_app
 from update_server.config import ServerConfig
 from update_server.keys import signer_loader
-from update_server.setup import init_data_dir
 
 FAST_KDF = KdfParams(memory_kib=8192, iterations=1, lanes=1)
 START = RUN_START  # published metadata is read by a stock ngclient
@@ -69,9 +69,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     server.drop_schema(schema)
 
 
+@pytest.fixture(scope="session")
+def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    """One real ``fwserver init`` per engine and test process (tests.datadirs)."""
+    return Templates(tmp_path_factory.mktemp("data-dir-templates"), kdf=FAST_KDF)
+
+
 @pytest.fixture
-def config(tmp_path: Path, database_url: str) -> ServerConfig:
-    return init_data_dir(tmp_path / "data", database_url=database_url, kdf=FAST_KDF).config
+def config(tmp_path: Path, database_url: str, data_dirs: Templates) -> ServerConfig:
+    """A fresh data directory on the test's empty database: a copy of a real init."""
+    return data_dirs.data_dir(tmp_path / "data", database_url)
 
 
 @pytest.fixture
