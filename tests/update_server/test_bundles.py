@@ -7,18 +7,20 @@ its walks visit, the firmware and its SBOM: S1-S4), and a stock ngclient
 whose only source is the bundle verifies and downloads the release
 byte for byte. The choice of release (S5) is tested on its pure core; a
 device's bundle carries the delta from the version it runs (S6), and a line
-with hashed bins brings a bin only when the release lives in it alone (S3).
+with hashed bins brings the bins of the releases a device may run or is given (S3, S7).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tuf.api.metadata import Metadata
 
 from fwcommon.bundle import MANIFEST, Bundle, BundleError
+from repo_metadata.delta import delta_path
 from repo_metadata.firmware import FirmwareInfo
 from tests.update_server.bundle_world import (
     BundleFetcher,
@@ -258,7 +260,8 @@ def test_a_device_bundle_carries_the_delta_from_the_version_it_runs_s6(
     world: World, tmp_path: Path
 ) -> None:
     """Offline, the device's delta lookup finds what it finds online: the signed delta's
-    roles and bytes are in the bundle; a model's bundle, not knowing the base, has none."""
+    roles and bytes are in the bundle, for a device running its base and for its model (a
+    device of it may run the base); a device whose version is unknown gets none."""
     base = _base_published(world)
     image, delta = _add_with_delta(world, base)
     _publish(world, {DELTA_IMAGE: image, DELTA: delta})
@@ -269,7 +272,7 @@ def test_a_device_bundle_carries_the_delta_from_the_version_it_runs_s6(
         assert bundle.read(delta_member, limit=BOUND) == delta
     model = _make(world, Request(hardware_model="pump-x100"), tmp_path / "model.tar")
     with Bundle.open(model, max_bytes=BOUND) as bundle:
-        assert delta_member not in bundle.names()
+        assert bundle.read(delta_member, limit=BOUND) == delta, "a pump may run 1.0.0"
     unknown = _make(world, _device_request("1.1.0", None), tmp_path / "unknown.tar")
     with Bundle.open(unknown, max_bytes=BOUND) as bundle:
         assert delta_member not in bundle.names()
@@ -286,22 +289,57 @@ def _publish_vent(world: World, tmp_path: Path, version: str) -> tuple[str, str,
     return path, bin_role, data
 
 
-def test_a_binned_lines_bundle_leaves_its_bins_out_unless_the_release_is_in_one_only_s3(
+def _bins(bundle: Bundle) -> list[str]:
+    return sorted(name.split(".", 1)[1] for name in bundle.names() if "-bins-" in name)
+
+
+def test_with_hashed_bins_a_bundle_carries_the_bins_of_the_releases_a_device_may_run_s3_s7(
     world: World, tmp_path: Path
 ) -> None:
-    """TAP 15: the device's discovery reads the line's current list, not the bins; a
-    superseded release named on purpose is reached through its bin, which comes along."""
+    """TAP 15 and policy rule 7 (R25, R56): discovery reads the line's current list, but the
+    device looks the release it runs up again, and an older release lives in its bin only.
+    A device's bundle carries the bin of the release it runs (and its delta lookup's, S6), a
+    model's those of every release signed for it (here the same), and no other bin; a stock
+    ngclient finds both releases from the bundle alone."""
+    _binned_line(world)
+    old_path, old_bin, _ = _publish_vent(world, tmp_path, "1.0.0")
+    new_path, _, new_data = _publish_vent(world, tmp_path, "2.0.0")
+    root_1 = (world.repository / "metadata" / "1.root.json").read_bytes()
+    vent = DeviceFacts("vent-1", "ventilator-v5", "1.0.0", None)
+    # The device's delta lookup (S6) walks to the bin its delta path hashes to, signed or not.
+    delta_bin = world.open_offline().leaf_role_for(delta_path(new_path, "1.0.0"))
+    for name, request in (
+        ("model", Request(hardware_model="ventilator-v5")),
+        ("device", Request(hardware_model="ventilator-v5", device=vent)),
+    ):
+        bins = {old_bin, delta_bin}
+        out = _make(world, request, tmp_path / f"{name}.tar")
+        with Bundle.open(out, max_bytes=BOUND) as bundle:
+            assert _bins(bundle) == sorted(f"{role}.json" for role in bins), name
+            assert bundle.manifest.release == new_path
+            updater = bundle_updater(bundle, tmp_path / name, root_1)
+            updater.refresh()
+            assert updater.get_targetinfo(old_path) is not None, "rule 7's lookup, offline"
+            found = updater.get_targetinfo(new_path)
+            assert found is not None
+            got = Path(updater.download_target(found, str(tmp_path / f"{name}.bin")))
+            assert got.read_bytes() == new_data
+    unreported = Request(hardware_model="ventilator-v5", device=replace(vent, running_version=None))
+    with Bundle.open(_make(world, unreported, tmp_path / "u.tar"), max_bytes=BOUND) as bundle:
+        assert _bins(bundle) == [], "nothing known to look up"
+
+
+def test_a_superseded_release_named_on_purpose_comes_with_its_bin_s3(
+    world: World, tmp_path: Path
+) -> None:
     _binned_line(world)
     old_path, old_bin, old_data = _publish_vent(world, tmp_path, "1.0.0")
     _publish_vent(world, tmp_path, "2.0.0")
-    newest = _make(world, Request(hardware_model="ventilator-v5"), tmp_path / "new.tar")
-    with Bundle.open(newest, max_bytes=BOUND) as bundle:
-        assert not [name for name in bundle.names() if "-bins-" in name]
-        assert bundle.manifest.release == "ventilator-v5/vent-fw-2.0.0.bin"
-    request = Request(hardware_model="ventilator-v5", version="1.0.0")
+    device = DeviceFacts("vent-1", "ventilator-v5", None, None)
+    request = Request(hardware_model="ventilator-v5", version="1.0.0", device=device)
     named = _make(world, request, tmp_path / "old.tar")
     with Bundle.open(named, max_bytes=BOUND) as bundle:
-        bins = [name for name in bundle.names() if "-bins-" in name]
+        assert _bins(bundle) == [f"{old_bin}.json"]
         assert bundle.manifest.release == old_path
         root_1 = (world.repository / "metadata" / "1.root.json").read_bytes()
         updater = bundle_updater(bundle, tmp_path / "device", root_1)
@@ -309,5 +347,4 @@ def test_a_binned_lines_bundle_leaves_its_bins_out_unless_the_release_is_in_one_
         found = updater.get_targetinfo(old_path)
         assert found is not None
         got = Path(updater.download_target(found, str(tmp_path / "old.bin"))).read_bytes()
-    assert [name.split(".", 1)[1] for name in bins] == [f"{old_bin}.json"]
     assert got == old_data

@@ -7,7 +7,7 @@
   Metadata is small and read into memory; a target file is never rewritten
   (consistent snapshots), so it is only checked there (a regular file of
   its signed length) and read by the writer after.
-- M2 The release comes from the device's own walks (``selection`` S3, S5, S6):
+- M2 The release comes from the device's own walks (``selection`` S3, S5-S7):
   the release a deployment assigns, or a named version, is taken only as
   the walk for its path finds it signed, with the same SHA-256.
 - M3 ``write`` goes through ``fwcommon.bundle.write_bundle``: names checked,
@@ -238,22 +238,23 @@ def _collect(repository: OnlineRepository, request: Request) -> Contents:
     model = request.hardware_model
     load = repository.current_targets
     discovered = selection.discovery_roles(model, load)
-    known = selection.releases_in(model, [_loaded(load, name) for name in discovered])
-    if request.version is not None:  # a named version may be superseded: in a bin
-        everyone = [_loaded(load, name) for name in repository.published_roles()]
-        known = selection.releases_in(model, everyone)
-    if not known and request.device is None and request.version is None:
+    archive = selection.discovery_roles(model, load, archive=True)
+    every = selection.releases_in(model, [_loaded(load, name) for name in archive])
+    if not every and request.device is None:
         raise UnknownError(f"no release is signed for a model {model[:64]!r}: check its name")
+    current = selection.releases_in(model, [_loaded(load, name) for name in discovered])
     chosen = selection.choose(
-        known,
+        every if request.version is not None else current,  # a named one may be in a bin
         model=model,
         version=request.version,
         device=request.device,
         assigned=_assigned(request, load),
     )
     roles, targets = _walked(chosen, load)
-    delta_roles, deltas = _delta(chosen, request.device, load)
-    names = list(dict.fromkeys([*discovered, *roles, *delta_roles]))
+    running = selection.running_releases(every, request.device)
+    running_roles = [role for r in running for role in selection.walk(r.path, load)[0]]
+    delta_roles, deltas = _deltas(chosen, running, load)
+    names = list(dict.fromkeys([*discovered, *roles, *delta_roles, *running_roles]))
     root_version = repository.published_version("root") or 0
     metadata = [
         *_root_chain(repository, selection.root_chain(request.root_from, root_version)),
@@ -286,18 +287,21 @@ def _walked(release: Release, load: selection.Loader) -> tuple[list[str], list[t
     return roles, files
 
 
-def _delta(
-    release: Release, device: DeviceFacts | None, load: selection.Loader
+def _deltas(
+    release: Release, running: Sequence[Release], load: selection.Loader
 ) -> tuple[list[str], list[tuple[str, int]]]:
-    """S6: what the device's delta lookup from the version it runs walks, and the delta."""
-    if device is None or device.running_version is None:
-        return [], []
-    try:
-        path = delta_path(release.path, device.running_version)
-    except InvalidFieldError:
-        return [], []  # a running version no delta can name: the device looks none up
-    roles, target = selection.walk(path, load)
-    files = [] if target is None else [(selection.target_member(target), target.length)]
+    """S6: what the delta lookups from the versions devices run walk, and the deltas signed."""
+    roles: list[str] = []
+    files: list[tuple[str, int]] = []
+    for version in dict.fromkeys(r.info.version for r in running if r.path != release.path):
+        try:
+            path = delta_path(release.path, version)
+        except InvalidFieldError:
+            continue  # a running version no delta can name: the device looks none up
+        walked, target = selection.walk(path, load)
+        roles += walked
+        if target is not None:
+            files.append((selection.target_member(target), target.length))
     return roles, files
 
 

@@ -31,13 +31,20 @@ the server does not publish. Rules:
   ``client.policy``, as ``authorizations.offers`` O1 reads them), else for a
   model the newest release signed for it that is not a pre-release. Nothing
   to carry is refused, saying what to name.
-- S6 (issue 13, deltas) For a device whose running version is known, the
-  roles the device's delta lookup walks (``<release>.from-<running>.bsdiff``,
-  ``client.delta``) and, when one is signed, that delta's file: offline the
-  device takes the same path as online (``making`` leaves out a delta whose
-  file the server lacks: the device then falls back, as online). A model's
-  bundle cannot know the running versions and carries no delta (a device
-  then logs ``delta_failed`` and installs the full image).
+- S6 (issue 13, deltas) For each version a device of the bundle may run
+  (S7's releases), the roles the device's delta lookup walks
+  (``<release>.from-<version>.bsdiff``, ``client.delta``) and, when one is
+  signed, that delta's file: offline the device takes the same path as
+  online (``making`` leaves out a delta whose file the server lacks: the
+  device then logs ``delta_failed`` and installs the full image, as online).
+- S7 (R25, R56) The device's policy looks the release it runs up again
+  (``client.policy`` rule 7: a withdrawn running release is reported), so the
+  roles of ngclient's walk to each release it may run come along: for a
+  device, the releases of the version it reports; for a model, every release
+  signed for it. With hashed bins that is the bin of each such release (an
+  older release lives in its bin only, not in the line's current list); a
+  release no longer signed has no path the server knows, and its bin may be
+  missing (the device then refuses the bundle, naming the role).
 
 Pure: role loaders and values in, names or a refusal (``bundles.errors``) out.
 """
@@ -87,8 +94,12 @@ def root_chain(root_from: int, current: int) -> list[str]:
     return [role_file("root", version) for version in range(root_from + 1, current + 1)]
 
 
-def discovery_roles(model: str, load: Loader) -> list[str]:
-    """S3: every role the device's discovery walks for ``model``, top-down."""
+def discovery_roles(model: str, load: Loader, *, archive: bool = False) -> list[str]:
+    """S3: every role the device's discovery walks for ``model``, top-down.
+
+    With ``archive``, the hashed bins of a product line too (S7: where every
+    release of the line is kept), as ``client.discovery`` walks with it.
+    """
     sample = f"{model}/{PROBE}"
     found: list[str] = []
     stack = ["targets"]
@@ -98,16 +109,33 @@ def discovery_roles(model: str, load: Loader) -> list[str]:
         if signed is None:
             continue
         found.append(name)
-        delegations = signed.delegations
-        if delegations is None or not delegations.roles:
-            continue
-        children = [
-            child.name
-            for child in delegations.roles.values()
-            if child.paths is None or child.is_delegated_path(sample)
-        ]
-        stack.extend(reversed(children))
+        stack.extend(reversed(_children(signed, sample, archive=archive)))
     return found
+
+
+def _children(signed: Targets, sample: str, *, archive: bool) -> list[str]:
+    delegations = signed.delegations
+    if delegations is None:
+        return []
+    children = [
+        child.name
+        for child in (delegations.roles or {}).values()
+        if child.paths is None or child.is_delegated_path(sample)
+    ]
+    if archive and delegations.succinct_roles is not None:
+        children += list(delegations.succinct_roles.get_roles())
+    return children
+
+
+def running_releases(releases: Iterable[Release], device: DeviceFacts | None) -> list[Release]:
+    """S6, S7: the releases a device of the bundle may run (its policy looks them up again).
+
+    For a device, the releases of its running version (none when unreported);
+    for a model, every release signed for it: any device of it may run one.
+    """
+    if device is None:
+        return list(releases)
+    return [r for r in releases if r.info.version == device.running_version]
 
 
 def path_roles(path: str, load: Loader) -> tuple[list[str], TargetFile] | None:
