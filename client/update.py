@@ -756,9 +756,9 @@ class _Session:
         )
         for role in walk:
             self.roles[role.name] = role
-            for path, target in role.signed.targets.items():
+            for path, target in discovery.install_targets(role, prefix):
                 candidate = _candidate(path, target, role.name)
-                if path.startswith(prefix) and candidate is not None and path not in seen:
+                if candidate is not None and path not in seen:
                     seen.add(path)
                     yield candidate
 

@@ -10,6 +10,7 @@ software attack: bytes that are not a signed image must never be installed).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,16 @@ def test_discovery_offers_the_releases_and_never_a_delta(device: StateDir, sim: 
     assert _offered(device, sim) == [BASE, RELEASE]
 
 
-def test_a_delta_is_never_chosen_the_full_release_is(device: StateDir, sim: Sim) -> None:
-    result = check(device, sim.remote(), directive=STANDALONE)
+def test_a_delta_is_never_chosen_the_full_release_is(
+    device: StateDir, sim: Sim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The delta is left out before it is read as firmware: no warning at every check."""
+    with caplog.at_level(logging.WARNING):
+        result = check(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.AVAILABLE, result.message
     assert result.candidate is not None
     assert result.candidate.path == RELEASE
+    assert [r.getMessage() for r in caplog.records if DELTA in r.getMessage()] == []
 
 
 def test_a_delta_carrying_firmware_fields_is_never_a_candidate(device: StateDir, sim: Sim) -> None:
