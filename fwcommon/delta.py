@@ -41,9 +41,11 @@ Rules of ``apply_delta`` (each refusal is a ``DeltaError`` naming the rule):
 - D5: the control entries stay inside the base, the diff and extra blocks and
   the output, and consume them exactly (bsdiff4's core checks; its
   ``ValueError`` becomes a ``DeltaError``).
-- D6: nothing but ``DeltaError`` leaves ``apply_delta`` for a bad patch or an
-  unreadable base or patch; the caller's stream ``out`` is written only once
-  the whole image is rebuilt, so a refused patch writes nothing to it.
+- D6: nothing but ``DeltaError`` leaves ``apply_delta`` for a bad patch, an
+  unreadable base or patch, or too little memory to rebuild the image (a
+  ``MemoryError`` while rebuilding: the caller takes the full image, which
+  streams); the caller's stream ``out`` is written only once the whole image
+  is rebuilt, so a refused patch writes nothing to it.
 - D7: ``make_delta`` checks its own delta: it rebuilds the image through
   ``apply_delta`` and compares it with the image before the delta file
   appears, so every delta signed is one a device accepts.
@@ -100,7 +102,13 @@ def make_delta(base: Path, image: Path, out: Path) -> int:
         old, new = base.read_bytes(), image.read_bytes()
     except OSError as exc:
         raise DeltaError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    patch = bsdiff4.diff(old, new)
+    try:
+        patch = bsdiff4.diff(old, new)
+    except MemoryError:
+        raise DeltaError(
+            f"not enough memory to make a delta of {len(new)} bytes (bsdiff needs about"
+            " 18 times the image); publish the release without it"
+        ) from None
     try:
         check = _Source(io.BytesIO(patch), limit=max_patch_bytes(len(new)))
         rebuilt = _rebuild(old, check, _Header.read(check, len(new)))
@@ -138,10 +146,16 @@ def _apply(base: Path, stream: BinaryIO, max_output: int) -> bytes:
     source = _Source(stream, limit=max_patch_bytes(max_output))
     header = _Header.read(source, max_output)  # D1, D2: before the base is read
     try:
-        old = base.read_bytes()
-    except OSError as exc:
-        raise DeltaError(f"cannot read the base image {base}: {exc.strerror}") from None
-    return _rebuild(old, source, header)
+        try:
+            old = base.read_bytes()
+        except OSError as exc:
+            raise DeltaError(f"cannot read the base image {base}: {exc.strerror}") from None
+        return _rebuild(old, source, header)
+    except MemoryError:  # D6: the base, the blocks and the image did not fit
+        raise DeltaError(
+            f"not enough memory to rebuild {header.new_size} bytes from the delta (D6);"
+            " take the full image"
+        ) from None
 
 
 class _Source:

@@ -30,6 +30,7 @@ from client.policy import Candidate
 from client.readiness import Guard, ReadyCheck
 from client.state import SlotRecord, StateDir
 from client.update import Outcome, UpdateResult, update
+from fwcommon import delta as fwcommon_delta
 from fwcommon.delta import make_delta
 from repo_metadata.firmware import FirmwareInfo
 from tests.client.bundles import make_bundle, offline_device
@@ -396,6 +397,32 @@ def test_a_malformed_delta_fails_to_apply_and_the_full_image_installs(
     assert_installed_full(device, sim, release, result)
     (failure,) = delta_failures(device)
     assert "BSDIFF40" in failure["reason"]
+
+
+def test_a_device_without_memory_for_the_delta_falls_back_to_the_full_image(
+    device: StateDir, sim: Sim, release: str, matching_delta: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X5 (ADR 0008, R13): too little memory to apply the delta is delta_failed, then full.
+
+    bsdiff holds the base, the blocks and the image at once; a device short
+    of memory must still update (the full image streams into the slot), not
+    fail the session at every poll.
+    """
+
+    class CoreWithoutMemory:
+        decode_int64 = staticmethod(fwcommon_delta._bsdiff_core.decode_int64)
+
+        @staticmethod
+        def patch(*_args: object) -> bytes:
+            raise MemoryError
+
+    monkeypatch.setattr(fwcommon_delta, "_bsdiff_core", CoreWithoutMemory)
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    (failure,) = delta_failures(device)
+    assert failure["delta"] == matching_delta
+    assert "not enough memory" in failure["reason"]
+    assert device.bootenv().active == "b"
 
 
 # -- X6: power cuts -----------------------------------------------------------------------

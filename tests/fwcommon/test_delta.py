@@ -296,3 +296,46 @@ def test_d6_an_unreadable_base_or_delta_is_a_delta_error(tmp_path: Path) -> None
 def test_max_output_must_be_a_count(tmp_path: Path, bad: Any) -> None:
     with pytest.raises(DeltaError, match="max_output"):
         apply_delta(tmp_path / "base", io.BytesIO(), io.BytesIO(), max_output=bad)
+
+
+class _CoreWithoutMemory:
+    """bsdiff4's C core on a device with too little free memory for the image."""
+
+    decode_int64 = staticmethod(bsdiff_core.decode_int64)
+
+    @staticmethod
+    def patch(*_args: object) -> bytes:
+        raise MemoryError
+
+
+def test_d6_too_little_memory_to_rebuild_is_a_delta_error_and_writes_nothing(
+    images: tuple[Path, Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D6: a MemoryError while rebuilding is a DeltaError, so the device takes the full image.
+
+    ADR 0008: a device with less than about three times the image free fails
+    the delta and streams the full image; a MemoryError escaping would end
+    the update session instead, at every poll (never the full image).
+    """
+    base, _, new = images
+    patch = _patch(base.read_bytes(), new)
+    monkeypatch.setattr(delta_module, "_bsdiff_core", _CoreWithoutMemory)
+    out = io.BytesIO()
+    with pytest.raises(DeltaError, match=r"not enough memory.*full image"):
+        apply_delta(base, io.BytesIO(patch), out, max_output=len(new))
+    assert out.getvalue() == b""
+
+
+def test_make_delta_with_too_little_memory_is_a_delta_error_and_writes_nothing(
+    images: tuple[Path, Path, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D7: the signer is told to publish without the delta; no delta file appears."""
+    base, image, _ = images
+
+    def no_memory(_old: bytes, _new: bytes) -> bytes:
+        raise MemoryError
+
+    monkeypatch.setattr(delta_module.bsdiff4, "diff", no_memory)
+    with pytest.raises(DeltaError, match=r"not enough memory.*without it"):
+        make_delta(base, image, tmp_path / "delta")
+    assert not (tmp_path / "delta").exists()
