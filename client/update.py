@@ -60,6 +60,7 @@ root that rotates only root keys changes no other file).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -400,6 +401,16 @@ def refresh_metadata(
     return updater, expiries
 
 
+def _usable_documents(store: authorization_store.Store, at: datetime) -> authorization_store.Store:
+    """``store`` holding only the bound documents still usable at ``at`` (N1); records kept."""
+    documents = {
+        nonce: document
+        for nonce, document in store.documents.items()
+        if store.records[nonce].usable_until >= at
+    }
+    return dataclasses.replace(store, documents=documents)
+
+
 def set_reference_time(updater: Updater, reference: datetime) -> None:
     """O2 of ``client.offline``: ngclient checks every expiry at ``reference``, not its clock.
 
@@ -560,11 +571,17 @@ class _Session:
         self.offline = offline
         #: When the metadata's expiries are checked: ``at``, or offline O2's reference time.
         self.metadata_at = self.at
+        #: N3's "dropped once its time has passed": online at ``at``, to which the refresh
+        #: raises the floor before any record is written; offline at the floor, which rises
+        #: to T, not the clock (O6): a clock set back to after the floor must not find a
+        #: spent nonce dropped (R25).
+        dropped_at = self.at
         if offline is not None:
             floor = time_floor(state, clock=clock, built=BUILT)
             self.metadata_at = offline.reference_time(clock=clock, floor=floor)
+            dropped_at = floor
         #: What the device keeps of authorizations (N1-N4), read once per session.
-        self.kept = authorization_store.load(state, at=self.at)
+        self.kept = _usable_documents(authorization_store.load(state, at=dropped_at), self.at)
         #: The technicians' documents this session holds (policy rule 5): those given,
         #: and those bound to an install not finished yet (N1: a deferral keeps them).
         self.held = self.kept.held_with(authorizations)

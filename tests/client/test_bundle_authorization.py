@@ -10,19 +10,21 @@ the authorizations the device keeps as they were.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner, Signer
 
 from client import authorizations
+from client import update as update_module
 from client.boot import boot
 from client.bundle_source import BundleRefusedError, update_from_bundle
 from client.events import EventType
-from client.state import StateDir
+from client.state import Floor, StateDir
 from client.update import Outcome, UpdateResult
 from tests.client.bundles import make_bundle, offline_device, snapshot_of
+from tests.client.helpers_state import corrupt
 from tests.client.sim import Sim, event_types, tree
 from tests.client.test_authorization_install import authorize
 
@@ -154,3 +156,50 @@ def test_an_authorization_member_that_is_not_one_refuses_the_bundle_unread_s5(
         update_from_bundle(device, bundle)
     assert words in str(caught.value)
     assert snapshot_of(device) == before
+
+
+def test_a_spent_authorization_stays_spent_when_the_clock_is_set_back_after_offline_sessions_r25_n3(
+    tmp_path: Path,
+    device: StateDir,
+    sim: Sim,
+    release: str,
+    authority: Signer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TUF freeze/replay of an authorization: an offline install raises the floor only to T (O6).
+
+    So a record N3 dropped in a later offline session (its time passed at the
+    clock) would let a clock set back within the document's minutes replay it:
+    offline sessions keep the records the floor has not passed.
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    spent_at = now - timedelta(days=2)
+    first = authorize(sim, release, authority, issued=spent_at)
+    old = make_bundle(tmp_path / "a.fwbundle", sim, release=release, authorization=first)
+
+    def at(moment: datetime) -> None:
+        class Clock(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> Clock:  # type: ignore[override]
+                return cls.fromtimestamp(moment.timestamp(), tz)
+
+        monkeypatch.setattr(update_module, "datetime", Clock)
+
+    def install_then_lose(bundle: Path, moment: datetime) -> None:
+        """Installed, then its pending slot decays: 1.0.0 runs on, 2.0.0 not known bad."""
+        at(moment)
+        result = update_from_bundle(device, bundle)
+        assert result.outcome is Outcome.INSTALLED, result.message
+        pending = device.bootenv().pending
+        assert pending is not None
+        corrupt(device, pending)
+        boot(device, health_check=None, now=moment)
+        assert device.floor() == Floor(1, "1.0.0")
+
+    install_then_lose(old, spent_at + timedelta(minutes=5))
+    second = authorize(sim, release, authority, issued=now, nonce="6b" * 32)
+    new = make_bundle(tmp_path / "b.fwbundle", sim, release=release, authorization=second)
+    install_then_lose(new, now + timedelta(minutes=5))  # the first's time has passed here
+    at(spent_at + timedelta(minutes=10))  # the clock set back, never before the floor
+    assert device.time_floor() is not None and device.time_floor() < spent_at
+    refused(device, old, EventType.AUTHORIZATION_REPLAYED)
