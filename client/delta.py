@@ -45,7 +45,9 @@ The rules:
   session starts the slot over (by delta or in full), and the running slot is
   only ever read. The downloaded delta (``slot_<s>.delta`` beside the slots)
   is removed once applied or failed, and one a cut left behind by the next
-  session that carries a delta.
+  online session, before any slot is opened: left there, it would count
+  against the storage free for the slot and refuse every later install
+  (``insufficient_space``) on a device with room for one image.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ def by_delta(
     image's download follows). Raises ``DeltaFailedError`` (X5) or the
     slot's own refusals (``ClientError``).
     """
+    discard_leftovers(state)  # X6: before any slot is opened and its room counted
     if running is None:
         return Transfer()
     try:
@@ -191,6 +194,12 @@ def by_delta(
         return Transfer()
     downloaded = carry(state, plan, download=download, recovery=recovery)
     return Transfer() if downloaded is None else Transfer(plan.path, downloaded)
+
+
+def discard_leftovers(state: StateDir) -> None:
+    """X6: remove a delta file a power cut left beside the slots (none is in use now)."""
+    for leftover in state.slots_dir.glob(f"slot_*{SPOOL}"):
+        leftover.unlink()
 
 
 def lookup(updater: Updater, cache: Path, path: str, *, at: datetime) -> OfferedDelta | None:
@@ -230,8 +239,6 @@ def carry(
             # install that follows, as a resume from here (seal checks them again).
             writer.checkpoint()
             return None
-        for leftover in state.slots_dir.glob(f"slot_*{SPOOL}"):
-            leftover.unlink()  # X6: a delta file a power cut left behind
         spool = state.slots_dir / f"slot_{writer.slot}{SPOOL}"
         try:
             _download(plan, spool, download)

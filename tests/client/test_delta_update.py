@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import shutil
 import sys
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ import pytest
 from tuf.api.metadata import TargetFile
 
 from client import delta as delta_module
+from client import slots
 from client.boot import boot
 from client.bundle_source import update_from_bundle
 from client.directive import STANDALONE
@@ -518,6 +520,52 @@ def fresh(template: Path, name: str) -> StateDir:
     path = template.parent / name
     shutil.copytree(template, path)
     return StateDir(path)
+
+
+_Usage = namedtuple("_Usage", "total used free")
+
+
+@pytest.mark.parametrize("signed_delta", [False, True])
+def test_a_delta_file_left_by_a_power_cut_does_not_refuse_the_next_install_for_room_x6(
+    device: StateDir,
+    sim: Sim,
+    tmp_path: Path,
+    base: bytes,
+    new: bytes,
+    release: str,
+    monkeypatch: pytest.MonkeyPatch,
+    signed_delta: bool,
+) -> None:
+    """X6 (R24, R13): a cut delta download is removed before the slot's room is counted.
+
+    The storage has room for the running image, the next one and the
+    reserve, no more: the leftover, counted as used, refused every later
+    install (``insufficient_space``) whether or not a delta was signed.
+    """
+    if signed_delta:
+        sign_delta(
+            sim,
+            tmp_path / "made",
+            image_path=release,
+            base_path=f"{MODEL}/fw-1.0.0.bin",
+            base_version="1.0.0",
+            made_from=base,
+            made_to=new,
+        )
+    (device.slots_dir / "slot_a.delta").write_bytes(bytes(SIZE // 2))  # the cut download
+    room = 2 * SIZE + slots.RESERVE + 1024
+
+    def usage(_path: object) -> Any:
+        used = sum(f.stat().st_size for f in device.slots_dir.iterdir() if f.is_file())
+        return _Usage(room, used, room - used)
+
+    monkeypatch.setattr(slots.shutil, "disk_usage", usage)
+    result = run(device, sim)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert "insufficient_space" not in event_types(device)
+    assert device.slot_image("a").read_bytes() == sim.images[release]
+    assert installed_detail(device)["transfer"] == ("delta" if signed_delta else "full")
+    assert [p.name for p in device.slots_dir.glob("*.delta")] == []
 
 
 # -- X1, the pure choice ------------------------------------------------------------------
