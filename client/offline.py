@@ -54,7 +54,8 @@ Rules:
   name carries, exactly as a server's assignment does (policy rule 8: only
   a signed target with that path and SHA-256, passing every rule).
 - O8 Every offline install is logged (``offline_install``, with the
-  bundle's file name, size, manifest and ``T``) just before the slot is
+  target and version, ``T``, ``max_age``, the bundle's file name and its
+  manifest's creation time, release and device) just before the slot is
   marked pending, in the hash-chained log the next online report carries to
   the server.
 """
