@@ -53,7 +53,7 @@ The rules:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,7 +118,12 @@ class Transfer:
 
 @dataclass(frozen=True)
 class OfferedDelta:
-    """A delta target as ngclient resolved it, and the roles its walk visited."""
+    """A delta target as ngclient resolved it, and its delegation path.
+
+    ``roles``: from ``targets`` down to the role that signs it, each one
+    delegating the next; not the other roles ngclient's walk visited on the
+    way (a non-terminating line, then a sibling role: X1).
+    """
 
     target: TargetFile
     roles: tuple[str, ...]
@@ -212,10 +217,26 @@ def lookup(updater: Updater, cache: Path, path: str, *, at: datetime) -> Offered
         target = updater.get_targetinfo(path)
         if target is None:
             return None
-        roles, _found = discovery.signing_roles(cache, path, at=at)
+        visited, _found = discovery.signing_roles(cache, path, at=at)
     except (tuf_errors.RepositoryError, tuf_errors.DownloadError, OSError) as exc:
         raise DeltaFailedError(path, f"looking up {path}: {exc}") from None
-    return OfferedDelta(target, tuple(role.name for role in roles))
+    return OfferedDelta(target, delegation_path(visited, path))
+
+
+def delegation_path(visited: Sequence[discovery.SignedRole], path: str) -> tuple[str, ...]:
+    """The roles from ``targets`` down to the one signing ``path`` (the last visited).
+
+    ngclient's walk is pre-order and depth first: the role that delegated a
+    visited role is the nearest one before it whose delegations name it for
+    ``path``. A role visited on the way that led elsewhere is left out.
+    """
+    chain = [visited[-1]]
+    for role in reversed(visited[:-1]):
+        delegations = role.signed.delegations
+        children = () if delegations is None else delegations.get_roles_for_target(path)
+        if any(child == chain[-1].name for child, _terminating in children):
+            chain.append(role)
+    return tuple(role.name for role in reversed(chain))
 
 
 def carry(

@@ -248,6 +248,41 @@ def test_a_delta_signed_outside_the_releases_role_is_not_used(
     assert sim.fetched(sim.target_url(path)) == []
 
 
+def test_a_delta_signed_by_a_sibling_role_the_walk_visits_after_the_release_is_not_used(
+    device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes, release: str
+) -> None:
+    """X1: only the release's role or a role it delegates to may sign its delta.
+
+    The line's delegation made non-terminating and a second role delegated
+    the same paths (carol's key): ngclient's walk visits the line, finds no
+    delta there and goes on to the sibling, which signs one. The line is
+    among the roles visited but not on the delta's delegation path, so the
+    delta is not the same signers' say: the full image.
+    """
+    with sim.repo.edit("targets", "manager") as top:
+        assert top.delegations is not None and top.delegations.roles is not None
+        top.delegations.roles[MODEL].terminating = False
+    sim.repo.delegate_line(
+        "sibling", prefix=f"{MODEL}/", keys=("carol",), threshold=1, bin_bits=None,
+        signers=("manager",),
+    )  # fmt: skip
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=new,
+        role="sibling",
+        signers=("carol",),
+    )
+    result = run(device, sim)
+    assert_installed_full(device, sim, release, result)
+    assert sim.fetched(sim.target_url(path)) == [], "the sibling's delta was downloaded"
+    assert delta_failures(device) == []
+
+
 def test_a_delta_is_never_installed_on_its_own(
     device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes
 ) -> None:
