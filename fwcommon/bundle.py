@@ -31,8 +31,10 @@ docs/bundle-format.md:
 * B7 Bounded headers: indexing reads headers only, no read of them larger than
   ``MAX_HEADER_BYTES`` (one pax or GNU long-name header) and at most
   ``MAX_INDEX_BYTES`` in all, each refused before it is read, and a bundle
-  holds at most ``MAX_MEMBERS`` members: indexing costs little time and memory
-  whatever the file holds (a crafted sparse map or header chain included).
+  holds at most ``MAX_MEMBERS`` members; a header with a run of more than
+  ``MAX_DIGITS`` digits is refused before any pattern searches it (``tarfile``'s
+  pax parsing backtracks over one, CVE-2024-6232): indexing costs little time
+  and memory whatever the file holds (a crafted sparse map or header chain included).
 * B8 Manifest: ``bundle.json`` is the first member, at most
   ``MAX_MANIFEST_BYTES``, of exactly the fields of ``Manifest``, with a known
   ``format`` and ``format_version``; it names ``authorization.json`` exactly
@@ -84,6 +86,8 @@ NAME: Final = re.compile(
 MAX_NAME: Final = 512  # "targets/" + a 64-hex prefix + a 255-character target path fits
 MAX_HEADER_BYTES: Final = 64 * 1024  # B7: one pax or GNU long-name header
 MAX_INDEX_BYTES: Final = 2 * 1024**2  # B7: every header together (1,000 pax members fit)
+#: B7: the longest run of digits a header may hold (a name segment, a pax number).
+MAX_DIGITS: Final = 128
 MAX_MEMBERS: Final = 1_000  # B7: a root chain, the roles, a release and its SBOM fit many times
 MAX_MANIFEST_BYTES: Final = 64 * 1024  # B8
 MAX_TEXT: Final = 255  # a manifest text field
@@ -93,6 +97,7 @@ _BLOCK: Final = tarfile.BLOCKSIZE
 _RECORD: Final = tarfile.RECORDSIZE
 _REGULAR: Final = (tarfile.REGTYPE, tarfile.AREGTYPE)
 _SPARSE_RECORD: Final = re.compile(rb"[0-9]+ GNU\.sparse\.")  # B4: a pax record's start
+_DIGITS: Final = re.compile(rb"[0-9]+")  # B7: runs of digits, found in linear time
 _KIND: Final = {
     tarfile.SYMTYPE: "a symbolic link",
     tarfile.LNKTYPE: "a hard link",
@@ -352,6 +357,11 @@ class _HeaderReader:
             )
         count = max(0, min(size, self._source.size - self._position))
         data = self._source.pread(self._position, count)
+        if any(len(run) > MAX_DIGITS for run in _DIGITS.findall(data)):  # before any search
+            raise BundleError(
+                f"bundle holds a tar header with more than {MAX_DIGITS} digits in a row at byte "
+                f"{self._position} (a crafted header, slow to parse); {REMAKE}"
+            )
         if _SPARSE_RECORD.search(data):
             raise BundleError(
                 f"bundle holds a sparse member (pax GNU.sparse record at byte {self._position}): "

@@ -31,6 +31,7 @@ from fwcommon.bundle import (
     DEFAULT_MAX_BYTES,
     FORMAT,
     MANIFEST,
+    MAX_DIGITS,
     MAX_HEADER_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_MEMBERS,
@@ -528,6 +529,30 @@ def test_an_extended_header_larger_than_its_bound_is_refused_unread(tmp_path: Pa
     info, data = regular("metadata/x.json")
     info.pax_headers = {"comment": "x" * MAX_HEADER_BYTES}
     refused(crafted(tmp_path, (info, data)), f"more than the {MAX_HEADER_BYTES} bytes")
+
+
+def test_a_long_run_of_digits_in_an_extended_header_is_refused_before_any_pattern_reads_it(
+    tmp_path: Path,
+) -> None:
+    """B7 (CPU exhaustion, R51): ``[0-9]+ X`` searches backtrack over a run of digits.
+
+    Python 3.11's ``tarfile`` (``\\d+ hdrcharset=``, CVE-2024-6232) and the
+    reader's own sparse-record pattern take time quadratic in a run's length:
+    seconds for one 64 KiB header, minutes for a bundle of them. A header
+    holding a longer run than any name or number needs is refused first.
+    """
+    info, data = regular("metadata/x.json")
+    info.pax_headers = {"comment": "1" * (MAX_HEADER_BYTES - 1024)}
+    refused(crafted(tmp_path, (info, data)), f"more than {MAX_DIGITS} digits in a row")
+
+
+def test_runs_of_digits_a_real_header_holds_are_read(tmp_path: Path) -> None:
+    """B7: the bound on runs of digits leaves a numeric name segment and pax numbers alone."""
+    name = "metadata/" + "7" * MAX_DIGITS + ".root.json"
+    info, data = regular(name)
+    info.mtime = 1_733_245_200.123456789
+    with Bundle.open(crafted(tmp_path, (info, data)), max_bytes=BOUND) as bundle:
+        assert bundle.names() == [MANIFEST, name]
 
 
 def test_an_extended_header_of_negative_size_is_refused(tmp_path: Path) -> None:
