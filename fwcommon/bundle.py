@@ -32,8 +32,9 @@ docs/bundle-format.md:
   ``MAX_HEADER_BYTES`` (one pax or GNU long-name header) and at most
   ``MAX_INDEX_BYTES`` in all, each refused before it is read, and a bundle
   holds at most ``MAX_MEMBERS`` members; a header with a run of more than
-  ``MAX_DIGITS`` digits is refused before any pattern searches it (``tarfile``'s
-  pax parsing backtracks over one, CVE-2024-6232): indexing costs little time
+  ``MAX_DIGITS`` digits, or naming ``hdrcharset`` more than once, is refused
+  before any pattern searches it (``tarfile``'s pax parsing backtracks over
+  either, CVE-2024-6232): indexing costs little time
   and memory whatever the file holds (a crafted sparse map or header chain included).
 * B8 Manifest: ``bundle.json`` is the first member, at most
   ``MAX_MANIFEST_BYTES``, of exactly the fields of ``Manifest``, with a known
@@ -360,6 +361,11 @@ class _HeaderReader:
         if any(len(run) > MAX_DIGITS for run in _DIGITS.findall(data)):  # before any search
             raise BundleError(
                 f"bundle holds a tar header with more than {MAX_DIGITS} digits in a row at byte "
+                f"{self._position} (a crafted header, slow to parse); {REMAKE}"
+            )
+        if data.count(b"hdrcharset=") > 1:  # each one is a search to the header's end
+            raise BundleError(
+                f"bundle holds a tar header that names its charset more than once at byte "
                 f"{self._position} (a crafted header, slow to parse); {REMAKE}"
             )
         if _SPARSE_RECORD.search(data):

@@ -546,6 +546,30 @@ def test_a_long_run_of_digits_in_an_extended_header_is_refused_before_any_patter
     refused(crafted(tmp_path, (info, data)), f"more than {MAX_DIGITS} digits in a row")
 
 
+def test_an_extended_header_naming_its_charset_again_and_again_is_refused(
+    tmp_path: Path,
+) -> None:
+    """B7 (CPU exhaustion, R51): each ``hdrcharset=`` sends tarfile's search to the header's end.
+
+    Thousands of them in one 64 KiB pax header took a second here (31 such
+    headers fit the budget); one is all a header may name.
+    """
+    body = b"1 hdrcharset=" * 4000  # no newline: every match runs to the end
+    pax = tarfile.TarInfo("pax")
+    pax.type, pax.size = tarfile.XHDTYPE, len(body)
+    member, _ = regular("metadata/x.json")
+    path = tmp_path / "charset.tar"
+    path.write_bytes(
+        manifest_blocks()
+        + pax.tobuf(tarfile.USTAR_FORMAT)
+        + body.ljust(-(-len(body) // 512) * 512, b"\0")
+        + member.tobuf()
+        + b"{}".ljust(512, b"\0")
+        + bytes(1024)
+    )
+    refused(path, "names its charset more than once")
+
+
 def test_runs_of_digits_a_real_header_holds_are_read(tmp_path: Path) -> None:
     """B7: the bound on runs of digits leaves a numeric name segment and pax numbers alone."""
     name = "metadata/" + "7" * MAX_DIGITS + ".root.json"
