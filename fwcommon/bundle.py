@@ -31,7 +31,7 @@ docs/bundle-format.md:
 * B7 Bounded headers: indexing reads headers only, no read of them larger than
   ``MAX_HEADER_BYTES`` (one pax or GNU long-name header) and at most
   ``MAX_INDEX_BYTES`` in all, each refused before it is read, and a bundle
-  holds at most ``MAX_MEMBERS`` members; a header with a run of more than
+  holds at most ``MAX_MEMBERS`` members (the writer refuses more); a header with a run of more than
   ``MAX_DIGITS`` digits, or naming ``hdrcharset`` more than once, is refused
   before any pattern searches it (``tarfile``'s pax parsing backtracks over
   either, CVE-2024-6232): indexing costs little time
@@ -589,6 +589,11 @@ class _Writer:
     def add(self, name: str, handle: BinaryIO, size: int) -> None:
         if name in self.names:
             raise BundleError(f"bundle member {name!r} given twice; give each member once")
+        if len(self.names) == MAX_MEMBERS:  # B7: the reader's bound, so never a dead bundle
+            raise BundleError(
+                f"the bundle would hold more than {MAX_MEMBERS} members, more than a device "
+                f"reads; make a bundle for one device, or for fewer releases"
+            )
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = size, self._mtime, 0o644
         header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")

@@ -640,6 +640,20 @@ def test_more_members_than_the_bound_are_refused(
     refused(over, "more than 3 members")
 
 
+def test_the_writer_refuses_more_members_than_a_device_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B7: a bundle every device would refuse is not written (nothing left behind)."""
+    monkeypatch.setattr(fwcommon.bundle, "MAX_MEMBERS", 3)
+    at_bound = [("metadata/a", b"{}"), ("metadata/b", b"{}")]
+    write_bundle(tmp_path / "fits.tar", manifest(), at_bound, max_bytes=BOUND)
+    with pytest.raises(BundleError, match="more than 3 members, more than a device reads"):
+        write_bundle(
+            tmp_path / "over.tar", manifest(), [*at_bound, ("metadata/c", b"{}")], max_bytes=BOUND
+        )
+    assert leftovers(tmp_path) == ["fits.tar"]
+
+
 def test_a_bundle_of_max_members_with_long_names_fits_the_header_budget(tmp_path: Path) -> None:
     """B7: the bounds refuse crafted headers, not a real bundle at MAX_MEMBERS."""
     names = [f"targets/pump-x/{index:064x}.fw-{index}.bin" for index in range(MAX_MEMBERS - 1)]
