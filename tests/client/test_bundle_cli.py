@@ -71,6 +71,7 @@ def test_update_from_a_bundle_on_the_command_line_r13(
 def test_a_bundle_for_another_model_is_one_line_and_exit_1_with_nothing_installed(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O7: a bundle for another hardware model is one line, exit 1, nothing installed (R15)."""
     bundle = make_bundle(
         tmp_path / "b.fwbundle", sim, release=sim.release("1.1.0", 2), model="infusion-z9"
     )
@@ -89,6 +90,7 @@ def test_a_bundle_for_another_model_is_one_line_and_exit_1_with_nothing_installe
 def test_an_oversized_bundle_on_the_command_line_is_refused_unread(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """S3: an oversized bundle named on the command line is refused unread (R46)."""
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=sim.release("1.1.0", 2))
     before = snapshot_of(device)
     result = fwclient(
@@ -132,12 +134,14 @@ def test_a_bundle_update_names_no_server_s1(
 
 
 def test_an_update_needs_a_server_or_a_bundle(device: StateDir) -> None:
+    """S1: ``fwclient update`` needs a server URL or a bundle."""
     result = fwclient("update", "--state", str(device.root))
     assert result.exit_code == 2, result.output
     assert "give --server URL and --ca FILE, or --bundle FILE" in result.output
 
 
 def test_the_offline_maximum_age_is_bounded_o3(tmp_path: Path, device: StateDir) -> None:
+    """O3: the offline maximum age is bounded, never unbounded (TUF indefinite freeze)."""
     result = fwclient(
         "update", "--state", str(device.root), "--bundle", str(tmp_path / "x"),
         "--offline-max-age", "365",
@@ -170,7 +174,7 @@ def test_the_next_online_report_carries_the_offline_install_to_the_server_o8_r38
 def test_python_tuf_still_reads_its_reference_time_where_the_offline_session_sets_it(
     tmp_path: Path, sim: Sim
 ) -> None:
-    """Fails when python-tuf renames ``Updater._trusted_set.reference_time`` (ADR 0007)."""
+    """Fails when python-tuf renames ``Updater._trusted_set.reference_time`` (ADR 0007) (R45)."""
     metadata = tmp_path / "metadata"
     metadata.mkdir()
     updater = Updater(
@@ -191,6 +195,7 @@ def test_python_tuf_still_reads_its_reference_time_where_the_offline_session_set
 
 
 def test_a_python_tuf_without_the_attribute_fails_closed() -> None:
+    """ADR 0007: a python-tuf without reference_time fails closed (R45; TUF freeze attack)."""
     updater = cast(Updater, SimpleNamespace(_trusted_set=SimpleNamespace()))
     with pytest.raises(RuntimeError, match=r"no Updater\._trusted_set\.reference_time"):
         set_reference_time(updater, datetime(2030, 1, 1, tzinfo=UTC))

@@ -135,6 +135,7 @@ def expired_release(sim: Sim, version: str, security_version: int, *, ago: timed
 def test_metadata_expired_within_the_bound_installs_offline_where_online_refuses_o2(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O2: a device off the network updates from a bundle despite expiry (R52)."""
     path = expired_release(sim, "1.1.0", 2, ago=timedelta(days=5))
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path)
     online = update(device, sim.remote(), directive=STANDALONE)
@@ -146,7 +147,10 @@ def test_metadata_expired_within_the_bound_installs_offline_where_online_refuses
 def test_after_an_offline_install_the_floor_rises_to_the_reference_time_not_the_clock_o6(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
-    """An expired timestamp vouches for no time after its expiry: the floor stays behind it."""
+    """An expired timestamp vouches for no time after its expiry: the floor stays behind it.
+
+    Answers R25; TUF freeze attack.
+    """
     set_time_floor(device, datetime.now(UTC) - timedelta(days=60))
     path = expired_release(sim, "1.1.0", 2, ago=timedelta(days=5))
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path)
@@ -227,6 +231,7 @@ def newest(sim: Sim, role: str) -> str:
 def test_a_tampered_targets_role_is_refused_as_a_bad_signature(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O1: a targets role altered in the bundle is a bad signature (R13)."""
     path = sim.release("1.1.0", 2)
     member = newest(sim, MODEL)
     forged = sim.files[f"/{member}"].replace(b'"security_version": 2', b'"security_version": 9')
@@ -238,6 +243,7 @@ def test_a_tampered_targets_role_is_refused_as_a_bad_signature(
 def test_a_timestamp_signed_with_another_key_is_refused_as_a_bad_signature(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O1: a timestamp signed with an untrusted key is refused (R13)."""
     path = sim.release("1.1.0", 2)
     forged = sim.resign("/metadata/timestamp.json", lambda signed: None, "snapshot")
     changed = {"metadata/timestamp.json": forged}
@@ -261,6 +267,7 @@ def test_a_snapshot_swapped_for_another_is_refused_as_mix_and_match(
 def test_tampered_firmware_is_refused_as_a_bad_hash_and_never_bootable(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O1: altered firmware is a bad hash, never bootable (R13; TUF arbitrary software attack)."""
     path = sim.release("1.1.0", 2)
     member = sim.target_url(path).removeprefix("/")
     image = bytearray(sim.images[path])
@@ -280,6 +287,7 @@ def test_tampered_firmware_is_refused_as_a_bad_hash_and_never_bootable(
 def test_a_bundle_missing_a_role_the_device_needs_names_it_and_installs_nothing(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """S2: a bundle without a role the session needs names it; nothing installs (R46)."""
     path = sim.release("1.1.0", 2)
     member = newest(sim, MODEL)
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, dropped=[member])
@@ -290,6 +298,7 @@ def test_a_bundle_missing_a_role_the_device_needs_names_it_and_installs_nothing(
 def test_a_bundle_naming_a_release_it_does_not_carry_is_refused_unread_s4(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """S4: a manifest naming a release the bundle lacks is refused unread (R46)."""
     path = sim.release("1.1.0", 2)
     member = sim.target_url(path).removeprefix("/")
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, dropped=[member])
@@ -316,6 +325,7 @@ def test_a_bundle_for_another_model_is_refused_before_reading_it_r15(
 def test_a_bundle_for_another_device_is_refused_before_reading_it(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O7: a bundle for another device is refused before its members are read (R25)."""
     path = sim.release("1.1.0", 2)
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, device="pump-0002")
     refused_unread(
@@ -369,6 +379,7 @@ def test_a_root_chain_starting_after_the_trusted_root_is_refused_then_accepted_o
 def test_the_bundle_fetcher_serves_members_only_and_never_the_network_s1_s2(
     tmp_path: Path, sim: Sim
 ) -> None:
+    """S1, S2: the bundle fetcher answers from members only, never the network (R46)."""
     path = sim.release("1.0.0", 1)
     with bundle_source.open_bundle(
         make_bundle(tmp_path / "b.fwbundle", sim, release=path), max_bytes=10**9
@@ -404,7 +415,7 @@ def test_the_bundle_fetcher_serves_members_only_and_never_the_network_s1_s2(
 def test_a_member_that_tries_to_escape_refuses_the_whole_bundle_and_changes_nothing(
     tmp_path: Path, device: StateDir, member: tarfile.TarInfo | tuple[str, bytes], why: str
 ) -> None:
-    """Traversal, links and device files (S3; the guideline's warning about USB keys)."""
+    """Traversal, links and device files (S3; the guideline's warning about USB keys; R46, R42)."""
     bundle = crafted_bundle(tmp_path / "evil.fwbundle", [member])
     refused_unread(device, bundle, BundleRefusedError, why)
     assert not (tmp_path / "escaped").exists()
@@ -414,6 +425,7 @@ def test_a_member_that_tries_to_escape_refuses_the_whole_bundle_and_changes_noth
 def test_a_bundle_over_its_bound_is_refused_before_it_is_read(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """S3: a bundle over its bound is refused from its size, unread (R46)."""
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=sim.release("1.1.0", 2))
     size = bundle.stat().st_size
     refused_unread_with(device, bundle, max_bytes=size - 1, words="more than the bound")
@@ -423,7 +435,7 @@ def test_a_bundle_over_its_bound_is_refused_before_it_is_read(
 def test_a_bundle_over_the_default_bound_is_refused_unread(
     tmp_path: Path, device: StateDir
 ) -> None:
-    """A sparse file one byte over 4 GiB: refused from its size alone, in no time."""
+    """A sparse file one byte over 4 GiB: refused from its size alone, in no time (R46)."""
     bundle = tmp_path / "huge.fwbundle"
     with bundle.open("wb") as handle:
         handle.truncate(DEFAULT_MAX_BYTES + 1)
@@ -454,6 +466,7 @@ def test_a_resumed_download_reads_the_member_from_its_offset(tmp_path: Path, sim
 def test_a_medium_that_fails_while_the_bundle_is_opened_is_refused_by_name(
     tmp_path: Path, device: StateDir, sim: Sim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """S3: a medium failing while the bundle opens is a refusal by name (R46, R51)."""
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=sim.release("1.1.0", 2))
 
     def failing(*_args: object) -> bytes:
@@ -466,6 +479,7 @@ def test_a_medium_that_fails_while_the_bundle_is_opened_is_refused_by_name(
 def test_a_damaged_cached_root_falls_back_to_the_provisioned_one_for_the_chain_check_o7(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
+    """O7: a damaged cached root falls back to the provisioned one for the chain check."""
     sim.trust_authorization_key(CryptoSigner.generate_ed25519())  # root version 2
     cached = device.metadata_dir / "root.json"
     cached.unlink()

@@ -211,7 +211,7 @@ def test_a_delta_from_the_running_release_carries_the_update_in_far_fewer_bytes(
 def test_a_delta_from_another_base_is_not_used_and_is_not_a_failure(
     device: StateDir, sim: Sim, tmp_path: Path, release: str, new: bytes
 ) -> None:
-    """X1: the running firmware's SHA-256 differs from the delta's base: full image."""
+    """X1: the running firmware's SHA-256 differs from the delta's base: full image (R13)."""
     other = evolve(base_image(), seed=3)
     path = sign_delta(
         sim,
@@ -231,7 +231,7 @@ def test_a_delta_from_another_base_is_not_used_and_is_not_a_failure(
 def test_a_delta_signed_outside_the_releases_role_is_not_used(
     device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes, release: str
 ) -> None:
-    """X1: a delta the top-level targets role signs, not the product line: full image."""
+    """X1: a delta the top-level targets role signs, not the product line: full image (R13, R58)."""
     path = sign_delta(
         sim,
         tmp_path / "made",
@@ -257,7 +257,7 @@ def test_a_delta_signed_by_a_sibling_role_the_walk_visits_after_the_release_is_n
     the same paths (carol's key): ngclient's walk visits the line, finds no
     delta there and goes on to the sibling, which signs one. The line is
     among the roles visited but not on the delta's delegation path, so the
-    delta is not the same signers' say: the full image.
+    delta is not the same signers' say: the full image (R13, R58).
     """
     with sim.repo.edit("targets", "manager") as top:
         assert top.delegations is not None and top.delegations.roles is not None
@@ -286,7 +286,7 @@ def test_a_delta_signed_by_a_sibling_role_the_walk_visits_after_the_release_is_n
 def test_a_delta_is_never_installed_on_its_own(
     device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes
 ) -> None:
-    """A delta target is no install candidate: with no full image signed, nothing installs."""
+    """A delta target is no install candidate: with no full image signed, nothing installs (R13)."""
     path = sign_delta(
         sim,
         tmp_path / "made",
@@ -344,7 +344,7 @@ def test_a_delta_never_installs_a_release_the_policy_refuses(
 def test_a_corrupted_delta_fails_tufs_hash_check_and_the_full_image_installs(
     device: StateDir, sim: Sim, release: str, matching_delta: str
 ) -> None:
-    """TUF arbitrary-package attack on the delta: bad hash, delta_failed, full image."""
+    """TUF arbitrary-package attack on the delta: bad hash, delta_failed, full image (R13)."""
     url = sim.target_url(matching_delta)
     data = bytearray(sim.images[matching_delta])
     data[len(data) // 2] ^= 0xFF
@@ -377,6 +377,7 @@ def test_a_signed_delta_rebuilding_other_bytes_is_never_pending(
 
     The mismatch is caught before the slot is checkpointed or sealed: the
     only ``installed`` entry is the full image's, after the failure.
+    Answers R13; TUF arbitrary software attack.
     """
     path = sign_delta(
         sim,
@@ -415,7 +416,7 @@ def test_a_running_slot_decayed_since_it_was_verified_is_not_patched_r29(
 def test_a_malformed_delta_fails_to_apply_and_the_full_image_installs(
     device: StateDir, sim: Sim, tmp_path: Path, base: bytes, release: str
 ) -> None:
-    """X5: a validly signed delta that is not a bsdiff4 patch (DeltaError): full image."""
+    """X5: a validly signed delta that is not a bsdiff4 patch (DeltaError): full image (R13)."""
     path = f"{release}.from-1.0.0.bsdiff"
     data = b"NOTBSDIFF" * 100
     custom = {
@@ -634,6 +635,7 @@ def _running(**changes: Any) -> SlotRecord:
 
 
 def test_choose_takes_the_delta_that_names_the_release_and_the_running_record() -> None:
+    """X1: choose takes the delta naming the chosen release and the running slot's record."""
     plan = delta_module.choose(_offered(), release=_release(), running=_running())
     assert plan is not None and plan.path == "m/fw-1.1.0.bin.from-1.0.0.bsdiff"
 
@@ -656,10 +658,12 @@ def test_choose_takes_the_delta_that_names_the_release_and_the_running_record() 
 def test_choose_refuses_any_delta_that_does_not_fit_x1(
     offered: delta_module.OfferedDelta | None, release: Candidate, running: SlotRecord | None
 ) -> None:
+    """X1: choose takes no delta that does not fit every condition (R13)."""
     assert delta_module.choose(offered, release=release, running=running) is None
 
 
 def test_choose_refuses_a_delta_target_with_a_malformed_field() -> None:
+    """X1: a delta target with a malformed delta field is no delta (R13)."""
     offered = _offered()
     offered.target.unrecognized_fields["custom"]["delta"]["format"] = "xdelta3"
     assert delta_module.choose(offered, release=_release(), running=_running()) is None
@@ -743,7 +747,10 @@ def test_a_delta_in_a_bin_of_the_releases_line_is_used(
 def test_a_delta_whose_bin_fails_to_verify_falls_back_to_the_full_image(
     binned: tuple[Sim, StateDir, str, str],
 ) -> None:
-    """X5, TUF arbitrary-metadata attack on the delta's bin: delta_failed, then the full image."""
+    """X5, TUF arbitrary-metadata attack on the delta's bin: delta_failed, then the full image.
+
+    Answers R13.
+    """
     sim, device, release, path = binned
     role = sim.repo.leaf_role(MODEL, path)
     url = f"/metadata/{sim.repo.read(role).signed.version}.{role}.json"

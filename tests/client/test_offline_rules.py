@@ -22,22 +22,25 @@ MONTH = timedelta(days=30)
 
 
 def test_the_reference_time_is_the_clock_less_the_bound_when_the_floor_is_older_o2() -> None:
+    """O2: T is the clock less max_age when the floor is older (TUF freeze attack, bounded)."""
     floor = CLOCK - timedelta(days=90)
     assert reference_time(clock=CLOCK, floor=floor, max_age=MONTH) == CLOCK - MONTH
 
 
 def test_the_reference_time_is_never_before_the_time_floor_o2() -> None:
-    """Never older than what the device already trusts."""
+    """Never older than what the device already trusts (TUF freeze attack)."""
     floor = CLOCK - timedelta(days=3)
     assert reference_time(clock=CLOCK, floor=floor, max_age=MONTH) == floor
 
 
 def test_a_clock_set_back_behind_the_floor_revives_nothing_o4() -> None:
+    """O4: a clock set back behind the floor revives nothing (R25; TUF freeze attack)."""
     floor = CLOCK
     assert reference_time(clock=CLOCK - timedelta(days=400), floor=floor, max_age=MONTH) == floor
 
 
 def test_a_clock_set_forward_only_refuses_more_o4() -> None:
+    """O4: a clock set forward only refuses more (TUF freeze attack)."""
     floor = CLOCK - timedelta(days=90)
     honest = reference_time(clock=CLOCK, floor=floor, max_age=MONTH)
     ahead = reference_time(clock=CLOCK + timedelta(days=400), floor=floor, max_age=MONTH)
@@ -52,17 +55,20 @@ def test_a_clock_set_forward_only_refuses_more_o4() -> None:
 def test_the_bound_is_a_device_setting_within_limits_and_never_unbounded_o3(
     max_age: timedelta,
 ) -> None:
+    """O3: max_age is bounded, never "never" (TUF indefinite freeze attack)."""
     with pytest.raises(ValueError, match="outside"):
         Offline(max_age=max_age)
 
 
 def test_the_default_bound_is_thirty_days_o3() -> None:
+    """O3: the default max_age is thirty days (TUF freeze attack, bounded)."""
     assert Offline().max_age == DEFAULT_MAX_AGE == MONTH
     floor = CLOCK - timedelta(days=365)
     assert Offline().reference_time(clock=CLOCK, floor=floor) == CLOCK - MONTH
 
 
 def test_a_manifest_for_another_model_or_device_is_refused_o7() -> None:
+    """O7: a manifest for another model or device is refused (R15, R25)."""
     check_manifest(model="pump", device=None, hardware_model="pump", device_id="p-1")
     check_manifest(model="pump", device="p-1", hardware_model="pump", device_id="p-1")
     with pytest.raises(BundleMismatchError, match="for model pump-z; this device is model pump"):
@@ -72,6 +78,7 @@ def test_a_manifest_for_another_model_or_device_is_refused_o7() -> None:
 
 
 def test_a_root_chain_starting_after_the_trusted_root_is_refused_o7() -> None:
+    """O7: a root chain starting after the newest trusted root is refused by name."""
     check_root_chain(root_from=1, trusted=1)
     check_root_chain(root_from=1, trusted=3)
     with pytest.raises(BundleMismatchError, match="starts after root version 3; this device"):

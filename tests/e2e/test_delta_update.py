@@ -103,6 +103,7 @@ def _installed(state: Path) -> dict[str, object]:
 def test_a_pump_on_2_0_0_updates_to_2_1_0_by_its_delta_through_the_real_server(
     tmp_path: Path,
 ) -> None:
+    """Issue 13 end to end: the delta rebuilds 2.1.0 exactly as signed (R13)."""
     data_dir = new_data_dir(tmp_path)
     config = ServerConfig.load(data_dir)
     old, new = _images(tmp_path)

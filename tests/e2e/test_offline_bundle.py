@@ -69,6 +69,7 @@ def test_a_pump_with_no_network_installs_the_bundle_the_server_made_r13(tmp_path
 
 
 def test_a_bundle_with_one_firmware_byte_changed_installs_nothing(tmp_path: Path) -> None:
+    """One firmware byte changed: nothing installs (R13; TUF arbitrary software attack)."""
     bundle, root, image = _bundle(tmp_path)
     data = bytearray(bundle.read_bytes())
     at = data.find(image[:64])

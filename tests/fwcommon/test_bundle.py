@@ -152,7 +152,7 @@ def test_write_returns_the_size_of_the_file_and_is_reproducible(tmp_path: Path) 
 
 
 def test_written_bundle_is_a_plain_pax_tar_with_fixed_headers(tmp_path: Path) -> None:
-    """B1, B10: any tar reader sees regular files, owner 0, mode 0644, mtime = created."""
+    """B1, B10: any tar reader sees regular files, owner 0, mode 0644, mtime = created (R2)."""
     with tarfile.open(made(tmp_path), "r:") as tar:
         members = tar.getmembers()
     assert [m.name for m in members] == [MANIFEST, *(name for name, _ in MEMBERS)]
@@ -163,7 +163,7 @@ def test_written_bundle_is_a_plain_pax_tar_with_fixed_headers(tmp_path: Path) ->
 
 
 def test_system_tar_lists_and_reads_a_bundle(tmp_path: Path) -> None:
-    """B1: `tar tvf` inspects a bundle (docs/bundle-format.md)."""
+    """B1: `tar tvf` inspects a bundle (docs/bundle-format.md; R2)."""
     tar = shutil.which("tar")
     if tar is None:
         skip_or_fail("the tar command is not installed")
@@ -175,7 +175,7 @@ def test_system_tar_lists_and_reads_a_bundle(tmp_path: Path) -> None:
 
 
 def test_a_bundle_made_by_gnu_tar_in_pax_format_is_read(tmp_path: Path) -> None:
-    """B1: a bundle built with standard tools (as docs/bundle-format.md shows) opens."""
+    """B1: a bundle built with standard tools (as docs/bundle-format.md shows) opens (R2)."""
     tar = shutil.which("tar")
     if tar is None:
         skip_or_fail("the tar command is not installed")
@@ -285,7 +285,7 @@ def test_bundle_exactly_at_the_bound_is_read(tmp_path: Path) -> None:
 
 
 def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
-    """B2: a directory, a FIFO (which would block) or a device is no bundle."""
+    """B2: a directory, a FIFO (which would block) or a device is no bundle (R46)."""
     refused(tmp_path, "is not a regular file")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -297,7 +297,10 @@ def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
 def test_a_path_swapped_for_a_fifo_after_its_check_is_refused_by_fstat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """B2 (a race on the media): the check on the opened descriptor holds, and never blocks."""
+    """B2 (a race on the media): the check on the opened descriptor holds, and never blocks.
+
+    Answers R46, R42.
+    """
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     regular_status = made(tmp_path).stat()
@@ -314,7 +317,7 @@ def test_a_path_swapped_for_a_fifo_after_its_check_is_refused_by_fstat(
 
 
 def test_a_compressed_bundle_is_refused_not_inflated(tmp_path: Path) -> None:
-    """B1 (decompression bomb): mode "r:" reads no gzip; the refusal says what to use."""
+    """B1 (decompression bomb): mode "r:" reads no gzip; the refusal says what to use (R46, R42)."""
     path = tmp_path / "bundle.tar.gz"
     path.write_bytes(gzip.compress(made(tmp_path).read_bytes()))
     refused(path, "not an uncompressed tar file", "not a compressed or damaged copy")
@@ -322,7 +325,7 @@ def test_a_compressed_bundle_is_refused_not_inflated(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content", [b"", b"not a tar at all" * 64])
 def test_an_empty_or_garbage_file_is_refused(tmp_path: Path, content: bytes) -> None:
-    """B1: what is not a tar is said to be one of the wrong kind."""
+    """B1: what is not a tar is said to be one of the wrong kind (R46)."""
     path = tmp_path / "bundle.tar"
     path.write_bytes(content)
     refused(path, "not an uncompressed tar file")
@@ -359,7 +362,7 @@ def test_writer_refuses_a_name_outside_the_pattern(tmp_path: Path, name: str, wh
 def test_reader_refuses_a_crafted_name_outside_the_pattern(
     tmp_path: Path, name: str, why: str
 ) -> None:
-    """B3 (path traversal): a name the writer refuses is refused when read, too."""
+    """B3 (path traversal): a name the writer refuses is refused when read, too (R46, R42)."""
     refused(crafted(tmp_path, regular(name)), why, "make the bundle again")
 
 
@@ -380,7 +383,7 @@ def test_a_name_that_is_not_a_string_is_refused() -> None:
 
 @pytest.mark.parametrize("form", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
 def test_a_long_traversal_name_in_an_extended_header_is_refused(tmp_path: Path, form: int) -> None:
-    """B3 (path traversal hidden in a pax 'path' record or a GNU long name)."""
+    """B3 (path traversal hidden in a pax 'path' record or a GNU long name; R46, R42)."""
     name = "metadata/" + "a" * 120 + "/../../../../etc/passwd"
     refused(crafted(tmp_path, regular(name), form=form), repr(name), "'..' component")
 
@@ -404,7 +407,7 @@ def test_a_long_traversal_name_in_an_extended_header_is_refused(tmp_path: Path, 
 def test_a_member_that_is_not_a_regular_file_is_refused(
     tmp_path: Path, entry: tuple[tarfile.TarInfo, bytes | None], kind: str
 ) -> None:
-    """B4 (link and device tricks): only REGTYPE/AREGTYPE members are read."""
+    """B4 (link and device tricks): only REGTYPE/AREGTYPE members are read (R46, R42)."""
     message = refused(crafted(tmp_path, entry), kind, "regular files only")
     assert "fwserver bundle" in message
 
@@ -419,7 +422,7 @@ def test_an_aregtype_member_is_a_regular_file(tmp_path: Path) -> None:
 
 
 def test_a_gnu_sparse_member_is_refused(tmp_path: Path) -> None:
-    """B4: a GNU sparse member ('S') would read as other bytes than it stores."""
+    """B4: a GNU sparse member ('S') would read as other bytes than it stores (R46)."""
     entry = special("metadata/x", tarfile.GNUTYPE_SPARSE, size=0)
     refused(crafted(tmp_path, entry, form=tarfile.GNU_FORMAT), "a sparse file")
 
@@ -438,7 +441,7 @@ def test_a_pax_sparse_member_is_refused_before_its_map_is_read(
     """B4, B7: pax sparse records (formats 0.0, 0.1, 1.0) are refused when their header is read.
 
     Format 1.0 keeps its map in the member's data, which tarfile would read
-    block by block: a map of millions of entries would cost seconds of CPU.
+    block by block: a map of millions of entries would cost seconds of CPU (R46).
     """
     info, data = regular("metadata/x", b"99999999\n" + b"1\n" * 100_000)
     info.pax_headers = records
@@ -449,7 +452,7 @@ def test_a_pax_sparse_member_is_refused_before_its_map_is_read(
 
 
 def test_a_duplicate_name_is_refused_by_the_reader(tmp_path: Path) -> None:
-    """B5 (tar keeps the last copy, another reader the first): refused outright."""
+    """B5 (tar keeps the last copy, another reader the first): refused outright (R46)."""
     path = crafted(tmp_path, regular("metadata/1.root.json"), regular("metadata/1.root.json"))
     refused(path, "'metadata/1.root.json' appears twice")
 
@@ -466,7 +469,7 @@ def test_a_duplicate_name_is_refused_by_the_writer(tmp_path: Path) -> None:
 
 
 def test_a_bundle_cut_inside_a_member_is_refused(tmp_path: Path) -> None:
-    """B6 (an interrupted copy to a USB key): the member's size runs past the end."""
+    """B6 (an interrupted copy to a USB key): the member's size runs past the end (R46, R51)."""
     path = made(tmp_path)
     with Bundle.open(path, max_bytes=BOUND) as bundle:
         assert bundle.size(FIRMWARE) == 3000
@@ -476,7 +479,7 @@ def test_a_bundle_cut_inside_a_member_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_bundle_cut_between_members_is_refused(tmp_path: Path) -> None:
-    """B6: a copy cut at a header boundary is not read as a shorter bundle."""
+    """B6: a copy cut at a header boundary is not read as a shorter bundle (R46, R51)."""
     one = tmp_path / "one"
     one.mkdir()
     cut = made(one, MEMBERS[:2]).read_bytes().rstrip(b"\0")
@@ -487,7 +490,7 @@ def test_a_bundle_cut_between_members_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_bundle_cut_inside_a_members_padding_is_refused(tmp_path: Path) -> None:
-    """B6: the data is whole but the archive is not."""
+    """B6: the data is whole but the archive is not (R46, R51)."""
     path = made(tmp_path, MEMBERS[:1])
     data = path.read_bytes()
     path.write_bytes(data[: data.index(b'{"root": 2}') + len(b'{"root": 2}')])
@@ -495,7 +498,7 @@ def test_a_bundle_cut_inside_a_members_padding_is_refused(tmp_path: Path) -> Non
 
 
 def test_a_damaged_header_in_the_middle_is_refused(tmp_path: Path) -> None:
-    """B6: tarfile stops quietly at a bad header; the bundle reader does not."""
+    """B6: tarfile stops quietly at a bad header; the bundle reader does not (R46)."""
     path = made(tmp_path)
     data = bytearray(path.read_bytes())
     header = data.index(b"metadata/timestamp.json")
@@ -506,14 +509,14 @@ def test_a_damaged_header_in_the_middle_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("size", "said"), [("-1024", "declares -1024 bytes"), ("99999", "99999")])
 def test_a_member_size_outside_the_file_is_refused(tmp_path: Path, size: str, said: str) -> None:
-    """B6: a pax 'size' record that points back (a loop) or past the end is refused."""
+    """B6: a pax 'size' record that points back (a loop) or past the end is refused (R46, R42)."""
     info = tarfile.TarInfo("metadata/x.json")
     info.pax_headers = {"size": size}
     refused(crafted(tmp_path, (info, None)), said, "past the end")
 
 
 def test_the_file_shrinking_after_it_was_opened_is_refused(tmp_path: Path) -> None:
-    """B6 (media removed mid-read): a short read is an error, never a shorter member."""
+    """B6 (media removed mid-read): a short read is an error, never a shorter member (R46, R51)."""
     path = made(tmp_path)
     with Bundle.open(path, max_bytes=BOUND) as bundle:
         os.truncate(path, 0)
@@ -525,7 +528,7 @@ def test_the_file_shrinking_after_it_was_opened_is_refused(tmp_path: Path) -> No
 
 
 def test_an_extended_header_larger_than_its_bound_is_refused_unread(tmp_path: Path) -> None:
-    """B7 (memory exhaustion): a huge pax header is refused before it is read."""
+    """B7 (memory exhaustion): a huge pax header is refused before it is read (R46, R42)."""
     info, data = regular("metadata/x.json")
     info.pax_headers = {"comment": "x" * MAX_HEADER_BYTES}
     refused(crafted(tmp_path, (info, data)), f"more than the {MAX_HEADER_BYTES} bytes")
@@ -580,7 +583,7 @@ def test_runs_of_digits_a_real_header_holds_are_read(tmp_path: Path) -> None:
 
 
 def test_an_extended_header_of_negative_size_is_refused(tmp_path: Path) -> None:
-    """B7: a base-256 negative size on a pax header is no header."""
+    """B7: a base-256 negative size on a pax header is no header (R46)."""
     info = tarfile.TarInfo("pax")
     info.type = tarfile.XHDTYPE
     info.size = -512
@@ -590,7 +593,10 @@ def test_an_extended_header_of_negative_size_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_long_chain_of_extended_headers_is_refused(tmp_path: Path) -> None:
-    """B7: tarfile follows a pax chain by recursion; a crafted chain is a refusal, not a crash."""
+    """B7: tarfile follows a pax chain by recursion; a crafted chain is a refusal, not a crash.
+
+    Answers R46, R42.
+    """
     info = tarfile.TarInfo("pax")
     info.type = tarfile.XHDTYPE
     chain = info.tobuf(tarfile.USTAR_FORMAT) * 3000
@@ -616,14 +622,17 @@ def gnu_sparse_header(extension_blocks: int) -> bytes:
 def test_a_gnu_sparse_extension_chain_cannot_make_indexing_read_the_whole_file(
     tmp_path: Path,
 ) -> None:
-    """B7: tarfile reads an 'S' header's extension chain before any type check; a budget ends it."""
+    """B7: tarfile reads an 'S' header's extension chain before any type check; a budget ends it.
+
+    Answers R46, R42.
+    """
     path = tmp_path / "chain.tar"
     path.write_bytes(manifest_blocks() + gnu_sparse_header(10_000) + bytes(1024))
     refused(path, "tar headers take more than", max_bytes=16 * BOUND)
 
 
 def test_a_gnu_sparse_extension_chain_cut_by_the_end_of_file_is_refused(tmp_path: Path) -> None:
-    """B6, B7: the chain running off the end is a refusal, not an IndexError from tarfile."""
+    """B6, B7: the chain running off the end is a refusal, not an IndexError from tarfile (R46)."""
     path = tmp_path / "cut.tar"
     path.write_bytes(manifest_blocks() + gnu_sparse_header(3))
     refused(path, "not an uncompressed tar file")
@@ -632,7 +641,7 @@ def test_a_gnu_sparse_extension_chain_cut_by_the_end_of_file_is_refused(tmp_path
 def test_more_members_than_the_bound_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """B7: the index holds at most MAX_MEMBERS members."""
+    """B7: the index holds at most MAX_MEMBERS members (R46, R42)."""
     monkeypatch.setattr(fwcommon.bundle, "MAX_MEMBERS", 3)
     at_bound = crafted(tmp_path, regular("metadata/a"), regular("metadata/b"))
     Bundle.open(at_bound, max_bytes=BOUND).close()
@@ -664,7 +673,10 @@ def test_a_bundle_of_max_members_with_long_names_fits_the_header_budget(tmp_path
 
 
 def test_a_mutated_bundle_is_refused_with_a_bundle_error_or_read(tmp_path: Path) -> None:
-    """B1-B7 (fuzz): flipped bytes in the headers never raise anything but BundleError."""
+    """B1-B7 (fuzz): flipped bytes in the headers never raise anything but BundleError.
+
+    Answers R46, R42.
+    """
     original = made(tmp_path).read_bytes()
     rng = random.Random(13)  # noqa: S311 - a reproducible fuzz, not a secret
     path = tmp_path / "mutated.tar"
@@ -681,7 +693,7 @@ def test_a_mutated_bundle_is_refused_with_a_bundle_error_or_read(tmp_path: Path)
 
 
 def test_a_bundle_without_a_manifest_first_is_refused(tmp_path: Path) -> None:
-    """B8: bundle.json is the first member, so `tar tvf` shows what the bundle is at once."""
+    """B8: bundle.json is the first member, so `tar tvf` shows what the bundle is at once (R46)."""
     path = tmp_path / "late.tar"
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for info, data in (regular("metadata/1.root.json"), regular(MANIFEST, b"{}")):
@@ -690,20 +702,20 @@ def test_a_bundle_without_a_manifest_first_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_archive_with_no_member_is_refused(tmp_path: Path) -> None:
-    """B8: an empty tar holds no manifest."""
+    """B8: an empty tar holds no manifest (R46)."""
     path = tmp_path / "empty.tar"
     tarfile.open(path, "w").close()
     refused(path, "first member is None")
 
 
 def test_an_oversized_manifest_is_refused(tmp_path: Path) -> None:
-    """B8: bundle.json is read only up to its bound."""
+    """B8: bundle.json is read only up to its bound (R46)."""
     path = crafted(tmp_path, first=b" " * (MAX_MANIFEST_BYTES + 1))
     refused(path, f"'bundle.json' is {MAX_MANIFEST_BYTES + 1} bytes, more than")
 
 
 def test_a_malformed_manifest_is_refused_when_the_bundle_is_opened(tmp_path: Path) -> None:
-    """B8: the reader refuses a bundle whose manifest is not one."""
+    """B8: the reader refuses a bundle whose manifest is not one (R46)."""
     refused(crafted(tmp_path, first=b"{"), "bundle.json is not valid JSON")
 
 
@@ -781,7 +793,7 @@ def document(**changes: Any) -> bytes:
     ],
 )
 def test_manifest_from_json_refuses_anything_malformed(data: bytes, said: str) -> None:
-    """B8: strict fields, known format; untrusted text is printable (it reaches messages)."""
+    """B8: strict fields, known format; untrusted text is printable (it reaches messages; R46)."""
     with pytest.raises(BundleError) as caught:
         Manifest.from_json(data)
     assert said in str(caught.value)
@@ -821,7 +833,7 @@ def test_a_manifest_checks_itself_when_built(changes: dict[str, Any], said: str)
 
 
 def test_read_refuses_a_member_larger_than_the_limit(tmp_path: Path) -> None:
-    """B9: the caller bounds what it takes into memory."""
+    """B9: the caller bounds what it takes into memory (R46)."""
     with Bundle.open(made(tmp_path), max_bytes=BOUND) as bundle:
         assert len(bundle.read(FIRMWARE, limit=3000)) == 3000
         with pytest.raises(BundleError, match=rf"{FIRMWARE!r} is 3000 bytes, more than the 2999"):
@@ -829,7 +841,7 @@ def test_read_refuses_a_member_larger_than_the_limit(tmp_path: Path) -> None:
 
 
 def test_a_member_stream_ends_where_the_member_ends(tmp_path: Path) -> None:
-    """B9: a stream never runs into the next member's header or data."""
+    """B9: a stream never runs into the next member's header or data (R46)."""
     with Bundle.open(made(tmp_path), max_bytes=BOUND) as bundle:
         stream = bundle.open_member("metadata/2.root.json")
         assert stream.read(4) == b'{"ro'
@@ -838,7 +850,7 @@ def test_a_member_stream_ends_where_the_member_ends(tmp_path: Path) -> None:
 
 
 def test_an_absent_member_is_a_bundle_error_not_a_key_error(tmp_path: Path) -> None:
-    """B9: lookup is by exact name only; a traversal name is simply absent."""
+    """B9: lookup is by exact name only; a traversal name is simply absent (R46)."""
     with Bundle.open(made(tmp_path), max_bytes=BOUND) as bundle:
         for call in (bundle.size, bundle.open_member):
             with pytest.raises(BundleError, match=r"holds no member '\.\./metadata/2\.root"):
@@ -861,7 +873,7 @@ def test_a_closed_bundle_reads_nothing(tmp_path: Path) -> None:
 
 
 def test_opening_leaves_no_file_on_disk(tmp_path: Path) -> None:
-    """B9: reading a bundle never extracts anything."""
+    """B9: reading a bundle never extracts anything (R46)."""
     path = made(tmp_path)
     before = sorted(p.name for p in tmp_path.rglob("*"))
     with Bundle.open(path, max_bytes=BOUND) as bundle:
@@ -926,7 +938,7 @@ def test_a_bundle_path_that_cannot_be_replaced_leaves_no_temp_file(tmp_path: Pat
 
 
 def test_a_missing_output_directory_is_refused(tmp_path: Path) -> None:
-    """B10: the writer creates no directory (an unmounted USB key is a mistake to report)."""
+    """B10: the writer creates no directory (an unmounted USB key is a mistake to report; R51)."""
     with pytest.raises(BundleError, match="cannot write a bundle in"):
         write_bundle(tmp_path / "usb" / "b.tar", manifest(), MEMBERS, max_bytes=BOUND)
     assert leftovers(tmp_path) == []

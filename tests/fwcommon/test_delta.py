@@ -72,6 +72,7 @@ def _apply_bytes(base: Path, patch: bytes, *, max_output: int) -> bytes:
 def test_a_delta_rebuilds_the_image_exactly_and_is_small(
     images: tuple[Path, Path, bytes], tmp_path: Path
 ) -> None:
+    """D7: make_delta's delta rebuilds the image byte for byte and is small."""
     base, image, new = images
     size = make_delta(base, image, tmp_path / "d.bsdiff")
     assert size == (tmp_path / "d.bsdiff").stat().st_size
@@ -82,11 +83,13 @@ def test_a_delta_rebuilds_the_image_exactly_and_is_small(
 
 
 def test_a_delta_made_by_bsdiff4_itself_applies(images: tuple[Path, Path, bytes]) -> None:
+    """D1: a patch bsdiff4's own writer makes is read (the standard BSDIFF40 format)."""
     base, _, new = images
     assert _apply_bytes(base, _patch(base.read_bytes(), new), max_output=len(new)) == new
 
 
 def test_an_empty_image_and_an_empty_base_round_trip(tmp_path: Path) -> None:
+    """D2, D5: an empty image from an empty base rebuilds exactly."""
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "one").write_bytes(b"x")
     make_delta(tmp_path / "empty", tmp_path / "one", tmp_path / "up")
@@ -96,6 +99,7 @@ def test_an_empty_image_and_an_empty_base_round_trip(tmp_path: Path) -> None:
 
 
 def test_make_delta_writes_atomically_and_refuses_an_unreadable_input(tmp_path: Path) -> None:
+    """D7: make_delta writes its file atomically; an unreadable input is a DeltaError."""
     (tmp_path / "image").write_bytes(b"new")
     with pytest.raises(DeltaError, match="cannot read"):
         make_delta(tmp_path / "absent", tmp_path / "image", tmp_path / "d")
@@ -105,6 +109,7 @@ def test_make_delta_writes_atomically_and_refuses_an_unreadable_input(tmp_path: 
 def test_d7_make_delta_refuses_a_patch_a_device_would_refuse(
     images: tuple[Path, Path, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """D7: a delta every device would refuse is never made, so never signed."""
     base, image, _ = images
     wrong = b"BSDIFF40" + b"\xff" * 24  # negative lengths: a device refuses it (D1)
     monkeypatch.setattr(delta_module.bsdiff4, "diff", lambda old, new: wrong)
@@ -116,6 +121,7 @@ def test_d7_make_delta_refuses_a_patch_a_device_would_refuse(
 def test_d7_make_delta_refuses_a_patch_that_rebuilds_other_bytes(
     images: tuple[Path, Path, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """D7: a delta that rebuilds other bytes than the image is never made (R13)."""
     base, image, new = images
     other = _patch(base.read_bytes(), bytes(len(new)))
     monkeypatch.setattr(delta_module.bsdiff4, "diff", lambda old, _new: other)
@@ -125,6 +131,7 @@ def test_d7_make_delta_refuses_a_patch_that_rebuilds_other_bytes(
 
 
 def test_d1_a_patch_without_the_exact_magic_is_refused(images: tuple[Path, Path, bytes]) -> None:
+    """D1: only an exact BSDIFF40 magic is a patch; nothing else is applied (R13)."""
     base, _, new = images
     patch = _patch(base.read_bytes(), new)
     for magic in (b"BSDIFF41", b"XXXXXXXX"):  # bsdiff4's own reader checks only 7 bytes
@@ -133,6 +140,7 @@ def test_d1_a_patch_without_the_exact_magic_is_refused(images: tuple[Path, Path,
 
 
 def test_d1_a_negative_length_in_the_header_is_refused(images: tuple[Path, Path, bytes]) -> None:
+    """D1: a header length below zero is refused, never used (R13)."""
     base, _, _ = images
     for header in (_header(-1, 0, 0), _header(0, -1, 0), _header(0, 0, -1)):
         with pytest.raises(DeltaError, match=r"negative.*D1"):
@@ -142,6 +150,8 @@ def test_d1_a_negative_length_in_the_header_is_refused(images: tuple[Path, Path,
 def test_d2_a_patch_declaring_a_huge_output_is_refused_before_anything_is_read(
     tmp_path: Path,
 ) -> None:
+    """D2: a huge declared output allocates nothing (R42: memory-exhaustion attack)."""
+
     class HeaderOnly(io.BytesIO):
         reads = 0
 
@@ -161,12 +171,14 @@ def test_d2_a_patch_declaring_a_huge_output_is_refused_before_anything_is_read(
 def test_d2_an_output_one_byte_over_max_output_is_refused(
     images: tuple[Path, Path, bytes],
 ) -> None:
+    """D2: the output is bounded by the full image's signed length, exactly (R13)."""
     base, _, new = images
     with pytest.raises(DeltaError, match="D2"):
         _apply_bytes(base, _patch(base.read_bytes(), new), max_output=len(new) - 1)
 
 
 def test_d3_a_truncated_patch_is_refused(images: tuple[Path, Path, bytes]) -> None:
+    """D3: a patch cut short is refused, not applied in part (R13)."""
     base, _, new = images
     patch = _patch(base.read_bytes(), new)
     for cut in (0, 7, HEADER_SIZE - 1, HEADER_SIZE + 5, len(patch) // 2, len(patch) - 1):
@@ -175,6 +187,7 @@ def test_d3_a_truncated_patch_is_refused(images: tuple[Path, Path, bytes]) -> No
 
 
 def test_d3_blocks_declared_larger_than_a_patch_may_be_are_refused(tmp_path: Path) -> None:
+    """D3: blocks declared past the patch's bound are refused unread (R42)."""
     (tmp_path / "base").write_bytes(b"")
     with pytest.raises(DeltaError, match=r"control block.*D3"):
         _apply_bytes(tmp_path / "base", _header(2**40, 0, 10), max_output=10)
@@ -185,6 +198,7 @@ def test_d3_blocks_declared_larger_than_a_patch_may_be_are_refused(tmp_path: Pat
 
 
 def test_d3_a_patch_longer_than_its_bound_is_refused(tmp_path: Path) -> None:
+    """D3: nothing is read beyond the patch's bound (R42: hostile patch)."""
     (tmp_path / "base").write_bytes(b"")
     patch = _build(b"", b"", b"", 0) + b"\0" * (max_patch_bytes(0) + 1)
     with pytest.raises(DeltaError, match=r"extra block.*D3"):
@@ -192,6 +206,7 @@ def test_d3_a_patch_longer_than_its_bound_is_refused(tmp_path: Path) -> None:
 
 
 def test_d4_a_bz2_bomb_in_a_block_is_refused(tmp_path: Path) -> None:
+    """D4: a bz2 bomb stops at its block's bound (R42: decompression-bomb attack)."""
     (tmp_path / "base").write_bytes(b"")
     bomb = b"\0" * (1024 * 1024)
     for control, diff, extra, block in (
@@ -206,6 +221,7 @@ def test_d4_a_bz2_bomb_in_a_block_is_refused(tmp_path: Path) -> None:
 def test_d4_a_block_that_is_not_bz2_or_is_cut_or_followed_by_data_is_refused(
     tmp_path: Path,
 ) -> None:
+    """D4: each block is one complete bz2 stream, nothing after the last (R13)."""
     (tmp_path / "base").write_bytes(b"")
     good = bz2.compress(b"")
     cases: list[tuple[bytes, str]] = [
@@ -220,12 +236,14 @@ def test_d4_a_block_that_is_not_bz2_or_is_cut_or_followed_by_data_is_refused(
 
 
 def test_d4_a_control_block_of_partial_entries_is_refused(tmp_path: Path) -> None:
+    """D4: a control block holds whole 24-byte entries only (R13)."""
     (tmp_path / "base").write_bytes(b"")
     with pytest.raises(DeltaError, match=r"24-byte.*D4"):
         _apply_bytes(tmp_path / "base", _build(b"\0" * 25, b"", b"", 10), max_output=10)
 
 
 def test_d5_control_entries_reaching_outside_the_blocks_are_refused(tmp_path: Path) -> None:
+    """D5: control entries never reach outside base, blocks or output (R42)."""
     (tmp_path / "base").write_bytes(b"base")
     encode = bsdiff_core.encode_int64
     entry = encode(8) + encode(0) + encode(0)  # 8 diff bytes, but the diff block has 4
@@ -234,6 +252,7 @@ def test_d5_control_entries_reaching_outside_the_blocks_are_refused(tmp_path: Pa
 
 
 def test_d5_a_patch_that_does_not_fill_the_declared_output_is_refused(tmp_path: Path) -> None:
+    """D5: a patch must rebuild the whole declared output (R13)."""
     (tmp_path / "base").write_bytes(b"base")
     with pytest.raises(DeltaError, match="D5"):
         _apply_bytes(tmp_path / "base", _build(b"", b"", b"", 8), max_output=8)
@@ -242,6 +261,7 @@ def test_d5_a_patch_that_does_not_fill_the_declared_output_is_refused(tmp_path: 
 def test_d6_corrupted_patches_raise_only_delta_error_and_write_nothing(
     images: tuple[Path, Path, bytes],
 ) -> None:
+    """D6 (fuzz): a corrupted patch is only a DeltaError and writes nothing (R42, R13)."""
     base, _, new = images
     patch = _patch(base.read_bytes(), new)
     rng = random.Random(13)  # noqa: S311 - reproducible test data
@@ -258,6 +278,7 @@ def test_d6_corrupted_patches_raise_only_delta_error_and_write_nothing(
 
 
 def test_d6_random_garbage_raises_only_delta_error(tmp_path: Path) -> None:
+    """D6 (fuzz): random bytes are only ever a DeltaError (R42)."""
     (tmp_path / "base").write_bytes(b"base")
     rng = random.Random(6)  # noqa: S311 - reproducible test data
     for size in (0, 1, 31, 32, 33, 100, 4096):
@@ -269,6 +290,7 @@ def test_d6_random_garbage_raises_only_delta_error(tmp_path: Path) -> None:
 def test_d6_a_delta_against_the_wrong_base_is_refused_or_rebuilds_other_bytes(
     images: tuple[Path, Path, bytes], tmp_path: Path
 ) -> None:
+    """D6: a delta applied to the wrong base never gives the image (R13)."""
     base, _, new = images
     patch = _patch(base.read_bytes(), new)
     (tmp_path / "other").write_bytes(b"short")
@@ -277,6 +299,7 @@ def test_d6_a_delta_against_the_wrong_base_is_refused_or_rebuilds_other_bytes(
 
 
 def test_d6_an_unreadable_base_or_delta_is_a_delta_error(tmp_path: Path) -> None:
+    """D6: an unreadable base or delta is a DeltaError, nothing else."""
     (tmp_path / "base").write_bytes(b"base")
     patch = _build(b"", b"", b"", 0)
     with pytest.raises(DeltaError, match="base image"):
@@ -294,6 +317,7 @@ def test_d6_an_unreadable_base_or_delta_is_a_delta_error(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "10"])
 def test_max_output_must_be_a_count(tmp_path: Path, bad: Any) -> None:
+    """D2: max_output is a count of bytes, never a permissive default."""
     with pytest.raises(DeltaError, match="max_output"):
         apply_delta(tmp_path / "base", io.BytesIO(), io.BytesIO(), max_output=bad)
 

@@ -43,6 +43,7 @@ def releases() -> tuple[TargetFile, TargetFile]:
 
 
 def test_round_trip_through_custom_keeps_every_field() -> None:
+    """DI1: the delta field round-trips through a target's custom metadata."""
     info = DeltaInfo(image=IMAGE, base=BASE, base_sha256=SHA, base_length=4)
     assert info.to_custom() == {"delta": fields()}
     assert DeltaInfo.from_custom(info.to_custom()) == info
@@ -50,17 +51,20 @@ def test_round_trip_through_custom_keeps_every_field() -> None:
 
 
 def test_delta_path_is_the_release_path_and_base_version() -> None:
+    """DI6: a delta's path is its release's path and its base version."""
     assert delta_path(IMAGE, "1.2.0") == DELTA
     assert delta_path(IMAGE, "1.2.0-rc.1+b.7").endswith(".bin.from-1.2.0-rc.1+b.7.bsdiff")
 
 
 @pytest.mark.parametrize(("image", "version"), [(IMAGE, "1.2"), (IMAGE, "../x"), ("/abs", "1.0.0")])
 def test_delta_path_refuses_a_bad_version_or_image(image: str, version: str) -> None:
+    """DI6: no delta path is made from a bad version or image."""
     with pytest.raises(InvalidFieldError):
         delta_path(image, version)
 
 
 def test_is_delta_tells_a_delta_from_a_release() -> None:
+    """DI1: a delta target is told from a release, never an install candidate (R13)."""
     assert is_delta(delta_target())
     assert not is_delta(releases()[0])
 
@@ -96,12 +100,14 @@ def test_di1_a_delta_field_beside_firmware_fields_is_refused() -> None:
     ],
 )
 def test_di2_to_di5_each_invalid_field_is_named(custom: Any, field: str) -> None:
+    """DI2-DI5: each invalid field of the delta is refused by name."""
     with pytest.raises(InvalidFieldError) as caught:
         DeltaInfo.from_custom(custom)
     assert caught.value.field == field
 
 
 def test_from_target_names_the_target_and_field() -> None:
+    """DI1: a refusal names the target and the field."""
     with pytest.raises(InvalidFieldError) as caught:
         DeltaInfo.from_target(delta_target(base_length=-1))
     assert caught.value.field == f"{DELTA}: delta.base_length"
@@ -111,16 +117,19 @@ def test_from_target_names_the_target_and_field() -> None:
     "path", ["pump-x100/other.bin.from-1.2.0.bsdiff", f"{IMAGE}.from-1.2.0.patch", IMAGE]
 )
 def test_di6_a_delta_not_named_after_its_image_is_refused(path: str) -> None:
+    """DI6: a delta's path must name its image and base (R13)."""
     with pytest.raises(InvalidFieldError, match="must be named"):
         DeltaInfo.from_target(delta_target(path))
 
 
 def test_di7_a_delta_matching_its_signed_releases_is_accepted() -> None:
+    """DI7: a delta naming its signed image and base as signed is accepted (R13)."""
     image, base = releases()
     assert check_delta_target(delta_target(), image, base).base == BASE
 
 
 def test_di7_a_delta_given_other_releases_than_it_names_is_refused() -> None:
+    """DI7: a delta checked against other releases than it names is refused (R13)."""
     image, base = releases()
     with pytest.raises(InvalidFieldError, match=r"delta\.image: names"):
         check_delta_target(delta_target(), base, base)
@@ -129,6 +138,7 @@ def test_di7_a_delta_given_other_releases_than_it_names_is_refused() -> None:
 
 
 def test_di7_a_delta_whose_image_or_base_is_not_a_release_is_refused() -> None:
+    """DI7: a delta's image and base must be signed releases (R13)."""
     image, base = releases()
     not_firmware = target(BASE, {"note": "x"})
     with pytest.raises(InvalidFieldError, match="note"):
@@ -139,6 +149,7 @@ def test_di7_a_delta_whose_image_or_base_is_not_a_release_is_refused() -> None:
 
 
 def test_di7_a_delta_named_for_another_base_version_is_refused() -> None:
+    """DI7: a delta's path and its base's version agree (R13)."""
     image, base = releases()
     with pytest.raises(InvalidFieldError, match=r"must be .*from-1\.2\.0\.bsdiff"):
         check_delta_target(delta_target(f"{IMAGE}.from-1.1.0.bsdiff"), image, base)
@@ -148,7 +159,7 @@ def test_di7_a_delta_named_for_another_base_version_is_refused() -> None:
 def test_di7_a_delta_whose_base_is_not_the_signed_base_is_refused(
     overrides: dict[str, Any],
 ) -> None:
-    """A delta against the wrong base: its base fileinfo must be the signed one."""
+    """A delta against the wrong base: its base fileinfo must be the signed one (R13)."""
     image, base = releases()
     with pytest.raises(InvalidFieldError, match="signed SHA-256 and length"):
         check_delta_target(delta_target(**overrides), image, base)

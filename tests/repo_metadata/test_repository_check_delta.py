@@ -67,6 +67,7 @@ def _check(roles: dict[str, Metadata[Any]], before: dict[str, Metadata[Any]] | N
 
 
 def test_a_delta_beside_its_releases_is_accepted() -> None:
+    """delta-release: a delta beside the releases it names passes the check (R13)."""
     _check(_repository([*_releases(), _delta()]))
 
 
@@ -82,13 +83,14 @@ def test_a_delta_beside_its_releases_is_accepted() -> None:
 def test_a_delta_the_repository_cannot_back_is_refused(
     line: list[TargetFile], message: str
 ) -> None:
-    """A delta against the wrong base, or of no signed release, is refused (delta-release)."""
+    """A delta against the wrong base, or of no signed release, is refused (delta-release; R13)."""
     with pytest.raises(UpdateRejectedError, match=message) as refused:
         _check(_repository(line))
     assert refused.value.rule == "delta-release"
 
 
 def test_a_delta_whose_field_is_not_an_object_is_refused() -> None:
+    """delta-release: a delta field that is not an object is refused (R13)."""
     with pytest.raises(UpdateRejectedError, match="its image is not a target"):
         _check(_repository([*_releases(), target(DELTA, {"delta": "x"})]))
 
@@ -102,6 +104,7 @@ def test_a_delta_the_trusted_version_already_held_is_not_checked_again() -> None
 
 
 def test_find_target_reads_a_roles_own_targets_before_its_delegations() -> None:
+    """TUF 5.6.7: find_target reads a role's own targets before its delegations."""
     roles = _repository(_releases())
     roles["targets"].signed.targets[BASE] = target(BASE, firmware_custom(version="0.0.1"))
     found = find_target(roles.get, BASE)
@@ -126,6 +129,7 @@ def test_find_target_stops_at_a_terminating_delegation() -> None:
 
 
 def test_find_target_reads_the_one_hashed_bin_of_a_path() -> None:
+    """TUF 5.6.7: find_target reads only the hashed bin a path hashes to."""
     key = new_key()
     line = targets_metadata(delegations=succinct_delegations(bit_length=2, prefix="line-bins"))
     bins = line.signed.delegations.succinct_roles  # type: ignore[union-attr]
@@ -143,6 +147,7 @@ def test_find_target_reads_the_one_hashed_bin_of_a_path() -> None:
 
 
 def test_find_target_visits_each_role_once_and_skips_a_missing_one() -> None:
+    """TUF 5.6.7: find_target visits each role once and skips a missing one."""
     key = new_key()
     role = delegated_role("pump-x100", [key])
     elsewhere = delegated_role("monitor", [key], paths=["monitor-m20/*"])

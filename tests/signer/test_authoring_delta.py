@@ -75,6 +75,7 @@ def _role_of(repo: Path, path: str, roles: list[str]) -> str:
 def test_a_delta_is_signed_in_its_bin_and_verify_accepts_the_repository(
     binned: Path, open_repo: Opener, tmp_path: Path, now: datetime
 ) -> None:
+    """delta-release: a delta signed in its bin; verify finds its release and base (R13)."""
     session = open_repo(binned, "alice", "bob")
     sources = DeltaSources(["2.4.0"], tmp_path / "builds", tmp_path / "work")
     add_firmware(
@@ -96,7 +97,7 @@ def test_a_delta_is_signed_in_its_bin_and_verify_accepts_the_repository(
 def test_a_delta_naming_another_base_length_is_refused_by_the_shared_check(
     binned: Path, open_repo: Opener, tmp_path: Path, unchanged: Unchanged
 ) -> None:
-    """delta-release: a delta against the wrong base, even hand-made, is never written."""
+    """delta-release: a delta against the wrong base, even hand-made, is never written (R13)."""
     session = open_repo(binned, "alice", "bob")
     add_firmware(session, image=_new_image(tmp_path), name="pump-fw", info=_info("2.5.0"))
     old = session.targets(session.leaf_role_for(OLD)).targets[OLD]

@@ -60,7 +60,10 @@ def _builds(tmp_path: Path, fwsign: Run, repo: Path) -> tuple[Path, bytes, Path]
 def test_add_with_delta_from_signs_a_delta_that_rebuilds_the_release(
     fwsign: Run, repo: Path, uris: dict[str, str], tmp_path: Path
 ) -> None:
-    """Issue 13: the delta target names its image and the signed base; verify checks its file."""
+    """Issue 13: the delta target names its image and the signed base; verify checks its file.
+
+    Answers R13.
+    """
     firmware, old, new = _builds(tmp_path, fwsign, repo)
     result = _add(
         fwsign, repo, new, "2.5.0", "--targets-dir", str(firmware), "--delta-from", "2.4.0"
@@ -93,6 +96,7 @@ def test_add_with_delta_from_signs_a_delta_that_rebuilds_the_release(
 def test_delta_base_dir_finds_the_base_in_a_flat_build_directory(
     fwsign: Run, repo: Path, tmp_path: Path
 ) -> None:
+    """--delta-from finds the base's file in a flat build directory too."""
     firmware, old, new = _builds(tmp_path, fwsign, repo)
     builds = tmp_path / "builds"
     builds.mkdir()
@@ -117,7 +121,7 @@ def _refused(fwsign: Run, repo: Path, new: Path, message: str, *extra: str) -> N
 def test_a_base_file_that_is_not_the_signed_base_is_refused_and_nothing_changes(
     fwsign: Run, repo: Path, tmp_path: Path
 ) -> None:
-    """A delta against the wrong base would never apply: refused before anything is made."""
+    """A delta against the wrong base would never apply: refused before anything is made (R13)."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     (firmware / BASE).write_bytes(b"a rebuilt 2.4.0 that is not the signed one")
     _refused(
@@ -131,6 +135,7 @@ def test_a_base_file_that_is_not_the_signed_base_is_refused_and_nothing_changes(
 def test_a_missing_base_file_is_refused_naming_where_it_was_looked_for(
     fwsign: Run, repo: Path, tmp_path: Path
 ) -> None:
+    """--delta-from: a missing base file is named with where it was looked for."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     (firmware / BASE).unlink()
     _refused(
@@ -140,6 +145,7 @@ def test_a_missing_base_file_is_refused_naming_where_it_was_looked_for(
 
 
 def test_delta_from_without_targets_dir_is_refused(fwsign: Run, repo: Path, tmp_path: Path) -> None:
+    """--delta-from needs --targets-dir, where verify and publish look."""
     _, _, new = _builds(tmp_path, fwsign, repo)
     _refused(fwsign, repo, new, "--delta-from needs --targets-dir", "--delta-from", "2.4.0")
 
@@ -147,6 +153,7 @@ def test_delta_from_without_targets_dir_is_refused(fwsign: Run, repo: Path, tmp_
 def test_delta_from_a_release_not_signed_later_or_twice_is_refused(
     fwsign: Run, repo: Path, tmp_path: Path
 ) -> None:
+    """--delta-from names one earlier signed release, once; anything else is refused."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     where = ("--targets-dir", str(firmware))
     _refused(fwsign, repo, new, "no release of version 2.3.0", *where, "--delta-from", "2.3.0")
@@ -161,6 +168,7 @@ def test_delta_from_a_release_not_signed_later_or_twice_is_refused(
 def test_a_delta_file_already_in_targets_dir_is_not_overwritten(
     fwsign: Run, repo: Path, tmp_path: Path
 ) -> None:
+    """--delta-from: a delta file already in --targets-dir is never overwritten."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     (firmware / DELTA).write_bytes(b"someone else's file")
     _refused(

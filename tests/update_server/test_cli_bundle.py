@@ -154,6 +154,7 @@ def test_a_refused_bundle_exits_2_and_writes_and_audits_nothing_r13(
 def test_an_existing_file_is_never_overwritten(
     world: World, pumps: tuple[Published, Published], tmp_path: Path
 ) -> None:
+    """``fwserver bundle`` never overwrites an existing file: exit 2, nothing written."""
     out = tmp_path / "b.tar"
     out.write_bytes(b"the technician's notes")
     result = fwserver_bundle(world, "--model", "pump-x100", "-o", str(out))

@@ -68,7 +68,7 @@ def _add_with_delta(world: World, base: bytes) -> tuple[bytes, bytes]:
 def test_a_release_with_a_delta_is_published_and_a_device_rebuilds_the_image_from_it(
     world: World, tmp_path: Path
 ) -> None:
-    """Issue 13: the delta is a signed target a stock TUF client finds and verifies."""
+    """Issue 13: the delta is a signed target a stock TUF client finds and verifies (R13)."""
     base = _base_published(world)
     image, delta = _add_with_delta(world, base)
     assert len(delta) < len(image) // 5
@@ -141,7 +141,7 @@ def _with_delta(world: World, path: str, **fields: Any) -> OfflineRepository:
 def test_a_malformed_delta_field_is_refused_by_signer_and_server_alike(
     world: World, fields: dict[str, Any]
 ) -> None:
-    """delta-fields: a device must never read a delta it cannot match to its base."""
+    """delta-fields: a device must never read a delta it cannot match to its base (R13)."""
     _base_published(world)
     body = _refused_by_both(world, _with_delta(world, DELTA, **fields), rule="delta-fields")
     assert DELTA in body["detail"]
@@ -150,7 +150,7 @@ def test_a_malformed_delta_field_is_refused_by_signer_and_server_alike(
 def test_a_delta_whose_image_the_repository_does_not_hold_is_refused_by_both(
     world: World,
 ) -> None:
-    """delta-release: a delta of no signed release rebuilds nothing a device may install."""
+    """delta-release: a delta of no signed release rebuilds nothing a device may install (R13)."""
     _base_published(world)
     session = _with_delta(world, DELTA)  # fw-1.1.0.bin is not signed
     body = _refused_by_both(world, session, rule="delta-release")
@@ -160,7 +160,7 @@ def test_a_delta_whose_image_the_repository_does_not_hold_is_refused_by_both(
 def test_a_delta_naming_another_base_than_the_signed_one_is_refused_by_both(
     world: World,
 ) -> None:
-    """delta-release: a delta against the wrong base would never rebuild the image."""
+    """delta-release: a delta against the wrong base would never rebuild the image (R13)."""
     base = _base_published(world)
     world.add_release("1.1.0", data=base + b"1.1.0", sign=1)
     session = _with_delta(world, DELTA, base_length=len(base) + 1)

@@ -86,6 +86,7 @@ def opened(response: TestResponse, tmp_path: Path) -> Bundle:
 def test_the_devices_page_links_each_accepted_device_to_its_bundle(
     app: Flask, browser: Browser, clock: FakeClock, ward: bytes
 ) -> None:
+    """BP1: the devices page links each accepted device to its bundle page."""
     logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
     assert browser.get("/technician/devices").status_code == 200
     assert f'href="{PAGE}"' in browser.last_page
@@ -173,7 +174,7 @@ def test_an_admin_makes_no_bundle_on_the_page_r9(
 def test_a_forged_form_spends_no_code_w3(
     app: Flask, browser: Browser, clock: FakeClock, ward: bytes
 ) -> None:
-    """CSRF first: a form without this site's token is refused before the code is read."""
+    """CSRF first: a form without this site's token is refused before the code is read (R9)."""
     tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
     clock.advance(seconds=30)
     code = otp_at(tom.totp, clock)
@@ -223,6 +224,7 @@ def test_the_bundles_authorization_keeps_its_grace_for_a_device_in_use_r52(
 def test_a_pending_device_gets_no_bundle_and_nothing_is_issued_bp1(
     app: Flask, browser: Browser, clock: FakeClock, ward: bytes
 ) -> None:
+    """BP1: a device not yet accepted gets no bundle; nothing is issued (R10)."""
     tom = logged_in(app, browser, clock, "tom", Role.TECHNICIAN)
     assert 'id="bundle-pump-new"' not in browser.get("/technician/devices").get_data(as_text=True)
     page = "/technician/devices/pump-new/bundle"
