@@ -150,6 +150,7 @@ def test_a_spent_authorization_replayed_in_a_second_bundle_is_refused_r25(
 def test_an_authorization_member_that_is_not_one_refuses_the_bundle_unread_s5(
     tmp_path: Path, device: StateDir, sim: Sim, release: str, document: bytes, words: str
 ) -> None:
+    """S5: an authorization.json that is no authorization refuses the bundle (R9, R46)."""
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=release, authorization=document)
     before = snapshot_of(device)
     with pytest.raises(BundleRefusedError) as caught:
