@@ -6,7 +6,7 @@ root chain after the root it trusts, timestamp, snapshot, the targets roles
 its walks visit, the firmware and its SBOM: S1-S4), and a stock ngclient
 whose only source is the bundle verifies and downloads the release
 byte for byte. The choice of release (S5) is tested on its pure core; a
-device's bundle carries the delta from the version it runs (S6), and a line
+device's bundle carries no delta (S6), and a line
 with hashed bins brings the bins of the releases a device may run or is given (S3, S7).
 """
 
@@ -20,7 +20,6 @@ import pytest
 from tuf.api.metadata import Metadata
 
 from fwcommon.bundle import MANIFEST, Bundle, BundleError
-from repo_metadata.delta import delta_path
 from repo_metadata.firmware import FirmwareInfo
 from tests.update_server.bundle_world import (
     BundleFetcher,
@@ -256,26 +255,25 @@ def _device_request(version: str | None, running: str | None) -> Request:
     return Request(hardware_model="pump-x100", version=version, device=facts)
 
 
-def test_a_device_bundle_carries_the_delta_from_the_version_it_runs_s6(
-    world: World, tmp_path: Path
-) -> None:
-    """Offline, the device's delta lookup finds what it finds online: the signed delta's
-    roles and bytes are in the bundle, for a device running its base and for its model (a
-    device of it may run the base); a device whose version is unknown gets none."""
+def test_a_bundle_carries_the_full_image_and_no_delta_s6(world: World, tmp_path: Path) -> None:
+    """R13: a device never looks a delta up offline, so a bundle carries the full image only:
+    no delta file and no role the delta lookup alone would walk, for a device running the
+    delta's base and for its model (a device of it may run the base)."""
     base = _base_published(world)
     image, delta = _add_with_delta(world, base)
     _publish(world, {DELTA_IMAGE: image, DELTA: delta})
     delta_member = Published(DELTA, delta).member(_sha256(delta))
-    out = _make(world, _device_request(None, "1.0.0"), tmp_path / "device.tar")
-    with Bundle.open(out, max_bytes=BOUND) as bundle:
-        assert bundle.manifest.release == DELTA_IMAGE
-        assert bundle.read(delta_member, limit=BOUND) == delta
-    model = _make(world, Request(hardware_model="pump-x100"), tmp_path / "model.tar")
-    with Bundle.open(model, max_bytes=BOUND) as bundle:
-        assert bundle.read(delta_member, limit=BOUND) == delta, "a pump may run 1.0.0"
-    unknown = _make(world, _device_request("1.1.0", None), tmp_path / "unknown.tar")
-    with Bundle.open(unknown, max_bytes=BOUND) as bundle:
-        assert delta_member not in bundle.names()
+    image_member = Published(DELTA_IMAGE, image).member(_sha256(image))
+    for name, request in (
+        ("device", _device_request(None, "1.0.0")),
+        ("model", Request(hardware_model="pump-x100")),
+    ):
+        out = _make(world, request, tmp_path / f"{name}.tar")
+        with Bundle.open(out, max_bytes=BOUND) as bundle:
+            assert bundle.manifest.release == DELTA_IMAGE, name
+            assert bundle.read(image_member, limit=BOUND) == image, name
+            assert delta_member not in bundle.names(), name
+            assert not [n for n in bundle.names() if n.endswith(".bsdiff")], name
 
 
 def _publish_vent(world: World, tmp_path: Path, version: str) -> tuple[str, str, bytes]:
@@ -298,21 +296,19 @@ def test_with_hashed_bins_a_bundle_carries_the_bins_of_the_releases_a_device_may
 ) -> None:
     """TAP 15 and policy rule 7 (R25, R56): discovery reads the line's current list, but the
     device looks the release it runs up again, and an older release lives in its bin only.
-    A device's bundle carries the bin of the release it runs (and its delta lookup's, S6), a
-    model's those of every release signed for it (here the same), and no other bin; a stock
+    A device's bundle carries the bin of the release it runs, a model's those of every
+    release signed for it (here the same), and no other bin (no delta lookup's, S6); a stock
     ngclient finds both releases from the bundle alone."""
     _binned_line(world)
     old_path, old_bin, _ = _publish_vent(world, tmp_path, "1.0.0")
     new_path, _, new_data = _publish_vent(world, tmp_path, "2.0.0")
     root_1 = (world.repository / "metadata" / "1.root.json").read_bytes()
     vent = DeviceFacts("vent-1", "ventilator-v5", "1.0.0", None)
-    # The device's delta lookup (S6) walks to the bin its delta path hashes to, signed or not.
-    delta_bin = world.open_offline().leaf_role_for(delta_path(new_path, "1.0.0"))
     for name, request in (
         ("model", Request(hardware_model="ventilator-v5")),
         ("device", Request(hardware_model="ventilator-v5", device=vent)),
     ):
-        bins = {old_bin, delta_bin}
+        bins = {old_bin}
         out = _make(world, request, tmp_path / f"{name}.tar")
         with Bundle.open(out, max_bytes=BOUND) as bundle:
             assert _bins(bundle) == sorted(f"{role}.json" for role in bins), name

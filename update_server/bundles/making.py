@@ -36,8 +36,6 @@ from sqlalchemy.orm import Session
 from tuf.api.metadata import Targets
 
 from fwcommon.bundle import AUTHORIZATION, Manifest, write_bundle
-from repo_metadata.delta import delta_path
-from repo_metadata.errors import InvalidFieldError
 from update_server.audit import Actor, append, audit_event
 from update_server.audit.actions import Action
 from update_server.authorizations.issuing import Release
@@ -253,8 +251,7 @@ def _collect(repository: OnlineRepository, request: Request) -> Contents:
     roles, targets = _walked(chosen, load)
     running = selection.running_releases(every, request.device)
     running_roles = [role for r in running for role in selection.walk(r.path, load)[0]]
-    delta_roles, deltas = _deltas(chosen, running, load)
-    names = list(dict.fromkeys([*discovered, *roles, *delta_roles, *running_roles]))
+    names = list(dict.fromkeys([*discovered, *roles, *running_roles]))  # no delta (S6)
     root_version = repository.published_version("root") or 0
     metadata = [
         *_root_chain(repository, selection.root_chain(request.root_from, root_version)),
@@ -262,8 +259,7 @@ def _collect(repository: OnlineRepository, request: Request) -> Contents:
         *(_role(repository, role) for role in ["snapshot", *names]),
     ]
     directory = repository.directory
-    deltas = [(name, length) for name, length in deltas if _present(directory, name, length)]
-    files = tuple(_target_file(directory, name, length) for name, length in [*targets, *deltas])
+    files = tuple(_target_file(directory, name, length) for name, length in targets)
     return Contents(request, chosen, tuple(metadata), files)
 
 
@@ -284,24 +280,6 @@ def _walked(release: Release, load: selection.Loader) -> tuple[list[str], list[t
             )
         roles += [role for role in walked[0] if role not in roles]
         files.append((selection.target_member(walked[1]), walked[1].length))
-    return roles, files
-
-
-def _deltas(
-    release: Release, running: Sequence[Release], load: selection.Loader
-) -> tuple[list[str], list[tuple[str, int]]]:
-    """S6: what the delta lookups from the versions devices run walk, and the deltas signed."""
-    roles: list[str] = []
-    files: list[tuple[str, int]] = []
-    for version in dict.fromkeys(r.info.version for r in running if r.path != release.path):
-        try:
-            path = delta_path(release.path, version)
-        except InvalidFieldError:
-            continue  # a running version no delta can name: the device looks none up
-        walked, target = selection.walk(path, load)
-        roles += walked
-        if target is not None:
-            files.append((selection.target_member(target), target.length))
     return roles, files
 
 
@@ -360,7 +338,7 @@ def _present(directory: Path, name: str, length: int) -> bool:
 
 
 def _target_file(directory: Path, name: str, length: int) -> tuple[str, Path]:
-    """M1: a target's published file, which must be there (S6: a delta is left out instead)."""
+    """M1: a target's published file, which must be there."""
     if not _present(directory, name, length):
         raise UnusableError(
             f"the server holds no file of {length} bytes for {name}: upload the signed file"

@@ -31,12 +31,10 @@ the server does not publish. Rules:
   ``client.policy``, as ``authorizations.offers`` O1 reads them), else for a
   model the newest release signed for it that is not a pre-release. Nothing
   to carry is refused, saying what to name.
-- S6 (issue 13, deltas) For each version a device of the bundle may run
-  (S7's releases), the roles the device's delta lookup walks
-  (``<release>.from-<version>.bsdiff``, ``client.delta``) and, when one is
-  signed, that delta's file: offline the device takes the same path as
-  online (``making`` leaves out a delta whose file the server lacks: the
-  device then logs ``delta_failed`` and installs the full image, as online).
+- S6 (issue 13, deltas) No delta: a bundle carries the full image. A device
+  never looks a delta up offline (``client.update``: an offline session
+  takes the full image it carries), and removable media has no thin link
+  to spare: a delta's file or roles would be bytes nobody reads.
 - S7 (R25, R56) The device's policy looks the release it runs up again
   (``client.policy`` rule 7: a withdrawn running release is reported), so the
   roles of ngclient's walk to each release it may run come along: for a
@@ -128,7 +126,7 @@ def _children(signed: Targets, sample: str, *, archive: bool) -> list[str]:
 
 
 def running_releases(releases: Iterable[Release], device: DeviceFacts | None) -> list[Release]:
-    """S6, S7: the releases a device of the bundle may run (its policy looks them up again).
+    """S7: the releases a device of the bundle may run (its policy looks them up again).
 
     For a device, the releases of its running version (none when unreported);
     for a model, every release signed for it: any device of it may run one.
