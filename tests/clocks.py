@@ -16,7 +16,7 @@ one of these (``tests/test_test_helpers.py`` checks that no other is defined).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 RUN_START = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -60,6 +60,18 @@ class FakeClock:
     def synchronization(self) -> Any:
         """The ``clock_sync.ClockSync`` a test stated, or None (C4: not the system clock)."""
         return self.synchronized
+
+    def as_datetime(self) -> type[datetime]:
+        """A ``datetime`` class whose ``now()`` reads this clock: monkeypatch it over the
+        ``datetime`` of a module that reads the system clock itself (``client.update``)."""
+        clock = self
+
+        class Now(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> Now:  # type: ignore[override]
+                return cls.fromtimestamp(clock().timestamp(), tz)
+
+        return Now
 
     def monotonic(self) -> float:
         """``now`` in seconds since the epoch (monotonic while ``now`` only moves on)."""

@@ -10,7 +10,7 @@ the authorizations the device keeps as they were.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from tests.client.bundles import make_bundle, offline_device, snapshot_of
 from tests.client.helpers_state import corrupt
 from tests.client.sim import Sim, event_types, tree
 from tests.client.test_authorization_install import authorize
+from tests.clocks import FakeClock
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +179,11 @@ def test_a_spent_authorization_stays_spent_when_the_clock_is_set_back_after_offl
     first = authorize(sim, release, authority, issued=spent_at)
     old = make_bundle(tmp_path / "a.fwbundle", sim, release=release, authorization=first)
 
-    def at(moment: datetime) -> None:
-        class Clock(datetime):
-            @classmethod
-            def now(cls, tz: tzinfo | None = None) -> Clock:  # type: ignore[override]
-                return cls.fromtimestamp(moment.timestamp(), tz)
+    clock = FakeClock(now=now)
+    monkeypatch.setattr(update_module, "datetime", clock.as_datetime())
 
-        monkeypatch.setattr(update_module, "datetime", Clock)
+    def at(moment: datetime) -> None:
+        clock.now = moment
 
     def install_then_lose(bundle: Path, moment: datetime) -> None:
         """Installed, then its pending slot decays: 1.0.0 runs on, 2.0.0 not known bad."""

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tuf.api.metadata import TargetFile, Targets
 
 from client import discovery
 from client.directive import STANDALONE
@@ -62,12 +61,16 @@ def device(tmp_path: Path, sim: Sim) -> StateDir:
     return provision(tmp_path / "device", sim)
 
 
-def _offered(device: StateDir, sim: Sim) -> list[str]:
+def _roles(device: StateDir, sim: Sim) -> list[discovery.SignedRole]:
     now = datetime.now(UTC)  # ngclient reads the real clock; the simulator signs from it
     cache = device.metadata_dir
     updater, _ = refresh_metadata(sim.remote(), cache=cache, root=sim.root(1), at=now, state=device)
+    return list(discovery.walk(updater, cache, prefix=f"{MODEL}/", at=now))
+
+
+def _offered(device: StateDir, sim: Sim) -> list[str]:
     offered = []
-    for role in discovery.walk(updater, cache, prefix=f"{MODEL}/", at=now):
+    for role in _roles(device, sim):
         offered += [path for path, _ in discovery.install_targets(role, f"{MODEL}/")]
     return sorted(offered)
 
@@ -100,23 +103,14 @@ def test_a_delta_carrying_firmware_fields_is_never_a_candidate(device: StateDir,
     assert result.candidate.path == RELEASE
 
 
-def test_install_targets_leaves_out_paths_outside_the_prefix_and_deltas() -> None:
-    def target(path: str, custom: dict[str, Any]) -> TargetFile:
-        return TargetFile(1, {"sha256": "0" * 64}, path, {"custom": custom})
-
-    role = discovery.SignedRole(
-        "line",
-        b"",
-        _targets(
-            target(RELEASE, firmware_custom("1.1.0", 1, (MODEL,))),
-            target("other/fw-1.0.0.bin", firmware_custom("1.0.0", 1, ("other",))),
-            target(DELTA, {"delta": {}}),
-        ),
-    )
-    assert [path for path, _ in discovery.install_targets(role, f"{MODEL}/")] == [RELEASE]
-
-
-def _targets(*targets: TargetFile) -> Targets:
-    signed = Targets()
-    signed.targets = {t.path: t for t in targets}
-    return signed
+def test_install_targets_leaves_out_paths_outside_the_prefix_and_deltas(
+    device: StateDir, sim: Sim
+) -> None:
+    """TUF arbitrary software attack: of the role that signs the delta, only its releases
+    are installable under the model's prefix, and nothing under another model's."""
+    (line,) = [role for role in _roles(device, sim) if DELTA in role.signed.targets]
+    assert sorted(path for path, _ in discovery.install_targets(line, f"{MODEL}/")) == [
+        BASE,
+        RELEASE,
+    ]
+    assert list(discovery.install_targets(line, "ventilator-v5/")) == []
