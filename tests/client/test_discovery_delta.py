@@ -76,14 +76,20 @@ def _offered(device: StateDir, sim: Sim) -> list[str]:
 
 
 def test_discovery_offers_the_releases_and_never_a_delta(device: StateDir, sim: Sim) -> None:
-    """Issue 13: the delta is signed in the line beside its release, but not offered."""
+    """Issue 13: the delta is signed in the line beside its release, but not offered.
+
+    Answers the TUF arbitrary software attack.
+    """
     assert _offered(device, sim) == [BASE, RELEASE]
 
 
 def test_a_delta_is_never_chosen_the_full_release_is(
     device: StateDir, sim: Sim, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The delta is left out before it is read as firmware: no warning at every check."""
+    """The delta is left out before it is read as firmware: no warning at every check.
+
+    Answers the TUF arbitrary software attack.
+    """
     with caplog.at_level(logging.WARNING):
         result = check(device, sim.remote(), directive=STANDALONE)
     assert result.outcome is Outcome.AVAILABLE, result.message

@@ -152,6 +152,7 @@ def test_the_chain_starts_after_the_root_the_device_trusts_r25_s1(
 def test_a_named_older_release_is_carried_with_its_own_file_s5(
     world: World, releases: tuple[Published, Published], tmp_path: Path
 ) -> None:
+    """S5: a named older release is carried with its own firmware file."""
     old, _ = releases
     request = Request(hardware_model="pump-x100", version="1.0.0")
     out = _make(world, request, tmp_path / "b.tar")
@@ -164,6 +165,7 @@ def test_a_named_older_release_is_carried_with_its_own_file_s5(
 def test_an_unknown_model_or_release_is_refused_and_nothing_is_written_s5(
     world: World, releases: tuple[Published, Published], tmp_path: Path
 ) -> None:
+    """S5: an unknown model or release is refused; nothing is written."""
     with pytest.raises(UnknownError, match="ventilator-v9"):
         _make(world, Request(hardware_model="ventilator-v9"), tmp_path / "a.tar")
     with pytest.raises(UnknownError, match=r"no release 9\.9\.9 .*1\.0\.0, 2\.0\.0"):
@@ -184,6 +186,7 @@ def test_a_bundle_over_its_bound_is_refused_and_leaves_no_file_r13(
 def test_a_release_whose_file_the_server_lacks_is_refused(
     world: World, releases: tuple[Published, Published], tmp_path: Path
 ) -> None:
+    """S4: a release whose firmware file the server lacks is refused."""
     _, new = releases
     (world.repository / new.member(_sha256(new.data))).unlink()
     with pytest.raises(making.UnusableError, match="upload the signed file"):
@@ -219,6 +222,7 @@ def _choose(device: DeviceFacts | None, assigned: Release | None = None) -> str:
 
 
 def test_a_model_bundle_carries_its_newest_release_never_a_pre_release_s5() -> None:
+    """S5: a model's bundle carries its newest release, never a pre-release."""
     assert _choose(None) == "2.1.0"
 
 
@@ -237,10 +241,12 @@ def test_a_device_below_its_floor_gets_nothing_below_the_floor_r25_s5() -> None:
 
 
 def test_a_deployments_assignment_wins_for_a_device_s5() -> None:
+    """S5: a deployment's assignment decides a device's release."""
     assert _choose(_device("1.0.0"), assigned=RELEASES[0]) == "1.0.0"
 
 
 def test_the_root_chain_is_the_versions_after_the_trusted_one_s1() -> None:
+    """S1: the root chain is the root versions after the one the device trusts."""
     assert selection.root_chain(1, 3) == ["metadata/2.root.json", "metadata/3.root.json"]
     assert selection.root_chain(3, 3) == []
     with pytest.raises(BadRootError):
@@ -328,6 +334,7 @@ def test_with_hashed_bins_a_bundle_carries_the_bins_of_the_releases_a_device_may
 def test_a_superseded_release_named_on_purpose_comes_with_its_bin_s3(
     world: World, tmp_path: Path
 ) -> None:
+    """S3: a superseded release named on purpose comes with its hashed bin."""
     _binned_line(world)
     old_path, old_bin, old_data = _publish_vent(world, tmp_path, "1.0.0")
     _publish_vent(world, tmp_path, "2.0.0")
