@@ -131,13 +131,18 @@ def offline_device(path: Path, sim: Sim) -> StateDir:
 
 
 def refuse_connections(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """S1: every socket connection fails the test; the addresses tried are recorded."""
+    """S1: every socket connection and name lookup fails the test; what was tried is recorded."""
     attempts: list[object] = []
 
     def refuse(_sock: socket.socket, address: object) -> None:
         attempts.append(address)
         raise AssertionError(f"an offline update tried to connect to {address}")
 
+    def refuse_lookup(host: object, *_args: object, **_kwargs: object) -> None:
+        attempts.append(host)
+        raise AssertionError(f"an offline update tried to look up {host}")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
     return attempts
