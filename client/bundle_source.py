@@ -1,4 +1,4 @@
-"""An update from a bundle on removable media: the bundle as the session's network.
+"""An update from a bundle on removable media: the bundle as the session's network (R46).
 
 ``fwclient update --bundle FILE`` runs ``client.update.update``, the same
 refresh, policy and install as an online update, through ``BundleFetcher``:

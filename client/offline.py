@@ -1,4 +1,4 @@
-"""Freshness without a network: the rules of an offline (bundle) session (ADR 0007).
+"""Freshness without a network: the rules of an offline (bundle) session (ADR 0007, R46).
 
 A technician carries a bundle (``fwcommon.bundle``) to a device with no
 route to the update server. Its metadata was current when the bundle was
