@@ -171,6 +171,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         help="delta: size of the image a release changes by 1%%, delta vs full (default 64)",
     )
     parser.add_argument(
+        "--delta-link-mbit",
+        type=float,
+        default=delta.DeltaOptions.link_mbit,
+        help="delta: the thin link both devices also update over, in Mbit/s (default 10)",
+    )
+    parser.add_argument(
         "--only",
         choices=ONLY,
         help="run only some benchmarks: signer (large-image and scale), server, client,"
@@ -308,7 +314,11 @@ def main(argv: Sequence[str]) -> int:
             )
         if _selected(args.only, "delta"):
             checks += delta.run(
-                options=delta.DeltaOptions(image_mib=args.delta_image_mib, rounds=args.rounds),
+                options=delta.DeltaOptions(
+                    image_mib=args.delta_image_mib,
+                    rounds=args.rounds,
+                    link_mbit=args.delta_link_mbit,
+                ),
                 workdir=workdir / "delta",
                 people=people,
             )

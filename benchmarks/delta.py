@@ -9,7 +9,8 @@ signed with its delta from 2.0.0 (``fwsign add --delta-from``:
 ``signer.authoring.DeltaSources``) and published with it.
 
 Two devices, measured in the same run, each update on a fresh copy of its
-state (best of ``rounds``):
+state (best of ``rounds`` on the loopback, then once each over a thin link:
+``benchmarks.thin_link`` paces what the server sends to ``link_mbit``):
 
 - delta: runs 2.0.0, so ``fwclient update`` takes the delta;
 - full, the baseline: runs 1.9.0, from which no delta leads to 2.1.0, so it
@@ -23,7 +24,9 @@ process itself: ``benchmarks._delta_child``; the ``ru_maxrss`` that ``wait4``
 gives also holds this process's peak, which Linux carries over ``exec``, and
 is printed beside it). Its bytes downloaded are the ``installed`` event's own count (the
 firmware payload: the delta, or the full image; the metadata is the same for
-both). Target: the delta's bytes at most 5% of the full image's. Time and
+both). Targets: the delta's bytes at most 5% of the full image's, and its
+update faster end to end over the thin link (on the loopback the full image
+arrives at memory speed: the break-even link speed is printed). Time and
 memory are printed as ratios to the full-image baseline.
 """
 
@@ -46,6 +49,7 @@ from benchmarks.fixtures import People
 from benchmarks.report import MIB, Check, heading, mib, table
 from benchmarks.server_procs import PROJECT, Service, fwserver_command, gunicorn_server
 from benchmarks.server_release import IMAGE_NAME, LINE, Engineer, ServerWorld, _step
+from benchmarks.thin_link import ThinLink
 from client.state import StateDir
 from repo_metadata.firmware import FirmwareInfo
 from signer.authoring import DeltaSources, add_firmware
@@ -70,6 +74,8 @@ OLD, BASE, NEW = "1.9.0", "2.0.0", "2.1.0"
 class DeltaOptions:
     image_mib: int = 64
     rounds: int = 3
+    #: The thin link (``benchmarks.thin_link``) both devices update over once more.
+    link_mbit: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,31 @@ def run(*, options: DeltaOptions, workdir: Path, people: People) -> list[Check]:
                 shutil.copytree(templates[name], state)
                 runs[name].append(_update(server, state, env, expected=expected))
                 shutil.rmtree(state)
-    return _report(runs, size=size, lengths=lengths)
+        thin: dict[str, Run] = {}
+        port = int(server.url.rsplit(":", 1)[1])
+        with ThinLink(port, bits_per_second=options.link_mbit * 1e6) as link:
+            for name in ("delta", "full"):
+                state = devices / f"{name}-thin"
+                shutil.copytree(templates[name], state)
+                url = f"https://127.0.0.1:{link.port}"
+                thin[name] = _update(server, state, env, expected=expected, url=url)
+                shutil.rmtree(state)
+    checks = _report(runs, size=size, lengths=lengths)
+    heading(f"the same two updates over a {options.link_mbit:g} Mbit/s link (once each)")
+    return [*checks, _thin_check(thin, options.link_mbit)]
+
+
+def _thin_check(thin: dict[str, Run], mbit: float) -> Check:
+    """Issue 13's target: the delta faster end to end, where bandwidth is what it saves."""
+    ratio = thin["delta"].seconds / thin["full"].seconds
+    print(
+        f"over {mbit:g} Mbit/s: full image {thin['full'].seconds:.1f} s"
+        f" ({thin['full'].downloaded:,} B), delta {thin['delta'].seconds:.1f} s"
+        f" ({thin['delta'].downloaded:,} B): time ratio {ratio:.3f}"
+    )
+    return Check(
+        f"delta time / full image time over {mbit:g} Mbit/s", f"{ratio:.3f}", "< 1", ratio < 1
+    )
 
 
 def _changed(image: bytes, *, seed: int) -> bytes:
@@ -173,9 +203,9 @@ def _publish_with_delta(
     )
     sign_roles(OfflineRepository(world.offline, now=now, signers=[bob]), roles=[LINE])
     for made in work.rglob("*.bsdiff"):
-        target = world.build / made.relative_to(work)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(made, target)
+        copy = world.build / made.relative_to(work)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(made, copy)
     session = ServerSession(server.url, ca=server.ca)
     login_step = _step()
     try:
@@ -200,11 +230,14 @@ def _publish_with_delta(
     return {target.path: target.length for target, _file in files}
 
 
-def _update(server: Service, state: Path, env: dict[str, str], *, expected: str) -> Run:
-    """``fwclient update`` in its own process: wall time, peak memory, the installed event."""
+def _update(
+    server: Service, state: Path, env: dict[str, str], *, expected: str, url: str | None = None
+) -> Run:
+    """``fwclient update`` in its own process (to ``url``, a thin link, else the server):
+    wall time, peak memory, the installed event."""
     report = state.parent / f"{state.name}.memory.json"
     argv = [sys.executable, "-m", "benchmarks._delta_child", str(report), "update"]
-    argv += ["--state", str(state), "--server", server.url, "--ca", str(server.ca)]
+    argv += ["--state", str(state), "--server", url or server.url, "--ca", str(server.ca)]
     start = time.perf_counter()
     with subprocess.Popen(
         argv, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
