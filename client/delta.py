@@ -26,7 +26,12 @@ The rules:
 - X3 Before applying: ngclient downloads the delta as any target (its signed
   length and hashes, TUF 5.7.3), and the running slot's bytes are hashed
   again against the delta's ``base_sha256`` and ``base_length`` (R29: a base
-  that decayed since it was verified is not patched).
+  that decayed since it was verified is not patched). A stop request (the
+  agent shutting down) stops the delta's download as it stops the full
+  image's (``client.download``, after the chunk in hand): the stop passes
+  through as ``DownloadStoppedError``, not as a delta failure; the slot,
+  which holds none of the image yet, keeps its progress record at zero, the
+  partial delta is removed, and the next session starts over.
 - X4 The image is rebuilt by ``fwcommon.delta.apply_delta`` (bounded by the
   full image's signed length) through the slot writer, hashed on its way in
   and compared with the full image's signed length and SHA-256 (the binding
@@ -64,6 +69,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
 from client import discovery
+from client.download import DownloadStoppedError
 from client.errors import ClientError
 from client.integrity import Digest, file_digest
 from client.policy import Candidate
@@ -79,6 +85,14 @@ SPOOL = ".delta"
 FULL = "full"
 #: ... and one carried by a delta.
 DELTA = "delta"
+
+#: ``download(target, file, should_stop)``: fetch a target through ngclient (its signed
+#: length and hashes checked), raising ``DownloadStoppedError`` once ``should_stop()``.
+Download = Callable[[TargetFile, Path, Callable[[], bool]], None]
+
+
+def _never() -> bool:
+    return False
 
 
 class DeltaFailedError(Exception):
@@ -175,16 +189,18 @@ def by_delta(
     *,
     running: SlotRecord | None,
     at: datetime,
-    download: Callable[[TargetFile, Path], None],
+    download: Download,
     recovery: bool,
+    should_stop: Callable[[], bool] = _never,
 ) -> Transfer:
     """Carry the chosen ``release`` into the inactive slot by delta when one fits (X1 to X4).
 
-    ``running`` is the running slot's record; ``download(target, file)``
-    fetches a target through ngclient (its length and hashes checked). The
-    answer says how the slot was filled: by a delta, or not at all (the full
-    image's download follows). Raises ``DeltaFailedError`` (X5) or the
-    slot's own refusals (``ClientError``).
+    ``running`` is the running slot's record; ``download`` fetches a target
+    through ngclient (its length and hashes checked), stopping once
+    ``should_stop()`` (X3). The answer says how the slot was filled: by a
+    delta, or not at all (the full image's download follows). Raises
+    ``DeltaFailedError`` (X5), ``DownloadStoppedError`` (X3) or the slot's
+    own refusals (``ClientError``).
     """
     discard_leftovers(state)  # X6: before any slot is opened and its room counted
     if running is None:
@@ -197,7 +213,7 @@ def by_delta(
     plan = choose(offered, release=release, running=running)
     if plan is None:
         return Transfer()
-    downloaded = carry(state, plan, download=download, recovery=recovery)
+    downloaded = carry(state, plan, download=download, recovery=recovery, should_stop=should_stop)
     return Transfer() if downloaded is None else Transfer(plan.path, downloaded)
 
 
@@ -243,14 +259,16 @@ def carry(
     state: StateDir,
     plan: Plan,
     *,
-    download: Callable[[TargetFile, Path], None],
+    download: Download,
     recovery: bool,
+    should_stop: Callable[[], bool] = _never,
 ) -> int | None:
     """X2 to X4: rebuild ``plan``'s release in the inactive slot; the delta bytes downloaded.
 
     None when the slot already holds part or all of the image (X2: no delta
     tried). Raises ``DeltaFailedError`` (X5), the slot's bytes discarded, or
-    the slot's own refusals (``ClientError``), before it changes.
+    the slot's own refusals (``ClientError``), before it changes; and
+    ``DownloadStoppedError`` when asked to stop (X3), the slot left at zero.
     """
     release = plan.release
     ref = TargetRef(release.path, release.length, release.sha256)
@@ -262,7 +280,7 @@ def carry(
             return None
         spool = state.slots_dir / f"slot_{writer.slot}{SPOOL}"
         try:
-            _download(plan, spool, download)
+            _download(plan, spool, download, should_stop)
             _rebuild(state, plan, writer, spool)
         except DeltaFailedError:
             writer.abort()
@@ -273,9 +291,11 @@ def carry(
     return plan.length
 
 
-def _download(plan: Plan, spool: Path, download: Callable[[TargetFile, Path], None]) -> None:
+def _download(plan: Plan, spool: Path, download: Download, should_stop: Callable[[], bool]) -> None:
     try:
-        download(plan.target, spool)
+        download(plan.target, spool, should_stop)
+    except DownloadStoppedError:
+        raise  # X3: a stop request, not a failure of the delta (no fallback, no delta_failed)
     except (tuf_errors.RepositoryError, tuf_errors.DownloadError, OSError) as exc:
         raise DeltaFailedError(plan.path, f"downloading {plan.path}: {exc}") from None
 

@@ -65,6 +65,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -79,7 +80,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from client import authorizations as authorization_store
 from client import delta, discovery
 from client.directive import Directive, Window
-from client.download import download_into
+from client.download import DownloadStoppedError, download_into
 from client.errors import ClientError, FailsafeError, UpdateRefusedError
 from client.events import AUTHORIZATION_REFUSALS, EventType
 from client.evidence import role_file_name, root_file_name
@@ -586,6 +587,8 @@ class _Session:
         #: and those bound to an install not finished yet (N1: a deferral keeps them).
         self.held = self.kept.held_with(authorizations)
         self._updater: Updater | None = None
+        #: ngclient's network for this session (set by the refresh).
+        self._network_fetcher: _SessionFetcher | None = None
         self.roles: dict[str, discovery.SignedRole] = {}
         #: Policy rule 6 (R29): the running version signed with other bytes.
         self.contradicted: tuple[Refusal, ...] = ()
@@ -724,6 +727,7 @@ class _Session:
         memory = self.remote.memory
         began, last = memory.clock(), memory.last
         network = self._network(memory, last)
+        self._network_fetcher = network
         self._updater, expiries = refresh_metadata(
             self.remote,
             cache=self.state.metadata_dir,
@@ -991,7 +995,9 @@ class _Session:
         if document is not None:  # N1: bound before any byte is written
             store = authorization_store.accept(self.state, document, at=self.at, store=self.kept)
         ref = TargetRef(chosen.path, chosen.length, chosen.sha256)
-        transfer = self._carry_by_delta(chosen, recovery=recovery)  # issue 13: chosen first
+        transfer = self._carry_by_delta(  # issue 13: chosen first
+            chosen, recovery=recovery, should_stop=should_stop
+        )
         with open_inactive(self.state, ref, recovery=recovery) as writer:
             fetched = ref.length - writer.offset
             download_into(
@@ -1042,7 +1048,9 @@ class _Session:
         message = self._noting_contradicted(message)
         return UpdateResult(Outcome.INSTALLED, EventType.INSTALLED, message, chosen)
 
-    def _carry_by_delta(self, chosen: Candidate, *, recovery: bool) -> delta.Transfer:
+    def _carry_by_delta(
+        self, chosen: Candidate, *, recovery: bool, should_stop: Callable[[], bool]
+    ) -> delta.Transfer:
         """Issue 13: the chosen release's bytes carried by a delta when one fits.
 
         The release is already chosen, confirmed and authorized on its full
@@ -1050,7 +1058,10 @@ class _Session:
         ``client.delta``). Any delta failure is logged ``delta_failed`` and
         the full image's download follows in this session. An offline
         session takes the full image its bundle carries: removable media
-        saves nothing by a delta, and a bundle holds none.
+        saves nothing by a delta, and a bundle holds none. A stop request
+        stops the delta's download as it stops the full image's
+        (``DownloadStoppedError``, logged as the full download's stop is): it
+        is no delta failure, and no full download follows.
         """
         if self.offline is not None:
             return delta.Transfer()
@@ -1063,6 +1074,7 @@ class _Session:
                 at=self.metadata_at,
                 download=self._download_target,
                 recovery=recovery,
+                should_stop=should_stop,
             )
         except delta.DeltaFailedError as exc:
             self.log(
@@ -1074,9 +1086,19 @@ class _Session:
             )
             return delta.Transfer(downloaded=exc.downloaded)
 
-    def _download_target(self, target: TargetFile, file: Path) -> None:
-        """ngclient's download of a (small) target to ``file``: length and hashes checked."""
-        self.updater.download_target(target, str(file))
+    def _download_target(
+        self, target: TargetFile, file: Path, should_stop: Callable[[], bool]
+    ) -> None:
+        """ngclient's download of a (small) target to ``file``: length and hashes checked.
+
+        Stopped after the chunk in hand once ``should_stop()``, as the full
+        image's download is (``DownloadStoppedError``).
+        """
+        network = self._network_fetcher
+        if network is None:
+            raise RuntimeError("no metadata refresh in this session yet")
+        with network.stopping(should_stop):
+            self.updater.download_target(target, str(file))
 
     def _note_offline(self, chosen: Candidate) -> None:
         """O8, O6 of ``client.offline``: log the offline install, raise the floor to T."""
@@ -1170,9 +1192,20 @@ class _SessionFetcher(FetcherInterface):
         self.etag = etag
         self.absent_root: str | None = None
         self.skipped_root = False
+        self._should_stop: Callable[[], bool] = _never
+
+    @contextmanager
+    def stopping(self, should_stop: Callable[[], bool]) -> Iterator[None]:
+        """Within the block, a target's download stops once ``should_stop()``."""
+        self._should_stop = should_stop
+        try:
+            yield
+        finally:
+            self._should_stop = _never
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        return self._remote.fetcher.fetch(url)
+        # Only ngclient's download_target reads through here (metadata: download_bytes).
+        return _until_stopped(self._remote.fetcher.fetch(url), self._should_stop, url=url)
 
     def download_bytes(self, url: str, max_length: int) -> bytes:
         fetcher = self._remote.fetcher
@@ -1190,6 +1223,27 @@ class _SessionFetcher(FetcherInterface):
             if exc.status_code in {403, 404} and url.endswith(".root.json"):
                 self.absent_root = url  # ngclient's sign that no newer root exists
             raise
+
+
+def _never() -> bool:
+    return False
+
+
+def _until_stopped(
+    chunks: Iterator[bytes], should_stop: Callable[[], bool], *, url: str
+) -> Iterator[bytes]:
+    """``chunks``, cut off by ``DownloadStoppedError`` after the one in hand once asked."""
+    received = 0
+    try:
+        for chunk in chunks:
+            yield chunk
+            received += len(chunk)
+            if should_stop():
+                raise DownloadStoppedError(f"stopped after {received} bytes of {url}")
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # now, not when collected: the connection closes with it
 
 
 def _candidate(path: str, target: TargetFile, role: str) -> Candidate | None:

@@ -37,7 +37,7 @@ from fwcommon.delta import make_delta
 from repo_metadata.firmware import FirmwareInfo
 from tests.client.bundles import make_bundle, offline_device
 from tests.client.helpers_state import assert_consistent
-from tests.client.sim import MODEL, Sim, event_types, provision, sha256
+from tests.client.sim import CHUNK, MODEL, Sim, event_types, provision, sha256
 from tests.client.test_power import PowerCut, fuse
 from tests.client.tuf_repo import firmware_custom
 
@@ -463,6 +463,58 @@ def test_a_device_without_memory_for_the_delta_falls_back_to_the_full_image(
     assert device.bootenv().active == "b"
 
 
+# -- X3: a stop request -------------------------------------------------------------------
+
+
+def test_a_stop_request_stops_the_delta_download_as_it_stops_the_full_one_r52(
+    device: StateDir, sim: Sim, tmp_path: Path, base: bytes
+) -> None:
+    """X3 (R52): the agent's stop ends the delta's download at once, like the full image's.
+
+    The stop is no delta failure: nothing logs ``delta_failed`` and no full
+    download follows. The session ends as a stopped full download does (the
+    download's stop, logged ``unreachable``, exit FAILED); the running slot
+    is untouched, the inactive one unbootable with nothing to resume, the
+    partial delta removed; the next session installs by delta.
+    """
+    image = evolve(base, seed=3, share=0.3)  # a delta of several chunks, smaller than the image
+    release = sign_release(sim, "1.1.0", 2, image)
+    path = sign_delta(
+        sim,
+        tmp_path / "made",
+        image_path=release,
+        base_path=f"{MODEL}/fw-1.0.0.bin",
+        base_version="1.0.0",
+        made_from=base,
+        made_to=image,
+    )
+    assert 2 * CHUNK < len(sim.images[path]) < len(image)
+    delta_url = sim.target_url(path)
+    stopped = update(
+        device,
+        sim.remote(),
+        directive=STANDALONE,
+        should_stop=lambda: bool(sim.fetched(delta_url)),  # asked once the delta's bytes flow
+    )
+    assert (stopped.outcome, stopped.event) == (Outcome.FAILED, "unreachable"), stopped.message
+    assert f"stopped after {CHUNK} bytes of " in stopped.message
+    assert stopped.message.endswith(delta_url)
+    assert event_types(device)[-1] == "unreachable"
+    assert delta_failures(device) == []
+    assert len(sim.fetched(delta_url)) == 1
+    assert sim.fetched(sim.target_url(release)) == [], "a full download followed the stop"
+    assert (device.bootenv().active, device.bootenv().pending) == ("b", None)
+    assert device.slot_record("a") is None
+    assert device.slot_image("a").stat().st_size == 0
+    assert [p.name for p in device.slots_dir.glob("*.delta")] == []
+    result = run(device, sim)
+    assert result.outcome is Outcome.INSTALLED, result.message
+    assert installed_detail(device)["transfer"] == "delta"
+    assert device.slot_image("a").read_bytes() == image
+    assert delta_failures(device) == []
+    assert_consistent(device)
+
+
 # -- X6: power cuts -----------------------------------------------------------------------
 
 
@@ -780,7 +832,7 @@ def test_a_running_version_no_delta_path_can_name_is_the_full_image(tmp_path: Pa
         _release(),
         running=_running(version="factory"),
         at=datetime.now(UTC),
-        download=lambda _target, _file: None,
+        download=lambda _target, _file, _should_stop: None,
         recovery=False,
     )
     assert transfer == delta_module.Transfer()
