@@ -79,6 +79,7 @@ from typing import Any, TypeVar
 from client.errors import ClientError
 from client.events import AUTHORIZATION_REFUSALS, EventLog, EventType
 from client.integrity import VerifyResult, verify_sealed, verify_slot
+from client.offline import describe as describe_max_age
 from client.readiness import Activation, Decision, Guard, run_command
 from client.state import (
     SLOTS,
@@ -912,6 +913,8 @@ def status(state: StateDir) -> dict[str, Any]:
         },
         "metadata_expires": _metadata_expiries(state),
         "time_floor": time_floor.isoformat() if time_floor else None,
+        # client.offline O3: the provisioned bound of an offline (bundle) session.
+        "offline_max_age": describe_max_age(identity.offline_max_age),
         "last_update": ({key: last[key] for key in ("time", "type", "message")} if last else None),
         "damaged": damaged,
     }

@@ -58,7 +58,7 @@ from client.directive import Assignment, Directive, Install, Selection, ServerMo
 from client.errors import ClientError
 from client.events import EventType
 from client.fetcher import BLOCK, ResumableFetcher
-from client.offline import DEFAULT_MAX_AGE, Offline, check_manifest, check_root_chain
+from client.offline import Offline, check_manifest, check_root_chain, session_max_age
 from client.readiness import Guard
 from client.state import StateDir
 from client.update import DEFAULT_TRIES, Outcome, Remote, UpdateResult, update
@@ -230,7 +230,7 @@ def update_from_bundle(
     path: Path,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    max_age: timedelta = DEFAULT_MAX_AGE,
+    max_age: timedelta | None = None,
     recovery: bool = False,
     tries: int = DEFAULT_TRIES,
     guard: Guard | None = None,
@@ -242,10 +242,14 @@ def update_from_bundle(
     and changes nothing; from the session on, the result and the event log
     say what happened, as for an online update. ``authorizations`` are
     documents handed over besides the bundle's (``--authorization FILE``).
+    ``max_age`` narrows the device's setting for this session (None: the
+    setting); a longer one is ``WiderMaxAgeError``, before the bundle is read
+    (``client.offline`` O3).
     """
     state.require_provisioned()
+    bound = session_max_age(setting=state.identity().offline_max_age, requested=max_age)
     with open_bundle(path, max_bytes=max_bytes) as bundle:
-        session = prepare(bundle, state, max_age=max_age, name=path.name)
+        session = prepare(bundle, state, max_age=bound, name=path.name)
         result = update(
             state,
             session.remote,

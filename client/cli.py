@@ -164,6 +164,42 @@ def _with_server(func: Any) -> Any:
     return func
 
 
+class _MaxAge(click.ParamType[timedelta]):
+    """``client.offline`` O3's duration (``30d``, ``36h``; a number alone is days).
+
+    At provisioning, within both bounds; for one run, at least the shortest
+    (the longest there is the device's own setting, checked by the command).
+    """
+
+    name = "duration"
+
+    def __init__(self, *, provisioning: bool) -> None:
+        self.provisioning = provisioning
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            max_age = offline.parse(str(value))
+            if self.provisioning or max_age < offline.SHORTEST_MAX_AGE:
+                offline.check_max_age(max_age)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return max_age
+
+
+def _narrowed(state: StateDir, requested: timedelta | None) -> timedelta:
+    """O3: this run's offline bound; a longer one than the device's is a usage error (exit 2)."""
+    try:
+        return offline.session_max_age(
+            setting=state.identity().offline_max_age, requested=requested
+        )
+    except offline.WiderMaxAgeError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 #: ``update``'s server options: required, unless it installs from a bundle (no network).
 update_server_options = [
     click.option("--server", metavar="URL", help="The update server (https://)."),
@@ -189,15 +225,12 @@ update_server_options = [
     ),
     click.option(
         "--offline-max-age",
-        default=offline.DEFAULT_MAX_AGE.days,
-        show_default=True,
         envvar="FWCLIENT_OFFLINE_MAX_AGE",
-        type=click.FloatRange(
-            min=offline.SHORTEST_MAX_AGE / timedelta(days=1),
-            max=offline.LONGEST_MAX_AGE / timedelta(days=1),
-        ),
-        help="Days a bundle's metadata may have expired, never before the device's time"
-        " floor (client.offline O2).",
+        type=_MaxAge(provisioning=False),
+        help="Narrow, for this run, how long ago a bundle's metadata may have expired (30d,"
+        " 36h; a number alone is days): at most the device's setting, which 'fwclient"
+        " provision' fixed (client.offline O3; 'fwclient status' shows it). Never before the"
+        " device's time floor (O2).",
     ),
 ]
 
@@ -252,6 +285,16 @@ def main(ctx: click.Context, verbose: int, lock_wait: float) -> None:
     help="Bytes one firmware slot holds; a larger signed firmware is refused.",
 )
 @click.option(
+    "--offline-max-age",
+    default=offline.describe(offline.DEFAULT_MAX_AGE),
+    show_default=True,
+    type=_MaxAge(provisioning=True),
+    help="How long after its expiry a bundle's metadata is still accepted (30d, 36h; a"
+    f" number alone is days; {offline.describe(offline.SHORTEST_MAX_AGE)} to"
+    f" {offline.describe(offline.LONGEST_MAX_AGE)}): fixed for the device's life; an"
+    " update may only narrow it (client.offline O3).",
+)
+@click.option(
     "--device-key",
     metavar="URI",
     help="PKCS#11 signer URI (hsm:...) of the device key in a secure element"
@@ -264,15 +307,19 @@ def provision(
     hardware_model: str,
     device_id: str,
     slot_capacity: int,
+    offline_max_age: timedelta,
     device_key: str | None,
 ) -> None:
     """Write the trusted root, the device's identity and its key (once: no re-provisioning).
 
     The time floor starts at the later of this clock and the client's build
     time: the device never trusts a clock older than its provisioning. The
-    private key never leaves the device (client.identity, K1).
+    private key never leaves the device (client.identity, K1). The offline
+    maximum age is stored with the identity, for the device's life.
     """
-    identity = DeviceIdentity(device_id, hardware_model, slot_capacity)
+    identity = DeviceIdentity(
+        device_id, hardware_model, slot_capacity, offline_max_age=offline_max_age
+    )
     state = _open(state_dir)
     now = _now()
     root = provisioning.provision(
@@ -400,7 +447,7 @@ def update_command(
     timeout: float,
     bundle_file: Path | None,
     bundle_max_bytes: int,
-    offline_max_age: float,
+    offline_max_age: timedelta | None,
     tries: int,
     recovery: bool,
     then_boot: bool,
@@ -427,8 +474,10 @@ def update_command(
     With --bundle FILE instead of --server and --ca, the same update runs
     from a bundle on removable media with no network (client.bundle_source,
     client.offline): the bundle's release, verified as online, its metadata
-    expired at most --offline-max-age days ago and never before the
-    device's time floor; its authorization, if the release requires one.
+    expired at most the device's offline maximum age ago (set at
+    provisioning; --offline-max-age narrows it for this run, never widens
+    it: exit 2) and never before the device's time floor; its
+    authorization, if the release requires one.
     """
     documents = [authorizations.read_file(path) for path in authorization_files]
     argv = _argv(health_check)
@@ -442,7 +491,7 @@ def update_command(
                 state,
                 bundle_file,
                 max_bytes=bundle_max_bytes,
-                max_age=timedelta(days=offline_max_age),
+                max_age=_narrowed(state, offline_max_age),
                 recovery=recovery,
                 tries=tries,
                 guard=guard,
@@ -632,6 +681,9 @@ def sbom_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(state_dir: Path, as_json: bool) -> None:
     """What runs, from which slot, the floors, metadata expiries, mode, last update (R37, R38).
+
+    Also the device's settings that bound its trust: the offline maximum
+    age (client.offline O3), fixed at provisioning.
 
     Exits 0 whenever the report is made, damaged records included: like
     failsafe mode, a damaged record is a fact about the device, not a failure

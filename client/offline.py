@@ -26,9 +26,15 @@ Rules:
   at most ``max_age`` ago, and never before a time this device already
   trusted. A bundle older than the device's last refresh, online or
   offline, is a ``freeze_attack``.
-- O3 ``max_age`` is a device setting between ``SHORTEST_MAX_AGE`` and
-  ``LONGEST_MAX_AGE`` (default ``DEFAULT_MAX_AGE``); there is no "never":
-  an old bundle is not replayable indefinitely.
+- O3 ``max_age`` is a device setting, fixed at provisioning (``fwclient
+  provision --offline-max-age``, kept with the identity in
+  ``provisioned/device.json``; a device provisioned without it has
+  ``DEFAULT_MAX_AGE``), between ``SHORTEST_MAX_AGE`` and
+  ``LONGEST_MAX_AGE``; there is no "never": an old bundle is not
+  replayable indefinitely. A run may only narrow it (``session_max_age``):
+  whoever runs ``fwclient update --bundle`` cannot widen the freeze window
+  the device was provisioned with; a wider value is refused before the
+  bundle is read or anything is written.
 - O4 A clock behind the floor counts as the floor (``T = F``): a clock set
   back revives nothing. A clock set forward only moves ``T`` later, which
   refuses more, never less.
@@ -62,6 +68,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,6 +87,10 @@ class BundleMismatchError(ClientError):
     """O7: the bundle is for another hardware model or another device."""
 
 
+class WiderMaxAgeError(ClientError):
+    """O3: a run asked for a longer offline maximum age than the device's setting."""
+
+
 @dataclass(frozen=True)
 class Offline:
     """What makes a session offline: its freshness bound (O3) and what its log says (O8)."""
@@ -89,15 +100,63 @@ class Offline:
     source: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not SHORTEST_MAX_AGE <= self.max_age <= LONGEST_MAX_AGE:
-            raise ValueError(
-                f"the offline maximum age {self.max_age} is outside {SHORTEST_MAX_AGE} to"
-                f" {LONGEST_MAX_AGE}: choose a value in that range (O3)"
-            )
+        check_max_age(self.max_age)
 
     def reference_time(self, *, clock: datetime, floor: datetime) -> datetime:
         """O2, O4: the time every metadata expiry of the session is checked at."""
         return reference_time(clock=clock, floor=floor, max_age=self.max_age)
+
+
+def check_max_age(max_age: timedelta) -> timedelta:
+    """O3: ``max_age`` if it is within the bounds; ``ValueError`` saying them if not."""
+    if not SHORTEST_MAX_AGE <= max_age <= LONGEST_MAX_AGE:
+        raise ValueError(
+            f"the offline maximum age {describe(max_age)} is outside {describe(SHORTEST_MAX_AGE)}"
+            f" to {describe(LONGEST_MAX_AGE)}: choose a value in that range (O3)"
+        )
+    return max_age
+
+
+def session_max_age(*, setting: timedelta, requested: timedelta | None) -> timedelta:
+    """O3: one run's bound: the device's ``setting``, or a ``requested`` one no longer."""
+    if requested is None:
+        return setting
+    if requested > setting:
+        raise WiderMaxAgeError(
+            f"--offline-max-age {describe(requested)} is longer than this device's offline"
+            f" maximum age, {describe(setting)}, set when it was provisioned: a run may only"
+            f" narrow it; nothing was read or changed. Leave the option out, or give at most"
+            f" {describe(setting)}"
+        )
+    return check_max_age(requested)
+
+
+def parse(text: str) -> timedelta:
+    """A duration as the options write it; ``ValueError`` for anything else.
+
+    A number and its unit: ``d`` (days, also with no unit), ``h`` or ``s``:
+    ``30d``, ``36h``, ``7`` (seven days). Whole seconds (rounded).
+    """
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration: write a number of days, hours or seconds"
+            " (30d, 36h, 5400s; a number alone is days)"
+        )
+    return timedelta(seconds=round(float(match["number"]) * _UNITS[match["unit"] or "d"]))
+
+
+def describe(max_age: timedelta) -> str:
+    """``max_age`` as ``parse`` reads it, in the largest whole unit (``30d``, ``36h``)."""
+    seconds = max_age.total_seconds()
+    for unit in ("d", "h", "s"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{int(seconds) // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+_UNITS = {"d": 86400, "h": 3600, "s": 1}
+_DURATION = re.compile(r"^(?P<number>[0-9]{1,7}(?:\.[0-9]{1,6})?)(?P<unit>[dhs]?)\Z")
 
 
 def reference_time(*, clock: datetime, floor: datetime, max_age: timedelta) -> datetime:

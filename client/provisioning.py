@@ -24,6 +24,11 @@ Rules:
   never "now" from below, so it only caps. The
   damage is logged as ``integrity_failure`` naming the file, then the
   update goes on; its refresh raises the floor as every refresh does.
+- P4 (R25, R52; ADR 0007): the offline freshness bound (``client.offline``
+  O3: how long after its expiry a bundle's metadata is still accepted) is
+  a setting of the device, written once with its identity and logged with
+  ``provisioned``; ``fwclient update --bundle`` may only narrow it for one
+  run. A device provisioned before the setting existed reads the default.
 - The device key (``client.identity``), the identity, the root and the
   floor are written, and ``provisioned`` logged, under the state
   directory's lock.
@@ -31,7 +36,7 @@ Rules:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tuf.api.exceptions import RepositoryError
@@ -102,6 +107,7 @@ def provision(
             root_version=trusted.version,
             time_floor=floor.isoformat(),
             device_key=key.public_key.keyid,
+            offline_max_age_seconds=identity.offline_max_age // timedelta(seconds=1),
         )
     return trusted
 

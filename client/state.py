@@ -13,7 +13,8 @@ Readers (``fwclient status``) need no lock: each record they read is whole.
 
     STATE/
       provisioned/root.json     the trusted root (read-only; never replaced by the cache)
-      provisioned/device.json   {"device_id", "hardware_model", "slot_capacity"}
+      provisioned/device.json   {"device_id", "hardware_model", "slot_capacity",
+                                "offline_max_age_seconds"}: the identity and settings
       provisioned/device_key.json  which key the device signs with (client.identity)
       provisioned/device_key.pem   its private key, 0600 (absent for a secure element's key)
       metadata/                 the TUF metadata cache (ngclient's metadata_dir)
@@ -48,13 +49,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from client.errors import ClientError, ProvisioningError
 from client.events import EventLog
+from client.offline import DEFAULT_MAX_AGE, check_max_age
 from fwcommon.files import atomic_write, fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ LOCK_WAIT = 10.0
 #: A slot's size when provisioning does not say (``fwclient provision --slot-capacity``).
 DEFAULT_SLOT_CAPACITY = 1024**3
 _LOCK_RETRY = 0.05
+#: ``device.json``'s key for ``DeviceIdentity.offline_max_age``, in seconds.
+_OFFLINE_MAX_AGE = "offline_max_age_seconds"
 
 # What an interrupted write leaves behind, by the writer's naming:
 # ``atomic_write`` (fwcommon.files) stages ".<name>.<8 random>.tmp" beside
@@ -94,6 +98,9 @@ class DeviceIdentity:
     hardware_model: str
     #: Bytes one firmware slot holds (set at provisioning): a larger target is refused.
     slot_capacity: int = DEFAULT_SLOT_CAPACITY
+    #: How long after its expiry a bundle's metadata is still accepted (``client.offline``
+    #: O3; set at provisioning, whole seconds; a run may only narrow it).
+    offline_max_age: timedelta = DEFAULT_MAX_AGE
 
     def __post_init__(self) -> None:
         if not DEVICE_ID.match(self.device_id):
@@ -103,6 +110,13 @@ class DeviceIdentity:
         capacity = self.slot_capacity
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
             raise ProvisioningError(f"slot capacity {capacity!r} is not a positive byte count")
+        max_age = self.offline_max_age
+        if not isinstance(max_age, timedelta) or max_age % timedelta(seconds=1):
+            raise ProvisioningError(f"offline maximum age {max_age!r} is not whole seconds")
+        try:
+            check_max_age(max_age)
+        except ValueError as exc:
+            raise ProvisioningError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -299,12 +313,28 @@ class StateDir:
 
     def identity(self) -> DeviceIdentity:
         self.require_provisioned()
-        data = _read_json(self.provisioned / "device.json")
+        file = self.provisioned / "device.json"
+        data = _read_json(file)
         capacity = data.get("slot_capacity", DEFAULT_SLOT_CAPACITY)
-        return DeviceIdentity(str(data["device_id"]), str(data["hardware_model"]), capacity)
+        # A device provisioned before the setting existed has the default (O3).
+        seconds = data.get(_OFFLINE_MAX_AGE, DEFAULT_MAX_AGE // timedelta(seconds=1))
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or abs(seconds) > 2**40:
+            raise ProvisioningError(f"{file}: {_OFFLINE_MAX_AGE} is not a number of seconds")
+        try:
+            return DeviceIdentity(
+                str(data["device_id"]),
+                str(data["hardware_model"]),
+                capacity,
+                offline_max_age=timedelta(seconds=seconds),
+            )
+        except ProvisioningError as exc:
+            raise ProvisioningError(f"{file} is damaged: {exc}") from None
 
     def write_identity(self, identity: DeviceIdentity) -> None:
-        _write_json(self.provisioned / "device.json", asdict(identity), mode=0o444)
+        data = asdict(identity)
+        del data["offline_max_age"]
+        data[_OFFLINE_MAX_AGE] = identity.offline_max_age // timedelta(seconds=1)
+        _write_json(self.provisioned / "device.json", data, mode=0o444)
 
     # -- records -----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import pytest
 
 from client.boot import boot
 from client.bundle_source import update_from_bundle
+from client.offline import DEFAULT_MAX_AGE
 from client.state import Floor, StateDir
 from client.update import Outcome
 from fwcommon.bundle import AUTHORIZATION, DEFAULT_MAX_BYTES, Manifest, write_bundle
@@ -118,10 +119,15 @@ def snapshot_of(state: StateDir) -> dict[str, bytes]:
     return {name: data for name, data in tree(state.root).items() if name != "lock"}
 
 
-def offline_device(path: Path, sim: Sim) -> StateDir:
-    """A device running 1.0.0 from a first bundle, its last trusted time ``OFFLINE_FOR`` ago."""
+def offline_device(
+    path: Path, sim: Sim, *, offline_max_age: timedelta = DEFAULT_MAX_AGE
+) -> StateDir:
+    """A device running 1.0.0 from a first bundle, its last trusted time ``OFFLINE_FOR`` ago.
+
+    ``offline_max_age``: its provisioned offline bound (``client.offline`` O3).
+    """
     release = sim.release("1.0.0", 1)
-    state = provision(path / "device", sim)
+    state = provision(path / "device", sim, offline_max_age=offline_max_age)
     set_time_floor(state, datetime.now(UTC) - OFFLINE_FOR)
     first = make_bundle(path / "first.fwbundle", sim, release=release)
     assert update_from_bundle(state, first).outcome is Outcome.INSTALLED

@@ -34,6 +34,7 @@ from tuf.api.metadata import Metadata, MetaFile, Signed, Snapshot
 from tuf.api.serialization.json import JSONSerializer
 
 from client.fetcher import Pace, ResumableFetcher
+from client.offline import DEFAULT_MAX_AGE
 from client.state import DEFAULT_SLOT_CAPACITY, DeviceIdentity, StateDir
 from client.update import Remote
 from fwcommon.files import atomic_write
@@ -256,12 +257,18 @@ def _now() -> datetime:
 
 
 def provision(
-    path: Path, sim: Sim, *, model: str = MODEL, slot_capacity: int = DEFAULT_SLOT_CAPACITY
+    path: Path,
+    sim: Sim,
+    *,
+    model: str = MODEL,
+    slot_capacity: int = DEFAULT_SLOT_CAPACITY,
+    offline_max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> StateDir:
     """A device as ``fwclient provision`` leaves it, trusting ``sim``'s first root."""
     state = StateDir(path)
     atomic_write(state.trusted_root, sim.root(1), mode=0o444)
-    state.write_identity(DeviceIdentity(DEVICE, model, slot_capacity))
+    identity = DeviceIdentity(DEVICE, model, slot_capacity, offline_max_age=offline_max_age)
+    state.write_identity(identity)
     return state
 
 

@@ -167,12 +167,18 @@ def test_after_an_offline_install_the_floor_rises_to_the_reference_time_not_the_
 def test_metadata_expired_beyond_the_bound_is_a_freeze_attack_o3(
     tmp_path: Path, device: StateDir, sim: Sim
 ) -> None:
-    """An old bundle is not replayable indefinitely; the bound is the device's setting."""
-    set_time_floor(device, datetime.now(UTC) - timedelta(days=60))
+    """An old bundle is not replayable indefinitely; the bound is the device's setting.
+
+    A device provisioned with a longer setting (45 days) accepts what the
+    default (30 days) refuses (R52 freshness off the network, TUF freeze attack).
+    """
+    lenient = offline_device(tmp_path / "lenient", sim, offline_max_age=timedelta(days=45))
+    for state in (device, lenient):
+        set_time_floor(state, datetime.now(UTC) - timedelta(days=60))
     path = expired_release(sim, "1.1.0", 2, ago=timedelta(days=40))
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path)
     refused(device, bundle, "freeze_attack")
-    longer = offline(device, bundle, max_age=timedelta(days=45))
+    longer = offline(lenient, bundle)
     assert longer.outcome is Outcome.INSTALLED, longer.message
 
 

@@ -12,9 +12,13 @@ from client.offline import (
     SHORTEST_MAX_AGE,
     BundleMismatchError,
     Offline,
+    WiderMaxAgeError,
     check_manifest,
     check_root_chain,
+    describe,
+    parse,
     reference_time,
+    session_max_age,
 )
 
 CLOCK = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -65,6 +69,55 @@ def test_the_default_bound_is_thirty_days_o3() -> None:
     assert Offline().max_age == DEFAULT_MAX_AGE == MONTH
     floor = CLOCK - timedelta(days=365)
     assert Offline().reference_time(clock=CLOCK, floor=floor) == CLOCK - MONTH
+
+
+@pytest.mark.parametrize(
+    ("requested", "bound"),
+    [(None, MONTH), (MONTH, MONTH), (timedelta(days=10), timedelta(days=10))],
+    ids=["setting", "equal", "narrower"],
+)
+def test_a_run_takes_the_setting_or_a_narrower_bound_o3(
+    requested: timedelta | None, bound: timedelta
+) -> None:
+    """O3: a run may narrow the device's setting (R25; TUF freeze attack, bounded)."""
+    assert session_max_age(setting=MONTH, requested=requested) == bound
+
+
+def test_a_run_never_widens_the_setting_o3() -> None:
+    """O3: a wider bound for one run is refused, naming the setting (R25, TUF freeze attack)."""
+    with pytest.raises(WiderMaxAgeError, match="device's offline maximum age, 30d"):
+        session_max_age(setting=MONTH, requested=MONTH + timedelta(seconds=1))
+
+
+def test_a_narrower_run_is_still_within_the_bounds_o3() -> None:
+    """O3: narrowing below the shortest bound is refused too (TUF freeze attack, bounded)."""
+    with pytest.raises(ValueError, match="outside"):
+        session_max_age(setting=MONTH, requested=timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(
+    ("text", "duration", "shown"),
+    [
+        ("30d", MONTH, "30d"),
+        ("30", MONTH, "30d"),
+        ("1.5d", timedelta(hours=36), "36h"),
+        ("36h", timedelta(hours=36), "36h"),
+        ("5400s", timedelta(minutes=90), "5400s"),
+        (" 90d ", timedelta(days=90), "90d"),
+    ],
+)
+def test_durations_read_and_shown_o3(text: str, duration: timedelta, shown: str) -> None:
+    """O3: the setting's duration syntax (a number alone is days), shown as it reads back."""
+    assert parse(text) == duration
+    assert describe(duration) == shown
+    assert parse(describe(duration)) == duration
+
+
+@pytest.mark.parametrize("text", ["", "d", "-1d", "1e3", "nan", "inf", "30 d", "30m", "1w"])
+def test_what_is_not_a_duration_is_refused_o3(text: str) -> None:
+    """O3: anything but a number and d, h or s is refused with the syntax named."""
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse(text)
 
 
 def test_a_manifest_for_another_model_or_device_is_refused_o7() -> None:
