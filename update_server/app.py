@@ -162,6 +162,7 @@ def _register_blueprints(app: Flask) -> None:
     from update_server.audit import views as audit_views  # noqa: PLC0415
     from update_server.auth import views as auth_views  # noqa: PLC0415
     from update_server.authorizations import views as authorization_views  # noqa: PLC0415
+    from update_server.bundles import views as bundle_views  # noqa: PLC0415
     from update_server.deployments import views as deployment_views  # noqa: PLC0415
     from update_server.devices import views as device_views  # noqa: PLC0415
     from update_server.freeze import views as freeze_views  # noqa: PLC0415
@@ -177,6 +178,7 @@ def _register_blueprints(app: Flask) -> None:
         publication_views.blueprint,
         device_views.blueprint,
         authorization_views.blueprint,
+        bundle_views.blueprint,
         freeze_views.blueprint,
         deployment_views.blueprint,
         distribution.blueprint,

@@ -567,6 +567,26 @@ PATHS: dict[str, dict[str, Any]] = {
             answer=_object({"authorizations": {"type": "array", "items": _AUTHORIZATION}}),
         ),
     },
+    "/api/v1/devices/{device_id}/bundle": {
+        "parameters": [_DEVICE_ID_PARAM],
+        "post": _op(
+            "The offline bundle for one device of the technician's sites (issue 13, what"
+            " fwsign bundle downloads): the published root chain after from_root (1 by"
+            " default), timestamp, snapshot, the targets roles and files of the release the"
+            " device would install, and, when that release requires one, an authorization"
+            " issued for this device (R9/R58), as an application/x-tar attachment; audited"
+            " (bundle.create). 404: a device out of scope (as if it did not exist); 409: a"
+            " device not accepted, or nothing to carry; 413: the bundle is over the bound;"
+            " 423: the system is frozen; 503: a publication in progress, try again. A refusal"
+            " issues nothing",
+            roles="technician",
+            fresh_otp=True,
+            body=_body({}, {"from_root": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}),
+            errors=(400, 401, 403, 404, 409, 423),
+            ok_type="application/x-tar",
+            answer={"type": "string", "format": "binary"},
+        ),
+    },
     "/api/v1/authorizations/{authorization_id}": {
         "get": _op(
             "One authorization with its signed document (to hand over as a file)",

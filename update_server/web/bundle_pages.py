@@ -3,7 +3,8 @@
 A device on an isolated network takes its update from a file on removable
 media (issue 13). On the device's page a technician downloads that file,
 with the authorization its release requires, built as ``fwserver bundle``
-builds it (``bundles.making``). Rules:
+builds it (``bundles.making``), by the call the API's
+``POST /api/v1/devices/<id>/bundle`` makes too (``bundles.technician``). Rules:
 
 BP1 (R6) Only a technician, for a device of their sites (one out of scope
     is 404, like one that does not exist), accepted (else 409).
@@ -32,7 +33,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, g, render_template, request, send_file
+from flask import Blueprint, Response, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm  # type: ignore[import-untyped]
 from wtforms import IntegerField, StringField  # type: ignore[import-untyped]
@@ -40,23 +41,18 @@ from wtforms import IntegerField, StringField  # type: ignore[import-untyped]
 from fwcommon.bundle import DEFAULT_MAX_BYTES, BundleError
 from update_server.access import allow
 from update_server.app import Services
-from update_server.audit import Actor
 from update_server.auth import otp
 from update_server.authorizations import issuing
-from update_server.bundles import making
-from update_server.bundles.errors import UnusableError
-from update_server.devices import scope
+from update_server.bundles import making, technician
 from update_server.devices.models import Device
-from update_server.errors import AuthenticationError, ConflictError, NotFoundError, ServerError
-from update_server.freeze import state as freeze_state
+from update_server.errors import AuthenticationError, ConflictError, ServerError
 from update_server.models import Role
-from update_server.publication.repository import OnlineRepository
 from update_server.web.forms import ActionForm
 from update_server.web.technician_pages import seconds_until_next_code
 
 blueprint = Blueprint("bundles", __name__, url_prefix="/technician/devices")
 
-MEDIA_TYPE = "application/x-tar"
+MEDIA_TYPE = technician.MEDIA_TYPE
 
 
 class BundleForm(FlaskForm):  # type: ignore[misc]
@@ -84,37 +80,23 @@ def download(device_id: str) -> ResponseReturnValue:
     if minutes is None or not 1 <= minutes <= issuing.MAX_LIFETIME_MINUTES:
         limit = issuing.MAX_LIFETIME_MINUTES
         return _page(device_id, form, f"valid for: enter 1 to {limit} minutes", 400)
-    services = _services()
-    now = services.clock()
-    actor = Actor(g.user.name, g.user.role, request.remote_addr or "-")
+    order = technician.Order(
+        technician=g.user,
+        device_id=device_id,
+        lifetime=timedelta(minutes=minutes),
+        source=request.remote_addr or "-",
+    )
     work = Path(tempfile.mkdtemp(prefix="fw-bundle-"))
     try:
-        device = _device(device_id)
-        freeze_state.refuse_if_frozen(g.db)
-        contents = _contents(device)
-        document, nonce = _authorization(device, contents, timedelta(minutes=minutes))
-        name = f"bundle-{device.id}-{contents.release.info.version}.tar"
-        made = making.write(
-            contents, work / name, now=now, max_bytes=DEFAULT_MAX_BYTES, authorization=document
-        )
-        making.audit_made(g.db, made, actor=actor, now=now, nonce=nonce)
-        g.db.commit()
-        stream = made.path.open("rb")
-    except (ServerError, BundleError) as refused:
-        g.db.rollback()
+        delivered = technician.make(g.db, _services(), order, work, max_bytes=DEFAULT_MAX_BYTES)
+        stream = delivered.made.path.open("rb")
+    except (ServerError, BundleError) as refused:  # BP4: audited and committed by ``make``
         reason = refused.detail if isinstance(refused, ServerError) else str(refused)
-        making.audit_refused(
-            g.db, actor=actor, model=_model_of(device_id), device=device_id, reason=reason, now=now
-        )
-        g.db.commit()
         status = refused.status if isinstance(refused, ServerError) else ConflictError.status
         return _page(device_id, form, reason, status, refused=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # BP5: the open stream outlives its name
-    response = send_file(stream, mimetype=MEDIA_TYPE, as_attachment=True, download_name=name)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return technician.attachment(stream, delivered.name)
 
 
 def refused_code(exc: AuthenticationError) -> ResponseReturnValue | None:
@@ -132,40 +114,9 @@ def _contents(device: Device) -> making.Contents:
     )
 
 
-def _authorization(
-    device: Device, contents: making.Contents, lifetime: timedelta
-) -> tuple[bytes | None, str | None]:
-    """BP3: the release's authorization for ``device``, issued as the technician page does."""
-    if not contents.release.info.requires_authorization:
-        return None, None
-    services = _services()
-    now = services.clock()
-    repository = OnlineRepository(services.config.repository_dir, now=now)
-    release = issuing.published_release(repository, contents.release.path)
-    if release.sha256 != contents.release.sha256:
-        raise UnusableError(f"{release.path} changed while the bundle was made: try again")
-    (row,) = issuing.issue(
-        g.db,
-        technician=g.user,
-        device_ids=[device.id],
-        release=release,
-        lifetime=lifetime,
-        signer=services.signer("authorization"),
-        now=now,
-        source=request.remote_addr or "-",
-    )
-    return row.document.encode("utf-8"), row.nonce
-
-
 def _device(device_id: str) -> Device:
-    """BP1: the device, if in this technician's scope (404 otherwise, as if it did not exist).
-
-    Whether it may have a bundle (accepted: 409 otherwise) is ``making.device_request``'s.
-    """
-    device: Device | None = g.db.get(Device, device_id)
-    if device is None or not scope.in_scope(g.db, g.user, device):
-        raise NotFoundError(f"no device {device_id[:64]}")
-    return device
+    """BP1: the device, if in this technician's scope (``bundles.technician`` T1)."""
+    return technician.device_in_scope(g.db, g.user, device_id)
 
 
 def _page(
@@ -194,11 +145,6 @@ def _page(
         logout=ActionForm(),
     )
     return Response(page, status)
-
-
-def _model_of(device_id: str) -> str:
-    device: Device | None = g.db.get(Device, device_id)
-    return device.hardware_model if device is not None else "-"
 
 
 def _wait() -> int:
