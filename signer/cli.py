@@ -32,6 +32,7 @@ from repo_metadata.policy import Policy
 from signer import authoring, inspect, keyops, signing
 from signer.account import account_group
 from signer.audit_remote import audit_group
+from signer.bundle_cli import bundle_command
 from signer.errors import SignerError
 from signer.keys import load_public_key, signer_from_uri
 from signer.publish_cli import publish_command
@@ -680,5 +681,6 @@ def _full_keyid(repository: OfflineRepository, prefix: str) -> str:
 
 
 main.add_command(publish_command)
+main.add_command(bundle_command)
 main.add_command(account_group)
 main.add_command(audit_group)

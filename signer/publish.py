@@ -429,6 +429,39 @@ class ServerSession:
     def cancel(self, release: Release) -> None:
         self._request("DELETE", f"/releases/{quote(release.id, safe='')}")
 
+    def download(
+        self,
+        path: str,
+        out: BinaryIO,
+        *,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        max_bytes: int,
+    ) -> str:
+        """POST ``body`` to ``path`` and stream the answer into ``out`` (a file, never memory).
+
+        Returns the answer's media type; ``PublishError`` when it is longer
+        than ``max_bytes``, ``ServerRefusedError`` on a refusal (its detail).
+        """
+        sent = {**headers, "Content-Type": "application/json"}
+        response = self._request(
+            "POST", path, body=json.dumps(body).encode(), headers=sent, stream=True
+        )
+        try:
+            written = 0
+            for block in response.stream(BLOCK_BYTES):
+                written += len(block)
+                if written > max_bytes:
+                    raise PublishError(
+                        f"POST {path}: the answer is longer than {max_bytes} bytes; nothing kept"
+                    )
+                out.write(block)
+        except urllib3.exceptions.HTTPError as exc:
+            raise PublishError(f"POST {self.url}{API}{path} failed: {_reason(exc)}") from None
+        finally:
+            response.release_conn()
+        return str(response.headers.get("Content-Type", "")).split(";")[0].strip()
+
     def _json(
         self,
         method: str,
@@ -461,6 +494,7 @@ class ServerSession:
         headers: Mapping[str, str] | None = None,
         auth: bool = True,
         base: str = API,
+        stream: bool = False,
     ) -> urllib3.BaseHTTPResponse:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if auth and self._token is not None:
@@ -469,7 +503,11 @@ class ServerSession:
             self._pool.clear()  # the server may be closing what is pooled: start afresh
         try:
             response = self._pool.request(
-                method, f"{self.url}{base}{path}", body=body, headers=all_headers
+                method,
+                f"{self.url}{base}{path}",
+                body=body,
+                headers=all_headers,
+                preload_content=not stream,
             )
             self._last_answer = self._monotonic()
         except urllib3.exceptions.SSLError as exc:
