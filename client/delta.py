@@ -91,10 +91,6 @@ DELTA = "delta"
 Download = Callable[[TargetFile, Path, Callable[[], bool]], None]
 
 
-def _never() -> bool:
-    return False
-
-
 class DeltaFailedError(Exception):
     """The delta at ``path`` could not carry the image (X5); ``str(e)`` is the reason."""
 
@@ -191,7 +187,7 @@ def by_delta(
     at: datetime,
     download: Download,
     recovery: bool,
-    should_stop: Callable[[], bool] = _never,
+    should_stop: Callable[[], bool],
 ) -> Transfer:
     """Carry the chosen ``release`` into the inactive slot by delta when one fits (X1 to X4).
 
@@ -261,7 +257,7 @@ def carry(
     *,
     download: Download,
     recovery: bool,
-    should_stop: Callable[[], bool] = _never,
+    should_stop: Callable[[], bool],
 ) -> int | None:
     """X2 to X4: rebuild ``plan``'s release in the inactive slot; the delta bytes downloaded.
 

@@ -148,10 +148,10 @@ def parse(text: str) -> timedelta:
 
 def describe(max_age: timedelta) -> str:
     """``max_age`` as ``parse`` reads it, in the largest whole unit (``30d``, ``36h``)."""
-    seconds = max_age.total_seconds()
-    for unit in ("d", "h", "s"):
+    seconds = round(max_age.total_seconds())  # parse reads whole seconds
+    for unit in ("d", "h"):
         if seconds % _UNITS[unit] == 0:
-            return f"{int(seconds) // _UNITS[unit]}{unit}"
+            return f"{seconds // _UNITS[unit]}{unit}"
     return f"{seconds}s"
 
 

@@ -834,6 +834,7 @@ def test_a_running_version_no_delta_path_can_name_is_the_full_image(tmp_path: Pa
         at=datetime.now(UTC),
         download=lambda _target, _file, _should_stop: None,
         recovery=False,
+        should_stop=lambda: False,
     )
     assert transfer == delta_module.Transfer()
 
