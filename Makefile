@@ -31,9 +31,12 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 # The suite runs on every core (pytest-xdist); a test module stays on one
-# worker (--dist loadfile), so its module fixtures are built once.
+# worker (--dist loadfile), so its module fixtures are built once. Modules go
+# out in collection order (--no-loadscope-reorder): xdist would otherwise send
+# the modules with the most tests first, and the API fuzz (two tests, four
+# minutes) would start last and run alone at the end.
 WORKERS ?= auto
-XDIST   := -n $(WORKERS) --dist loadfile
+XDIST   := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Each run's results per ANSM recommendation go to $(REPORT)
 # (traceability-results.md, .json); an addressed recommendation with no
