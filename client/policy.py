@@ -79,8 +79,10 @@ Which candidates may be chosen at all is the server's selection
    (rule 6), or the refusing rule's event); rules 3 and 5 wait as for any
    release. No other candidate is considered, so none is reported refused.
    An assignment of exactly what runs (its path signed with the running
-   slot's SHA-256) is up to date, not a refusal: a deployment keeps
-   assigning its release to the devices that installed it.
+   slot's SHA-256, among the candidates or found by rule 7's lookup: with
+   hashed bins a superseded release is signed in its bin only) is up to
+   date, not a refusal: a deployment keeps assigning its release to the
+   devices that installed it.
    With "assigned" and no assignment, nothing is chosen (``unassigned``);
    with "newest", the newest that passes (above). Rules 6 and 7 are computed
    over the whole signed set whatever the selection, so a device running a
@@ -232,6 +234,7 @@ def choose(
         return _assigned(
             selection.assignment,
             newest_first,
+            looked_up,
             base,
             excluded=excluded,
             rules=_Rules(
@@ -277,6 +280,7 @@ _WAITS = frozenset({EventType.PREREQUISITE_MISSING, EventType.AWAITING_AUTHORIZA
 def _assigned(
     assignment: Assignment,
     newest_first: list[Candidate],
+    looked_up: tuple[Candidate, ...],
     base: Choice,
     *,
     excluded: Collection[str],
@@ -286,9 +290,13 @@ def _assigned(
 ) -> Choice:
     """Rule 8: the assigned candidate, if it is signed as assigned and passes the rules."""
     signed = next((c for c in newest_first if c.path == assignment.target_path), None)
+    # Up to date: the running release, signed as assigned, found among the current
+    # releases or by rule 7's lookup of the running path (a superseded release that
+    # lives in its hashed bin only is no candidate, and is still what runs).
+    running = signed or next((c for c in looked_up if c.path == assignment.target_path), None)
     if (
-        signed is not None
-        and signed.sha256 == assignment.sha256 == rules.running_sha256
+        running is not None
+        and running.sha256 == assignment.sha256 == rules.running_sha256
         and not recovery
     ):
         return base  # it runs the assigned release already: up to date, nothing refused

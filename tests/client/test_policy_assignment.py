@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from client.directive import NEWEST, Assignment, Install, Selection
 from client.events import EventType
-from client.policy import Candidate, Choice
+from client.policy import Candidate, Choice, RunningEntry
 from client.state import Floor
 from tests.client.test_policy import MODEL, authorized, candidate, choose, holding
 
@@ -89,6 +89,24 @@ def test_the_release_it_runs_assigned_again_is_up_to_date_not_refused() -> None:
     )  # fmt: skip
     assert (choice.chosen, choice.assignment_refused, choice.refused) == (None, None, ())
     assert not choice.unassigned and not choice.unlisted
+
+
+def test_the_release_it_runs_assigned_again_is_up_to_date_when_only_its_bin_signs_it_r13() -> None:
+    """R13, hashed bins: once a newer release is published the running one lives in its bin
+    only, so it is no candidate; rule 7's lookup finds it signed with the running bytes, and
+    the deployment that keeps assigning it is up to date, not refused at every poll."""
+    running, newer = candidate("2.0.0", 2), candidate("2.1.0", 2)
+    choice = choose(
+        [newer], hardware_model=MODEL, running_sha256=running.sha256, floor=RUNNING,
+        selection=assign(running), running_entry=RunningEntry(running.path, running),
+    )  # fmt: skip
+    assert (choice.chosen, choice.assignment_refused, choice.refused) == (None, None, ())
+    assert not choice.unlisted and choice.withdrawn is None
+    other = choose(
+        [newer], hardware_model=MODEL, running_sha256="cd" * 32, floor=RUNNING,
+        selection=assign(running), running_entry=RunningEntry(running.path, running),
+    )  # fmt: skip
+    assert other.assignment_refused is not None, "other running bytes: not the one assigned"
 
 
 def test_an_assigned_release_below_the_security_floor_is_refused_r25() -> None:
