@@ -19,6 +19,8 @@
 #                        refused on pump-002
 #   mona, max            deploy 2.7.0 in waves, four eyes (release managers)
 #   olga, oscar, otto    freeze the system; two others' votes lift it (officers)
+#   alice                signs 2.8.0 with a delta from 2.7.0; pump-002 takes the delta;
+#                        isolated pump-001 installs 2.8.0 from a bundle, no network
 #   the auditor          verifies the audit log of all of it
 set -euo pipefail
 
@@ -294,6 +296,36 @@ say "Leaving it takes two other officers' votes, each with a fresh code"
 python "$DEMO_DIR/fleet.py" lift "${FLEET[@]}" --user oscar --password "${PASSWORD[oscar]}"
 python "$DEMO_DIR/fleet.py" lift "${FLEET[@]}" --user otto --password "${PASSWORD[otto]}"
 fwserver status --data-dir server | grep -E '^mode' || true  # exit 3: warnings (an unsynced clock)
+
+say "Release 2.8.0 changes a few blocks of 2.7.0: alice signs it with its delta from 2.7.0 (issue 13)"
+cp firmware/pump-x100/pump-fw-2.7.0.bin firmware/pump-x100/pump-fw-2.8.0.bin
+head -c $((40 * 1024)) /dev/urandom \
+    | dd of=firmware/pump-x100/pump-fw-2.8.0.bin bs=4096 seek=100 conv=notrunc status=none
+fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.8.0.bin --name pump-fw --version 2.8.0 \
+    --security-version 3 --hardware-model pump-x100 --targets-dir firmware --delta-from 2.7.0
+fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
+fwsign sign --repo repo-bob --key "$BOB" >/dev/null
+FWSIGN_PASSWORD="$ALICE_PASSWORD" \
+FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+
+say "Mona deploys 2.8.0 to the fleet; max approves. pump-002 (wave 1), on a thin link, downloads"
+echo "   the delta, rebuilds 2.8.0 in its inactive slot and checks it against the signed image"
+python "$DEMO_DIR/fleet.py" deploy "${FLEET[@]}" --user mona --password "${PASSWORD[mona]}" \
+    --target pump-x100/pump-fw-2.8.0.bin --fleet pump-x100
+python "$DEMO_DIR/fleet.py" approve "${FLEET[@]}" --user max --password "${PASSWORD[max]}" \
+    --deployment 2
+fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --health-check true
+
+say "pump-001 (wave 2) sits on an isolated segment: the operator writes its bundle to removable"
+echo "   media, and the pump installs from it with no network: the same checks as online (R13, R46)"
+fwserver bundle --data-dir server --device pump-001 -o pump-001.bundle.tar
+fwclient update --state devices/pump-001 --bundle pump-001.bundle.tar --health-check true
+fwclient status --state devices/pump-001 | grep -E '^(installed_version|last_update)'
+if fwclient update --state devices/pump-001 --bundle pump-001.bundle.tar --health-check true; then
+    echo "(nothing newer in the bundle: the pump keeps 2.8.0)"
+fi
 
 say "The auditor verifies the audit log of all of it (R27, R28)"
 fwserver audit verify --data-dir server
