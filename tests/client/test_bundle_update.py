@@ -234,51 +234,52 @@ def newest(sim: Sim, role: str) -> str:
     return f"metadata/{max(versions)}.{role}.json"
 
 
+@pytest.fixture
+def carried(device: StateDir, sim: Sim) -> str:
+    """Release 1.1.0, signed after the device's 1.0.0: what a tampered bundle carries."""
+    return sim.release("1.1.0", 2)
+
+
+def tampered(tmp_path: Path, sim: Sim, release: str, member: str, data: bytes) -> Path:
+    """A bundle carrying ``release`` whose ``member`` holds ``data`` instead of what was signed."""
+    return make_bundle(tmp_path / "b.fwbundle", sim, release=release, changed={member: data})
+
+
 def test_a_tampered_targets_role_is_refused_as_a_bad_signature(
-    tmp_path: Path, device: StateDir, sim: Sim
+    tmp_path: Path, device: StateDir, sim: Sim, carried: str
 ) -> None:
     """O1: a targets role altered in the bundle is a bad signature (R13)."""
-    path = sim.release("1.1.0", 2)
     member = newest(sim, MODEL)
     forged = sim.files[f"/{member}"].replace(b'"security_version": 2', b'"security_version": 9')
     assert forged != sim.files[f"/{member}"]
-    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, changed={member: forged})
-    refused(device, bundle, "bad_signature")
+    refused(device, tampered(tmp_path, sim, carried, member, forged), "bad_signature")
 
 
 def test_a_timestamp_signed_with_another_key_is_refused_as_a_bad_signature(
-    tmp_path: Path, device: StateDir, sim: Sim
+    tmp_path: Path, device: StateDir, sim: Sim, carried: str
 ) -> None:
     """O1: a timestamp signed with an untrusted key is refused (R13)."""
-    path = sim.release("1.1.0", 2)
     forged = sim.resign("/metadata/timestamp.json", lambda signed: None, "snapshot")
-    changed = {"metadata/timestamp.json": forged}
-    refused(
-        device,
-        make_bundle(tmp_path / "b.fwbundle", sim, release=path, changed=changed),
-        "bad_signature",
-    )
+    bundle = tampered(tmp_path, sim, carried, "metadata/timestamp.json", forged)
+    refused(device, bundle, "bad_signature")
 
 
 def test_a_snapshot_swapped_for_another_is_refused_as_mix_and_match(
-    tmp_path: Path, device: StateDir, sim: Sim
+    tmp_path: Path, device: StateDir, sim: Sim, carried: str
 ) -> None:
-    path = sim.release("1.1.0", 2)
     member = newest(sim, "snapshot")
     older = sim.files["/metadata/1.snapshot.json"]
-    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, changed={member: older})
-    refused(device, bundle, "mix_and_match")
+    refused(device, tampered(tmp_path, sim, carried, member, older), "mix_and_match")
 
 
 def test_tampered_firmware_is_refused_as_a_bad_hash_and_never_bootable(
-    tmp_path: Path, device: StateDir, sim: Sim
+    tmp_path: Path, device: StateDir, sim: Sim, carried: str
 ) -> None:
     """O1: altered firmware is a bad hash, never bootable (R13; TUF arbitrary software attack)."""
-    path = sim.release("1.1.0", 2)
-    member = sim.target_url(path).removeprefix("/")
-    image = bytearray(sim.images[path])
+    image = bytearray(sim.images[carried])
     image[1000] ^= 1
-    bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=path, changed={member: bytes(image)})
+    member = sim.target_url(carried).removeprefix("/")
+    bundle = tampered(tmp_path, sim, carried, member, bytes(image))
     env, floor, time_floor = device.bootenv(), device.floor(), device.time_floor()
     running = device.slot_image(env.active).read_bytes()
     result = offline(device, bundle)

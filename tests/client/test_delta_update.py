@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import pytest
+from bsdiff4 import core as bsdiff_core  # what fwcommon.delta patches with
 from tuf.api.metadata import TargetFile
 
 from client import delta as delta_module
@@ -43,6 +44,7 @@ from tests.client.tuf_repo import firmware_custom
 
 SIZE = 256 * 1024
 BLOCK = 64
+BASE_PATH = f"{MODEL}/fw-1.0.0.bin"  # release 1.0.0, what ``device`` runs
 
 
 def base_image() -> bytes:
@@ -69,43 +71,57 @@ def sign_release(sim: Sim, version: str, security_version: int, image: bytes, **
     return path
 
 
-def sign_delta(
+def sign_from_base(
     sim: Sim,
     tmp_path: Path,
-    *,
     image_path: str,
-    base_path: str,
-    base_version: str,
+    *,
     made_from: bytes,
     made_to: bytes,
-    listed_base: bytes | None = None,
     role: str = MODEL,
     signers: tuple[str, ...] = ("alice", "bob"),
 ) -> str:
-    """Sign ``<image_path>.from-<base_version>.bsdiff``: ``made_from`` to ``made_to``.
+    """Sign ``<image_path>.from-1.0.0.bsdiff``: ``made_from`` to ``made_to``, made in ``tmp_path``.
 
-    Its ``delta`` field names ``listed_base`` (default ``made_from``) as the base.
+    Its ``delta`` field names 1.0.0 (``BASE_PATH``) with ``made_from``'s
+    SHA-256 and length as the base.
     """
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "old").write_bytes(made_from)
-    (tmp_path / "new").write_bytes(made_to)
-    make_delta(tmp_path / "old", tmp_path / "new", tmp_path / "delta")
-    data = (tmp_path / "delta").read_bytes()
-    base = made_from if listed_base is None else listed_base
+    made = tmp_path / "made"
+    made.mkdir(parents=True, exist_ok=True)
+    (made / "old").write_bytes(made_from)
+    (made / "new").write_bytes(made_to)
+    make_delta(made / "old", made / "new", made / "delta")
+    path = f"{image_path}.from-1.0.0.bsdiff"
+    data = (made / "delta").read_bytes()
+    publish_delta(
+        sim, path, data, image_path=image_path, base=made_from, role=role, signers=signers
+    )
+    return path
+
+
+def publish_delta(
+    sim: Sim,
+    path: str,
+    data: bytes,
+    *,
+    image_path: str,
+    base: bytes,
+    role: str = MODEL,
+    signers: tuple[str, ...] = ("alice", "bob"),
+) -> None:
+    """Sign ``data`` at ``path`` in ``role``: its ``delta`` field names 1.0.0 as ``base``."""
     custom = {
         "delta": {
             "image": image_path,
-            "base": base_path,
+            "base": BASE_PATH,
             "base_sha256": sha256(base),
             "base_length": len(base),
             "format": "bsdiff4",
         }
     }
-    path = f"{image_path}.from-{base_version}.bsdiff"
     sim.repo.add_target(role, path, data, custom, *signers)
     sim.images[path] = data
     sim.publish()
-    return path
 
 
 def installed_detail(device: StateDir) -> dict[str, Any]:
@@ -155,15 +171,7 @@ def release(sim: Sim, new: bytes) -> str:
 @pytest.fixture
 def matching_delta(sim: Sim, tmp_path: Path, base: bytes, new: bytes, release: str) -> str:
     """The delta from 1.0.0 (what the device runs) to 1.1.0."""
-    return sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=new,
-    )
+    return sign_from_base(sim, tmp_path, release, made_from=base, made_to=new)
 
 
 def run(device: StateDir, sim: Sim) -> UpdateResult:
@@ -213,15 +221,7 @@ def test_a_delta_from_another_base_is_not_used_and_is_not_a_failure(
 ) -> None:
     """X1: the running firmware's SHA-256 differs from the delta's base: full image (R13)."""
     other = evolve(base_image(), seed=3)
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=other,
-        made_to=new,
-    )
+    path = sign_from_base(sim, tmp_path, release, made_from=other, made_to=new)
     result = run(device, sim)
     assert_installed_full(device, sim, release, result)
     assert sim.fetched(sim.target_url(path)) == [], "a delta for another base was downloaded"
@@ -232,16 +232,8 @@ def test_a_delta_signed_outside_the_releases_role_is_not_used(
     device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes, release: str
 ) -> None:
     """X1: a delta the top-level targets role signs, not the product line: full image (R13, R58)."""
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=new,
-        role="targets",
-        signers=("manager",),
+    path = sign_from_base(
+        sim, tmp_path, release, made_from=base, made_to=new, role="targets", signers=("manager",)
     )
     result = run(device, sim)
     assert_installed_full(device, sim, release, result)
@@ -266,16 +258,8 @@ def test_a_delta_signed_by_a_sibling_role_the_walk_visits_after_the_release_is_n
         "sibling", prefix=f"{MODEL}/", keys=("carol",), threshold=1, bin_bits=None,
         signers=("manager",),
     )  # fmt: skip
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=new,
-        role="sibling",
-        signers=("carol",),
+    path = sign_from_base(
+        sim, tmp_path, release, made_from=base, made_to=new, role="sibling", signers=("carol",)
     )
     result = run(device, sim)
     assert_installed_full(device, sim, release, result)
@@ -287,15 +271,7 @@ def test_a_delta_is_never_installed_on_its_own(
     device: StateDir, sim: Sim, tmp_path: Path, base: bytes, new: bytes
 ) -> None:
     """A delta target is no install candidate: with no full image signed, nothing installs (R13)."""
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=f"{MODEL}/fw-1.1.0.bin",
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=new,
-    )
+    path = sign_from_base(sim, tmp_path, f"{MODEL}/fw-1.1.0.bin", made_from=base, made_to=new)
     result = run(device, sim)
     assert result.outcome is Outcome.UP_TO_DATE, result.message
     assert sim.fetched(sim.target_url(path)) == []
@@ -321,15 +297,7 @@ def test_a_delta_never_installs_a_release_the_policy_refuses(
 ) -> None:
     """R25, hardware model: the choice is made on the full image; its delta changes nothing."""
     release = sign_release(sim, "1.1.0", security_version, new, **custom)
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=new,
-    )
+    path = sign_from_base(sim, tmp_path, release, made_from=base, made_to=new)
     result = run(device, sim)
     assert result.outcome is not Outcome.INSTALLED
     assert event in event_types(device)
@@ -379,15 +347,7 @@ def test_a_signed_delta_rebuilding_other_bytes_is_never_pending(
     only ``installed`` entry is the full image's, after the failure.
     Answers R13; TUF arbitrary software attack.
     """
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=evolve(base, seed=4),
-    )
+    path = sign_from_base(sim, tmp_path, release, made_from=base, made_to=evolve(base, seed=4))
     result = run(device, sim)
     assert_installed_full(device, sim, release, result)
     (failure,) = delta_failures(device)
@@ -419,18 +379,7 @@ def test_a_malformed_delta_fails_to_apply_and_the_full_image_installs(
     """X5: a validly signed delta that is not a bsdiff4 patch (DeltaError): full image (R13)."""
     path = f"{release}.from-1.0.0.bsdiff"
     data = b"NOTBSDIFF" * 100
-    custom = {
-        "delta": {
-            "image": release,
-            "base": f"{MODEL}/fw-1.0.0.bin",
-            "base_sha256": sha256(base),
-            "base_length": len(base),
-            "format": "bsdiff4",
-        }
-    }
-    sim.repo.add_target(MODEL, path, data, custom, "alice", "bob")
-    sim.images[path] = data
-    sim.publish()
+    publish_delta(sim, path, data, image_path=release, base=base)
     result = run(device, sim)
     assert_installed_full(device, sim, release, result)
     (failure,) = delta_failures(device)
@@ -448,7 +397,7 @@ def test_a_device_without_memory_for_the_delta_falls_back_to_the_full_image(
     """
 
     class CoreWithoutMemory:
-        decode_int64 = staticmethod(fwcommon_delta._bsdiff_core.decode_int64)
+        decode_int64 = staticmethod(bsdiff_core.decode_int64)
 
         @staticmethod
         def patch(*_args: object) -> bytes:
@@ -479,15 +428,7 @@ def test_a_stop_request_stops_the_delta_download_as_it_stops_the_full_one_r52(
     """
     image = evolve(base, seed=3, share=0.3)  # a delta of several chunks, smaller than the image
     release = sign_release(sim, "1.1.0", 2, image)
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=image,
-    )
+    path = sign_from_base(sim, tmp_path, release, made_from=base, made_to=image)
     assert 2 * CHUNK < len(sim.images[path]) < len(image)
     delta_url = sim.target_url(path)
     stopped = update(
@@ -521,7 +462,7 @@ def test_a_stop_request_stops_the_delta_download_as_it_stops_the_full_one_r52(
 @pytest.fixture
 def cut_while_applying(monkeypatch: pytest.MonkeyPatch) -> None:
     """The power goes once half the rebuilt image has reached the slot."""
-    real = delta_module.apply_delta
+    real = fwcommon_delta.apply_delta  # what client.delta imports
 
     def half_then_cut(base: Path, delta: Path, out: BinaryIO, *, max_output: int) -> int:
         class Half:
@@ -594,7 +535,7 @@ def test_a_power_cut_at_each_durable_step_of_a_delta_install_x6(
         booted = boot(state, health_check=None, now=datetime.now(UTC))
         assert verify_slot(state, booted.slot).ok, f"step {k}"
         if state.bootenv().active == "b":
-            assert state.slot_image("b").read_bytes() == sim.images[f"{MODEL}/fw-1.0.0.bin"]
+            assert state.slot_image("b").read_bytes() == sim.images[BASE_PATH]
             result = run(state, sim)
             assert result.outcome is Outcome.INSTALLED, f"step {k}: {result.message}"
             boot(state, health_check=None, now=datetime.now(UTC))
@@ -631,15 +572,7 @@ def test_a_delta_file_left_by_a_power_cut_does_not_refuse_the_next_install_for_r
     install (``insufficient_space``) whether or not a delta was signed.
     """
     if signed_delta:
-        sign_delta(
-            sim,
-            tmp_path / "made",
-            image_path=release,
-            base_path=f"{MODEL}/fw-1.0.0.bin",
-            base_version="1.0.0",
-            made_from=base,
-            made_to=new,
-        )
+        sign_from_base(sim, tmp_path, release, made_from=base, made_to=new)
     (device.slots_dir / "slot_a.delta").write_bytes(bytes(SIZE // 2))  # the cut download
     room = 2 * SIZE + slots.RESERVE + 1024
 
@@ -647,7 +580,7 @@ def test_a_delta_file_left_by_a_power_cut_does_not_refuse_the_next_install_for_r
         used = sum(f.stat().st_size for f in device.slots_dir.iterdir() if f.is_file())
         return _Usage(room, used, room - used)
 
-    monkeypatch.setattr(slots.shutil, "disk_usage", usage)
+    monkeypatch.setattr("client.slots.shutil.disk_usage", usage)
     result = run(device, sim)
     assert result.outcome is Outcome.INSTALLED, result.message
     assert "insufficient_space" not in event_types(device)
@@ -736,16 +669,8 @@ def test_an_offline_bundle_install_takes_the_full_image_it_carries_and_no_delta(
     sim = Sim(tmp_path / "sim")
     device = offline_device(tmp_path, sim)
     release = sim.release("1.1.0", 2)
-    old = sim.images[f"{MODEL}/fw-1.0.0.bin"]
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=old,
-        made_to=sim.images[release],
-    )
+    old = sim.images[BASE_PATH]
+    path = sign_from_base(sim, tmp_path, release, made_from=old, made_to=sim.images[release])
     member = sim.target_url(path).removeprefix("/")
     bundle = make_bundle(tmp_path / "b.fwbundle", sim, release=release, dropped=[member])
     result = update_from_bundle(device, bundle)
@@ -771,15 +696,7 @@ def binned(tmp_path: Path, base: bytes, new: bytes) -> tuple[Sim, StateDir, str,
     assert run(device, sim).outcome is Outcome.INSTALLED
     boot(device, health_check=None, now=datetime.now(UTC))
     release = sign_release(sim, "1.1.0", 2, new)
-    path = sign_delta(
-        sim,
-        tmp_path / "made",
-        image_path=release,
-        base_path=f"{MODEL}/fw-1.0.0.bin",
-        base_version="1.0.0",
-        made_from=base,
-        made_to=new,
-    )
+    path = sign_from_base(sim, tmp_path, release, made_from=base, made_to=new)
     assert sim.repo.leaf_role(MODEL, path) != MODEL
     return sim, device, release, path
 

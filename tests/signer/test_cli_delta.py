@@ -41,7 +41,13 @@ def _add(fwsign: Run, repo: Path, image: Path, version: str, *extra: str) -> Any
 
 def _line(repo: Path) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((repo / "metadata" / "pump-x100.json").read_bytes())
-    return document["signed"]["targets"]
+    targets: dict[str, Any] = document["signed"]["targets"]
+    return targets
+
+
+def _from_2_4_0(firmware: Path) -> tuple[str, str, str, str]:
+    """The options that add 2.5.0 with its delta from 2.4.0, files in ``firmware``."""
+    return ("--targets-dir", str(firmware), "--delta-from", "2.4.0")
 
 
 def _builds(tmp_path: Path, fwsign: Run, repo: Path) -> tuple[Path, bytes, Path]:
@@ -65,9 +71,7 @@ def test_add_with_delta_from_signs_a_delta_that_rebuilds_the_release(
     Answers R13.
     """
     firmware, old, new = _builds(tmp_path, fwsign, repo)
-    result = _add(
-        fwsign, repo, new, "2.5.0", "--targets-dir", str(firmware), "--delta-from", "2.4.0"
-    )
+    result = _add(fwsign, repo, new, "2.5.0", *_from_2_4_0(firmware))
     assert result.exit_code == 0, result.output
     assert f"added {DELTA}" in result.output
     targets = _line(repo)
@@ -103,9 +107,8 @@ def test_delta_base_dir_finds_the_base_in_a_flat_build_directory(
     (builds / "pump-fw-2.4.0.bin").write_bytes(old)
     (firmware / BASE).unlink()
     result = _add(
-        fwsign, repo, new, "2.5.0", "--targets-dir", str(firmware),
-        "--delta-from", "2.4.0", "--delta-base-dir", str(builds),
-    )  # fmt: skip
+        fwsign, repo, new, "2.5.0", *_from_2_4_0(firmware), "--delta-base-dir", str(builds)
+    )
     assert result.exit_code == 0, result.output
     assert (firmware / DELTA).is_file()
 
@@ -124,10 +127,8 @@ def test_a_base_file_that_is_not_the_signed_base_is_refused_and_nothing_changes(
     """A delta against the wrong base would never apply: refused before anything is made (R13)."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     (firmware / BASE).write_bytes(b"a rebuilt 2.4.0 that is not the signed one")
-    _refused(
-        fwsign, repo, new, "is not the signed base release pump-x100/pump-fw-2.4.0.bin",
-        "--targets-dir", str(firmware), "--delta-from", "2.4.0",
-    )  # fmt: skip
+    message = "is not the signed base release pump-x100/pump-fw-2.4.0.bin"
+    _refused(fwsign, repo, new, message, *_from_2_4_0(firmware))
     assert not (firmware / IMAGE).exists()
     assert not (firmware / DELTA).exists()
 
@@ -138,10 +139,8 @@ def test_a_missing_base_file_is_refused_naming_where_it_was_looked_for(
     """--delta-from: a missing base file is named with where it was looked for."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     (firmware / BASE).unlink()
-    _refused(
-        fwsign, repo, new, "give the build directory that holds it with --delta-base-dir",
-        "--targets-dir", str(firmware), "--delta-from", "2.4.0",
-    )  # fmt: skip
+    message = "give the build directory that holds it with --delta-base-dir"
+    _refused(fwsign, repo, new, message, *_from_2_4_0(firmware))
 
 
 def test_delta_from_without_targets_dir_is_refused(fwsign: Run, repo: Path, tmp_path: Path) -> None:
@@ -171,10 +170,7 @@ def test_a_delta_file_already_in_targets_dir_is_not_overwritten(
     """--delta-from: a delta file already in --targets-dir is never overwritten."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
     (firmware / DELTA).write_bytes(b"someone else's file")
-    _refused(
-        fwsign, repo, new, "already exists; move it away",
-        "--targets-dir", str(firmware), "--delta-from", "2.4.0",
-    )  # fmt: skip
+    _refused(fwsign, repo, new, "already exists; move it away", *_from_2_4_0(firmware))
     assert (firmware / DELTA).read_bytes() == b"someone else's file"
 
 
@@ -183,9 +179,7 @@ def test_withdrawing_the_base_release_withdraws_its_deltas_r56(
 ) -> None:
     """R56: no delta is left naming a release that is no longer signed."""
     firmware, _, new = _builds(tmp_path, fwsign, repo)
-    added = _add(
-        fwsign, repo, new, "2.5.0", "--targets-dir", str(firmware), "--delta-from", "2.4.0"
-    )
+    added = _add(fwsign, repo, new, "2.5.0", *_from_2_4_0(firmware))
     assert added.exit_code == 0, added.output
     result = fwsign("revoke-release", "--repo", str(repo), BASE, "--key", uris["alice"])
     assert result.exit_code == 0, result.output
