@@ -37,8 +37,8 @@ import click
 from securesystemslib.signer import Key
 
 from signer.errors import SignerError
-from signer.publish import Credentials, PublishError, ServerSession
-from signer.publish_cli import OTP_ENV, PASSWORD_ENV, read_secret, server_options
+from signer.publish import PublishError, ServerSession
+from signer.publish_cli import login_credentials, server_options
 from update_server.audit.chain import EntryRecord, canonical_time
 from update_server.audit.checkpoint import AuditReport, SignedCheckpoint, verify_log
 from update_server.audit.errors import CheckpointError
@@ -138,12 +138,7 @@ def verify_command(
         raise SignerError(f"--public-key: {exc}") from None
     reader = AuditReader(server, ca=ca)
     try:
-        credentials = Credentials(
-            user=user,
-            password=read_secret(PASSWORD_ENV, f"Password for {user}"),
-            otp=read_secret(OTP_ENV, "One-time code"),
-        )
-        reader.login(credentials)
+        reader.login(login_credentials(user))
         report = check_server_log(reader, key)
         reader.logout()
     finally:

@@ -7,7 +7,6 @@ automation, as ``fwsign publish`` reads them.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,18 +14,19 @@ import click
 
 from fwcommon.entry import INTERRUPTED_STATUS
 from signer.bundle_fetch import Fetched, fetch_bundle, refuse_existing
-from signer.publish import Credentials, PublishError, ServerSession
-from signer.publish_cli import OTP_ENV, PASSWORD_ENV, _show_login, read_secret, server_options
+from signer.publish import ServerSession
+from signer.publish_cli import _show_login, confirmation_code, login_credentials, server_options
 
 BUNDLE_OTP_ENV = "FWSIGN_BUNDLE_OTP"
 
 
 def _confirm_code(attempt: int) -> str:
-    if attempt > 1 and os.environ.get(BUNDLE_OTP_ENV):
-        raise PublishError(
-            f"the code in {BUNDLE_OTP_ENV} was refused; no bundle was made, nothing was written"
-        )
-    return read_secret(BUNDLE_OTP_ENV, "New one-time code to make the bundle (not the login's)")
+    return confirmation_code(
+        BUNDLE_OTP_ENV,
+        attempt,
+        prompt="New one-time code to make the bundle (not the login's)",
+        refused="no bundle was made, nothing was written",
+    )
 
 
 def _show(fetched: Fetched) -> None:
@@ -75,14 +75,9 @@ def bundle_command(  # noqa: PLR0917 - click passes the options as keywords
     refuse_existing(output)
     session = ServerSession(server, ca=ca)
     try:
-        credentials = Credentials(
-            user=user,
-            password=read_secret(PASSWORD_ENV, f"Password for {user}"),
-            otp=read_secret(OTP_ENV, "One-time code"),
-        )
         fetched = fetch_bundle(
             session,
-            credentials,
+            login_credentials(user),
             device_id=device_id,
             output=output,
             confirm_otp=_confirm_code,

@@ -123,13 +123,33 @@ def _show(result: PublishResult) -> None:
         click.echo(f"firmware of releases published before: {', '.join(result.completed_files)}")
 
 
+def login_credentials(user: str) -> Credentials:
+    """``user``'s password and login code, from the environment or hidden prompts."""
+    return Credentials(
+        user=user,
+        password=read_secret(PASSWORD_ENV, f"Password for {user}"),
+        otp=read_secret(OTP_ENV, "One-time code"),
+    )
+
+
+def confirmation_code(env: str, attempt: int, *, prompt: str, refused: str) -> str:
+    """A NEW one-time code confirming an action, from ``env`` or a hidden prompt.
+
+    A code from ``env`` that the server refused is not sent again: the
+    ``attempt`` after it ends the command, saying ``refused`` (what was not done).
+    """
+    if attempt > 1 and os.environ.get(env):
+        raise PublishError(f"the code in {env} was refused; {refused}")
+    return read_secret(env, prompt)
+
+
 def _publish_code(attempt: int) -> str:
-    if attempt > 1 and os.environ.get(PUBLISH_OTP_ENV):
-        raise PublishError(
-            f"the code in {PUBLISH_OTP_ENV} was refused; nothing was published (the upload"
-            " was cancelled)"
-        )
-    return read_secret(PUBLISH_OTP_ENV, "New one-time code to publish (not the login's)")
+    return confirmation_code(
+        PUBLISH_OTP_ENV,
+        attempt,
+        prompt="New one-time code to publish (not the login's)",
+        refused="nothing was published (the upload was cancelled)",
+    )
 
 
 @click.command("publish")
@@ -180,11 +200,7 @@ def publish_command(  # noqa: PLR0917 - click passes the options as keywords
     session = ServerSession(server, ca=ca)
     stage = _Stage()
     try:
-        credentials = Credentials(
-            user=user,
-            password=read_secret(PASSWORD_ENV, f"Password for {user}"),
-            otp=read_secret(OTP_ENV, "One-time code"),
-        )
+        credentials = login_credentials(user)
         result = publish_repository(
             repo,
             session,
