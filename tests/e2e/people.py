@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -63,6 +64,31 @@ def call(
             timeout=urllib3.Timeout(total=REQUEST_TIMEOUT),
         )
     return answer.status, answer.json() if answer.data else {}, time.monotonic() - started
+
+
+def publish_role(
+    server: RunningServer, engineer: Person, role: str, document: Any, files: dict[str, Path]
+) -> None:
+    """Upload signed ``role``, send each target's bytes, publish with a fresh code (the API
+    fwsign uses)."""
+    status, staged, _ = call(
+        server, "POST", "/api/v1/releases", {"metadata": {role: document}}, engineer.headers
+    )
+    assert status == 201, staged
+    release = staged["id"]
+    with server.pool() as pool:
+        for path, file in files.items():
+            sent = pool.request(
+                "PUT",
+                f"{server.url}/api/v1/releases/{release}/targets/{path}",
+                body=file.read_bytes(),
+                headers={**engineer.headers, "Content-Type": "application/octet-stream"},
+                timeout=urllib3.Timeout(total=REQUEST_TIMEOUT),
+            )
+            assert sent.status == 201, sent.data
+    fresh = {**engineer.headers, "X-OTP": engineer.unused_code()}
+    status, published, _ = call(server, "POST", f"/api/v1/releases/{release}/publish", None, fresh)
+    assert status == 200, published
 
 
 def _ok(server: RunningServer, path: str, body: dict[str, str] | None, token: str = "") -> Any:

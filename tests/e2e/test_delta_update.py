@@ -20,7 +20,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import urllib3
 from securesystemslib.signer import Signer
 
 from client.state import StateDir
@@ -30,7 +29,7 @@ from signer.authoring import DeltaSources, add_firmware
 from signer.repository import OfflineRepository
 from tests.e2e.conftest import RunningServer, fwclient, new_data_dir, start_server
 from tests.e2e.offline import LINE, import_repository, make_repository
-from tests.e2e.people import Person, call, enrolled
+from tests.e2e.people import Person, enrolled, publish_role
 from update_server.config import ServerConfig
 
 NEW = f"{LINE}/pump-fw-2.1.0.bin"
@@ -63,26 +62,9 @@ def _sign_with_delta(offline: Path, keys: dict[str, Signer], image: Path, work: 
 def _publish(
     server: RunningServer, engineer: Person, offline: Path, files: dict[str, Path]
 ) -> None:
-    """Upload the line, send each target's bytes, publish with a fresh code (fwsign's API)."""
-    line = {LINE: json.loads(layout.role_file(offline, LINE).read_bytes())}
-    status, staged, _ = call(
-        server, "POST", "/api/v1/releases", {"metadata": line}, engineer.headers
-    )
-    assert status == 201, staged
-    release = staged["id"]
-    with server.pool() as pool:
-        for path, file in files.items():
-            sent = pool.request(
-                "PUT",
-                f"{server.url}/api/v1/releases/{release}/targets/{path}",
-                body=file.read_bytes(),
-                headers={**engineer.headers, "Content-Type": "application/octet-stream"},
-                timeout=urllib3.Timeout(total=30),
-            )
-            assert sent.status == 201, sent.data
-    fresh = {**engineer.headers, "X-OTP": engineer.unused_code()}
-    status, published, _ = call(server, "POST", f"/api/v1/releases/{release}/publish", None, fresh)
-    assert status == 200, published
+    """Upload the line, send ``files``' bytes, publish with a fresh code."""
+    document = json.loads(layout.role_file(offline, LINE).read_bytes())
+    publish_role(server, engineer, LINE, document, files)
 
 
 def _device(server: RunningServer, root: Path, state: Path, device_id: str) -> list[str]:

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import urllib3
 from securesystemslib.signer import Signer
 
 from client.state import StateDir
@@ -36,7 +35,7 @@ from signer.repository import OfflineRepository
 from signer.signing import sign_roles
 from tests.e2e.conftest import RunningServer, fwclient, new_data_dir, start_server
 from tests.e2e.offline import LINE, import_repository, make_repository
-from tests.e2e.people import Person, call, enrolled
+from tests.e2e.people import Person, call, enrolled, publish_role
 from tests.e2e.ward import Ward, fwserver_cli, pump
 from update_server.config import ServerConfig
 
@@ -59,26 +58,12 @@ def _sign_release(path: Path, keys: Mapping[str, Signer], image: Path, version: 
     add_firmware(repo, image=image, name="pump-fw", info=info)
 
 
-def _publish(server: RunningServer, engineer: Person, offline: Path, image: Path) -> None:
-    """Upload the line, send 2.1.0's bytes, publish with a fresh code (the API fwsign uses)."""
-    line = {LINE: json.loads(layout.role_file(offline, LINE).read_bytes())}
-    status, staged, _ = call(
-        server, "POST", "/api/v1/releases", {"metadata": line}, engineer.headers
-    )
-    assert status == 201, staged
-    release = staged["id"]
-    with server.pool() as pool:
-        sent = pool.request(
-            "PUT",
-            f"{server.url}/api/v1/releases/{release}/targets/{NEW}",
-            body=image.read_bytes(),
-            headers={**engineer.headers, "Content-Type": "application/octet-stream"},
-            timeout=urllib3.Timeout(total=30),
-        )
-    assert sent.status == 201, sent.data
-    fresh = {**engineer.headers, "X-OTP": engineer.unused_code()}
-    status, published, _ = call(server, "POST", f"/api/v1/releases/{release}/publish", None, fresh)
-    assert status == 200, published
+def _publish(
+    server: RunningServer, engineer: Person, offline: Path, files: dict[str, Path]
+) -> None:
+    """Upload the line, send ``files``' bytes, publish with a fresh code."""
+    document = json.loads(layout.role_file(offline, LINE).read_bytes())
+    publish_role(server, engineer, LINE, document, files)
 
 
 def _inventory(server: RunningServer, admin: Person) -> dict[str, Any]:
@@ -114,7 +99,7 @@ def test_a_pump_on_a_withdrawn_release_installs_its_successor_without_a_deployme
         now = datetime.now(UTC)
         revoke_release(OfflineRepository(offline, now=now, signers=[keys["alice"]]), path=OLD)
         sign_roles(OfflineRepository(offline, now=now, signers=[keys["bob"]]), roles=[LINE])
-        _publish(server, enrolled(server, "engineer1"), offline, new)
+        _publish(server, enrolled(server, "engineer1"), offline, {NEW: new})
         assert _inventory(server, admin)["running_withdrawn"] is True
 
         second = fwclient("update", *device, "--boot")
