@@ -25,6 +25,8 @@ from signer.authoring import add_firmware, sbom_target_path
 from signer.keyops import rotate
 from signer.signing import sign_roles
 from tests.update_server.repo_world import LINES, World, image_bytes, key
+from update_server.bundles import making
+from update_server.bundles.making import Request
 from update_server.publication.repository import target_file
 
 BASE = "https://server.test"
@@ -86,6 +88,23 @@ def publish(
     answer = world.publish(engineers[0], upload)
     assert answer.status_code == 200, answer.get_json()
     return published
+
+
+def publish_releases(world: World) -> tuple[Published, Published]:
+    """Pump 1.0.0, then 2.0.0 with its SBOM; a monitor release beside them; root at v3."""
+    old = publish(world, "1.0.0")
+    publish(world, "1.0.0", line="monitor-m20")
+    new = publish(world, "2.0.0", sbom=True)
+    assert rotate_root(world, "officer4") == 2
+    assert rotate_root(world, "officer5") == 3
+    return old, new
+
+
+def make_bundle(world: World, request: Request, out: Path, *, max_bytes: int = LIMIT) -> Path:
+    """The server's bundle for ``request`` at ``out`` (``bundles.making``, as the command)."""
+    contents = making.collect(world.config, request, now=world.now, wait=0)
+    making.write(contents, out, now=world.now, max_bytes=max_bytes)
+    return out
 
 
 def rotate_root(world: World, new_officer: str) -> int:

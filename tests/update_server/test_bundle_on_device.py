@@ -22,13 +22,13 @@ from client.events import EventType
 from client.offline import BundleMismatchError
 from client.state import DEFAULT_SLOT_CAPACITY, DeviceIdentity, StateDir
 from client.update import Outcome
-from tests.update_server.bundle_world import Published, publish, rotate_root
+from tests.update_server.bundle_world import (
+    Published,
+    make_bundle,
+    publish_releases,
+)
 from tests.update_server.repo_world import World
-from update_server.bundles import making
 from update_server.bundles.making import Request
-
-BOUND = 64 * 1024 * 1024
-
 
 def _device(world: World, path: Path, device_id: str = "pump-0001") -> StateDir:
     state = StateDir(path)
@@ -42,28 +42,16 @@ def _device(world: World, path: Path, device_id: str = "pump-0001") -> StateDir:
     return state
 
 
-def _bundle(world: World, request: Request, out: Path) -> Path:
-    contents = making.collect(world.config, request, now=world.now, wait=0)
-    making.write(contents, out, now=world.now, max_bytes=BOUND)
-    return out
-
-
 @pytest.fixture
 def releases(world: World) -> tuple[Published, Published]:
-    """Pump 1.0.0, then 2.0.0 with its SBOM; a monitor release beside them; root at v3."""
-    old = publish(world, "1.0.0")
-    publish(world, "1.0.0", line="monitor-m20")
-    new = publish(world, "2.0.0", sbom=True)
-    assert rotate_root(world, "officer4") == 2
-    assert rotate_root(world, "officer5") == 3
-    return old, new
+    return publish_releases(world)
 
 
 def test_a_bundle_the_server_makes_installs_on_a_device_with_root_1_and_no_network_r13(
     world: World, releases: tuple[Published, Published], tmp_path: Path
 ) -> None:
     _, new = releases
-    bundle = _bundle(world, Request(hardware_model="pump-x100"), tmp_path / "pump.tar")
+    bundle = make_bundle(world, Request(hardware_model="pump-x100"), tmp_path / "pump.tar")
     state = _device(world, tmp_path / "device")
     result = update_from_bundle(state, bundle)
     assert result.outcome is Outcome.INSTALLED, result.message
@@ -83,7 +71,7 @@ def test_a_named_older_release_bundle_installs_that_release_not_the_newest_s5(
     """The manifest's release narrows the device's choice (O7), as the server chose it."""
     old, _ = releases
     request = Request(hardware_model="pump-x100", version="1.0.0")
-    bundle = _bundle(world, request, tmp_path / "old.tar")
+    bundle = make_bundle(world, request, tmp_path / "old.tar")
     state = _device(world, tmp_path / "device")
     result = update_from_bundle(state, bundle)
     assert result.outcome is Outcome.INSTALLED, result.message
@@ -94,7 +82,7 @@ def test_a_bundle_for_a_root_the_device_does_not_trust_yet_is_refused_by_name_o7
     world: World, releases: tuple[Published, Published], tmp_path: Path
 ) -> None:
     request = Request(hardware_model="pump-x100", root_from=3)
-    bundle = _bundle(world, request, tmp_path / "short.tar")
+    bundle = make_bundle(world, request, tmp_path / "short.tar")
     state = _device(world, tmp_path / "device")
     with pytest.raises(BundleMismatchError, match="starts after root version 3; this device"):
         update_from_bundle(state, bundle)

@@ -25,8 +25,8 @@ from tests.update_server.bundle_world import (
     BundleFetcher,
     Published,
     bundle_updater,
-    publish,
-    rotate_root,
+    make_bundle,
+    publish_releases,
 )
 from tests.update_server.repo_world import World
 from tests.update_server.test_publication_deltas import (
@@ -47,12 +47,6 @@ from update_server.publication.repository import OnlineRepository
 BOUND = 64 * 1024 * 1024
 
 
-def _make(world: World, request: Request, out: Path, *, max_bytes: int = BOUND) -> Path:
-    contents = making.collect(world.config, request, now=world.now, wait=0)
-    making.write(contents, out, now=world.now, max_bytes=max_bytes)
-    return out
-
-
 def _published_version(world: World, role: str) -> int:
     version = OnlineRepository(world.repository, now=world.now).published_version(role)
     assert version is not None
@@ -65,13 +59,7 @@ def _sha256(data: bytes) -> str:
 
 @pytest.fixture
 def releases(world: World) -> tuple[Published, Published]:
-    """Pump 1.0.0, then 2.0.0 with its SBOM; a monitor release beside them; root at v3."""
-    old = publish(world, "1.0.0")
-    publish(world, "1.0.0", line="monitor-m20")
-    new = publish(world, "2.0.0", sbom=True)
-    assert rotate_root(world, "officer4") == 2
-    assert rotate_root(world, "officer5") == 3
-    return old, new
+    return publish_releases(world)
 
 
 def test_a_bundle_holds_exactly_the_root_chain_roles_firmware_and_sbom_r13_r25_s1_s4(
@@ -80,7 +68,7 @@ def test_a_bundle_holds_exactly_the_root_chain_roles_firmware_and_sbom_r13_r25_s
     """Root chain after v1, timestamp, the versioned snapshot and targets, the pump line's
     role (not the monitor's), the newest release and its SBOM, under ngclient's names."""
     _, new = releases
-    out = _make(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
+    out = make_bundle(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
     assert new.sbom is not None and new.sbom_path is not None
     expected = {
         MANIFEST,
@@ -111,7 +99,7 @@ def test_a_stock_ngclient_on_root_1_updates_from_the_bundle_alone_r13(
     """TUF 5.3-5.7 run on the bundle's bytes only: every file the device asks for is there
     (a 404 ends the root chain only), and the firmware and SBOM verify byte for byte."""
     _, new = releases
-    out = _make(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
+    out = make_bundle(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
     root_1 = (world.repository / "metadata" / "1.root.json").read_bytes()
     with Bundle.open(out, max_bytes=BOUND) as bundle:
         updater = bundle_updater(bundle, tmp_path / "device", root_1)
@@ -136,16 +124,18 @@ def test_a_stock_ngclient_on_root_1_updates_from_the_bundle_alone_r13(
 def test_the_chain_starts_after_the_root_the_device_trusts_r25_s1(
     world: World, releases: tuple[Published, Published], tmp_path: Path
 ) -> None:
-    out = _make(world, Request(hardware_model="pump-x100", root_from=2), tmp_path / "b.tar")
+    out = make_bundle(world, Request(hardware_model="pump-x100", root_from=2), tmp_path / "b.tar")
     with Bundle.open(out, max_bytes=BOUND) as bundle:
         roots = sorted(name for name in bundle.names() if name.endswith(".root.json"))
         assert bundle.manifest.root_from == 2
     assert roots == ["metadata/3.root.json"]
-    current = _make(world, Request(hardware_model="pump-x100", root_from=3), tmp_path / "c.tar")
+    current = make_bundle(
+        world, Request(hardware_model="pump-x100", root_from=3), tmp_path / "c.tar"
+    )
     with Bundle.open(current, max_bytes=BOUND) as bundle:
         assert not [name for name in bundle.names() if name.endswith(".root.json")]
     with pytest.raises(BadRootError, match="up to 3, not 4"):
-        _make(world, Request(hardware_model="pump-x100", root_from=4), tmp_path / "d.tar")
+        make_bundle(world, Request(hardware_model="pump-x100", root_from=4), tmp_path / "d.tar")
     assert not (tmp_path / "d.tar").exists()
 
 
@@ -155,7 +145,7 @@ def test_a_named_older_release_is_carried_with_its_own_file_s5(
     """S5: a named older release is carried with its own firmware file."""
     old, _ = releases
     request = Request(hardware_model="pump-x100", version="1.0.0")
-    out = _make(world, request, tmp_path / "b.tar")
+    out = make_bundle(world, request, tmp_path / "b.tar")
     with Bundle.open(out, max_bytes=BOUND) as bundle:
         targets = [name for name in bundle.names() if name.startswith("targets/")]
         assert bundle.manifest.release == old.path
@@ -167,9 +157,9 @@ def test_an_unknown_model_or_release_is_refused_and_nothing_is_written_s5(
 ) -> None:
     """S5: an unknown model or release is refused; nothing is written."""
     with pytest.raises(UnknownError, match="ventilator-v9"):
-        _make(world, Request(hardware_model="ventilator-v9"), tmp_path / "a.tar")
+        make_bundle(world, Request(hardware_model="ventilator-v9"), tmp_path / "a.tar")
     with pytest.raises(UnknownError, match=r"no release 9\.9\.9 .*1\.0\.0, 2\.0\.0"):
-        _make(world, Request(hardware_model="pump-x100", version="9.9.9"), tmp_path / "b.tar")
+        make_bundle(world, Request(hardware_model="pump-x100", version="9.9.9"), tmp_path / "b.tar")
     assert list(tmp_path.glob("*.tar")) == []
 
 
@@ -179,7 +169,9 @@ def test_a_bundle_over_its_bound_is_refused_and_leaves_no_file_r13(
     media = tmp_path / "media"
     media.mkdir()
     with pytest.raises(BundleError, match=r"bound|larger|max"):
-        _make(world, Request(hardware_model="pump-x100"), media / "b.tar", max_bytes=16 * 1024)
+        make_bundle(
+            world, Request(hardware_model="pump-x100"), media / "b.tar", max_bytes=16 * 1024
+        )
     assert list(media.iterdir()) == [], "neither the bundle nor a temporary file is left"
 
 
@@ -190,7 +182,7 @@ def test_a_release_whose_file_the_server_lacks_is_refused(
     _, new = releases
     (world.repository / new.member(_sha256(new.data))).unlink()
     with pytest.raises(making.UnusableError, match="upload the signed file"):
-        _make(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
+        make_bundle(world, Request(hardware_model="pump-x100"), tmp_path / "b.tar")
     assert not (tmp_path / "b.tar").exists()
 
 
@@ -274,7 +266,7 @@ def test_a_bundle_carries_the_full_image_and_no_delta_s6(world: World, tmp_path:
         ("device", _device_request(None, "1.0.0")),
         ("model", Request(hardware_model="pump-x100")),
     ):
-        out = _make(world, request, tmp_path / f"{name}.tar")
+        out = make_bundle(world, request, tmp_path / f"{name}.tar")
         with Bundle.open(out, max_bytes=BOUND) as bundle:
             assert bundle.manifest.release == DELTA_IMAGE, name
             assert bundle.read(image_member, limit=BOUND) == image, name
@@ -315,7 +307,7 @@ def test_with_hashed_bins_a_bundle_carries_the_bins_of_the_releases_a_device_may
         ("device", Request(hardware_model="ventilator-v5", device=vent)),
     ):
         bins = {old_bin}
-        out = _make(world, request, tmp_path / f"{name}.tar")
+        out = make_bundle(world, request, tmp_path / f"{name}.tar")
         with Bundle.open(out, max_bytes=BOUND) as bundle:
             assert _bins(bundle) == sorted(f"{role}.json" for role in bins), name
             assert bundle.manifest.release == new_path
@@ -327,7 +319,7 @@ def test_with_hashed_bins_a_bundle_carries_the_bins_of_the_releases_a_device_may
             got = Path(updater.download_target(found, str(tmp_path / f"{name}.bin")))
             assert got.read_bytes() == new_data
     unreported = Request(hardware_model="ventilator-v5", device=replace(vent, running_version=None))
-    with Bundle.open(_make(world, unreported, tmp_path / "u.tar"), max_bytes=BOUND) as bundle:
+    with Bundle.open(make_bundle(world, unreported, tmp_path / "u.tar"), max_bytes=BOUND) as bundle:
         assert _bins(bundle) == [], "nothing known to look up"
 
 
@@ -340,7 +332,7 @@ def test_a_superseded_release_named_on_purpose_comes_with_its_bin_s3(
     _publish_vent(world, tmp_path, "2.0.0")
     device = DeviceFacts("vent-1", "ventilator-v5", None, None)
     request = Request(hardware_model="ventilator-v5", version="1.0.0", device=device)
-    named = _make(world, request, tmp_path / "old.tar")
+    named = make_bundle(world, request, tmp_path / "old.tar")
     with Bundle.open(named, max_bytes=BOUND) as bundle:
         assert _bins(bundle) == [f"{old_bin}.json"]
         assert bundle.manifest.release == old_path
