@@ -30,6 +30,7 @@ from tests.update_server.bundle_world import (
 from tests.update_server.repo_world import World
 from update_server.bundles.making import Request
 
+
 def _device(world: World, path: Path, device_id: str = "pump-0001") -> StateDir:
     state = StateDir(path)
     provisioning.provision(
