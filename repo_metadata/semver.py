@@ -45,6 +45,17 @@ class SemVer:
             int(major), int(minor), int(patch), tuple(pre.split(".")) if pre else (), build or ""
         )
 
+    @classmethod
+    def reported(cls, text: str | None) -> SemVer | None:
+        """A version a device reported, or None when it reported none or no semantic
+        version: such a version counts as unknown, never as an error."""
+        if text is None:
+            return None
+        try:
+            return cls.parse(text)
+        except ValueError:
+            return None
+
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"
         if self.prerelease:

@@ -55,19 +55,21 @@ def offered(
     security_floor: int | None,
 ) -> Release | None:
     """O1, O2: the release to authorize for a device, or None when there is none."""
-    installed = _parsed(running_version)
-    takes = [
+    installed = SemVer.reported(running_version)
+    fitting = [
         release
         for release in releases
-        if _takes(release, hardware_model, installed, security_floor or 0)
+        if takes(release, hardware_model, installed, security_floor or 0)
     ]
-    if not takes:
+    if not fitting:
         return None
-    newest = max(takes, key=lambda release: (release.info.semver, release.path))
+    newest = max(fitting, key=lambda release: (release.info.semver, release.path))
     return newest if newest.info.requires_authorization else None
 
 
-def _takes(release: Release, hardware_model: str, installed: SemVer | None, floor: int) -> bool:
+def takes(release: Release, hardware_model: str, installed: SemVer | None, floor: int) -> bool:
+    """O1: a device of ``hardware_model`` running ``installed`` (None: unknown) above
+    security floor ``floor`` would take ``release`` (``client.policy``'s rules, as read here)."""
     info = release.info
     if hardware_model not in info.hardware_models or info.semver.prerelease:
         return False
@@ -79,13 +81,3 @@ def _takes(release: Release, hardware_model: str, installed: SemVer | None, floo
     if needs is not None and installed < SemVer.parse(needs):
         return False
     return info.semver > installed
-
-
-def _parsed(version: str | None) -> SemVer | None:
-    """A reported version; one that does not parse counts as unknown."""
-    if version is None:
-        return None
-    try:
-        return SemVer.parse(version)
-    except ValueError:
-        return None

@@ -57,6 +57,7 @@ from tuf.api.metadata import TargetFile, Targets
 from repo_metadata.errors import InvalidFieldError
 from repo_metadata.firmware import FirmwareInfo
 from repo_metadata.semver import SemVer
+from update_server.authorizations import offers
 from update_server.authorizations.issuing import Release
 from update_server.bundles.errors import BadRootError, NothingToCarryError, UnknownError
 from update_server.publication.repository import METADATA_DIR, role_file, target_file
@@ -212,26 +213,18 @@ def choose(
         return max(named, key=lambda release: release.path)
     if device is not None and assigned is not None:
         return assigned
-    takes = [release for release in releases if _takes(release.info, device)]
+    takes = [release for release in releases if _takes(release, device)]
     if not takes:
         raise NothingToCarryError(_nothing(model, device))
     return max(takes, key=lambda release: (release.info.semver, release.path))
 
 
-def _takes(info: FirmwareInfo, device: DeviceFacts | None) -> bool:
-    if info.semver.prerelease:
-        return False
+def _takes(release: Release, device: DeviceFacts | None) -> bool:
+    """S5: what a device takes (``authorizations.offers.takes``); for a model, no pre-release."""
     if device is None:
-        return True
-    if info.security_version < (device.security_floor or 0):
-        return False
-    installed = _parsed(device.running_version)
-    if installed is None:
-        return info.min_installed_version is None
-    needs = info.min_installed_version
-    if needs is not None and installed < SemVer.parse(needs):
-        return False
-    return info.semver > installed
+        return not release.info.semver.prerelease
+    installed = SemVer.reported(device.running_version)
+    return offers.takes(release, device.hardware_model, installed, device.security_floor or 0)
 
 
 def _nothing(model: str, device: DeviceFacts | None) -> str:
@@ -251,13 +244,4 @@ def release_of(path: str, target: TargetFile) -> Release | None:
     try:
         return Release(path, sha256, FirmwareInfo.from_target(target))
     except InvalidFieldError:
-        return None
-
-
-def _parsed(version: str | None) -> SemVer | None:
-    if version is None:
-        return None
-    try:
-        return SemVer.parse(version)
-    except ValueError:
         return None

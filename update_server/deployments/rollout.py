@@ -594,7 +594,7 @@ def _left_out_because(device: Device, release: Release, version: SemVer) -> str 
         return "not accepted"
     if device.hardware_model not in release.info.hardware_models:
         return "other hardware model"
-    running = _parsed(device.running_version)
+    running = SemVer.reported(device.running_version)
     if running is not None and running >= version:
         return "running it or newer"
     return None
@@ -664,15 +664,6 @@ def _audit(
 
 def _spread(path: str, device_id: str) -> str:
     return hashlib.sha256(f"{path}\n{device_id}".encode()).hexdigest()
-
-
-def _parsed(version: str | None) -> SemVer | None:
-    if version is None:
-        return None
-    try:
-        return SemVer.parse(version)
-    except ValueError:
-        return None
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -43,7 +43,7 @@ def running_withdrawn(
     once_signed: Collection[SemVer],
 ) -> bool | None:
     """WD1-WD3. ``releases`` are signed now; ``once_signed`` the model's versions ever signed."""
-    running = _parsed(running_version)
+    running = SemVer.reported(running_version)
     if running is None:
         return None
     listed = False
@@ -67,7 +67,7 @@ def successor(
     security_floor: int | None,
 ) -> Release | None:
     """WD4: the release that takes the device off its withdrawn one, or None."""
-    running = _parsed(running_version)
+    running = SemVer.reported(running_version)
     if running is None:
         return None
     fitting = [
@@ -90,12 +90,3 @@ def _takes(release: Release, *, hardware_model: str, running: SemVer, floor: int
             or running >= SemVer.parse(info.min_installed_version)
         )
     )
-
-
-def _parsed(version: str | None) -> SemVer | None:
-    if version is None:
-        return None
-    try:
-        return SemVer.parse(version)
-    except ValueError:
-        return None

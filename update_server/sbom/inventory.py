@@ -131,14 +131,7 @@ def devices_running(
         .order_by(Device.id)
     )
     for device in rows:
-        version = _parsed(device.running_version)
+        version = SemVer.reported(device.running_version)
         for path in by_version.get((device.hardware_model, version), []) if version else []:
             running.setdefault(path, []).append(device.id)
     return {path: tuple(ids) for path, ids in running.items()}
-
-
-def _parsed(version: str | None) -> SemVer | None:
-    try:
-        return None if version is None else SemVer.parse(version)
-    except ValueError:
-        return None
