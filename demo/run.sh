@@ -190,16 +190,21 @@ fi
 cp genuine.bin "$SERVED"
 fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --health-check true
 
+# Every later release is signed by alice and bob and published by alice, as 2.4.0 was.
+sign_and_publish() {
+    fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
+    fwsign sign --repo repo-bob --key "$BOB" >/dev/null
+    FWSIGN_PASSWORD="$ALICE_PASSWORD" \
+    FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+    FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
+        fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+}
+
 say "Release 2.5.0 (signed by alice and bob, published with MFA) fails its health check on pump-002"
 head -c $((4 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.5.0.bin
 fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.5.0.bin --name pump-fw --version 2.5.0 \
     --security-version 3 --hardware-model pump-x100
-fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
-fwsign sign --repo repo-bob --key "$BOB" >/dev/null
-FWSIGN_PASSWORD="$ALICE_PASSWORD" \
-FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+sign_and_publish
 fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --tries 2 \
     --health-check "sh -c 'echo occlusion sensor not responding >&2; exit 1'" || true
 for _ in 1 2; do fwclient boot --state devices/pump-002 --health-check false || true; done
@@ -213,12 +218,7 @@ say "Release 2.6.0 needs a technician's authorization on site (R58); alice and b
 head -c $((4 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.6.0.bin
 fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.6.0.bin --name pump-fw --version 2.6.0 \
     --security-version 3 --hardware-model pump-x100 --requires-authorization
-fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
-fwsign sign --repo repo-bob --key "$BOB" >/dev/null
-FWSIGN_PASSWORD="$ALICE_PASSWORD" \
-FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+sign_and_publish
 
 say "pump-001 waits for an authorization: it keeps running 2.5.0 and says so (exit 0)"
 fwclient update --state devices/pump-001 --server "$URL" --ca "$CA" --health-check true
@@ -253,12 +253,7 @@ fwserver fleet install --data-dir server pump-x100 assigned
 head -c $((4 * 1024 * 1024)) /dev/urandom > firmware/pump-x100/pump-fw-2.7.0.bin
 fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.7.0.bin --name pump-fw --version 2.7.0 \
     --security-version 3 --hardware-model pump-x100
-fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
-fwsign sign --repo repo-bob --key "$BOB" >/dev/null
-FWSIGN_PASSWORD="$ALICE_PASSWORD" \
-FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+sign_and_publish
 fwclient update --state devices/pump-002 --server "$URL" --ca "$CA" --health-check true
 
 say "Two release managers and three security officers finish their first login"
@@ -303,12 +298,7 @@ head -c $((40 * 1024)) /dev/urandom \
     | dd of=firmware/pump-x100/pump-fw-2.8.0.bin bs=4096 seek=100 conv=notrunc status=none
 fwsign add --repo repo-bob firmware/pump-x100/pump-fw-2.8.0.bin --name pump-fw --version 2.8.0 \
     --security-version 3 --hardware-model pump-x100 --targets-dir firmware --delta-from 2.7.0
-fwsign sign --repo repo-bob --key "$ALICE" >/dev/null
-fwsign sign --repo repo-bob --key "$BOB" >/dev/null
-FWSIGN_PASSWORD="$ALICE_PASSWORD" \
-FWSIGN_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-FWSIGN_PUBLISH_OTP=$(python "$DEMO_DIR/phone.py" code alice) \
-    fwsign publish --repo repo-bob --server "$URL" --ca "$CA" --user alice --targets-dir firmware
+sign_and_publish
 
 say "Mona deploys 2.8.0 to the fleet; max approves. pump-002 (wave 1), on a thin link, downloads"
 echo "   the delta, rebuilds 2.8.0 in its inactive slot and checks it against the signed image"
